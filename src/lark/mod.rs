@@ -1,0 +1,1 @@
+//! Lark client: app token, OAuth, VC reserves, bot messages. Filled in by the Lark client work.

@@ -1,0 +1,22 @@
+//! lark-vc-bridge gives every remote training booking in Salesforce a Lark video meeting
+//! hosted by its trainer. Module map:
+//!
+//! - [`config`]     — layered settings (design §2.2), validated into typed values
+//! - [`telemetry`]  — tracing set-up (human or JSON logs)
+//! - [`retry`]      — the one retry helper: classification, jittered capped backoff, server hints
+//! - [`store`]      — embedded SQLite: OAuth nonces, checkpoints, token and reservation journals
+//! - [`tokens`]     — token types with redacted `Debug`, the AES-GCM vault, the token service
+//! - [`salesforce`] — Salesforce auth, REST (query, update, collections) and streaming (CometD)
+//! - [`lark`]       — Lark app token, user OAuth, VC reserves, bot messages
+//! - [`http`]       — the axum routes: OAuth start/callback, health, readiness, metrics
+//! - [`app`]        — wiring: `App::build(settings)`, `port()`, `run_until_stopped()`
+//! - [`cli`]        — the commands of design §2.1
+//! - [`simulator`]  — in-process Salesforce and Lark simulators for demo, simulate and tests
+
+pub mod config;
+pub mod lark;
+pub mod retry;
+pub mod salesforce;
+pub mod simulator;
+pub mod telemetry;
+pub mod tokens;

@@ -1,0 +1,207 @@
+//! The one retry helper: a per-attempt timeout, an explicit classification of each error
+//! (retry or not), exponential backoff with jitter and a cap (from `backon`), and server
+//! hints (Salesforce `advice`, Lark `x-ogw-ratelimit-reset`) taking precedence over the
+//! computed delay.
+
+use std::future::Future;
+use std::time::Duration;
+
+use backon::BackoffBuilder;
+
+/// What an error says about trying again.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RetryHint {
+    /// Permanent: retrying cannot help (bad input, permission, not found).
+    Never,
+    /// Transient: retry after the computed backoff.
+    Backoff,
+    /// The server said when: wait exactly this long (rate limit reset, advice interval).
+    After(Duration),
+}
+
+/// Errors the retry helper can classify.
+pub trait Retryable: Sized {
+    /// Whether and when to try again.
+    fn retry_hint(&self) -> RetryHint;
+    /// The error to report when one attempt exceeded the per-attempt timeout.
+    fn timed_out(after: Duration) -> Self;
+}
+
+/// How hard to try.
+#[derive(Debug, Clone)]
+pub struct RetryPolicy {
+    /// Attempts in all, the first included.
+    pub max_attempts: usize,
+    /// First backoff delay.
+    pub initial_delay: Duration,
+    /// Cap on one backoff delay.
+    pub max_delay: Duration,
+    /// Cap on a server-hinted wait (a bogus reset header must not stall us for hours).
+    pub max_hinted_delay: Duration,
+    /// Time allowed for one attempt.
+    pub attempt_timeout: Duration,
+}
+
+impl Default for RetryPolicy {
+    /// Five attempts, 200 ms doubling to at most 10 s, 30 s per attempt: long enough to
+    /// ride out a Salesforce or Lark blip, short enough that a booking is not held for
+    /// minutes.
+    fn default() -> Self {
+        RetryPolicy {
+            max_attempts: 5,
+            initial_delay: Duration::from_millis(200),
+            max_delay: Duration::from_secs(10),
+            max_hinted_delay: Duration::from_secs(120),
+            attempt_timeout: Duration::from_secs(30),
+        }
+    }
+}
+
+impl RetryPolicy {
+    /// A policy that keeps trying until `attempts` are spent; used for writes that must land.
+    pub fn persistent(attempts: usize) -> Self {
+        RetryPolicy {
+            max_attempts: attempts,
+            ..RetryPolicy::default()
+        }
+    }
+}
+
+/// Runs `op` until it succeeds, fails permanently, or the attempts are spent.
+/// `what` names the operation in log lines (never put a secret in it).
+pub async fn with_retry<T, E, F, Fut>(policy: &RetryPolicy, what: &str, mut op: F) -> Result<T, E>
+where
+    E: Retryable + std::fmt::Display,
+    F: FnMut() -> Fut,
+    Fut: Future<Output = Result<T, E>>,
+{
+    let mut delays = backon::ExponentialBuilder::default()
+        .with_min_delay(policy.initial_delay)
+        .with_max_delay(policy.max_delay)
+        .with_jitter()
+        .without_max_times()
+        .build();
+    let mut attempt = 0usize;
+    loop {
+        attempt += 1;
+        let outcome = match tokio::time::timeout(policy.attempt_timeout, op()).await {
+            Ok(result) => result,
+            Err(_) => Err(E::timed_out(policy.attempt_timeout)),
+        };
+        let err = match outcome {
+            Ok(value) => return Ok(value),
+            Err(err) => err,
+        };
+        let computed = delays.next().unwrap_or(policy.max_delay);
+        let wait = match err.retry_hint() {
+            RetryHint::Never => return Err(err),
+            RetryHint::Backoff => computed,
+            RetryHint::After(hint) => hint.min(policy.max_hinted_delay),
+        };
+        if attempt >= policy.max_attempts {
+            tracing::warn!(operation = what, attempt, error = %err, "giving up after retries");
+            return Err(err);
+        }
+        tracing::info!(
+            operation = what,
+            attempt,
+            wait_ms = wait.as_millis() as u64,
+            error = %err,
+            "retrying"
+        );
+        tokio::time::sleep(wait).await;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    #[derive(Debug, PartialEq)]
+    enum E {
+        Transient,
+        Permanent,
+        Hinted(u64),
+        Timeout,
+    }
+    impl std::fmt::Display for E {
+        fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+            write!(f, "{self:?}")
+        }
+    }
+    impl Retryable for E {
+        fn retry_hint(&self) -> RetryHint {
+            match self {
+                E::Transient | E::Timeout => RetryHint::Backoff,
+                E::Permanent => RetryHint::Never,
+                E::Hinted(s) => RetryHint::After(Duration::from_secs(*s)),
+            }
+        }
+        fn timed_out(_: Duration) -> Self {
+            E::Timeout
+        }
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn transient_errors_are_retried_until_success() {
+        let calls = AtomicUsize::new(0);
+        let r: Result<u32, E> = with_retry(&RetryPolicy::default(), "t", || async {
+            if calls.fetch_add(1, Ordering::SeqCst) < 2 {
+                Err(E::Transient)
+            } else {
+                Ok(7)
+            }
+        })
+        .await;
+        assert_eq!(r, Ok(7));
+        assert_eq!(calls.load(Ordering::SeqCst), 3);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn permanent_errors_are_not_retried() {
+        let calls = AtomicUsize::new(0);
+        let r: Result<u32, E> = with_retry(&RetryPolicy::default(), "t", || async {
+            calls.fetch_add(1, Ordering::SeqCst);
+            Err(E::Permanent)
+        })
+        .await;
+        assert_eq!(r, Err(E::Permanent));
+        assert_eq!(calls.load(Ordering::SeqCst), 1);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn server_hint_sets_the_wait() {
+        let start = tokio::time::Instant::now();
+        let calls = AtomicUsize::new(0);
+        let r: Result<u32, E> = with_retry(&RetryPolicy::default(), "t", || async {
+            if calls.fetch_add(1, Ordering::SeqCst) == 0 {
+                Err(E::Hinted(7))
+            } else {
+                Ok(1)
+            }
+        })
+        .await;
+        assert_eq!(r, Ok(1));
+        let waited = start.elapsed();
+        assert!(waited >= Duration::from_secs(7) && waited < Duration::from_secs(8), "{waited:?}");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn attempts_are_capped_and_slow_attempts_time_out() {
+        let calls = AtomicUsize::new(0);
+        let policy = RetryPolicy {
+            max_attempts: 3,
+            attempt_timeout: Duration::from_secs(1),
+            ..RetryPolicy::default()
+        };
+        let r: Result<u32, E> = with_retry(&policy, "t", || async {
+            calls.fetch_add(1, Ordering::SeqCst);
+            tokio::time::sleep(Duration::from_secs(5)).await;
+            Ok(1)
+        })
+        .await;
+        assert_eq!(r, Err(E::Timeout));
+        assert_eq!(calls.load(Ordering::SeqCst), 3);
+    }
+}

@@ -1,0 +1,1 @@
+//! Salesforce client: auth, REST, streaming. Filled in by the Salesforce client work.

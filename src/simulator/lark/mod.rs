@@ -1,0 +1,1 @@
+//! Lark simulator (design §5). Filled in by the Lark simulator work.

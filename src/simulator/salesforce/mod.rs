@@ -1,0 +1,1 @@
+//! Salesforce simulator (design §5). Filled in by the Salesforce simulator work.

@@ -1,0 +1,16 @@
+//! Tracing set-up: human-readable lines by default, JSON with `LVB_LOG_FORMAT=json`,
+//! level from `RUST_LOG` (default `info`). Log lines carry ids, never tokens.
+
+use tracing_subscriber::{fmt, EnvFilter};
+
+/// Installs the global subscriber. Safe to call more than once (later calls are no-ops).
+pub fn init() {
+    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
+    let json = std::env::var("LVB_LOG_FORMAT").is_ok_and(|v| v.eq_ignore_ascii_case("json"));
+    let builder = fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    let _ = if json {
+        builder.json().try_init()
+    } else {
+        builder.try_init()
+    };
+}

@@ -1,0 +1,191 @@
+//! Token encryption at rest: AES-256-GCM in the text format `ivhex:taghex:cipherhex`.
+//!
+//! The format is the one the original TypeScript plan used (Node's `crypto` with a
+//! 16-byte IV), so tokens it wrote still decrypt: we read 12- or 16-byte IVs and write
+//! the standard 12-byte IV. Decryption also tries `security.previous_keys`, which is how
+//! `rotate-key` moves tokens to a new key without downtime.
+
+use aes_gcm::aead::consts::U16;
+use aes_gcm::aead::{Aead, KeyInit, OsRng};
+use aes_gcm::aes::Aes256;
+use aes_gcm::{AeadCore, Aes256Gcm, AesGcm, Key, Nonce};
+use secrecy::ExposeSecret;
+
+use crate::config::SecuritySettings;
+
+/// AES-256-GCM with the 16-byte IV that Node-era ciphertexts used.
+type Aes256Gcm16 = AesGcm<Aes256, U16>;
+
+/// GCM authentication tag length in bytes.
+const TAG_LEN: usize = 16;
+
+/// Why a ciphertext could not be opened. Never carries key or plaintext material.
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum VaultError {
+    #[error("encrypted value is not in the ivhex:taghex:cipherhex format")]
+    Malformed,
+    #[error("encrypted value has an IV of {0} bytes; 12 or 16 expected")]
+    BadIvLength(usize),
+    #[error("no configured key decrypts this value (wrong key, or the value was altered)")]
+    NoKeyDecrypts,
+    #[error("decrypted value is not UTF-8 text")]
+    NotText,
+}
+
+/// Encrypts with the primary key; decrypts with the primary or any previous key.
+pub struct Vault {
+    primary: [u8; 32],
+    previous: Vec<[u8; 32]>,
+}
+
+impl std::fmt::Debug for Vault {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "Vault([redacted], {} previous keys)", self.previous.len())
+    }
+}
+
+fn parse_key(hex_key: &str) -> Option<[u8; 32]> {
+    let bytes = hex::decode(hex_key.trim()).ok()?;
+    bytes.try_into().ok()
+}
+
+impl Vault {
+    /// Builds the vault from validated settings (keys are already known to be 64 hex).
+    pub fn from_settings(security: &SecuritySettings) -> Vault {
+        let primary = parse_key(security.encryption_key.expose_secret())
+            .expect("encryption_key validated as 64 hex characters");
+        let previous = security
+            .previous_keys
+            .iter()
+            .filter_map(|k| parse_key(k.expose_secret()))
+            .collect();
+        Vault { primary, previous }
+    }
+
+    /// A vault from raw hex keys (tests and tools).
+    pub fn from_hex(primary: &str, previous: &[&str]) -> Option<Vault> {
+        Some(Vault {
+            primary: parse_key(primary)?,
+            previous: previous
+                .iter()
+                .map(|k| parse_key(k))
+                .collect::<Option<Vec<_>>>()?,
+        })
+    }
+
+    /// Encrypts with the primary key and a fresh random 12-byte IV.
+    pub fn encrypt(&self, plaintext: &str) -> String {
+        let cipher = Aes256Gcm::new(Key::<Aes256Gcm>::from_slice(&self.primary));
+        let nonce = Aes256Gcm::generate_nonce(&mut OsRng);
+        let sealed = cipher
+            .encrypt(&nonce, plaintext.as_bytes())
+            .expect("AES-GCM encryption of an in-memory buffer cannot fail");
+        let (body, tag) = sealed.split_at(sealed.len() - TAG_LEN);
+        format!(
+            "{}:{}:{}",
+            hex::encode(nonce),
+            hex::encode(tag),
+            hex::encode(body)
+        )
+    }
+
+    /// Decrypts a value written by this service or by the Node-era plan.
+    pub fn decrypt(&self, text: &str) -> Result<String, VaultError> {
+        Ok(self.decrypt_reporting_key(text)?.0)
+    }
+
+    /// True when the value opens with the primary key (already rotated).
+    pub fn is_current(&self, text: &str) -> bool {
+        matches!(self.decrypt_reporting_key(text), Ok((_, true)))
+    }
+
+    /// Decrypts and says whether the primary key was the one that worked.
+    fn decrypt_reporting_key(&self, text: &str) -> Result<(String, bool), VaultError> {
+        let mut parts = text.trim().split(':');
+        let (Some(iv), Some(tag), Some(body), None) =
+            (parts.next(), parts.next(), parts.next(), parts.next())
+        else {
+            return Err(VaultError::Malformed);
+        };
+        let iv = hex::decode(iv).map_err(|_| VaultError::Malformed)?;
+        let tag = hex::decode(tag).map_err(|_| VaultError::Malformed)?;
+        let body = hex::decode(body).map_err(|_| VaultError::Malformed)?;
+        if tag.len() != TAG_LEN {
+            return Err(VaultError::Malformed);
+        }
+        if iv.len() != 12 && iv.len() != 16 {
+            return Err(VaultError::BadIvLength(iv.len()));
+        }
+        let mut sealed = body;
+        sealed.extend_from_slice(&tag);
+        let keys = std::iter::once(&self.primary).chain(self.previous.iter());
+        for (index, key) in keys.enumerate() {
+            let opened = if iv.len() == 12 {
+                Aes256Gcm::new(Key::<Aes256Gcm>::from_slice(key))
+                    .decrypt(Nonce::from_slice(&iv), sealed.as_slice())
+            } else {
+                Aes256Gcm16::new(Key::<Aes256Gcm16>::from_slice(key)).decrypt(
+                    aes_gcm::Nonce::<U16>::from_slice(&iv),
+                    sealed.as_slice(),
+                )
+            };
+            if let Ok(plain) = opened {
+                let text = String::from_utf8(plain).map_err(|_| VaultError::NotText)?;
+                return Ok((text, index == 0));
+            }
+        }
+        Err(VaultError::NoKeyDecrypts)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const K1: &str = "000102030405060708090a0b0c0d0e0f101112131415161718191a1b1c1d1e1f";
+    const K2: &str = "1f1e1d1c1b1a191817161514131211100f0e0d0c0b0a09080706050403020100";
+
+    #[test]
+    fn round_trip_uses_a_12_byte_iv() {
+        let v = Vault::from_hex(K1, &[]).unwrap();
+        let enc = v.encrypt("u-token-value");
+        let iv = enc.split(':').next().unwrap();
+        assert_eq!(iv.len(), 24);
+        assert_eq!(v.decrypt(&enc).unwrap(), "u-token-value");
+        assert_ne!(v.encrypt("u-token-value"), enc, "IVs are random");
+    }
+
+    #[test]
+    fn previous_keys_decrypt_and_are_not_current() {
+        let old = Vault::from_hex(K2, &[]).unwrap();
+        let enc = old.encrypt("ur-refresh");
+        let new = Vault::from_hex(K1, &[K2]).unwrap();
+        assert_eq!(new.decrypt(&enc).unwrap(), "ur-refresh");
+        assert!(!new.is_current(&enc));
+        assert!(new.is_current(&new.encrypt("x")));
+        let only_new = Vault::from_hex(K1, &[]).unwrap();
+        assert_eq!(only_new.decrypt(&enc), Err(VaultError::NoKeyDecrypts));
+    }
+
+    #[test]
+    fn tampering_and_garbage_are_rejected() {
+        let v = Vault::from_hex(K1, &[]).unwrap();
+        let enc = v.encrypt("secret");
+        let mut parts: Vec<String> = enc.split(':').map(String::from).collect();
+        let last = parts[2].pop().unwrap();
+        parts[2].push(if last == '0' { '1' } else { '0' });
+        assert_eq!(v.decrypt(&parts.join(":")), Err(VaultError::NoKeyDecrypts));
+        assert_eq!(v.decrypt("nope"), Err(VaultError::Malformed));
+        assert_eq!(
+            v.decrypt(&format!("{}:{}:00", "00".repeat(8), "00".repeat(16))),
+            Err(VaultError::BadIvLength(8))
+        );
+    }
+
+    #[test]
+    fn debug_is_redacted() {
+        let v = Vault::from_hex(K1, &[K2]).unwrap();
+        let shown = format!("{v:?}");
+        assert!(!shown.contains("0001") && !shown.contains("1f1e"));
+    }
+}
