@@ -15,8 +15,10 @@
 
 pub mod config;
 pub mod lark;
+pub mod metrics;
 pub mod retry;
 pub mod salesforce;
 pub mod simulator;
+pub mod store;
 pub mod telemetry;
 pub mod tokens;

@@ -5,6 +5,7 @@
 //! refreshes or clears them.
 
 pub mod secret;
+pub mod trainer;
 pub mod vault;
 
 pub use secret::{AccessToken, RefreshToken};

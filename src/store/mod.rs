@@ -1,0 +1,440 @@
+//! The embedded SQLite store: everything the service must remember across restarts that
+//! does not belong in Salesforce — replay checkpoints, OAuth nonces (single use) and PKCE
+//! verifiers, the token journal (rotated tokens land here before anywhere else), the
+//! reservation journal (idempotency for Lark applies) and reminder timestamps.
+//!
+//! It stores secrets only encrypted (the callers pass vault ciphertext) and never talks to
+//! the network. Operations are short and synchronous; a single connection behind a mutex
+//! is plenty for this workload, and WAL keeps a crash from losing committed rows.
+
+use std::path::Path;
+use std::sync::{Arc, Mutex};
+
+use rusqlite::{params, Connection, OptionalExtension};
+
+/// Schema, applied idempotently at open.
+const SCHEMA: &str = r#"
+CREATE TABLE IF NOT EXISTS oauth_pending (
+    nonce        TEXT PRIMARY KEY,
+    trainer_id   TEXT NOT NULL,
+    verifier_enc TEXT NOT NULL,
+    expires_at   INTEGER NOT NULL,
+    consumed_at  INTEGER
+);
+CREATE TABLE IF NOT EXISTS checkpoints (
+    channel    TEXT PRIMARY KEY,
+    replay_id  INTEGER NOT NULL,
+    updated_at INTEGER NOT NULL
+);
+CREATE TABLE IF NOT EXISTS token_journal (
+    trainer_id         TEXT PRIMARY KEY,
+    access_enc         TEXT NOT NULL,
+    refresh_enc        TEXT,
+    access_expires_at  INTEGER NOT NULL,
+    refresh_expires_at INTEGER,
+    refreshed_at       INTEGER NOT NULL,
+    confirmed          INTEGER NOT NULL DEFAULT 0
+);
+CREATE TABLE IF NOT EXISTS reservations (
+    booking_id     TEXT PRIMARY KEY,
+    reservation_id TEXT NOT NULL,
+    trainer_id     TEXT NOT NULL,
+    url            TEXT NOT NULL,
+    end_time       INTEGER NOT NULL,
+    updated_at     INTEGER NOT NULL
+);
+CREATE TABLE IF NOT EXISTS reminders (
+    trainer_id TEXT PRIMARY KEY,
+    sent_at    INTEGER NOT NULL
+);
+"#;
+
+/// A store failure. SQLite errors never contain our secrets (we only bind ciphertext).
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("store: {0}")]
+    Sqlite(#[from] rusqlite::Error),
+    #[error("store: cannot create directory {path}: {source}")]
+    Dir {
+        path: String,
+        source: std::io::Error,
+    },
+}
+
+/// Handle to the store; cheap to clone.
+#[derive(Clone)]
+pub struct Store {
+    conn: Arc<Mutex<Connection>>,
+}
+
+impl std::fmt::Debug for Store {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Store")
+    }
+}
+
+/// A PKCE verifier and trainer recorded when an OAuth flow started.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PendingAuth {
+    pub trainer_id: String,
+    pub verifier_enc: String,
+    pub expires_at: i64,
+}
+
+/// Outcome of consuming an OAuth nonce.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum NonceUse {
+    /// First use: here is what the start recorded.
+    Fresh(PendingAuth),
+    /// Seen before: the state was replayed.
+    AlreadyUsed,
+    /// Never issued by this service (or pruned long ago).
+    Unknown,
+}
+
+/// Rotated tokens for one trainer, encrypted, as journalled.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct JournalledTokens {
+    pub trainer_id: String,
+    pub access_enc: String,
+    pub refresh_enc: Option<String>,
+    pub access_expires_at: i64,
+    pub refresh_expires_at: Option<i64>,
+    pub refreshed_at: i64,
+    /// True once Salesforce holds these tokens.
+    pub confirmed: bool,
+}
+
+/// The reservation journal's row for one booking.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ReservationEntry {
+    pub booking_id: String,
+    pub reservation_id: String,
+    pub trainer_id: String,
+    pub url: String,
+    pub end_time: i64,
+}
+
+impl Store {
+    /// Opens (creating if needed) the store at `path`.
+    pub fn open(path: &Path) -> Result<Store, StoreError> {
+        if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+            std::fs::create_dir_all(dir).map_err(|source| StoreError::Dir {
+                path: dir.display().to_string(),
+                source,
+            })?;
+        }
+        let conn = Connection::open(path)?;
+        Self::init(conn)
+    }
+
+    /// An in-memory store (unit tests).
+    pub fn in_memory() -> Result<Store, StoreError> {
+        Self::init(Connection::open_in_memory()?)
+    }
+
+    fn init(conn: Connection) -> Result<Store, StoreError> {
+        conn.pragma_update(None, "journal_mode", "WAL")?;
+        conn.pragma_update(None, "synchronous", "NORMAL")?;
+        conn.busy_timeout(std::time::Duration::from_secs(5))?;
+        conn.execute_batch(SCHEMA)?;
+        Ok(Store {
+            conn: Arc::new(Mutex::new(conn)),
+        })
+    }
+
+    fn with<T>(&self, f: impl FnOnce(&Connection) -> rusqlite::Result<T>) -> Result<T, StoreError> {
+        let conn = self.conn.lock().unwrap_or_else(|p| p.into_inner());
+        Ok(f(&conn)?)
+    }
+
+    // --- OAuth -------------------------------------------------------------------------
+
+    /// Records a started OAuth flow (and prunes flows that expired over a day ago).
+    pub fn save_pending_auth(&self, nonce: &str, pending: &PendingAuth, now: i64) -> Result<(), StoreError> {
+        self.with(|c| {
+            c.execute(
+                "DELETE FROM oauth_pending WHERE expires_at < ?1",
+                params![now - 86_400],
+            )?;
+            c.execute(
+                "INSERT INTO oauth_pending (nonce, trainer_id, verifier_enc, expires_at) VALUES (?1, ?2, ?3, ?4)",
+                params![nonce, pending.trainer_id, pending.verifier_enc, pending.expires_at],
+            )?;
+            Ok(())
+        })
+    }
+
+    /// Marks a nonce used, atomically; a second call for the same nonce says `AlreadyUsed`.
+    pub fn consume_nonce(&self, nonce: &str, now: i64) -> Result<NonceUse, StoreError> {
+        self.with(|c| {
+            let updated = c.execute(
+                "UPDATE oauth_pending SET consumed_at = ?2 WHERE nonce = ?1 AND consumed_at IS NULL",
+                params![nonce, now],
+            )?;
+            let row = c
+                .query_row(
+                    "SELECT trainer_id, verifier_enc, expires_at FROM oauth_pending WHERE nonce = ?1",
+                    params![nonce],
+                    |r| {
+                        Ok(PendingAuth {
+                            trainer_id: r.get(0)?,
+                            verifier_enc: r.get(1)?,
+                            expires_at: r.get(2)?,
+                        })
+                    },
+                )
+                .optional()?;
+            Ok(match (updated, row) {
+                (1, Some(p)) => NonceUse::Fresh(p),
+                (_, Some(_)) => NonceUse::AlreadyUsed,
+                (_, None) => NonceUse::Unknown,
+            })
+        })
+    }
+
+    // --- Checkpoints -------------------------------------------------------------------
+
+    /// The last replay id whose work is done, for a channel.
+    pub fn checkpoint(&self, channel: &str) -> Result<Option<(i64, i64)>, StoreError> {
+        self.with(|c| {
+            c.query_row(
+                "SELECT replay_id, updated_at FROM checkpoints WHERE channel = ?1",
+                params![channel],
+                |r| Ok((r.get(0)?, r.get(1)?)),
+            )
+            .optional()
+        })
+    }
+
+    /// Saves a channel's checkpoint.
+    pub fn save_checkpoint(&self, channel: &str, replay_id: i64, now: i64) -> Result<(), StoreError> {
+        self.with(|c| {
+            c.execute(
+                "INSERT INTO checkpoints (channel, replay_id, updated_at) VALUES (?1, ?2, ?3)
+                 ON CONFLICT(channel) DO UPDATE SET replay_id = excluded.replay_id, updated_at = excluded.updated_at",
+                params![channel, replay_id, now],
+            )?;
+            Ok(())
+        })
+    }
+
+    // --- Token journal -----------------------------------------------------------------
+
+    /// Journals rotated tokens (unconfirmed) before anything else happens with them.
+    pub fn journal_tokens(&self, t: &JournalledTokens) -> Result<(), StoreError> {
+        self.with(|c| {
+            c.execute(
+                "INSERT INTO token_journal (trainer_id, access_enc, refresh_enc, access_expires_at, refresh_expires_at, refreshed_at, confirmed)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)
+                 ON CONFLICT(trainer_id) DO UPDATE SET access_enc = excluded.access_enc, refresh_enc = excluded.refresh_enc,
+                   access_expires_at = excluded.access_expires_at, refresh_expires_at = excluded.refresh_expires_at,
+                   refreshed_at = excluded.refreshed_at, confirmed = excluded.confirmed",
+                params![
+                    t.trainer_id,
+                    t.access_enc,
+                    t.refresh_enc,
+                    t.access_expires_at,
+                    t.refresh_expires_at,
+                    t.refreshed_at,
+                    t.confirmed as i64
+                ],
+            )?;
+            Ok(())
+        })
+    }
+
+    /// Marks a trainer's journalled tokens as held by Salesforce, if they are still the
+    /// ones refreshed at `refreshed_at` (a newer rotation stays unconfirmed).
+    pub fn confirm_tokens(&self, trainer_id: &str, refreshed_at: i64) -> Result<(), StoreError> {
+        self.with(|c| {
+            c.execute(
+                "UPDATE token_journal SET confirmed = 1 WHERE trainer_id = ?1 AND refreshed_at = ?2",
+                params![trainer_id, refreshed_at],
+            )?;
+            Ok(())
+        })
+    }
+
+    /// A trainer's journalled tokens.
+    pub fn journalled_tokens(&self, trainer_id: &str) -> Result<Option<JournalledTokens>, StoreError> {
+        self.with(|c| {
+            c.query_row(
+                "SELECT trainer_id, access_enc, refresh_enc, access_expires_at, refresh_expires_at, refreshed_at, confirmed
+                 FROM token_journal WHERE trainer_id = ?1",
+                params![trainer_id],
+                row_to_tokens,
+            )
+            .optional()
+        })
+    }
+
+    /// Journalled tokens not yet confirmed in Salesforce (written first at start-up).
+    pub fn unconfirmed_tokens(&self) -> Result<Vec<JournalledTokens>, StoreError> {
+        self.with(|c| {
+            let mut stmt = c.prepare(
+                "SELECT trainer_id, access_enc, refresh_enc, access_expires_at, refresh_expires_at, refreshed_at, confirmed
+                 FROM token_journal WHERE confirmed = 0 ORDER BY refreshed_at",
+            )?;
+            let rows = stmt.query_map([], row_to_tokens)?;
+            rows.collect()
+        })
+    }
+
+    /// Forgets a trainer's journalled tokens (disconnect).
+    pub fn forget_tokens(&self, trainer_id: &str) -> Result<(), StoreError> {
+        self.with(|c| {
+            c.execute(
+                "DELETE FROM token_journal WHERE trainer_id = ?1",
+                params![trainer_id],
+            )?;
+            Ok(())
+        })
+    }
+
+    // --- Reservation journal -----------------------------------------------------------
+
+    /// Records the reservation Lark just created or changed for a booking.
+    pub fn record_reservation(&self, e: &ReservationEntry, now: i64) -> Result<(), StoreError> {
+        self.with(|c| {
+            c.execute(
+                "INSERT INTO reservations (booking_id, reservation_id, trainer_id, url, end_time, updated_at)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6)
+                 ON CONFLICT(booking_id) DO UPDATE SET reservation_id = excluded.reservation_id,
+                   trainer_id = excluded.trainer_id, url = excluded.url, end_time = excluded.end_time,
+                   updated_at = excluded.updated_at",
+                params![e.booking_id, e.reservation_id, e.trainer_id, e.url, e.end_time, now],
+            )?;
+            Ok(())
+        })
+    }
+
+    /// The journalled reservation of a booking.
+    pub fn reservation(&self, booking_id: &str) -> Result<Option<ReservationEntry>, StoreError> {
+        self.with(|c| {
+            c.query_row(
+                "SELECT booking_id, reservation_id, trainer_id, url, end_time FROM reservations WHERE booking_id = ?1",
+                params![booking_id],
+                |r| {
+                    Ok(ReservationEntry {
+                        booking_id: r.get(0)?,
+                        reservation_id: r.get(1)?,
+                        trainer_id: r.get(2)?,
+                        url: r.get(3)?,
+                        end_time: r.get(4)?,
+                    })
+                },
+            )
+            .optional()
+        })
+    }
+
+    /// Forgets a booking's reservation (it was deleted in Lark).
+    pub fn forget_reservation(&self, booking_id: &str) -> Result<(), StoreError> {
+        self.with(|c| {
+            c.execute(
+                "DELETE FROM reservations WHERE booking_id = ?1",
+                params![booking_id],
+            )?;
+            Ok(())
+        })
+    }
+
+    // --- Reminders ---------------------------------------------------------------------
+
+    /// When the last reconnect reminder went to this trainer.
+    pub fn last_reminder(&self, trainer_id: &str) -> Result<Option<i64>, StoreError> {
+        self.with(|c| {
+            c.query_row(
+                "SELECT sent_at FROM reminders WHERE trainer_id = ?1",
+                params![trainer_id],
+                |r| r.get(0),
+            )
+            .optional()
+        })
+    }
+
+    /// Remembers that a reminder went out now.
+    pub fn record_reminder(&self, trainer_id: &str, now: i64) -> Result<(), StoreError> {
+        self.with(|c| {
+            c.execute(
+                "INSERT INTO reminders (trainer_id, sent_at) VALUES (?1, ?2)
+                 ON CONFLICT(trainer_id) DO UPDATE SET sent_at = excluded.sent_at",
+                params![trainer_id, now],
+            )?;
+            Ok(())
+        })
+    }
+}
+
+fn row_to_tokens(r: &rusqlite::Row<'_>) -> rusqlite::Result<JournalledTokens> {
+    Ok(JournalledTokens {
+        trainer_id: r.get(0)?,
+        access_enc: r.get(1)?,
+        refresh_enc: r.get(2)?,
+        access_expires_at: r.get(3)?,
+        refresh_expires_at: r.get(4)?,
+        refreshed_at: r.get(5)?,
+        confirmed: r.get::<_, i64>(6)? != 0,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn nonce_is_single_use() {
+        let s = Store::in_memory().unwrap();
+        let p = PendingAuth {
+            trainer_id: "a0T000000000001AAA".into(),
+            verifier_enc: "enc".into(),
+            expires_at: 1_000,
+        };
+        s.save_pending_auth("n1", &p, 500).unwrap();
+        assert_eq!(s.consume_nonce("n1", 600).unwrap(), NonceUse::Fresh(p));
+        assert_eq!(s.consume_nonce("n1", 601).unwrap(), NonceUse::AlreadyUsed);
+        assert_eq!(s.consume_nonce("nope", 601).unwrap(), NonceUse::Unknown);
+    }
+
+    #[test]
+    fn checkpoints_and_journals_survive_reopen() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("sub/store.db");
+        {
+            let s = Store::open(&path).unwrap();
+            s.save_checkpoint("/data/X__ChangeEvent", 42, 10).unwrap();
+            s.journal_tokens(&JournalledTokens {
+                trainer_id: "t1".into(),
+                access_enc: "a".into(),
+                refresh_enc: Some("r".into()),
+                access_expires_at: 1,
+                refresh_expires_at: Some(2),
+                refreshed_at: 3,
+                confirmed: false,
+            })
+            .unwrap();
+            s.record_reservation(
+                &ReservationEntry {
+                    booking_id: "b1".into(),
+                    reservation_id: "r1".into(),
+                    trainer_id: "t1".into(),
+                    url: "https://vc/j/1".into(),
+                    end_time: 99,
+                },
+                5,
+            )
+            .unwrap();
+        }
+        let s = Store::open(&path).unwrap();
+        assert_eq!(s.checkpoint("/data/X__ChangeEvent").unwrap(), Some((42, 10)));
+        assert_eq!(s.unconfirmed_tokens().unwrap().len(), 1);
+        s.confirm_tokens("t1", 999).unwrap();
+        assert_eq!(s.unconfirmed_tokens().unwrap().len(), 1, "stale confirm ignored");
+        s.confirm_tokens("t1", 3).unwrap();
+        assert!(s.unconfirmed_tokens().unwrap().is_empty());
+        assert_eq!(s.reservation("b1").unwrap().unwrap().reservation_id, "r1");
+        s.forget_reservation("b1").unwrap();
+        assert!(s.reservation("b1").unwrap().is_none());
+    }
+}

@@ -1,0 +1,197 @@
+//! The trainer record as the token side sees it: the fixed `Lark_*` field names of design
+//! §2.4, reading them from a Salesforce row, and building the writes that connect,
+//! refresh or disconnect a trainer. Pure: no I/O here.
+
+use chrono::{DateTime, TimeZone, Utc};
+use serde_json::{json, Map, Value};
+
+use crate::config::TrainerSettings;
+
+/// `Lark_User_ID__c`: the Lark open_id.
+pub const F_USER_ID: &str = "Lark_User_ID__c";
+/// `Lark_Access_Token__c`: encrypted access token.
+pub const F_ACCESS_TOKEN: &str = "Lark_Access_Token__c";
+/// `Lark_Refresh_Token__c`: encrypted refresh token.
+pub const F_REFRESH_TOKEN: &str = "Lark_Refresh_Token__c";
+/// `Lark_Token_Expires_At__c`: access token expiry.
+pub const F_TOKEN_EXPIRES_AT: &str = "Lark_Token_Expires_At__c";
+/// `Lark_Refresh_Expires_At__c`: refresh token expiry.
+pub const F_REFRESH_EXPIRES_AT: &str = "Lark_Refresh_Expires_At__c";
+/// `Lark_Connected_At__c`: when the trainer last connected.
+pub const F_CONNECTED_AT: &str = "Lark_Connected_At__c";
+/// `Lark_Last_Token_Refresh__c`: when tokens were last refreshed.
+pub const F_LAST_REFRESH: &str = "Lark_Last_Token_Refresh__c";
+/// `Lark_Connected__c`: checkbox admins report on.
+pub const F_CONNECTED: &str = "Lark_Connected__c";
+/// `Lark_Connection_Error__c`: why the connection failed, ≤255 chars.
+pub const F_CONNECTION_ERROR: &str = "Lark_Connection_Error__c";
+
+/// Every `Lark_*` field the service writes on the trainer.
+pub const WRITTEN_FIELDS: [&str; 9] = [
+    F_USER_ID,
+    F_ACCESS_TOKEN,
+    F_REFRESH_TOKEN,
+    F_TOKEN_EXPIRES_AT,
+    F_REFRESH_EXPIRES_AT,
+    F_CONNECTED_AT,
+    F_LAST_REFRESH,
+    F_CONNECTED,
+    F_CONNECTION_ERROR,
+];
+
+/// Salesforce text fields cap at 255 characters.
+pub const TEXT_FIELD_MAX: usize = 255;
+
+/// A trainer row with its connection state; tokens still encrypted.
+#[derive(Debug, Clone, PartialEq)]
+pub struct TrainerRecord {
+    pub id: String,
+    pub name: Option<String>,
+    pub email: Option<String>,
+    pub lark_user_id: Option<String>,
+    pub access_enc: Option<String>,
+    pub refresh_enc: Option<String>,
+    pub access_expires_at: Option<DateTime<Utc>>,
+    pub refresh_expires_at: Option<DateTime<Utc>>,
+    pub connected: bool,
+}
+
+impl TrainerRecord {
+    /// The SELECT list that [`TrainerRecord::from_row`] needs.
+    pub fn select_fields(t: &TrainerSettings) -> String {
+        let mut fields = vec!["Id".to_string(), t.name_field.clone(), t.email_field.clone()];
+        for f in [
+            F_USER_ID,
+            F_ACCESS_TOKEN,
+            F_REFRESH_TOKEN,
+            F_TOKEN_EXPIRES_AT,
+            F_REFRESH_EXPIRES_AT,
+            F_CONNECTED,
+        ] {
+            fields.push(f.to_string());
+        }
+        fields.dedup();
+        fields.join(", ")
+    }
+
+    /// Reads a row returned by SOQL (or a nested relationship object).
+    pub fn from_row(t: &TrainerSettings, row: &Map<String, Value>) -> Option<TrainerRecord> {
+        let text = |f: &str| {
+            row.get(f)
+                .and_then(Value::as_str)
+                .map(str::trim)
+                .filter(|s| !s.is_empty())
+                .map(String::from)
+        };
+        Some(TrainerRecord {
+            id: text("Id")?,
+            name: text(&t.name_field),
+            email: text(&t.email_field),
+            lark_user_id: text(F_USER_ID),
+            access_enc: text(F_ACCESS_TOKEN),
+            refresh_enc: text(F_REFRESH_TOKEN),
+            access_expires_at: text(F_TOKEN_EXPIRES_AT).and_then(|s| parse_sf_datetime(&s)),
+            refresh_expires_at: text(F_REFRESH_EXPIRES_AT).and_then(|s| parse_sf_datetime(&s)),
+            connected: row.get(F_CONNECTED).and_then(Value::as_bool).unwrap_or(false),
+        })
+    }
+}
+
+/// Parses Salesforce's DateTime format (`2026-11-26T10:00:00.000+0000`) or RFC 3339.
+pub fn parse_sf_datetime(s: &str) -> Option<DateTime<Utc>> {
+    DateTime::parse_from_rfc3339(s)
+        .or_else(|_| DateTime::parse_from_str(s, "%Y-%m-%dT%H:%M:%S%.f%z"))
+        .ok()
+        .map(|d| d.with_timezone(&Utc))
+}
+
+/// Formats a time for a Salesforce DateTime field.
+pub fn sf_datetime(t: DateTime<Utc>) -> Value {
+    Value::String(t.format("%Y-%m-%dT%H:%M:%S%.3fZ").to_string())
+}
+
+/// Unix seconds → UTC time (clamped to the epoch on nonsense).
+pub fn from_unix(secs: i64) -> DateTime<Utc> {
+    Utc.timestamp_opt(secs, 0).single().unwrap_or_default()
+}
+
+/// Trims a message to Salesforce's 255-character text limit, on a char boundary.
+pub fn clip(message: &str) -> String {
+    if message.chars().count() <= TEXT_FIELD_MAX {
+        return message.to_string();
+    }
+    let mut s: String = message.chars().take(TEXT_FIELD_MAX - 1).collect();
+    s.push('…');
+    s
+}
+
+/// Encrypted tokens and their lifetimes, ready to be written.
+#[derive(Debug, Clone)]
+pub struct EncryptedTokens {
+    pub access_enc: String,
+    pub refresh_enc: Option<String>,
+    pub access_expires_at: DateTime<Utc>,
+    pub refresh_expires_at: Option<DateTime<Utc>>,
+}
+
+/// The one write that marks a trainer connected (OAuth callback).
+pub fn connect_fields(open_id: &str, tokens: &EncryptedTokens, now: DateTime<Utc>) -> Map<String, Value> {
+    let mut m = refresh_fields(tokens, now);
+    m.insert(F_USER_ID.into(), json!(open_id));
+    m.insert(F_CONNECTED_AT.into(), sf_datetime(now));
+    m
+}
+
+/// The write after a refresh: rotated tokens, lifetimes, connected, error cleared.
+pub fn refresh_fields(tokens: &EncryptedTokens, now: DateTime<Utc>) -> Map<String, Value> {
+    let mut m = Map::new();
+    m.insert(F_ACCESS_TOKEN.into(), json!(tokens.access_enc));
+    if let Some(r) = &tokens.refresh_enc {
+        m.insert(F_REFRESH_TOKEN.into(), json!(r));
+    }
+    m.insert(F_TOKEN_EXPIRES_AT.into(), sf_datetime(tokens.access_expires_at));
+    if let Some(r) = tokens.refresh_expires_at {
+        m.insert(F_REFRESH_EXPIRES_AT.into(), sf_datetime(r));
+    }
+    m.insert(F_LAST_REFRESH.into(), sf_datetime(now));
+    m.insert(F_CONNECTED.into(), json!(true));
+    m.insert(F_CONNECTION_ERROR.into(), Value::Null);
+    m
+}
+
+/// The write that disconnects a trainer: tokens cleared, not connected, the reason kept.
+pub fn disconnect_fields(reason: &str) -> Map<String, Value> {
+    let mut m = Map::new();
+    for f in [
+        F_ACCESS_TOKEN,
+        F_REFRESH_TOKEN,
+        F_TOKEN_EXPIRES_AT,
+        F_REFRESH_EXPIRES_AT,
+    ] {
+        m.insert(f.into(), Value::Null);
+    }
+    m.insert(F_CONNECTED.into(), json!(false));
+    m.insert(F_CONNECTION_ERROR.into(), json!(clip(reason)));
+    m
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn salesforce_datetimes_parse_both_ways() {
+        let a = parse_sf_datetime("2026-11-26T10:00:00.000+0000").unwrap();
+        let b = parse_sf_datetime("2026-11-26T10:00:00Z").unwrap();
+        assert_eq!(a, b);
+        assert_eq!(sf_datetime(a), json!("2026-11-26T10:00:00.000Z"));
+        assert!(parse_sf_datetime("yesterday").is_none());
+    }
+
+    #[test]
+    fn long_messages_are_clipped_to_255_chars() {
+        let m = clip(&"é".repeat(400));
+        assert_eq!(m.chars().count(), 255);
+        assert_eq!(clip("short"), "short");
+    }
+}
