@@ -1,0 +1,4 @@
+//! The one integration-test binary: each module drives the real app or its parts over
+//! real HTTP on loopback against the built-in simulators.
+
+mod metadata;
