@@ -1,0 +1,49 @@
+//! The small HTML pages a trainer sees after clicking a connect link. Every dynamic
+//! value is HTML-escaped; no page ever shows a token or an internal error chain.
+
+/// Escapes text for HTML element content and attribute values.
+pub fn escape(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    for c in text.chars() {
+        match c {
+            '&' => out.push_str("&amp;"),
+            '<' => out.push_str("&lt;"),
+            '>' => out.push_str("&gt;"),
+            '"' => out.push_str("&quot;"),
+            '\'' => out.push_str("&#39;"),
+            c => out.push(c),
+        }
+    }
+    out
+}
+
+/// A complete page with a title, a message and an optional hint, all plain text.
+pub fn page(title: &str, message: &str, hint: Option<&str>) -> String {
+    let hint = hint
+        .map(|h| format!("<p class=\"hint\">{}</p>", escape(h)))
+        .unwrap_or_default();
+    format!(
+        "<!doctype html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">\
+<meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">\
+<title>{title} · Lark meetings for training</title>\
+<style>body{{font-family:system-ui,sans-serif;max-width:36rem;margin:4rem auto;padding:0 1rem;color:#1f2329}}\
+h1{{font-size:1.4rem}}.hint{{color:#646a73}}</style></head>\
+<body><h1>{title}</h1><p>{message}</p>{hint}</body></html>\n",
+        title = escape(title),
+        message = escape(message),
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn dynamic_text_is_escaped() {
+        let p = page("Hi <b>", "a & \"b\" <script>", Some("x'y"));
+        assert!(p.contains("Hi &lt;b&gt;"));
+        assert!(p.contains("a &amp; &quot;b&quot; &lt;script&gt;"));
+        assert!(p.contains("x&#39;y"));
+        assert!(!p.contains("<script>"));
+    }
+}

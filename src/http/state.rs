@@ -1,0 +1,166 @@
+//! The OAuth `state` parameter and PKCE: state = `trainer.expiry.nonce.signature`, the
+//! signature an HMAC-SHA256 (keyed by `security.state_secret`) over the first three parts.
+//! Valid ten minutes, single use (the nonce is consumed in the store), and bound to the
+//! browser by a cookie holding the nonce.
+
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use base64::Engine;
+use hmac::{Hmac, Mac};
+use rand::RngCore;
+use secrecy::{ExposeSecret, SecretString};
+use sha2::{Digest, Sha256};
+use subtle::ConstantTimeEq;
+
+/// How long a connect attempt may take from start to callback.
+pub const STATE_TTL_SECS: i64 = 600;
+
+/// Name of the cookie binding the state to the browser that started the flow.
+pub const STATE_COOKIE: &str = "lvb_oauth_state";
+
+/// A freshly issued state.
+#[derive(Debug)]
+pub struct IssuedState {
+    /// The full `state` parameter.
+    pub state: String,
+    /// The nonce inside it (the cookie value and the store key).
+    pub nonce: String,
+    pub expires_at: i64,
+}
+
+/// The verified content of a state.
+#[derive(Debug, PartialEq, Eq)]
+pub struct VerifiedState {
+    pub trainer_id: String,
+    pub nonce: String,
+    pub expires_at: i64,
+}
+
+/// Why a state was refused; each maps to a page telling the trainer what to do.
+#[derive(Debug, PartialEq, Eq, thiserror::Error)]
+pub enum StateError {
+    #[error("the state parameter is malformed")]
+    Malformed,
+    #[error("the state parameter's signature does not match")]
+    BadSignature,
+    #[error("the state parameter expired")]
+    Expired,
+}
+
+type HmacSha256 = Hmac<Sha256>;
+
+fn sign(secret: &SecretString, payload: &str) -> String {
+    let mut mac = HmacSha256::new_from_slice(secret.expose_secret().as_bytes())
+        .expect("HMAC accepts keys of any length");
+    mac.update(payload.as_bytes());
+    URL_SAFE_NO_PAD.encode(mac.finalize().into_bytes())
+}
+
+/// Random bytes, base64url without padding.
+pub fn random_token(bytes: usize) -> String {
+    let mut buf = vec![0u8; bytes];
+    rand::rngs::OsRng.fill_bytes(&mut buf);
+    URL_SAFE_NO_PAD.encode(buf)
+}
+
+/// Issues a state for `trainer_id` at time `now` (unix seconds).
+pub fn issue(secret: &SecretString, trainer_id: &str, now: i64) -> IssuedState {
+    let nonce = random_token(18);
+    let expires_at = now + STATE_TTL_SECS;
+    let payload = format!("{trainer_id}.{expires_at}.{nonce}");
+    let state = format!("{payload}.{}", sign(secret, &payload));
+    IssuedState {
+        state,
+        nonce,
+        expires_at,
+    }
+}
+
+/// Checks signature and expiry (not single use: that is the store's job).
+pub fn verify(secret: &SecretString, state: &str, now: i64) -> Result<VerifiedState, StateError> {
+    let parts: Vec<&str> = state.split('.').collect();
+    let [trainer_id, expires, nonce, signature] = parts.as_slice() else {
+        return Err(StateError::Malformed);
+    };
+    if trainer_id.is_empty() || nonce.is_empty() {
+        return Err(StateError::Malformed);
+    }
+    let expires_at: i64 = expires.parse().map_err(|_| StateError::Malformed)?;
+    let expected = sign(secret, &format!("{trainer_id}.{expires_at}.{nonce}"));
+    if !bool::from(expected.as_bytes().ct_eq(signature.as_bytes())) {
+        return Err(StateError::BadSignature);
+    }
+    if now > expires_at {
+        return Err(StateError::Expired);
+    }
+    Ok(VerifiedState {
+        trainer_id: trainer_id.to_string(),
+        nonce: nonce.to_string(),
+        expires_at,
+    })
+}
+
+/// True when the cookie value equals the state's nonce (constant time).
+pub fn cookie_matches(cookie: Option<&str>, nonce: &str) -> bool {
+    cookie.is_some_and(|c| bool::from(c.as_bytes().ct_eq(nonce.as_bytes())))
+}
+
+/// A PKCE pair: (verifier, S256 challenge).
+pub fn pkce_pair() -> (String, String) {
+    let verifier = random_token(48);
+    (verifier.clone(), pkce_challenge(&verifier))
+}
+
+/// `BASE64URL(SHA256(verifier))`, RFC 7636 §4.2.
+pub fn pkce_challenge(verifier: &str) -> String {
+    URL_SAFE_NO_PAD.encode(Sha256::digest(verifier.as_bytes()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn secret() -> SecretString {
+        SecretString::from("x".repeat(32))
+    }
+
+    #[test]
+    fn issued_state_verifies_until_expiry() {
+        let s = issue(&secret(), "a0T000000000001AAA", 1000);
+        let v = verify(&secret(), &s.state, 1000 + STATE_TTL_SECS).unwrap();
+        assert_eq!(v.trainer_id, "a0T000000000001AAA");
+        assert_eq!(v.nonce, s.nonce);
+        assert_eq!(
+            verify(&secret(), &s.state, 1001 + STATE_TTL_SECS),
+            Err(StateError::Expired)
+        );
+    }
+
+    #[test]
+    fn tampering_is_detected() {
+        let s = issue(&secret(), "a0T000000000001AAA", 1000);
+        let forged = s.state.replacen("a0T000000000001AAA", "a0T000000000002AAA", 1);
+        assert_eq!(verify(&secret(), &forged, 1000), Err(StateError::BadSignature));
+        let other_key = SecretString::from("y".repeat(32));
+        assert_eq!(verify(&other_key, &s.state, 1000), Err(StateError::BadSignature));
+        assert_eq!(verify(&secret(), "a.b", 1000), Err(StateError::Malformed));
+    }
+
+    #[test]
+    fn pkce_matches_rfc7636_example() {
+        // RFC 7636 Appendix B.
+        assert_eq!(
+            pkce_challenge("dBjftJeZ4CVP-mB92K27uhbUJU1p1r_wW1gFWFOEjXk"),
+            "E9Melhoa2OwvFr-LvHGiZ3KbS8QgLzrT3PGwhQvUKsA"
+        );
+        let (v, c) = pkce_pair();
+        assert_eq!(pkce_challenge(&v), c);
+        assert!(v.len() >= 43);
+    }
+
+    #[test]
+    fn cookie_must_equal_nonce() {
+        assert!(cookie_matches(Some("abc"), "abc"));
+        assert!(!cookie_matches(Some("abd"), "abc"));
+        assert!(!cookie_matches(None, "abc"));
+    }
+}

@@ -1,0 +1,554 @@
+//! The token service: the only place that decrypts, refreshes, saves or clears a
+//! trainer's Lark tokens (design §3 rule 5).
+//!
+//! - `access_token_for` returns a valid user access token, refreshing first when it is
+//!   within `refresh.access_token_skew` of expiry. Refreshes for one trainer are
+//!   single-flight: one per-trainer async lock; whoever gets it re-reads the state, so
+//!   callers that waited reuse the refresh that just happened.
+//! - Lark refresh tokens are single use, so rotated tokens are journalled (encrypted) in
+//!   the store before anything else, then written to Salesforce with retries; start-up
+//!   writes any journalled tokens Salesforce never confirmed.
+//! - A refresh Lark rejects as invalid/expired/revoked/used disconnects the trainer:
+//!   tokens cleared, reason recorded, a reminder sent (at most one per 24 h), and a
+//!   [`TrainerEvent::Disconnected`] for the booking side.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+
+use chrono::{DateTime, Utc};
+use tokio::sync::mpsc;
+
+use crate::config::Settings;
+use crate::lark::{GrantFailure, LarkClient, LarkError, TokenGrant};
+use crate::metrics::Metrics;
+use crate::retry::{with_retry, RetryPolicy};
+use crate::salesforce::soql::{quote, RecordId};
+use crate::salesforce::{SalesforceClient, SalesforceError};
+use crate::store::{JournalledTokens, Store, StoreError};
+use crate::tokens::trainer::{
+    connect_fields, disconnect_fields, from_unix, refresh_fields, EncryptedTokens, TrainerRecord,
+    F_CONNECTED, F_REFRESH_EXPIRES_AT,
+};
+use crate::tokens::{AccessToken, RefreshToken, Vault};
+
+/// Attempts at writing rotated tokens to Salesforce before leaving them to the journal
+/// replay (start-up, next timer pass). Losing them would disconnect the trainer.
+const TOKEN_WRITE_ATTEMPTS: usize = 8;
+
+/// Minimum time between two reconnect reminders to one trainer.
+pub const REMINDER_INTERVAL_SECS: i64 = 24 * 3600;
+
+/// Something the booking side must react to.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum TrainerEvent {
+    /// The trainer connected: their pending bookings can get meetings now.
+    Connected(String),
+    /// The trainer lost their connection: their open bookings become pending.
+    Disconnected(String),
+}
+
+/// Why no access token could be had.
+#[derive(Debug, thiserror::Error)]
+pub enum TokenError {
+    /// The trainer is not connected (never connected, disconnected, or lost access).
+    #[error("trainer has not connected Lark: {reason}")]
+    NotConnected { reason: String },
+    /// Lark or Salesforce failed transiently; try again later.
+    #[error("Lark token refresh failed: {0}")]
+    Lark(#[from] LarkError),
+    #[error("Salesforce: {0}")]
+    Salesforce(#[from] SalesforceError),
+    #[error("{0}")]
+    Store(#[from] StoreError),
+    /// A stored token could not be decrypted (wrong key, or altered).
+    #[error("stored token for trainer {trainer_id} cannot be decrypted: {reason}")]
+    Undecryptable { trainer_id: String, reason: String },
+}
+
+/// Outcome of one refresh attempt, for summaries and metrics.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum RefreshOutcome {
+    Refreshed,
+    /// Lark refused the refresh token; the trainer is now disconnected.
+    Disconnected(String),
+    /// Retryable failure; the trainer stays connected.
+    Failed(String),
+    /// Nothing to do (not connected, or already fresh).
+    Skipped(String),
+}
+
+/// Handle to the token service; cheap to clone.
+#[derive(Clone)]
+pub struct TokenService {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    settings: Arc<Settings>,
+    salesforce: SalesforceClient,
+    lark: LarkClient,
+    store: Store,
+    vault: Arc<Vault>,
+    metrics: Metrics,
+    flights: Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>,
+    events: Mutex<Option<mpsc::UnboundedSender<TrainerEvent>>>,
+}
+
+/// Current, decrypted-on-demand token state of one trainer.
+struct TokenState {
+    access_enc: String,
+    refresh_enc: Option<String>,
+    access_expires_at: DateTime<Utc>,
+    refresh_expires_at: Option<DateTime<Utc>>,
+}
+
+impl TokenService {
+    /// Builds the service.
+    pub fn new(
+        settings: Arc<Settings>,
+        salesforce: SalesforceClient,
+        lark: LarkClient,
+        store: Store,
+        vault: Arc<Vault>,
+        metrics: Metrics,
+    ) -> TokenService {
+        TokenService {
+            inner: Arc::new(Inner {
+                settings,
+                salesforce,
+                lark,
+                store,
+                vault,
+                metrics,
+                flights: Mutex::new(HashMap::new()),
+                events: Mutex::new(None),
+            }),
+        }
+    }
+
+    /// Where [`TrainerEvent`]s go (the booking processor).
+    pub fn set_event_sink(&self, tx: mpsc::UnboundedSender<TrainerEvent>) {
+        *self.inner.events.lock().expect("events") = Some(tx);
+    }
+
+    fn emit(&self, event: TrainerEvent) {
+        if let Some(tx) = self.inner.events.lock().expect("events").as_ref() {
+            let _ = tx.send(event);
+        }
+    }
+
+    /// The vault (for `rotate-key` and `check`).
+    pub fn vault(&self) -> &Vault {
+        &self.inner.vault
+    }
+
+    /// Reads one trainer from Salesforce.
+    pub async fn trainer(&self, id: &RecordId) -> Result<Option<TrainerRecord>, SalesforceError> {
+        let t = &self.inner.settings.salesforce.trainer;
+        let soql = format!(
+            "SELECT {} FROM {} WHERE Id = {}",
+            TrainerRecord::select_fields(t),
+            t.object,
+            quote(id.as_str())
+        );
+        let rows = self.inner.salesforce.query(&soql).await?;
+        Ok(rows.first().and_then(|r| TrainerRecord::from_row(t, r)))
+    }
+
+    /// Finds a trainer by record id or email (commands).
+    pub async fn find_trainer(&self, id_or_email: &str) -> Result<Option<TrainerRecord>, SalesforceError> {
+        if let Ok(id) = RecordId::parse(id_or_email) {
+            return self.trainer(&id).await;
+        }
+        let t = &self.inner.settings.salesforce.trainer;
+        let soql = format!(
+            "SELECT {} FROM {} WHERE {} = {} LIMIT 2",
+            TrainerRecord::select_fields(t),
+            t.object,
+            t.email_field,
+            quote(id_or_email.trim())
+        );
+        let rows = self.inner.salesforce.query(&soql).await?;
+        Ok(rows.first().and_then(|r| TrainerRecord::from_row(t, r)))
+    }
+
+    /// Saves the tokens of a trainer who just connected: one Salesforce write with every
+    /// status field, then the journal. Nothing is stored when the write fails.
+    pub async fn connect(
+        &self,
+        trainer_id: &RecordId,
+        open_id: &str,
+        grant: TokenGrant,
+    ) -> Result<(), TokenError> {
+        let now = Utc::now();
+        let tokens = self.encrypt_grant(&grant, None, now);
+        let fields = connect_fields(open_id, &tokens, now);
+        let object = &self.inner.settings.salesforce.trainer.object;
+        self.inner
+            .salesforce
+            .update(object, trainer_id, fields)
+            .await?;
+        self.inner.store.journal_tokens(&journal_row(
+            trainer_id.as_str(),
+            &tokens,
+            now,
+            true,
+        ))?;
+        tracing::info!(trainer = %trainer_id, "trainer connected Lark");
+        self.emit(TrainerEvent::Connected(trainer_id.to_string()));
+        Ok(())
+    }
+
+    /// A valid access token for the trainer, refreshing first if it is about to expire.
+    /// `trainer` is a fresh read (the caller's batched query); its `connected` flag is
+    /// authoritative, so an admin unchecking `Lark_Connected__c` stops all use at once.
+    pub async fn access_token_for(&self, trainer: &TrainerRecord) -> Result<AccessToken, TokenError> {
+        self.token_inner(trainer, None).await
+    }
+
+    /// Called after Lark answered a user-token call with 99991668/99991677 for `stale`:
+    /// refresh once (unless someone already did) and return the new token.
+    pub async fn access_token_after_rejection(
+        &self,
+        trainer: &TrainerRecord,
+        stale: &AccessToken,
+    ) -> Result<AccessToken, TokenError> {
+        self.token_inner(trainer, Some(stale)).await
+    }
+
+    async fn token_inner(
+        &self,
+        trainer: &TrainerRecord,
+        rejected: Option<&AccessToken>,
+    ) -> Result<AccessToken, TokenError> {
+        if !trainer.connected {
+            self.forget_local(&trainer.id)?;
+            return Err(TokenError::NotConnected {
+                reason: "the trainer has not connected their Lark account".into(),
+            });
+        }
+        let flight = self.flight(&trainer.id);
+        let _guard = flight.lock().await;
+        // Re-read after taking the lock: a refresh may have finished while we waited.
+        let Some(state) = self.current_state(trainer)? else {
+            return Err(TokenError::NotConnected {
+                reason: "no Lark tokens are stored for this trainer".into(),
+            });
+        };
+        let skew = chrono::Duration::from_std(self.inner.settings.refresh.access_token_skew)
+            .unwrap_or_default();
+        let access = self.decrypt(&trainer.id, &state.access_enc)?;
+        let rejected_now = rejected.is_some_and(|r| r.secret() == access);
+        if !rejected_now && state.access_expires_at - skew > Utc::now() {
+            return Ok(AccessToken::new(access));
+        }
+        match self.refresh_locked(trainer, state).await? {
+            (RefreshOutcome::Refreshed, Some(token)) => Ok(token),
+            (RefreshOutcome::Disconnected(reason), _) => Err(TokenError::NotConnected { reason }),
+            (_, _) => Err(TokenError::NotConnected {
+                reason: "the Lark token could not be refreshed".into(),
+            }),
+        }
+    }
+
+    /// One refresh for the timer: refreshes the trainer's tokens now, whatever the
+    /// access token's expiry (the timer picked them for the refresh token's sake).
+    pub async fn refresh_now(&self, trainer: &TrainerRecord) -> RefreshOutcome {
+        if !trainer.connected {
+            return RefreshOutcome::Skipped("not connected".into());
+        }
+        let flight = self.flight(&trainer.id);
+        let _guard = flight.lock().await;
+        let state = match self.current_state(trainer) {
+            Ok(Some(s)) => s,
+            Ok(None) => return RefreshOutcome::Skipped("no tokens stored".into()),
+            Err(e) => return RefreshOutcome::Failed(e.to_string()),
+        };
+        // Someone refreshed since the timer's query: nothing to do.
+        let window =
+            chrono::Duration::from_std(self.inner.settings.refresh.refresh_token_window).unwrap_or_default();
+        if let Some(exp) = state.refresh_expires_at {
+            if exp - window > Utc::now() {
+                return RefreshOutcome::Skipped("already refreshed".into());
+            }
+        }
+        match self.refresh_locked(trainer, state).await {
+            Ok((outcome, _)) => outcome,
+            Err(e) => RefreshOutcome::Failed(e.to_string()),
+        }
+    }
+
+    /// Refreshes with the per-trainer lock held.
+    async fn refresh_locked(
+        &self,
+        trainer: &TrainerRecord,
+        state: TokenState,
+    ) -> Result<(RefreshOutcome, Option<AccessToken>), TokenError> {
+        let Some(refresh_enc) = state.refresh_enc.as_deref() else {
+            let reason = "Lark issued no refresh token (offline_access missing); reconnect needed";
+            self.disconnect_with_reason(trainer, reason).await?;
+            return Ok((RefreshOutcome::Disconnected(reason.into()), None));
+        };
+        let refresh = RefreshToken::new(self.decrypt(&trainer.id, refresh_enc)?);
+        let grant = match self.inner.lark.refresh(&refresh).await {
+            Ok(g) => g,
+            Err(LarkError::InvalidGrant { kind, .. }) => {
+                let reason = disconnect_reason(&kind);
+                self.inner
+                    .metrics
+                    .inc("lvb_token_refreshes_total", &[("outcome", "rejected")]);
+                self.disconnect_with_reason(trainer, &reason).await?;
+                return Ok((RefreshOutcome::Disconnected(reason), None));
+            }
+            Err(e) => {
+                self.inner
+                    .metrics
+                    .inc("lvb_token_refreshes_total", &[("outcome", "failed")]);
+                tracing::warn!(trainer = %trainer.id, error = %e, "token refresh failed; will retry later");
+                return Err(TokenError::Lark(e));
+            }
+        };
+        let now = Utc::now();
+        // A response without a new refresh token keeps the old one.
+        let tokens = self.encrypt_grant(&grant, Some(&state), now);
+        let row = journal_row(&trainer.id, &tokens, now, false);
+        // Journal first: the old refresh token is spent, these are the only valid ones.
+        self.inner.store.journal_tokens(&row)?;
+        self.inner
+            .metrics
+            .inc("lvb_token_refreshes_total", &[("outcome", "ok")]);
+        tracing::info!(trainer = %trainer.id, "trainer tokens refreshed");
+        if let Err(e) = self.write_journalled(&row).await {
+            tracing::error!(trainer = %trainer.id, error = %e, "rotated tokens not yet in Salesforce; kept in the journal and retried later");
+        }
+        Ok((RefreshOutcome::Refreshed, Some(grant.access_token)))
+    }
+
+    /// Writes journalled tokens to Salesforce (retrying) and marks them confirmed.
+    async fn write_journalled(&self, row: &JournalledTokens) -> Result<(), TokenError> {
+        let id = RecordId::parse(&row.trainer_id).map_err(|_| TokenError::NotConnected {
+            reason: "invalid trainer id in the journal".into(),
+        })?;
+        let tokens = EncryptedTokens {
+            access_enc: row.access_enc.clone(),
+            refresh_enc: row.refresh_enc.clone(),
+            access_expires_at: from_unix(row.access_expires_at),
+            refresh_expires_at: row.refresh_expires_at.map(from_unix),
+        };
+        let fields = refresh_fields(&tokens, from_unix(row.refreshed_at));
+        let object = self.inner.settings.salesforce.trainer.object.clone();
+        let sf = self.inner.salesforce.clone();
+        with_retry(
+            &RetryPolicy {
+                max_attempts: TOKEN_WRITE_ATTEMPTS,
+                ..RetryPolicy::persistent(TOKEN_WRITE_ATTEMPTS)
+            },
+            "write rotated tokens",
+            || sf.update(&object, &id, fields.clone()),
+        )
+        .await?;
+        self.inner.store.confirm_tokens(&row.trainer_id, row.refreshed_at)?;
+        Ok(())
+    }
+
+    /// Start-up: writes journalled tokens Salesforce never confirmed. Returns how many.
+    pub async fn replay_unconfirmed(&self) -> Result<usize, TokenError> {
+        let rows = self.inner.store.unconfirmed_tokens()?;
+        let mut written = 0;
+        for row in rows {
+            let flight = self.flight(&row.trainer_id);
+            let _guard = flight.lock().await;
+            // Re-read under the lock: a refresh may have superseded this row.
+            if let Some(current) = self.inner.store.journalled_tokens(&row.trainer_id)? {
+                if !current.confirmed {
+                    self.write_journalled(&current).await?;
+                    written += 1;
+                }
+            }
+        }
+        if written > 0 {
+            tracing::info!(count = written, "wrote journalled tokens to Salesforce");
+        }
+        Ok(written)
+    }
+
+    /// Clears a trainer's tokens and marks them not connected (the `disconnect` command,
+    /// or a refresh Lark refused).
+    pub async fn disconnect(&self, trainer_id: &RecordId, reason: &str) -> Result<(), TokenError> {
+        let object = &self.inner.settings.salesforce.trainer.object;
+        self.inner.store.forget_tokens(trainer_id.as_str())?;
+        self.inner
+            .salesforce
+            .update(object, trainer_id, disconnect_fields(reason))
+            .await?;
+        tracing::info!(trainer = %trainer_id, "trainer disconnected");
+        self.emit(TrainerEvent::Disconnected(trainer_id.to_string()));
+        Ok(())
+    }
+
+    async fn disconnect_with_reason(&self, trainer: &TrainerRecord, reason: &str) -> Result<(), TokenError> {
+        let id = RecordId::parse(&trainer.id).map_err(|_| TokenError::NotConnected {
+            reason: "invalid trainer id".into(),
+        })?;
+        tracing::warn!(trainer = %trainer.id, reason, "Lark refused the refresh; trainer disconnected");
+        self.disconnect(&id, reason).await?;
+        self.remind(trainer).await;
+        Ok(())
+    }
+
+    /// Sends the trainer a Lark message with their connect link, at most once per 24 h.
+    /// Failures are logged, never fatal: the status field already tells admins.
+    pub async fn remind(&self, trainer: &TrainerRecord) -> bool {
+        let settings = &self.inner.settings;
+        if !settings.lark.notify_trainers {
+            return false;
+        }
+        let Some(email) = trainer.email.as_deref() else {
+            tracing::info!(trainer = %trainer.id, "no reminder: trainer has no email");
+            return false;
+        };
+        let now = Utc::now().timestamp();
+        match self.inner.store.last_reminder(&trainer.id) {
+            Ok(Some(last)) if now - last < REMINDER_INTERVAL_SECS => return false,
+            Err(e) => {
+                tracing::warn!(error = %e, "reminder state unreadable; not sending");
+                return false;
+            }
+            _ => {}
+        }
+        let link = settings.server.connect_link(&trainer.id);
+        let name = trainer.name.as_deref().unwrap_or("there");
+        let text = format!(
+            "Hi {name}, your Lark account needs to be (re)connected so your remote training sessions get their meetings. Connect here: {link}"
+        );
+        // One uuid per trainer per day: Lark deduplicates a retried send.
+        let uuid = format!("lvb-remind-{}-{}", trainer.id, now / REMINDER_INTERVAL_SECS);
+        match self.inner.lark.send_text_by_email(email, &text, &uuid).await {
+            Ok(()) => {
+                if let Err(e) = self.inner.store.record_reminder(&trainer.id, now) {
+                    tracing::warn!(error = %e, "could not remember the reminder");
+                }
+                tracing::info!(trainer = %trainer.id, "reconnect reminder sent");
+                true
+            }
+            Err(e) => {
+                tracing::warn!(trainer = %trainer.id, error = %e, "reconnect reminder failed");
+                false
+            }
+        }
+    }
+
+    /// Trainers the timer must refresh: connected, refresh token expiring within the window.
+    pub async fn trainers_due(&self) -> Result<Vec<TrainerRecord>, SalesforceError> {
+        let t = &self.inner.settings.salesforce.trainer;
+        let window = chrono::Duration::from_std(self.inner.settings.refresh.refresh_token_window)
+            .unwrap_or_default();
+        let horizon = (Utc::now() + window).format("%Y-%m-%dT%H:%M:%SZ");
+        let soql = format!(
+            "SELECT {} FROM {} WHERE {F_CONNECTED} = true AND {F_REFRESH_EXPIRES_AT} != null AND {F_REFRESH_EXPIRES_AT} < {horizon}",
+            TrainerRecord::select_fields(t),
+            t.object,
+        );
+        let rows = self.inner.salesforce.query(&soql).await?;
+        Ok(rows
+            .iter()
+            .filter_map(|r| TrainerRecord::from_row(t, r))
+            .collect())
+    }
+
+    fn flight(&self, trainer_id: &str) -> Arc<tokio::sync::Mutex<()>> {
+        self.inner
+            .flights
+            .lock()
+            .expect("flights")
+            .entry(trainer_id.to_string())
+            .or_default()
+            .clone()
+    }
+
+    fn forget_local(&self, trainer_id: &str) -> Result<(), StoreError> {
+        self.inner.store.forget_tokens(trainer_id)
+    }
+
+    /// The newest known tokens: the journal (written first on every rotation) or the
+    /// Salesforce record, whichever is newer.
+    fn current_state(&self, trainer: &TrainerRecord) -> Result<Option<TokenState>, StoreError> {
+        let from_sf = match (&trainer.access_enc, trainer.access_expires_at) {
+            (Some(a), Some(exp)) => Some(TokenState {
+                access_enc: a.clone(),
+                refresh_enc: trainer.refresh_enc.clone(),
+                access_expires_at: exp,
+                refresh_expires_at: trainer.refresh_expires_at,
+            }),
+            _ => None,
+        };
+        let from_journal = self
+            .inner
+            .store
+            .journalled_tokens(&trainer.id)?
+            .map(|j| TokenState {
+                access_enc: j.access_enc,
+                refresh_enc: j.refresh_enc,
+                access_expires_at: from_unix(j.access_expires_at),
+                refresh_expires_at: j.refresh_expires_at.map(from_unix),
+            });
+        Ok(match (from_sf, from_journal) {
+            (Some(sf), Some(j)) if sf.access_expires_at > j.access_expires_at => Some(sf),
+            (_, Some(j)) => Some(j),
+            (sf, None) => sf,
+        })
+    }
+
+    fn decrypt(&self, trainer_id: &str, enc: &str) -> Result<String, TokenError> {
+        self.inner
+            .vault
+            .decrypt(enc)
+            .map_err(|e| TokenError::Undecryptable {
+                trainer_id: trainer_id.to_string(),
+                reason: e.to_string(),
+            })
+    }
+
+    fn encrypt_grant(&self, grant: &TokenGrant, previous: Option<&TokenState>, now: DateTime<Utc>) -> EncryptedTokens {
+        let vault = &self.inner.vault;
+        let (refresh_enc, refresh_expires_at) = match (&grant.refresh_token, previous) {
+            (Some(r), _) => (
+                Some(vault.encrypt(r.secret())),
+                grant
+                    .refresh_expires_in
+                    .map(|s| now + chrono::Duration::seconds(s)),
+            ),
+            (None, Some(prev)) => (prev.refresh_enc.clone(), prev.refresh_expires_at),
+            (None, None) => (None, None),
+        };
+        EncryptedTokens {
+            access_enc: vault.encrypt(grant.access_token.secret()),
+            refresh_enc,
+            access_expires_at: now + chrono::Duration::seconds(grant.expires_in),
+            refresh_expires_at,
+        }
+    }
+}
+
+fn journal_row(trainer_id: &str, t: &EncryptedTokens, now: DateTime<Utc>, confirmed: bool) -> JournalledTokens {
+    JournalledTokens {
+        trainer_id: trainer_id.to_string(),
+        access_enc: t.access_enc.clone(),
+        refresh_enc: t.refresh_enc.clone(),
+        access_expires_at: t.access_expires_at.timestamp(),
+        refresh_expires_at: t.refresh_expires_at.map(|d| d.timestamp()),
+        refreshed_at: now.timestamp(),
+        confirmed,
+    }
+}
+
+/// What the trainer and admins read in `Lark_Connection_Error__c`.
+fn disconnect_reason(kind: &GrantFailure) -> String {
+    let what = match kind {
+        GrantFailure::Expired => "Lark access expired (the refresh token lapsed)",
+        GrantFailure::Revoked => "Lark access was revoked (the app was removed or the user signed out)",
+        GrantFailure::AlreadyUsed => "Lark refused an already-used refresh token",
+        _ => "Lark rejected the stored refresh token",
+    };
+    format!("{what}. The trainer must reconnect using their connect link.")
+}
