@@ -13,7 +13,9 @@
 //! - [`cli`]        — the commands of design §2.1
 //! - [`simulator`]  — in-process Salesforce and Lark simulators for demo, simulate and tests
 
+pub mod bookings;
 pub mod config;
+// pub mod http; (enabled once the Lark and Salesforce clients land)
 pub mod lark;
 pub mod metrics;
 pub mod retry;

@@ -12,31 +12,18 @@
 //!
 //! The XML files are our own, so they are read by plain string scanning, not an XML parser.
 
+use lark_vc_bridge::bookings::MeetingStatus;
 use std::collections::{BTreeMap, BTreeSet};
 use std::fs;
 use std::path::{Path, PathBuf};
 
 /// The meeting-status values the service writes to the booking (design §2.5).
-// must equal MeetingStatus::ALL
-const MEETING_STATUS_VALUES: [&str; 4] = [
-    "Created",
-    "Pending Trainer Connection",
-    "Failed",
-    "Cancelled",
-];
+fn meeting_status_values() -> Vec<&'static str> {
+    MeetingStatus::ALL.iter().map(|s| s.as_str()).collect()
+}
 
 /// Trainer fields the service writes. Design §2.4 fixes their names; they are not configurable.
-const TRAINER_WRITTEN_FIELDS: [&str; 9] = [
-    "Lark_User_ID__c",
-    "Lark_Access_Token__c",
-    "Lark_Refresh_Token__c",
-    "Lark_Token_Expires_At__c",
-    "Lark_Refresh_Expires_At__c",
-    "Lark_Connected_At__c",
-    "Lark_Last_Token_Refresh__c",
-    "Lark_Connected__c",
-    "Lark_Connection_Error__c",
-];
+const TRAINER_WRITTEN_FIELDS: [&str; 9] = lark_vc_bridge::tokens::trainer::WRITTEN_FIELDS;
 
 /// Trainer fields of design §2.4 that the service does not write: shipped for admins and trainers.
 const TRAINER_DISPLAY_FIELDS: [&str; 1] = ["Lark_Connect_Link__c"];
@@ -570,7 +557,7 @@ fn picklist_problems(service: &ServiceUse, md: &Metadata) -> Vec<String> {
                 .iter()
                 .map(String::as_str)
                 .collect();
-            let written: BTreeSet<&str> = MEETING_STATUS_VALUES.into_iter().collect();
+            let written: BTreeSet<&str> = meeting_status_values().into_iter().collect();
             for value in written.difference(&shipped) {
                 problems.push(format!(
                     "the service writes meeting status {value:?}, which is not a value of {object}.{field}"

@@ -1,0 +1,205 @@
+//! Wiring: [`App::build`] turns settings into the running service — store, clients, token
+//! service, HTTP server, refresh timer, streaming subscriber and booking processor — and
+//! [`App::run_until_stopped`] runs it until the shutdown signal. Tests and `demo` start
+//! exactly this on port 0.
+
+use std::net::SocketAddr;
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context;
+use tokio::net::TcpListener;
+use tokio::sync::{mpsc, watch};
+
+use crate::bookings::{Processor, ProcessorHandle};
+use crate::config::Settings;
+use crate::http::{self, HttpState, Readiness};
+use crate::lark::LarkClient;
+use crate::metrics::Metrics;
+use crate::salesforce::SalesforceClient;
+use crate::store::Store;
+use crate::tokens::{TokenService, Vault};
+
+/// How long shutdown waits for in-flight bookings before giving up on them (their
+/// events are redelivered after restart, since the checkpoint never passed them).
+pub const SHUTDOWN_GRACE: Duration = Duration::from_secs(20);
+
+/// Sends the shutdown signal to every task of an [`App`].
+#[derive(Clone)]
+pub struct ShutdownHandle(watch::Sender<bool>);
+
+impl ShutdownHandle {
+    /// Asks the app to stop gracefully.
+    pub fn trigger(&self) {
+        let _ = self.0.send(true);
+    }
+}
+
+/// The built service, listening but not yet running its tasks.
+pub struct App {
+    listener: TcpListener,
+    addr: SocketAddr,
+    pub settings: Arc<Settings>,
+    pub salesforce: SalesforceClient,
+    pub lark: LarkClient,
+    pub store: Store,
+    pub tokens: TokenService,
+    pub metrics: Metrics,
+    pub readiness: Arc<Readiness>,
+    pub processor: ProcessorHandle,
+    processor_task: Processor,
+    shutdown_tx: watch::Sender<bool>,
+}
+
+impl App {
+    /// Opens the store, builds the clients and binds the HTTP listener.
+    pub async fn build(settings: Settings) -> anyhow::Result<App> {
+        let settings = Arc::new(settings);
+        let store = Store::open(&settings.store.path).context("opening the store")?;
+        let vault = Arc::new(Vault::from_settings(&settings.security));
+        let salesforce = SalesforceClient::new(&settings.salesforce)
+            .context("building the Salesforce client")?;
+        let lark = LarkClient::new(&settings.lark).context("building the Lark client")?;
+        let metrics = Metrics::default();
+        let tokens = TokenService::new(
+            settings.clone(),
+            salesforce.clone(),
+            lark.clone(),
+            store.clone(),
+            vault.clone(),
+            metrics.clone(),
+        );
+        let (events_tx, events_rx) = mpsc::unbounded_channel();
+        tokens.set_event_sink(events_tx);
+        let readiness = Arc::new(Readiness::default());
+        let (processor_task, processor) = Processor::new(
+            settings.clone(),
+            salesforce.clone(),
+            lark.clone(),
+            tokens.clone(),
+            store.clone(),
+            metrics.clone(),
+            readiness.clone(),
+            events_rx,
+        );
+        let listener = TcpListener::bind(&settings.server.bind)
+            .await
+            .with_context(|| format!("binding {}", settings.server.bind))?;
+        let addr = listener.local_addr()?;
+        let (shutdown_tx, _) = watch::channel(false);
+        let _ = vault;
+        Ok(App {
+            listener,
+            addr,
+            settings,
+            salesforce,
+            lark,
+            store,
+            tokens,
+            metrics,
+            readiness,
+            processor,
+            processor_task,
+            shutdown_tx,
+        })
+    }
+
+    /// The port the HTTP server listens on.
+    pub fn port(&self) -> u16 {
+        self.addr.port()
+    }
+
+    /// `http://127.0.0.1:PORT`-style base URL of the HTTP server.
+    pub fn local_url(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+
+    /// A handle that stops the app.
+    pub fn shutdown_handle(&self) -> ShutdownHandle {
+        ShutdownHandle(self.shutdown_tx.clone())
+    }
+
+    /// Runs HTTP, the refresh timer, the subscriber and the processor until the shutdown
+    /// handle fires (or `stop` resolves), then stops intake, lets in-flight bookings
+    /// finish within [`SHUTDOWN_GRACE`], saves checkpoints and closes the server.
+    pub async fn run_until_stopped(
+        self,
+        stop: impl std::future::Future<Output = ()> + Send + 'static,
+    ) -> anyhow::Result<()> {
+        let shutdown_tx = self.shutdown_tx.clone();
+        tokio::spawn(async move {
+            stop.await;
+            let _ = shutdown_tx.send(true);
+        });
+        let shutdown = self.shutdown_tx.subscribe();
+
+        // Tokens rotated before a crash but never confirmed in Salesforce go first.
+        match self.tokens.replay_unconfirmed().await {
+            Ok(_) => self.readiness.salesforce.store(true, Ordering::Relaxed),
+            Err(e) => tracing::error!(error = %e, "could not write journalled tokens yet; will retry on the next refresh pass"),
+        }
+        if self.salesforce.session().await.is_ok() {
+            self.readiness.salesforce.store(true, Ordering::Relaxed);
+        }
+
+        let state = HttpState {
+            settings: self.settings.clone(),
+            tokens: self.tokens.clone(),
+            lark: self.lark.clone(),
+            store: self.store.clone(),
+            vault: Arc::new(Vault::from_settings(&self.settings.security)),
+            metrics: self.metrics.clone(),
+            readiness: self.readiness.clone(),
+        };
+        let router = http::router(state);
+        let mut http_shutdown = shutdown.clone();
+        let server = tokio::spawn(
+            axum::serve(self.listener, router)
+                .with_graceful_shutdown(async move {
+                    let _ = http_shutdown.wait_for(|s| *s).await;
+                })
+                .into_future(),
+        );
+
+        let timer = tokio::spawn(refresh_timer(
+            self.tokens.clone(),
+            self.processor.clone(),
+            self.settings.refresh.interval,
+            shutdown.clone(),
+        ));
+        let processing = tokio::spawn(self.processor_task.run(shutdown.clone()));
+
+        let mut wait = shutdown.clone();
+        let _ = wait.wait_for(|s| *s).await;
+        tracing::info!("shutting down: stopping intake, finishing in-flight bookings");
+        match tokio::time::timeout(SHUTDOWN_GRACE + Duration::from_secs(5), processing).await {
+            Ok(Ok(Err(e))) => tracing::error!(error = %e, "processor stopped with an error"),
+            Ok(Err(e)) => tracing::error!(error = %e, "processor task failed"),
+            Err(_) => tracing::warn!("processor did not stop in time"),
+            _ => {}
+        }
+        timer.abort();
+        let _ = server.await;
+        tracing::info!("stopped");
+        Ok(())
+    }
+}
+
+/// Every `interval`, asks the processor to run a refresh pass (timers only enqueue work).
+async fn refresh_timer(
+    tokens: TokenService,
+    processor: ProcessorHandle,
+    interval: Duration,
+    mut shutdown: watch::Receiver<bool>,
+) {
+    let _ = tokens;
+    let mut ticker = tokio::time::interval(interval);
+    ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            _ = ticker.tick() => processor.request_refresh_pass(),
+            _ = shutdown.wait_for(|s| *s) => return,
+        }
+    }
+}

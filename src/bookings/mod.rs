@@ -1,0 +1,8 @@
+//! Bookings → Lark meetings. `model` reads a booking, `decide` is the pure decision,
+//! `act` carries decisions out (Lark calls, write-back), `processor` turns stream events
+//! into coalesced, ordered work and owns the replay checkpoint, `reconcile` sweeps.
+
+pub mod decide;
+pub mod model;
+
+pub use model::{Booking, MeetingStatus};

@@ -1,0 +1,199 @@
+//! The booking as the processor sees it: read fresh from Salesforce (with its trainer, in
+//! one query), parsed into typed fields using the configured field names. Pure.
+
+use chrono::{DateTime, Utc};
+use serde_json::{Map, Value};
+
+use crate::config::{BookingSettings, TrainerSettings};
+use crate::tokens::trainer::{parse_sf_datetime, TrainerRecord};
+
+/// `Lark_Meeting_Status__c` values (design §2.5).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum MeetingStatus {
+    Created,
+    PendingTrainerConnection,
+    Failed,
+    Cancelled,
+}
+
+impl MeetingStatus {
+    /// Every value the service writes; the metadata test checks the picklist has them.
+    pub const ALL: [MeetingStatus; 4] = [
+        MeetingStatus::Created,
+        MeetingStatus::PendingTrainerConnection,
+        MeetingStatus::Failed,
+        MeetingStatus::Cancelled,
+    ];
+
+    /// The picklist value.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            MeetingStatus::Created => "Created",
+            MeetingStatus::PendingTrainerConnection => "Pending Trainer Connection",
+            MeetingStatus::Failed => "Failed",
+            MeetingStatus::Cancelled => "Cancelled",
+        }
+    }
+
+    /// Parses a picklist value.
+    pub fn parse(s: &str) -> Option<MeetingStatus> {
+        MeetingStatus::ALL.into_iter().find(|m| m.as_str() == s)
+    }
+}
+
+/// A booking's current state in Salesforce.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Booking {
+    pub id: String,
+    pub is_deleted: bool,
+    pub trainer_id: Option<String>,
+    /// The trainer, read through the lookup's relationship; None when the lookup is
+    /// empty or points at a record that no longer exists.
+    pub trainer: Option<TrainerRecord>,
+    pub start: Option<DateTime<Utc>>,
+    pub end: Option<DateTime<Utc>>,
+    /// True when a start or end value is present but not a valid DateTime.
+    pub bad_times: bool,
+    pub service_type: Option<String>,
+    pub status: Option<String>,
+    pub link: Option<String>,
+    pub reservation_id: Option<String>,
+    pub meeting_status: Option<MeetingStatus>,
+    pub meeting_error: Option<String>,
+    /// Values of the topic template's fields, as text.
+    pub topic_values: Map<String, Value>,
+}
+
+/// The relationship name of a custom lookup (`Trainer__c` → `Trainer__r`).
+pub fn relationship_name(lookup_field: &str) -> String {
+    match lookup_field.strip_suffix("__c") {
+        Some(base) => format!("{base}__r"),
+        // Standard lookups (`OwnerId`) drop the `Id`.
+        None => lookup_field
+            .strip_suffix("Id")
+            .unwrap_or(lookup_field)
+            .to_string(),
+    }
+}
+
+/// The SELECT list for bookings with their trainer. `topic_fields` are the template
+/// fields known to exist on the booking object.
+pub fn select_fields(b: &BookingSettings, t: &TrainerSettings, topic_fields: &[String]) -> String {
+    let rel = relationship_name(&b.trainer_field);
+    let mut fields: Vec<String> = vec![
+        "Id".into(),
+        "IsDeleted".into(),
+        b.trainer_field.clone(),
+        b.start_field.clone(),
+        b.end_field.clone(),
+        b.service_type_field.clone(),
+        b.status_field.clone(),
+        b.link_field.clone(),
+        b.reservation_field.clone(),
+        b.meeting_status_field.clone(),
+        b.meeting_error_field.clone(),
+    ];
+    fields.extend(topic_fields.iter().cloned());
+    for f in TrainerRecord::select_fields(t).split(", ") {
+        fields.push(format!("{rel}.{f}"));
+    }
+    let mut seen = std::collections::HashSet::new();
+    fields.retain(|f| seen.insert(f.to_ascii_lowercase()));
+    fields.join(", ")
+}
+
+fn text(row: &Map<String, Value>, field: &str) -> Option<String> {
+    match row.get(field)? {
+        Value::String(s) if !s.trim().is_empty() => Some(s.trim().to_string()),
+        Value::Number(n) => Some(n.to_string()),
+        Value::Bool(b) => Some(b.to_string()),
+        _ => None,
+    }
+}
+
+impl Booking {
+    /// Parses a row from the booking query.
+    pub fn from_row(
+        b: &BookingSettings,
+        t: &TrainerSettings,
+        topic_fields: &[String],
+        row: &Map<String, Value>,
+    ) -> Option<Booking> {
+        let id = text(row, "Id")?;
+        let rel = relationship_name(&b.trainer_field);
+        let trainer = row
+            .get(&rel)
+            .and_then(Value::as_object)
+            .and_then(|r| TrainerRecord::from_row(t, r));
+        let start_raw = text(row, &b.start_field);
+        let end_raw = text(row, &b.end_field);
+        let start = start_raw.as_deref().and_then(parse_sf_datetime);
+        let end = end_raw.as_deref().and_then(parse_sf_datetime);
+        let bad_times =
+            (start_raw.is_some() && start.is_none()) || (end_raw.is_some() && end.is_none());
+        let mut topic_values = Map::new();
+        for f in topic_fields {
+            topic_values.insert(
+                f.clone(),
+                text(row, f).map(Value::String).unwrap_or(Value::Null),
+            );
+        }
+        Some(Booking {
+            id,
+            is_deleted: row.get("IsDeleted").and_then(Value::as_bool).unwrap_or(false),
+            trainer_id: text(row, &b.trainer_field),
+            trainer,
+            start,
+            end,
+            bad_times,
+            service_type: text(row, &b.service_type_field),
+            status: text(row, &b.status_field),
+            link: text(row, &b.link_field),
+            reservation_id: text(row, &b.reservation_field),
+            meeting_status: text(row, &b.meeting_status_field)
+                .as_deref()
+                .and_then(MeetingStatus::parse),
+            meeting_error: text(row, &b.meeting_error_field),
+            topic_values,
+        })
+    }
+}
+
+/// Fills `{Field__c}` placeholders; a missing value becomes an empty string.
+pub fn render_topic(template: &str, values: &Map<String, Value>) -> String {
+    let mut out = template.to_string();
+    for (field, value) in values {
+        let text = value.as_str().unwrap_or("");
+        out = out.replace(&format!("{{{field}}}"), text);
+    }
+    out.trim().to_string()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn relationship_names_follow_salesforce_rules() {
+        assert_eq!(relationship_name("Trainer__c"), "Trainer__r");
+        assert_eq!(relationship_name("OwnerId"), "Owner");
+    }
+
+    #[test]
+    fn status_values_round_trip() {
+        for s in MeetingStatus::ALL {
+            assert_eq!(MeetingStatus::parse(s.as_str()), Some(s));
+        }
+        assert_eq!(MeetingStatus::parse("Scheduled"), None);
+    }
+
+    #[test]
+    fn topic_is_rendered_from_values() {
+        let mut v = Map::new();
+        v.insert("Merchant_Name__c".into(), Value::String("Acme".into()));
+        assert_eq!(
+            render_topic("Remote Training: {Merchant_Name__c}", &v),
+            "Remote Training: Acme"
+        );
+    }
+}
