@@ -292,6 +292,40 @@ impl Store {
         })
     }
 
+    /// Re-encrypts every journalled token with `reencrypt` (None = leave as is).
+    /// Returns how many rows changed.
+    pub fn reencrypt_tokens(
+        &self,
+        reencrypt: impl Fn(&str) -> Option<String>,
+    ) -> Result<usize, StoreError> {
+        self.with(|c| {
+            let rows: Vec<(String, String, Option<String>)> = {
+                let mut stmt =
+                    c.prepare("SELECT trainer_id, access_enc, refresh_enc FROM token_journal")?;
+                let mapped = stmt.query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))?;
+                mapped.collect::<rusqlite::Result<_>>()?
+            };
+            let mut changed = 0;
+            for (trainer, access, refresh) in rows {
+                let new_access = reencrypt(&access);
+                let new_refresh = refresh.as_deref().and_then(&reencrypt);
+                if new_access.is_none() && new_refresh.is_none() {
+                    continue;
+                }
+                c.execute(
+                    "UPDATE token_journal SET access_enc = ?2, refresh_enc = ?3 WHERE trainer_id = ?1",
+                    params![
+                        trainer,
+                        new_access.unwrap_or(access),
+                        new_refresh.or(refresh)
+                    ],
+                )?;
+                changed += 1;
+            }
+            Ok(changed)
+        })
+    }
+
     // --- Reservation journal -----------------------------------------------------------
 
     /// Records the reservation Lark just created or changed for a booking.

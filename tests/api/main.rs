@@ -2,3 +2,4 @@
 //! real HTTP on loopback against the built-in simulators.
 
 mod metadata;
+mod vault;

@@ -1,0 +1,233 @@
+//! The command line of design §2.1. Each command loads settings, builds what it needs
+//! and calls into the library; printing is the only thing done here.
+
+use std::path::PathBuf;
+
+use anyhow::{bail, Context};
+use clap::{Parser, Subcommand};
+use serde_json::Value;
+
+use crate::app::App;
+use crate::config::Settings;
+use crate::salesforce::soql::RecordId;
+use crate::tokens::trainer::{F_ACCESS_TOKEN, F_REFRESH_TOKEN, F_USER_ID};
+
+/// lark-vc-bridge: a Lark video meeting, hosted by its trainer, for every remote
+/// training booking in Salesforce.
+#[derive(Debug, Parser)]
+#[command(name = "lark-vc-bridge", version, about)]
+pub struct Cli {
+    /// A TOML file layered over the defaults (also LVB_CONFIG).
+    #[arg(long, global = true, env = "LVB_CONFIG", value_name = "PATH")]
+    pub config: Option<PathBuf>,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// The commands.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run the service until SIGTERM or ctrl-c.
+    Run,
+    /// Run the whole job against built-in simulators and narrate it.
+    Demo {
+        /// Print the final state as JSON instead of tables.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Start only the simulators on loopback and print a config snippet for them.
+    Simulate {
+        /// Salesforce simulator port (0 = any free port).
+        #[arg(long, default_value_t = 0)]
+        sf_port: u16,
+        /// Lark simulator port (0 = any free port).
+        #[arg(long, default_value_t = 0)]
+        lark_port: u16,
+    },
+    /// Check the configuration and every external dependency.
+    Check,
+    /// One reconciliation sweep of upcoming remote bookings.
+    Reconcile,
+    /// One pass of the token refresh timer.
+    RefreshTokens,
+    /// Print a trainer's connect URL.
+    ConnectLink {
+        /// Trainer record id or email.
+        trainer: String,
+    },
+    /// Clear a trainer's tokens and mark them not connected.
+    Disconnect {
+        /// Trainer record id or email.
+        trainer: String,
+    },
+    /// Re-encrypt every stored token with the current primary key.
+    RotateKey,
+}
+
+/// Runs the parsed command; the process exit code follows the result.
+pub async fn run(cli: Cli) -> anyhow::Result<()> {
+    match cli.command {
+        Command::Demo { json } => return crate::demo::run(json).await,
+        Command::Simulate { sf_port, lark_port } => {
+            return crate::simulator::run_simulate(sf_port, lark_port).await
+        }
+        Command::Check => {
+            let ok = crate::check::run(cli.config.as_deref()).await;
+            if !ok {
+                bail!("some checks failed");
+            }
+            return Ok(());
+        }
+        _ => {}
+    }
+    let settings = Settings::load(cli.config.as_deref())?;
+    match cli.command {
+        Command::Run => {
+            let app = App::build(settings).await?;
+            tracing::info!(url = %app.local_url(), "lark-vc-bridge listening");
+            app.run_until_stopped(shutdown_signal()).await
+        }
+        Command::Reconcile => {
+            let app = App::build(settings).await?;
+            let summary = app
+                .engine()
+                .reconcile()
+                .await
+                .map_err(|e| anyhow::anyhow!("reconciliation failed: {e}"))?;
+            println!(
+                "reconciled {} bookings: {} created, {} updated, {} cancelled, {} pending, {} failed, {} unchanged",
+                summary.bookings,
+                summary.created,
+                summary.updated,
+                summary.cancelled,
+                summary.pending,
+                summary.failed,
+                summary.unchanged
+            );
+            Ok(())
+        }
+        Command::RefreshTokens => {
+            let app = App::build(settings).await?;
+            app.tokens.replay_unconfirmed().await.ok();
+            let s = app.engine().refresh_pass().await;
+            println!(
+                "refreshed: {}  failed: {}  disconnected: {}  skipped: {}",
+                s.refreshed, s.failed, s.disconnected, s.skipped
+            );
+            if s.failed > 0 {
+                bail!("{} refreshes failed", s.failed);
+            }
+            Ok(())
+        }
+        Command::ConnectLink { trainer } => {
+            let app = App::build(settings).await?;
+            let t = app
+                .tokens
+                .find_trainer(&trainer)
+                .await?
+                .with_context(|| format!("no trainer found for {trainer:?}"))?;
+            println!("{}", app.settings.server.connect_link(&t.id));
+            Ok(())
+        }
+        Command::Disconnect { trainer } => {
+            let app = App::build(settings).await?;
+            let t = app
+                .tokens
+                .find_trainer(&trainer)
+                .await?
+                .with_context(|| format!("no trainer found for {trainer:?}"))?;
+            let id = RecordId::parse(&t.id)?;
+            app.tokens
+                .disconnect(&id, "Disconnected by an administrator (lark-vc-bridge disconnect).")
+                .await?;
+            println!("disconnected trainer {}", t.id);
+            Ok(())
+        }
+        Command::RotateKey => rotate_key(settings).await,
+        Command::Demo { .. } | Command::Simulate { .. } | Command::Check => unreachable!(),
+    }
+}
+
+/// Re-encrypts every trainer's tokens (Salesforce and the local journal) with the
+/// primary key, through batched collection updates. Idempotent.
+async fn rotate_key(settings: Settings) -> anyhow::Result<()> {
+    let app = App::build(settings).await?;
+    let vault = app.tokens.vault();
+    let t = &app.settings.salesforce.trainer;
+    // Long text areas cannot be filtered in SOQL, so select connected-at-some-point
+    // trainers and look at the token fields here.
+    let soql = format!(
+        "SELECT Id, {F_ACCESS_TOKEN}, {F_REFRESH_TOKEN} FROM {} WHERE {F_USER_ID} != null",
+        t.object
+    );
+    let rows = app.salesforce.query(&soql).await?;
+    let (mut rotated, mut current, mut unreadable) = (0usize, 0usize, 0usize);
+    let mut updates = Vec::new();
+    for row in &rows {
+        let Some(id) = row.get("Id").and_then(Value::as_str).and_then(|s| RecordId::parse(s).ok()) else {
+            continue;
+        };
+        let mut fields = serde_json::Map::new();
+        for f in [F_ACCESS_TOKEN, F_REFRESH_TOKEN] {
+            let Some(enc) = row.get(f).and_then(Value::as_str).filter(|s| !s.is_empty()) else {
+                continue;
+            };
+            if vault.is_current(enc) {
+                current += 1;
+                continue;
+            }
+            match vault.decrypt(enc) {
+                Ok(plain) => {
+                    fields.insert(f.to_string(), Value::String(vault.encrypt(&plain)));
+                    rotated += 1;
+                }
+                Err(e) => {
+                    unreadable += 1;
+                    eprintln!("trainer {id}: {f} cannot be decrypted with any configured key: {e}");
+                }
+            }
+        }
+        if !fields.is_empty() {
+            updates.push((id, fields));
+        }
+    }
+    let results = app.salesforce.update_many(&t.object, updates).await?;
+    let failed = results.iter().filter(|r| !r.success).count();
+    let journal = app.store.reencrypt_tokens(|enc| {
+        if vault.is_current(enc) {
+            None
+        } else {
+            vault.decrypt(enc).ok().map(|p| vault.encrypt(&p))
+        }
+    })?;
+    println!(
+        "re-encrypted: {rotated}  already current: {current}  undecryptable: {unreadable}  write failures: {failed}  journal rows re-encrypted: {journal}"
+    );
+    if failed > 0 || unreadable > 0 {
+        bail!("rotation incomplete");
+    }
+    Ok(())
+}
+
+/// Resolves on SIGTERM or ctrl-c.
+pub async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! {
+        _ = ctrl_c => {},
+        _ = term => {},
+    }
+    tracing::info!("shutdown signal received");
+}

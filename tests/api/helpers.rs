@@ -1,0 +1,240 @@
+//! `spawn_app()`: the real app, built by `App::build` exactly as `run` builds it, against
+//! both simulators on random loopback ports. Also a scripted browser for the OAuth
+//! flow, a log capture shared by the whole binary, and `wait_until` (never sleep).
+
+use std::future::Future;
+use std::io::Write;
+use std::sync::{Arc, Mutex, OnceLock};
+use std::time::Duration;
+
+use lark_vc_bridge::app::{App, ShutdownHandle};
+use lark_vc_bridge::config::Settings;
+use lark_vc_bridge::simulator::lark::LarkSim;
+use lark_vc_bridge::simulator::salesforce::SalesforceSim;
+use lark_vc_bridge::simulator::SF_HUMAN_USER_ID;
+use lark_vc_bridge::store::Store;
+use lark_vc_bridge::tokens::TokenService;
+use serde_json::{json, Map, Value};
+
+/// Every log line any test in this binary produced.
+static LOGS: OnceLock<Arc<Mutex<Vec<u8>>>> = OnceLock::new();
+
+#[derive(Clone)]
+struct LogWriter(Arc<Mutex<Vec<u8>>>);
+
+impl Write for LogWriter {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0.lock().unwrap().extend_from_slice(buf);
+        Ok(buf.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+/// Installs (once) a debug-level subscriber writing into the shared capture.
+pub fn capture_logs() {
+    LOGS.get_or_init(|| {
+        let buf = Arc::new(Mutex::new(Vec::new()));
+        let writer = LogWriter(buf.clone());
+        let _ = tracing_subscriber::fmt()
+            .with_env_filter(tracing_subscriber::EnvFilter::new("debug"))
+            .with_writer(move || writer.clone())
+            .with_ansi(false)
+            .try_init();
+        buf
+    });
+}
+
+/// Everything logged so far by any test in this binary.
+pub fn captured_logs() -> String {
+    capture_logs();
+    String::from_utf8_lossy(&LOGS.get().unwrap().lock().unwrap()).into_owned()
+}
+
+/// A running app with its simulators.
+pub struct TestApp {
+    pub url: String,
+    pub sf: SalesforceSim,
+    pub lark: LarkSim,
+    pub settings: Settings,
+    pub tokens: TokenService,
+    pub store: Store,
+    pub shutdown: ShutdownHandle,
+    pub task: tokio::task::JoinHandle<anyhow::Result<()>>,
+    pub dir: tempfile::TempDir,
+}
+
+/// Starts both simulators and the app with default settings.
+pub async fn spawn_app() -> TestApp {
+    spawn_app_with(|_| {}).await
+}
+
+/// Starts both simulators and the app; `adjust` may change settings first.
+pub async fn spawn_app_with(adjust: impl FnOnce(&mut Settings)) -> TestApp {
+    capture_logs();
+    let sf = SalesforceSim::start(0).await.expect("salesforce sim");
+    let lark = LarkSim::start(0).await.expect("lark sim");
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut settings =
+        Settings::for_simulators(&sf.base_url(), &lark.base_url(), &dir.path().join("store.db"))
+            .expect("settings");
+    adjust(&mut settings);
+    start_app(sf, lark, settings, dir).await
+}
+
+/// Starts the app on existing simulators and store (restarts).
+pub async fn start_app(
+    sf: SalesforceSim,
+    lark: LarkSim,
+    mut settings: Settings,
+    dir: tempfile::TempDir,
+) -> TestApp {
+    // Bind first, then tell the app its own public URL (the redirect URI).
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    drop(listener);
+    settings.server.bind = format!("127.0.0.1:{port}");
+    settings.server.public_url = format!("http://127.0.0.1:{port}").parse().unwrap();
+    let app = App::build(settings.clone()).await.expect("app builds");
+    let url = app.local_url();
+    let tokens = app.tokens.clone();
+    let store = app.store.clone();
+    let shutdown = app.shutdown_handle();
+    let task = tokio::spawn(app.run_until_stopped(std::future::pending()));
+    let t = TestApp {
+        url,
+        sf,
+        lark,
+        settings,
+        tokens,
+        store,
+        shutdown,
+        task,
+        dir,
+    };
+    wait_until("the app answers /healthz", || async {
+        reqwest::get(format!("{}/healthz", t.url))
+            .await
+            .is_ok_and(|r| r.status() == 200)
+    })
+    .await;
+    t
+}
+
+impl TestApp {
+    /// Stops the app gracefully and waits for it; returns the simulators and store dir.
+    pub async fn stop(self) -> (SalesforceSim, LarkSim, Settings, tempfile::TempDir) {
+        self.shutdown.trigger();
+        let _ = tokio::time::timeout(Duration::from_secs(60), self.task).await;
+        (self.sf, self.lark, self.settings, self.dir)
+    }
+
+    /// Adds a trainer to Salesforce (as a human user) and, if `lark`, a Lark user with
+    /// the same email. Returns the trainer id.
+    pub fn add_trainer(&self, name: &str, email: Option<&str>, lark: bool) -> String {
+        let mut fields = json!({ "Name": name });
+        if let Some(e) = email {
+            fields["Email__c"] = json!(e);
+            if lark {
+                self.lark.add_user(e, name);
+            }
+        }
+        self.sf
+            .insert("Onboarding_Trainer__c", fields, SF_HUMAN_USER_ID)
+    }
+
+    /// The trainer record as the Salesforce simulator holds it.
+    pub fn trainer(&self, id: &str) -> Map<String, Value> {
+        self.sf.get("Onboarding_Trainer__c", id).expect("trainer exists")
+    }
+
+    /// The booking record as the Salesforce simulator holds it.
+    pub fn booking(&self, id: &str) -> Map<String, Value> {
+        self.sf.get("Training_Booking__c", id).expect("booking exists")
+    }
+}
+
+/// An HTTP client that does not follow redirects (the scripted browser follows them
+/// itself, to see each hop).
+pub fn browser() -> reqwest::Client {
+    reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap()
+}
+
+/// One hop of the connect flow.
+pub struct Hop {
+    pub status: u16,
+    pub location: Option<String>,
+    pub set_cookie: Option<String>,
+    pub body: String,
+}
+
+/// GET without following redirects, with an optional Cookie header.
+pub async fn get(url: &str, cookie: Option<&str>) -> Hop {
+    let mut req = browser().get(url);
+    if let Some(c) = cookie {
+        req = req.header("cookie", c);
+    }
+    let resp = req.send().await.expect("request");
+    let status = resp.status().as_u16();
+    let location = resp
+        .headers()
+        .get("location")
+        .map(|v| v.to_str().unwrap().to_string());
+    let set_cookie = resp
+        .headers()
+        .get("set-cookie")
+        .map(|v| v.to_str().unwrap().to_string());
+    let body = resp.text().await.unwrap_or_default();
+    Hop {
+        status,
+        location,
+        set_cookie,
+        body,
+    }
+}
+
+/// The `name=value` part of a Set-Cookie header.
+pub fn cookie_pair(set_cookie: &str) -> String {
+    set_cookie.split(';').next().unwrap().trim().to_string()
+}
+
+/// Starts the flow for `trainer` and approves as `lark_email`; returns the callback's
+/// URL (with code and state) and the cookie the start set.
+pub async fn authorize(app: &TestApp, trainer: &str, lark_email: &str) -> (String, String) {
+    let start = get(&format!("{}/oauth/lark/start?trainer={trainer}", app.url), None).await;
+    assert_eq!(start.status, 302, "start: {}", start.body);
+    let cookie = cookie_pair(start.set_cookie.as_deref().expect("state cookie"));
+    let mut authorize = url::Url::parse(start.location.as_deref().unwrap()).unwrap();
+    authorize.query_pairs_mut().append_pair("sim_user", lark_email);
+    let approved = get(authorize.as_str(), None).await;
+    assert_eq!(approved.status, 302, "authorize: {}", approved.body);
+    (approved.location.unwrap(), cookie)
+}
+
+/// The whole connect flow as a browser runs it; returns the callback's answer.
+pub async fn connect(app: &TestApp, trainer: &str, lark_email: &str) -> Hop {
+    let (callback, cookie) = authorize(app, trainer, lark_email).await;
+    get(&callback, Some(&cookie)).await
+}
+
+/// Waits until `check` is true, polling; panics with `what` after 30 s.
+pub async fn wait_until<F, Fut>(what: &str, mut check: F)
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = bool>,
+{
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    loop {
+        if check().await {
+            return;
+        }
+        if tokio::time::Instant::now() > deadline {
+            panic!("timed out waiting until {what}");
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
