@@ -54,7 +54,16 @@ pub struct App {
 
 impl App {
     /// Opens the store, builds the clients and binds the HTTP listener.
-    pub async fn build(settings: Settings) -> anyhow::Result<App> {
+    /// Port 0 in both `server.bind` and `server.public_url` means "any free port, and
+    /// tell Lark that one" (tests and the demo).
+    pub async fn build(mut settings: Settings) -> anyhow::Result<App> {
+        let listener = TcpListener::bind(&settings.server.bind)
+            .await
+            .with_context(|| format!("binding {}", settings.server.bind))?;
+        let addr = listener.local_addr()?;
+        if settings.server.public_url.port() == Some(0) {
+            let _ = settings.server.public_url.set_port(Some(addr.port()));
+        }
         let settings = Arc::new(settings);
         let store = Store::open(&settings.store.path).context("opening the store")?;
         let vault = Arc::new(Vault::from_settings(&settings.security));
@@ -83,10 +92,6 @@ impl App {
             readiness.clone(),
             events_rx,
         );
-        let listener = TcpListener::bind(&settings.server.bind)
-            .await
-            .with_context(|| format!("binding {}", settings.server.bind))?;
-        let addr = listener.local_addr()?;
         let (shutdown_tx, _) = watch::channel(false);
         let _ = vault;
         Ok(App {

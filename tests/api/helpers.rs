@@ -90,14 +90,12 @@ pub async fn start_app(
     mut settings: Settings,
     dir: tempfile::TempDir,
 ) -> TestApp {
-    // Bind first, then tell the app its own public URL (the redirect URI).
-    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    let port = listener.local_addr().unwrap().port();
-    drop(listener);
-    settings.server.bind = format!("127.0.0.1:{port}");
-    settings.server.public_url = format!("http://127.0.0.1:{port}").parse().unwrap();
+    // Port 0 in both: the app listens on a free port and uses it in its redirect URI.
+    settings.server.bind = "127.0.0.1:0".into();
+    settings.server.public_url = "http://127.0.0.1:0".parse().unwrap();
     let app = App::build(settings.clone()).await.expect("app builds");
     let url = app.local_url();
+    let settings = app.settings.as_ref().clone();
     let tokens = app.tokens.clone();
     let store = app.store.clone();
     let shutdown = app.shutdown_handle();
