@@ -3,6 +3,7 @@
 //! [`App::run_until_stopped`] runs it until the shutdown signal. Tests and `demo` start
 //! exactly this on port 0.
 
+use std::future::IntoFuture;
 use std::net::SocketAddr;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
@@ -118,6 +119,11 @@ impl App {
     /// `http://127.0.0.1:PORT`-style base URL of the HTTP server.
     pub fn local_url(&self) -> String {
         format!("http://{}", self.addr)
+    }
+
+    /// The processing engine, for one-shot commands (`reconcile`, `refresh-tokens`).
+    pub fn engine(&self) -> Arc<crate::bookings::Engine> {
+        self.processor_task.engine()
     }
 
     /// A handle that stops the app.

@@ -13,9 +13,13 @@
 //! - [`cli`]        — the commands of design §2.1
 //! - [`simulator`]  — in-process Salesforce and Lark simulators for demo, simulate and tests
 
+pub mod app;
 pub mod bookings;
+pub mod check;
+pub mod cli;
 pub mod config;
-// pub mod http; (enabled once the Lark and Salesforce clients land)
+pub mod demo;
+pub mod http;
 pub mod lark;
 pub mod metrics;
 pub mod retry;

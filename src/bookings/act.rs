@@ -49,7 +49,10 @@ impl Actor<'_> {
         };
         match decision {
             Decision::Nothing => Ok(None),
-            Decision::Pending { reason } => Ok(self.status(booking, &id, MeetingStatus::PendingTrainerConnection, Some(&reason))),
+            Decision::Pending { reason } => {
+                self.remind(booking).await;
+                Ok(self.status(booking, &id, MeetingStatus::PendingTrainerConnection, Some(&reason)))
+            }
             Decision::Fail { reason } => {
                 self.metrics.inc("lvb_failures_total", &[("kind", "booking_invalid")]);
                 tracing::warn!(booking = %booking.id, reason = %reason, "booking cannot get a meeting");
@@ -63,7 +66,10 @@ impl Actor<'_> {
                 let trainer = booking.trainer.clone().expect("decide checked the trainer");
                 let token = match self.token(&trainer).await? {
                     TokenOutcome::Token(t) => t,
-                    TokenOutcome::NotConnected => return Ok(self.pending(booking, &id)),
+                    TokenOutcome::NotConnected => {
+                        self.remind(booking).await;
+                        return Ok(self.pending(booking, &id));
+                    }
                 };
                 let result = self
                     .with_token_retry(&trainer, token, |lark, t| {
@@ -125,7 +131,10 @@ impl Actor<'_> {
         }
         let token = match self.token(&trainer).await? {
             TokenOutcome::Token(t) => t,
-            TokenOutcome::NotConnected => return Ok(self.pending(booking, id)),
+            TokenOutcome::NotConnected => {
+                self.remind(booking).await;
+                return Ok(self.pending(booking, id));
+            }
         };
         let topic_owned = topic.to_string();
         let result = self
@@ -241,6 +250,13 @@ impl Actor<'_> {
                 self.metrics.inc("lvb_failures_total", &[("kind", "lark_unavailable")]);
                 Err(Transient(format!("Lark call for booking {}: {other}", booking.id)))
             }
+        }
+    }
+
+    /// A trainer whose booking waits gets their connect link in Lark (at most daily).
+    async fn remind(&self, booking: &Booking) {
+        if let Some(trainer) = &booking.trainer {
+            self.tokens.remind(trainer).await;
         }
     }
 

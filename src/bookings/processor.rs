@@ -28,11 +28,14 @@ use crate::lark::LarkClient;
 use crate::metrics::Metrics;
 use crate::salesforce::events::{ChangeEvent, ChangeKind};
 use crate::salesforce::soql::{id_list, quote, RecordId};
-use crate::salesforce::streaming::StreamItem;
+use crate::salesforce::streaming::{run_subscriber, StreamItem, StreamStatus};
 use crate::salesforce::{SalesforceClient, SalesforceError};
 use crate::store::Store;
 use crate::tokens::{RefreshOutcome, TokenService, TrainerEvent};
 
+/// Stream items buffered between the subscriber and the processor; when full, the
+/// subscriber's next long-poll waits (backpressure instead of memory growth).
+const STREAM_BUFFER: usize = 4_096;
 /// Most stream items taken into one batch.
 const MAX_BATCH_ITEMS: usize = 2_000;
 /// Ids per SOQL `IN (...)` list: 200 ids keep the GET URL near 5 KB, well inside limits.
@@ -41,6 +44,8 @@ const IDS_PER_QUERY: usize = 200;
 const WRITES_PER_CALL: usize = 200;
 /// While a batch is still running, write-backs wait at most this long to share a call.
 const WRITE_LINGER: Duration = Duration::from_secs(3);
+/// Trainers refreshed at once by a refresh pass (each is one Lark call and one write).
+const REFRESH_CONCURRENCY: usize = 4;
 /// Most bookings one reconciliation sweep looks at.
 const SWEEP_LIMIT: usize = 10_000;
 /// Sweeps look this far ahead (bookings further out are renewed as they come closer).
@@ -169,17 +174,44 @@ impl Processor {
         self.engine.clone()
     }
 
-    /// Runs until shutdown: consumes `stream`, control requests and trainer events.
-    pub async fn run(
-        mut self,
-        mut stream: mpsc::Receiver<StreamItem>,
-        mut shutdown: watch::Receiver<bool>,
-    ) -> anyhow::Result<()> {
+    /// Runs until shutdown: starts the streaming subscriber (from the checkpoint), then
+    /// consumes its items, control requests and trainer events.
+    pub async fn run(mut self, shutdown: watch::Receiver<bool>) -> anyhow::Result<()> {
         let engine = self.engine.clone();
+        let (start_from, sweep_first) = engine.start_position();
+        let (tx, mut stream) = mpsc::channel(STREAM_BUFFER);
+        let (status_tx, mut status_rx) = watch::channel(StreamStatus::default());
+        let readiness = engine.readiness.clone();
+        tokio::spawn(async move {
+            while status_rx.changed().await.is_ok() {
+                let up = status_rx.borrow().subscribed;
+                readiness.streaming.store(up, Ordering::Relaxed);
+            }
+            readiness.streaming.store(false, Ordering::Relaxed);
+        });
+        let store = engine.store.clone();
+        let channel = engine.settings.salesforce.streaming.channel.clone();
+        let checkpoint = move || store.checkpoint(&channel).ok().flatten().map(|(r, _)| r);
+        let subscriber = tokio::spawn(run_subscriber(
+            engine.salesforce.clone(),
+            engine.settings.salesforce.streaming.clone(),
+            start_from,
+            checkpoint,
+            tx,
+            shutdown.clone(),
+            status_tx,
+        ));
+        if sweep_first {
+            if let Err(e) = engine.reconcile().await {
+                tracing::error!(error = %e, "start-up sweep failed; the next sweep retries");
+            }
+        }
+
+        let mut stop = shutdown.clone();
         loop {
             tokio::select! {
                 biased;
-                _ = shutdown.wait_for(|s| *s) => break,
+                _ = stopped(&mut stop) => break,
                 Some(control) = self.control.recv() => match control {
                     Control::RefreshPass(reply) => {
                         let engine = engine.clone();
@@ -201,9 +233,10 @@ impl Processor {
                 }
                 item = stream.recv() => {
                     let Some(first) = item else {
-                        tracing::warn!("stream ended");
-                        // Keep serving control requests until shutdown.
-                        let _ = shutdown.wait_for(|s| *s).await;
+                        match subscriber.is_finished() {
+                            true => tracing::error!("the streaming subscriber stopped; restart the service"),
+                            false => tracing::warn!("stream ended"),
+                        }
                         break;
                     };
                     let mut items = vec![first];
@@ -217,6 +250,8 @@ impl Processor {
                 }
             }
         }
+        // Stop intake: the subscriber sees the same signal; wait for it to say goodbye.
+        let _ = tokio::time::timeout(Duration::from_secs(10), subscriber).await;
         tracing::info!("processor stopped");
         Ok(())
     }
@@ -261,9 +296,6 @@ impl Engine {
                 }
                 StreamItem::Subscribed { .. } => {
                     self.readiness.streaming.store(true, Ordering::Relaxed);
-                }
-                StreamItem::Disconnected { .. } => {
-                    self.readiness.streaming.store(false, Ordering::Relaxed);
                 }
             }
         }
@@ -419,36 +451,47 @@ impl Engine {
         };
         let (tx, rx) = mpsc::channel::<WriteBack>(WRITES_PER_CALL * 2);
         let now = Utc::now();
-        let work = futures::stream::iter(bookings.into_iter().map(|booking| {
-            let tx = tx.clone();
-            let actor = &actor;
-            async move {
-                let journal = actor.store.reservation(&booking.id).map_err(|e| Transient(e.to_string()))?;
-                let decision = decide(
-                    &booking,
-                    &Context {
-                        settings: &settings.salesforce.booking,
-                        now,
-                        journal: journal.as_ref(),
-                        missing_topic_fields: missing,
-                        require_trainer_email: settings.security.require_email_match,
-                    },
-                );
-                let kind = decision_kind(&decision);
-                let write = actor.act(&booking, decision).await?;
-                let outcome = match (&write, kind) {
-                    (Some(w), _) => status_of(w, &settings.salesforce.booking.meeting_status_field).unwrap_or(kind),
-                    (None, k) => k,
-                };
-                if let Some(w) = write {
-                    let _ = tx.send(w).await;
-                }
-                Ok::<&'static str, Transient>(outcome)
-            }
-        }))
-        .buffer_unordered(settings.processing.concurrency)
-        .collect::<Vec<_>>();
-        drop(tx);
+        let concurrency = settings.processing.concurrency;
+        let actor = &actor;
+        let work = async move {
+            let results: Vec<Result<&'static str, Transient>> = futures::stream::iter(bookings)
+                .map(|booking| {
+                    let tx = tx.clone();
+                    async move {
+                        let journal = actor
+                            .store
+                            .reservation(&booking.id)
+                            .map_err(|e| Transient(e.to_string()))?;
+                        let decision = decide(
+                            &booking,
+                            &Context {
+                                settings: &settings.salesforce.booking,
+                                now,
+                                journal: journal.as_ref(),
+                                missing_topic_fields: missing,
+                                require_trainer_email: settings.security.require_email_match,
+                            },
+                        );
+                        let kind = decision_kind(&decision);
+                        let write = actor.act(&booking, decision).await?;
+                        let outcome = match &write {
+                            Some(w) => status_of(w, &settings.salesforce.booking.meeting_status_field)
+                                .unwrap_or(kind),
+                            None => kind,
+                        };
+                        if let Some(w) = write {
+                            let _ = tx.send(w).await;
+                        }
+                        Ok(outcome)
+                    }
+                })
+                .buffer_unordered(concurrency)
+                .collect()
+                .await;
+            // Every sender is gone now: the flusher sees the end of the batch.
+            drop(tx);
+            results
+        };
         let (results, write_failures) = tokio::join!(work, self.flush_writes(rx));
         let mut first_error = None;
         for r in results {
@@ -607,10 +650,13 @@ impl Engine {
                 return summary;
             }
         };
-        let outcomes = futures::stream::iter(trainers.iter().map(|t| self.tokens.refresh_now(t)))
-            .buffer_unordered(4)
-            .collect::<Vec<_>>()
-            .await;
+        let outcomes = futures::stream::iter(trainers.into_iter().map(|t| {
+            let tokens = self.tokens.clone();
+            async move { tokens.refresh_now(&t).await }
+        }))
+        .buffer_unordered(REFRESH_CONCURRENCY)
+        .collect::<Vec<_>>()
+        .await;
         for o in outcomes {
             match o {
                 RefreshOutcome::Refreshed => summary.refreshed += 1,
@@ -644,6 +690,11 @@ impl Engine {
             }
         }
     }
+}
+
+/// Resolves once shutdown is requested (a dropped sender counts as a request).
+async fn stopped(rx: &mut watch::Receiver<bool>) {
+    let _ = rx.wait_for(|s| *s).await;
 }
 
 enum EventWork {

@@ -8,9 +8,11 @@
 
 pub mod common;
 pub mod lark;
+pub mod launch;
 pub mod salesforce;
 
 pub use common::{Faults, RecordedRequest, RequestLog};
+pub use launch::run_simulate;
 
 /// Consumer key of the simulated Salesforce connected app.
 pub const SF_CLIENT_ID: &str = "3MVG9sim.lark-vc-bridge.client";

@@ -5,8 +5,10 @@
 //! refreshes or clears them.
 
 pub mod secret;
+pub mod service;
 pub mod trainer;
 pub mod vault;
 
 pub use secret::{AccessToken, RefreshToken};
+pub use service::{RefreshOutcome, TokenError, TokenService, TrainerEvent};
 pub use vault::{Vault, VaultError};

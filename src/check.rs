@@ -1,0 +1,217 @@
+//! `check`: validates the configuration and every external dependency, printing a
+//! checklist with ✓/✗ and, for each ✗, how to fix it. Read-only: it changes nothing in
+//! Salesforce or Lark (the streaming probe subscribes and disconnects).
+
+use std::path::Path;
+
+use serde_json::Value;
+
+use crate::config::Settings;
+use crate::lark::LarkClient;
+use crate::salesforce::rest::ObjectDescribe;
+use crate::salesforce::SalesforceClient;
+use crate::tokens::trainer::{
+    F_ACCESS_TOKEN, F_CONNECTED, F_CONNECTED_AT, F_CONNECTION_ERROR, F_LAST_REFRESH,
+    F_REFRESH_EXPIRES_AT, F_REFRESH_TOKEN, F_TOKEN_EXPIRES_AT, F_USER_ID,
+};
+use crate::tokens::Vault;
+
+/// One line of the checklist.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct CheckLine {
+    pub ok: bool,
+    pub what: String,
+    /// Details when ok; how to fix it when not.
+    pub detail: String,
+}
+
+/// Runs every check, prints the checklist, returns true when all passed.
+pub async fn run(config: Option<&Path>) -> bool {
+    let lines = collect(config).await;
+    for l in &lines {
+        if l.ok {
+            println!("✓ {}{}", l.what, if l.detail.is_empty() { String::new() } else { format!(" — {}", l.detail) });
+        } else {
+            println!("✗ {} — {}", l.what, l.detail);
+        }
+    }
+    let failed = lines.iter().filter(|l| !l.ok).count();
+    if failed == 0 {
+        println!("\nall {} checks passed", lines.len());
+    } else {
+        println!("\n{failed} of {} checks failed", lines.len());
+    }
+    failed == 0
+}
+
+fn pass(what: &str, detail: impl Into<String>) -> CheckLine {
+    CheckLine { ok: true, what: what.into(), detail: detail.into() }
+}
+
+fn fail(what: &str, fix: impl Into<String>) -> CheckLine {
+    CheckLine { ok: false, what: what.into(), detail: fix.into() }
+}
+
+/// Runs every check and returns the checklist (tests read it directly).
+pub async fn collect(config: Option<&Path>) -> Vec<CheckLine> {
+    let settings = match Settings::load(config) {
+        Ok(s) => s,
+        Err(e) => {
+            return vec![fail(
+                "configuration valid",
+                format!("{e}\n  fix: set the keys above in your config file or as LVB__SECTION__KEY environment variables (see config/default.toml)"),
+            )]
+        }
+    };
+    collect_with(&settings).await
+}
+
+/// As [`collect`], for already-loaded settings.
+pub async fn collect_with(settings: &Settings) -> Vec<CheckLine> {
+    let mut lines = vec![pass("configuration valid", "")];
+
+    let redirect = settings.server.redirect_uri();
+    let host = settings.server.public_url.host_str().unwrap_or("");
+    if settings.server.public_url.scheme() == "https" || host == "localhost" || host == "127.0.0.1" {
+        lines.push(pass("redirect URI", format!("{redirect} (register exactly this in the Lark app's security settings)")));
+    } else {
+        lines.push(fail("redirect URI", format!("{redirect} is plain http on a public host; Lark requires https: set server.public_url to your https URL")));
+    }
+
+    // Salesforce.
+    let sf = match SalesforceClient::new(&settings.salesforce) {
+        Ok(c) => c,
+        Err(e) => {
+            lines.push(fail("Salesforce login", format!("{e}; fix salesforce.* keys")));
+            return lines;
+        }
+    };
+    match sf.session().await {
+        Ok(session) => {
+            lines.push(pass("Salesforce login", format!("{} via {:?}", session.instance_url, settings.salesforce.auth)));
+            lines.push(pass("integration user", format!("user id {}", session.user_id)));
+            let b = &settings.salesforce.booking;
+            let t = &settings.salesforce.trainer;
+            match sf.describe(&b.object).await {
+                Ok(d) => {
+                    let mut expected: Vec<(&str, &[&str])> = vec![
+                        (&b.trainer_field, &["reference"]),
+                        (&b.start_field, &["datetime"]),
+                        (&b.end_field, &["datetime"]),
+                        (&b.service_type_field, &["picklist", "string"]),
+                        (&b.status_field, &["picklist", "string"]),
+                        (&b.link_field, &["url", "string"]),
+                        (&b.reservation_field, &["string"]),
+                        (&b.meeting_status_field, &["picklist"]),
+                        (&b.meeting_error_field, &["string", "textarea"]),
+                    ];
+                    let topic = b.topic_fields();
+                    for f in &topic {
+                        expected.push((f.as_str(), &["string", "textarea", "picklist", "email", "phone", "url", "double", "int", "reference", "id", "datetime", "date"]));
+                    }
+                    lines.push(fields_line(&b.object, &d, &expected));
+                    if let Some(status) = d.fields.iter().find(|f| f.name == b.meeting_status_field) {
+                        let missing: Vec<&str> = crate::bookings::MeetingStatus::ALL
+                            .iter()
+                            .map(|s| s.as_str())
+                            .filter(|v| !status.picklist_values.iter().any(|p| p == v))
+                            .collect();
+                        if missing.is_empty() {
+                            lines.push(pass("meeting status values", format!("{} has every value the service writes", b.meeting_status_field)));
+                        } else {
+                            lines.push(fail("meeting status values", format!("{} lacks {:?}; deploy salesforce-metadata/", b.meeting_status_field, missing)));
+                        }
+                    }
+                }
+                Err(e) => lines.push(fail(&format!("object {}", b.object), format!("{e}; check salesforce.booking.object and the integration user's permission set"))),
+            }
+            match sf.describe(&t.object).await {
+                Ok(d) => {
+                    let expected: Vec<(&str, &[&str])> = vec![
+                        (&t.email_field, &["email", "string"]),
+                        (&t.name_field, &["string"]),
+                        (F_USER_ID, &["string"]),
+                        (F_ACCESS_TOKEN, &["textarea"]),
+                        (F_REFRESH_TOKEN, &["textarea"]),
+                        (F_TOKEN_EXPIRES_AT, &["datetime"]),
+                        (F_REFRESH_EXPIRES_AT, &["datetime"]),
+                        (F_CONNECTED_AT, &["datetime"]),
+                        (F_LAST_REFRESH, &["datetime"]),
+                        (F_CONNECTED, &["boolean"]),
+                        (F_CONNECTION_ERROR, &["string", "textarea"]),
+                    ];
+                    lines.push(fields_line(&t.object, &d, &expected));
+                    for f in [F_ACCESS_TOKEN, F_REFRESH_TOKEN] {
+                        if let Some(field) = d.fields.iter().find(|x| x.name == f) {
+                            if field.length < 1024 {
+                                lines.push(fail(&format!("{}.{f} length", t.object), format!("{} characters is too short for encrypted Lark tokens; make it a Long Text Area of 4096", field.length)));
+                            }
+                        }
+                    }
+                    lines.push(stored_token_line(&sf, settings, &t.object).await);
+                }
+                Err(e) => lines.push(fail(&format!("object {}", t.object), format!("{e}; check salesforce.trainer.object and the integration user's permission set"))),
+            }
+            let channel = &settings.salesforce.streaming.channel;
+            match crate::salesforce::streaming::check_subscription(sf.clone(), &settings.salesforce.streaming, std::time::Duration::from_secs(30)).await {
+                Ok(()) => lines.push(pass("streaming subscription", format!("handshake and subscribe to {channel} succeeded"))),
+                Err(e) => lines.push(fail("streaming subscription", format!("{e}; enable Change Data Capture for the booking object (salesforce-metadata/ ships it) and give the integration user View All on it"))),
+            }
+        }
+        Err(e) => lines.push(fail(
+            "Salesforce login",
+            format!("{e}; check salesforce.login_url (your My Domain URL for client_credentials), salesforce.client_id/client_secret and that the connected app allows the {:?} flow with a Run As user", settings.salesforce.auth),
+        )),
+    }
+
+    // Lark.
+    match LarkClient::new(&settings.lark) {
+        Ok(lark) => match lark.tenant_token().await {
+            Ok(_) => lines.push(pass("Lark app token", format!("app {} at {}", settings.lark.app_id, settings.lark.base_url))),
+            Err(e) => lines.push(fail("Lark app token", format!("{e}; check lark.app_id and lark.app_secret (Lark developer console → Credentials)"))),
+        },
+        Err(e) => lines.push(fail("Lark app token", format!("{e}; check lark.* keys"))),
+    }
+    lines
+}
+
+fn fields_line(object: &str, d: &ObjectDescribe, expected: &[(&str, &[&str])]) -> CheckLine {
+    let mut problems = Vec::new();
+    for (name, types) in expected {
+        match d.fields.iter().find(|f| f.name.eq_ignore_ascii_case(name)) {
+            None => problems.push(format!("{object}.{name} is missing")),
+            Some(f) if !types.contains(&f.type_.as_str()) => problems.push(format!(
+                "{object}.{name} is of type {} (expected {})",
+                f.type_,
+                types.join(" or ")
+            )),
+            _ => {}
+        }
+    }
+    if problems.is_empty() {
+        pass(&format!("fields of {object}"), format!("{} fields present with the right types", expected.len()))
+    } else {
+        fail(
+            &format!("fields of {object}"),
+            format!("{}; deploy salesforce-metadata/ or fix the salesforce.* field keys", problems.join("; ")),
+        )
+    }
+}
+
+async fn stored_token_line(sf: &SalesforceClient, settings: &Settings, object: &str) -> CheckLine {
+    let soql = format!("SELECT Id, {F_ACCESS_TOKEN} FROM {object} WHERE {F_USER_ID} != null LIMIT 20");
+    let rows = match sf.query(&soql).await {
+        Ok(r) => r,
+        Err(e) => return fail("encryption key", format!("could not read stored tokens: {e}")),
+    };
+    let Some((id, enc)) = rows.iter().find_map(|r| {
+        Some((r.get("Id")?.as_str()?.to_string(), r.get(F_ACCESS_TOKEN).and_then(Value::as_str)?.to_string()))
+    }) else {
+        return pass("encryption key", "no stored token yet to test it on");
+    };
+    let vault = Vault::from_settings(&settings.security);
+    match vault.decrypt(&enc) {
+        Ok(_) => pass("encryption key", format!("decrypts the stored token of trainer {id}")),
+        Err(e) => fail("encryption key", format!("{e} (trainer {id}); set security.encryption_key to the key the tokens were written with, or list it in security.previous_keys")),
+    }
+}

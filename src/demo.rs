@@ -1,0 +1,438 @@
+//! `demo`: the main job on the embedded default. Starts both simulators in-process and
+//! the real service against them (the same `App` that `run` starts), then walks through
+//! a trainer connecting and bookings being created, rescheduled and cancelled, narrating
+//! each step with timestamps. Ends with the bookings, trainers and call counts as the
+//! simulators saw them. Exits non-zero if any step does not happen in time.
+
+use std::future::Future;
+use std::io::{IsTerminal, Write};
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, Context};
+use axum::http::Method;
+use chrono::Utc;
+use serde::Serialize;
+use serde_json::{json, Map, Value};
+
+use crate::app::App;
+use crate::config::Settings;
+use crate::simulator::launch::Simulators;
+use crate::simulator::SF_HUMAN_USER_ID;
+
+/// How long one step may take before the demo gives up.
+const STEP_DEADLINE: Duration = Duration::from_secs(45);
+const BOOKING: &str = "Training_Booking__c";
+const TRAINER: &str = "Onboarding_Trainer__c";
+
+/// One narrated step.
+#[derive(Debug, Serialize)]
+struct Step {
+    at_secs: f64,
+    message: String,
+}
+
+struct Narrator {
+    started: Instant,
+    json: bool,
+    steps: Vec<Step>,
+}
+
+impl Narrator {
+    fn say(&mut self, message: impl Into<String>) {
+        let message = message.into();
+        let at = self.started.elapsed().as_secs_f64();
+        if !self.json {
+            println!("[{at:>6.2}s] {message}");
+        }
+        self.steps.push(Step {
+            at_secs: (at * 1000.0).round() / 1000.0,
+            message,
+        });
+    }
+
+    /// Waits for `check` to hold, with a spinner on a terminal; fails after the deadline.
+    async fn wait<F, Fut>(&mut self, what: &str, mut check: F) -> anyhow::Result<()>
+    where
+        F: FnMut() -> Fut,
+        Fut: Future<Output = bool>,
+    {
+        let spinner = !self.json && std::io::stderr().is_terminal();
+        let frames = ['⠋', '⠙', '⠹', '⠸', '⠼', '⠴', '⠦', '⠧', '⠇', '⠏'];
+        let deadline = Instant::now() + STEP_DEADLINE;
+        let mut i = 0;
+        loop {
+            if check().await {
+                if spinner {
+                    eprint!("\r\x1b[2K");
+                }
+                return Ok(());
+            }
+            if Instant::now() > deadline {
+                if spinner {
+                    eprintln!();
+                }
+                bail!("timed out after {STEP_DEADLINE:?} waiting until {what}");
+            }
+            if spinner {
+                eprint!("\r  {} waiting until {what}…", frames[i % frames.len()]);
+                let _ = std::io::stderr().flush();
+            }
+            i += 1;
+            tokio::time::sleep(Duration::from_millis(25)).await;
+        }
+    }
+}
+
+/// Runs the demo.
+pub async fn run(json: bool) -> anyhow::Result<()> {
+    let mut n = Narrator {
+        started: Instant::now(),
+        json,
+        steps: Vec::new(),
+    };
+    let sims = Simulators::start(0, 0).await?;
+    let sf = &sims.salesforce;
+    let lark = &sims.lark;
+    n.say(format!(
+        "Salesforce simulator at {}, Lark simulator at {}",
+        sf.base_url(),
+        lark.base_url()
+    ));
+
+    let store_dir = std::env::temp_dir().join(format!(
+        "lark-vc-bridge-demo-{}-{}",
+        std::process::id(),
+        crate::config::random_hex(4)
+    ));
+    let mut settings = Settings::for_simulators(
+        &sf.base_url(),
+        &lark.base_url(),
+        &store_dir.join("store.db"),
+    )?;
+    settings.server.bind = "127.0.0.1:0".into();
+    settings.server.public_url = "http://127.0.0.1:0".parse()?;
+    let app = App::build(settings).await?;
+    let url = app.local_url();
+    let shutdown = app.shutdown_handle();
+    let service = tokio::spawn(app.run_until_stopped(std::future::pending()));
+    n.say(format!("lark-vc-bridge started at {url} (the same service `run` starts)"));
+    let http = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()?;
+    n.wait("the service is ready (Salesforce login and CDC subscription)", || async {
+        http.get(format!("{url}/readyz"))
+            .send()
+            .await
+            .is_ok_and(|r| r.status() == 200)
+    })
+    .await?;
+    n.say("ready: logged in to Salesforce and subscribed to /data/Training_Booking__ChangeEvent");
+
+    let trainers = sims.seed_trainers();
+    let (a, b) = (&trainers[0], &trainers[1]);
+    n.say(format!(
+        "trainers in Salesforce: {} ({}) and {} ({}), neither connected to Lark yet",
+        a.name, a.id, b.name, b.id
+    ));
+
+    // 1. Trainer A connects.
+    connect(&mut n, &http, &url, &a.id, &a.email, &a.name).await?;
+    n.wait("Salesforce shows the trainer connected", || async {
+        field(sf.get(TRAINER, &a.id), "Lark_Connected__c") == json!(true)
+    })
+    .await?;
+    n.say(format!(
+        "{}'s trainer record: Lark_Connected__c = true, tokens stored encrypted",
+        a.name
+    ));
+
+    // 2. A remote booking for A.
+    let start = Utc::now() + chrono::Duration::days(3);
+    let booking_a = sf.insert(
+        BOOKING,
+        json!({
+            "Name": "Onboarding — Acme Coffee",
+            "Trainer__c": a.id,
+            "Training_Start__c": start.to_rfc3339(),
+            "Training_End__c": (start + chrono::Duration::hours(1)).to_rfc3339(),
+            "Service_Type__c": "Remote",
+            "Status__c": "Scheduled",
+            "Merchant_Name__c": "Acme Coffee"
+        }),
+        SF_HUMAN_USER_ID,
+    );
+    n.say(format!(
+        "a Salesforce user creates a remote booking {booking_a} for {}",
+        a.name
+    ));
+    n.wait("the booking has its meeting link", || async {
+        field(sf.get(BOOKING, &booking_a), "Lark_Meeting_Status__c") == json!("Created")
+    })
+    .await?;
+    let link_a = field(sf.get(BOOKING, &booking_a), "Remote_Training_Meeting_Link__c");
+    n.say(format!(
+        "booking {booking_a}: Lark_Meeting_Status__c = Created, link {}",
+        link_a.as_str().unwrap_or("")
+    ));
+
+    // 3. A booking for B, who has not connected.
+    let start_b = Utc::now() + chrono::Duration::days(5);
+    let booking_b = sf.insert(
+        BOOKING,
+        json!({
+            "Name": "Onboarding — Blue Bottle",
+            "Trainer__c": b.id,
+            "Training_Start__c": start_b.to_rfc3339(),
+            "Training_End__c": (start_b + chrono::Duration::minutes(90)).to_rfc3339(),
+            "Service_Type__c": "Remote",
+            "Status__c": "Scheduled",
+            "Merchant_Name__c": "Blue Bottle"
+        }),
+        SF_HUMAN_USER_ID,
+    );
+    n.say(format!(
+        "a remote booking {booking_b} is created for {}, who has not connected Lark",
+        b.name
+    ));
+    n.wait("the booking waits for its trainer", || async {
+        field(sf.get(BOOKING, &booking_b), "Lark_Meeting_Status__c")
+            == json!("Pending Trainer Connection")
+    })
+    .await?;
+    n.say(format!(
+        "booking {booking_b}: Lark_Meeting_Status__c = Pending Trainer Connection"
+    ));
+    n.wait("the trainer gets a reminder in Lark", || async {
+        lark.bot_messages().iter().any(|m| m.receive_id == b.email)
+    })
+    .await?;
+    n.say(format!(
+        "{} received a Lark message with their connect link",
+        b.name
+    ));
+
+    // 4. B connects; the pending booking gets its link with no edit.
+    connect(&mut n, &http, &url, &b.id, &b.email, &b.name).await?;
+    n.wait("the pending booking gets its link", || async {
+        field(sf.get(BOOKING, &booking_b), "Lark_Meeting_Status__c") == json!("Created")
+    })
+    .await?;
+    n.say(format!(
+        "booking {booking_b}: Created without anyone editing it, link {}",
+        field(sf.get(BOOKING, &booking_b), "Remote_Training_Meeting_Link__c")
+            .as_str()
+            .unwrap_or("")
+    ));
+
+    // 5. Reschedule A's booking: same link, one PUT.
+    let new_end = start + chrono::Duration::minutes(90);
+    sf.update(
+        BOOKING,
+        &booking_a,
+        json!({ "Training_End__c": new_end.to_rfc3339() }),
+        SF_HUMAN_USER_ID,
+    );
+    n.say(format!("booking {booking_a} is rescheduled to end 30 minutes later"));
+    n.wait("Lark holds the new end time", || async {
+        lark.reserves()
+            .iter()
+            .any(|r| !r.deleted && r.end_time == new_end.timestamp())
+    })
+    .await?;
+    let link_after = field(sf.get(BOOKING, &booking_a), "Remote_Training_Meeting_Link__c");
+    if link_after != link_a {
+        bail!("the link changed on reschedule");
+    }
+    n.say("the reservation's end time was updated in Lark; the link is unchanged");
+
+    // 6. Cancel B's booking.
+    sf.update(
+        BOOKING,
+        &booking_b,
+        json!({ "Status__c": "Cancelled" }),
+        SF_HUMAN_USER_ID,
+    );
+    n.say(format!("booking {booking_b} is cancelled in Salesforce"));
+    n.wait("the reservation is deleted and the link cleared", || async {
+        let rec = sf.get(BOOKING, &booking_b);
+        field(rec.clone(), "Lark_Meeting_Status__c") == json!("Cancelled")
+            && field(rec, "Remote_Training_Meeting_Link__c").is_null()
+    })
+    .await?;
+    n.say(format!(
+        "booking {booking_b}: Cancelled, link cleared, Lark reservation deleted"
+    ));
+
+    shutdown.trigger();
+    service
+        .await
+        .context("service task")?
+        .context("service stopped with an error")?;
+    n.say("service stopped gracefully (checkpoint saved)");
+    let _ = std::fs::remove_dir_all(&store_dir);
+
+    let bookings: Vec<Value> = [&booking_a, &booking_b]
+        .iter()
+        .map(|id| {
+            let r = sf.get(BOOKING, id).unwrap_or_default();
+            json!({
+                "id": id,
+                "trainer": r.get("Trainer__c"),
+                "status": r.get("Lark_Meeting_Status__c"),
+                "link": r.get("Remote_Training_Meeting_Link__c"),
+                "reservation_id": r.get("Lark_Reservation_Id__c"),
+            })
+        })
+        .collect();
+    let trainer_rows: Vec<Value> = [a, b]
+        .iter()
+        .map(|t| {
+            let r = sf.get(TRAINER, &t.id).unwrap_or_default();
+            json!({
+                "id": t.id,
+                "name": t.name,
+                "connected": r.get("Lark_Connected__c"),
+                "lark_user_id": r.get("Lark_User_ID__c"),
+                "last_refresh": r.get("Lark_Last_Token_Refresh__c"),
+            })
+        })
+        .collect();
+    let sf_log = sf.requests();
+    let lark_log = lark.requests();
+    let sf_calls = json!({
+        "auth": sf_log.count_path("/services/oauth2/token"),
+        "query": sf_log.count(&Method::GET, "/query"),
+        "update_one": sf_log.count(&Method::PATCH, "/sobjects/"),
+        "update_collection": sf_log.count(&Method::PATCH, "/composite/sobjects"),
+        "describe": sf_log.count(&Method::GET, "/describe"),
+        "streaming": sf_log.count(&Method::POST, "/cometd/"),
+    });
+    let lark_calls = json!({
+        "tenant_token": lark_log.count_path("/auth/v3/"),
+        "oauth_token": lark_log.count_path("/authen/v2/oauth/token") + lark_log.count_path("/oidc/"),
+        "user_info": lark_log.count_path("/authen/v1/user_info"),
+        "apply": lark_log.count_path("/vc/v1/reserves/apply"),
+        "update": lark_log.count(&Method::PUT, "/vc/v1/reserves/"),
+        "delete": lark_log.count(&Method::DELETE, "/vc/v1/reserves/"),
+        "messages": lark_log.count_path("/im/v1/messages"),
+    });
+
+    if json {
+        let out = json!({
+            "ok": true,
+            "steps": n.steps,
+            "bookings": bookings,
+            "trainers": trainer_rows,
+            "salesforce_calls": sf_calls,
+            "lark_calls": lark_calls,
+        });
+        println!("{}", serde_json::to_string_pretty(&out)?);
+    } else {
+        println!("\nBookings (Training_Booking__c, as the Salesforce simulator holds them)");
+        println!("  {:<18}  {:<18}  {:<27}  link", "id", "trainer", "Lark_Meeting_Status__c");
+        for b in &bookings {
+            println!(
+                "  {:<18}  {:<18}  {:<27}  {}",
+                text(&b["id"]),
+                text(&b["trainer"]),
+                text(&b["status"]),
+                text(&b["link"])
+            );
+        }
+        println!("\nTrainers (Onboarding_Trainer__c)");
+        println!("  {:<18}  {:<12}  {:<9}  Lark_Last_Token_Refresh__c", "id", "name", "connected");
+        for t in &trainer_rows {
+            println!(
+                "  {:<18}  {:<12}  {:<9}  {}",
+                text(&t["id"]),
+                text(&t["name"]),
+                text(&t["connected"]),
+                text(&t["last_refresh"])
+            );
+        }
+        println!("\nCalls made by the service (and the trainers' browsers)");
+        println!("  Salesforce: {}", summary(&sf_calls));
+        println!("  Lark:       {}", summary(&lark_calls));
+        println!("\ndemo finished in {:.1}s: every step happened", n.started.elapsed().as_secs_f64());
+    }
+    Ok(())
+}
+
+/// A trainer connecting: a scripted browser follows the real redirects.
+async fn connect(
+    n: &mut Narrator,
+    http: &reqwest::Client,
+    url: &str,
+    trainer_id: &str,
+    email: &str,
+    name: &str,
+) -> anyhow::Result<()> {
+    let start = http
+        .get(format!("{url}/oauth/lark/start?trainer={trainer_id}"))
+        .send()
+        .await?;
+    if start.status() != 302 {
+        bail!("connect link answered {}", start.status());
+    }
+    let cookie = start
+        .headers()
+        .get("set-cookie")
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.split(';').next())
+        .context("no state cookie")?
+        .to_string();
+    let mut authorize = url::Url::parse(
+        start
+            .headers()
+            .get("location")
+            .and_then(|v| v.to_str().ok())
+            .context("no redirect")?,
+    )?;
+    n.say(format!(
+        "{name} opens their connect link → redirected to Lark's authorize page"
+    ));
+    // The simulator's login page: choosing the user is what `sim_user` does.
+    authorize.query_pairs_mut().append_pair("sim_user", email);
+    let approved = http.get(authorize.as_str()).send().await?;
+    let callback = approved
+        .headers()
+        .get("location")
+        .and_then(|v| v.to_str().ok())
+        .context("Lark did not redirect back")?
+        .to_string();
+    n.say(format!("{name} signs in to Lark as {email} and approves"));
+    let done = http.get(&callback).header("cookie", cookie).send().await?;
+    let status = done.status();
+    let body = done.text().await.unwrap_or_default();
+    if status != 200 || !body.contains("Lark connected") {
+        bail!("callback answered {status}");
+    }
+    n.say(format!("{name} sees \"Lark connected\""));
+    Ok(())
+}
+
+fn field(record: Option<Map<String, Value>>, name: &str) -> Value {
+    record
+        .and_then(|r| r.get(name).cloned())
+        .unwrap_or(Value::Null)
+}
+
+fn text(v: &Value) -> String {
+    match v {
+        Value::Null => "—".into(),
+        Value::String(s) => s.clone(),
+        other => other.to_string(),
+    }
+}
+
+fn summary(calls: &Value) -> String {
+    calls
+        .as_object()
+        .map(|m| {
+            m.iter()
+                .map(|(k, v)| format!("{k} {v}"))
+                .collect::<Vec<_>>()
+                .join(", ")
+        })
+        .unwrap_or_default()
+}
