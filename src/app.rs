@@ -48,6 +48,7 @@ pub struct App {
     pub tokens: TokenService,
     pub metrics: Metrics,
     pub readiness: Arc<Readiness>,
+    pub vault: Arc<Vault>,
     pub processor: ProcessorHandle,
     processor_task: Processor,
     shutdown_tx: watch::Sender<bool>,
@@ -94,7 +95,6 @@ impl App {
             events_rx,
         );
         let (shutdown_tx, _) = watch::channel(false);
-        let _ = vault;
         Ok(App {
             listener,
             addr,
@@ -105,6 +105,7 @@ impl App {
             tokens,
             metrics,
             readiness,
+            vault,
             processor,
             processor_task,
             shutdown_tx,
@@ -159,7 +160,7 @@ impl App {
             tokens: self.tokens.clone(),
             lark: self.lark.clone(),
             store: self.store.clone(),
-            vault: Arc::new(Vault::from_settings(&self.settings.security)),
+            vault: self.vault.clone(),
             metrics: self.metrics.clone(),
             readiness: self.readiness.clone(),
         };
@@ -174,7 +175,6 @@ impl App {
         );
 
         let timer = tokio::spawn(refresh_timer(
-            self.tokens.clone(),
             self.processor.clone(),
             self.settings.refresh.interval,
             shutdown.clone(),
@@ -199,12 +199,10 @@ impl App {
 
 /// Every `interval`, asks the processor to run a refresh pass (timers only enqueue work).
 async fn refresh_timer(
-    tokens: TokenService,
     processor: ProcessorHandle,
     interval: Duration,
     mut shutdown: watch::Receiver<bool>,
 ) {
-    let _ = tokens;
     let mut ticker = tokio::time::interval(interval);
     ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {

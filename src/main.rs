@@ -5,7 +5,11 @@ use clap::Parser;
 #[tokio::main]
 async fn main() -> std::process::ExitCode {
     let cli = lark_vc_bridge::cli::Cli::parse();
-    lark_vc_bridge::telemetry::init();
+    let quiet = matches!(
+        cli.command,
+        lark_vc_bridge::cli::Command::Demo { .. } | lark_vc_bridge::cli::Command::Simulate { .. }
+    );
+    lark_vc_bridge::telemetry::init_with_default(if quiet { "warn" } else { "info" });
     match lark_vc_bridge::cli::run(cli).await {
         Ok(()) => std::process::ExitCode::SUCCESS,
         Err(e) => {

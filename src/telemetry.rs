@@ -3,9 +3,15 @@
 
 use tracing_subscriber::{fmt, EnvFilter};
 
-/// Installs the global subscriber. Safe to call more than once (later calls are no-ops).
+/// Installs the global subscriber at `info` unless `RUST_LOG` says otherwise. Safe to
+/// call more than once (later calls are no-ops).
 pub fn init() {
-    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
+    init_with_default("info");
+}
+
+/// As [`init`], with another default level (the demo narrates, so it logs only warnings).
+pub fn init_with_default(level: &str) {
+    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(level));
     let json = std::env::var("LVB_LOG_FORMAT").is_ok_and(|v| v.eq_ignore_ascii_case("json"));
     let builder = fmt().with_env_filter(filter).with_writer(std::io::stderr);
     let _ = if json {
