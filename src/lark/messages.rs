@@ -1,0 +1,160 @@
+//! Bot messages: a plain-text message to a user identified by email, sent as the app
+//! with the tenant access token (used to send trainers their connect link).
+//!
+//! Each message carries a caller-chosen `uuid`; Lark sends at most one message per uuid
+//! within an hour, which makes retries (ours and the caller's) safe.
+
+use secrecy::{ExposeSecret, SecretString};
+
+use super::error::{ErrorContext, LarkError, CODE_TENANT_TOKEN_INVALID};
+use super::{CallKind, LarkClient, Sensitivity};
+use crate::retry::with_retry;
+
+/// Send a message.
+pub const MESSAGES_PATH: &str = "/open-apis/im/v1/messages";
+/// Lark's limit on the dedup `uuid`.
+pub const MAX_UUID_LEN: usize = 50;
+
+impl LarkClient {
+    /// Sends `text` from the bot to the user with this email. `uuid` (≤ 50 chars) makes
+    /// the send idempotent for an hour: use one per logical message.
+    pub async fn send_text_by_email(
+        &self,
+        email: &str,
+        text: &str,
+        uuid: &str,
+    ) -> Result<(), LarkError> {
+        if uuid.is_empty() || uuid.len() > MAX_UUID_LEN {
+            return Err(LarkError::InvalidParams {
+                code: 0,
+                msg: format!("message uuid must be 1 to {MAX_UUID_LEN} characters"),
+            });
+        }
+        let body = serde_json::json!({
+            "receive_id": email,
+            "msg_type": "text",
+            "content": serde_json::json!({ "text": text }).to_string(),
+            "uuid": uuid,
+        });
+        with_retry(&self.inner.policy, "lark bot message", || async {
+            let token: SecretString = self.tenant_token().await?;
+            let request = self
+                .inner
+                .http
+                .post(self.url(MESSAGES_PATH))
+                .query(&[("receive_id_type", "email")])
+                .bearer_auth(token.expose_secret())
+                .json(&body);
+            let result: Result<serde_json::Value, LarkError> = self
+                .exchange(
+                    CallKind::Message,
+                    ErrorContext::Api,
+                    Sensitivity::Plain,
+                    request,
+                )
+                .await;
+            match result {
+                Ok(_) => Ok(()),
+                Err(e @ LarkError::Retryable { code, .. }) if code == CODE_TENANT_TOKEN_INVALID => {
+                    // Lark no longer accepts the cached token: drop it; the retry fetches anew.
+                    self.forget_tenant_token(&token).await;
+                    Err(e)
+                }
+                Err(e) => Err(e),
+            }
+        })
+        .await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::lark::test_support::sim_and_client;
+    use axum::http::Method;
+
+    #[tokio::test]
+    async fn bot_message_reaches_the_user_and_the_tenant_token_is_fetched_once() {
+        let (sim, client, _dir) = sim_and_client().await;
+        sim.add_user("ana@example.com", "Ana");
+        sim.add_user("bo@example.com", "Bo");
+        client
+            .send_text_by_email(
+                "ana@example.com",
+                "Connect Lark: https://x/y?trainer=a0X1",
+                "m-1",
+            )
+            .await
+            .unwrap();
+        client
+            .send_text_by_email("bo@example.com", "Hello \"Bo\"\nline two", "m-2")
+            .await
+            .unwrap();
+        let messages = sim.bot_messages();
+        assert_eq!(messages.len(), 2);
+        assert_eq!(messages[0].receive_id_type, "email");
+        assert_eq!(messages[0].receive_id, "ana@example.com");
+        assert_eq!(messages[0].msg_type, "text");
+        assert_eq!(messages[0].text, "Connect Lark: https://x/y?trainer=a0X1");
+        assert_eq!(messages[0].uuid.as_deref(), Some("m-1"));
+        assert_eq!(messages[1].text, "Hello \"Bo\"\nline two");
+        assert_eq!(client.call_counts().tenant_token, 1);
+        assert_eq!(client.call_counts().message, 2);
+        assert_eq!(
+            sim.requests().count(
+                &Method::POST,
+                "/open-apis/auth/v3/tenant_access_token/internal"
+            ),
+            1
+        );
+    }
+
+    #[tokio::test]
+    async fn same_uuid_is_sent_once_and_unknown_email_is_refused() {
+        let (sim, client, _dir) = sim_and_client().await;
+        sim.add_user("ana@example.com", "Ana");
+        client
+            .send_text_by_email("ana@example.com", "hi", "dup-1")
+            .await
+            .unwrap();
+        client
+            .send_text_by_email("ana@example.com", "hi", "dup-1")
+            .await
+            .unwrap();
+        assert_eq!(sim.bot_messages().len(), 1, "deduplicated by uuid");
+        let err = client
+            .send_text_by_email("nobody@example.com", "hi", "m-3")
+            .await
+            .unwrap_err();
+        assert!(
+            matches!(err, LarkError::PermissionDenied { code: 230013, .. }),
+            "{err:?}"
+        );
+        assert_eq!(client.call_counts().message, 3, "refusal not retried");
+        assert!(client
+            .send_text_by_email("ana@example.com", "hi", &"u".repeat(51))
+            .await
+            .is_err());
+    }
+
+    #[tokio::test]
+    async fn a_stale_tenant_token_is_replaced_and_the_message_still_sent() {
+        let (sim, client, _dir) = sim_and_client().await;
+        sim.add_user("ana@example.com", "Ana");
+        client.tenant_token().await.unwrap();
+        sim.faults().inject(
+            Some(Method::POST),
+            MESSAGES_PATH,
+            1,
+            400,
+            r#"{"code":99991663,"msg":"Invalid access token for authorization. Please make a request with token attached."}"#,
+            &[],
+        );
+        client
+            .send_text_by_email("ana@example.com", "hi", "m-1")
+            .await
+            .unwrap();
+        assert_eq!(client.call_counts().tenant_token, 2);
+        assert_eq!(sim.bot_messages().len(), 1);
+    }
+}

@@ -1,0 +1,180 @@
+//! App-wide pacing of calls Lark rate-limits per app (design §4: reserve apply is limited
+//! to 50 per second and 1000 per minute). A burst of bookings is paced, not failed.
+//!
+//! The pacer keeps the start times of recent calls and lets a caller start only when
+//! every sliding window still has room. It runs *at* the limits, not below them: the
+//! 51st call in a second starts exactly one second after the 1st. Waiters are served in
+//! arrival order (the queue is a FIFO `tokio::sync::Mutex`). It only paces; what to do
+//! when Lark still answers 429 is the retry helper's business.
+
+use std::collections::VecDeque;
+use std::time::Duration;
+
+use tokio::sync::Mutex;
+use tokio::time::Instant;
+
+/// Lark's per-app limit on `POST /open-apis/vc/v1/reserves/apply` per second.
+pub const APPLY_PER_SECOND: usize = 50;
+/// Lark's per-app limit on `POST /open-apis/vc/v1/reserves/apply` per minute.
+pub const APPLY_PER_MINUTE: usize = 1000;
+
+/// "At most `max` starts in any `window`."
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Limit {
+    /// Most starts allowed in one window.
+    pub max: usize,
+    /// Length of the sliding window.
+    pub window: Duration,
+}
+
+/// Sliding-window pacer shared by every caller of one kind of request.
+#[derive(Debug)]
+pub struct Pacer {
+    limits: Vec<Limit>,
+    /// Start times within the longest window, oldest first. Held across the wait, so the
+    /// lock's FIFO order is the order callers start in.
+    starts: Mutex<VecDeque<Instant>>,
+}
+
+impl Pacer {
+    /// A pacer enforcing every limit at once. Limits with `max == 0` are ignored.
+    pub fn new(limits: &[Limit]) -> Pacer {
+        Pacer {
+            limits: limits.iter().copied().filter(|l| l.max > 0).collect(),
+            starts: Mutex::new(VecDeque::new()),
+        }
+    }
+
+    /// The pacer for reserve apply: 50 per second and 1000 per minute.
+    pub fn for_reserve_apply() -> Pacer {
+        Pacer::new(&[
+            Limit {
+                max: APPLY_PER_SECOND,
+                window: Duration::from_secs(1),
+            },
+            Limit {
+                max: APPLY_PER_MINUTE,
+                window: Duration::from_secs(60),
+            },
+        ])
+    }
+
+    /// Waits until a call may start without exceeding any limit, and records the start.
+    pub async fn acquire(&self) {
+        let mut starts = self.starts.lock().await;
+        loop {
+            let now = Instant::now();
+            let longest = self
+                .limits
+                .iter()
+                .map(|l| l.window)
+                .max()
+                .unwrap_or_default();
+            while starts.front().is_some_and(|&t| t + longest <= now) {
+                starts.pop_front();
+            }
+            match self.next_free(&starts, now) {
+                None => {
+                    starts.push_back(now);
+                    return;
+                }
+                Some(at) => tokio::time::sleep_until(at).await,
+            }
+        }
+    }
+
+    /// When the fullest window frees a slot, or None when every window has room now.
+    /// A window covers `(now - window, now]`: a start exactly one window ago has left it.
+    fn next_free(&self, starts: &VecDeque<Instant>, now: Instant) -> Option<Instant> {
+        let mut free_at: Option<Instant> = None;
+        for limit in &self.limits {
+            let in_window = starts
+                .iter()
+                .rev()
+                .take_while(|&&t| t + limit.window > now)
+                .count();
+            if in_window >= limit.max {
+                // The slot frees when the start `max` places back leaves the window.
+                let oldest_that_counts = starts[starts.len() - limit.max];
+                let at = oldest_that_counts + limit.window;
+                free_at = Some(free_at.map_or(at, |f| f.max(at)));
+            }
+        }
+        free_at
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::lark::test_support::max_in_window;
+    use std::sync::Arc;
+
+    /// Spawns `n` callers in order; returns (caller, start time, position in start order).
+    async fn run_burst(pacer: Arc<Pacer>, n: usize) -> Vec<(usize, Instant, usize)> {
+        let order = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let mut handles = Vec::new();
+        for i in 0..n {
+            let pacer = pacer.clone();
+            let order = order.clone();
+            handles.push(tokio::spawn(async move {
+                pacer.acquire().await;
+                let position = order.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                (i, Instant::now(), position)
+            }));
+            // Spawned in order, so they queue in order: let each reach the lock.
+            tokio::task::yield_now().await;
+        }
+        let mut out = Vec::new();
+        for h in handles {
+            out.push(h.await.unwrap());
+        }
+        out
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn burst_runs_at_both_limits_and_never_above() {
+        let t0 = Instant::now();
+        let starts = run_burst(Arc::new(Pacer::for_reserve_apply()), 1100).await;
+        let times: Vec<Instant> = starts.iter().map(|(_, t, _)| *t).collect();
+
+        assert!(max_in_window(&times, Duration::from_secs(1)) <= APPLY_PER_SECOND);
+        assert!(max_in_window(&times, Duration::from_secs(60)) <= APPLY_PER_MINUTE);
+
+        // At the limit: 50 in each of the first 20 seconds, so all 1000 within 20 s...
+        let in_first_minute = times
+            .iter()
+            .filter(|&&t| t < t0 + Duration::from_secs(60))
+            .count();
+        assert_eq!(in_first_minute, APPLY_PER_MINUTE);
+        assert_eq!(times[49], t0);
+        assert_eq!(times[50], t0 + Duration::from_secs(1));
+        assert_eq!(times[999], t0 + Duration::from_secs(19));
+        // ...and the 1001st exactly when the first leaves the minute window.
+        assert_eq!(times[1000], t0 + Duration::from_secs(60));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn waiters_start_in_arrival_order() {
+        let pacer = Arc::new(Pacer::new(&[Limit {
+            max: 3,
+            window: Duration::from_secs(1),
+        }]));
+        let t0 = Instant::now();
+        let starts = run_burst(pacer, 10).await;
+        for (caller, at, position) in starts {
+            // FIFO: the n-th caller to arrive is the n-th to start, in batches of three.
+            assert_eq!(position, caller);
+            assert_eq!(at, t0 + Duration::from_secs((caller / 3) as u64));
+        }
+    }
+
+    #[test]
+    fn window_counting_is_half_open() {
+        let t = Instant::now();
+        let s = [t, t + Duration::from_secs(1)];
+        assert_eq!(max_in_window(&s, Duration::from_secs(1)), 1);
+        let s = [t, t + Duration::from_millis(999)];
+        assert_eq!(max_in_window(&s, Duration::from_secs(1)), 2);
+    }
+}

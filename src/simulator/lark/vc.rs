@@ -1,0 +1,272 @@
+//! Simulated VC reservations: `POST /open-apis/vc/v1/reserves/apply` and
+//! `GET/PUT/DELETE /open-apis/vc/v1/reserves/{reserve_id}`.
+//!
+//! Per Lark's reserve docs: apply is limited per app to 50/s and 1000/min (HTTP 429,
+//! code 99991400, `x-ogw-ratelimit-reset`); `end_time` is a string of unix seconds in
+//! the future and within 30 days (else 121003 param error, 400); only the owner may read,
+//! change or delete (121005 no permission, 403); unknown or deleted ids are 121004 (404).
+
+use std::sync::Arc;
+
+use axum::body::Bytes;
+use axum::extract::{Path, State};
+use axum::http::{HeaderMap, HeaderValue, StatusCode};
+use axum::response::Response;
+use serde_json::{json, Value};
+use tokio::time::Instant;
+
+use super::{
+    bearer, lark_error, lark_ok, random_digits, unix_now, Refusal, Shared, SimReserve,
+    State as SimState, MAX_RESERVE_AHEAD_SECS,
+};
+
+/// The user scope reservations need.
+const VC_SCOPE: &str = "vc:reserve";
+
+const PARAM_ERROR: Refusal = Refusal::new(StatusCode::BAD_REQUEST, 121003, "param error");
+const FIELD_VALIDATION_FAILED: Refusal =
+    Refusal::new(StatusCode::BAD_REQUEST, 99992402, "field validation failed");
+const NOT_FOUND: Refusal = Refusal::new(StatusCode::NOT_FOUND, 121004, "data not exist");
+const NO_PERMISSION: Refusal = Refusal::new(StatusCode::FORBIDDEN, 121005, "no permission");
+const NO_USER_SCOPE: Refusal = Refusal::new(
+    StatusCode::BAD_REQUEST,
+    99991679,
+    "Unauthorized. You do not have permission to perform the requested operation on the resource. Please request user re-authorization and try again.",
+);
+
+fn rate_limited(reset_secs: u64, limit: u32) -> Response {
+    let mut response = lark_error(
+        StatusCode::TOO_MANY_REQUESTS,
+        99991400,
+        "request trigger frequency limit",
+    );
+    let headers = response.headers_mut();
+    headers.insert(
+        "x-ogw-ratelimit-reset",
+        HeaderValue::from_str(&reset_secs.to_string()).expect("digits"),
+    );
+    headers.insert(
+        "x-ogw-ratelimit-limit",
+        HeaderValue::from_str(&limit.to_string()).expect("digits"),
+    );
+    response
+}
+
+/// The caller as a reservation owner: a user token with `vc:reserve`, or the tenant
+/// token together with `owner_id` (an open_id) in the body.
+fn caller(
+    state: &SimState,
+    headers: &HeaderMap,
+    body: Option<&Value>,
+    now: Instant,
+) -> Result<String, Refusal> {
+    let token = bearer(headers);
+    if let Some(t) = token.filter(|t| t.starts_with("t-")) {
+        state.check_tenant_token(Some(t), now)?;
+        let owner = body
+            .and_then(|b| b.get("owner_id"))
+            .and_then(Value::as_str)
+            .filter(|id| state.user_by_open_id(id).is_some());
+        return owner.map(str::to_string).ok_or(PARAM_ERROR);
+    }
+    let (open_id, scope) = state.check_user_token(token, now)?;
+    if !scope.split_whitespace().any(|s| s == VC_SCOPE) {
+        return Err(NO_USER_SCOPE);
+    }
+    Ok(open_id)
+}
+
+/// `end_time` as Lark takes it: a string of unix seconds, future, within 30 days.
+fn end_time(value: Option<&Value>) -> Result<Option<i64>, Refusal> {
+    let Some(value) = value else {
+        return Ok(None);
+    };
+    let Some(text) = value.as_str() else {
+        return Err(FIELD_VALIDATION_FAILED);
+    };
+    let Ok(end) = text.trim().parse::<i64>() else {
+        return Err(FIELD_VALIDATION_FAILED);
+    };
+    let now = unix_now();
+    if end <= now || end > now + MAX_RESERVE_AHEAD_SECS {
+        return Err(PARAM_ERROR);
+    }
+    Ok(Some(end))
+}
+
+fn topic(body: &Value) -> Result<Option<String>, Refusal> {
+    match body.get("meeting_settings").map(|s| s.get("topic")) {
+        None | Some(None) | Some(Some(Value::Null)) => Ok(None),
+        Some(Some(Value::String(t))) => Ok(Some(t.clone())),
+        Some(Some(_)) => Err(FIELD_VALIDATION_FAILED),
+    }
+}
+
+fn parse_body(body: &Bytes) -> Result<Value, Refusal> {
+    let value: Value = serde_json::from_slice(body).map_err(|_| FIELD_VALIDATION_FAILED)?;
+    if value.is_object() {
+        Ok(value)
+    } else {
+        Err(FIELD_VALIDATION_FAILED)
+    }
+}
+
+fn reserve_json(r: &SimReserve) -> Value {
+    json!({
+        "id": r.id,
+        "meeting_no": r.meeting_no,
+        "password": "",
+        "url": r.url,
+        "app_link": format!(
+            "https://applink.larksuite.com/client/videochat/open?source=openplatform&action=join&idtype=reservationid&id={}&preview=1&mic=1&speaker=1&camera=0",
+            r.id
+        ),
+        "live_link": format!("https://meetings.larksuite.com/s/{}", &r.id[r.id.len() - 12..]),
+        "end_time": r.end_time.to_string(),
+        "expire_status": if r.end_time > unix_now() { 1 } else { 2 },
+        "reserve_user_id": r.owner_open_id,
+        "meeting_settings": { "topic": r.topic.clone().unwrap_or_default() },
+    })
+}
+
+/// `POST /open-apis/vc/v1/reserves/apply`.
+pub(super) async fn apply(
+    State(shared): State<Arc<Shared>>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    let now = Instant::now();
+    let mut state = shared.lock();
+    let parsed = parse_body(&body).ok();
+    let owner = match caller(&state, &headers, parsed.as_ref(), now) {
+        Ok(owner) => owner,
+        Err(r) => return r.into_response(),
+    };
+    if let Err(reset) = state.take_apply_slot(now) {
+        let limit = state.apply_per_second;
+        return rate_limited(reset, limit);
+    }
+    let Some(body) = parsed else {
+        return FIELD_VALIDATION_FAILED.into_response();
+    };
+    let end = match end_time(body.get("end_time")) {
+        Ok(Some(end)) => end,
+        Ok(None) => return FIELD_VALIDATION_FAILED.into_response(),
+        Err(r) => return r.into_response(),
+    };
+    let topic = match topic(&body) {
+        Ok(t) => t,
+        Err(r) => return r.into_response(),
+    };
+    let meeting_no = random_digits(9);
+    let reserve = SimReserve {
+        id: format!("69{}", random_digits(17)),
+        owner_open_id: owner,
+        url: format!("https://vc.larksuite.com/j/{meeting_no}"),
+        meeting_no,
+        end_time: end,
+        topic,
+        deleted: false,
+        applied_at: now,
+    };
+    let data = json!({
+        "reserve": reserve_json(&reserve),
+        "reserve_correction_check_info": { "invalid_host_id_list": [] },
+    });
+    state.reserves.push(reserve);
+    lark_ok(data)
+}
+
+/// Finds a live reservation the caller owns.
+fn owned<'a>(
+    state: &'a mut SimState,
+    id: &str,
+    caller: &str,
+) -> Result<&'a mut SimReserve, Refusal> {
+    let reserve = state
+        .reserves
+        .iter_mut()
+        .find(|r| r.id == id && !r.deleted)
+        .ok_or(NOT_FOUND)?;
+    if reserve.owner_open_id != caller {
+        return Err(NO_PERMISSION);
+    }
+    Ok(reserve)
+}
+
+/// `GET /open-apis/vc/v1/reserves/{reserve_id}`.
+pub(super) async fn get_reserve(
+    State(shared): State<Arc<Shared>>,
+    Path(reserve_id): Path<String>,
+    headers: HeaderMap,
+) -> Response {
+    let now = Instant::now();
+    let mut state = shared.lock();
+    let who = match caller(&state, &headers, None, now) {
+        Ok(who) => who,
+        Err(r) => return r.into_response(),
+    };
+    match owned(&mut state, &reserve_id, &who) {
+        Ok(r) => lark_ok(json!({ "reserve": reserve_json(r) })),
+        Err(r) => r.into_response(),
+    }
+}
+
+/// `PUT /open-apis/vc/v1/reserves/{reserve_id}`: `{end_time?, meeting_settings?}`.
+pub(super) async fn update_reserve(
+    State(shared): State<Arc<Shared>>,
+    Path(reserve_id): Path<String>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    let now = Instant::now();
+    let mut state = shared.lock();
+    let parsed = parse_body(&body).ok();
+    let who = match caller(&state, &headers, parsed.as_ref(), now) {
+        Ok(who) => who,
+        Err(r) => return r.into_response(),
+    };
+    let Some(body) = parsed else {
+        return FIELD_VALIDATION_FAILED.into_response();
+    };
+    let (end, topic) = match (end_time(body.get("end_time")), topic(&body)) {
+        (Ok(end), Ok(topic)) => (end, topic),
+        (Err(r), _) | (_, Err(r)) => return r.into_response(),
+    };
+    match owned(&mut state, &reserve_id, &who) {
+        Ok(r) => {
+            if let Some(end) = end {
+                r.end_time = end;
+            }
+            if topic.is_some() {
+                r.topic = topic;
+            }
+            lark_ok(json!({
+                "reserve": reserve_json(r),
+                "reserve_correction_check_info": { "invalid_host_id_list": [] },
+            }))
+        }
+        Err(r) => r.into_response(),
+    }
+}
+
+/// `DELETE /open-apis/vc/v1/reserves/{reserve_id}`.
+pub(super) async fn delete_reserve(
+    State(shared): State<Arc<Shared>>,
+    Path(reserve_id): Path<String>,
+    headers: HeaderMap,
+) -> Response {
+    let now = Instant::now();
+    let mut state = shared.lock();
+    let who = match caller(&state, &headers, None, now) {
+        Ok(who) => who,
+        Err(r) => return r.into_response(),
+    };
+    match owned(&mut state, &reserve_id, &who) {
+        Ok(r) => {
+            r.deleted = true;
+            lark_ok(json!({}))
+        }
+        Err(r) => r.into_response(),
+    }
+}
