@@ -143,8 +143,8 @@ pub async fn collect_with(settings: &Settings) -> Vec<CheckLine> {
                     lines.push(fields_line(&t.object, &d, &expected));
                     for f in [F_ACCESS_TOKEN, F_REFRESH_TOKEN] {
                         if let Some(field) = d.fields.iter().find(|x| x.name == f) {
-                            if field.length < 1024 {
-                                lines.push(fail(&format!("{}.{f} length", t.object), format!("{} characters is too short for encrypted Lark tokens; make it a Long Text Area of 4096", field.length)));
+                            if field.length < 8192 {
+                                lines.push(fail(&format!("{}.{f} length", t.object), format!("{} characters is too short for encrypted Lark tokens; make it a Long Text Area of 8192 (Lark tokens are up to ~2 KB, and hex doubles them)", field.length)));
                             }
                         }
                     }

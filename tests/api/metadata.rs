@@ -33,7 +33,8 @@ const TRAINER_TOKEN_FIELDS: [&str; 2] = ["Lark_Access_Token__c", "Lark_Refresh_T
 
 /// Room for one encrypted token (`ivhex:taghex:cipherhex` doubles the token's length).
 /// A `Text` field caps at 255 characters, which is why the original 500-character plan failed.
-const TOKEN_FIELD_MIN_LENGTH: u32 = 4096;
+/// Lark documents user tokens as up to ~2 KB, so hex at rest needs more than design §2.4's 4096.
+const TOKEN_FIELD_MIN_LENGTH: u32 = 8192;
 
 /// The permission set the integration user gets.
 const INTEGRATION_PERMISSION_SET: &str = "Lark_VC_Bridge_Integration";
