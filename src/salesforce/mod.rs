@@ -1,1 +1,23 @@
-//! Salesforce client: auth, REST, streaming. Filled in by the Salesforce client work.
+//! Salesforce client: login ([`auth`]), REST ([`rest`]), SOQL literal escaping and record
+//! ids ([`soql`]) and the one error type ([`error`]). The streaming (CometD) client lives
+//! beside these and uses [`rest::http_client_builder`] and [`SalesforceClient::session`].
+//!
+//! Nothing outside this module talks HTTP to Salesforce, and nothing builds SOQL literals
+//! except through [`soql::quote`] and [`soql::RecordId`].
+
+pub mod auth;
+pub mod error;
+pub mod events;
+pub mod rest;
+pub mod soql;
+pub mod streaming;
+
+pub use auth::Session;
+pub use error::SalesforceError;
+pub use rest::{
+    CallCounts, FieldDescribe, ObjectDescribe, RecordResult, SalesforceApiError, SalesforceClient,
+};
+pub use soql::{id_list, quote, InvalidRecordId, RecordId};
+
+#[cfg(test)]
+mod tests;
