@@ -618,9 +618,10 @@ impl Raw {
         let sf = self.salesforce;
         let login_url = p.url("salesforce.login_url", sf.login_url);
         let api_version = p.required("salesforce.api_version", sf.api_version);
-        if !api_version.is_empty()
-            && !(api_version.ends_with(".0") && api_version[..api_version.len() - 2].parse::<u32>().is_ok())
-        {
+        let version_ok = api_version
+            .strip_suffix(".0")
+            .is_some_and(|major| major.parse::<u32>().is_ok());
+        if !api_version.is_empty() && !version_ok {
             p.0.push(format!(
                 "salesforce.api_version must look like \"62.0\", got {api_version:?}"
             ));
@@ -688,8 +689,8 @@ impl Raw {
         }
 
         let channel = p.required("salesforce.streaming.channel", sf.streaming.channel);
-        if !channel.is_empty() && !(channel.starts_with("/data/") || channel.starts_with("/event/"))
-        {
+        let channel_ok = channel.starts_with("/data/") || channel.starts_with("/event/");
+        if !channel.is_empty() && !channel_ok {
             p.0.push(format!(
                 "salesforce.streaming.channel must start with /data/ (CDC) or /event/ (platform event), got {channel:?}"
             ));

@@ -424,7 +424,8 @@ mod tests {
 
     #[test]
     fn bad_data_fails_with_a_clear_reason() {
-        let cases: Vec<(fn(&mut Booking), &str)> = vec![
+        type Mutation = fn(&mut Booking);
+        let cases: Vec<(Mutation, &str)> = vec![
             (|b| b.end = None, "needs both"),
             (|b| b.end = Some(b.start.unwrap() - Duration::hours(1)), "must be after"),
             (|b| b.bad_times = true, "not a valid date"),

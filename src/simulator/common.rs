@@ -50,7 +50,7 @@ impl RequestLog {
             .lock()
             .expect("request log")
             .iter()
-            .filter(|r| &r.method == method && r.path.contains(path_part))
+            .filter(|r| r.method == *method && r.path.contains(path_part))
             .count()
     }
 

@@ -1084,7 +1084,7 @@ pub fn execute<S: RecordSource>(
         .rows(&root.name)
         .into_iter()
         .filter(|row| include_deleted || !is_deleted(row))
-        .filter(|row| cond.as_ref().map_or(true, |c| eval(store, row, c)))
+        .filter(|row| cond.as_ref().is_none_or(|c| eval(store, row, c)))
         .collect();
     if !order.is_empty() {
         rows.sort_by(|a, b| {
