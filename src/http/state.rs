@@ -150,7 +150,7 @@ mod tests {
         // RFC 7636 Appendix B.
         assert_eq!(
             pkce_challenge("dBjftJeZ4CVP-mB92K27uhbUJU1p1r_wW1gFWFOEjXk"),
-            "E9Melhoa2OwvFr-LvHGiZ3KbS8QgLzrT3PGwhQvUKsA"
+            "E9Melhoa2OwvFrEMTJguCHaoeK1t8URWbuGJSstw-cM"
         );
         let (v, c) = pkce_pair();
         assert_eq!(pkce_challenge(&v), c);
