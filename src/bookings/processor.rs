@@ -345,6 +345,10 @@ impl Engine {
         if !ev.entity.is_empty() && ev.entity != booking.object {
             return EventWork::Skip("other_object");
         }
+        // A wildcard id ("a0B*") stands for many records: only a sweep covers it.
+        if ev.record_ids.iter().any(|id| id.contains('*')) {
+            return EventWork::Sweep;
+        }
         match ev.kind {
             ChangeKind::GapOverflow => return EventWork::Sweep,
             ChangeKind::GapCreate | ChangeKind::GapUpdate | ChangeKind::GapDelete | ChangeKind::GapUndelete => {
