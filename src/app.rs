@@ -197,7 +197,12 @@ impl App {
     }
 }
 
-/// Every `interval`, asks the processor to run a refresh pass (timers only enqueue work).
+/// How often a reconciliation sweep runs: it renews capped reservations as their date
+/// nears (design §3 rule 7) and repairs anything a lost event left stale. One query.
+pub const SWEEP_INTERVAL: Duration = Duration::from_secs(3600);
+
+/// Every `interval`, asks the processor for a refresh pass, and every
+/// [`SWEEP_INTERVAL`] for a sweep (timers only enqueue work).
 async fn refresh_timer(
     processor: ProcessorHandle,
     interval: Duration,
@@ -205,9 +210,14 @@ async fn refresh_timer(
 ) {
     let mut ticker = tokio::time::interval(interval);
     ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut sweeps = tokio::time::interval(SWEEP_INTERVAL);
+    sweeps.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    // The first sweep tick fires at once; start-up already sweeps when it must.
+    sweeps.tick().await;
     loop {
         tokio::select! {
             _ = ticker.tick() => processor.request_refresh_pass(),
+            _ = sweeps.tick() => processor.request_reconcile(),
             _ = shutdown.wait_for(|s| *s) => return,
         }
     }

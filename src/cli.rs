@@ -44,6 +44,8 @@ pub enum Command {
         #[arg(long, default_value_t = 0)]
         lark_port: u16,
     },
+    /// Measure a burst of bookings against the simulators (see README)
+    Bench(crate::bench::BenchArgs),
     /// Check the configuration and every external dependency.
     Check,
     /// One reconciliation sweep of upcoming remote bookings.
@@ -68,6 +70,7 @@ pub enum Command {
 pub async fn run(cli: Cli) -> anyhow::Result<()> {
     match cli.command {
         Command::Demo { json } => return crate::demo::run(json).await,
+        Command::Bench(args) => return crate::bench::run(args).await,
         Command::Simulate { sf_port, lark_port } => {
             return crate::simulator::run_simulate(sf_port, lark_port).await
         }
@@ -111,8 +114,8 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             app.tokens.replay_unconfirmed().await.ok();
             let s = app.engine().refresh_pass().await;
             println!(
-                "refreshed: {}  failed: {}  disconnected: {}  skipped: {}",
-                s.refreshed, s.failed, s.disconnected, s.skipped
+                "refreshed: {}  failed: {}  disconnected: {}  skipped: {}  unchecked-cleared: {}",
+                s.refreshed, s.failed, s.disconnected, s.skipped, s.cleared
             );
             if s.failed > 0 {
                 bail!("{} refreshes failed", s.failed);
@@ -144,7 +147,9 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             Ok(())
         }
         Command::RotateKey => rotate_key(settings).await,
-        Command::Demo { .. } | Command::Simulate { .. } | Command::Check => unreachable!(),
+        Command::Demo { .. } | Command::Bench(_) | Command::Simulate { .. } | Command::Check => {
+            unreachable!()
+        }
     }
 }
 

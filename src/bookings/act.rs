@@ -254,8 +254,12 @@ impl Actor<'_> {
     }
 
     /// A trainer whose booking waits gets their connect link in Lark (at most daily).
+    /// Also clears leftover tokens of a trainer an admin unchecked.
     async fn remind(&self, booking: &Booking) {
         if let Some(trainer) = &booking.trainer {
+            if let Err(e) = self.tokens.forget_unchecked(trainer).await {
+                tracing::warn!(trainer = %trainer.id, error = %e, "could not clear an unchecked trainer's tokens");
+            }
             self.tokens.remind(trainer).await;
         }
     }

@@ -87,6 +87,8 @@ impl Summary {
 #[derive(Debug, Default, Clone, PartialEq, Eq, serde::Serialize)]
 pub struct RefreshSummary {
     pub refreshed: usize,
+    /// Trainers unchecked in Salesforce whose leftover tokens were cleared.
+    pub cleared: usize,
     pub disconnected: usize,
     pub failed: usize,
     pub skipped: usize,
@@ -646,6 +648,22 @@ impl Engine {
     /// One pass of the refresh timer.
     pub async fn refresh_pass(&self) -> RefreshSummary {
         let mut summary = RefreshSummary::default();
+        // Rotated tokens Salesforce refused earlier are retried until they land.
+        if let Err(e) = self.tokens.replay_unconfirmed().await {
+            tracing::warn!(error = %e, "some journalled tokens are still not in Salesforce");
+        }
+        // Trainers an admin unchecked keep no tokens.
+        match self.tokens.trainers_unchecked_with_tokens().await {
+            Ok(unchecked) => {
+                for t in unchecked {
+                    match self.tokens.forget_unchecked(&t).await {
+                        Ok(()) => summary.cleared += 1,
+                        Err(e) => tracing::warn!(trainer = %t.id, error = %e, "could not clear an unchecked trainer's tokens"),
+                    }
+                }
+            }
+            Err(e) => tracing::warn!(error = %e, "refresh pass: could not list unchecked trainers"),
+        }
         let trainers = match self.tokens.trainers_due().await {
             Ok(t) => t,
             Err(e) => {

@@ -21,19 +21,14 @@ use tokio::sync::mpsc;
 use crate::config::Settings;
 use crate::lark::{GrantFailure, LarkClient, LarkError, TokenGrant};
 use crate::metrics::Metrics;
-use crate::retry::{with_retry, RetryPolicy};
 use crate::salesforce::soql::{quote, RecordId};
 use crate::salesforce::{SalesforceClient, SalesforceError};
 use crate::store::{JournalledTokens, Store, StoreError};
 use crate::tokens::trainer::{
     connect_fields, disconnect_fields, from_unix, refresh_fields, EncryptedTokens, TrainerRecord,
-    F_CONNECTED, F_REFRESH_EXPIRES_AT,
+    F_CONNECTED, F_REFRESH_EXPIRES_AT, F_TOKEN_EXPIRES_AT,
 };
 use crate::tokens::{AccessToken, RefreshToken, Vault};
-
-/// Attempts at writing rotated tokens to Salesforce before leaving them to the journal
-/// replay (start-up, next timer pass). Losing them would disconnect the trainer.
-const TOKEN_WRITE_ATTEMPTS: usize = 8;
 
 /// Minimum time between two reconnect reminders to one trainer.
 pub const REMINDER_INTERVAL_SECS: i64 = 24 * 3600;
@@ -91,11 +86,16 @@ struct Inner {
     vault: Arc<Vault>,
     metrics: Metrics,
     flights: Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>,
+    /// Trainers this process disconnected (refused refresh, `disconnect`, admin uncheck);
+    /// cleared when they connect again.
+    disconnected: Mutex<std::collections::HashSet<String>>,
     events: Mutex<Option<mpsc::UnboundedSender<TrainerEvent>>>,
 }
 
 /// Current, decrypted-on-demand token state of one trainer.
 struct TokenState {
+    /// When the journal's tokens were refreshed (None when read from Salesforce).
+    refreshed_at: Option<i64>,
     access_enc: String,
     refresh_enc: Option<String>,
     access_expires_at: DateTime<Utc>,
@@ -121,6 +121,7 @@ impl TokenService {
                 vault,
                 metrics,
                 flights: Mutex::new(HashMap::new()),
+                disconnected: Mutex::new(std::collections::HashSet::new()),
                 events: Mutex::new(None),
             }),
         }
@@ -194,6 +195,11 @@ impl TokenService {
             now,
             true,
         ))?;
+        self.inner
+            .disconnected
+            .lock()
+            .expect("disconnected")
+            .remove(trainer_id.as_str());
         tracing::info!(trainer = %trainer_id, "trainer connected Lark");
         self.emit(TrainerEvent::Connected(trainer_id.to_string()));
         Ok(())
@@ -222,14 +228,20 @@ impl TokenService {
         rejected: Option<&AccessToken>,
     ) -> Result<AccessToken, TokenError> {
         if !trainer.connected {
-            self.forget_local(&trainer.id)?;
+            self.forget_unchecked(trainer).await?;
             return Err(TokenError::NotConnected {
                 reason: "the trainer has not connected their Lark account".into(),
             });
         }
         let flight = self.flight(&trainer.id);
         let _guard = flight.lock().await;
-        // Re-read after taking the lock: a refresh may have finished while we waited.
+        // Re-read after taking the lock: a refresh may have finished while we waited,
+        // or been refused (then the caller's copy of the trainer is stale).
+        if self.is_disconnected(&trainer.id) {
+            return Err(TokenError::NotConnected {
+                reason: "the trainer's Lark connection was lost; they must reconnect".into(),
+            });
+        }
         let Some(state) = self.current_state(trainer)? else {
             return Err(TokenError::NotConnected {
                 reason: "no Lark tokens are stored for this trainer".into(),
@@ -259,6 +271,9 @@ impl TokenService {
         }
         let flight = self.flight(&trainer.id);
         let _guard = flight.lock().await;
+        if self.is_disconnected(&trainer.id) {
+            return RefreshOutcome::Skipped("disconnected".into());
+        }
         let state = match self.current_state(trainer) {
             Ok(Some(s)) => s,
             Ok(None) => return RefreshOutcome::Skipped("no tokens stored".into()),
@@ -267,9 +282,21 @@ impl TokenService {
         // Someone refreshed since the timer's query: nothing to do.
         let window =
             chrono::Duration::from_std(self.inner.settings.refresh.refresh_token_window).unwrap_or_default();
+        let now = Utc::now();
         if let Some(exp) = state.refresh_expires_at {
-            if exp - window > Utc::now() {
+            if exp - window > now {
                 return RefreshOutcome::Skipped("already refreshed".into());
+            }
+            // The last refresh could not push the refresh token past the window (Lark
+            // caps its lifetime): refreshing again gains nothing until the access token
+            // itself needs it. The trainer was reminded when that refresh happened.
+            let skew = chrono::Duration::from_std(self.inner.settings.refresh.access_token_skew)
+                .unwrap_or_default();
+            if let Some(refreshed_at) = state.refreshed_at {
+                let not_extendable = exp.timestamp() - refreshed_at < window.num_seconds();
+                if not_extendable && state.access_expires_at - skew > now {
+                    return RefreshOutcome::Skipped("refresh token cannot be extended".into());
+                }
             }
         }
         match self.refresh_locked(trainer, state).await {
@@ -296,7 +323,7 @@ impl TokenService {
                 let reason = disconnect_reason(&kind);
                 self.inner
                     .metrics
-                    .inc("lvb_token_refreshes_total", &[("outcome", "rejected")]);
+                    .inc("lvb_token_refreshes_total", &[("outcome", grant_outcome(&kind))]);
                 self.disconnect_with_reason(trainer, &reason).await?;
                 return Ok((RefreshOutcome::Disconnected(reason), None));
             }
@@ -313,7 +340,10 @@ impl TokenService {
         let tokens = self.encrypt_grant(&grant, Some(&state), now);
         let row = journal_row(&trainer.id, &tokens, now, false);
         // Journal first: the old refresh token is spent, these are the only valid ones.
-        self.inner.store.journal_tokens(&row)?;
+        // If even the journal fails, Salesforce is still the place to save them.
+        if let Err(e) = self.inner.store.journal_tokens(&row) {
+            tracing::error!(trainer = %trainer.id, error = %e, "could not journal rotated tokens; writing them to Salesforce directly");
+        }
         self.inner
             .metrics
             .inc("lvb_token_refreshes_total", &[("outcome", "ok")]);
@@ -321,7 +351,47 @@ impl TokenService {
         if let Err(e) = self.write_journalled(&row).await {
             tracing::error!(trainer = %trainer.id, error = %e, "rotated tokens not yet in Salesforce; kept in the journal and retried later");
         }
+        // Lark did not extend the refresh token past the window: the trainer will have
+        // to reconnect soon, so tell them now.
+        let window = chrono::Duration::from_std(self.inner.settings.refresh.refresh_token_window)
+            .unwrap_or_default();
+        if tokens.refresh_expires_at.is_some_and(|exp| exp < now + window) {
+            tracing::info!(trainer = %trainer.id, "refresh token cannot be extended past the window; reminding the trainer");
+            self.remind(trainer).await;
+        }
         Ok((RefreshOutcome::Refreshed, Some(grant.access_token)))
+    }
+
+    /// An admin unchecked `Lark_Connected__c`: never use the tokens again, and clear
+    /// them from Salesforce and the journal (once, whatever the number of callers).
+    pub async fn forget_unchecked(&self, trainer: &TrainerRecord) -> Result<(), TokenError> {
+        if trainer.connected {
+            return Ok(());
+        }
+        self.forget_local(&trainer.id)?;
+        let has_tokens = trainer.access_enc.is_some()
+            || trainer.refresh_enc.is_some()
+            || trainer.access_expires_at.is_some()
+            || trainer.refresh_expires_at.is_some();
+        if !has_tokens {
+            return Ok(());
+        }
+        let flight = self.flight(&trainer.id);
+        let _guard = flight.lock().await;
+        if !self.mark_disconnected(&trainer.id) {
+            return Ok(());
+        }
+        let Ok(id) = RecordId::parse(&trainer.id) else {
+            return Ok(());
+        };
+        let object = &self.inner.settings.salesforce.trainer.object;
+        let fields = disconnect_fields("Disconnected in Salesforce (Lark Connected unchecked); the stored Lark tokens were cleared. The trainer can reconnect with their connect link.");
+        if let Err(e) = self.inner.salesforce.update(object, &id, fields).await {
+            self.inner.disconnected.lock().expect("disconnected").remove(&trainer.id);
+            return Err(e.into());
+        }
+        tracing::info!(trainer = %trainer.id, "trainer was unchecked in Salesforce; tokens cleared");
+        Ok(())
     }
 
     /// Writes journalled tokens to Salesforce (retrying) and marks them confirmed.
@@ -336,40 +406,46 @@ impl TokenService {
             refresh_expires_at: row.refresh_expires_at.map(from_unix),
         };
         let fields = refresh_fields(&tokens, from_unix(row.refreshed_at));
-        let object = self.inner.settings.salesforce.trainer.object.clone();
-        let sf = self.inner.salesforce.clone();
-        with_retry(
-            &RetryPolicy {
-                max_attempts: TOKEN_WRITE_ATTEMPTS,
-                ..RetryPolicy::persistent(TOKEN_WRITE_ATTEMPTS)
-            },
-            "write rotated tokens",
-            || sf.update(&object, &id, fields.clone()),
-        )
-        .await?;
+        let object = &self.inner.settings.salesforce.trainer.object;
+        // The client already retries 5xx and timeouts with backoff; what still fails
+        // stays in the journal for the next refresh pass or start-up.
+        self.inner.salesforce.update(object, &id, fields).await?;
         self.inner.store.confirm_tokens(&row.trainer_id, row.refreshed_at)?;
         Ok(())
     }
 
-    /// Start-up: writes journalled tokens Salesforce never confirmed. Returns how many.
+    /// Writes journalled tokens Salesforce never confirmed (start-up and every refresh
+    /// pass), carrying on past rows that still fail. Returns how many landed; an error
+    /// only when some did not.
     pub async fn replay_unconfirmed(&self) -> Result<usize, TokenError> {
         let rows = self.inner.store.unconfirmed_tokens()?;
         let mut written = 0;
+        let mut last_error = None;
         for row in rows {
             let flight = self.flight(&row.trainer_id);
             let _guard = flight.lock().await;
             // Re-read under the lock: a refresh may have superseded this row.
-            if let Some(current) = self.inner.store.journalled_tokens(&row.trainer_id)? {
-                if !current.confirmed {
-                    self.write_journalled(&current).await?;
-                    written += 1;
+            let Some(current) = self.inner.store.journalled_tokens(&row.trainer_id)? else {
+                continue;
+            };
+            if current.confirmed {
+                continue;
+            }
+            match self.write_journalled(&current).await {
+                Ok(()) => written += 1,
+                Err(e) => {
+                    tracing::warn!(trainer = %row.trainer_id, error = %e, "journalled tokens still not in Salesforce");
+                    last_error = Some(e);
                 }
             }
         }
         if written > 0 {
             tracing::info!(count = written, "wrote journalled tokens to Salesforce");
         }
-        Ok(written)
+        match last_error {
+            Some(e) => Err(e),
+            None => Ok(written),
+        }
     }
 
     /// Clears a trainer's tokens and marks them not connected (the `disconnect` command,
@@ -377,6 +453,7 @@ impl TokenService {
     pub async fn disconnect(&self, trainer_id: &RecordId, reason: &str) -> Result<(), TokenError> {
         let object = &self.inner.settings.salesforce.trainer.object;
         self.inner.store.forget_tokens(trainer_id.as_str())?;
+        self.mark_disconnected(trainer_id.as_str());
         self.inner
             .salesforce
             .update(object, trainer_id, disconnect_fields(reason))
@@ -456,6 +533,41 @@ impl TokenService {
             .collect())
     }
 
+    /// Remembers that this process disconnected the trainer, so callers holding an
+    /// older read of the record never refresh with the refused tokens. Returns false
+    /// when it was already marked.
+    fn mark_disconnected(&self, trainer_id: &str) -> bool {
+        self.inner
+            .disconnected
+            .lock()
+            .expect("disconnected")
+            .insert(trainer_id.to_string())
+    }
+
+    fn is_disconnected(&self, trainer_id: &str) -> bool {
+        self.inner
+            .disconnected
+            .lock()
+            .expect("disconnected")
+            .contains(trainer_id)
+    }
+
+    /// Connected trainers whose checkbox an admin unchecked while tokens remain (the
+    /// DateTime expiry fields can be filtered; the token fields cannot).
+    pub async fn trainers_unchecked_with_tokens(&self) -> Result<Vec<TrainerRecord>, SalesforceError> {
+        let t = &self.inner.settings.salesforce.trainer;
+        let soql = format!(
+            "SELECT {} FROM {} WHERE {F_CONNECTED} = false AND ({F_TOKEN_EXPIRES_AT} != null OR {F_REFRESH_EXPIRES_AT} != null)",
+            TrainerRecord::select_fields(t),
+            t.object,
+        );
+        let rows = self.inner.salesforce.query(&soql).await?;
+        Ok(rows
+            .iter()
+            .filter_map(|r| TrainerRecord::from_row(t, r))
+            .collect())
+    }
+
     fn flight(&self, trainer_id: &str) -> Arc<tokio::sync::Mutex<()>> {
         self.inner
             .flights
@@ -475,6 +587,7 @@ impl TokenService {
     fn current_state(&self, trainer: &TrainerRecord) -> Result<Option<TokenState>, StoreError> {
         let from_sf = match (&trainer.access_enc, trainer.access_expires_at) {
             (Some(a), Some(exp)) => Some(TokenState {
+                refreshed_at: None,
                 access_enc: a.clone(),
                 refresh_enc: trainer.refresh_enc.clone(),
                 access_expires_at: exp,
@@ -487,6 +600,7 @@ impl TokenService {
             .store
             .journalled_tokens(&trainer.id)?
             .map(|j| TokenState {
+                refreshed_at: Some(j.refreshed_at),
                 access_enc: j.access_enc,
                 refresh_enc: j.refresh_enc,
                 access_expires_at: from_unix(j.access_expires_at),
@@ -539,6 +653,16 @@ fn journal_row(trainer_id: &str, t: &EncryptedTokens, now: DateTime<Utc>, confir
         refresh_expires_at: t.refresh_expires_at.map(|d| d.timestamp()),
         refreshed_at: now.timestamp(),
         confirmed,
+    }
+}
+
+/// The metrics label of a refused refresh.
+fn grant_outcome(kind: &GrantFailure) -> &'static str {
+    match kind {
+        GrantFailure::Expired => "expired",
+        GrantFailure::Revoked => "revoked",
+        GrantFailure::AlreadyUsed => "already_used",
+        _ => "invalid",
     }
 }
 

@@ -139,10 +139,13 @@ pub fn connect_fields(open_id: &str, tokens: &EncryptedTokens, now: DateTime<Utc
     let mut m = refresh_fields(tokens, now);
     m.insert(F_USER_ID.into(), json!(open_id));
     m.insert(F_CONNECTED_AT.into(), sf_datetime(now));
+    m.insert(F_CONNECTED.into(), json!(true));
+    m.insert(F_CONNECTION_ERROR.into(), Value::Null);
     m
 }
 
-/// The write after a refresh: rotated tokens, lifetimes, connected, error cleared.
+/// The write after a refresh: rotated tokens and lifetimes. It never touches
+/// `Lark_Connected__c`: a refresh in flight must not re-check a box an admin unchecked.
 pub fn refresh_fields(tokens: &EncryptedTokens, now: DateTime<Utc>) -> Map<String, Value> {
     let mut m = Map::new();
     m.insert(F_ACCESS_TOKEN.into(), json!(tokens.access_enc));
@@ -154,8 +157,6 @@ pub fn refresh_fields(tokens: &EncryptedTokens, now: DateTime<Utc>) -> Map<Strin
         m.insert(F_REFRESH_EXPIRES_AT.into(), sf_datetime(r));
     }
     m.insert(F_LAST_REFRESH.into(), sf_datetime(now));
-    m.insert(F_CONNECTED.into(), json!(true));
-    m.insert(F_CONNECTION_ERROR.into(), Value::Null);
     m
 }
 

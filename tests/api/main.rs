@@ -5,5 +5,8 @@ mod cli;
 mod helpers;
 mod metadata;
 mod oauth;
+mod tokens;
 mod readme;
 mod vault;
+mod bookings;
+mod streaming;
