@@ -266,6 +266,8 @@ impl Engine {
         let channel = self.settings.salesforce.streaming.channel.clone();
         let mut ids: BTreeSet<String> = BTreeSet::new();
         let mut last_replay: Option<i64> = None;
+        let mut first_replay: Option<i64> = None;
+        let mut events = 0u64;
         let mut sweep = false;
         let own_user = self.salesforce.session().await.ok().map(|s| s.user_id.to_string());
         for item in items {
@@ -277,6 +279,8 @@ impl Engine {
                         self.metrics.set("lvb_streaming_lag_seconds", &[], lag);
                     }
                     last_replay = Some(ev.replay_id);
+                    first_replay.get_or_insert(ev.replay_id);
+                    events += 1;
                     match self.event_ids(&ev, own_user.as_deref()) {
                         EventWork::Ids(list) => ids.extend(list),
                         EventWork::Sweep => sweep = true,
@@ -290,6 +294,7 @@ impl Engine {
                     self.metrics.inc("lvb_events_skipped_total", &[("reason", "malformed")]);
                     if let Some(r) = replay_id {
                         last_replay = Some(r);
+                        first_replay.get_or_insert(r);
                     }
                 }
                 StreamItem::ReplayGap { reason } => {
@@ -298,6 +303,15 @@ impl Engine {
                 }
                 StreamItem::Subscribed { .. } => {
                     self.readiness.streaming.store(true, Ordering::Relaxed);
+                }
+            }
+        }
+        // The very first batch on a channel without a checkpoint: pin the position just
+        // before it, so a crash mid-batch replays it instead of resuming at "latest".
+        if let Some(first) = first_replay {
+            if matches!(self.store.checkpoint(&channel), Ok(None)) {
+                if let Err(e) = self.store.save_checkpoint(&channel, first - 1, Utc::now().timestamp()) {
+                    tracing::error!(error = %e, "could not save the initial checkpoint");
                 }
             }
         }
@@ -331,8 +345,8 @@ impl Engine {
                 }
             }
         }
+        self.metrics.add("lvb_events_processed_total", &[], events);
         if let Some(replay) = last_replay {
-            self.metrics.inc("lvb_events_processed_total", &[]);
             if let Err(e) = self.store.save_checkpoint(&channel, replay, Utc::now().timestamp()) {
                 tracing::error!(error = %e, "could not save the checkpoint");
             }

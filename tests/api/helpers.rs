@@ -236,3 +236,165 @@ where
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
 }
+
+// ---------------------------------------------------------------------------------------
+// Booking helpers (bookings.rs, streaming.rs).
+
+/// The booking object of the default configuration.
+pub const BOOKING: &str = "Training_Booking__c";
+
+/// A Salesforce DateTime `hours` from now, in the REST format.
+pub fn sf_time_in(hours: i64) -> String {
+    (chrono::Utc::now() + chrono::Duration::hours(hours))
+        .format("%Y-%m-%dT%H:%M:%S%.3fZ")
+        .to_string()
+}
+
+/// Creates a booking as a human user (raising a CREATE event); `start`/`end` in hours
+/// from now. Returns its id.
+pub fn create_booking(app: &TestApp, trainer: &str, start: i64, end: i64, remote: bool) -> String {
+    insert_booking(&app.sf, trainer, start, end, remote)
+}
+
+/// As [`create_booking`], straight on the simulator (while the app is down).
+pub fn insert_booking(sf: &SalesforceSim, trainer: &str, start: i64, end: i64, remote: bool) -> String {
+    sf.insert(
+        BOOKING,
+        json!({
+            "Name": "Booking",
+            "Trainer__c": trainer,
+            "Training_Start__c": sf_time_in(start),
+            "Training_End__c": sf_time_in(end),
+            "Service_Type__c": if remote { "Remote" } else { "Onsite" },
+            "Status__c": "Scheduled",
+            "Merchant_Name__c": "Acme",
+        }),
+        SF_HUMAN_USER_ID,
+    )
+}
+
+/// Updates a booking as a human user (raising an UPDATE event).
+pub fn edit_booking(app: &TestApp, id: &str, fields: Value) {
+    app.sf.update(BOOKING, id, fields, SF_HUMAN_USER_ID);
+}
+
+/// A text field of a booking (None when null or absent).
+pub fn field(app: &TestApp, booking: &str, name: &str) -> Option<String> {
+    app.booking(booking)
+        .get(name)
+        .and_then(Value::as_str)
+        .map(str::to_string)
+}
+
+/// Waits until `/readyz` answers 200 (Salesforce login and live subscription): events
+/// raised after this are seen even on a first start from `latest`.
+pub async fn wait_ready(app: &TestApp) {
+    wait_until("the app is ready (/readyz 200)", || async {
+        reqwest::get(format!("{}/readyz", app.url))
+            .await
+            .is_ok_and(|r| r.status() == 200)
+    })
+    .await;
+}
+
+/// Adds a trainer with a Lark account and connects them. Returns (trainer id, open_id).
+pub async fn connected_trainer(app: &TestApp, name: &str, email: &str) -> (String, String) {
+    let trainer = app.add_trainer(name, Some(email), true);
+    let done = connect(app, &trainer, email).await;
+    assert_eq!(done.status, 200, "connect {email}: {}", done.body);
+    (trainer, open_id_of(app, email))
+}
+
+/// The Lark open_id of the simulator user with this email.
+pub fn open_id_of(app: &TestApp, email: &str) -> String {
+    app.lark
+        .users()
+        .into_iter()
+        .find(|u| u.email == email)
+        .expect("lark user")
+        .open_id
+}
+
+/// The replay checkpoint the app saved for its channel.
+pub fn checkpoint(app: &TestApp) -> Option<i64> {
+    app.store
+        .checkpoint(&app.settings.salesforce.streaming.channel)
+        .expect("checkpoint readable")
+        .map(|(replay, _)| replay)
+}
+
+/// Waits until the app has checkpointed every event the hub published so far (so the
+/// work for all of them, own write-backs included, is done).
+pub async fn wait_caught_up(app: &TestApp) {
+    let last = last_booking_event(&app.sf, &app.settings.salesforce.streaming.channel);
+    if last == 0 {
+        return;
+    }
+    wait_until(&format!("the checkpoint reaches replay id {last}"), || async {
+        checkpoint(app).is_some_and(|c| c >= last)
+    })
+    .await;
+}
+
+/// The value of one `/metrics` sample (the whole `name{labels}` as rendered), 0 if absent.
+pub async fn metric(app: &TestApp, sample: &str) -> f64 {
+    let text = reqwest::get(format!("{}/metrics", app.url))
+        .await
+        .expect("metrics")
+        .text()
+        .await
+        .unwrap_or_default();
+    text.lines()
+        .filter(|l| !l.starts_with('#'))
+        .find_map(|l| {
+            let (name, value) = l.rsplit_once(' ')?;
+            (name == sample).then(|| value.parse().ok())?
+        })
+        .unwrap_or(0.0)
+}
+
+/// Replay id of the newest retained event on `channel` (0 when none).
+pub fn last_booking_event(sf: &SalesforceSim, channel: &str) -> i64 {
+    sf.hub()
+        .events()
+        .iter()
+        .filter(|e| e["channel"] == channel)
+        .filter_map(|e| e["data"]["event"]["replayId"].as_i64())
+        .max()
+        .unwrap_or(0)
+}
+
+/// A booking DateTime field as unix seconds.
+pub fn booking_time(app: &TestApp, booking: &str, name: &str) -> i64 {
+    let text = field(app, booking, name).expect("time set");
+    lark_vc_bridge::simulator::salesforce::schema::parse_datetime(&text)
+        .expect("Salesforce DateTime")
+        .timestamp()
+}
+
+/// As [`start_app`], also returning the processor handle the app's timers use, so a test
+/// can ask for what a timer would (a sweep) without waiting for the timer.
+pub async fn start_app_with_processor(
+    sf: SalesforceSim,
+    lark: LarkSim,
+    mut settings: Settings,
+    dir: tempfile::TempDir,
+) -> (TestApp, lark_vc_bridge::bookings::ProcessorHandle) {
+    settings.server.bind = "127.0.0.1:0".into();
+    settings.server.public_url = "http://127.0.0.1:0".parse().unwrap();
+    let app = App::build(settings).await.expect("app builds");
+    let processor = app.processor.clone();
+    let t = TestApp {
+        url: app.local_url(),
+        settings: app.settings.as_ref().clone(),
+        tokens: app.tokens.clone(),
+        store: app.store.clone(),
+        shutdown: app.shutdown_handle(),
+        task: tokio::spawn(app.run_until_stopped(std::future::pending())),
+        sf,
+        lark,
+        dir,
+    };
+    wait_ready(&t).await;
+    (t, processor)
+}
