@@ -13,6 +13,7 @@ use anyhow::Context;
 use tokio::net::TcpListener;
 use tokio::sync::{mpsc, watch};
 
+use crate::bookings::processor::AbortOnDrop;
 use crate::bookings::{Processor, ProcessorHandle};
 use crate::config::Settings;
 use crate::http::{self, HttpState, Readiness};
@@ -149,7 +150,9 @@ impl App {
         // Tokens rotated before a crash but never confirmed in Salesforce go first.
         match self.tokens.replay_unconfirmed().await {
             Ok(_) => self.readiness.salesforce.store(true, Ordering::Relaxed),
-            Err(e) => tracing::error!(error = %e, "could not write journalled tokens yet; will retry on the next refresh pass"),
+            Err(e) => {
+                tracing::error!(error = %e, "could not write journalled tokens yet; will retry on the next refresh pass")
+            }
         }
         if self.salesforce.session().await.is_ok() {
             self.readiness.salesforce.store(true, Ordering::Relaxed);
@@ -180,6 +183,12 @@ impl App {
             shutdown.clone(),
         ));
         let processing = tokio::spawn(self.processor_task.run(shutdown.clone()));
+        // Dropping (aborting) this future stops everything it started.
+        let _guard = AbortOnDrop(vec![
+            server.abort_handle(),
+            timer.abort_handle(),
+            processing.abort_handle(),
+        ]);
 
         let mut wait = shutdown.clone();
         let _ = wait.wait_for(|s| *s).await;

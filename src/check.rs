@@ -30,7 +30,15 @@ pub async fn run(config: Option<&Path>) -> bool {
     let lines = collect(config).await;
     for l in &lines {
         if l.ok {
-            println!("✓ {}{}", l.what, if l.detail.is_empty() { String::new() } else { format!(" — {}", l.detail) });
+            println!(
+                "✓ {}{}",
+                l.what,
+                if l.detail.is_empty() {
+                    String::new()
+                } else {
+                    format!(" — {}", l.detail)
+                }
+            );
         } else {
             println!("✗ {} — {}", l.what, l.detail);
         }
@@ -45,11 +53,19 @@ pub async fn run(config: Option<&Path>) -> bool {
 }
 
 fn pass(what: &str, detail: impl Into<String>) -> CheckLine {
-    CheckLine { ok: true, what: what.into(), detail: detail.into() }
+    CheckLine {
+        ok: true,
+        what: what.into(),
+        detail: detail.into(),
+    }
 }
 
 fn fail(what: &str, fix: impl Into<String>) -> CheckLine {
-    CheckLine { ok: false, what: what.into(), detail: fix.into() }
+    CheckLine {
+        ok: false,
+        what: what.into(),
+        detail: fix.into(),
+    }
 }
 
 /// Runs every check and returns the checklist (tests read it directly).
@@ -72,8 +88,12 @@ pub async fn collect_with(settings: &Settings) -> Vec<CheckLine> {
 
     let redirect = settings.server.redirect_uri();
     let host = settings.server.public_url.host_str().unwrap_or("");
-    if settings.server.public_url.scheme() == "https" || host == "localhost" || host == "127.0.0.1" {
-        lines.push(pass("redirect URI", format!("{redirect} (register exactly this in the Lark app's security settings)")));
+    if settings.server.public_url.scheme() == "https" || host == "localhost" || host == "127.0.0.1"
+    {
+        lines.push(pass(
+            "redirect URI",
+            format!("{redirect} (register exactly this in the Lark app's security settings)"),
+        ));
     } else {
         lines.push(fail("redirect URI", format!("{redirect} is plain http on a public host; Lark requires https: set server.public_url to your https URL")));
     }
@@ -82,7 +102,10 @@ pub async fn collect_with(settings: &Settings) -> Vec<CheckLine> {
     let sf = match SalesforceClient::new(&settings.salesforce) {
         Ok(c) => c,
         Err(e) => {
-            lines.push(fail("Salesforce login", format!("{e}; fix salesforce.* keys")));
+            lines.push(fail(
+                "Salesforce login",
+                format!("{e}; fix salesforce.* keys"),
+            ));
             return lines;
         }
     };
@@ -189,23 +212,38 @@ fn fields_line(object: &str, d: &ObjectDescribe, expected: &[(&str, &[&str])]) -
         }
     }
     if problems.is_empty() {
-        pass(&format!("fields of {object}"), format!("{} fields present with the right types", expected.len()))
+        pass(
+            &format!("fields of {object}"),
+            format!("{} fields present with the right types", expected.len()),
+        )
     } else {
         fail(
             &format!("fields of {object}"),
-            format!("{}; deploy salesforce-metadata/ or fix the salesforce.* field keys", problems.join("; ")),
+            format!(
+                "{}; deploy salesforce-metadata/ or fix the salesforce.* field keys",
+                problems.join("; ")
+            ),
         )
     }
 }
 
 async fn stored_token_line(sf: &SalesforceClient, settings: &Settings, object: &str) -> CheckLine {
-    let soql = format!("SELECT Id, {F_ACCESS_TOKEN} FROM {object} WHERE {F_USER_ID} != null LIMIT 20");
+    let soql =
+        format!("SELECT Id, {F_ACCESS_TOKEN} FROM {object} WHERE {F_USER_ID} != null LIMIT 20");
     let rows = match sf.query(&soql).await {
         Ok(r) => r,
-        Err(e) => return fail("encryption key", format!("could not read stored tokens: {e}")),
+        Err(e) => {
+            return fail(
+                "encryption key",
+                format!("could not read stored tokens: {e}"),
+            )
+        }
     };
     let Some((id, enc)) = rows.iter().find_map(|r| {
-        Some((r.get("Id")?.as_str()?.to_string(), r.get(F_ACCESS_TOKEN).and_then(Value::as_str)?.to_string()))
+        Some((
+            r.get("Id")?.as_str()?.to_string(),
+            r.get(F_ACCESS_TOKEN).and_then(Value::as_str)?.to_string(),
+        ))
     }) else {
         return pass("encryption key", "no stored token yet to test it on");
     };

@@ -141,7 +141,10 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
                 .with_context(|| format!("no trainer found for {trainer:?}"))?;
             let id = RecordId::parse(&t.id)?;
             app.tokens
-                .disconnect(&id, "Disconnected by an administrator (lark-vc-bridge disconnect).")
+                .disconnect(
+                    &id,
+                    "Disconnected by an administrator (lark-vc-bridge disconnect).",
+                )
                 .await?;
             println!("disconnected trainer {}", t.id);
             Ok(())
@@ -169,7 +172,11 @@ async fn rotate_key(settings: Settings) -> anyhow::Result<()> {
     let (mut rotated, mut current, mut unreadable) = (0usize, 0usize, 0usize);
     let mut updates = Vec::new();
     for row in &rows {
-        let Some(id) = row.get("Id").and_then(Value::as_str).and_then(|s| RecordId::parse(s).ok()) else {
+        let Some(id) = row
+            .get("Id")
+            .and_then(Value::as_str)
+            .and_then(|s| RecordId::parse(s).ok())
+        else {
             continue;
         };
         let mut fields = serde_json::Map::new();

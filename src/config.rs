@@ -458,7 +458,10 @@ impl Settings {
             ),
             ("LVB__LARK__BASE_URL", lark_base_url.to_string()),
             ("LVB__LARK__ACCOUNTS_URL", lark_base_url.to_string()),
-            ("LVB__LARK__APP_ID", crate::simulator::LARK_APP_ID.to_string()),
+            (
+                "LVB__LARK__APP_ID",
+                crate::simulator::LARK_APP_ID.to_string(),
+            ),
             (
                 "LVB__LARK__APP_SECRET",
                 crate::simulator::LARK_APP_SECRET.to_string(),
@@ -652,7 +655,10 @@ impl Raw {
         match auth {
             SalesforceAuthFlow::ClientCredentials => {
                 if !present(&sf.client_secret) {
-                    p.0.push("salesforce.client_secret is missing (needed by auth = client_credentials)".into());
+                    p.0.push(
+                        "salesforce.client_secret is missing (needed by auth = client_credentials)"
+                            .into(),
+                    );
                 }
             }
             SalesforceAuthFlow::Password => {
@@ -670,9 +676,7 @@ impl Raw {
             }
             SalesforceAuthFlow::JwtBearer => {
                 if username.is_none() {
-                    p.0.push(
-                        "salesforce.username is missing (needed by auth = jwt_bearer)".into(),
-                    );
+                    p.0.push("salesforce.username is missing (needed by auth = jwt_bearer)".into());
                 }
                 match &private_key_path {
                     None => p.0.push(
@@ -723,7 +727,10 @@ impl Raw {
                 "salesforce.booking.service_type_field",
                 b.service_type_field,
             ),
-            remote_values: b.remote_values.map(StringList::into_vec).unwrap_or_default(),
+            remote_values: b
+                .remote_values
+                .map(StringList::into_vec)
+                .unwrap_or_default(),
             status_field: p.api_name("salesforce.booking.status_field", b.status_field),
             cancelled_values: b
                 .cancelled_values
@@ -731,10 +738,8 @@ impl Raw {
                 .unwrap_or_default(),
             topic_template: p.required("salesforce.booking.topic_template", b.topic_template),
             link_field: p.api_name("salesforce.booking.link_field", b.link_field),
-            reservation_field: p.api_name(
-                "salesforce.booking.reservation_field",
-                b.reservation_field,
-            ),
+            reservation_field: p
+                .api_name("salesforce.booking.reservation_field", b.reservation_field),
             meeting_status_field: p.api_name(
                 "salesforce.booking.meeting_status_field",
                 b.meeting_status_field,
@@ -772,13 +777,18 @@ impl Raw {
             "v2" | "" => OAuthVersion::V2,
             "v1" => OAuthVersion::V1,
             other => {
-                p.0.push(format!("lark.oauth_version must be v2 or v1, got {other:?}"));
+                p.0.push(format!(
+                    "lark.oauth_version must be v2 or v1, got {other:?}"
+                ));
                 OAuthVersion::V2
             }
         };
         let scopes = l.scopes.map(StringList::into_vec).unwrap_or_default();
         if !scopes.iter().any(|s| s == "offline_access") {
-            p.0.push("lark.scopes must include offline_access (without it Lark issues no refresh token)".into());
+            p.0.push(
+                "lark.scopes must include offline_access (without it Lark issues no refresh token)"
+                    .into(),
+            );
         }
         if !scopes.iter().any(|s| s == "vc:reserve") {
             p.0.push("lark.scopes must include vc:reserve (needed to reserve meetings)".into());
@@ -787,7 +797,10 @@ impl Raw {
 
         let s = self.security;
         p.secret_key_hex("security.encryption_key", s.encryption_key.as_ref());
-        let previous_keys = s.previous_keys.map(SecretList::into_vec).unwrap_or_default();
+        let previous_keys = s
+            .previous_keys
+            .map(SecretList::into_vec)
+            .unwrap_or_default();
         for (i, key) in previous_keys.iter().enumerate() {
             p.secret_key_hex(&format!("security.previous_keys[{i}]"), Some(key));
         }
@@ -805,7 +818,8 @@ impl Raw {
         let r = self.refresh;
         let refresh = RefreshSettings {
             interval: p.duration("refresh.interval", r.interval),
-            refresh_token_window: p.duration("refresh.refresh_token_window", r.refresh_token_window),
+            refresh_token_window: p
+                .duration("refresh.refresh_token_window", r.refresh_token_window),
             access_token_skew: p.duration("refresh.access_token_skew", r.access_token_skew),
         };
 
@@ -849,7 +863,9 @@ impl Raw {
                 base_url,
                 accounts_url,
                 app_id,
-                app_secret: l.app_secret.unwrap_or_else(|| SecretString::from(String::new())),
+                app_secret: l
+                    .app_secret
+                    .unwrap_or_else(|| SecretString::from(String::new())),
                 oauth_version,
                 scopes,
                 notify_trainers,
@@ -896,10 +912,19 @@ mod tests {
     fn defaults_plus_secrets_from_env_load() {
         let s = Settings::load_from(None, valid_env()).expect("valid");
         assert_eq!(s.server.bind, "127.0.0.1:8080");
-        assert_eq!(s.salesforce.streaming.channel, "/data/Training_Booking__ChangeEvent");
-        assert_eq!(s.salesforce.booking.remote_values, vec!["Remote".to_string()]);
+        assert_eq!(
+            s.salesforce.streaming.channel,
+            "/data/Training_Booking__ChangeEvent"
+        );
+        assert_eq!(
+            s.salesforce.booking.remote_values,
+            vec!["Remote".to_string()]
+        );
         assert_eq!(s.refresh.interval, Duration::from_secs(15 * 60));
-        assert_eq!(s.refresh.refresh_token_window, Duration::from_secs(48 * 3600));
+        assert_eq!(
+            s.refresh.refresh_token_window,
+            Duration::from_secs(48 * 3600)
+        );
         assert_eq!(s.processing.concurrency, 16);
         assert_eq!(
             s.server.redirect_uri(),
@@ -917,7 +942,10 @@ mod tests {
             ("LVB__LARK__NOTIFY_TRAINERS", "false"),
         ]));
         let s = Settings::load_from(None, e).expect("valid");
-        assert_eq!(s.salesforce.booking.remote_values, vec!["Remote", "Virtual"]);
+        assert_eq!(
+            s.salesforce.booking.remote_values,
+            vec!["Remote", "Virtual"]
+        );
         assert_eq!(s.processing.concurrency, 4);
         assert!(!s.lark.notify_trainers);
     }
@@ -944,7 +972,10 @@ mod tests {
     #[test]
     fn every_problem_is_named_in_one_error_without_echoing_secrets() {
         let e = env(&[
-            ("LVB__SECURITY__ENCRYPTION_KEY", "not-hex-super-secret-value"),
+            (
+                "LVB__SECURITY__ENCRYPTION_KEY",
+                "not-hex-super-secret-value",
+            ),
             ("LVB__SECURITY__STATE_SECRET", "short-secret"),
             ("LVB__REFRESH__INTERVAL", "soon"),
         ]);

@@ -115,16 +115,21 @@ pub async fn run(json: bool) -> anyhow::Result<()> {
     let url = app.local_url();
     let shutdown = app.shutdown_handle();
     let service = tokio::spawn(app.run_until_stopped(std::future::pending()));
-    n.say(format!("lark-vc-bridge started at {url} (the same service `run` starts)"));
+    n.say(format!(
+        "lark-vc-bridge started at {url} (the same service `run` starts)"
+    ));
     let http = reqwest::Client::builder()
         .redirect(reqwest::redirect::Policy::none())
         .build()?;
-    n.wait("the service is ready (Salesforce login and CDC subscription)", || async {
-        http.get(format!("{url}/readyz"))
-            .send()
-            .await
-            .is_ok_and(|r| r.status() == 200)
-    })
+    n.wait(
+        "the service is ready (Salesforce login and CDC subscription)",
+        || async {
+            http.get(format!("{url}/readyz"))
+                .send()
+                .await
+                .is_ok_and(|r| r.status() == 200)
+        },
+    )
     .await?;
     n.say("ready: logged in to Salesforce and subscribed to /data/Training_Booking__ChangeEvent");
 
@@ -169,7 +174,10 @@ pub async fn run(json: bool) -> anyhow::Result<()> {
         field(sf.get(BOOKING, &booking_a), "Lark_Meeting_Status__c") == json!("Created")
     })
     .await?;
-    let link_a = field(sf.get(BOOKING, &booking_a), "Remote_Training_Meeting_Link__c");
+    let link_a = field(
+        sf.get(BOOKING, &booking_a),
+        "Remote_Training_Meeting_Link__c",
+    );
     n.say(format!(
         "booking {booking_a}: Lark_Meeting_Status__c = Created, link {}",
         link_a.as_str().unwrap_or("")
@@ -219,9 +227,12 @@ pub async fn run(json: bool) -> anyhow::Result<()> {
     .await?;
     n.say(format!(
         "booking {booking_b}: Created without anyone editing it, link {}",
-        field(sf.get(BOOKING, &booking_b), "Remote_Training_Meeting_Link__c")
-            .as_str()
-            .unwrap_or("")
+        field(
+            sf.get(BOOKING, &booking_b),
+            "Remote_Training_Meeting_Link__c"
+        )
+        .as_str()
+        .unwrap_or("")
     ));
 
     // 5. Reschedule A's booking: same link, one PUT.
@@ -232,14 +243,19 @@ pub async fn run(json: bool) -> anyhow::Result<()> {
         json!({ "Training_End__c": new_end.to_rfc3339() }),
         SF_HUMAN_USER_ID,
     );
-    n.say(format!("booking {booking_a} is rescheduled to end 30 minutes later"));
+    n.say(format!(
+        "booking {booking_a} is rescheduled to end 30 minutes later"
+    ));
     n.wait("Lark holds the new end time", || async {
         lark.reserves()
             .iter()
             .any(|r| !r.deleted && r.end_time == new_end.timestamp())
     })
     .await?;
-    let link_after = field(sf.get(BOOKING, &booking_a), "Remote_Training_Meeting_Link__c");
+    let link_after = field(
+        sf.get(BOOKING, &booking_a),
+        "Remote_Training_Meeting_Link__c",
+    );
     if link_after != link_a {
         bail!("the link changed on reschedule");
     }
@@ -253,11 +269,14 @@ pub async fn run(json: bool) -> anyhow::Result<()> {
         SF_HUMAN_USER_ID,
     );
     n.say(format!("booking {booking_b} is cancelled in Salesforce"));
-    n.wait("the reservation is deleted and the link cleared", || async {
-        let rec = sf.get(BOOKING, &booking_b);
-        field(rec.clone(), "Lark_Meeting_Status__c") == json!("Cancelled")
-            && field(rec, "Remote_Training_Meeting_Link__c").is_null()
-    })
+    n.wait(
+        "the reservation is deleted and the link cleared",
+        || async {
+            let rec = sf.get(BOOKING, &booking_b);
+            field(rec.clone(), "Lark_Meeting_Status__c") == json!("Cancelled")
+                && field(rec, "Remote_Training_Meeting_Link__c").is_null()
+        },
+    )
     .await?;
     n.say(format!(
         "booking {booking_b}: Cancelled, link cleared, Lark reservation deleted"
@@ -329,7 +348,10 @@ pub async fn run(json: bool) -> anyhow::Result<()> {
         println!("{}", serde_json::to_string_pretty(&out)?);
     } else {
         println!("\nBookings (Training_Booking__c, as the Salesforce simulator holds them)");
-        println!("  {:<18}  {:<18}  {:<27}  link", "id", "trainer", "Lark_Meeting_Status__c");
+        println!(
+            "  {:<18}  {:<18}  {:<27}  link",
+            "id", "trainer", "Lark_Meeting_Status__c"
+        );
         for b in &bookings {
             println!(
                 "  {:<18}  {:<18}  {:<27}  {}",
@@ -340,7 +362,10 @@ pub async fn run(json: bool) -> anyhow::Result<()> {
             );
         }
         println!("\nTrainers (Onboarding_Trainer__c)");
-        println!("  {:<18}  {:<12}  {:<9}  Lark_Last_Token_Refresh__c", "id", "name", "connected");
+        println!(
+            "  {:<18}  {:<12}  {:<9}  Lark_Last_Token_Refresh__c",
+            "id", "name", "connected"
+        );
         for t in &trainer_rows {
             println!(
                 "  {:<18}  {:<12}  {:<9}  {}",
@@ -353,7 +378,10 @@ pub async fn run(json: bool) -> anyhow::Result<()> {
         println!("\nCalls made by the service (and the trainers' browsers)");
         println!("  Salesforce: {}", summary(&sf_calls));
         println!("  Lark:       {}", summary(&lark_calls));
-        println!("\ndemo finished in {:.1}s: every step happened", n.started.elapsed().as_secs_f64());
+        println!(
+            "\ndemo finished in {:.1}s: every step happened",
+            n.started.elapsed().as_secs_f64()
+        );
     }
     Ok(())
 }

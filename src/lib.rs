@@ -11,9 +11,11 @@
 //! - [`http`]       — the axum routes: OAuth start/callback, health, readiness, metrics
 //! - [`app`]        — wiring: `App::build(settings)`, `port()`, `run_until_stopped()`
 //! - [`cli`]        — the commands of design §2.1
+//! - [`bench`]      — `bench`: a burst of bookings against the simulators, measured (issue 7)
 //! - [`simulator`]  — in-process Salesforce and Lark simulators for demo, simulate and tests
 
 pub mod app;
+pub mod bench;
 pub mod bookings;
 pub mod check;
 pub mod cli;

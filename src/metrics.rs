@@ -17,13 +17,25 @@ pub struct Metrics {
 /// Help text for each metric name we emit.
 const HELP: &[(&str, &str)] = &[
     ("lvb_events_received_total", "Streaming events received"),
-    ("lvb_events_processed_total", "Streaming events whose work is done"),
-    ("lvb_events_skipped_total", "Streaming events skipped, by reason"),
+    (
+        "lvb_events_processed_total",
+        "Streaming events whose work is done",
+    ),
+    (
+        "lvb_events_skipped_total",
+        "Streaming events skipped, by reason",
+    ),
     ("lvb_meetings_total", "Lark reservations changed, by action"),
     ("lvb_failures_total", "Failures, by kind"),
-    ("lvb_token_refreshes_total", "Trainer token refreshes, by outcome"),
+    (
+        "lvb_token_refreshes_total",
+        "Trainer token refreshes, by outcome",
+    ),
     ("lvb_oauth_connections_total", "OAuth callbacks, by outcome"),
-    ("lvb_streaming_lag_seconds", "Seconds between an event's commit and its processing"),
+    (
+        "lvb_streaming_lag_seconds",
+        "Seconds between an event's commit and its processing",
+    ),
 ];
 
 impl Metrics {
@@ -35,7 +47,12 @@ impl Metrics {
     /// Adds `n` to a counter.
     pub fn add(&self, name: &'static str, labels: &[(&'static str, &str)], n: u64) {
         let key = key(name, labels);
-        *self.counters.lock().expect("metrics").entry(key).or_default() += n;
+        *self
+            .counters
+            .lock()
+            .expect("metrics")
+            .entry(key)
+            .or_default() += n;
     }
 
     /// Sets a gauge.
@@ -96,7 +113,8 @@ fn labels_free(name: &str) -> bool {
 }
 
 fn key(name: &'static str, labels: &[(&'static str, &str)]) -> Key {
-    let mut l: Vec<(&'static str, String)> = labels.iter().map(|(k, v)| (*k, v.to_string())).collect();
+    let mut l: Vec<(&'static str, String)> =
+        labels.iter().map(|(k, v)| (*k, v.to_string())).collect();
     l.sort();
     (name, l)
 }
@@ -123,7 +141,10 @@ mod tests {
         m.inc("lvb_meetings_total", &[("action", "created")]);
         m.set("lvb_streaming_lag_seconds", &[], 1.5);
         let text = m.render();
-        assert!(text.contains("lvb_meetings_total{action=\"created\"} 2\n"), "{text}");
+        assert!(
+            text.contains("lvb_meetings_total{action=\"created\"} 2\n"),
+            "{text}"
+        );
         assert!(text.contains("lvb_streaming_lag_seconds 1.5\n"));
         assert!(text.contains("lvb_events_received_total 0\n"));
         assert_eq!(m.get("lvb_meetings_total", &[("action", "created")]), 2);

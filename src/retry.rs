@@ -184,7 +184,10 @@ mod tests {
         .await;
         assert_eq!(r, Ok(1));
         let waited = start.elapsed();
-        assert!(waited >= Duration::from_secs(7) && waited < Duration::from_secs(8), "{waited:?}");
+        assert!(
+            waited >= Duration::from_secs(7) && waited < Duration::from_secs(8),
+            "{waited:?}"
+        );
     }
 
     #[tokio::test(start_paused = true)]

@@ -43,7 +43,11 @@ enum TokenOutcome {
 
 impl Actor<'_> {
     /// Carries out `decision` for `booking`; returns the write-back, if any.
-    pub async fn act(&self, booking: &Booking, decision: Decision) -> Result<Option<WriteBack>, Transient> {
+    pub async fn act(
+        &self,
+        booking: &Booking,
+        decision: Decision,
+    ) -> Result<Option<WriteBack>, Transient> {
         let Ok(id) = RecordId::parse(&booking.id) else {
             return Ok(None);
         };
@@ -51,18 +55,37 @@ impl Actor<'_> {
             Decision::Nothing => Ok(None),
             Decision::Pending { reason } => {
                 self.remind(booking).await;
-                Ok(self.status(booking, &id, MeetingStatus::PendingTrainerConnection, Some(&reason)))
+                Ok(self.status(
+                    booking,
+                    &id,
+                    MeetingStatus::PendingTrainerConnection,
+                    Some(&reason),
+                ))
             }
             Decision::Fail { reason } => {
-                self.metrics.inc("lvb_failures_total", &[("kind", "booking_invalid")]);
+                self.metrics
+                    .inc("lvb_failures_total", &[("kind", "booking_invalid")]);
                 tracing::warn!(booking = %booking.id, reason = %reason, "booking cannot get a meeting");
                 Ok(self.status(booking, &id, MeetingStatus::Failed, Some(&reason)))
             }
-            Decision::WriteBack { reservation } => Ok(Some(self.created(booking, &id, &reservation.reservation_id, reservation.url.as_deref().unwrap_or("")))),
-            Decision::Create { trainer_id, end_time, topic } => {
-                self.create(booking, &id, &trainer_id, end_time, &topic).await
+            Decision::WriteBack { reservation } => Ok(Some(self.created(
+                booking,
+                &id,
+                &reservation.reservation_id,
+                reservation.url.as_deref().unwrap_or(""),
+            ))),
+            Decision::Create {
+                trainer_id,
+                end_time,
+                topic,
+            } => {
+                self.create(booking, &id, &trainer_id, end_time, &topic)
+                    .await
             }
-            Decision::Update { reservation, end_time } => {
+            Decision::Update {
+                reservation,
+                end_time,
+            } => {
                 let trainer = booking.trainer.clone().expect("decide checked the trainer");
                 let token = match self.token(&trainer).await? {
                     TokenOutcome::Token(t) => t,
@@ -80,25 +103,62 @@ impl Actor<'_> {
                 match result {
                     Ok(reserve) => {
                         self.journal(booking, &trainer.id, &reserve, end_time)?;
-                        self.metrics.inc("lvb_meetings_total", &[("action", "updated")]);
+                        self.metrics
+                            .inc("lvb_meetings_total", &[("action", "updated")]);
                         tracing::info!(booking = %booking.id, reservation = %reserve.id, "meeting rescheduled");
-                        let url = if reserve.url.is_empty() { reservation.url.clone().unwrap_or_default() } else { reserve.url.clone() };
+                        let url = if reserve.url.is_empty() {
+                            reservation.url.clone().unwrap_or_default()
+                        } else {
+                            reserve.url.clone()
+                        };
                         Ok(self.created_if_changed(booking, &id, &reserve.id, &url))
                     }
                     Err(LarkError::NotFound { .. }) => {
                         // Gone from Lark (expired or deleted by hand): reserve a new one.
                         tracing::info!(booking = %booking.id, "reservation no longer exists in Lark; creating a new one");
-                        self.store.forget_reservation(&booking.id).map_err(|e| Transient(e.to_string()))?;
-                        let topic = super::model::render_topic(&self.settings.topic_template, &booking.topic_values);
-                        self.create(booking, &id, &trainer.id, end_time, &topic).await
+                        self.store
+                            .forget_reservation(&booking.id)
+                            .map_err(|e| Transient(e.to_string()))?;
+                        let topic = super::model::render_topic(
+                            &self.settings.topic_template,
+                            &booking.topic_values,
+                        );
+                        self.create(booking, &id, &trainer.id, end_time, &topic)
+                            .await
                     }
                     Err(e) => self.lark_failure(booking, &id, e),
                 }
             }
-            Decision::Move { old, trainer_id, end_time, topic } => {
+            Decision::Move {
+                old,
+                trainer_id,
+                end_time,
+                topic,
+            } => {
                 self.delete_reservation(booking, &old).await?;
-                self.metrics.inc("lvb_meetings_total", &[("action", "moved")]);
-                self.create(booking, &id, &trainer_id, end_time, &topic).await
+                self.metrics
+                    .inc("lvb_meetings_total", &[("action", "moved")]);
+                self.create(booking, &id, &trainer_id, end_time, &topic)
+                    .await
+            }
+            Decision::Release { reservation } => {
+                self.delete_reservation(booking, &reservation).await?;
+                self.remind(booking).await;
+                let mut fields = Map::new();
+                fields.insert(self.settings.link_field.clone(), Value::Null);
+                fields.insert(self.settings.reservation_field.clone(), Value::Null);
+                fields.insert(
+                    self.settings.meeting_status_field.clone(),
+                    json!(MeetingStatus::PendingTrainerConnection.as_str()),
+                );
+                fields.insert(
+                    self.settings.meeting_error_field.clone(),
+                    json!(PENDING_REASON),
+                );
+                Ok(Some(WriteBack {
+                    booking_id: id,
+                    fields,
+                }))
             }
             Decision::Cancel { reservation } => {
                 if let Some(res) = &reservation {
@@ -110,21 +170,38 @@ impl Actor<'_> {
                 let mut fields = Map::new();
                 fields.insert(self.settings.link_field.clone(), Value::Null);
                 fields.insert(self.settings.reservation_field.clone(), Value::Null);
-                fields.insert(self.settings.meeting_status_field.clone(), json!(MeetingStatus::Cancelled.as_str()));
+                fields.insert(
+                    self.settings.meeting_status_field.clone(),
+                    json!(MeetingStatus::Cancelled.as_str()),
+                );
                 fields.insert(self.settings.meeting_error_field.clone(), Value::Null);
-                Ok(Some(WriteBack { booking_id: id, fields }))
+                Ok(Some(WriteBack {
+                    booking_id: id,
+                    fields,
+                }))
             }
         }
     }
 
-    async fn create(&self, booking: &Booking, id: &RecordId, trainer_id: &str, end_time: i64, topic: &str) -> Result<Option<WriteBack>, Transient> {
+    async fn create(
+        &self,
+        booking: &Booking,
+        id: &RecordId,
+        trainer_id: &str,
+        end_time: i64,
+        topic: &str,
+    ) -> Result<Option<WriteBack>, Transient> {
         let trainer = booking
             .trainer
             .clone()
             .filter(|t| t.id == trainer_id)
             .expect("decide creates only for the booking's own trainer");
         // A crash after Lark answered but before the write-back: reuse, never re-apply.
-        if let Some(j) = self.store.reservation(&booking.id).map_err(|e| Transient(e.to_string()))? {
+        if let Some(j) = self
+            .store
+            .reservation(&booking.id)
+            .map_err(|e| Transient(e.to_string()))?
+        {
             if j.trainer_id == trainer.id {
                 return Ok(Some(self.created(booking, id, &j.reservation_id, &j.url)));
             }
@@ -146,7 +223,8 @@ impl Actor<'_> {
         match result {
             Ok(reserve) => {
                 self.journal(booking, &trainer.id, &reserve, end_time)?;
-                self.metrics.inc("lvb_meetings_total", &[("action", "created")]);
+                self.metrics
+                    .inc("lvb_meetings_total", &[("action", "created")]);
                 tracing::info!(booking = %booking.id, trainer = %trainer.id, reservation = %reserve.id, "meeting reserved");
                 Ok(Some(self.created(booking, id, &reserve.id, &reserve.url)))
             }
@@ -155,11 +233,19 @@ impl Actor<'_> {
     }
 
     /// Deletes a reservation with its host's token; a reservation already gone is fine.
-    async fn delete_reservation(&self, booking: &Booking, res: &KnownReservation) -> Result<(), Transient> {
+    async fn delete_reservation(
+        &self,
+        booking: &Booking,
+        res: &KnownReservation,
+    ) -> Result<(), Transient> {
         let host = match booking.trainer.as_ref().filter(|t| t.id == res.trainer_id) {
             Some(t) => Some(t.clone()),
             None => match RecordId::parse(&res.trainer_id) {
-                Ok(tid) => self.tokens.trainer(&tid).await.map_err(|e| Transient(e.to_string()))?,
+                Ok(tid) => self
+                    .tokens
+                    .trainer(&tid)
+                    .await
+                    .map_err(|e| Transient(e.to_string()))?,
                 Err(_) => None,
             },
         };
@@ -178,11 +264,15 @@ impl Actor<'_> {
                     .await;
                 match result {
                     Ok(()) | Err(LarkError::NotFound { .. }) => {
-                        self.metrics.inc("lvb_meetings_total", &[("action", "deleted")]);
+                        self.metrics
+                            .inc("lvb_meetings_total", &[("action", "deleted")]);
                         tracing::info!(booking = %booking.id, reservation = %res.reservation_id, "meeting deleted");
                     }
-                    Err(e @ (LarkError::PermissionDenied { .. } | LarkError::InvalidParams { .. })) => {
-                        self.metrics.inc("lvb_failures_total", &[("kind", "lark_delete_refused")]);
+                    Err(
+                        e @ (LarkError::PermissionDenied { .. } | LarkError::InvalidParams { .. }),
+                    ) => {
+                        self.metrics
+                            .inc("lvb_failures_total", &[("kind", "lark_delete_refused")]);
                         tracing::warn!(booking = %booking.id, reservation = %res.reservation_id, error = %e, "Lark refused to delete the reservation; it lapses on its own");
                     }
                     Err(e) => return Err(Transient(format!("deleting reservation: {e}"))),
@@ -192,19 +282,28 @@ impl Actor<'_> {
                 tracing::warn!(booking = %booking.id, reservation = %res.reservation_id, "host trainer not connected; the old reservation cannot be deleted and lapses on its own");
             }
         }
-        self.store.forget_reservation(&booking.id).map_err(|e| Transient(e.to_string()))
+        self.store
+            .forget_reservation(&booking.id)
+            .map_err(|e| Transient(e.to_string()))
     }
 
     async fn token(&self, trainer: &TrainerRecord) -> Result<TokenOutcome, Transient> {
         match self.tokens.access_token_for(trainer).await {
             Ok(t) => Ok(TokenOutcome::Token(t)),
-            Err(TokenError::NotConnected { .. }) | Err(TokenError::Undecryptable { .. }) => Ok(TokenOutcome::NotConnected),
+            Err(TokenError::NotConnected { .. }) | Err(TokenError::Undecryptable { .. }) => {
+                Ok(TokenOutcome::NotConnected)
+            }
             Err(e) => Err(Transient(format!("token for trainer {}: {e}", trainer.id))),
         }
     }
 
     /// Runs a user-token call; on 99991668/99991677 refreshes once and retries once.
-    async fn with_token_retry<T, F, Fut>(&self, trainer: &TrainerRecord, token: AccessToken, call: F) -> Result<T, LarkError>
+    async fn with_token_retry<T, F, Fut>(
+        &self,
+        trainer: &TrainerRecord,
+        token: AccessToken,
+        call: F,
+    ) -> Result<T, LarkError>
     where
         F: Fn(LarkClient, AccessToken) -> Fut,
         Fut: std::future::Future<Output = Result<T, LarkError>>,
@@ -212,7 +311,11 @@ impl Actor<'_> {
         match call(self.lark.clone(), token.clone()).await {
             Err(LarkError::UserTokenInvalid { code }) => {
                 tracing::info!(trainer = %trainer.id, code, "Lark rejected the user token; refreshing once");
-                match self.tokens.access_token_after_rejection(trainer, &token).await {
+                match self
+                    .tokens
+                    .access_token_after_rejection(trainer, &token)
+                    .await
+                {
                     Ok(fresh) => call(self.lark.clone(), fresh).await,
                     Err(_) => Err(LarkError::UserTokenInvalid { code }),
                 }
@@ -221,9 +324,24 @@ impl Actor<'_> {
         }
     }
 
-    fn journal(&self, booking: &Booking, trainer_id: &str, reserve: &Reserve, end_time: i64) -> Result<(), Transient> {
-        let previous_url = self.store.reservation(&booking.id).ok().flatten().map(|e| e.url);
-        let url = if reserve.url.is_empty() { previous_url.unwrap_or_default() } else { reserve.url.clone() };
+    fn journal(
+        &self,
+        booking: &Booking,
+        trainer_id: &str,
+        reserve: &Reserve,
+        end_time: i64,
+    ) -> Result<(), Transient> {
+        let previous_url = self
+            .store
+            .reservation(&booking.id)
+            .ok()
+            .flatten()
+            .map(|e| e.url);
+        let url = if reserve.url.is_empty() {
+            previous_url.unwrap_or_default()
+        } else {
+            reserve.url.clone()
+        };
         self.store
             .record_reservation(
                 &ReservationEntry {
@@ -238,17 +356,36 @@ impl Actor<'_> {
             .map_err(|e| Transient(e.to_string()))
     }
 
-    fn lark_failure(&self, booking: &Booking, id: &RecordId, e: LarkError) -> Result<Option<WriteBack>, Transient> {
+    fn lark_failure(
+        &self,
+        booking: &Booking,
+        id: &RecordId,
+        e: LarkError,
+    ) -> Result<Option<WriteBack>, Transient> {
         match e {
-            LarkError::InvalidParams { .. } | LarkError::PermissionDenied { .. } | LarkError::NotFound { .. } => {
-                self.metrics.inc("lvb_failures_total", &[("kind", "lark_refused")]);
+            LarkError::InvalidParams { .. }
+            | LarkError::PermissionDenied { .. }
+            | LarkError::NotFound { .. } => {
+                self.metrics
+                    .inc("lvb_failures_total", &[("kind", "lark_refused")]);
                 tracing::warn!(booking = %booking.id, error = %e, "Lark refused the reservation");
-                Ok(self.status(booking, id, MeetingStatus::Failed, Some(&format!("Lark refused the meeting: {e}"))))
+                Ok(self.status(
+                    booking,
+                    id,
+                    MeetingStatus::Failed,
+                    Some(&format!("Lark refused the meeting: {e}")),
+                ))
             }
-            LarkError::UserTokenInvalid { .. } | LarkError::InvalidGrant { .. } => Ok(self.pending(booking, id)),
+            LarkError::UserTokenInvalid { .. } | LarkError::InvalidGrant { .. } => {
+                Ok(self.pending(booking, id))
+            }
             other => {
-                self.metrics.inc("lvb_failures_total", &[("kind", "lark_unavailable")]);
-                Err(Transient(format!("Lark call for booking {}: {other}", booking.id)))
+                self.metrics
+                    .inc("lvb_failures_total", &[("kind", "lark_unavailable")]);
+                Err(Transient(format!(
+                    "Lark call for booking {}: {other}",
+                    booking.id
+                )))
             }
         }
     }
@@ -265,30 +402,71 @@ impl Actor<'_> {
     }
 
     fn pending(&self, booking: &Booking, id: &RecordId) -> Option<WriteBack> {
-        self.status(booking, id, MeetingStatus::PendingTrainerConnection, Some(PENDING_REASON))
+        self.status(
+            booking,
+            id,
+            MeetingStatus::PendingTrainerConnection,
+            Some(PENDING_REASON),
+        )
     }
 
-    fn status(&self, booking: &Booking, id: &RecordId, status: MeetingStatus, reason: Option<&str>) -> Option<WriteBack> {
+    fn status(
+        &self,
+        booking: &Booking,
+        id: &RecordId,
+        status: MeetingStatus,
+        reason: Option<&str>,
+    ) -> Option<WriteBack> {
         let reason = reason.map(clip);
         if booking.meeting_status == Some(status) && booking.meeting_error == reason {
             return None;
         }
         let mut fields = Map::new();
-        fields.insert(self.settings.meeting_status_field.clone(), json!(status.as_str()));
-        fields.insert(self.settings.meeting_error_field.clone(), reason.map(Value::String).unwrap_or(Value::Null));
-        Some(WriteBack { booking_id: id.clone(), fields })
+        fields.insert(
+            self.settings.meeting_status_field.clone(),
+            json!(status.as_str()),
+        );
+        fields.insert(
+            self.settings.meeting_error_field.clone(),
+            reason.map(Value::String).unwrap_or(Value::Null),
+        );
+        Some(WriteBack {
+            booking_id: id.clone(),
+            fields,
+        })
     }
 
-    fn created(&self, _booking: &Booking, id: &RecordId, reservation_id: &str, url: &str) -> WriteBack {
+    fn created(
+        &self,
+        _booking: &Booking,
+        id: &RecordId,
+        reservation_id: &str,
+        url: &str,
+    ) -> WriteBack {
         let mut fields = Map::new();
         fields.insert(self.settings.link_field.clone(), json!(url));
-        fields.insert(self.settings.reservation_field.clone(), json!(reservation_id));
-        fields.insert(self.settings.meeting_status_field.clone(), json!(MeetingStatus::Created.as_str()));
+        fields.insert(
+            self.settings.reservation_field.clone(),
+            json!(reservation_id),
+        );
+        fields.insert(
+            self.settings.meeting_status_field.clone(),
+            json!(MeetingStatus::Created.as_str()),
+        );
         fields.insert(self.settings.meeting_error_field.clone(), Value::Null);
-        WriteBack { booking_id: id.clone(), fields }
+        WriteBack {
+            booking_id: id.clone(),
+            fields,
+        }
     }
 
-    fn created_if_changed(&self, booking: &Booking, id: &RecordId, reservation_id: &str, url: &str) -> Option<WriteBack> {
+    fn created_if_changed(
+        &self,
+        booking: &Booking,
+        id: &RecordId,
+        reservation_id: &str,
+        url: &str,
+    ) -> Option<WriteBack> {
         let same = booking.meeting_status == Some(MeetingStatus::Created)
             && booking.reservation_id.as_deref() == Some(reservation_id)
             && booking.link.as_deref() == Some(url)

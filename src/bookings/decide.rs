@@ -52,7 +52,12 @@ pub enum Decision {
     },
     /// Cancelled, deleted, no longer remote: delete the reservation (if any), clear the
     /// link, status Cancelled.
-    Cancel { reservation: Option<KnownReservation> },
+    Cancel {
+        reservation: Option<KnownReservation>,
+    },
+    /// The booking moved to a trainer who has not connected: delete the old trainer's
+    /// reservation, clear the link, status Pending Trainer Connection.
+    Release { reservation: KnownReservation },
     /// The trainer has not connected: status Pending Trainer Connection.
     Pending { reason: String },
     /// Bad data: status Failed with this reason.
@@ -97,7 +102,10 @@ pub fn decide(booking: &Booking, cx: &Context<'_>) -> Decision {
         let untouched = known.is_none()
             && booking.link.is_none()
             && booking.reservation_id.is_none()
-            && matches!(booking.meeting_status, None | Some(MeetingStatus::Cancelled));
+            && matches!(
+                booking.meeting_status,
+                None | Some(MeetingStatus::Cancelled)
+            );
         return if untouched {
             Decision::Nothing
         } else {
@@ -123,7 +131,8 @@ pub fn decide(booking: &Booking, cx: &Context<'_>) -> Decision {
     match known {
         Some(res) if res.trainer_id != trainer.id => {
             if !trainer.connected {
-                return pending(booking);
+                // The old trainer's meeting must not stay on the booking while it waits.
+                return Decision::Release { reservation: res };
             }
             Decision::Move {
                 old: res,
@@ -166,7 +175,10 @@ pub fn decide(booking: &Booking, cx: &Context<'_>) -> Decision {
         }
         None => {
             if end <= cx.now {
-                return fail_once(booking, "The booking's end time is in the past, so no meeting can be reserved.".into());
+                return fail_once(
+                    booking,
+                    "The booking's end time is in the past, so no meeting can be reserved.".into(),
+                );
             }
             if !trainer.connected {
                 return pending(booking);
@@ -208,7 +220,10 @@ fn fail_once(booking: &Booking, reason: String) -> Decision {
 
 /// What we know of the booking's reservation: the journal (authoritative: written the
 /// moment Lark answered) or, failing that, the id on the booking.
-fn known_reservation(booking: &Booking, journal: Option<&ReservationEntry>) -> Option<KnownReservation> {
+fn known_reservation(
+    booking: &Booking,
+    journal: Option<&ReservationEntry>,
+) -> Option<KnownReservation> {
     if let Some(j) = journal {
         return Some(KnownReservation {
             reservation_id: j.reservation_id.clone(),
@@ -243,13 +258,13 @@ fn invalid_reason(booking: &Booking, cx: &Context<'_>) -> Option<String> {
         ));
     };
     if end <= start {
-        return Some(format!(
-            "{} must be after {}.",
-            s.end_field, s.start_field
-        ));
+        return Some(format!("{} must be after {}.", s.end_field, s.start_field));
     }
     if booking.trainer_id.is_none() {
-        return Some(format!("The booking has no trainer ({} is empty).", s.trainer_field));
+        return Some(format!(
+            "The booking has no trainer ({} is empty).",
+            s.trainer_field
+        ));
     }
     let Some(trainer) = booking.trainer.as_ref() else {
         return Some(format!(
@@ -390,6 +405,13 @@ mod tests {
             run(&created(b.clone()), Some(&j_old_end)),
             Decision::Update { end_time, .. } if end_time == end
         ));
+        // Trainer changed to one not connected → release the old meeting and wait.
+        let mut unconnected = created(b.clone());
+        unconnected.trainer = Some(trainer(T1, false));
+        assert!(matches!(
+            run(&unconnected, Some(&j_other)),
+            Decision::Release { ref reservation } if reservation.trainer_id == T2
+        ));
         // Trainer changed → move from the old trainer.
         assert!(matches!(
             run(&created(b.clone()), Some(&j_other)),
@@ -403,7 +425,12 @@ mod tests {
         ] {
             let mut c = created(b.clone());
             mutate(&mut c);
-            assert!(matches!(run(&c, Some(&j_same)), Decision::Cancel { reservation: Some(_) }));
+            assert!(matches!(
+                run(&c, Some(&j_same)),
+                Decision::Cancel {
+                    reservation: Some(_)
+                }
+            ));
             let mut cleared = b.clone();
             mutate(&mut cleared);
             cleared.meeting_status = Some(MeetingStatus::Cancelled);
@@ -427,12 +454,27 @@ mod tests {
         type Mutation = fn(&mut Booking);
         let cases: Vec<(Mutation, &str)> = vec![
             (|b| b.end = None, "needs both"),
-            (|b| b.end = Some(b.start.unwrap() - Duration::hours(1)), "must be after"),
+            (
+                |b| b.end = Some(b.start.unwrap() - Duration::hours(1)),
+                "must be after",
+            ),
             (|b| b.bad_times = true, "not a valid date"),
-            (|b| { b.trainer_id = None; b.trainer = None; }, "no trainer"),
+            (
+                |b| {
+                    b.trainer_id = None;
+                    b.trainer = None;
+                },
+                "no trainer",
+            ),
             (|b| b.trainer = None, "does not exist"),
             (|b| b.trainer.as_mut().unwrap().email = None, "no email"),
-            (|b| { b.start = Some(now() - Duration::days(2)); b.end = Some(now() - Duration::days(1)); }, "in the past"),
+            (
+                |b| {
+                    b.start = Some(now() - Duration::days(2));
+                    b.end = Some(now() - Duration::days(1));
+                },
+                "in the past",
+            ),
         ];
         for (mutate, expected) in cases {
             let mut b = booking();

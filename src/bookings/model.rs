@@ -140,7 +140,10 @@ impl Booking {
         }
         Some(Booking {
             id,
-            is_deleted: row.get("IsDeleted").and_then(Value::as_bool).unwrap_or(false),
+            is_deleted: row
+                .get("IsDeleted")
+                .and_then(Value::as_bool)
+                .unwrap_or(false),
             trainer_id: text(row, &b.trainer_field),
             trainer,
             start,

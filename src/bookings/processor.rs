@@ -184,7 +184,7 @@ impl Processor {
         let (tx, mut stream) = mpsc::channel(STREAM_BUFFER);
         let (status_tx, mut status_rx) = watch::channel(StreamStatus::default());
         let readiness = engine.readiness.clone();
-        tokio::spawn(async move {
+        let forwarder = tokio::spawn(async move {
             while status_rx.changed().await.is_ok() {
                 let up = status_rx.borrow().subscribed;
                 readiness.streaming.store(up, Ordering::Relaxed);
@@ -203,6 +203,8 @@ impl Processor {
             shutdown.clone(),
             status_tx,
         ));
+        // If this task is dropped (aborted), its helpers go with it.
+        let _guard = AbortOnDrop(vec![forwarder.abort_handle(), subscriber.abort_handle()]);
         if sweep_first {
             if let Err(e) = engine.reconcile().await {
                 tracing::error!(error = %e, "start-up sweep failed; the next sweep retries");
@@ -269,7 +271,12 @@ impl Engine {
         let mut first_replay: Option<i64> = None;
         let mut events = 0u64;
         let mut sweep = false;
-        let own_user = self.salesforce.session().await.ok().map(|s| s.user_id.to_string());
+        let own_user = self
+            .salesforce
+            .session()
+            .await
+            .ok()
+            .map(|s| s.user_id.to_string());
         for item in items {
             match item {
                 StreamItem::Event(ev) => {
@@ -285,13 +292,16 @@ impl Engine {
                         EventWork::Ids(list) => ids.extend(list),
                         EventWork::Sweep => sweep = true,
                         EventWork::Skip(reason) => {
-                            self.metrics.inc("lvb_events_skipped_total", &[("reason", reason)]);
+                            self.metrics
+                                .inc("lvb_events_skipped_total", &[("reason", reason)]);
                         }
                     }
                 }
                 StreamItem::Malformed { replay_id, reason } => {
-                    tracing::warn!(replay_id = ?replay_id, reason = %reason, "malformed event skipped");
-                    self.metrics.inc("lvb_events_skipped_total", &[("reason", "malformed")]);
+                    let replay = replay_id.map_or_else(|| "unknown".to_string(), |r| r.to_string());
+                    tracing::warn!(replay_id = %replay, reason = %reason, "malformed event skipped");
+                    self.metrics
+                        .inc("lvb_events_skipped_total", &[("reason", "malformed")]);
                     if let Some(r) = replay_id {
                         last_replay = Some(r);
                         first_replay.get_or_insert(r);
@@ -310,7 +320,10 @@ impl Engine {
         // before it, so a crash mid-batch replays it instead of resuming at "latest".
         if let Some(first) = first_replay {
             if matches!(self.store.checkpoint(&channel), Ok(None)) {
-                if let Err(e) = self.store.save_checkpoint(&channel, first - 1, Utc::now().timestamp()) {
+                if let Err(e) =
+                    self.store
+                        .save_checkpoint(&channel, first - 1, Utc::now().timestamp())
+                {
                     tracing::error!(error = %e, "could not save the initial checkpoint");
                 }
             }
@@ -334,20 +347,25 @@ impl Engine {
                     break;
                 }
                 Err(e) => {
-                    self.metrics.inc("lvb_failures_total", &[("kind", "batch_retry")]);
+                    self.metrics
+                        .inc("lvb_failures_total", &[("kind", "batch_retry")]);
                     tracing::warn!(error = %e, retry_in_ms = delay.as_millis() as u64, "batch failed; retrying");
-                    if *shutdown.borrow() {
+                    let mut stop = shutdown.clone();
+                    tokio::select! {
+                        _ = tokio::time::sleep(delay) => {}
                         // Not checkpointed: the events come again after restart.
-                        return;
+                        _ = stopped(&mut stop) => return,
                     }
-                    tokio::time::sleep(delay).await;
                     delay = (delay * 2).min(Duration::from_secs(60));
                 }
             }
         }
         self.metrics.add("lvb_events_processed_total", &[], events);
         if let Some(replay) = last_replay {
-            if let Err(e) = self.store.save_checkpoint(&channel, replay, Utc::now().timestamp()) {
+            if let Err(e) = self
+                .store
+                .save_checkpoint(&channel, replay, Utc::now().timestamp())
+            {
                 tracing::error!(error = %e, "could not save the checkpoint");
             }
         }
@@ -367,9 +385,10 @@ impl Engine {
         }
         match ev.kind {
             ChangeKind::GapOverflow => return EventWork::Sweep,
-            ChangeKind::GapCreate | ChangeKind::GapUpdate | ChangeKind::GapDelete | ChangeKind::GapUndelete => {
-                return EventWork::Ids(ev.record_ids.clone())
-            }
+            ChangeKind::GapCreate
+            | ChangeKind::GapUpdate
+            | ChangeKind::GapDelete
+            | ChangeKind::GapUndelete => return EventWork::Ids(ev.record_ids.clone()),
             _ => {}
         }
         if own_user.is_some() && ev.commit_user.as_deref() == own_user {
@@ -378,7 +397,8 @@ impl Engine {
         if ev.kind == ChangeKind::Update && !ev.changed_fields.is_empty() {
             let outputs = booking.output_fields();
             let only_outputs = ev.changed_fields.iter().all(|f| {
-                outputs.iter().any(|o| o.eq_ignore_ascii_case(f)) || SYSTEM_FIELDS.iter().any(|s| s.eq_ignore_ascii_case(f))
+                outputs.iter().any(|o| o.eq_ignore_ascii_case(f))
+                    || SYSTEM_FIELDS.iter().any(|s| s.eq_ignore_ascii_case(f))
             });
             if only_outputs {
                 return EventWork::Skip("output_fields_only");
@@ -432,8 +452,17 @@ impl Engine {
         let fields = select_fields(b, &self.settings.salesforce.trainer, present);
         let mut rows = Vec::new();
         for chunk in valid.chunks(IDS_PER_QUERY) {
-            let soql = format!("SELECT {fields} FROM {} WHERE Id IN {}", b.object, id_list(chunk));
-            rows.extend(self.salesforce.query_all(&soql).await.map_err(sf_transient)?);
+            let soql = format!(
+                "SELECT {fields} FROM {} WHERE Id IN {}",
+                b.object,
+                id_list(chunk)
+            );
+            rows.extend(
+                self.salesforce
+                    .query_all(&soql)
+                    .await
+                    .map_err(sf_transient)?,
+            );
         }
         let mut bookings = self.parse_rows(&rows).await?;
         // Ids Salesforce no longer returns at all (purged) are treated as deleted.
@@ -495,8 +524,10 @@ impl Engine {
                         let kind = decision_kind(&decision);
                         let write = actor.act(&booking, decision).await?;
                         let outcome = match &write {
-                            Some(w) => status_of(w, &settings.salesforce.booking.meeting_status_field)
-                                .unwrap_or(kind),
+                            Some(w) => {
+                                status_of(w, &settings.salesforce.booking.meeting_status_field)
+                                    .unwrap_or(kind)
+                            }
                             None => kind,
                         };
                         if let Some(w) = write {
@@ -578,8 +609,10 @@ impl Engine {
             return Ok(0);
         }
         let object = &self.settings.salesforce.booking.object;
-        let records: Vec<(RecordId, Map<String, Value>)> =
-            writes.into_iter().map(|w| (w.booking_id, w.fields)).collect();
+        let records: Vec<(RecordId, Map<String, Value>)> = writes
+            .into_iter()
+            .map(|w| (w.booking_id, w.fields))
+            .collect();
         let ids: Vec<RecordId> = records.iter().map(|(id, _)| id.clone()).collect();
         let results = self
             .salesforce
@@ -590,8 +623,15 @@ impl Engine {
         for (id, r) in ids.iter().zip(results.iter()) {
             if !r.success {
                 failures += 1;
-                self.metrics.inc("lvb_failures_total", &[("kind", "salesforce_write_rejected")]);
-                let codes: Vec<String> = r.errors.iter().map(|e| format!("{}: {}", e.status_code, e.message)).collect();
+                self.metrics.inc(
+                    "lvb_failures_total",
+                    &[("kind", "salesforce_write_rejected")],
+                );
+                let codes: Vec<String> = r
+                    .errors
+                    .iter()
+                    .map(|e| format!("{}: {}", e.status_code, e.message))
+                    .collect();
                 tracing::error!(booking = %id, errors = ?codes, "Salesforce rejected the booking write-back");
             }
         }
@@ -619,7 +659,26 @@ impl Engine {
         );
         let rows = self.salesforce.query(&soql).await.map_err(sf_transient)?;
         let bookings = self.parse_rows(&rows).await?;
-        let summary = self.process_bookings(bookings).await?;
+        // Bookings with a journalled reservation that the live query did not return may
+        // have been deleted while events could not be replayed: read them with queryAll.
+        let seen: std::collections::HashSet<&str> =
+            bookings.iter().map(|b| b.id.as_str()).collect();
+        let ended = (now - chrono::Duration::days(2)).timestamp();
+        self.store
+            .prune_reservations(ended)
+            .map_err(|e| Transient(e.to_string()))?;
+        let journalled = self
+            .store
+            .reservation_booking_ids()
+            .map_err(|e| Transient(e.to_string()))?;
+        let vanished: Vec<String> = journalled
+            .into_iter()
+            .filter(|id| !seen.contains(id.as_str()))
+            .collect();
+        let mut summary = self.process_bookings(bookings).await?;
+        if !vanished.is_empty() {
+            summary.add(&self.process_ids(&vanished).await?);
+        }
         tracing::info!(?summary, "reconciliation sweep done");
         Ok(summary)
     }
@@ -672,7 +731,9 @@ impl Engine {
                 for t in unchecked {
                     match self.tokens.forget_unchecked(&t).await {
                         Ok(()) => summary.cleared += 1,
-                        Err(e) => tracing::warn!(trainer = %t.id, error = %e, "could not clear an unchecked trainer's tokens"),
+                        Err(e) => {
+                            tracing::warn!(trainer = %t.id, error = %e, "could not clear an unchecked trainer's tokens")
+                        }
                     }
                 }
             }
@@ -728,6 +789,17 @@ impl Engine {
     }
 }
 
+/// Aborts the tasks it holds when dropped, so no task outlives its owner.
+pub struct AbortOnDrop(pub Vec<tokio::task::AbortHandle>);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        for task in &self.0 {
+            task.abort();
+        }
+    }
+}
+
 /// Resolves once shutdown is requested (a dropped sender counts as a request).
 async fn stopped(rx: &mut watch::Receiver<bool>) {
     let _ = rx.wait_for(|s| *s).await;
@@ -765,13 +837,18 @@ fn decision_kind(d: &super::decide::Decision) -> &'static str {
         Create { .. } | Move { .. } | WriteBack { .. } => "created",
         Update { .. } => "updated",
         Cancel { .. } => "cancelled",
-        Pending { .. } => "pending",
+        Pending { .. } | Release { .. } => "pending",
         Fail { .. } => "failed",
     }
 }
 
 fn status_of(w: &WriteBack, status_field: &str) -> Option<&'static str> {
-    match w.fields.get(status_field)?.as_str().and_then(MeetingStatus::parse)? {
+    match w
+        .fields
+        .get(status_field)?
+        .as_str()
+        .and_then(MeetingStatus::parse)?
+    {
         MeetingStatus::Created => None,
         MeetingStatus::PendingTrainerConnection => Some("pending"),
         MeetingStatus::Failed => Some("failed"),

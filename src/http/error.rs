@@ -24,7 +24,12 @@ pub struct AppError {
 
 impl AppError {
     /// A new error page.
-    pub fn new(status: StatusCode, kind: &'static str, title: &'static str, message: impl Into<String>) -> Self {
+    pub fn new(
+        status: StatusCode,
+        kind: &'static str,
+        title: &'static str,
+        message: impl Into<String>,
+    ) -> Self {
         AppError {
             status,
             title,
@@ -51,9 +56,19 @@ impl AppError {
 impl IntoResponse for AppError {
     fn into_response(self) -> Response {
         if self.status.is_server_error() {
-            tracing::error!(kind = self.kind, status = self.status.as_u16(), cause = self.cause.as_deref().unwrap_or(""), "request failed");
+            tracing::error!(
+                kind = self.kind,
+                status = self.status.as_u16(),
+                cause = self.cause.as_deref().unwrap_or(""),
+                "request failed"
+            );
         } else {
-            tracing::warn!(kind = self.kind, status = self.status.as_u16(), cause = self.cause.as_deref().unwrap_or(""), "request refused");
+            tracing::warn!(
+                kind = self.kind,
+                status = self.status.as_u16(),
+                cause = self.cause.as_deref().unwrap_or(""),
+                "request refused"
+            );
         }
         (
             self.status,

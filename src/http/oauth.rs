@@ -77,7 +77,11 @@ pub async fn start(
     }
 
     let now = Utc::now().timestamp();
-    let issued = state::issue(&app.settings.security.state_secret, trainer_id.as_str(), now);
+    let issued = state::issue(
+        &app.settings.security.state_secret,
+        trainer_id.as_str(),
+        now,
+    );
     let (verifier, challenge) = state::pkce_pair();
     app.store
         .save_pending_auth(
@@ -111,7 +115,10 @@ pub async fn start(
         LOCATION,
         HeaderValue::from_str(url.as_str()).map_err(internal)?,
     );
-    headers.insert(SET_COOKIE, HeaderValue::from_str(&cookie).map_err(internal)?);
+    headers.insert(
+        SET_COOKIE,
+        HeaderValue::from_str(&cookie).map_err(internal)?,
+    );
     Ok(response)
 }
 
@@ -201,7 +208,11 @@ async fn callback_inner(
         )
         .hint("Open your connect link again in this browser and finish in the same window."));
     }
-    let pending = match app.store.consume_nonce(&verified.nonce, now).map_err(internal)? {
+    let pending = match app
+        .store
+        .consume_nonce(&verified.nonce, now)
+        .map_err(internal)?
+    {
         NonceUse::Fresh(p) => p,
         NonceUse::AlreadyUsed => {
             return Err(AppError::new(

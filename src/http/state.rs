@@ -138,10 +138,18 @@ mod tests {
     #[test]
     fn tampering_is_detected() {
         let s = issue(&secret(), "a0T000000000001AAA", 1000);
-        let forged = s.state.replacen("a0T000000000001AAA", "a0T000000000002AAA", 1);
-        assert_eq!(verify(&secret(), &forged, 1000), Err(StateError::BadSignature));
+        let forged = s
+            .state
+            .replacen("a0T000000000001AAA", "a0T000000000002AAA", 1);
+        assert_eq!(
+            verify(&secret(), &forged, 1000),
+            Err(StateError::BadSignature)
+        );
         let other_key = SecretString::from("y".repeat(32));
-        assert_eq!(verify(&other_key, &s.state, 1000), Err(StateError::BadSignature));
+        assert_eq!(
+            verify(&other_key, &s.state, 1000),
+            Err(StateError::BadSignature)
+        );
         assert_eq!(verify(&secret(), "a.b", 1000), Err(StateError::Malformed));
     }
 

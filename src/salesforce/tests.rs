@@ -658,7 +658,7 @@ async fn describe_lists_fields_and_follows_removals() {
         .await
         .expect("describe trainer");
     assert_eq!(t.field("Lark_Refresh_Token__c").unwrap().type_, "textarea");
-    assert_eq!(t.field("Lark_Refresh_Token__c").unwrap().length, 4096);
+    assert_eq!(t.field("Lark_Refresh_Token__c").unwrap().length, 8192);
     assert!(!t.field("Lark_Connect_Link__c").unwrap().updateable);
     assert!(t.field("Lark_Connected__c").unwrap().updateable);
 

@@ -202,7 +202,10 @@ pub async fn record(State(rec): State<Recorder>, req: Request, next: Next) -> Re
 
     let response = match rec.faults.take(&method, &path) {
         Some(fault) => fault_response(fault),
-        None => next.run(Request::from_parts(parts, Body::from(bytes))).await,
+        None => {
+            next.run(Request::from_parts(parts, Body::from(bytes)))
+                .await
+        }
     };
     rec.log.push(RecordedRequest {
         method,
@@ -257,7 +260,11 @@ impl Drop for RunningServer {
 }
 
 /// Binds `127.0.0.1:port` (0 = any free port), wraps `router` with the recorder, serves.
-pub async fn serve(router: Router, recorder: Recorder, port: u16) -> std::io::Result<RunningServer> {
+pub async fn serve(
+    router: Router,
+    recorder: Recorder,
+    port: u16,
+) -> std::io::Result<RunningServer> {
     let listener = TcpListener::bind(("127.0.0.1", port)).await?;
     let addr = listener.local_addr()?;
     let app = router.layer(axum::middleware::from_fn_with_state(recorder, record));

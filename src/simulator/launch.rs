@@ -80,7 +80,9 @@ pub async fn run_simulate(sf_port: u16, lark_port: u16) -> anyhow::Result<()> {
     println!("Lark simulator:       {}", sims.lark.base_url());
     println!("\n# Config for lark-vc-bridge (simulator credentials only; they are not secrets):\n");
     println!("{}", sims.config_snippet());
-    println!("# Also set security.encryption_key (64 hex) and security.state_secret (≥32 bytes), e.g.:");
+    println!(
+        "# Also set security.encryption_key (64 hex) and security.state_secret (≥32 bytes), e.g.:"
+    );
     println!(
         "#   LVB__SECURITY__ENCRYPTION_KEY={} LVB__SECURITY__STATE_SECRET={}",
         crate::config::random_hex(32),
@@ -93,7 +95,11 @@ pub async fn run_simulate(sf_port: u16, lark_port: u16) -> anyhow::Result<()> {
             t.id,
             t.name,
             t.email,
-            if t.has_lark_account { "Lark user" } else { "no Lark account" }
+            if t.has_lark_account {
+                "Lark user"
+            } else {
+                "no Lark account"
+            }
         );
     }
     println!("\nCreate bookings with POST {}/services/data/v62.0/sobjects/Training_Booking__c (after logging in at /services/oauth2/token).", sims.salesforce.base_url());

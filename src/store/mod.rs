@@ -151,7 +151,12 @@ impl Store {
     // --- OAuth -------------------------------------------------------------------------
 
     /// Records a started OAuth flow (and prunes flows that expired over a day ago).
-    pub fn save_pending_auth(&self, nonce: &str, pending: &PendingAuth, now: i64) -> Result<(), StoreError> {
+    pub fn save_pending_auth(
+        &self,
+        nonce: &str,
+        pending: &PendingAuth,
+        now: i64,
+    ) -> Result<(), StoreError> {
         self.with(|c| {
             c.execute(
                 "DELETE FROM oauth_pending WHERE expires_at < ?1",
@@ -208,7 +213,12 @@ impl Store {
     }
 
     /// Saves a channel's checkpoint.
-    pub fn save_checkpoint(&self, channel: &str, replay_id: i64, now: i64) -> Result<(), StoreError> {
+    pub fn save_checkpoint(
+        &self,
+        channel: &str,
+        replay_id: i64,
+        now: i64,
+    ) -> Result<(), StoreError> {
         self.with(|c| {
             c.execute(
                 "INSERT INTO checkpoints (channel, replay_id, updated_at) VALUES (?1, ?2, ?3)
@@ -257,7 +267,10 @@ impl Store {
     }
 
     /// A trainer's journalled tokens.
-    pub fn journalled_tokens(&self, trainer_id: &str) -> Result<Option<JournalledTokens>, StoreError> {
+    pub fn journalled_tokens(
+        &self,
+        trainer_id: &str,
+    ) -> Result<Option<JournalledTokens>, StoreError> {
         self.with(|c| {
             c.query_row(
                 "SELECT trainer_id, access_enc, refresh_enc, access_expires_at, refresh_expires_at, refreshed_at, confirmed
@@ -363,6 +376,26 @@ impl Store {
         })
     }
 
+    /// Every journalled reservation's booking id (sweeps look for bookings that vanished).
+    pub fn reservation_booking_ids(&self) -> Result<Vec<String>, StoreError> {
+        self.with(|c| {
+            let mut stmt = c.prepare("SELECT booking_id FROM reservations ORDER BY booking_id")?;
+            let rows = stmt.query_map([], |r| r.get(0))?;
+            rows.collect()
+        })
+    }
+
+    /// Forgets reservations that ended before `before` (unix seconds): Lark has let
+    /// them lapse, and sweeps need not look at them again. Returns how many.
+    pub fn prune_reservations(&self, before: i64) -> Result<usize, StoreError> {
+        self.with(|c| {
+            c.execute(
+                "DELETE FROM reservations WHERE end_time < ?1",
+                params![before],
+            )
+        })
+    }
+
     /// Forgets a booking's reservation (it was deleted in Lark).
     pub fn forget_reservation(&self, booking_id: &str) -> Result<(), StoreError> {
         self.with(|c| {
@@ -461,10 +494,17 @@ mod tests {
             .unwrap();
         }
         let s = Store::open(&path).unwrap();
-        assert_eq!(s.checkpoint("/data/X__ChangeEvent").unwrap(), Some((42, 10)));
+        assert_eq!(
+            s.checkpoint("/data/X__ChangeEvent").unwrap(),
+            Some((42, 10))
+        );
         assert_eq!(s.unconfirmed_tokens().unwrap().len(), 1);
         s.confirm_tokens("t1", 999).unwrap();
-        assert_eq!(s.unconfirmed_tokens().unwrap().len(), 1, "stale confirm ignored");
+        assert_eq!(
+            s.unconfirmed_tokens().unwrap().len(),
+            1,
+            "stale confirm ignored"
+        );
         s.confirm_tokens("t1", 3).unwrap();
         assert!(s.unconfirmed_tokens().unwrap().is_empty());
         assert_eq!(s.reservation("b1").unwrap().unwrap().reservation_id, "r1");

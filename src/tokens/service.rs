@@ -157,7 +157,10 @@ impl TokenService {
     }
 
     /// Finds a trainer by record id or email (commands).
-    pub async fn find_trainer(&self, id_or_email: &str) -> Result<Option<TrainerRecord>, SalesforceError> {
+    pub async fn find_trainer(
+        &self,
+        id_or_email: &str,
+    ) -> Result<Option<TrainerRecord>, SalesforceError> {
         if let Ok(id) = RecordId::parse(id_or_email) {
             return self.trainer(&id).await;
         }
@@ -189,12 +192,9 @@ impl TokenService {
             .salesforce
             .update(object, trainer_id, fields)
             .await?;
-        self.inner.store.journal_tokens(&journal_row(
-            trainer_id.as_str(),
-            &tokens,
-            now,
-            true,
-        ))?;
+        self.inner
+            .store
+            .journal_tokens(&journal_row(trainer_id.as_str(), &tokens, now, true))?;
         self.inner
             .disconnected
             .lock()
@@ -208,7 +208,10 @@ impl TokenService {
     /// A valid access token for the trainer, refreshing first if it is about to expire.
     /// `trainer` is a fresh read (the caller's batched query); its `connected` flag is
     /// authoritative, so an admin unchecking `Lark_Connected__c` stops all use at once.
-    pub async fn access_token_for(&self, trainer: &TrainerRecord) -> Result<AccessToken, TokenError> {
+    pub async fn access_token_for(
+        &self,
+        trainer: &TrainerRecord,
+    ) -> Result<AccessToken, TokenError> {
         self.token_inner(trainer, None).await
     }
 
@@ -280,8 +283,8 @@ impl TokenService {
             Err(e) => return RefreshOutcome::Failed(e.to_string()),
         };
         // Someone refreshed since the timer's query: nothing to do.
-        let window =
-            chrono::Duration::from_std(self.inner.settings.refresh.refresh_token_window).unwrap_or_default();
+        let window = chrono::Duration::from_std(self.inner.settings.refresh.refresh_token_window)
+            .unwrap_or_default();
         let now = Utc::now();
         if let Some(exp) = state.refresh_expires_at {
             if exp - window > now {
@@ -321,9 +324,10 @@ impl TokenService {
             Ok(g) => g,
             Err(LarkError::InvalidGrant { kind, .. }) => {
                 let reason = disconnect_reason(&kind);
-                self.inner
-                    .metrics
-                    .inc("lvb_token_refreshes_total", &[("outcome", grant_outcome(&kind))]);
+                self.inner.metrics.inc(
+                    "lvb_token_refreshes_total",
+                    &[("outcome", grant_outcome(&kind))],
+                );
                 self.disconnect_with_reason(trainer, &reason).await?;
                 return Ok((RefreshOutcome::Disconnected(reason), None));
             }
@@ -355,7 +359,10 @@ impl TokenService {
         // to reconnect soon, so tell them now.
         let window = chrono::Duration::from_std(self.inner.settings.refresh.refresh_token_window)
             .unwrap_or_default();
-        if tokens.refresh_expires_at.is_some_and(|exp| exp < now + window) {
+        if tokens
+            .refresh_expires_at
+            .is_some_and(|exp| exp < now + window)
+        {
             tracing::info!(trainer = %trainer.id, "refresh token cannot be extended past the window; reminding the trainer");
             self.remind(trainer).await;
         }
@@ -387,7 +394,11 @@ impl TokenService {
         let object = &self.inner.settings.salesforce.trainer.object;
         let fields = disconnect_fields("Disconnected in Salesforce (Lark Connected unchecked); the stored Lark tokens were cleared. The trainer can reconnect with their connect link.");
         if let Err(e) = self.inner.salesforce.update(object, &id, fields).await {
-            self.inner.disconnected.lock().expect("disconnected").remove(&trainer.id);
+            self.inner
+                .disconnected
+                .lock()
+                .expect("disconnected")
+                .remove(&trainer.id);
             return Err(e.into());
         }
         tracing::info!(trainer = %trainer.id, "trainer was unchecked in Salesforce; tokens cleared");
@@ -410,7 +421,9 @@ impl TokenService {
         // The client already retries 5xx and timeouts with backoff; what still fails
         // stays in the journal for the next refresh pass or start-up.
         self.inner.salesforce.update(object, &id, fields).await?;
-        self.inner.store.confirm_tokens(&row.trainer_id, row.refreshed_at)?;
+        self.inner
+            .store
+            .confirm_tokens(&row.trainer_id, row.refreshed_at)?;
         Ok(())
     }
 
@@ -463,7 +476,11 @@ impl TokenService {
         Ok(())
     }
 
-    async fn disconnect_with_reason(&self, trainer: &TrainerRecord, reason: &str) -> Result<(), TokenError> {
+    async fn disconnect_with_reason(
+        &self,
+        trainer: &TrainerRecord,
+        reason: &str,
+    ) -> Result<(), TokenError> {
         let id = RecordId::parse(&trainer.id).map_err(|_| TokenError::NotConnected {
             reason: "invalid trainer id".into(),
         })?;
@@ -500,7 +517,12 @@ impl TokenService {
         );
         // One uuid per trainer per day: Lark deduplicates a retried send.
         let uuid = format!("lvb-remind-{}-{}", trainer.id, now / REMINDER_INTERVAL_SECS);
-        match self.inner.lark.send_text_by_email(email, &text, &uuid).await {
+        match self
+            .inner
+            .lark
+            .send_text_by_email(email, &text, &uuid)
+            .await
+        {
             Ok(()) => {
                 if let Err(e) = self.inner.store.record_reminder(&trainer.id, now) {
                     tracing::warn!(error = %e, "could not remember the reminder");
@@ -554,7 +576,9 @@ impl TokenService {
 
     /// Connected trainers whose checkbox an admin unchecked while tokens remain (the
     /// DateTime expiry fields can be filtered; the token fields cannot).
-    pub async fn trainers_unchecked_with_tokens(&self) -> Result<Vec<TrainerRecord>, SalesforceError> {
+    pub async fn trainers_unchecked_with_tokens(
+        &self,
+    ) -> Result<Vec<TrainerRecord>, SalesforceError> {
         let t = &self.inner.settings.salesforce.trainer;
         let soql = format!(
             "SELECT {} FROM {} WHERE {F_CONNECTED} = false AND ({F_TOKEN_EXPIRES_AT} != null OR {F_REFRESH_EXPIRES_AT} != null)",
@@ -623,7 +647,12 @@ impl TokenService {
             })
     }
 
-    fn encrypt_grant(&self, grant: &TokenGrant, previous: Option<&TokenState>, now: DateTime<Utc>) -> EncryptedTokens {
+    fn encrypt_grant(
+        &self,
+        grant: &TokenGrant,
+        previous: Option<&TokenState>,
+        now: DateTime<Utc>,
+    ) -> EncryptedTokens {
         let vault = &self.inner.vault;
         let (refresh_enc, refresh_expires_at) = match (&grant.refresh_token, previous) {
             (Some(r), _) => (
@@ -644,7 +673,12 @@ impl TokenService {
     }
 }
 
-fn journal_row(trainer_id: &str, t: &EncryptedTokens, now: DateTime<Utc>, confirmed: bool) -> JournalledTokens {
+fn journal_row(
+    trainer_id: &str,
+    t: &EncryptedTokens,
+    now: DateTime<Utc>,
+    confirmed: bool,
+) -> JournalledTokens {
     JournalledTokens {
         trainer_id: trainer_id.to_string(),
         access_enc: t.access_enc.clone(),
@@ -670,7 +704,9 @@ fn grant_outcome(kind: &GrantFailure) -> &'static str {
 fn disconnect_reason(kind: &GrantFailure) -> String {
     let what = match kind {
         GrantFailure::Expired => "Lark access expired (the refresh token lapsed)",
-        GrantFailure::Revoked => "Lark access was revoked (the app was removed or the user signed out)",
+        GrantFailure::Revoked => {
+            "Lark access was revoked (the app was removed or the user signed out)"
+        }
         GrantFailure::AlreadyUsed => "Lark refused an already-used refresh token",
         _ => "Lark rejected the stored refresh token",
     };

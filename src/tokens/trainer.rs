@@ -59,7 +59,11 @@ pub struct TrainerRecord {
 impl TrainerRecord {
     /// The SELECT list that [`TrainerRecord::from_row`] needs.
     pub fn select_fields(t: &TrainerSettings) -> String {
-        let mut fields = vec!["Id".to_string(), t.name_field.clone(), t.email_field.clone()];
+        let mut fields = vec![
+            "Id".to_string(),
+            t.name_field.clone(),
+            t.email_field.clone(),
+        ];
         for f in [
             F_USER_ID,
             F_ACCESS_TOKEN,
@@ -92,7 +96,10 @@ impl TrainerRecord {
             refresh_enc: text(F_REFRESH_TOKEN),
             access_expires_at: text(F_TOKEN_EXPIRES_AT).and_then(|s| parse_sf_datetime(&s)),
             refresh_expires_at: text(F_REFRESH_EXPIRES_AT).and_then(|s| parse_sf_datetime(&s)),
-            connected: row.get(F_CONNECTED).and_then(Value::as_bool).unwrap_or(false),
+            connected: row
+                .get(F_CONNECTED)
+                .and_then(Value::as_bool)
+                .unwrap_or(false),
         })
     }
 }
@@ -135,7 +142,11 @@ pub struct EncryptedTokens {
 }
 
 /// The one write that marks a trainer connected (OAuth callback).
-pub fn connect_fields(open_id: &str, tokens: &EncryptedTokens, now: DateTime<Utc>) -> Map<String, Value> {
+pub fn connect_fields(
+    open_id: &str,
+    tokens: &EncryptedTokens,
+    now: DateTime<Utc>,
+) -> Map<String, Value> {
     let mut m = refresh_fields(tokens, now);
     m.insert(F_USER_ID.into(), json!(open_id));
     m.insert(F_CONNECTED_AT.into(), sf_datetime(now));
@@ -152,7 +163,10 @@ pub fn refresh_fields(tokens: &EncryptedTokens, now: DateTime<Utc>) -> Map<Strin
     if let Some(r) = &tokens.refresh_enc {
         m.insert(F_REFRESH_TOKEN.into(), json!(r));
     }
-    m.insert(F_TOKEN_EXPIRES_AT.into(), sf_datetime(tokens.access_expires_at));
+    m.insert(
+        F_TOKEN_EXPIRES_AT.into(),
+        sf_datetime(tokens.access_expires_at),
+    );
     if let Some(r) = tokens.refresh_expires_at {
         m.insert(F_REFRESH_EXPIRES_AT.into(), sf_datetime(r));
     }

@@ -40,7 +40,11 @@ pub struct Vault {
 
 impl std::fmt::Debug for Vault {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "Vault([redacted], {} previous keys)", self.previous.len())
+        write!(
+            f,
+            "Vault([redacted], {} previous keys)",
+            self.previous.len()
+        )
     }
 }
 
@@ -124,10 +128,8 @@ impl Vault {
                 Aes256Gcm::new(Key::<Aes256Gcm>::from_slice(key))
                     .decrypt(Nonce::from_slice(&iv), sealed.as_slice())
             } else {
-                Aes256Gcm16::new(Key::<Aes256Gcm16>::from_slice(key)).decrypt(
-                    aes_gcm::Nonce::<U16>::from_slice(&iv),
-                    sealed.as_slice(),
-                )
+                Aes256Gcm16::new(Key::<Aes256Gcm16>::from_slice(key))
+                    .decrypt(aes_gcm::Nonce::<U16>::from_slice(&iv), sealed.as_slice())
             };
             if let Ok(plain) = opened {
                 let text = String::from_utf8(plain).map_err(|_| VaultError::NotText)?;

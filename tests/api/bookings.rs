@@ -10,9 +10,9 @@ use lark_vc_bridge::simulator::SF_HUMAN_USER_ID;
 use serde_json::{json, Value};
 
 use crate::helpers::{
-    booking_time, checkpoint, connect, connected_trainer, create_booking, edit_booking, field, insert_booking,
-    metric, open_id_of, sf_time_in, spawn_app, spawn_app_with, start_app, wait_caught_up, wait_ready,
-    wait_until, TestApp, BOOKING,
+    booking_time, checkpoint, connect, connected_trainer, create_booking, edit_booking, field,
+    insert_booking, metric, open_id_of, sf_time_in, spawn_app, spawn_app_with, start_app,
+    wait_caught_up, wait_ready, wait_until, TestApp, BOOKING,
 };
 
 const APPLY: &str = "/open-apis/vc/v1/reserves/apply";
@@ -61,7 +61,9 @@ fn sf_writes(app: &TestApp) -> usize {
 }
 
 fn composite_calls(app: &TestApp) -> usize {
-    app.sf.requests().count(&Method::PATCH, "/composite/sobjects")
+    app.sf
+        .requests()
+        .count(&Method::PATCH, "/composite/sobjects")
 }
 
 /// Waits until the booking carries a meeting link.
@@ -112,7 +114,10 @@ async fn a_remote_booking_gets_one_meeting_hosted_by_its_trainer_and_the_write_b
     wait_for_link(&app, &booking).await;
     let r = assert_created(&app, &booking);
     assert_eq!(applies(&app), 1, "exactly one apply");
-    assert_eq!(r.owner_open_id, open_id, "made with the trainer's own token");
+    assert_eq!(
+        r.owner_open_id, open_id,
+        "made with the trainer's own token"
+    );
     assert_eq!(r.topic.as_deref(), Some("Remote Training: Acme"));
     let end = booking_time(&app, &booking, "Training_End__c");
     assert_eq!(r.end_time, end, "not capped: the booking is tomorrow");
@@ -121,11 +126,18 @@ async fn a_remote_booking_gets_one_meeting_hosted_by_its_trainer_and_the_write_b
     // one read of the booking, one write, one Lark call in all.
     wait_caught_up(&app).await;
     let own = metric(&app, "lvb_events_skipped_total{reason=\"own_write\"}").await
-        + metric(&app, "lvb_events_skipped_total{reason=\"output_fields_only\"}").await;
+        + metric(
+            &app,
+            "lvb_events_skipped_total{reason=\"output_fields_only\"}",
+        )
+        .await;
     assert!(own >= 1.0, "the write-back's event was seen and skipped");
     assert_eq!(booking_reads(&app), 1, "one read of the booking");
     assert_eq!(sf_writes(&app), 1, "one write-back");
-    assert_eq!(lark_calls(&app, Method::PUT) + lark_calls(&app, Method::GET), 0);
+    assert_eq!(
+        lark_calls(&app, Method::PUT) + lark_calls(&app, Method::GET),
+        0
+    );
     assert_eq!(lark_calls(&app, Method::DELETE), 0);
     assert_eq!(applies(&app), 1);
 }
@@ -139,7 +151,11 @@ async fn an_onsite_booking_makes_no_lark_call() {
 
     let booking = create_booking(&app, &trainer, 24, 25, false);
     wait_caught_up(&app).await;
-    assert_eq!(app.lark.requests().len(), lark_before, "no Lark call at all");
+    assert_eq!(
+        app.lark.requests().len(),
+        lark_before,
+        "no Lark call at all"
+    );
     let b = app.booking(&booking);
     for f in [LINK, RESERVATION, STATUS, ERROR] {
         assert!(b.get(f).is_none_or(Value::is_null), "{f}: {b:?}");
@@ -161,7 +177,8 @@ async fn a_trainer_who_has_not_connected_gets_pending_then_the_link_once_they_co
     wait_until("a reminder reached the trainer in Lark", || async {
         app.lark.bot_messages().iter().any(|m| {
             m.receive_id == "bo@example.com"
-                && m.text.contains(&format!("/oauth/lark/start?trainer={trainer}"))
+                && m.text
+                    .contains(&format!("/oauth/lark/start?trainer={trainer}"))
         })
     })
     .await;
@@ -185,7 +202,12 @@ async fn a_trainer_who_has_not_connected_gets_pending_then_the_link_once_they_co
 }
 
 /// A connected trainer, a remote booking with its meeting, and the service caught up.
-async fn booked() -> (TestApp, String, String, lark_vc_bridge::simulator::lark::SimReserve) {
+async fn booked() -> (
+    TestApp,
+    String,
+    String,
+    lark_vc_bridge::simulator::lark::SimReserve,
+) {
     let app = spawn_app().await;
     let (trainer, _) = connected_trainer(&app, "Ann", "ann@example.com").await;
     wait_ready(&app).await;
@@ -199,6 +221,7 @@ async fn booked() -> (TestApp, String, String, lark_vc_bridge::simulator::lark::
 #[tokio::test]
 async fn a_new_end_time_is_one_put_and_the_same_link() {
     let (app, _, booking, before) = booked().await;
+    let writes = sf_writes(&app);
     let new_end = sf_time_in(27);
     edit_booking(&app, &booking, json!({ "Training_End__c": new_end }));
     let want = booking_time(&app, &booking, "Training_End__c");
@@ -212,7 +235,16 @@ async fn a_new_end_time_is_one_put_and_the_same_link() {
     assert_eq!(lark_calls(&app, Method::DELETE), 0);
     let after = assert_created(&app, &booking);
     assert_eq!(after.id, before.id);
-    assert_eq!(field(&app, &booking, LINK).as_deref(), Some(before.url.as_str()), "same link");
+    assert_eq!(
+        field(&app, &booking, LINK).as_deref(),
+        Some(before.url.as_str()),
+        "same link"
+    );
+    assert_eq!(
+        sf_writes(&app),
+        writes,
+        "the booking already shows the right link: no write"
+    );
 }
 
 #[tokio::test]
@@ -246,7 +278,20 @@ async fn a_move_to_a_trainer_not_yet_connected_waits_then_moves_when_they_connec
     edit_booking(&app, &booking, json!({ "Trainer__c": dee }));
     wait_for_status(&app, &booking, "Pending Trainer Connection").await;
     wait_caught_up(&app).await;
-    assert_eq!(applies(&app), 1, "nothing created for a trainer who cannot host yet");
+    assert_eq!(
+        applies(&app),
+        1,
+        "nothing created for a trainer who cannot host yet"
+    );
+    assert!(
+        reserve(&app, &old.id).deleted,
+        "the old trainer's meeting does not stay on a booking it no longer hosts"
+    );
+    assert_eq!(
+        field(&app, &booking, "Remote_Training_Meeting_Link__c"),
+        None
+    );
+    assert_eq!(field(&app, &booking, RESERVATION), None);
 
     let done = connect(&app, &dee, "dee@example.com").await;
     assert_eq!(done.status, 200, "{}", done.body);
@@ -257,7 +302,10 @@ async fn a_move_to_a_trainer_not_yet_connected_waits_then_moves_when_they_connec
     .await;
     let new = assert_created(&app, &booking);
     assert_eq!(new.owner_open_id, open_id_of(&app, "dee@example.com"));
-    assert!(reserve(&app, &old.id).deleted, "the old trainer's reservation is gone");
+    assert!(
+        reserve(&app, &old.id).deleted,
+        "the old trainer's reservation is gone"
+    );
     assert_eq!(applies(&app), 2);
 }
 
@@ -282,7 +330,10 @@ async fn cancelled_deleted_and_onsite_bookings_lose_their_meetings() {
     for b in [&cancelled, &onsite] {
         wait_for_status(&app, b, "Cancelled").await;
         let row = app.booking(b);
-        assert!(row.get(LINK).is_none_or(Value::is_null), "link cleared: {row:?}");
+        assert!(
+            row.get(LINK).is_none_or(Value::is_null),
+            "link cleared: {row:?}"
+        );
         assert!(row.get(RESERVATION).is_none_or(Value::is_null), "{row:?}");
     }
     wait_until("all three reservations are deleted in Lark", || async {
@@ -292,6 +343,14 @@ async fn cancelled_deleted_and_onsite_bookings_lose_their_meetings() {
     wait_caught_up(&app).await;
     assert_eq!(lark_calls(&app, Method::DELETE), 3);
     assert_eq!(applies(&app), 3, "nothing re-created");
+
+    // Back to scheduled: a new meeting, the old one stays deleted.
+    edit_booking(&app, &cancelled, json!({ "Status__c": "Scheduled" }));
+    wait_for_link(&app, &cancelled).await;
+    let again = assert_created(&app, &cancelled);
+    assert_ne!(again.id, rids[&cancelled]);
+    assert!(reserve(&app, &rids[&cancelled]).deleted);
+    assert_eq!(applies(&app), 4);
 }
 
 #[tokio::test]
@@ -303,8 +362,16 @@ async fn a_booking_two_months_out_gets_a_reservation_capped_inside_thirty_days()
     wait_for_link(&app, &booking).await;
     let r = assert_created(&app, &booking);
     let now = chrono::Utc::now().timestamp();
-    assert!(r.end_time <= now + 30 * 86_400, "capped: {}", r.end_time - now);
-    assert!(r.end_time > now + 29 * 86_400, "as far as allowed: {}", r.end_time - now);
+    assert!(
+        r.end_time <= now + 30 * 86_400,
+        "capped: {}",
+        r.end_time - now
+    );
+    assert!(
+        r.end_time > now + 29 * 86_400,
+        "as far as allowed: {}",
+        r.end_time - now
+    );
     assert_eq!(applies(&app), 1);
 }
 
@@ -330,7 +397,11 @@ async fn bookings_made_while_the_service_was_down_are_processed_once_at_start() 
         assert_created(&app, b);
     }
     wait_caught_up(&app).await;
-    assert_eq!(applies(&app), 4, "one apply per booking, the first not redone");
+    assert_eq!(
+        applies(&app),
+        4,
+        "one apply per booking, the first not redone"
+    );
     assert_eq!(app.lark.reserves().len(), 4);
     assert!(app.lark.reserves().iter().all(|r| !r.deleted));
 }
@@ -363,7 +434,13 @@ async fn several_changes_to_one_booking_in_a_burst_are_coalesced_into_one_read_a
     wait_caught_up(&app).await;
     assert_eq!(booking_reads(&app), 1, "one read for the six events");
     assert_eq!(applies(&app), 1, "one meeting");
-    assert_eq!(reserve(&app, &field(&app, &booking, RESERVATION).unwrap()).topic.as_deref(), Some("Remote Training: Acme 4"), "made from the current state");
+    assert_eq!(
+        reserve(&app, &field(&app, &booking, RESERVATION).unwrap())
+            .topic
+            .as_deref(),
+        Some("Remote Training: Acme 4"),
+        "made from the current state"
+    );
     // Design §2.3: events received and processed are both counted, event by event.
     let received = metric(&app, "lvb_events_received_total").await;
     let processed = metric(&app, "lvb_events_processed_total").await;
@@ -412,7 +489,8 @@ async fn bad_bookings_fail_with_a_clear_reason_and_the_stream_goes_on() {
     // An unknown trainer: a valid id that names no live record (Salesforce refuses such a
     // lookup on write, so the trainer is deleted after the booking points at it).
     let orphan = create_booking(&app, &gone, 24, 25, false);
-    app.sf.delete("Onboarding_Trainer__c", &gone, SF_HUMAN_USER_ID);
+    app.sf
+        .delete("Onboarding_Trainer__c", &gone, SF_HUMAN_USER_ID);
     edit_booking(&app, &orphan, json!({ "Service_Type__c": "Remote" }));
 
     let cases = [
@@ -424,7 +502,10 @@ async fn bad_bookings_fail_with_a_clear_reason_and_the_stream_goes_on() {
     for (booking, reason) in cases {
         wait_for_status(&app, booking, "Failed").await;
         let error = field(&app, booking, ERROR).unwrap_or_default();
-        assert!(error.contains(reason), "{booking}: {error:?} should say {reason:?}");
+        assert!(
+            error.contains(reason),
+            "{booking}: {error:?} should say {reason:?}"
+        );
         assert!(field(&app, booking, LINK).is_none());
     }
     if let Some(e) = field(&app, &orphan, ERROR) {
@@ -460,7 +541,8 @@ async fn a_burst_of_120_bookings_is_paced_not_failed_and_written_back_in_batches
     app.lark.set_rate_limits(20, 1000);
     let mut trainers = Vec::new();
     for n in 0..6 {
-        let (t, open_id) = connected_trainer(&app, &format!("T{n}"), &format!("t{n}@example.com")).await;
+        let (t, open_id) =
+            connected_trainer(&app, &format!("T{n}"), &format!("t{n}@example.com")).await;
         trainers.push((t, open_id));
     }
     wait_ready(&app).await;
@@ -470,7 +552,10 @@ async fn a_burst_of_120_bookings_is_paced_not_failed_and_written_back_in_batches
     let bookings: Vec<(String, String)> = (0..120)
         .map(|n| {
             let (t, open_id) = &trainers[n % 6];
-            (create_booking(&app, t, 24 + n as i64, 25 + n as i64, true), open_id.clone())
+            (
+                create_booking(&app, t, 24 + n as i64, 25 + n as i64, true),
+                open_id.clone(),
+            )
         })
         .collect();
     wait_until("all 120 bookings have links", || async {
@@ -492,9 +577,14 @@ async fn a_burst_of_120_bookings_is_paced_not_failed_and_written_back_in_batches
     let live = app.lark.reserves().iter().filter(|r| !r.deleted).count();
     assert_eq!(live, 120, "no duplicate reservations");
     let composites = composite_calls(&app) - composite_before;
-    assert!(composites < 120 / 4, "write-backs batched: {composites} collection calls");
+    assert!(
+        composites < 120 / 4,
+        "write-backs batched: {composites} collection calls"
+    );
     assert_eq!(
-        app.sf.requests().count(&Method::PATCH, "/sobjects/Training_Booking__c/"),
+        app.sf
+            .requests()
+            .count(&Method::PATCH, "/sobjects/Training_Booking__c/"),
         0,
         "no single-record booking writes"
     );
@@ -532,7 +622,13 @@ async fn start_victim(settings: &lark_vc_bridge::config::Settings) -> tokio::run
 /// applies (its per-minute limit), kills it once those bookings carry their links — so
 /// no apply is in flight at the kill: the rest are waiting out a 429 — then restarts the
 /// app on the same store and checks every booking ends with exactly one live reservation.
-async fn kill_mid_burst_and_restart(app: TestApp, trainer: &str, open_id: &str, n: i64, allowed: usize) {
+async fn kill_mid_burst_and_restart(
+    app: TestApp,
+    trainer: &str,
+    open_id: &str,
+    n: i64,
+    allowed: usize,
+) {
     let (sf, lark, settings, dir) = app.stop().await;
     let rt = start_victim(&settings).await;
 
@@ -551,10 +647,16 @@ async fn kill_mid_burst_and_restart(app: TestApp, trainer: &str, open_id: &str, 
             })
             .count()
     };
-    wait_until("the allowed bookings have their links", || async { linked(&sf) >= allowed }).await;
+    wait_until("the allowed bookings have their links", || async {
+        linked(&sf) >= allowed
+    })
+    .await;
     rt.shutdown_background();
     let done = linked(&sf);
-    assert!(done > 0 && done < n as usize, "killed mid-burst ({done} of {n} linked)");
+    assert!(
+        done > 0 && done < n as usize,
+        "killed mid-burst ({done} of {n} linked)"
+    );
     lark.set_rate_limits(50, 1000);
 
     let app = start_app(sf, lark, settings, dir).await;
@@ -569,9 +671,15 @@ async fn kill_mid_burst_and_restart(app: TestApp, trainer: &str, open_id: &str, 
     }
     let reserves = app.lark.reserves();
     let live: Vec<_> = reserves.iter().filter(|r| !r.deleted).collect();
-    assert_eq!(live.len(), before + n as usize, "exactly one live reservation per booking");
-    let linked: std::collections::HashSet<String> =
-        bookings.iter().filter_map(|b| field(&app, b, RESERVATION)).collect();
+    assert_eq!(
+        live.len(),
+        before + n as usize,
+        "exactly one live reservation per booking"
+    );
+    let linked: std::collections::HashSet<String> = bookings
+        .iter()
+        .filter_map(|b| field(&app, b, RESERVATION))
+        .collect();
     assert_eq!(linked.len(), n as usize);
     assert_eq!(reserves.len(), before + n as usize, "nothing applied twice");
 }

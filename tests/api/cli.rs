@@ -16,13 +16,20 @@ fn demo_json_reports_the_final_state() {
         .output()
         .expect("demo runs");
     let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(out.status.success(), "demo failed: {stdout}\n{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "demo failed: {stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let report: Value = serde_json::from_str(&stdout).expect("JSON on stdout");
     assert_eq!(report["ok"], Value::Bool(true));
     let bookings = report["bookings"].as_array().unwrap();
     assert_eq!(bookings.len(), 2);
     assert_eq!(bookings[0]["status"], "Created");
-    assert!(bookings[0]["link"].as_str().unwrap().starts_with("https://"));
+    assert!(bookings[0]["link"]
+        .as_str()
+        .unwrap()
+        .starts_with("https://"));
     assert_eq!(bookings[1]["status"], "Cancelled");
     assert!(bookings[1]["link"].is_null());
     for t in report["trainers"].as_array().unwrap() {
@@ -32,7 +39,10 @@ fn demo_json_reports_the_final_state() {
     assert_eq!(lark["apply"], 2, "one reservation per booking: {lark}");
     assert_eq!(lark["update"], 1, "one PUT for the reschedule: {lark}");
     assert_eq!(lark["delete"], 1, "one DELETE for the cancellation: {lark}");
-    assert_eq!(lark["messages"], 1, "one reminder to the trainer who had not connected: {lark}");
+    assert_eq!(
+        lark["messages"], 1,
+        "one reminder to the trainer who had not connected: {lark}"
+    );
     assert!(report["steps"].as_array().unwrap().len() >= 10);
 }
 
@@ -57,7 +67,10 @@ fn run_check(config: &std::path::Path) -> (bool, String) {
         .env("RUST_LOG", "error")
         .output()
         .expect("check runs");
-    (out.status.success(), String::from_utf8_lossy(&out.stdout).into_owned())
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+    )
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -86,22 +99,35 @@ async fn check_passes_when_everything_is_in_place_and_names_a_missing_field() {
     }
     assert!(!out.contains('✗'), "{out}");
 
-    sims.salesforce.remove_field("Training_Booking__c", "Lark_Meeting_Status__c");
-    let (ok, out) = tokio::task::spawn_blocking(move || run_check(&config)).await.unwrap();
+    sims.salesforce
+        .remove_field("Training_Booking__c", "Lark_Meeting_Status__c");
+    let (ok, out) = tokio::task::spawn_blocking(move || run_check(&config))
+        .await
+        .unwrap();
     assert!(!ok, "check must fail:\n{out}");
     let line = out
         .lines()
         .find(|l| l.starts_with("✗ fields of Training_Booking__c"))
         .unwrap_or_else(|| panic!("no ✗ line for the booking fields:\n{out}"));
-    assert!(line.contains("Training_Booking__c.Lark_Meeting_Status__c is missing"), "{line}");
-    assert!(line.contains("deploy salesforce-metadata/"), "says how to fix it: {line}");
+    assert!(
+        line.contains("Training_Booking__c.Lark_Meeting_Status__c is missing"),
+        "{line}"
+    );
+    assert!(
+        line.contains("deploy salesforce-metadata/"),
+        "says how to fix it: {line}"
+    );
 }
 
 #[test]
 fn check_names_every_missing_key_without_echoing_secrets() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("bad.toml");
-    std::fs::write(&path, "[security]\nencryption_key = \"not-a-key-but-secret\"\n").unwrap();
+    std::fs::write(
+        &path,
+        "[security]\nencryption_key = \"not-a-key-but-secret\"\n",
+    )
+    .unwrap();
     let out = Command::new(BIN)
         .args(["check", "--config"])
         .arg(&path)
@@ -111,7 +137,12 @@ fn check_names_every_missing_key_without_echoing_secrets() {
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert!(!out.status.success());
     assert!(stdout.contains("✗ configuration valid"), "{stdout}");
-    for key in ["lark.app_id", "salesforce.client_id", "security.state_secret", "security.encryption_key must be 64 hex"] {
+    for key in [
+        "lark.app_id",
+        "salesforce.client_id",
+        "security.state_secret",
+        "security.encryption_key must be 64 hex",
+    ] {
         assert!(stdout.contains(key), "{key} not named: {stdout}");
     }
     assert!(!stdout.contains("not-a-key-but-secret"));

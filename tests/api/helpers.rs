@@ -76,9 +76,12 @@ pub async fn spawn_app_with(adjust: impl FnOnce(&mut Settings)) -> TestApp {
     let sf = SalesforceSim::start(0).await.expect("salesforce sim");
     let lark = LarkSim::start(0).await.expect("lark sim");
     let dir = tempfile::tempdir().expect("tempdir");
-    let mut settings =
-        Settings::for_simulators(&sf.base_url(), &lark.base_url(), &dir.path().join("store.db"))
-            .expect("settings");
+    let mut settings = Settings::for_simulators(
+        &sf.base_url(),
+        &lark.base_url(),
+        &dir.path().join("store.db"),
+    )
+    .expect("settings");
     adjust(&mut settings);
     start_app(sf, lark, settings, dir).await
 }
@@ -144,12 +147,16 @@ impl TestApp {
 
     /// The trainer record as the Salesforce simulator holds it.
     pub fn trainer(&self, id: &str) -> Map<String, Value> {
-        self.sf.get("Onboarding_Trainer__c", id).expect("trainer exists")
+        self.sf
+            .get("Onboarding_Trainer__c", id)
+            .expect("trainer exists")
     }
 
     /// The booking record as the Salesforce simulator holds it.
     pub fn booking(&self, id: &str) -> Map<String, Value> {
-        self.sf.get("Training_Booking__c", id).expect("booking exists")
+        self.sf
+            .get("Training_Booking__c", id)
+            .expect("booking exists")
     }
 }
 
@@ -203,11 +210,17 @@ pub fn cookie_pair(set_cookie: &str) -> String {
 /// Starts the flow for `trainer` and approves as `lark_email`; returns the callback's
 /// URL (with code and state) and the cookie the start set.
 pub async fn authorize(app: &TestApp, trainer: &str, lark_email: &str) -> (String, String) {
-    let start = get(&format!("{}/oauth/lark/start?trainer={trainer}", app.url), None).await;
+    let start = get(
+        &format!("{}/oauth/lark/start?trainer={trainer}", app.url),
+        None,
+    )
+    .await;
     assert_eq!(start.status, 302, "start: {}", start.body);
     let cookie = cookie_pair(start.set_cookie.as_deref().expect("state cookie"));
     let mut authorize = url::Url::parse(start.location.as_deref().unwrap()).unwrap();
-    authorize.query_pairs_mut().append_pair("sim_user", lark_email);
+    authorize
+        .query_pairs_mut()
+        .append_pair("sim_user", lark_email);
     let approved = get(authorize.as_str(), None).await;
     assert_eq!(approved.status, 302, "authorize: {}", approved.body);
     (approved.location.unwrap(), cookie)
@@ -257,7 +270,13 @@ pub fn create_booking(app: &TestApp, trainer: &str, start: i64, end: i64, remote
 }
 
 /// As [`create_booking`], straight on the simulator (while the app is down).
-pub fn insert_booking(sf: &SalesforceSim, trainer: &str, start: i64, end: i64, remote: bool) -> String {
+pub fn insert_booking(
+    sf: &SalesforceSim,
+    trainer: &str,
+    start: i64,
+    end: i64,
+    remote: bool,
+) -> String {
     sf.insert(
         BOOKING,
         json!({
@@ -330,9 +349,10 @@ pub async fn wait_caught_up(app: &TestApp) {
     if last == 0 {
         return;
     }
-    wait_until(&format!("the checkpoint reaches replay id {last}"), || async {
-        checkpoint(app).is_some_and(|c| c >= last)
-    })
+    wait_until(
+        &format!("the checkpoint reaches replay id {last}"),
+        || async { checkpoint(app).is_some_and(|c| c >= last) },
+    )
     .await;
 }
 

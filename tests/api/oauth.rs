@@ -3,16 +3,12 @@
 
 use axum::http::Method;
 use lark_vc_bridge::http::state;
-use lark_vc_bridge::simulator::{
-    LARK_APP_ID, LARK_APP_SECRET, SF_CLIENT_SECRET,
-};
+use lark_vc_bridge::simulator::{LARK_APP_ID, LARK_APP_SECRET, SF_CLIENT_SECRET};
 use lark_vc_bridge::tokens::Vault;
 use secrecy::ExposeSecret;
 use serde_json::Value;
 
-use crate::helpers::{
-    authorize, captured_logs, connect, cookie_pair, get, spawn_app, TestApp,
-};
+use crate::helpers::{authorize, captured_logs, connect, cookie_pair, get, spawn_app, TestApp};
 
 const TRAINER_OBJECT_PATH: &str = "/sobjects/Onboarding_Trainer__c/";
 
@@ -22,7 +18,11 @@ fn trainer_writes(app: &TestApp) -> usize {
         + app
             .sf
             .requests()
-            .matching(|r| r.method == Method::PATCH && r.path.contains("/composite/sobjects") && r.body.contains("Onboarding_Trainer__c"))
+            .matching(|r| {
+                r.method == Method::PATCH
+                    && r.path.contains("/composite/sobjects")
+                    && r.body.contains("Onboarding_Trainer__c")
+            })
             .len()
 }
 
@@ -43,19 +43,33 @@ async fn a_trainer_connects_and_salesforce_holds_the_encrypted_tokens() {
     let app = spawn_app().await;
     let trainer = app.add_trainer("Ann Trainer", Some("ann@example.com"), true);
 
-    let start = get(&format!("{}/oauth/lark/start?trainer={trainer}", app.url), None).await;
+    let start = get(
+        &format!("{}/oauth/lark/start?trainer={trainer}", app.url),
+        None,
+    )
+    .await;
     assert_eq!(start.status, 302);
     let cookie_header = start.set_cookie.clone().unwrap();
     assert!(cookie_header.contains("HttpOnly"), "{cookie_header}");
     assert!(cookie_header.contains("SameSite=Lax"), "{cookie_header}");
     let location = url::Url::parse(start.location.as_deref().unwrap()).unwrap();
-    assert!(location.as_str().starts_with(&format!("{}/open-apis/authen/v1/authorize", app.lark.base_url())));
-    let q: std::collections::HashMap<String, String> = location.query_pairs().into_owned().collect();
+    assert!(location.as_str().starts_with(&format!(
+        "{}/open-apis/authen/v1/authorize",
+        app.lark.base_url()
+    )));
+    let q: std::collections::HashMap<String, String> =
+        location.query_pairs().into_owned().collect();
     assert_eq!(q["client_id"], LARK_APP_ID);
     assert_eq!(q["response_type"], "code");
-    assert_eq!(q["redirect_uri"], format!("{}/oauth/lark/callback", app.url));
+    assert_eq!(
+        q["redirect_uri"],
+        format!("{}/oauth/lark/callback", app.url)
+    );
     let scopes: Vec<&str> = q["scope"].split(' ').collect();
-    assert!(scopes.contains(&"offline_access") && scopes.contains(&"vc:reserve"), "{scopes:?}");
+    assert!(
+        scopes.contains(&"offline_access") && scopes.contains(&"vc:reserve"),
+        "{scopes:?}"
+    );
     assert_eq!(q["code_challenge_method"], "S256");
     assert_eq!(q["code_challenge"].len(), 43, "base64url SHA-256");
     assert!(!q["state"].is_empty());
@@ -100,9 +114,21 @@ async fn start_refuses_missing_malformed_and_unknown_trainers() {
     let cases = [
         ("".to_string(), 400, "does not say which trainer"),
         ("?trainer=".to_string(), 400, "does not say which trainer"),
-        ("?trainer=abc".to_string(), 400, "not a valid Salesforce record id"),
-        ("?trainer=a0B'%20OR%20Id!='x".to_string(), 400, "not a valid Salesforce record id"),
-        ("?trainer=a0T000000009999".to_string(), 404, "No trainer with this id"),
+        (
+            "?trainer=abc".to_string(),
+            400,
+            "not a valid Salesforce record id",
+        ),
+        (
+            "?trainer=a0B'%20OR%20Id!='x".to_string(),
+            400,
+            "not a valid Salesforce record id",
+        ),
+        (
+            "?trainer=a0T000000009999".to_string(),
+            404,
+            "No trainer with this id",
+        ),
         (format!("?trainer={trainer}"), 422, "no email address"),
     ];
     for (query, status, message) in cases {
@@ -124,7 +150,11 @@ async fn callback_refuses_bad_state_and_stores_nothing() {
     for query in ["", "?code=abc", "?state=abc"] {
         let hop = get(&format!("{cb}{query}"), None).await;
         assert_eq!(hop.status, 400);
-        assert!(hop.body.contains("without the code and state"), "{}", hop.body);
+        assert!(
+            hop.body.contains("without the code and state"),
+            "{}",
+            hop.body
+        );
     }
 
     // Tampered state (signature no longer matches).
@@ -132,12 +162,21 @@ async fn callback_refuses_bad_state_and_stores_nothing() {
     let tampered = callback.replace("state=a0T", "state=a0X");
     let hop = get(&tampered, Some(&cookie)).await;
     assert_eq!(hop.status, 400);
-    assert!(hop.body.contains("not issued by this service or was altered"), "{}", hop.body);
+    assert!(
+        hop.body
+            .contains("not issued by this service or was altered"),
+        "{}",
+        hop.body
+    );
 
     // Cookie-less: the browser that finishes is not the one that started.
     let hop = get(&callback, None).await;
     assert_eq!(hop.status, 400);
-    assert!(hop.body.contains("started in another browser"), "{}", hop.body);
+    assert!(
+        hop.body.contains("started in another browser"),
+        "{}",
+        hop.body
+    );
     let hop = get(&callback, Some("lvb_oauth_state=somebody-else")).await;
     assert_eq!(hop.status, 400);
 
@@ -160,10 +199,18 @@ async fn callback_refuses_bad_state_and_stores_nothing() {
     )
     .await;
     assert_eq!(hop.status, 400);
-    assert!(hop.body.contains("not started by this service"), "{}", hop.body);
+    assert!(
+        hop.body.contains("not started by this service"),
+        "{}",
+        hop.body
+    );
 
     assert_nothing_stored(&app, &trainer);
-    assert_eq!(app.lark.requests().count_path("/authen/v2/oauth/token"), 0, "no exchange attempted");
+    assert_eq!(
+        app.lark.requests().count_path("/authen/v2/oauth/token"),
+        0,
+        "no exchange attempted"
+    );
 }
 
 #[tokio::test]
@@ -183,7 +230,11 @@ async fn a_state_is_single_use() {
 async fn a_trainer_who_declines_gets_a_friendly_page() {
     let app = spawn_app().await;
     let trainer = app.add_trainer("Ann", Some("ann@example.com"), true);
-    let start = get(&format!("{}/oauth/lark/start?trainer={trainer}", app.url), None).await;
+    let start = get(
+        &format!("{}/oauth/lark/start?trainer={trainer}", app.url),
+        None,
+    )
+    .await;
     let cookie = cookie_pair(start.set_cookie.as_deref().unwrap());
     let mut deny = url::Url::parse(start.location.as_deref().unwrap()).unwrap();
     deny.query_pairs_mut().append_pair("sim_deny", "1");
@@ -193,7 +244,11 @@ async fn a_trainer_who_declines_gets_a_friendly_page() {
     assert!(back.contains("error=access_denied"), "{back}");
     let hop = get(&back, Some(&cookie)).await;
     assert_eq!(hop.status, 200);
-    assert!(hop.body.contains("You chose not to give access"), "{}", hop.body);
+    assert!(
+        hop.body.contains("You chose not to give access"),
+        "{}",
+        hop.body
+    );
     assert_nothing_stored(&app, &trainer);
 }
 
@@ -206,12 +261,20 @@ async fn lark_rejecting_the_code_stores_nothing() {
     let pairs: Vec<(String, String)> = url.query_pairs().into_owned().collect();
     url.query_pairs_mut().clear();
     for (k, v) in pairs {
-        let v = if k == "code" { format!("{v}-tampered") } else { v };
+        let v = if k == "code" {
+            format!("{v}-tampered")
+        } else {
+            v
+        };
         url.query_pairs_mut().append_pair(&k, &v);
     }
     let hop = get(url.as_str(), Some(&cookie)).await;
     assert_eq!(hop.status, 400, "{}", hop.body);
-    assert!(hop.body.contains("did not accept the authorization code"), "{}", hop.body);
+    assert!(
+        hop.body.contains("did not accept the authorization code"),
+        "{}",
+        hop.body
+    );
     assert_nothing_stored(&app, &trainer);
 }
 
@@ -248,11 +311,18 @@ async fn salesforce_refusing_the_write_stores_nothing() {
     );
     let hop = connect(&app, &trainer, "ann@example.com").await;
     assert_eq!(hop.status, 502, "{}", hop.body);
-    assert!(hop.body.contains("Salesforce refused to save"), "{}", hop.body);
+    assert!(
+        hop.body.contains("Salesforce refused to save"),
+        "{}",
+        hop.body
+    );
     let t = app.trainer(&trainer);
     assert_ne!(t.get("Lark_Connected__c"), Some(&Value::Bool(true)));
     assert!(t.get("Lark_Access_Token__c").is_none_or(Value::is_null));
-    assert!(app.store.journalled_tokens(&trainer).unwrap().is_none(), "nothing journalled");
+    assert!(
+        app.store.journalled_tokens(&trainer).unwrap().is_none(),
+        "nothing journalled"
+    );
 }
 
 #[tokio::test]
@@ -264,15 +334,28 @@ async fn logs_never_contain_tokens_or_secrets() {
     app.lark.add_user("eve@example.com", "Eve");
     assert_eq!(connect(&app, &trainer, "eve@example.com").await.status, 403);
     let (callback, cookie) = authorize(&app, &trainer, "ann@example.com").await;
-    assert_eq!(get(&callback.replace("code=", "code=x"), Some(&cookie)).await.status, 400);
+    assert_eq!(
+        get(&callback.replace("code=", "code=x"), Some(&cookie))
+            .await
+            .status,
+        400
+    );
 
     let logs = captured_logs();
     assert!(logs.contains("trainer connected Lark"), "the capture works");
     let mut secrets: Vec<String> = vec![
         LARK_APP_SECRET.into(),
         SF_CLIENT_SECRET.into(),
-        app.settings.security.encryption_key.expose_secret().to_string(),
-        app.settings.security.state_secret.expose_secret().to_string(),
+        app.settings
+            .security
+            .encryption_key
+            .expose_secret()
+            .to_string(),
+        app.settings
+            .security
+            .state_secret
+            .expose_secret()
+            .to_string(),
     ];
     for user in app.lark.users() {
         if let Some((a, r)) = app.lark.current_tokens(&user.open_id) {

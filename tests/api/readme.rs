@@ -24,7 +24,9 @@ fn default_toml_keys() -> BTreeMap<String, Option<String>> {
             Some(rest) => (true, rest.trim()),
             None => (false, line),
         };
-        let Some((key, _)) = body.split_once(" = ") else { continue };
+        let Some((key, _)) = body.split_once(" = ") else {
+            continue;
+        };
         if key.is_empty() || !key.chars().all(|c| c.is_ascii_lowercase() || c == '_') {
             continue;
         }
@@ -49,9 +51,14 @@ fn default_toml_keys() -> BTreeMap<String, Option<String>> {
 /// `| \`key\` | \`default\` | meaning |` rows of the README's configuration table.
 fn readme_keys() -> BTreeMap<String, Option<String>> {
     let readme = read("README.md");
-    let start = readme.find("## Configuration reference").expect("section exists");
+    let start = readme
+        .find("## Configuration reference")
+        .expect("section exists");
     let section = &readme[start..];
-    let end = section[3..].find("\n## ").map(|i| i + 3).unwrap_or(section.len());
+    let end = section[3..]
+        .find("\n## ")
+        .map(|i| i + 3)
+        .unwrap_or(section.len());
     let mut keys = BTreeMap::new();
     for line in section[..end].lines() {
         let cells: Vec<&str> = line.split('|').map(str::trim).collect();
@@ -78,7 +85,10 @@ fn configuration_reference_matches_default_toml() {
         assert_eq!(documented, default, "default of {key}");
     }
     for key in readme.keys() {
-        assert!(toml_keys.contains_key(key), "README documents {key}, which config/default.toml lacks");
+        assert!(
+            toml_keys.contains_key(key),
+            "README documents {key}, which config/default.toml lacks"
+        );
     }
 }
 
@@ -86,8 +96,14 @@ fn configuration_reference_matches_default_toml() {
 fn readme_starts_with_the_two_set_up_commands() {
     let readme = read("README.md");
     let first_block = readme.split("```").nth(1).expect("a code block");
-    assert!(first_block.contains("cargo run --release -- demo"), "{first_block}");
+    assert!(
+        first_block.contains("cargo run --release -- demo"),
+        "{first_block}"
+    );
     assert!(first_block.contains("cargo test"), "{first_block}");
     let ci = read(".ci/run");
-    assert!(ci.lines().any(|l| l.trim() == "cargo test"), ".ci/run runs the README's test command");
+    assert!(
+        ci.lines().any(|l| l.trim() == "cargo test"),
+        ".ci/run runs the README's test command"
+    );
 }

@@ -9,13 +9,14 @@ use lark_vc_bridge::app::SHUTDOWN_GRACE;
 use lark_vc_bridge::config::Settings;
 use lark_vc_bridge::simulator::lark::LarkSim;
 use lark_vc_bridge::simulator::salesforce::SalesforceSim;
+use lark_vc_bridge::simulator::{SF_HUMAN_USER_ID, SF_INTEGRATION_USER_ID};
 use lark_vc_bridge::store::Store;
-use lark_vc_bridge::simulator::SF_INTEGRATION_USER_ID;
 use serde_json::json;
 
 use crate::helpers::{
-    booking_time, captured_logs, checkpoint, connected_trainer, create_booking, field, insert_booking, last_booking_event, metric, spawn_app, start_app, start_app_with_processor, wait_caught_up,
-    wait_ready, wait_until, TestApp, BOOKING,
+    booking_time, captured_logs, checkpoint, connected_trainer, create_booking, field,
+    insert_booking, last_booking_event, metric, spawn_app, start_app, start_app_with_processor,
+    wait_caught_up, wait_ready, wait_until, TestApp, BOOKING,
 };
 
 const APPLY: &str = "/open-apis/vc/v1/reserves/apply";
@@ -32,7 +33,9 @@ fn applies(app: &TestApp) -> usize {
 }
 
 fn logins(app: &TestApp) -> usize {
-    app.sf.requests().count(&Method::POST, "/services/oauth2/token")
+    app.sf
+        .requests()
+        .count(&Method::POST, "/services/oauth2/token")
 }
 
 /// Bayeux messages of one meta channel the hub received.
@@ -112,7 +115,10 @@ async fn a_dropped_cometd_client_re_handshakes_and_resumes_from_the_checkpoint()
     })
     .await;
     let resumed = app.sf.hub().subscribe_history().last().unwrap().clone();
-    assert_eq!(resumed.replay_from, saved, "resumed from the saved checkpoint");
+    assert_eq!(
+        resumed.replay_from, saved,
+        "resumed from the saved checkpoint"
+    );
 
     let next = create_booking(&app, &trainer, 30, 31, true);
     assert_gets_its_meeting(&app, &next).await;
@@ -148,7 +154,11 @@ async fn an_invalid_replay_id_falls_back_to_latest_and_a_sweep_catches_what_was_
         [(saved, false), (-1, true)],
         "the stale checkpoint was refused, then latest"
     );
-    assert_eq!(applies(&app), 2, "the missed booking once, the first not redone");
+    assert_eq!(
+        applies(&app),
+        2,
+        "the missed booking once, the first not redone"
+    );
     let later = create_booking(&app, &trainer, 34, 35, true);
     assert_gets_its_meeting(&app, &later).await;
     assert_eq!(applies(&app), 3);
@@ -171,17 +181,28 @@ async fn a_gap_event_gets_its_booking_processed_by_id() {
         SF_INTEGRATION_USER_ID,
     );
     wait_caught_up(&app).await;
-    assert_eq!(app.lark.requests().count(&Method::PUT, "/reserves/"), 0, "invisible so far");
+    assert_eq!(
+        app.lark.requests().count(&Method::PUT, "/reserves/"),
+        0,
+        "invisible so far"
+    );
 
     app.sf.hub().inject_gap(BOOKING, "GAP_UPDATE", &[&booking]);
     let want = booking_time(&app, &booking, "Training_End__c");
     wait_until("Lark holds the new end time", || async {
-        app.lark.reserves().iter().any(|r| r.id == rid && r.end_time == want)
+        app.lark
+            .reserves()
+            .iter()
+            .any(|r| r.id == rid && r.end_time == want)
     })
     .await;
     wait_caught_up(&app).await;
     assert_eq!(app.lark.requests().count(&Method::PUT, "/reserves/"), 1);
-    assert_eq!(field(&app, &booking, RESERVATION), Some(rid), "same reservation");
+    assert_eq!(
+        field(&app, &booking, RESERVATION),
+        Some(rid),
+        "same reservation"
+    );
 }
 
 #[tokio::test]
@@ -199,7 +220,11 @@ async fn a_gap_overflow_runs_a_sweep() {
         SF_INTEGRATION_USER_ID,
     );
     wait_caught_up(&app).await;
-    assert_eq!(field(&app, &unseen, LINK), None, "not seen through its own event");
+    assert_eq!(
+        field(&app, &unseen, LINK),
+        None,
+        "not seen through its own event"
+    );
     assert_eq!(applies(&app), 1);
 
     app.sf.hub().inject_gap(BOOKING, "GAP_OVERFLOW", &[]);
@@ -264,10 +289,18 @@ async fn server_errors_and_rate_limits_from_both_sides_are_waited_out() {
         .iter()
         .map(|r| r.status)
         .collect();
-    assert_eq!(statuses.iter().filter(|s| **s != 200).count(), 4, "{statuses:?}");
+    assert_eq!(
+        statuses.iter().filter(|s| **s != 200).count(),
+        4,
+        "{statuses:?}"
+    );
     let sf_503 = app.sf.requests().matching(|r| r.status == 503).len();
     assert_eq!(sf_503, 4, "every injected Salesforce fault was met");
-    assert_eq!(applies(&app), 4, "one reservation per booking, no duplicates");
+    assert_eq!(
+        applies(&app),
+        4,
+        "one reservation per booking, no duplicates"
+    );
     assert_eq!(app.lark.reserves().iter().filter(|r| !r.deleted).count(), 4);
 }
 
@@ -292,7 +325,8 @@ async fn a_malformed_event_is_logged_with_its_replay_id_and_skipped() {
     assert!(checkpoint(&app).unwrap() > bad, "the stream moved past it");
     let logs = captured_logs();
     assert!(
-        logs.lines().any(|l| l.contains("malformed") && l.contains(&bad.to_string())),
+        logs.lines()
+            .any(|l| l.contains("malformed") && l.contains(&bad.to_string())),
         "a log line names replay id {bad}"
     );
     assert!(metric(&app, "lvb_events_skipped_total{reason=\"malformed\"}").await >= 1.0);
@@ -321,8 +355,15 @@ async fn graceful_shutdown_finishes_the_booking_in_flight_and_saves_the_checkpoi
         .expect("stopped within the grace period")
         .expect("task did not panic");
     assert!(result.is_ok(), "{result:?}");
-    assert!(started.elapsed() < SHUTDOWN_GRACE, "{:?}", started.elapsed());
-    assert!(field_of(&app.sf, &booking, LINK).is_some(), "in-flight booking finished");
+    assert!(
+        started.elapsed() < SHUTDOWN_GRACE,
+        "{:?}",
+        started.elapsed()
+    );
+    assert!(
+        field_of(&app.sf, &booking, LINK).is_some(),
+        "in-flight booking finished"
+    );
     let saved = app
         .store
         .checkpoint(&app.settings.salesforce.streaming.channel)
@@ -360,7 +401,11 @@ async fn a_restart_after_an_outage_longer_than_retention_sweeps() {
     let app = start_app(sf, lark, settings, dir).await;
     assert_gets_its_meeting(&app, &missed).await;
     let last = app.sf.hub().subscribe_history().last().cloned().unwrap();
-    assert_eq!((last.replay_from, last.successful), (-1, true), "started from latest");
+    assert_eq!(
+        (last.replay_from, last.successful),
+        (-1, true),
+        "started from latest"
+    );
     assert_eq!(applies(&app), 2, "the sweep redid nothing already done");
 }
 
@@ -379,7 +424,11 @@ async fn a_platform_event_channel_names_the_booking_to_process() {
     wait_ready(&app).await;
 
     let booking = create_booking(&app, &trainer, 24, 25, true);
-    assert_eq!(applies(&app), 0, "CDC is not what this service listens to now");
+    assert_eq!(
+        applies(&app),
+        0,
+        "CDC is not what this service listens to now"
+    );
     let replay = app.sf.hub().publish_platform_event(
         "/event/Booking_Change__e",
         json!({ "Booking_Id__c": booking }),
@@ -407,7 +456,11 @@ async fn a_capped_reservation_is_renewed_by_the_periodic_sweep_with_the_same_lin
     let booking = create_booking(&app, &trainer, 60 * 24, 60 * 24 + 1, true);
     assert_gets_its_meeting(&app, &booking).await;
     wait_caught_up(&app).await;
-    let mut entry = app.store.reservation(&booking).unwrap().expect("journalled");
+    let mut entry = app
+        .store
+        .reservation(&booking)
+        .unwrap()
+        .expect("journalled");
     let link = field(&app, &booking, LINK);
 
     entry.end_time = chrono::Utc::now().timestamp() + 10 * 86_400;
@@ -425,8 +478,35 @@ async fn a_capped_reservation_is_renewed_by_the_periodic_sweep_with_the_same_lin
         .into_iter()
         .find(|r| r.id == entry.reservation_id)
         .unwrap();
-    assert!(r.end_time > chrono::Utc::now().timestamp() + 29 * 86_400, "renewed to the cap");
+    assert!(
+        r.end_time > chrono::Utc::now().timestamp() + 29 * 86_400,
+        "renewed to the cap"
+    );
     assert_eq!(field(&app, &booking, LINK), link, "same link");
     assert_eq!(app.lark.requests().count(&Method::PUT, "/reserves/"), 1);
     assert_eq!(applies(&app), 1, "renewed, not re-created");
+}
+
+/// Design §3 rules 4 and 8: a booking deleted while its event can no longer be replayed
+/// still loses its Lark reservation — the sweep that replaces the lost events must see
+/// deletions too (the booking is gone from `query`; only `queryAll` or the journal knows).
+#[tokio::test]
+async fn a_booking_deleted_during_an_unreplayable_outage_still_loses_its_meeting() {
+    let (app, trainer) = running().await;
+    let booking = create_booking(&app, &trainer, 40, 41, true);
+    assert_gets_its_meeting(&app, &booking).await;
+    wait_caught_up(&app).await;
+    let rid = field(&app, &booking, RESERVATION).unwrap();
+    let (sf, lark, settings, dir) = app.stop().await;
+
+    sf.delete(BOOKING, &booking, SF_HUMAN_USER_ID);
+    sf.hub().forget_events_before(sf.hub().last_replay_id() + 1);
+
+    let app = start_app(sf, lark, settings, dir).await;
+    wait_until(
+        "the deleted booking's reservation is deleted in Lark",
+        || async { app.lark.reserves().iter().any(|r| r.id == rid && r.deleted) },
+    )
+    .await;
+    assert_eq!(applies(&app), 2, "nothing re-created");
 }

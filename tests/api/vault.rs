@@ -8,7 +8,10 @@ use lark_vc_bridge::tokens::Vault;
 use serde_json::Value;
 
 fn vectors() -> Value {
-    let path = concat!(env!("CARGO_MANIFEST_DIR"), "/fixtures/vault/node-vectors.json");
+    let path = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/fixtures/vault/node-vectors.json"
+    );
     serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap()
 }
 
@@ -20,7 +23,11 @@ fn node_written_tokens_decrypt() {
     assert!(list.len() >= 3);
     for vector in list {
         let ciphertext = vector["ciphertext"].as_str().unwrap();
-        assert_eq!(ciphertext.split(':').next().unwrap().len(), 32, "16-byte IV");
+        assert_eq!(
+            ciphertext.split(':').next().unwrap().len(),
+            32,
+            "16-byte IV"
+        );
         assert_eq!(
             vault.decrypt(ciphertext).unwrap(),
             vector["plaintext"].as_str().unwrap()
@@ -39,7 +46,10 @@ fn node_decrypts_what_we_write() {
     for plaintext in ["u-access-token-ü-✓", "ur-refresh", ""] {
         let ciphertext = vault.encrypt(plaintext);
         let mut child = Command::new("node")
-            .arg(concat!(env!("CARGO_MANIFEST_DIR"), "/fixtures/vault/decrypt.js"))
+            .arg(concat!(
+                env!("CARGO_MANIFEST_DIR"),
+                "/fixtures/vault/decrypt.js"
+            ))
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .spawn()

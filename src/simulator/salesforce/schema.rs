@@ -388,12 +388,13 @@ pub fn default_schema() -> Vec<ObjectDef> {
         .with_field(FieldDef::textarea(
             "Lark_Access_Token__c",
             "Lark Access Token",
-            4096,
+            // As salesforce-metadata/ ships it: hex-encrypted ~2 KB tokens need > 4096.
+            8192,
         ))
         .with_field(FieldDef::textarea(
             "Lark_Refresh_Token__c",
             "Lark Refresh Token",
-            4096,
+            8192,
         ))
         .with_field(FieldDef::datetime(
             "Lark_Token_Expires_At__c",
