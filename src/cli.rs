@@ -10,7 +10,7 @@ use serde_json::Value;
 use crate::app::App;
 use crate::config::Settings;
 use crate::salesforce::soql::RecordId;
-use crate::tokens::trainer::{F_ACCESS_TOKEN, F_REFRESH_TOKEN, F_USER_ID};
+use crate::tokens::trainer::{TrainerRecord, F_ACCESS_TOKEN, F_REFRESH_TOKEN, F_USER_ID};
 
 /// lark-vc-bridge: a Lark video meeting, hosted by its trainer, for every remote
 /// training booking in Salesforce.
@@ -124,21 +124,13 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         }
         Command::ConnectLink { trainer } => {
             let app = App::build(settings).await?;
-            let t = app
-                .tokens
-                .find_trainer(&trainer)
-                .await?
-                .with_context(|| format!("no trainer found for {trainer:?}"))?;
+            let t = find_trainer(&app, &trainer).await?;
             println!("{}", app.settings.server.connect_link(&t.id));
             Ok(())
         }
         Command::Disconnect { trainer } => {
             let app = App::build(settings).await?;
-            let t = app
-                .tokens
-                .find_trainer(&trainer)
-                .await?
-                .with_context(|| format!("no trainer found for {trainer:?}"))?;
+            let t = find_trainer(&app, &trainer).await?;
             let id = RecordId::parse(&t.id)?;
             app.tokens
                 .disconnect(
@@ -154,6 +146,14 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             unreachable!()
         }
     }
+}
+
+/// A trainer by record id or email, or an error naming what was looked for.
+async fn find_trainer(app: &App, id_or_email: &str) -> anyhow::Result<TrainerRecord> {
+    app.tokens
+        .find_trainer(id_or_email)
+        .await?
+        .with_context(|| format!("no trainer found for {id_or_email:?}"))
 }
 
 /// Re-encrypts every trainer's tokens (Salesforce and the local journal) with the

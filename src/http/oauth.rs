@@ -14,7 +14,9 @@ use super::state::{self, StateError, STATE_COOKIE, STATE_TTL_SECS};
 use super::HttpState;
 use crate::lark::LarkError;
 use crate::salesforce::soql::RecordId;
+use crate::salesforce::SalesforceError;
 use crate::store::{NonceUse, PendingAuth};
+use crate::tokens::trainer::TrainerRecord;
 use crate::tokens::TokenError;
 
 /// Query of `/oauth/lark/start`.
@@ -58,20 +60,10 @@ pub async fn start(
         )
         .hint("Copy the whole link from your trainer record in Salesforce and try again.")
     })?;
-    let trainer = app
-        .tokens
-        .trainer(&trainer_id)
-        .await
-        .map_err(|e| salesforce_unavailable(e.to_string()))?
-        .ok_or_else(|| {
-            AppError::new(
-                StatusCode::NOT_FOUND,
-                "unknown_trainer",
-                "Trainer not found",
-                "No trainer with this id exists in Salesforce.",
-            )
-            .hint("Ask your Salesforce admin for your connect link.")
-        })?;
+    let trainer = existing_trainer(
+        app.tokens.trainer(&trainer_id).await,
+        "No trainer with this id exists in Salesforce.",
+    )?;
     if app.settings.security.require_email_match && trainer.email.is_none() {
         return Err(no_email());
     }
@@ -286,19 +278,10 @@ async fn callback_inner(
         .cause(e)
     })?;
 
-    let trainer = app
-        .tokens
-        .trainer(&trainer_id)
-        .await
-        .map_err(|e| salesforce_unavailable(e.to_string()))?
-        .ok_or_else(|| {
-            AppError::new(
-                StatusCode::NOT_FOUND,
-                "unknown_trainer",
-                "Trainer not found",
-                "The trainer this link was for no longer exists in Salesforce.",
-            )
-        })?;
+    let trainer = existing_trainer(
+        app.tokens.trainer(&trainer_id).await,
+        "The trainer this link was for no longer exists in Salesforce.",
+    )?;
     if app.settings.security.require_email_match {
         let Some(expected) = trainer.email.as_deref() else {
             return Err(no_email());
@@ -351,6 +334,24 @@ async fn callback_inner(
         )),
     )
         .into_response())
+}
+
+/// The trainer a lookup found, or the page saying it could not be found or read.
+fn existing_trainer(
+    found: Result<Option<TrainerRecord>, SalesforceError>,
+    not_found: &str,
+) -> Result<TrainerRecord, AppError> {
+    found
+        .map_err(|e| salesforce_unavailable(e.to_string()))?
+        .ok_or_else(|| {
+            AppError::new(
+                StatusCode::NOT_FOUND,
+                "unknown_trainer",
+                "Trainer not found",
+                not_found,
+            )
+            .hint("Ask your Salesforce admin for your connect link.")
+        })
 }
 
 fn no_email() -> AppError {

@@ -143,17 +143,28 @@ impl TokenService {
         &self.inner.vault
     }
 
-    /// Reads one trainer from Salesforce.
-    pub async fn trainer(&self, id: &RecordId) -> Result<Option<TrainerRecord>, SalesforceError> {
+    /// Trainers matching a SOQL condition (built by the callers below from validated
+    /// ids, quoted literals and fixed field names only).
+    async fn query_trainers(&self, condition: &str) -> Result<Vec<TrainerRecord>, SalesforceError> {
         let t = &self.inner.settings.salesforce.trainer;
         let soql = format!(
-            "SELECT {} FROM {} WHERE Id = {}",
+            "SELECT {} FROM {} WHERE {condition}",
             TrainerRecord::select_fields(t),
             t.object,
-            quote(id.as_str())
         );
         let rows = self.inner.salesforce.query(&soql).await?;
-        Ok(rows.first().and_then(|r| TrainerRecord::from_row(t, r)))
+        Ok(rows
+            .iter()
+            .filter_map(|r| TrainerRecord::from_row(t, r))
+            .collect())
+    }
+
+    /// Reads one trainer from Salesforce.
+    pub async fn trainer(&self, id: &RecordId) -> Result<Option<TrainerRecord>, SalesforceError> {
+        let found = self
+            .query_trainers(&format!("Id = {}", quote(id.as_str())))
+            .await?;
+        Ok(found.into_iter().next())
     }
 
     /// Finds a trainer by record id or email (commands).
@@ -164,16 +175,9 @@ impl TokenService {
         if let Ok(id) = RecordId::parse(id_or_email) {
             return self.trainer(&id).await;
         }
-        let t = &self.inner.settings.salesforce.trainer;
-        let soql = format!(
-            "SELECT {} FROM {} WHERE {} = {} LIMIT 2",
-            TrainerRecord::select_fields(t),
-            t.object,
-            t.email_field,
-            quote(id_or_email.trim())
-        );
-        let rows = self.inner.salesforce.query(&soql).await?;
-        Ok(rows.first().and_then(|r| TrainerRecord::from_row(t, r)))
+        let email_field = &self.inner.settings.salesforce.trainer.email_field;
+        let condition = format!("{email_field} = {} LIMIT 2", quote(id_or_email.trim()));
+        Ok(self.query_trainers(&condition).await?.into_iter().next())
     }
 
     /// Saves the tokens of a trainer who just connected: one Salesforce write with every
@@ -539,20 +543,13 @@ impl TokenService {
 
     /// Trainers the timer must refresh: connected, refresh token expiring within the window.
     pub async fn trainers_due(&self) -> Result<Vec<TrainerRecord>, SalesforceError> {
-        let t = &self.inner.settings.salesforce.trainer;
         let window = chrono::Duration::from_std(self.inner.settings.refresh.refresh_token_window)
             .unwrap_or_default();
         let horizon = (Utc::now() + window).format("%Y-%m-%dT%H:%M:%SZ");
-        let soql = format!(
-            "SELECT {} FROM {} WHERE {F_CONNECTED} = true AND {F_REFRESH_EXPIRES_AT} != null AND {F_REFRESH_EXPIRES_AT} < {horizon}",
-            TrainerRecord::select_fields(t),
-            t.object,
-        );
-        let rows = self.inner.salesforce.query(&soql).await?;
-        Ok(rows
-            .iter()
-            .filter_map(|r| TrainerRecord::from_row(t, r))
-            .collect())
+        self.query_trainers(&format!(
+            "{F_CONNECTED} = true AND {F_REFRESH_EXPIRES_AT} != null AND {F_REFRESH_EXPIRES_AT} < {horizon}"
+        ))
+        .await
     }
 
     /// Remembers that this process disconnected the trainer, so callers holding an
@@ -579,17 +576,10 @@ impl TokenService {
     pub async fn trainers_unchecked_with_tokens(
         &self,
     ) -> Result<Vec<TrainerRecord>, SalesforceError> {
-        let t = &self.inner.settings.salesforce.trainer;
-        let soql = format!(
-            "SELECT {} FROM {} WHERE {F_CONNECTED} = false AND ({F_TOKEN_EXPIRES_AT} != null OR {F_REFRESH_EXPIRES_AT} != null)",
-            TrainerRecord::select_fields(t),
-            t.object,
-        );
-        let rows = self.inner.salesforce.query(&soql).await?;
-        Ok(rows
-            .iter()
-            .filter_map(|r| TrainerRecord::from_row(t, r))
-            .collect())
+        self.query_trainers(&format!(
+            "{F_CONNECTED} = false AND ({F_TOKEN_EXPIRES_AT} != null OR {F_REFRESH_EXPIRES_AT} != null)"
+        ))
+        .await
     }
 
     fn flight(&self, trainer_id: &str) -> Arc<tokio::sync::Mutex<()>> {
