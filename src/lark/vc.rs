@@ -12,7 +12,7 @@ use serde::Deserialize;
 
 use super::error::{lenient_i64, ErrorContext, LarkError};
 use super::{CallKind, Data, LarkClient, Sensitivity};
-use crate::retry::{with_retry, RetryHint, Retryable};
+use crate::retry::{with_retry, RetryHint, RetryPolicy, Retryable};
 use crate::tokens::AccessToken;
 
 /// Create a reservation.
@@ -105,6 +105,9 @@ impl Retryable for ApplyFailure {
     }
 }
 
+/// Longest wait for an apply slot: one full minute window, plus margin.
+const PACER_WAIT_ALLOWANCE: Duration = Duration::from_secs(62);
+
 impl LarkClient {
     /// Reserves a meeting hosted by the token's user, valid until `end_time` (unix seconds;
     /// in the future and at most 30 days ahead, or Lark answers 121003).
@@ -118,7 +121,14 @@ impl LarkClient {
             "end_time": end_time.to_string(),
             "meeting_settings": { "topic": topic },
         });
-        let result = with_retry(&self.inner.policy, "lark reserve apply", || async {
+        // The wait for a pacer slot (up to a minute in a burst) must not count against
+        // the attempt's timeout: a request that was never sent cannot have reached Lark.
+        // reqwest's own request timeout still bounds the HTTP call itself.
+        let policy = RetryPolicy {
+            attempt_timeout: self.inner.policy.attempt_timeout + PACER_WAIT_ALLOWANCE,
+            ..self.inner.policy.clone()
+        };
+        let result = with_retry(&policy, "lark reserve apply", || async {
             // Every attempt is a request Lark counts against the app's limit.
             self.inner.apply_pacer.acquire().await;
             let request = self
@@ -460,7 +470,8 @@ mod tests {
                 expected,
                 "more than 50 started in second {second}"
             );
-            tokio::time::advance(Duration::from_secs(1)).await;
+            tokio::time::advance(Duration::from_secs(1) + super::super::pacing::WINDOW_MARGIN)
+                .await;
         }
         for t in tasks {
             t.await.unwrap().expect("every apply succeeds");
@@ -476,7 +487,7 @@ mod tests {
             max_in_window(&starts, Duration::from_secs(1)),
             APPLY_PER_SECOND
         );
-        assert!(starts.iter().all(|&t| t < t0 + Duration::from_secs(3)));
+        assert!(starts.iter().all(|&t| t < t0 + Duration::from_millis(3300)));
     }
 
     #[tokio::test(start_paused = true)]
