@@ -1015,7 +1015,14 @@ impl CometdHub {
             // Release any older connect still held for this client.
             client.wake.send_replace(());
             let wake = client.wake.subscribe();
-            let immediate = message.pointer("/advice/timeout").and_then(Value::as_i64) == Some(0);
+            // The first connect of a session is answered at once, `advice.timeout: 0` or
+            // not: CometD's server (which the Streaming API runs on) only suspends a
+            // connect `if (timeout > 0 && wasConnected && session.isConnected())` —
+            // "Support old clients that do not send advice:{timeout:0} on the first
+            // connect" (cometd/cometd, AbstractHttpTransport.processMetaConnect). Clients
+            // such as aiocometd wait for that first reply before `open()` returns.
+            let immediate = !client.connected_once
+                || message.pointer("/advice/timeout").and_then(Value::as_i64) == Some(0);
             if immediate || !client.queue.is_empty() {
                 let delivered = client.queue.drain(..).collect();
                 let reply = connect_reply(reply, client, connect_timeout);
@@ -1569,6 +1576,40 @@ mod tests {
         let batch = raw.connect(false).await;
         assert_eq!(batch[0]["channel"], "/meta/connect");
         assert_eq!(batch[1]["data"]["event"]["replayId"], 4);
+    }
+
+    #[tokio::test]
+    async fn the_first_connect_is_answered_at_once_even_without_timeout_zero() {
+        let hub = Arc::new(CometdHub::new());
+        let server = start(&hub).await;
+        let mut raw = Raw::new(&server);
+        raw.handshake().await;
+        raw.subscribe(BOOKING_CHANNEL, None).await;
+
+        // Held, it would take the default 110 s; the deadline only bounds a failure.
+        let first = tokio::time::timeout(Duration::from_secs(20), raw.connect(false))
+            .await
+            .expect("the first connect is not held");
+        let reply = reply_on(&first, "/meta/connect");
+        assert_eq!(reply["successful"], true);
+        assert_eq!(reply["advice"]["reconnect"], "retry");
+
+        // Later connects are held until an event or the hold ends.
+        hub.set_connect_timeout(Duration::from_secs(30));
+        let hub2 = Arc::clone(&hub);
+        let publisher = tokio::spawn(async move {
+            while hub2.lock().clients.values().all(|c| c.polling == 0) {
+                tokio::task::yield_now().await;
+            }
+            hub2.publish(booking_change(
+                ChangeKind::Update,
+                &[("Status__c", json!("Held"))],
+            ));
+        });
+        let second = raw.connect(false).await;
+        publisher.await.unwrap();
+        assert_eq!(second.len(), 2, "{second:?}");
+        assert_eq!(second[0]["data"]["payload"]["Status__c"], "Held");
     }
 
     #[tokio::test]

@@ -1,12 +1,12 @@
 //! The simulator's REST data API under `/services/data`: versions, query / queryAll with
-//! `nextRecordsUrl` paging, sObject rows (GET, PATCH, DELETE), create, describe, and
-//! sObject Collections update — in Salesforce's wire format, errors as
-//! `[{"message", "errorCode", "fields"}]`.
+//! `nextRecordsUrl` paging (batch size from `Sforce-Query-Options`), sObject rows (GET,
+//! PATCH, DELETE), create, describe, and sObject Collections update — in Salesforce's
+//! wire format, errors as `[{"message", "errorCode", "fields"}]`.
 
 use std::sync::Arc;
 
 use axum::extract::{Path, Query as QueryParams, Request, State};
-use axum::http::{header::AUTHORIZATION, StatusCode};
+use axum::http::{header::AUTHORIZATION, HeaderMap, StatusCode};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, patch, post};
@@ -121,10 +121,15 @@ async fn require_session(
 
 /// The data API routes.
 pub fn router(shared: Arc<Shared>) -> Router {
+    // Salesforce also answers these resources with a trailing slash, and widely used
+    // clients send it: simple-salesforce 1.12.10 (api.py) queries `…/query/?q=` and
+    // `…/queryAll/?q=` and creates with `POST …/sobjects/{object}/`.
     let authed = Router::new()
         .route("/services/data/{version}/", get(resources))
         .route("/services/data/{version}/query", get(run_query))
+        .route("/services/data/{version}/query/", get(run_query))
         .route("/services/data/{version}/queryAll", get(run_query_all))
+        .route("/services/data/{version}/queryAll/", get(run_query_all))
         .route("/services/data/{version}/query/{locator}", get(query_more))
         .route(
             "/services/data/{version}/queryAll/{locator}",
@@ -133,6 +138,7 @@ pub fn router(shared: Arc<Shared>) -> Router {
         .route("/services/data/{version}/sobjects", get(global_describe))
         .route("/services/data/{version}/sobjects/", get(global_describe))
         .route("/services/data/{version}/sobjects/{object}", post(create))
+        .route("/services/data/{version}/sobjects/{object}/", post(create))
         .route(
             "/services/data/{version}/sobjects/{object}/describe",
             get(describe),
@@ -188,17 +194,37 @@ struct QueryString {
 async fn run_query(
     State(shared): State<Arc<Shared>>,
     Path(v): Path<String>,
+    headers: HeaderMap,
     QueryParams(params): QueryParams<QueryString>,
 ) -> ApiResult {
-    execute_query(&shared, &v, params.q, false)
+    execute_query(&shared, &v, params.q, false, requested_batch_size(&headers))
 }
 
 async fn run_query_all(
     State(shared): State<Arc<Shared>>,
     Path(v): Path<String>,
+    headers: HeaderMap,
     QueryParams(params): QueryParams<QueryString>,
 ) -> ApiResult {
-    execute_query(&shared, &v, params.q, true)
+    execute_query(&shared, &v, params.q, true, requested_batch_size(&headers))
+}
+
+/// Smallest and largest `batchSize` the Query Options header takes.
+const QUERY_BATCH_RANGE: (usize, usize) = (200, 2000);
+
+/// The `batchSize` of a `Sforce-Query-Options: batchSize=N` request header, clamped to
+/// 200..=2000. Source: REST API Developer Guide, "Query Options Header": "The default is
+/// 2,000; the minimum is 200, and the maximum is 2,000. There is no guarantee that the
+/// requested batch size is the actual batch size."
+fn requested_batch_size(headers: &HeaderMap) -> Option<usize> {
+    let value = headers.get("sforce-query-options")?.to_str().ok()?;
+    value.split(',').find_map(|option| {
+        let (name, n) = option.split_once('=')?;
+        let n = n.trim().parse::<usize>().ok()?;
+        name.trim()
+            .eq_ignore_ascii_case("batchSize")
+            .then(|| n.clamp(QUERY_BATCH_RANGE.0, QUERY_BATCH_RANGE.1))
+    })
 }
 
 fn execute_query(
@@ -206,6 +232,7 @@ fn execute_query(
     v: &str,
     soql: Option<String>,
     include_deleted: bool,
+    requested_batch: Option<usize>,
 ) -> ApiResult {
     let v = version(v)?;
     let soql = soql.filter(|q| !q.trim().is_empty()).ok_or_else(|| {
@@ -215,7 +242,10 @@ fn execute_query(
     let rows = query::parse(&soql)
         .and_then(|q| query::execute(&q, &*org, include_deleted, &v, chrono::Utc::now()))
         .map_err(|e| ApiError::new(400, e.code, e.message))?;
-    let batch = org.batch_size.max(1);
+    // The org's own batch size (a test knob) caps what the request asked for.
+    let batch = requested_batch
+        .map_or(org.batch_size, |n| n.min(org.batch_size))
+        .max(1);
     let total = rows.len();
     if total <= batch {
         return Ok(
@@ -223,7 +253,7 @@ fn execute_query(
         );
     }
     let first: Vec<_> = rows[..batch].to_vec();
-    let cursor = org.open_cursor(rows);
+    let cursor = org.open_cursor(rows, batch);
     Ok(Json(json!({
         "totalSize": total,
         "done": false,
@@ -245,8 +275,8 @@ async fn query_more(
         .and_then(|(c, o)| o.parse::<usize>().ok().map(|o| (c.to_string(), o)))
         .ok_or_else(invalid)?;
     let mut org = shared.org.lock().expect("org");
-    let batch = org.batch_size.max(1);
     let cursor = org.cursor(&cursor_id).ok_or_else(invalid)?;
+    let batch = cursor.batch;
     let total = cursor.rows.len();
     if offset > total {
         return Err(invalid());

@@ -80,6 +80,8 @@ struct Rejection {
 pub struct Cursor {
     /// Every row of the result, the first batch included (offsets index into it).
     pub rows: Vec<Map<String, Value>>,
+    /// Rows per batch, fixed when the query ran (it may have asked for its own size).
+    pub batch: usize,
 }
 
 /// The org: schema, records and everything that changes with them.
@@ -576,12 +578,14 @@ impl Org {
         self.pending.clear();
     }
 
-    /// Keeps the rows beyond a query's first batch; returns the cursor id.
-    pub fn open_cursor(&mut self, rows: Vec<Map<String, Value>>) -> String {
+    /// Keeps the rows beyond a query's first batch, served `batch` rows at a time;
+    /// returns the cursor id.
+    pub fn open_cursor(&mut self, rows: Vec<Map<String, Value>>, batch: usize) -> String {
         self.next_cursor += 1;
         let base = format!("01gDz{:0>10}", self.next_cursor);
         let id = format!("{base}{}", id_checksum(&base));
-        self.cursors.insert(id.clone(), Cursor { rows });
+        let batch = batch.max(1);
+        self.cursors.insert(id.clone(), Cursor { rows, batch });
         id
     }
 

@@ -214,6 +214,97 @@ async fn query_pages_have_salesforce_shape() {
 }
 
 #[tokio::test]
+async fn query_options_batch_size_is_clamped_and_kept_by_the_cursor() {
+    let sim = SalesforceSim::start(0).await.unwrap();
+    let (http, token) = login(&sim).await;
+    for i in 0..450 {
+        sim.insert(
+            BOOKING,
+            json!({"Merchant_Name__c": format!("M{i:03}")}),
+            SF_HUMAN_USER_ID,
+        );
+    }
+    let base = sim.base_url();
+    let page = |url: String, options: Option<&'static str>| {
+        let mut request = http.get(url).header("Authorization", bearer(&token));
+        if let Some(options) = options {
+            request = request.header("Sforce-Query-Options", options);
+        }
+        async move { request.send().await.unwrap().json::<Value>().await.unwrap() }
+    };
+    let soql = "SELECT+Id+FROM+Training_Booking__c";
+    let size = |v: &Value| v["records"].as_array().unwrap().len();
+
+    // Default 2000: one page.
+    let all = page(format!("{base}/services/data/{V}/query?q={soql}"), None).await;
+    assert_eq!((size(&all), all["done"].clone()), (450, json!(true)));
+
+    // batchSize=50 is raised to the documented minimum of 200; later pages keep it.
+    let first = page(
+        format!("{base}/services/data/{V}/query?q={soql}"),
+        Some("batchSize=50"),
+    )
+    .await;
+    assert_eq!(size(&first), 200);
+    let next = first["nextRecordsUrl"].as_str().unwrap().to_string();
+    assert!(next.ends_with("-200"), "{next}");
+    let second = page(format!("{base}{next}"), None).await;
+    assert_eq!((size(&second), second["done"].clone()), (200, json!(false)));
+    let next = second["nextRecordsUrl"].as_str().unwrap().to_string();
+    let third = page(format!("{base}{next}"), None).await;
+    assert_eq!((size(&third), third["done"].clone()), (50, json!(true)));
+
+    // batchSize=300 is taken as asked; the org's own (smaller) batch size still caps it.
+    let asked = page(
+        format!("{base}/services/data/{V}/queryAll?q={soql}"),
+        Some("batchSize=300"),
+    )
+    .await;
+    assert_eq!(size(&asked), 300);
+    sim.set_query_batch_size(7);
+    let capped = page(
+        format!("{base}/services/data/{V}/query?q={soql}"),
+        Some("batchSize=300"),
+    )
+    .await;
+    assert_eq!(size(&capped), 7);
+}
+
+#[tokio::test]
+async fn query_and_create_also_answer_with_a_trailing_slash() {
+    let sim = SalesforceSim::start(0).await.unwrap();
+    let (http, token) = login(&sim).await;
+    let base = format!("{}/services/data/{V}", sim.base_url());
+    let created = http
+        .post(format!("{base}/sobjects/{BOOKING}/"))
+        .header("Authorization", bearer(&token))
+        .json(&json!({"Merchant_Name__c": "Slash"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(created.status(), StatusCode::CREATED);
+    let id = created.json::<Value>().await.unwrap()["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    for resource in ["query/", "queryAll/"] {
+        let body: Value = http
+            .get(format!(
+                "{base}/{resource}?q=SELECT+Id,Merchant_Name__c+FROM+{BOOKING}"
+            ))
+            .header("Authorization", bearer(&token))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        assert_eq!(body["totalSize"], json!(1), "{resource}: {body}");
+        assert_eq!(body["records"][0]["Id"], json!(id));
+    }
+}
+
+#[tokio::test]
 async fn collections_enforce_the_200_limit_and_all_or_none() {
     let sim = SalesforceSim::start(0).await.unwrap();
     let (http, token) = login(&sim).await;

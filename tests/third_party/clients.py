@@ -1,0 +1,924 @@
+#!/usr/bin/env python3
+"""Third-party clients against `lark-vc-bridge simulate` (issue 6, item 2).
+
+Starts the simulators through the real binary, reads the printed base URLs, credentials
+and seeded trainers from its stdout, and drives them with UNMODIFIED third-party
+libraries, the way an integrator would drive the real platforms:
+
+- simple-salesforce: REST query / create / get / update / describe / query_all paging /
+  delete against the Salesforce simulator;
+- aiosfstream-ng (aiocometd-ng underneath): CometD long-polling subscription to the
+  booking Change Data Capture channel, with replay -2, -1 and a stored replay id;
+- lark-oapi (the official Lark SDK): tenant-token bot message, app-token v1 OIDC code
+  exchange and user_info, and VC reservations apply / get / update / delete with a user
+  access token obtained through the simulator's authorize page and the v2 token endpoint.
+
+Prints one line per check (`ok  …` / `FAIL …`), then `N passed, M failed`; exits
+non-zero on any failure. See README.md next to this file for why each workaround exists.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import base64
+import contextlib
+import hashlib
+import json
+import os
+import queue
+import re
+import secrets
+import signal
+import subprocess
+import sys
+import threading
+import time
+import traceback
+import uuid
+from dataclasses import dataclass, field
+from typing import Any, Callable
+from urllib.parse import parse_qs, urlencode, urlparse
+
+import requests
+from requests.adapters import HTTPAdapter
+
+BOOKING = "Training_Booking__c"
+CDC_CHANNEL = "/data/Training_Booking__ChangeEvent"
+STARTUP_DEADLINE_S = 60.0
+EVENT_DEADLINE_S = 15.0
+OPEN_DEADLINE_S = 20.0
+
+
+# --------------------------------------------------------------------------------------
+# Reporting
+
+
+class Report:
+    """Counts checks and prints one line for each."""
+
+    def __init__(self) -> None:
+        self.passed = 0
+        self.failed = 0
+
+    def check(self, name: str, condition: bool, detail: Any = "") -> bool:
+        if condition:
+            self.passed += 1
+            print(f"ok   {name}", flush=True)
+        else:
+            self.failed += 1
+            suffix = f": {detail}" if detail != "" else ""
+            print(f"FAIL {name}{suffix}", flush=True)
+        return condition
+
+    def section(self, name: str, body: Callable[[], None]) -> None:
+        """Runs one library's checks; an exception fails the section, not the run."""
+        print(f"-- {name}", flush=True)
+        try:
+            body()
+        except Exception as exc:  # noqa: BLE001 - any error is a failed check here
+            trace = traceback.format_exc(limit=6).rstrip().replace("\n", "\n     ")
+            self.check(f"{name}: ran to the end", False, f"{exc!r}\n     {trace}")
+
+
+# --------------------------------------------------------------------------------------
+# The simulate process
+
+
+@dataclass
+class Trainer:
+    id: str
+    name: str
+    email: str
+    has_lark_account: bool
+
+
+@dataclass
+class Simulate:
+    proc: subprocess.Popen
+    sf_url: str = ""
+    lark_url: str = ""
+    sf_client_id: str = ""
+    sf_client_secret: str = ""
+    lark_app_id: str = ""
+    lark_app_secret: str = ""
+    trainers: list[Trainer] = field(default_factory=list)
+    output: list[str] = field(default_factory=list)
+
+
+TRAINER_LINE = re.compile(
+    r"^\s+(?P<id>[a-zA-Z0-9]{18})\s+(?P<name>.+?)\s{2,}(?P<email>\S+@\S+)\s+"
+    r"(?P<kind>Lark user|no Lark account)\s*$"
+)
+SNIPPET_LINE = re.compile(r'^(?P<key>[a-z_]+)\s*=\s*"(?P<value>[^"]*)"\s*$')
+
+
+def start_simulate(binary: str) -> Simulate:
+    """Starts `BINARY simulate` and parses what it prints until it says it is running."""
+    proc = subprocess.Popen(
+        [binary, "simulate"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        stdin=subprocess.DEVNULL,
+        text=True,
+        bufsize=1,
+    )
+    sim = Simulate(proc=proc)
+    lines: "queue.Queue[str | None]" = queue.Queue()
+
+    def pump() -> None:
+        # Keeps draining stdout for the whole run so the child never blocks on a full pipe.
+        assert proc.stdout is not None
+        for line in proc.stdout:
+            sim.output.append(line.rstrip("\n"))
+            lines.put(line.rstrip("\n"))
+        lines.put(None)
+
+    threading.Thread(target=pump, daemon=True).start()
+
+    section = ""
+    deadline = time.monotonic() + STARTUP_DEADLINE_S
+    while True:
+        remaining = deadline - time.monotonic()
+        if remaining <= 0:
+            raise RuntimeError("simulate did not print 'Running until ctrl-c.' in time")
+        try:
+            line = lines.get(timeout=remaining)
+        except queue.Empty:
+            continue
+        if line is None:
+            raise RuntimeError(
+                f"simulate exited early (code {proc.wait()}):\n" + "\n".join(sim.output)
+            )
+        if line.startswith("Salesforce simulator:"):
+            sim.sf_url = line.split(":", 1)[1].strip()
+        elif line.startswith("Lark simulator:"):
+            sim.lark_url = line.split(":", 1)[1].strip()
+        elif line.strip() in ("[salesforce]", "[lark]"):
+            section = line.strip()
+        elif m := SNIPPET_LINE.match(line):
+            key, value = m["key"], m["value"]
+            if section == "[salesforce]" and key == "client_id":
+                sim.sf_client_id = value
+            elif section == "[salesforce]" and key == "client_secret":
+                sim.sf_client_secret = value
+            elif section == "[lark]" and key == "app_id":
+                sim.lark_app_id = value
+            elif section == "[lark]" and key == "app_secret":
+                sim.lark_app_secret = value
+        elif m := TRAINER_LINE.match(line):
+            sim.trainers.append(
+                Trainer(m["id"], m["name"].strip(), m["email"], m["kind"] == "Lark user")
+            )
+        elif line.startswith("Running until ctrl-c"):
+            return sim
+
+
+def stop_simulate(sim: Simulate) -> int | None:
+    """Ctrl-C, as a person would; killed if it does not stop within 10 s."""
+    if sim.proc.poll() is None:
+        sim.proc.send_signal(signal.SIGINT)
+        try:
+            return sim.proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            sim.proc.kill()
+            sim.proc.wait()
+            return None
+    return sim.proc.returncode
+
+
+# --------------------------------------------------------------------------------------
+# Salesforce: simple-salesforce
+
+
+class LoopbackHttpAdapter(HTTPAdapter):
+    """Sends simple-salesforce's `https://127.0.0.1:PORT/…` requests over plain HTTP.
+
+    simple-salesforce 1.12.10 always builds `https://{instance}` URLs (api.py: base_url,
+    query_more), while the simulator serves plain HTTP on loopback. This adapter, mounted
+    on a `requests.Session` passed through simple-salesforce's documented `session`
+    argument, only changes the scheme; the library itself runs unmodified.
+    """
+
+    def send(self, request, *args, **kwargs):  # type: ignore[override]
+        if request.url.startswith("https://"):
+            request.url = "http://" + request.url[len("https://") :]
+        return super().send(request, *args, **kwargs)
+
+
+def salesforce_token(sim: Simulate) -> dict:
+    """Client-credentials login, exactly as a script against a real org would do it."""
+    resp = requests.post(
+        f"{sim.sf_url}/services/oauth2/token",
+        data={
+            "grant_type": "client_credentials",
+            "client_id": sim.sf_client_id,
+            "client_secret": sim.sf_client_secret,
+        },
+        timeout=10,
+    )
+    resp.raise_for_status()
+    return resp.json()
+
+
+def simple_salesforce_client(sim: Simulate, token: dict):
+    from simple_salesforce import Salesforce
+
+    instance = urlparse(token["instance_url"])
+    session = requests.Session()
+    session.mount(f"https://{instance.netloc}/", LoopbackHttpAdapter())
+    return Salesforce(
+        instance_url=token["instance_url"],
+        session_id=token["access_token"],
+        version="62.0",
+        session=session,
+    )
+
+
+def booking_fields(trainer: Trainer, merchant: str, start_hours: int = 48) -> dict:
+    start = time.gmtime(time.time() + start_hours * 3600)
+    end = time.gmtime(time.time() + (start_hours + 2) * 3600)
+    fmt = "%Y-%m-%dT%H:%M:%S.000+0000"
+    return {
+        "Name": f"Onboarding {merchant}",
+        "Trainer__c": trainer.id,
+        "Training_Start__c": time.strftime(fmt, start),
+        "Training_End__c": time.strftime(fmt, end),
+        "Service_Type__c": "Remote",
+        "Status__c": "Scheduled",
+        "Merchant_Name__c": merchant,
+    }
+
+
+def check_simple_salesforce(r: Report, sim: Simulate, ctx: dict) -> None:
+    from simple_salesforce.exceptions import SalesforceResourceNotFound
+
+    token = salesforce_token(sim)
+    r.check(
+        "sf token: client_credentials answers access_token, instance_url, id",
+        all(k in token for k in ("access_token", "instance_url", "id", "token_type")),
+        token.keys(),
+    )
+    integration_user = token["id"].rstrip("/").rsplit("/", 1)[-1]
+    ctx["integration_user"] = integration_user
+    sf = simple_salesforce_client(sim, token)
+    ctx["sf"] = sf
+
+    trainers = sf.query("SELECT Id, Name, Email__c FROM Onboarding_Trainer__c")
+    by_id = {row["Id"]: row for row in trainers["records"]}
+    r.check(
+        "simple-salesforce query: the seeded trainers, with attributes",
+        trainers["done"] is True
+        and trainers["totalSize"] == len(sim.trainers)
+        and all(t.id in by_id and by_id[t.id]["Email__c"] == t.email for t in sim.trainers)
+        and all(row["attributes"]["type"] == "Onboarding_Trainer__c" for row in by_id.values()),
+        trainers,
+    )
+
+    trainer = next(t for t in sim.trainers if t.has_lark_account)
+    created = sf.Training_Booking__c.create(booking_fields(trainer, "Third Party Cafe"))
+    booking_id = created.get("id", "")
+    r.check(
+        "simple-salesforce create: 201 {id, success: true, errors: []}",
+        created.get("success") is True and created.get("errors") == [] and len(booking_id) == 18,
+        created,
+    )
+
+    got = sf.Training_Booking__c.get(booking_id)
+    r.check(
+        "simple-salesforce get: the record with its fields and attributes",
+        got["Id"] == booking_id
+        and got["Trainer__c"] == trainer.id
+        and got["Merchant_Name__c"] == "Third Party Cafe"
+        and got["Service_Type__c"] == "Remote"
+        and got["attributes"]["type"] == BOOKING
+        and got["CreatedById"] == integration_user,
+        got,
+    )
+
+    status = sf.Training_Booking__c.update(
+        booking_id, {"Merchant_Name__c": "Third Party Bistro", "Status__c": "Confirmed"}
+    )
+    again = sf.Training_Booking__c.get(booking_id)
+    r.check(
+        "simple-salesforce update: 204, and get sees the new values",
+        status == 204
+        and again["Merchant_Name__c"] == "Third Party Bistro"
+        and again["Status__c"] == "Confirmed",
+        (status, again),
+    )
+
+    described = sf.Training_Booking__c.describe()
+    names = {f["name"] for f in described["fields"]}
+    lark_fields = {
+        "Lark_Reservation_Id__c",
+        "Lark_Meeting_Status__c",
+        "Lark_Meeting_Error__c",
+        "Remote_Training_Meeting_Link__c",
+    }
+    status_field = next(
+        (f for f in described["fields"] if f["name"] == "Lark_Meeting_Status__c"), {}
+    )
+    r.check(
+        "simple-salesforce describe: the Lark_* fields are listed",
+        described["name"] == BOOKING
+        and lark_fields <= names
+        and status_field.get("type") == "picklist"
+        and "Created" in [v["value"] for v in status_field.get("picklistValues", [])],
+        sorted(names),
+    )
+    global_describe = sf.describe()
+    r.check(
+        "simple-salesforce global describe: lists both custom objects",
+        {BOOKING, "Onboarding_Trainer__c"} <= {o["name"] for o in global_describe["sobjects"]},
+        global_describe,
+    )
+
+    status = sf.Training_Booking__c.delete(booking_id)
+    r.check("simple-salesforce delete: 204", status == 204, status)
+    try:
+        sf.Training_Booking__c.get(booking_id)
+        gone = False
+    except SalesforceResourceNotFound:
+        gone = True
+    r.check("simple-salesforce get after delete: NOT_FOUND (404)", gone)
+    soql = f"SELECT Id, IsDeleted FROM {BOOKING} WHERE Id = '{booking_id}'"
+    live = sf.query_all(soql)
+    everything = sf.query_all(soql, include_deleted=True)
+    r.check(
+        "simple-salesforce query_all: the deleted booking is gone; include_deleted sees it",
+        live["totalSize"] == 0
+        and everything["totalSize"] == 1
+        and everything["records"][0]["IsDeleted"] is True,
+        (live, everything),
+    )
+    ctx["deleted_booking"] = booking_id
+
+
+def check_query_paging(r: Report, sim: Simulate, ctx: dict) -> None:
+    sf = ctx["sf"]
+    trainer = sim.trainers[-1]
+    marker = f"Paging {uuid.uuid4().hex[:8]}"
+    count = 205
+    ids = set()
+    for i in range(count):
+        ids.add(sf.Training_Booking__c.create(booking_fields(trainer, f"{marker} {i:03d}"))["id"])
+    soql = f"SELECT Id, Merchant_Name__c FROM {BOOKING} WHERE Merchant_Name__c LIKE '{marker}%'"
+    # Sforce-Query-Options: batchSize=200 is the REST API's own paging knob (min 200).
+    options = {"Sforce-Query-Options": "batchSize=200"}
+    first = sf.query(soql, headers=options)
+    r.check(
+        "simple-salesforce query with batchSize=200: first page of 200, nextRecordsUrl",
+        first["totalSize"] == count
+        and first["done"] is False
+        and len(first["records"]) == 200
+        and first.get("nextRecordsUrl", "").startswith("/services/data/v62.0/query/"),
+        {k: v for k, v in first.items() if k != "records"},
+    )
+    everything = sf.query_all(soql, headers=options)
+    got = {row["Id"] for row in everything["records"]}
+    r.check(
+        f"simple-salesforce query_all: follows nextRecordsUrl to all {count} records",
+        everything["totalSize"] == count and got == ids,
+        (everything["totalSize"], len(got ^ ids)),
+    )
+    limited = sf.query_all(soql + " LIMIT 7")
+    r.check(
+        "simple-salesforce query_all with LIMIT 7: 7 records, one page",
+        limited["totalSize"] == 7 and len(limited["records"]) == 7,
+        limited["totalSize"],
+    )
+
+
+# --------------------------------------------------------------------------------------
+# Salesforce streaming: aiosfstream-ng / aiocometd-ng
+
+
+def check_streaming(r: Report, sim: Simulate, ctx: dict) -> None:
+    asyncio.run(streaming_checks(r, sim, ctx))
+
+
+def make_authenticator(sim: Simulate):
+    """aiosfstream's documented extension point: an AuthenticatorBase whose
+    `_authenticate` performs the login. The shipped authenticators post to the hard-coded
+    login.salesforce.com; this one posts the same client-credentials form to the
+    simulator's token URL and hands back Salesforce's token response untouched, except
+    that the instance URL's host becomes `localhost` (see README: aiohttp's default cookie
+    jar drops cookies set by a bare IP address, and Bayeux needs its BAYEUX_BROWSER cookie).
+    """
+    import aiohttp
+    from aiosfstream_ng.auth import AuthenticatorBase
+
+    class SimulatorClientCredentials(AuthenticatorBase):
+        async def _authenticate(self):
+            async with aiohttp.ClientSession() as session:
+                resp = await session.post(
+                    f"{sim.sf_url}/services/oauth2/token",
+                    data={
+                        "grant_type": "client_credentials",
+                        "client_id": sim.sf_client_id,
+                        "client_secret": sim.sf_client_secret,
+                    },
+                )
+                body = await resp.json()
+            if resp.status == 200:
+                body["instance_url"] = body["instance_url"].replace(
+                    "://127.0.0.1:", "://localhost:"
+                )
+            return resp.status, body
+
+    return SimulatorClientCredentials()
+
+
+@contextlib.asynccontextmanager
+async def streaming_client(sim: Simulate, replay: Any):
+    """An aiosfstream Client, opened (handshake + first `/meta/connect`) within a deadline,
+    so a simulator that holds the first connect fails the check instead of hanging it."""
+    from aiosfstream_ng import Client
+
+    client = Client(make_authenticator(sim), replay=replay)
+    try:
+        try:
+            await asyncio.wait_for(client.open(), OPEN_DEADLINE_S)
+        except asyncio.TimeoutError as exc:
+            raise RuntimeError(
+                f"aiosfstream open() (handshake + first /meta/connect) took over {OPEN_DEADLINE_S} s"
+            ) from exc
+        yield client
+    finally:
+        with contextlib.suppress(Exception):
+            await asyncio.wait_for(client.close(), OPEN_DEADLINE_S)
+
+
+async def subscribe(client, channel: str) -> None:
+    await asyncio.wait_for(client.subscribe(channel), OPEN_DEADLINE_S)
+
+
+async def next_event(client, record_id: str | None = None, change_type: str | None = None) -> dict:
+    """The next CDC event (for `record_id`/`change_type` when given), within the deadline."""
+
+    async def wait() -> dict:
+        while True:
+            message = await client.receive()
+            header = message["data"]["payload"]["ChangeEventHeader"]
+            if record_id is not None and record_id not in header["recordIds"]:
+                continue
+            if change_type is not None and header["changeType"] != change_type:
+                continue
+            return message
+
+    return await asyncio.wait_for(wait(), EVENT_DEADLINE_S)
+
+
+def quiet_cancelled_connect(loop: asyncio.AbstractEventLoop, context: dict) -> None:
+    """aiocometd-ng cancels its held `/meta/connect` when a client closes, and the task's
+    done-callback then logs the CancelledError through the loop's exception handler. That
+    is the library tidying up, not a failure: keep it out of the output."""
+    if isinstance(context.get("exception"), asyncio.CancelledError) and "_connect_done" in str(
+        context.get("message", "")
+    ):
+        return
+    loop.default_exception_handler(context)
+
+
+async def streaming_checks(r: Report, sim: Simulate, ctx: dict) -> None:
+    from aiosfstream_ng import ReplayMarker, ReplayOption
+
+    asyncio.get_running_loop().set_exception_handler(quiet_cancelled_connect)
+
+    sf = ctx["sf"]
+    user = ctx["integration_user"]
+    trainer = next(t for t in sim.trainers if t.has_lark_account)
+
+    # Replay -2: everything retained, including the booking the REST checks created and
+    # deleted before this client existed.
+    old_id = ctx.get("deleted_booking")
+    async with streaming_client(sim, ReplayOption.ALL_EVENTS) as client:
+        await subscribe(client, CDC_CHANNEL)
+        r.check(
+            "aiosfstream handshake + subscribe (replay -2): long-polling, subscribed",
+            CDC_CHANNEL in client.subscriptions
+            and str(client.connection_type.value) == "long-polling",
+            (client.subscriptions, client.connection_type),
+        )
+        if old_id:
+            seen = []
+            for kind in ("CREATE", "UPDATE", "DELETE"):
+                msg = await next_event(client, old_id, kind)
+                seen.append(msg["data"]["payload"]["ChangeEventHeader"]["changeType"])
+            r.check(
+                "aiosfstream replay -2: replays CREATE, UPDATE, DELETE of an earlier booking",
+                seen == ["CREATE", "UPDATE", "DELETE"],
+                seen,
+            )
+
+    # Replay -1: only new events. Create, update and delete a booking through REST.
+    storage: dict[str, ReplayMarker] = {}
+    async with streaming_client(sim, ReplayOption.NEW_EVENTS) as client:
+        await subscribe(client, CDC_CHANNEL)
+        created = await asyncio.to_thread(
+            sf.Training_Booking__c.create, booking_fields(trainer, "Streaming Deli")
+        )
+        new_id = created["id"]
+        msg = await next_event(client)
+        header = msg["data"]["payload"]["ChangeEventHeader"]
+        payload = msg["data"]["payload"]
+        r.check(
+            "aiosfstream replay -1: first event is the new booking's CREATE, not history",
+            header["changeType"] == "CREATE"
+            and header["recordIds"] == [new_id]
+            and header["entityName"] == BOOKING
+            and header["commitUser"] == user
+            and payload.get("Merchant_Name__c") == "Streaming Deli"
+            and payload.get("Trainer__c") == trainer.id
+            and isinstance(msg["data"]["event"]["replayId"], int)
+            and msg["channel"] == CDC_CHANNEL,
+            msg,
+        )
+        create_replay = msg["data"]["event"]["replayId"]
+        storage[CDC_CHANNEL] = ReplayMarker(
+            date=str(header["commitTimestamp"]), replay_id=create_replay
+        )
+
+        await asyncio.to_thread(
+            sf.Training_Booking__c.update,
+            new_id,
+            {"Status__c": "Confirmed", "Merchant_Name__c": "Streaming Diner"},
+        )
+        msg = await next_event(client, new_id)
+        header = msg["data"]["payload"]["ChangeEventHeader"]
+        payload = msg["data"]["payload"]
+        r.check(
+            "aiosfstream UPDATE event: changedFields names the changed fields, body only those",
+            header["changeType"] == "UPDATE"
+            and {"Status__c", "Merchant_Name__c"} <= set(header["changedFields"])
+            and payload.get("Status__c") == "Confirmed"
+            and payload.get("Merchant_Name__c") == "Streaming Diner"
+            and "Trainer__c" not in payload
+            and msg["data"]["event"]["replayId"] > create_replay,
+            msg,
+        )
+
+        await asyncio.to_thread(sf.Training_Booking__c.delete, new_id)
+        msg = await next_event(client, new_id)
+        header = msg["data"]["payload"]["ChangeEventHeader"]
+        r.check(
+            "aiosfstream DELETE event: changeType DELETE, recordIds [id]",
+            header["changeType"] == "DELETE" and header["recordIds"] == [new_id],
+            msg,
+        )
+
+    # A stored replay id: resume after the CREATE, get the UPDATE and DELETE again.
+    async with streaming_client(sim, storage) as client:
+        await subscribe(client, CDC_CHANNEL)
+        first = await next_event(client)
+        second = await next_event(client)
+        kinds = [m["data"]["payload"]["ChangeEventHeader"]["changeType"] for m in (first, second)]
+        ids = [m["data"]["payload"]["ChangeEventHeader"]["recordIds"] for m in (first, second)]
+        r.check(
+            "aiosfstream stored replay id: resumes right after it (UPDATE, DELETE)",
+            kinds == ["UPDATE", "DELETE"] and ids == [[new_id], [new_id]],
+            (kinds, ids),
+        )
+        r.check(
+            "aiosfstream replay storage advanced to the last event consumed",
+            storage[CDC_CHANNEL].replay_id == second["data"]["event"]["replayId"],
+            storage,
+        )
+
+
+# --------------------------------------------------------------------------------------
+# Lark: lark-oapi
+
+
+def lark_authorize(sim: Simulate, email: str, scope: str) -> tuple[str, str, str]:
+    """The simulator's authorize page, approving as `email` (the `sim_user` extension).
+
+    Returns (code, redirect_uri, code_verifier)."""
+    redirect_uri = "http://127.0.0.1:9/oauth/lark/callback"
+    verifier = secrets.token_urlsafe(48)
+    challenge = (
+        base64.urlsafe_b64encode(hashlib.sha256(verifier.encode()).digest()).rstrip(b"=").decode()
+    )
+    state = secrets.token_urlsafe(16)
+    query = urlencode(
+        {
+            "client_id": sim.lark_app_id,
+            "response_type": "code",
+            "redirect_uri": redirect_uri,
+            "scope": scope,
+            "state": state,
+            "code_challenge": challenge,
+            "code_challenge_method": "S256",
+            "sim_user": email,
+        }
+    )
+    resp = requests.get(
+        f"{sim.lark_url}/open-apis/authen/v1/authorize?{query}", allow_redirects=False, timeout=10
+    )
+    if resp.status_code != 302:
+        raise RuntimeError(f"authorize answered {resp.status_code}: {resp.text[:200]}")
+    location = urlparse(resp.headers["Location"])
+    params = parse_qs(location.query)
+    if params.get("state") != [state]:
+        raise RuntimeError(f"authorize lost the state: {resp.headers['Location']}")
+    return params["code"][0], redirect_uri, verifier
+
+
+def check_lark(r: Report, sim: Simulate, ctx: dict) -> None:
+    import lark_oapi as lark
+    from lark_oapi.api.authen.v1 import (
+        CreateOidcAccessTokenRequest,
+        CreateOidcAccessTokenRequestBody,
+        CreateOidcRefreshAccessTokenRequest,
+        CreateOidcRefreshAccessTokenRequestBody,
+        GetUserInfoRequest,
+    )
+    from lark_oapi.api.im.v1 import CreateMessageRequest, CreateMessageRequestBody
+    from lark_oapi.api.vc.v1 import (
+        ApplyReserveRequest,
+        ApplyReserveRequestBody,
+        DeleteReserveRequest,
+        GetReserveRequest,
+        ReserveMeetingSetting,
+        UpdateReserveRequest,
+        UpdateReserveRequestBody,
+    )
+
+    client = (
+        lark.Client.builder()
+        .app_id(sim.lark_app_id)
+        .app_secret(sim.lark_app_secret)
+        .domain(sim.lark_url)
+        # Lets a request carry a user_access_token in its RequestOption (the SDK's
+        # switch for user-token calls); tenant and app tokens are still fetched by the
+        # SDK itself from app_id/app_secret.
+        .enable_set_token(True)
+        .log_level(lark.LogLevel.CRITICAL)
+        .build()
+    )
+    trainer = next(t for t in sim.trainers if t.has_lark_account)
+    stranger = next((t for t in sim.trainers if not t.has_lark_account), None)
+
+    # Bot message with the tenant token (fetched by the SDK on its own).
+    def message(to: str, text: str):
+        body = (
+            CreateMessageRequestBody.builder()
+            .receive_id(to)
+            .msg_type("text")
+            .content(json.dumps({"text": text}))
+            .uuid(str(uuid.uuid4()))
+            .build()
+        )
+        request = CreateMessageRequest.builder().receive_id_type("email").request_body(body).build()
+        return client.im.v1.message.create(request)
+
+    sent = message(trainer.email, "Your Lark account is needed for remote trainings.")
+    r.check(
+        "lark-oapi im.v1.message.create (tenant token, receive_id_type=email): code 0",
+        sent.success()
+        and sent.code == 0
+        and sent.data.message_id.startswith("om_")
+        and sent.data.msg_type == "text"
+        and json.loads(sent.data.body.content)
+        == {"text": "Your Lark account is needed for remote trainings."},
+        (sent.code, sent.msg, sent.raw.content[:300] if sent.raw else None),
+    )
+    if stranger is not None:
+        refused = message(stranger.email, "hello")
+        r.check(
+            "lark-oapi im.v1.message.create to a non-Lark email: code 230013, not success",
+            not refused.success() and refused.code == 230013,
+            (refused.code, refused.msg),
+        )
+
+    # User OAuth: authorize page → code → v2 token endpoint. lark-oapi 1.7.5 has no v2
+    # `authen/v2/oauth/token` authorization_code API, so this step is a plain POST.
+    scope = "vc:reserve offline_access contact:user.email:readonly"
+    code, redirect_uri, verifier = lark_authorize(sim, trainer.email, scope)
+    resp = requests.post(
+        f"{sim.lark_url}/open-apis/authen/v2/oauth/token",
+        json={
+            "grant_type": "authorization_code",
+            "client_id": sim.lark_app_id,
+            "client_secret": sim.lark_app_secret,
+            "code": code,
+            "redirect_uri": redirect_uri,
+            "code_verifier": verifier,
+        },
+        timeout=10,
+    )
+    tokens = resp.json()
+    r.check(
+        "lark v2 oauth/token (plain requests POST): code 0, access + refresh tokens",
+        resp.status_code == 200
+        and tokens.get("code") == 0
+        and tokens.get("access_token")
+        and tokens.get("refresh_token")
+        and tokens.get("expires_in", 0) > 0
+        and tokens.get("token_type") == "Bearer",
+        {k: v for k, v in tokens.items() if "token" not in k or k == "token_type"},
+    )
+    user_option = lark.RequestOption.builder().user_access_token(tokens["access_token"]).build()
+
+    # The v1 OIDC exchange IS in the SDK (app token fetched implicitly): a second code.
+    code_v1, _, _ = lark_authorize(sim, trainer.email, scope)
+    oidc = client.authen.v1.oidc_access_token.create(
+        CreateOidcAccessTokenRequest.builder()
+        .request_body(
+            CreateOidcAccessTokenRequestBody.builder()
+            .grant_type("authorization_code")
+            .code(code_v1)
+            .build()
+        )
+        .build()
+    )
+    r.check(
+        "lark-oapi authen.v1.oidc_access_token.create (app token implicit): code 0, tokens",
+        oidc.success() and bool(oidc.data.access_token) and bool(oidc.data.refresh_token),
+        (oidc.code, oidc.msg),
+    )
+    info = client.authen.v1.user_info.get(
+        GetUserInfoRequest.builder().build(),
+        (
+            lark.RequestOption.builder().user_access_token(oidc.data.access_token).build()
+            if oidc.success()
+            else user_option
+        ),
+    )
+    r.check(
+        "lark-oapi authen.v1.user_info.get (user token): the trainer's email and open_id",
+        info.success() and info.data.email == trainer.email and info.data.open_id.startswith("ou_"),
+        (info.code, info.msg),
+    )
+
+    if oidc.success():
+        refreshed = client.authen.v1.oidc_refresh_access_token.create(
+            CreateOidcRefreshAccessTokenRequest.builder()
+            .request_body(
+                CreateOidcRefreshAccessTokenRequestBody.builder()
+                .grant_type("refresh_token")
+                .refresh_token(oidc.data.refresh_token)
+                .build()
+            )
+            .build()
+        )
+        r.check(
+            "lark-oapi authen.v1.oidc_refresh_access_token.create: code 0, rotated tokens",
+            refreshed.success()
+            and refreshed.data.access_token not in ("", None, oidc.data.access_token)
+            and refreshed.data.refresh_token not in ("", None, oidc.data.refresh_token)
+            and refreshed.data.refresh_expires_in > 0,
+            (refreshed.code, refreshed.msg),
+        )
+        reused = client.authen.v1.oidc_refresh_access_token.create(
+            CreateOidcRefreshAccessTokenRequest.builder()
+            .request_body(
+                CreateOidcRefreshAccessTokenRequestBody.builder()
+                .grant_type("refresh_token")
+                .refresh_token(oidc.data.refresh_token)
+                .build()
+            )
+            .build()
+        )
+        r.check(
+            "lark-oapi oidc_refresh_access_token with a used refresh token: refused",
+            # 20073 "has been used" (20064 once revoked): refresh tokens are single use.
+            not reused.success() and reused.code in (20064, 20073),
+            (reused.code, reused.msg),
+        )
+
+    # VC reservation with the user token: apply, get, update, delete.
+    end_time = int(time.time()) + 3 * 3600
+    applied = client.vc.v1.reserve.apply(
+        ApplyReserveRequest.builder()
+        .request_body(
+            ApplyReserveRequestBody.builder()
+            # As the SDK's own sample (samples/api/vc/v1/apply_reserve_sample.py): a
+            # string of unix seconds, which is how the API documents end_time.
+            .end_time(str(end_time))
+            .meeting_settings(
+                ReserveMeetingSetting.builder().topic("Onboarding: Third Party Cafe").build()
+            )
+            .build()
+        )
+        .build(),
+        user_option,
+    )
+    reserve = applied.data.reserve if applied.success() else None
+    r.check(
+        "lark-oapi vc.v1.reserve.apply (user token): code 0, reserve with id/meeting_no/url",
+        reserve is not None
+        and bool(reserve.id)
+        and re.fullmatch(r"\d{9}", reserve.meeting_no or "") is not None
+        and (reserve.url or "").startswith("https://")
+        and int(reserve.end_time) == end_time
+        and reserve.meeting_settings.topic == "Onboarding: Third Party Cafe",
+        (applied.code, applied.msg, applied.raw.content[:400] if applied.raw else None),
+    )
+    if reserve is None:
+        return
+    reserve_id = str(reserve.id)
+
+    got = client.vc.v1.reserve.get(
+        GetReserveRequest.builder().reserve_id(reserve_id).build(), user_option
+    )
+    r.check(
+        "lark-oapi vc.v1.reserve.get: code 0, the same reservation",
+        got.success()
+        and str(got.data.reserve.id) == reserve_id
+        and got.data.reserve.meeting_no == reserve.meeting_no,
+        (got.code, got.msg),
+    )
+
+    new_end = end_time + 3600
+    updated = client.vc.v1.reserve.update(
+        UpdateReserveRequest.builder()
+        .reserve_id(reserve_id)
+        .request_body(
+            UpdateReserveRequestBody.builder()
+            .end_time(str(new_end))
+            .meeting_settings(
+                ReserveMeetingSetting.builder().topic("Onboarding: Third Party Bistro").build()
+            )
+            .build()
+        )
+        .build(),
+        user_option,
+    )
+    r.check(
+        "lark-oapi vc.v1.reserve.update: code 0, new end_time and topic",
+        updated.success()
+        and int(updated.data.reserve.end_time) == new_end
+        and updated.data.reserve.meeting_settings.topic == "Onboarding: Third Party Bistro",
+        (updated.code, updated.msg),
+    )
+
+    deleted = client.vc.v1.reserve.delete(
+        DeleteReserveRequest.builder().reserve_id(reserve_id).build(), user_option
+    )
+    r.check(
+        "lark-oapi vc.v1.reserve.delete: code 0",
+        deleted.success() and deleted.code == 0,
+        (deleted.code, deleted.msg),
+    )
+    gone = client.vc.v1.reserve.get(
+        GetReserveRequest.builder().reserve_id(reserve_id).build(), user_option
+    )
+    r.check(
+        "lark-oapi vc.v1.reserve.get after delete: code 121004, not success",
+        not gone.success() and gone.code == 121004,
+        (gone.code, gone.msg),
+    )
+
+
+# --------------------------------------------------------------------------------------
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument(
+        "--bin",
+        default=os.path.join("target", "debug", "lark-vc-bridge"),
+        help="path to the lark-vc-bridge binary (build it first with `cargo build`)",
+    )
+    args = parser.parse_args()
+    if not os.path.exists(args.bin):
+        print(f"FAIL binary not found: {args.bin} (run `cargo build` first)")
+        print("0 passed, 1 failed")
+        return 1
+
+    r = Report()
+    sim = start_simulate(args.bin)
+    ctx: dict = {}
+    try:
+        r.check(
+            "simulate printed both base URLs, credentials and the seeded trainers",
+            sim.sf_url.startswith("http://127.0.0.1:")
+            and sim.lark_url.startswith("http://127.0.0.1:")
+            and sim.sf_client_id
+            and sim.sf_client_secret
+            and sim.lark_app_id
+            and sim.lark_app_secret
+            and any(t.has_lark_account for t in sim.trainers)
+            and any(not t.has_lark_account for t in sim.trainers),
+            sim,
+        )
+        r.section("simple-salesforce", lambda: check_simple_salesforce(r, sim, ctx))
+        if "sf" in ctx:
+            r.section("aiosfstream-ng (CometD)", lambda: check_streaming(r, sim, ctx))
+            r.section("simple-salesforce paging", lambda: check_query_paging(r, sim, ctx))
+        r.section("lark-oapi", lambda: check_lark(r, sim, ctx))
+    finally:
+        code = stop_simulate(sim)
+    r.check("simulate stops on ctrl-c (SIGINT) with exit code 0", code == 0, code)
+    if r.failed:
+        print("-- simulate output (last 40 lines):")
+        for line in sim.output[-40:]:
+            print(f"   {line}")
+    print(f"{r.passed} passed, {r.failed} failed")
+    return 1 if r.failed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
