@@ -1544,50 +1544,14 @@ async fn connect_all(
     results.into_iter().collect()
 }
 
-/// A trainer connecting: a scripted browser follows the real redirects (as `demo` does).
+/// A trainer connecting through the real redirects (the same scripted browser as `demo`).
 async fn connect(
     http: &reqwest::Client,
     url: &str,
     trainer_id: &str,
     email: &str,
 ) -> anyhow::Result<()> {
-    let start = http
-        .get(format!("{url}/oauth/lark/start?trainer={trainer_id}"))
-        .send()
-        .await?;
-    if start.status() != 302 {
-        bail!("connect link answered {}", start.status());
-    }
-    let cookie = start
-        .headers()
-        .get("set-cookie")
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.split(';').next())
-        .context("no state cookie")?
-        .to_string();
-    let mut authorize = url::Url::parse(
-        start
-            .headers()
-            .get("location")
-            .and_then(|v| v.to_str().ok())
-            .context("no redirect")?,
-    )?;
-    // The simulator's login page: `sim_user` chooses who signs in.
-    authorize.query_pairs_mut().append_pair("sim_user", email);
-    let approved = http.get(authorize.as_str()).send().await?;
-    let callback = approved
-        .headers()
-        .get("location")
-        .and_then(|v| v.to_str().ok())
-        .context("Lark did not redirect back")?
-        .to_string();
-    let done = http.get(&callback).header("cookie", cookie).send().await?;
-    let status = done.status();
-    let body = done.text().await.unwrap_or_default();
-    if status != 200 || !body.contains("Lark connected") {
-        bail!("callback answered {status}");
-    }
-    Ok(())
+    crate::simulator::browser::connect_trainer(http, url, trainer_id, email, |_| {}).await
 }
 
 /// The service's `lvb_*` samples from `/metrics` (empty when unreachable).

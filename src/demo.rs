@@ -16,6 +16,7 @@ use serde_json::{json, Map, Value};
 
 use crate::app::App;
 use crate::config::Settings;
+use crate::simulator::browser::{connect_trainer, ConnectHop};
 use crate::simulator::launch::Simulators;
 use crate::simulator::SF_HUMAN_USER_ID;
 
@@ -386,7 +387,7 @@ pub async fn run(json: bool) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// A trainer connecting: a scripted browser follows the real redirects.
+/// A trainer connecting: a scripted browser follows the real redirects, narrated.
 async fn connect(
     n: &mut Narrator,
     http: &reqwest::Client,
@@ -395,48 +396,16 @@ async fn connect(
     email: &str,
     name: &str,
 ) -> anyhow::Result<()> {
-    let start = http
-        .get(format!("{url}/oauth/lark/start?trainer={trainer_id}"))
-        .send()
-        .await?;
-    if start.status() != 302 {
-        bail!("connect link answered {}", start.status());
-    }
-    let cookie = start
-        .headers()
-        .get("set-cookie")
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.split(';').next())
-        .context("no state cookie")?
-        .to_string();
-    let mut authorize = url::Url::parse(
-        start
-            .headers()
-            .get("location")
-            .and_then(|v| v.to_str().ok())
-            .context("no redirect")?,
-    )?;
-    n.say(format!(
-        "{name} opens their connect link → redirected to Lark's authorize page"
-    ));
-    // The simulator's login page: choosing the user is what `sim_user` does.
-    authorize.query_pairs_mut().append_pair("sim_user", email);
-    let approved = http.get(authorize.as_str()).send().await?;
-    let callback = approved
-        .headers()
-        .get("location")
-        .and_then(|v| v.to_str().ok())
-        .context("Lark did not redirect back")?
-        .to_string();
-    n.say(format!("{name} signs in to Lark as {email} and approves"));
-    let done = http.get(&callback).header("cookie", cookie).send().await?;
-    let status = done.status();
-    let body = done.text().await.unwrap_or_default();
-    if status != 200 || !body.contains("Lark connected") {
-        bail!("callback answered {status}");
-    }
-    n.say(format!("{name} sees \"Lark connected\""));
-    Ok(())
+    connect_trainer(http, url, trainer_id, email, |hop| {
+        n.say(match hop {
+            ConnectHop::RedirectedToLark => {
+                format!("{name} opens their connect link → redirected to Lark's authorize page")
+            }
+            ConnectHop::Approved => format!("{name} signs in to Lark as {email} and approves"),
+            ConnectHop::Connected => format!("{name} sees \"Lark connected\""),
+        })
+    })
+    .await
 }
 
 fn field(record: Option<Map<String, Value>>, name: &str) -> Value {

@@ -6,6 +6,7 @@
 //!
 //! Nothing here is used by the service's production path.
 
+pub mod browser;
 pub mod common;
 pub mod lark;
 pub mod launch;
