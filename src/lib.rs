@@ -6,11 +6,15 @@
 //! - [`retry`]      — the one retry helper: classification, jittered capped backoff, server hints
 //! - [`store`]      — embedded SQLite: OAuth nonces, checkpoints, token and reservation journals
 //! - [`tokens`]     — token types with redacted `Debug`, the AES-GCM vault, the token service
+//! - [`bookings`]   — booking model, the pure `decide`, `act` (Lark + write-back), processor, sweeps
 //! - [`salesforce`] — Salesforce auth, REST (query, update, collections) and streaming (CometD)
 //! - [`lark`]       — Lark app token, user OAuth, VC reserves, bot messages
 //! - [`http`]       — the axum routes: OAuth start/callback, health, readiness, metrics
-//! - [`app`]        — wiring: `App::build(settings)`, `port()`, `run_until_stopped()`
+//! - [`metrics`]    — counters and gauges rendered for `/metrics`
+//! - [`app`]        — wiring: `App::build(settings)`, `local_url()`, `run_until_stopped()`
 //! - [`cli`]        — the commands of design §2.1
+//! - [`check`]      — `check`: the set-up checklist against a real org and Lark app
+//! - [`demo`]       — `demo`: the whole job against the simulators, narrated
 //! - [`bench`]      — `bench`: a burst of bookings against the simulators, measured (issue 7)
 //! - [`simulator`]  — in-process Salesforce and Lark simulators for demo, simulate and tests
 
