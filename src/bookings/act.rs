@@ -69,7 +69,6 @@ impl Actor<'_> {
                 Ok(self.status(booking, &id, MeetingStatus::Failed, Some(&reason)))
             }
             Decision::WriteBack { reservation } => Ok(Some(self.created(
-                booking,
                 &id,
                 &reservation.reservation_id,
                 reservation.url.as_deref().unwrap_or(""),
@@ -144,21 +143,12 @@ impl Actor<'_> {
             Decision::Release { reservation } => {
                 self.delete_reservation(booking, &reservation).await?;
                 self.remind(booking).await;
-                let mut fields = Map::new();
-                fields.insert(self.settings.link_field.clone(), Value::Null);
-                fields.insert(self.settings.reservation_field.clone(), Value::Null);
-                fields.insert(
-                    self.settings.meeting_status_field.clone(),
-                    json!(MeetingStatus::PendingTrainerConnection.as_str()),
-                );
-                fields.insert(
-                    self.settings.meeting_error_field.clone(),
-                    json!(PENDING_REASON),
-                );
-                Ok(Some(WriteBack {
-                    booking_id: id,
-                    fields,
-                }))
+                Ok(Some(self.meeting_write(
+                    &id,
+                    None,
+                    MeetingStatus::PendingTrainerConnection,
+                    Some(PENDING_REASON),
+                )))
             }
             Decision::Cancel { reservation } => {
                 if let Some(res) = &reservation {
@@ -167,18 +157,12 @@ impl Actor<'_> {
                 if booking.is_deleted {
                     return Ok(None);
                 }
-                let mut fields = Map::new();
-                fields.insert(self.settings.link_field.clone(), Value::Null);
-                fields.insert(self.settings.reservation_field.clone(), Value::Null);
-                fields.insert(
-                    self.settings.meeting_status_field.clone(),
-                    json!(MeetingStatus::Cancelled.as_str()),
-                );
-                fields.insert(self.settings.meeting_error_field.clone(), Value::Null);
-                Ok(Some(WriteBack {
-                    booking_id: id,
-                    fields,
-                }))
+                Ok(Some(self.meeting_write(
+                    &id,
+                    None,
+                    MeetingStatus::Cancelled,
+                    None,
+                )))
             }
         }
     }
@@ -203,7 +187,7 @@ impl Actor<'_> {
             .map_err(|e| Transient(e.to_string()))?
         {
             if j.trainer_id == trainer.id {
-                return Ok(Some(self.created(booking, id, &j.reservation_id, &j.url)));
+                return Ok(Some(self.created(id, &j.reservation_id, &j.url)));
             }
         }
         let token = match self.token(&trainer).await? {
@@ -226,7 +210,7 @@ impl Actor<'_> {
                 self.metrics
                     .inc("lvb_meetings_total", &[("action", "created")]);
                 tracing::info!(booking = %booking.id, trainer = %trainer.id, reservation = %reserve.id, "meeting reserved");
-                Ok(Some(self.created(booking, id, &reserve.id, &reserve.url)))
+                Ok(Some(self.created(id, &reserve.id, &reserve.url)))
             }
             Err(e) => self.lark_failure(booking, id, e),
         }
@@ -421,6 +405,16 @@ impl Actor<'_> {
         if booking.meeting_status == Some(status) && booking.meeting_error == reason {
             return None;
         }
+        Some(self.status_write(id, status, reason.as_deref()))
+    }
+
+    /// The status and reason fields.
+    fn status_write(
+        &self,
+        id: &RecordId,
+        status: MeetingStatus,
+        reason: Option<&str>,
+    ) -> WriteBack {
         let mut fields = Map::new();
         fields.insert(
             self.settings.meeting_status_field.clone(),
@@ -428,36 +422,39 @@ impl Actor<'_> {
         );
         fields.insert(
             self.settings.meeting_error_field.clone(),
-            reason.map(Value::String).unwrap_or(Value::Null),
+            reason.map_or(Value::Null, |r| json!(r)),
         );
-        Some(WriteBack {
-            booking_id: id.clone(),
-            fields,
-        })
-    }
-
-    fn created(
-        &self,
-        _booking: &Booking,
-        id: &RecordId,
-        reservation_id: &str,
-        url: &str,
-    ) -> WriteBack {
-        let mut fields = Map::new();
-        fields.insert(self.settings.link_field.clone(), json!(url));
-        fields.insert(
-            self.settings.reservation_field.clone(),
-            json!(reservation_id),
-        );
-        fields.insert(
-            self.settings.meeting_status_field.clone(),
-            json!(MeetingStatus::Created.as_str()),
-        );
-        fields.insert(self.settings.meeting_error_field.clone(), Value::Null);
         WriteBack {
             booking_id: id.clone(),
             fields,
         }
+    }
+
+    /// All four output fields; `meeting` is (reservation id, link), None clears both.
+    fn meeting_write(
+        &self,
+        id: &RecordId,
+        meeting: Option<(&str, &str)>,
+        status: MeetingStatus,
+        reason: Option<&str>,
+    ) -> WriteBack {
+        let mut write = self.status_write(id, status, reason);
+        let (reservation_id, link) =
+            meeting.map_or((Value::Null, Value::Null), |(r, u)| (json!(r), json!(u)));
+        write
+            .fields
+            .insert(self.settings.reservation_field.clone(), reservation_id);
+        write.fields.insert(self.settings.link_field.clone(), link);
+        write
+    }
+
+    fn created(&self, id: &RecordId, reservation_id: &str, url: &str) -> WriteBack {
+        self.meeting_write(
+            id,
+            Some((reservation_id, url)),
+            MeetingStatus::Created,
+            None,
+        )
     }
 
     fn created_if_changed(
@@ -471,6 +468,6 @@ impl Actor<'_> {
             && booking.reservation_id.as_deref() == Some(reservation_id)
             && booking.link.as_deref() == Some(url)
             && booking.meeting_error.is_none();
-        (!same).then(|| self.created(booking, id, reservation_id, url))
+        (!same).then(|| self.created(id, reservation_id, url))
     }
 }
