@@ -23,7 +23,7 @@ use secrecy::ExposeSecret;
 use serde_json::{json, Map, Value};
 
 use crate::helpers::{
-    captured_logs, connect, spawn_app, spawn_app_with, start_app, wait_until, TestApp,
+    self, captured_logs, connect, spawn_app, spawn_app_with, start_app, wait_until, TestApp,
 };
 
 const TRAINER: &str = "Onboarding_Trainer__c";
@@ -41,30 +41,19 @@ const SHORT_ACCESS_SECS: i64 = 60;
 /// Adds a trainer with a Lark account and connects them through the real OAuth flow,
 /// with the Lark simulator issuing tokens of the given lifetimes. Returns (trainer id,
 /// open_id). Lifetimes go back to Lark's defaults afterwards.
-async fn connected_trainer(
+async fn connected_with_lifetimes(
     app: &TestApp,
     name: &str,
     email: &str,
     access_secs: i64,
     refresh_secs: i64,
 ) -> (String, String) {
-    let id = app.add_trainer(name, Some(email), true);
     app.lark.set_token_lifetimes(access_secs, refresh_secs);
-    let hop = connect(app, &id, email).await;
+    let connected = helpers::connected_trainer(app, name, email).await;
     app.lark
         .set_token_lifetimes(DEFAULT_ACCESS_SECS, DEFAULT_REFRESH_SECS);
-    assert_eq!(hop.status, 200, "connect {email}: {}", hop.body);
-    assert_eq!(app.trainer(&id)["Lark_Connected__c"], json!(true));
-    (id, open_id_of(app, email))
-}
-
-fn open_id_of(app: &TestApp, email: &str) -> String {
-    app.lark
-        .users()
-        .into_iter()
-        .find(|u| u.email == email)
-        .expect("lark user")
-        .open_id
+    assert_eq!(app.trainer(&connected.0)["Lark_Connected__c"], json!(true));
+    connected
 }
 
 /// The trainer as the service reads it (a fresh SOQL read).
@@ -205,7 +194,7 @@ async fn metrics_text(app: &TestApp) -> String {
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn twenty_concurrent_callers_share_one_refresh() {
     let app = spawn_app().await;
-    let (id, open_id) = connected_trainer(
+    let (id, open_id) = connected_with_lifetimes(
         &app,
         "Ann",
         "ann@example.com",
@@ -273,7 +262,7 @@ async fn twenty_concurrent_callers_share_one_refresh() {
 #[tokio::test]
 async fn a_token_write_that_fails_three_times_still_lands() {
     let app = spawn_app().await;
-    let (id, open_id) = connected_trainer(
+    let (id, open_id) = connected_with_lifetimes(
         &app,
         "Ann",
         "ann@example.com",
@@ -322,7 +311,7 @@ async fn a_token_write_that_fails_three_times_still_lands() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn tokens_journalled_before_a_crash_are_written_at_start_up() {
     let app = spawn_app().await;
-    let (id, open_id) = connected_trainer(
+    let (id, open_id) = connected_with_lifetimes(
         &app,
         "Ann",
         "ann@example.com",
@@ -389,7 +378,7 @@ async fn tokens_journalled_before_a_crash_are_written_at_start_up() {
 #[tokio::test]
 async fn tokens_salesforce_refused_are_written_by_the_next_refresh_pass() {
     let app = spawn_app().await;
-    let (id, open_id) = connected_trainer(
+    let (id, open_id) = connected_with_lifetimes(
         &app,
         "Ann",
         "ann@example.com",
@@ -465,7 +454,7 @@ async fn a_revoked_refresh_token_disconnects_and_reminds_once_a_day() {
     let app = spawn_app().await;
     let email = "ann@example.com";
     let (id, open_id) =
-        connected_trainer(&app, "Ann", email, SHORT_ACCESS_SECS, DEFAULT_REFRESH_SECS).await;
+        connected_with_lifetimes(&app, "Ann", email, SHORT_ACCESS_SECS, DEFAULT_REFRESH_SECS).await;
     app.lark.revoke(&open_id);
 
     refresh_is_refused(&app, &id).await;
@@ -523,7 +512,7 @@ async fn a_revoked_refresh_token_disconnects_and_reminds_once_a_day() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn concurrent_callers_share_one_refused_refresh() {
     let app = spawn_app().await;
-    let (id, open_id) = connected_trainer(
+    let (id, open_id) = connected_with_lifetimes(
         &app,
         "Ann",
         "ann@example.com",
@@ -562,7 +551,7 @@ async fn concurrent_callers_share_one_refused_refresh() {
 #[tokio::test]
 async fn the_v1_endpoints_refresh_and_refuse_like_v2() {
     let app = spawn_app_with(|s| s.lark.oauth_version = OAuthVersion::V1).await;
-    let (id, open_id) = connected_trainer(
+    let (id, open_id) = connected_with_lifetimes(
         &app,
         "Ann",
         "ann@example.com",
@@ -596,7 +585,7 @@ async fn the_v1_endpoints_refresh_and_refuse_like_v2() {
 #[tokio::test]
 async fn an_expired_or_used_refresh_token_disconnects_with_its_own_reason() {
     let app = spawn_app().await;
-    let (a, a_open) = connected_trainer(
+    let (a, a_open) = connected_with_lifetimes(
         &app,
         "Ann",
         "ann@example.com",
@@ -604,7 +593,7 @@ async fn an_expired_or_used_refresh_token_disconnects_with_its_own_reason() {
         DEFAULT_REFRESH_SECS,
     )
     .await;
-    let (b, _) = connected_trainer(
+    let (b, _) = connected_with_lifetimes(
         &app,
         "Bob",
         "bob@example.com",
@@ -646,7 +635,7 @@ async fn an_expired_or_used_refresh_token_disconnects_with_its_own_reason() {
 #[tokio::test]
 async fn a_retryable_refresh_failure_keeps_the_trainer_connected() {
     let app = spawn_app().await;
-    let (id, open_id) = connected_trainer(
+    let (id, open_id) = connected_with_lifetimes(
         &app,
         "Ann",
         "ann@example.com",
@@ -710,8 +699,8 @@ async fn the_timer_refreshes_exactly_the_trainers_inside_the_window() {
     .await;
     let hour = 3600;
     let (in_1h, in_1h_open) =
-        connected_trainer(&app, "One", "one@example.com", DEFAULT_ACCESS_SECS, hour).await;
-    let (in_10h, in_10h_open) = connected_trainer(
+        connected_with_lifetimes(&app, "One", "one@example.com", DEFAULT_ACCESS_SECS, hour).await;
+    let (in_10h, in_10h_open) = connected_with_lifetimes(
         &app,
         "Ten",
         "ten@example.com",
@@ -719,7 +708,7 @@ async fn the_timer_refreshes_exactly_the_trainers_inside_the_window() {
         10 * hour,
     )
     .await;
-    let (in_100h, _) = connected_trainer(
+    let (in_100h, _) = connected_with_lifetimes(
         &app,
         "Hundred",
         "hundred@example.com",
@@ -728,7 +717,7 @@ async fn the_timer_refreshes_exactly_the_trainers_inside_the_window() {
     )
     .await;
     // Only the access token is about to expire: the timer leaves this one alone.
-    let (access_only, _) = connected_trainer(
+    let (access_only, _) = connected_with_lifetimes(
         &app,
         "Access",
         "access@example.com",
@@ -808,7 +797,7 @@ async fn a_refresh_token_that_cannot_be_extended_sends_one_reminder() {
     })
     .await;
     let email = "ann@example.com";
-    let (id, _) = connected_trainer(&app, "Ann", email, DEFAULT_ACCESS_SECS, 3600).await;
+    let (id, _) = connected_with_lifetimes(&app, "Ann", email, DEFAULT_ACCESS_SECS, 3600).await;
     // Lark keeps issuing refresh tokens that live 10 hours: refreshing cannot get the
     // expiry out of the window.
     app.lark.set_token_lifetimes(DEFAULT_ACCESS_SECS, 10 * 3600);
@@ -832,7 +821,7 @@ async fn a_refresh_token_that_cannot_be_extended_sends_one_reminder() {
 #[tokio::test]
 async fn a_rejected_user_token_gets_one_refresh_and_one_retry() {
     let app = spawn_app().await;
-    let (id, open_id) = connected_trainer(
+    let (id, open_id) = connected_with_lifetimes(
         &app,
         "Ann",
         "ann@example.com",
@@ -871,7 +860,7 @@ async fn a_rejected_user_token_gets_one_refresh_and_one_retry() {
 #[tokio::test]
 async fn a_disconnected_trainer_gets_pending_bookings_and_no_lark_call() {
     let app = spawn_app().await;
-    let (id, _) = connected_trainer(
+    let (id, _) = connected_with_lifetimes(
         &app,
         "Ann",
         "ann@example.com",
@@ -911,7 +900,7 @@ async fn a_disconnected_trainer_gets_pending_bookings_and_no_lark_call() {
 #[tokio::test]
 async fn an_admin_unchecking_connected_stops_all_use_and_clears_the_tokens() {
     let app = spawn_app().await;
-    let (id, _) = connected_trainer(
+    let (id, _) = connected_with_lifetimes(
         &app,
         "Ann",
         "ann@example.com",
@@ -1032,7 +1021,8 @@ async fn rotate_key_reencrypts_every_token_with_the_new_key_alone() {
     let mut trainers = Vec::new();
     for (name, email) in [("Ann", "ann@example.com"), ("Bob", "bob@example.com")] {
         trainers.push(
-            connected_trainer(&app, name, email, DEFAULT_ACCESS_SECS, DEFAULT_REFRESH_SECS).await,
+            connected_with_lifetimes(&app, name, email, DEFAULT_ACCESS_SECS, DEFAULT_REFRESH_SECS)
+                .await,
         );
     }
     // Operators rotate with the service stopped: new primary key, the old one kept for
@@ -1098,7 +1088,7 @@ async fn rotate_key_reencrypts_every_token_with_the_new_key_alone() {
 #[tokio::test]
 async fn refresh_outcomes_are_counted_in_metrics() {
     let app = spawn_app().await;
-    let (a, _) = connected_trainer(
+    let (a, _) = connected_with_lifetimes(
         &app,
         "Ann",
         "ann@example.com",
@@ -1106,7 +1096,7 @@ async fn refresh_outcomes_are_counted_in_metrics() {
         DEFAULT_REFRESH_SECS,
     )
     .await;
-    let (b, b_open) = connected_trainer(
+    let (b, b_open) = connected_with_lifetimes(
         &app,
         "Bob",
         "bob@example.com",
