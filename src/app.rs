@@ -149,7 +149,7 @@ impl App {
 
         // Tokens rotated before a crash but never confirmed in Salesforce go first.
         match self.tokens.replay_unconfirmed().await {
-            Ok(_) => self.readiness.salesforce.store(true, Ordering::Relaxed),
+            Ok(_) => {}
             Err(e) => {
                 tracing::error!(error = %e, "could not write journalled tokens yet; will retry on the next refresh pass")
             }

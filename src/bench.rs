@@ -1221,9 +1221,7 @@ impl Service {
     ) -> anyhow::Result<Service> {
         let store = dir.join("store.db");
         if !separate_process {
-            let mut settings = Settings::for_simulators(&sf.base_url(), &lark.base_url(), &store)?;
-            settings.server.bind = "127.0.0.1:0".into();
-            settings.server.public_url = "http://127.0.0.1:0".parse()?;
+            let settings = Settings::for_simulators(&sf.base_url(), &lark.base_url(), &store)?;
             let app = App::build(settings).await?;
             let url = app.local_url();
             let shutdown = app.shutdown_handle();
@@ -1247,36 +1245,17 @@ impl Service {
                 cmd.env_remove(key);
             }
         }
-        let sf_url = sf.base_url();
-        let lark_url = lark.base_url();
+        cmd.envs(crate::config::simulator_env(
+            &sf.base_url(),
+            &lark.base_url(),
+            &store,
+        ));
         cmd.envs([
             ("LVB__SERVER__BIND", format!("127.0.0.1:{port}")),
             (
                 "LVB__SERVER__PUBLIC_URL",
                 format!("http://127.0.0.1:{port}"),
             ),
-            ("LVB__SALESFORCE__LOGIN_URL", sf_url),
-            (
-                "LVB__SALESFORCE__CLIENT_ID",
-                crate::simulator::SF_CLIENT_ID.into(),
-            ),
-            (
-                "LVB__SALESFORCE__CLIENT_SECRET",
-                crate::simulator::SF_CLIENT_SECRET.into(),
-            ),
-            ("LVB__LARK__BASE_URL", lark_url.clone()),
-            ("LVB__LARK__ACCOUNTS_URL", lark_url),
-            ("LVB__LARK__APP_ID", crate::simulator::LARK_APP_ID.into()),
-            (
-                "LVB__LARK__APP_SECRET",
-                crate::simulator::LARK_APP_SECRET.into(),
-            ),
-            (
-                "LVB__SECURITY__ENCRYPTION_KEY",
-                crate::config::random_hex(32),
-            ),
-            ("LVB__SECURITY__STATE_SECRET", crate::config::random_hex(32)),
-            ("LVB__STORE__PATH", store.display().to_string()),
         ]);
         cmd.stdin(std::process::Stdio::null())
             .stdout(out.try_clone()?)

@@ -133,7 +133,7 @@ pub async fn collect_with(settings: &Settings) -> Vec<CheckLine> {
                         expected.push((f.as_str(), &["string", "textarea", "picklist", "email", "phone", "url", "double", "int", "reference", "id", "datetime", "date"]));
                     }
                     lines.push(fields_line(&b.object, &d, &expected));
-                    if let Some(status) = d.fields.iter().find(|f| f.name == b.meeting_status_field) {
+                    if let Some(status) = d.field(&b.meeting_status_field) {
                         let missing: Vec<&str> = crate::bookings::MeetingStatus::ALL
                             .iter()
                             .map(|s| s.as_str())
@@ -165,7 +165,7 @@ pub async fn collect_with(settings: &Settings) -> Vec<CheckLine> {
                     ];
                     lines.push(fields_line(&t.object, &d, &expected));
                     for f in [F_ACCESS_TOKEN, F_REFRESH_TOKEN] {
-                        if let Some(field) = d.fields.iter().find(|x| x.name == f) {
+                        if let Some(field) = d.field(f) {
                             if field.length < 8192 {
                                 lines.push(fail(&format!("{}.{f} length", t.object), format!("{} characters is too short for encrypted Lark tokens; make it a Long Text Area of 8192 (Lark tokens are up to ~2 KB, and hex doubles them)", field.length)));
                             }
@@ -201,7 +201,7 @@ pub async fn collect_with(settings: &Settings) -> Vec<CheckLine> {
 fn fields_line(object: &str, d: &ObjectDescribe, expected: &[(&str, &[&str])]) -> CheckLine {
     let mut problems = Vec::new();
     for (name, types) in expected {
-        match d.fields.iter().find(|f| f.name.eq_ignore_ascii_case(name)) {
+        match d.field(name) {
             None => problems.push(format!("{object}.{name} is missing")),
             Some(f) if !types.contains(&f.type_.as_str()) => problems.push(format!(
                 "{object}.{name} is of type {} (expected {})",

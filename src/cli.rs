@@ -83,7 +83,11 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         }
         _ => {}
     }
-    let settings = Settings::load(cli.config.as_deref())?;
+    let mut settings = Settings::load(cli.config.as_deref())?;
+    if !matches!(cli.command, Command::Run) {
+        // One-shot commands serve nothing: never contend for `run`'s listen address.
+        settings.server.bind = "127.0.0.1:0".into();
+    }
     match cli.command {
         Command::Run => {
             let app = App::build(settings).await?;
@@ -111,7 +115,6 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         }
         Command::RefreshTokens => {
             let app = App::build(settings).await?;
-            app.tokens.replay_unconfirmed().await.ok();
             let s = app.engine().refresh_pass().await;
             println!(
                 "refreshed: {}  failed: {}  disconnected: {}  skipped: {}  unchecked-cleared: {}",

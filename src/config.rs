@@ -439,41 +439,45 @@ impl Settings {
         raw.validate()
     }
 
-    /// Settings for tests and the demo: every key valid, pointing at the given URLs.
+    /// Settings for tests, the demo and the benchmark: every key valid, pointing at the
+    /// given URLs, listening on any free port (see `App::build`).
     pub fn for_simulators(
         sf_login_url: &str,
         lark_base_url: &str,
         store_path: &Path,
     ) -> Result<Settings, ConfigError> {
-        let env = [
-            ("LVB__SERVER__BIND", "127.0.0.1:0".to_string()),
-            ("LVB__SALESFORCE__LOGIN_URL", sf_login_url.to_string()),
-            (
-                "LVB__SALESFORCE__CLIENT_ID",
-                crate::simulator::SF_CLIENT_ID.to_string(),
-            ),
-            (
-                "LVB__SALESFORCE__CLIENT_SECRET",
-                crate::simulator::SF_CLIENT_SECRET.to_string(),
-            ),
-            ("LVB__LARK__BASE_URL", lark_base_url.to_string()),
-            ("LVB__LARK__ACCOUNTS_URL", lark_base_url.to_string()),
-            (
-                "LVB__LARK__APP_ID",
-                crate::simulator::LARK_APP_ID.to_string(),
-            ),
-            (
-                "LVB__LARK__APP_SECRET",
-                crate::simulator::LARK_APP_SECRET.to_string(),
-            ),
-            ("LVB__SECURITY__ENCRYPTION_KEY", random_hex(32)),
-            ("LVB__SECURITY__STATE_SECRET", random_hex(32)),
-            ("LVB__STORE__PATH", store_path.display().to_string()),
-        ]
-        .into_iter()
-        .map(|(k, v)| (k.to_string(), v));
-        Self::load_from(None, env)
+        Self::load_from(None, simulator_env(sf_login_url, lark_base_url, store_path))
     }
+}
+
+/// The `LVB__*` environment that points the service at the simulators, with fresh keys
+/// (also handed to a child `run` process by the benchmark).
+pub fn simulator_env(
+    sf_login_url: &str,
+    lark_base_url: &str,
+    store_path: &Path,
+) -> Vec<(String, String)> {
+    use crate::simulator::{LARK_APP_ID, LARK_APP_SECRET, SF_CLIENT_ID, SF_CLIENT_SECRET};
+    [
+        ("LVB__SERVER__BIND", "127.0.0.1:0".to_string()),
+        ("LVB__SERVER__PUBLIC_URL", "http://127.0.0.1:0".to_string()),
+        ("LVB__SALESFORCE__LOGIN_URL", sf_login_url.to_string()),
+        ("LVB__SALESFORCE__CLIENT_ID", SF_CLIENT_ID.to_string()),
+        (
+            "LVB__SALESFORCE__CLIENT_SECRET",
+            SF_CLIENT_SECRET.to_string(),
+        ),
+        ("LVB__LARK__BASE_URL", lark_base_url.to_string()),
+        ("LVB__LARK__ACCOUNTS_URL", lark_base_url.to_string()),
+        ("LVB__LARK__APP_ID", LARK_APP_ID.to_string()),
+        ("LVB__LARK__APP_SECRET", LARK_APP_SECRET.to_string()),
+        ("LVB__SECURITY__ENCRYPTION_KEY", random_hex(32)),
+        ("LVB__SECURITY__STATE_SECRET", random_hex(32)),
+        ("LVB__STORE__PATH", store_path.display().to_string()),
+    ]
+    .into_iter()
+    .map(|(k, v)| (k.to_string(), v))
+    .collect()
 }
 
 /// Random bytes as hex (generated keys for the simulators and demo).

@@ -105,13 +105,11 @@ pub async fn run(json: bool) -> anyhow::Result<()> {
         std::process::id(),
         crate::config::random_hex(4)
     ));
-    let mut settings = Settings::for_simulators(
+    let settings = Settings::for_simulators(
         &sf.base_url(),
         &lark.base_url(),
         &store_dir.join("store.db"),
     )?;
-    settings.server.bind = "127.0.0.1:0".into();
-    settings.server.public_url = "http://127.0.0.1:0".parse()?;
     let app = App::build(settings).await?;
     let url = app.local_url();
     let shutdown = app.shutdown_handle();

@@ -17,7 +17,7 @@ use std::time::Duration;
 use chrono::Utc;
 use futures::StreamExt;
 use serde_json::{Map, Value};
-use tokio::sync::{mpsc, oneshot, watch, OnceCell};
+use tokio::sync::{mpsc, watch, OnceCell};
 
 use super::act::{Actor, Transient, WriteBack};
 use super::decide::{decide, Context};
@@ -27,7 +27,7 @@ use crate::http::Readiness;
 use crate::lark::LarkClient;
 use crate::metrics::Metrics;
 use crate::salesforce::events::{ChangeEvent, ChangeKind};
-use crate::salesforce::soql::{id_list, quote, RecordId};
+use crate::salesforce::soql::{self, id_list, quote, RecordId};
 use crate::salesforce::streaming::{run_subscriber, StreamItem, StreamStatus};
 use crate::salesforce::{SalesforceClient, SalesforceError};
 use crate::store::Store;
@@ -95,8 +95,8 @@ pub struct RefreshSummary {
 }
 
 enum Control {
-    RefreshPass(Option<oneshot::Sender<RefreshSummary>>),
-    Reconcile(Option<oneshot::Sender<Result<Summary, String>>>),
+    RefreshPass,
+    Reconcile,
 }
 
 /// Enqueues work for the processor (timers, commands, tests).
@@ -108,12 +108,12 @@ pub struct ProcessorHandle {
 impl ProcessorHandle {
     /// Asks for a refresh pass (the refresh timer).
     pub fn request_refresh_pass(&self) {
-        let _ = self.control.send(Control::RefreshPass(None));
+        let _ = self.control.send(Control::RefreshPass);
     }
 
     /// Asks for a reconciliation sweep.
     pub fn request_reconcile(&self) {
-        let _ = self.control.send(Control::Reconcile(None));
+        let _ = self.control.send(Control::Reconcile);
     }
 }
 
@@ -188,6 +188,10 @@ impl Processor {
             while status_rx.changed().await.is_ok() {
                 let up = status_rx.borrow().subscribed;
                 readiness.streaming.store(up, Ordering::Relaxed);
+                if up {
+                    // A live subscription means the Salesforce login works too.
+                    readiness.salesforce.store(true, Ordering::Relaxed);
+                }
             }
             readiness.streaming.store(false, Ordering::Relaxed);
         });
@@ -217,17 +221,14 @@ impl Processor {
                 biased;
                 _ = stopped(&mut stop) => break,
                 Some(control) = self.control.recv() => match control {
-                    Control::RefreshPass(reply) => {
+                    Control::RefreshPass => {
                         let engine = engine.clone();
-                        tokio::spawn(async move {
-                            let summary = engine.refresh_pass().await;
-                            if let Some(reply) = reply { let _ = reply.send(summary); }
-                        });
+                        tokio::spawn(async move { engine.refresh_pass().await });
                     }
-                    Control::Reconcile(reply) => {
-                        let result = engine.reconcile().await.map_err(|e| e.to_string());
-                        if let Err(e) = &result { tracing::error!(error = %e, "reconciliation sweep failed"); }
-                        if let Some(reply) = reply { let _ = reply.send(result); }
+                    Control::Reconcile => {
+                        if let Err(e) = engine.reconcile().await {
+                            tracing::error!(error = %e, "reconciliation sweep failed");
+                        }
                     }
                 },
                 Some(event) = self.trainer_events.recv() => {
@@ -311,9 +312,8 @@ impl Engine {
                     tracing::warn!(reason = %reason, "replay gap: running a reconciliation sweep");
                     sweep = true;
                 }
-                StreamItem::Subscribed { .. } => {
-                    self.readiness.streaming.store(true, Ordering::Relaxed);
-                }
+                // Readiness follows the subscriber's status watch (one writer).
+                StreamItem::Subscribed { .. } => {}
             }
         }
         // The very first batch on a channel without a checkpoint: pin the position just
@@ -423,7 +423,7 @@ impl Engine {
                     .map_err(|e| Transient(format!("describe {}: {e}", b.object)))?;
                 let (present, missing): (Vec<String>, Vec<String>) = wanted
                     .into_iter()
-                    .partition(|f| describe.fields.iter().any(|d| d.name.eq_ignore_ascii_case(f)));
+                    .partition(|f| describe.field(f).is_some());
                 if !missing.is_empty() {
                     tracing::error!(?missing, object = %b.object, "topic_template names fields that do not exist");
                 }
@@ -651,8 +651,8 @@ impl Engine {
             "SELECT {fields} FROM {obj} WHERE {end} > {now} AND {end} < {horizon} AND ({svc} IN ({remote}) OR {res} != null) ORDER BY {end} LIMIT {SWEEP_LIMIT}",
             obj = b.object,
             end = b.end_field,
-            now = now.format("%Y-%m-%dT%H:%M:%SZ"),
-            horizon = horizon.format("%Y-%m-%dT%H:%M:%SZ"),
+            now = soql::datetime(now),
+            horizon = soql::datetime(horizon),
             svc = b.service_type_field,
             remote = remote.join(", "),
             res = b.reservation_field,
@@ -709,7 +709,7 @@ impl Engine {
             tf = b.trainer_field,
             tid = quote(trainer_id.as_str()),
             end = b.end_field,
-            now = Utc::now().format("%Y-%m-%dT%H:%M:%SZ"),
+            now = soql::datetime(Utc::now()),
         );
         let rows = self.salesforce.query(&soql).await.map_err(sf_transient)?;
         let bookings = self.parse_rows(&rows).await?;

@@ -122,6 +122,11 @@ pub fn id_checksum(id: &str) -> String {
         .collect()
 }
 
+/// A SOQL DateTime literal (`2026-11-26T10:00:00Z`): written unquoted, in UTC.
+pub fn datetime(t: chrono::DateTime<chrono::Utc>) -> String {
+    t.format("%Y-%m-%dT%H:%M:%SZ").to_string()
+}
+
 /// A SOQL string literal, quotes included, with every character SOQL treats specially
 /// escaped.
 // Source: Salesforce SOQL and SOSL Reference, "Quoted String Escape Sequences"

@@ -31,11 +31,6 @@ impl RefreshToken {
     pub fn secret(&self) -> &str {
         self.0.expose_secret()
     }
-    /// An explicit copy, for the few places that must both store and send the token
-    /// (journal it, then refresh with it). Named so the copy is visible in review.
-    pub fn duplicate(&self) -> RefreshToken {
-        RefreshToken::new(self.secret().to_string())
-    }
 }
 
 impl fmt::Debug for AccessToken {
@@ -62,6 +57,6 @@ mod tests {
         assert!(!shown.contains("very-secret"), "{shown}");
         assert!(shown.contains("redacted"));
         assert_eq!(a.secret(), "u-very-secret-access");
-        assert_eq!(r.duplicate().secret(), "ur-very-secret-refresh");
+        assert_eq!(r.secret(), "ur-very-secret-refresh");
     }
 }

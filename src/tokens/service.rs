@@ -21,7 +21,7 @@ use tokio::sync::mpsc;
 use crate::config::Settings;
 use crate::lark::{GrantFailure, LarkClient, LarkError, TokenGrant};
 use crate::metrics::Metrics;
-use crate::salesforce::soql::{quote, RecordId};
+use crate::salesforce::soql::{self, quote, RecordId};
 use crate::salesforce::{SalesforceClient, SalesforceError};
 use crate::store::{JournalledTokens, Store, StoreError};
 use crate::tokens::trainer::{
@@ -379,7 +379,7 @@ impl TokenService {
         if trainer.connected {
             return Ok(());
         }
-        self.forget_local(&trainer.id)?;
+        self.inner.store.forget_tokens(&trainer.id)?;
         let has_tokens = trainer.access_enc.is_some()
             || trainer.refresh_enc.is_some()
             || trainer.access_expires_at.is_some()
@@ -545,7 +545,7 @@ impl TokenService {
     pub async fn trainers_due(&self) -> Result<Vec<TrainerRecord>, SalesforceError> {
         let window = chrono::Duration::from_std(self.inner.settings.refresh.refresh_token_window)
             .unwrap_or_default();
-        let horizon = (Utc::now() + window).format("%Y-%m-%dT%H:%M:%SZ");
+        let horizon = soql::datetime(Utc::now() + window);
         self.query_trainers(&format!(
             "{F_CONNECTED} = true AND {F_REFRESH_EXPIRES_AT} != null AND {F_REFRESH_EXPIRES_AT} < {horizon}"
         ))
@@ -590,10 +590,6 @@ impl TokenService {
             .entry(trainer_id.to_string())
             .or_default()
             .clone()
-    }
-
-    fn forget_local(&self, trainer_id: &str) -> Result<(), StoreError> {
-        self.inner.store.forget_tokens(trainer_id)
     }
 
     /// The newest known tokens: the journal (written first on every rotation) or the

@@ -127,7 +127,11 @@ impl TestApp {
     /// Stops the app gracefully and waits for it; returns the simulators and store dir.
     pub async fn stop(self) -> (SalesforceSim, LarkSim, Settings, tempfile::TempDir) {
         self.shutdown.trigger();
-        let _ = tokio::time::timeout(Duration::from_secs(60), self.task).await;
+        tokio::time::timeout(Duration::from_secs(60), self.task)
+            .await
+            .expect("the app stops within a minute")
+            .expect("the app task did not panic")
+            .expect("the app stopped without an error");
         (self.sf, self.lark, self.settings, self.dir)
     }
 
