@@ -57,16 +57,6 @@ impl Default for RetryPolicy {
     }
 }
 
-impl RetryPolicy {
-    /// A policy that keeps trying until `attempts` are spent; used for writes that must land.
-    pub fn persistent(attempts: usize) -> Self {
-        RetryPolicy {
-            max_attempts: attempts,
-            ..RetryPolicy::default()
-        }
-    }
-}
-
 /// Runs `op` until it succeeds, fails permanently, or the attempts are spent.
 /// `what` names the operation in log lines (never put a secret in it).
 pub async fn with_retry<T, E, F, Fut>(policy: &RetryPolicy, what: &str, mut op: F) -> Result<T, E>

@@ -145,7 +145,7 @@ impl LarkClient {
                     may_have_reached: f.may_have_reached,
                 })?;
             answer
-                .decode::<Data<ReserveData>>(ErrorContext::Api, Sensitivity::Plain)
+                .decode::<Data<ReserveData>>(ErrorContext::Api, Sensitivity::Secret)
                 .map(|d| d.data.reserve.into_reserve())
                 .map_err(|error| ApplyFailure {
                     error,
@@ -186,7 +186,7 @@ impl LarkClient {
                 .exchange(
                     CallKind::Update,
                     ErrorContext::Api,
-                    Sensitivity::Plain,
+                    Sensitivity::Secret,
                     request,
                 )
                 .await?;
@@ -212,7 +212,7 @@ impl LarkClient {
                 .exchange(
                     CallKind::Get,
                     ErrorContext::Api,
-                    Sensitivity::Plain,
+                    Sensitivity::Secret,
                     request,
                 )
                 .await?;

@@ -40,13 +40,6 @@ pub struct Session {
     pub generation: u64,
 }
 
-impl Session {
-    /// `Bearer <token>`, for the `Authorization` header only.
-    pub fn bearer(&self) -> String {
-        format!("Bearer {}", self.access_token.expose_secret())
-    }
-}
-
 /// The success body of `/services/oauth2/token`.
 #[derive(Deserialize)]
 struct TokenResponse {

@@ -12,7 +12,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use reqwest::header::AUTHORIZATION;
+use secrecy::ExposeSecret;
 use serde::Deserialize;
 use serde_json::{Map, Value};
 
@@ -61,13 +61,6 @@ pub struct CallCounts {
     pub create: u64,
     /// `DELETE /sobjects/Obj/Id`.
     pub delete: u64,
-}
-
-impl CallCounts {
-    /// Every REST request (everything but logins).
-    pub fn api_calls(&self) -> u64 {
-        self.query + self.update + self.composite + self.describe + self.create + self.delete
-    }
 }
 
 #[derive(Clone, Copy, Debug)]
@@ -400,7 +393,7 @@ impl SalesforceClient {
         with_retry(&self.inner.policy, what, || async {
             self.inner.counters.of(kind).fetch_add(1, Ordering::Relaxed);
             let response = build(&self.inner.http, session)
-                .header(AUTHORIZATION, session.bearer())
+                .bearer_auth(session.access_token.expose_secret())
                 .send()
                 .await
                 .map_err(SalesforceError::from_reqwest)?;

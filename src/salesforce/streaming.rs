@@ -15,6 +15,7 @@
 //! Log lines carry the channel, replay ids and the Bayeux client id; never the access
 //! token or cookies.
 
+use secrecy::ExposeSecret;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -448,7 +449,7 @@ impl CometdTransport {
         let response = self
             .http
             .post(self.endpoint(&session))
-            .header(reqwest::header::AUTHORIZATION, session.bearer())
+            .bearer_auth(session.access_token.expose_secret())
             .timeout(timeout)
             .json(&messages)
             .send()
@@ -831,7 +832,7 @@ impl EventTransport for CometdTransport {
         let sent = self
             .http
             .post(self.endpoint(&session))
-            .header(reqwest::header::AUTHORIZATION, session.bearer())
+            .bearer_auth(session.access_token.expose_secret())
             .timeout(DISCONNECT_TIMEOUT)
             .json(&request)
             .send()

@@ -17,8 +17,7 @@ use serde_json::{json, Value};
 use tokio::time::Instant;
 
 use super::{
-    bearer, lark_error, lark_ok, random_hex, Shared, SimMessage, MESSAGE_DEDUP_WINDOW,
-    SIM_TENANT_KEY,
+    bearer, lark_error, lark_ok, Shared, SimMessage, MESSAGE_DEDUP_WINDOW, SIM_TENANT_KEY,
 };
 use crate::simulator::LARK_APP_ID;
 
@@ -92,7 +91,7 @@ pub(super) async fn send_message(
         );
     }
 
-    let message_id = format!("om_{}", random_hex(16));
+    let message_id = format!("om_{}", crate::config::random_hex(16));
     let created_ms = chrono::Utc::now().timestamp_millis().to_string();
     let data = json!({
         "message_id": message_id,
@@ -103,7 +102,7 @@ pub(super) async fn send_message(
         "update_time": created_ms,
         "deleted": false,
         "updated": false,
-        "chat_id": format!("oc_{}", random_hex(16)),
+        "chat_id": format!("oc_{}", crate::config::random_hex(16)),
         "sender": {
             "id": LARK_APP_ID,
             "id_type": "app_id",

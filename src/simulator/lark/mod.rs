@@ -180,7 +180,7 @@ impl AppTokens {
                 }
             }
         }
-        let token = format!("t-{}", random_hex(100));
+        let token = format!("t-{}", crate::config::random_hex(100));
         self.valid.insert(
             token.clone(),
             now + Duration::from_secs(APP_TOKEN_SECS as u64),
@@ -501,9 +501,9 @@ impl LarkSim {
             return existing.open_id.clone();
         }
         let user = SimUser {
-            open_id: format!("ou_{}", random_hex(16)),
-            union_id: format!("on_{}", random_hex(16)),
-            user_id: random_hex(4),
+            open_id: format!("ou_{}", crate::config::random_hex(16)),
+            union_id: format!("on_{}", crate::config::random_hex(16)),
+            user_id: crate::config::random_hex(4),
             name: name.to_string(),
             email: email.to_string(),
             enterprise_email: enterprise_email.map(str::to_string),
@@ -623,12 +623,6 @@ fn secs(n: i64) -> Duration {
     Duration::from_secs(n.max(0) as u64)
 }
 
-fn random_hex(bytes: usize) -> String {
-    let mut buf = vec![0u8; bytes];
-    rand::thread_rng().fill(&mut buf[..]);
-    hex::encode(buf)
-}
-
 fn random_digits(n: usize) -> String {
     let mut rng = rand::thread_rng();
     let mut s = String::with_capacity(n);
@@ -644,7 +638,7 @@ fn log_id() -> String {
     format!(
         "{}{}",
         chrono::Utc::now().format("%Y%m%d%H%M%S"),
-        random_hex(10).to_uppercase()
+        crate::config::random_hex(10).to_uppercase()
     )
 }
 
@@ -664,22 +658,13 @@ fn jwt_like(prefix: &str, open_id: &str, kind: &str) -> String {
             "app": LARK_APP_ID,
             "typ": kind,
             "iat": unix_now(),
-            "ext": random_hex(256),
+            "ext": crate::config::random_hex(256),
         })
         .to_string(),
     );
     let mut signature = [0u8; 64];
     rand::thread_rng().fill(&mut signature[..]);
     format!("{prefix}{header}.{payload}.{}", b64.encode(signature))
-}
-
-/// Minimal HTML escaping for the authorize page.
-fn html_escape(s: &str) -> String {
-    s.replace('&', "&amp;")
-        .replace('<', "&lt;")
-        .replace('>', "&gt;")
-        .replace('"', "&quot;")
-        .replace('\'', "&#39;")
 }
 
 fn check_app_credentials(app_id: Option<&str>, app_secret: Option<&str>) -> Result<(), Refusal> {

@@ -23,8 +23,8 @@ use sha2::Digest;
 use tokio::time::Instant;
 
 use super::{
-    bearer, check_app_credentials, html_escape, json_response, lark_error, lark_ok, random_hex,
-    Shared, State as SimState, CODE_LIFETIME,
+    bearer, check_app_credentials, json_response, lark_error, lark_ok, Shared, State as SimState,
+    CODE_LIFETIME,
 };
 use crate::simulator::{LARK_APP_ID, LARK_APP_SECRET};
 
@@ -420,7 +420,7 @@ pub(super) async fn authorize(
     let Some(user) = state.user_by_email(email) else {
         return error_page("No such user in the simulated tenant.");
     };
-    let code = random_hex(16);
+    let code = crate::config::random_hex(16);
     let open_id = user.open_id.clone();
     state.codes.insert(
         code.clone(),
@@ -461,7 +461,7 @@ fn error_page(reason: &str) -> Response {
         Html(format!(
             "<!doctype html><html><head><title>Lark authorization error</title></head>\
              <body><h1>Authorization failed</h1><p>{}</p></body></html>",
-            html_escape(reason)
+            crate::http::pages::escape(reason)
         )),
     )
         .into_response()
@@ -478,9 +478,9 @@ fn choose_user_page(state: &SimState, raw_query: &str) -> Response {
         );
         items.push_str(&format!(
             "<li><a href=\"{}\">{} &lt;{}&gt;</a></li>",
-            html_escape(&link),
-            html_escape(&user.name),
-            html_escape(&user.email)
+            crate::http::pages::escape(&link),
+            crate::http::pages::escape(&user.name),
+            crate::http::pages::escape(&user.email)
         ));
     }
     if items.is_empty() {
@@ -490,8 +490,8 @@ fn choose_user_page(state: &SimState, raw_query: &str) -> Response {
         "<!doctype html><html><head><title>Lark (simulated) — authorize</title></head><body>\
          <h1>Authorize {app}</h1><p>Log in as:</p><ul>{items}</ul>\
          <p><a href=\"{deny}\">Deny</a></p></body></html>",
-        app = html_escape(LARK_APP_ID),
-        deny = html_escape(&format!("{base}&sim_deny=1")),
+        app = crate::http::pages::escape(LARK_APP_ID),
+        deny = crate::http::pages::escape(&format!("{base}&sim_deny=1")),
     ))
     .into_response()
 }

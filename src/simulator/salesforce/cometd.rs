@@ -55,7 +55,7 @@ pub const BROWSER_COOKIE: &str = "BAYEUX_BROWSER";
 pub const LB_COOKIE: &str = "sfdc-stream";
 /// The "empty" record id an overflow event carries in `recordIds` (Change Data Capture
 /// Developer Guide, "Overflow Events": "always set to 000000000000000AAA").
-pub const EMPTY_RECORD_ID: &str = "000000000000000AAA";
+pub use crate::salesforce::events::EMPTY_RECORD_ID;
 /// The channel that carries change events of every CDC-enabled object.
 pub const ALL_CHANGE_EVENTS_CHANNEL: &str = "/data/ChangeEvents";
 /// `changeOrigin` of changes made through the simulator's REST API, unless set otherwise.

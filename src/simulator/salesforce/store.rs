@@ -224,13 +224,6 @@ impl Org {
             .find(|o| o.name.eq_ignore_ascii_case(name))
     }
 
-    /// The canonical API name of an object, or 404.
-    pub fn canonical_object(&self, name: &str) -> Result<String, WriteError> {
-        self.object_def(name)
-            .map(|o| o.name.clone())
-            .ok_or_else(WriteError::not_found)
-    }
-
     /// A live (not deleted) row.
     pub fn live(&self, object: &str, id: &str) -> Option<&Map<String, Value>> {
         let object = self.object_def(object)?.name.clone();
