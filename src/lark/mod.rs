@@ -272,6 +272,52 @@ impl SendFailure {
     }
 }
 
+/// A failed attempt at a call that must not be replayed once it may have reached Lark:
+/// an apply (each creates a meeting) or a grant (codes and refresh tokens are single use,
+/// so a replay can only come back "already used"). Timeouts and transport errors after a
+/// connection was made are therefore final; answered errors keep their own hint.
+struct NotReplayable {
+    error: LarkError,
+    may_have_reached: bool,
+}
+
+impl NotReplayable {
+    fn unanswered(f: SendFailure) -> NotReplayable {
+        NotReplayable {
+            error: f.error,
+            may_have_reached: f.may_have_reached,
+        }
+    }
+
+    fn answered(error: LarkError) -> NotReplayable {
+        NotReplayable {
+            error,
+            may_have_reached: true,
+        }
+    }
+}
+
+impl std::fmt::Display for NotReplayable {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        self.error.fmt(f)
+    }
+}
+
+impl crate::retry::Retryable for NotReplayable {
+    fn retry_hint(&self) -> crate::retry::RetryHint {
+        match self.error {
+            LarkError::Timeout | LarkError::Transport(_) if self.may_have_reached => {
+                crate::retry::RetryHint::Never
+            }
+            _ => self.error.retry_hint(),
+        }
+    }
+
+    fn timed_out(after: Duration) -> Self {
+        NotReplayable::answered(LarkError::timed_out(after))
+    }
+}
+
 /// One HTTP answer from Lark.
 struct Answer {
     status: u16,

@@ -11,7 +11,7 @@ use serde::Deserialize;
 use url::Url;
 
 use super::error::{lenient_i64, ErrorContext, LarkError};
-use super::{CallKind, Data, LarkClient, Sensitivity};
+use super::{CallKind, Data, LarkClient, NotReplayable, Sensitivity};
 use crate::config::OAuthVersion;
 use crate::retry::with_retry;
 use crate::tokens::{AccessToken, RefreshToken};
@@ -284,14 +284,19 @@ impl LarkClient {
         what: &str,
         body: &serde_json::Value,
     ) -> Result<TokenGrant, LarkError> {
-        with_retry(&self.inner.policy, what, || async {
+        let result = with_retry(&self.inner.policy, what, || async {
             let request = self.inner.http.post(self.url(V2_TOKEN_PATH)).json(body);
-            let parsed: V2Grant = self
-                .exchange(kind, ErrorContext::Grant, Sensitivity::Secret, request)
-                .await?;
-            parsed.into_grant()
+            let answer = self
+                .send(kind, request)
+                .await
+                .map_err(NotReplayable::unanswered)?;
+            let parsed: V2Grant = answer
+                .decode(ErrorContext::Grant, Sensitivity::Secret)
+                .map_err(NotReplayable::answered)?;
+            parsed.into_grant().map_err(NotReplayable::answered)
         })
-        .await
+        .await;
+        result.map_err(|f| f.error)
     }
 
     async fn v1_grant(
@@ -302,29 +307,33 @@ impl LarkClient {
         body: &serde_json::Value,
     ) -> Result<TokenGrant, LarkError> {
         with_retry(&self.inner.policy, what, || async {
-            let app_token = self.app_token().await?;
+            let app_token = self.app_token().await.map_err(NotReplayable::answered)?;
             let request = self
                 .inner
                 .http
                 .post(self.url(path))
                 .bearer_auth(app_token.expose_secret())
                 .json(body);
-            let result: Result<Data<V1Grant>, LarkError> = self
-                .exchange(kind, ErrorContext::Grant, Sensitivity::Secret, request)
-                .await;
+            let answer = self
+                .send(kind, request)
+                .await
+                .map_err(NotReplayable::unanswered)?;
+            let result: Result<Data<V1Grant>, LarkError> =
+                answer.decode(ErrorContext::Grant, Sensitivity::Secret);
             match result {
-                Ok(Data { data }) => data.into_grant(),
+                Ok(Data { data }) => data.into_grant().map_err(NotReplayable::answered),
                 Err(e @ LarkError::Retryable { code, .. })
                     if code == super::error::CODE_APP_TOKEN_INVALID =>
                 {
                     // Stale app token: drop it so the retry fetches a fresh one.
                     self.forget_app_token(&app_token).await;
-                    Err(e)
+                    Err(NotReplayable::answered(e))
                 }
-                Err(e) => Err(e),
+                Err(e) => Err(NotReplayable::answered(e)),
             }
         })
         .await
+        .map_err(|f| f.error)
     }
 }
 
@@ -334,7 +343,8 @@ mod tests {
     use crate::config::OAuthVersion;
     use crate::lark::error::GrantFailure;
     use crate::lark::test_support::{
-        authorize, connect, fast_policy, pkce, sim_and_client, REDIRECT,
+        authorize, connect, eventually, fast_policy, pkce, settle, sim_and_client, FrozenClock,
+        REDIRECT,
     };
     use crate::simulator::lark::LarkSim;
     use axum::http::Method;
@@ -709,5 +719,35 @@ mod tests {
             );
         }
         assert!(matches!(garbled, LarkError::Unexpected { status: 200, .. }));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_refresh_that_timed_out_is_not_sent_again() {
+        let _frozen = FrozenClock::hold();
+        let (sim, client, _dir) = sim_and_client().await;
+        sim.add_user("ana@example.com", "Ana");
+        let grant = connect(&sim, &client, "ana@example.com").await;
+        let refresh = grant.refresh_token.unwrap();
+        sim.faults()
+            .set_latency(std::time::Duration::from_secs(600));
+        let refreshing = tokio::spawn({
+            let client = client.clone();
+            async move { client.refresh(&refresh).await }
+        });
+        eventually("the refresh to be sent", || {
+            client.call_counts().refresh == 1
+        })
+        .await;
+        settle().await;
+        // Past reqwest's request timeout, well short of the simulator's latency.
+        tokio::time::advance(std::time::Duration::from_secs(26)).await;
+        let err = refreshing.await.unwrap().unwrap_err();
+        assert!(matches!(err, LarkError::Timeout), "{err:?}");
+        settle().await;
+        assert_eq!(
+            client.call_counts().refresh,
+            1,
+            "a spent refresh token is not replayed"
+        );
     }
 }

@@ -5,14 +5,13 @@
 //! at Lark, so an apply that may have reached Lark and then timed out is handed back to
 //! the caller (whose journal reconciles it) instead of being sent again.
 
-use std::fmt;
 use std::time::Duration;
 
 use serde::Deserialize;
 
 use super::error::{lenient_i64, ErrorContext, LarkError};
-use super::{CallKind, Data, LarkClient, Sensitivity};
-use crate::retry::{with_retry, RetryHint, RetryPolicy, Retryable};
+use super::{CallKind, Data, LarkClient, NotReplayable, Sensitivity};
+use crate::retry::{with_retry, RetryPolicy};
 use crate::tokens::AccessToken;
 
 /// Create a reservation.
@@ -74,37 +73,6 @@ impl ReserveBody {
     }
 }
 
-/// A failed apply attempt, remembering whether it may have reached Lark: apply creates a
-/// new meeting each time, so such an attempt is never replayed.
-struct ApplyFailure {
-    error: LarkError,
-    may_have_reached: bool,
-}
-
-impl fmt::Display for ApplyFailure {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        self.error.fmt(f)
-    }
-}
-
-impl Retryable for ApplyFailure {
-    fn retry_hint(&self) -> RetryHint {
-        match self.error {
-            LarkError::Timeout | LarkError::Transport(_) if self.may_have_reached => {
-                RetryHint::Never
-            }
-            _ => self.error.retry_hint(),
-        }
-    }
-
-    fn timed_out(after: Duration) -> Self {
-        ApplyFailure {
-            error: LarkError::timed_out(after),
-            may_have_reached: true,
-        }
-    }
-}
-
 /// Longest wait for an apply slot: one full minute window, plus margin.
 const PACER_WAIT_ALLOWANCE: Duration = Duration::from_secs(62);
 
@@ -137,20 +105,15 @@ impl LarkClient {
                 .post(self.url(APPLY_PATH))
                 .bearer_auth(token.secret())
                 .json(&body);
+            // Apply creates a new meeting each time: never replay one that may have landed.
             let answer = self
                 .send(CallKind::Apply, request)
                 .await
-                .map_err(|f| ApplyFailure {
-                    error: f.error,
-                    may_have_reached: f.may_have_reached,
-                })?;
+                .map_err(NotReplayable::unanswered)?;
             answer
                 .decode::<Data<ReserveData>>(ErrorContext::Api, Sensitivity::Secret)
                 .map(|d| d.data.reserve.into_reserve())
-                .map_err(|error| ApplyFailure {
-                    error,
-                    may_have_reached: true,
-                })
+                .map_err(NotReplayable::answered)
         })
         .await;
         result.map_err(|f| f.error)
