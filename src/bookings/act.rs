@@ -8,7 +8,7 @@ use serde_json::{json, Map, Value};
 use super::decide::{Decision, KnownReservation, PENDING_REASON};
 use super::model::{Booking, MeetingStatus};
 use crate::config::BookingSettings;
-use crate::lark::{LarkClient, LarkError, Reserve};
+use crate::lark::{LarkClient, LarkError};
 use crate::metrics::Metrics;
 use crate::salesforce::soql::RecordId;
 use crate::store::{ReservationEntry, Store};
@@ -101,15 +101,17 @@ impl Actor<'_> {
                     .await;
                 match result {
                     Ok(reserve) => {
-                        self.journal(booking, &trainer.id, &reserve, end_time)?;
-                        self.metrics
-                            .inc("lvb_meetings_total", &[("action", "updated")]);
-                        tracing::info!(booking = %booking.id, reservation = %reserve.id, "meeting rescheduled");
+                        // An update keeps the link; fall back to the known one if Lark
+                        // leaves it out of the answer.
                         let url = if reserve.url.is_empty() {
                             reservation.url.clone().unwrap_or_default()
                         } else {
                             reserve.url.clone()
                         };
+                        self.journal(booking, &trainer.id, &reserve.id, &url, end_time)?;
+                        self.metrics
+                            .inc("lvb_meetings_total", &[("action", "updated")]);
+                        tracing::info!(booking = %booking.id, reservation = %reserve.id, "meeting rescheduled");
                         Ok(self.created_if_changed(booking, &id, &reserve.id, &url))
                     }
                     Err(LarkError::NotFound { .. }) => {
@@ -180,16 +182,6 @@ impl Actor<'_> {
             .clone()
             .filter(|t| t.id == trainer_id)
             .expect("decide creates only for the booking's own trainer");
-        // A crash after Lark answered but before the write-back: reuse, never re-apply.
-        if let Some(j) = self
-            .store
-            .reservation(&booking.id)
-            .map_err(|e| Transient(e.to_string()))?
-        {
-            if j.trainer_id == trainer.id {
-                return Ok(Some(self.created(id, &j.reservation_id, &j.url)));
-            }
-        }
         let token = match self.token(&trainer).await? {
             TokenOutcome::Token(t) => t,
             TokenOutcome::NotConnected => {
@@ -206,7 +198,7 @@ impl Actor<'_> {
             .await;
         match result {
             Ok(reserve) => {
-                self.journal(booking, &trainer.id, &reserve, end_time)?;
+                self.journal(booking, &trainer.id, &reserve.id, &reserve.url, end_time)?;
                 self.metrics
                     .inc("lvb_meetings_total", &[("action", "created")]);
                 tracing::info!(booking = %booking.id, trainer = %trainer.id, reservation = %reserve.id, "meeting reserved");
@@ -312,27 +304,17 @@ impl Actor<'_> {
         &self,
         booking: &Booking,
         trainer_id: &str,
-        reserve: &Reserve,
+        reservation_id: &str,
+        url: &str,
         end_time: i64,
     ) -> Result<(), Transient> {
-        let previous_url = self
-            .store
-            .reservation(&booking.id)
-            .ok()
-            .flatten()
-            .map(|e| e.url);
-        let url = if reserve.url.is_empty() {
-            previous_url.unwrap_or_default()
-        } else {
-            reserve.url.clone()
-        };
         self.store
             .record_reservation(
                 &ReservationEntry {
                     booking_id: booking.id.clone(),
-                    reservation_id: reserve.id.clone(),
+                    reservation_id: reservation_id.to_string(),
                     trainer_id: trainer_id.to_string(),
-                    url,
+                    url: url.to_string(),
                     end_time,
                 },
                 Utc::now().timestamp(),
@@ -402,7 +384,7 @@ impl Actor<'_> {
         reason: Option<&str>,
     ) -> Option<WriteBack> {
         let reason = reason.map(clip);
-        if booking.meeting_status == Some(status) && booking.meeting_error == reason {
+        if booking.shows_status(status, reason.as_deref()) {
             return None;
         }
         Some(self.status_write(id, status, reason.as_deref()))
@@ -464,10 +446,7 @@ impl Actor<'_> {
         reservation_id: &str,
         url: &str,
     ) -> Option<WriteBack> {
-        let same = booking.meeting_status == Some(MeetingStatus::Created)
-            && booking.reservation_id.as_deref() == Some(reservation_id)
-            && booking.link.as_deref() == Some(url)
-            && booking.meeting_error.is_none();
-        (!same).then(|| self.created(id, reservation_id, url))
+        (!booking.shows_created(reservation_id, Some(url)))
+            .then(|| self.created(id, reservation_id, url))
     }
 }

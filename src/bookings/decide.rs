@@ -115,13 +115,7 @@ pub fn decide(booking: &Booking, cx: &Context<'_>) -> Decision {
 
     // A remote, live booking: validate what a meeting needs.
     if let Some(reason) = invalid_reason(booking, cx) {
-        return if booking.meeting_status == Some(MeetingStatus::Failed)
-            && booking.meeting_error.as_deref() == Some(reason.as_str())
-        {
-            Decision::Nothing
-        } else {
-            Decision::Fail { reason }
-        };
+        return fail_once(booking, reason);
     }
     let trainer = booking.trainer.as_ref().expect("validated above");
     let end = booking.end.expect("validated above");
@@ -163,11 +157,7 @@ pub fn decide(booking: &Booking, cx: &Context<'_>) -> Decision {
                     end_time,
                 };
             }
-            let written = booking.meeting_status == Some(MeetingStatus::Created)
-                && booking.reservation_id.as_deref() == Some(res.reservation_id.as_str())
-                && booking.link.is_some()
-                && booking.meeting_error.is_none();
-            if written {
+            if booking.shows_created(&res.reservation_id, None) {
                 Decision::Nothing
             } else {
                 Decision::WriteBack { reservation: res }
@@ -197,9 +187,10 @@ pub const PENDING_REASON: &str =
     "The trainer has not connected their Lark account yet; the meeting is created as soon as they do.";
 
 fn pending(booking: &Booking) -> Decision {
-    if booking.meeting_status == Some(MeetingStatus::PendingTrainerConnection)
-        && booking.meeting_error.as_deref() == Some(PENDING_REASON)
-    {
+    if booking.shows_status(
+        MeetingStatus::PendingTrainerConnection,
+        Some(PENDING_REASON),
+    ) {
         Decision::Nothing
     } else {
         Decision::Pending {
@@ -209,9 +200,7 @@ fn pending(booking: &Booking) -> Decision {
 }
 
 fn fail_once(booking: &Booking, reason: String) -> Decision {
-    if booking.meeting_status == Some(MeetingStatus::Failed)
-        && booking.meeting_error.as_deref() == Some(reason.as_str())
-    {
+    if booking.shows_status(MeetingStatus::Failed, Some(&reason)) {
         Decision::Nothing
     } else {
         Decision::Fail { reason }

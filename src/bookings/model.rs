@@ -162,6 +162,24 @@ impl Booking {
     }
 }
 
+impl Booking {
+    /// True when the booking already shows this status and reason (nothing to write).
+    pub fn shows_status(&self, status: MeetingStatus, reason: Option<&str>) -> bool {
+        self.meeting_status == Some(status) && self.meeting_error.as_deref() == reason
+    }
+
+    /// True when the booking already shows this reservation as `Created`, with `link`
+    /// (any link when None) and no error.
+    pub fn shows_created(&self, reservation_id: &str, link: Option<&str>) -> bool {
+        self.shows_status(MeetingStatus::Created, None)
+            && self.reservation_id.as_deref() == Some(reservation_id)
+            && match link {
+                Some(l) => self.link.as_deref() == Some(l),
+                None => self.link.is_some(),
+            }
+    }
+}
+
 /// Fills `{Field__c}` placeholders; a missing value becomes an empty string.
 pub fn render_topic(template: &str, values: &Map<String, Value>) -> String {
     let mut out = template.to_string();
