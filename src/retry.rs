@@ -57,6 +57,17 @@ impl Default for RetryPolicy {
     }
 }
 
+/// Endless jittered exponential delays from `min`, doubling up to `max` (backon's): every
+/// loop in the service that waits between attempts takes its delays from here.
+pub fn backoff(min: Duration, max: Duration) -> backon::ExponentialBackoff {
+    backon::ExponentialBuilder::default()
+        .with_min_delay(min)
+        .with_max_delay(max)
+        .with_jitter()
+        .without_max_times()
+        .build()
+}
+
 /// Runs `op` until it succeeds, fails permanently, or the attempts are spent.
 /// `what` names the operation in log lines (never put a secret in it).
 pub async fn with_retry<T, E, F, Fut>(policy: &RetryPolicy, what: &str, mut op: F) -> Result<T, E>
@@ -65,12 +76,7 @@ where
     F: FnMut() -> Fut,
     Fut: Future<Output = Result<T, E>>,
 {
-    let mut delays = backon::ExponentialBuilder::default()
-        .with_min_delay(policy.initial_delay)
-        .with_max_delay(policy.max_delay)
-        .with_jitter()
-        .without_max_times()
-        .build();
+    let mut delays = backoff(policy.initial_delay, policy.max_delay);
     let mut attempt = 0usize;
     loop {
         attempt += 1;

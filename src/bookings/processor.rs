@@ -36,6 +36,9 @@ use crate::tokens::{RefreshOutcome, TokenService, TrainerEvent};
 /// Stream items buffered between the subscriber and the processor; when full, the
 /// subscriber's next long-poll waits (backpressure instead of memory growth).
 const STREAM_BUFFER: usize = 4_096;
+/// First and longest wait before a failed batch is tried again (jittered, doubling).
+const BATCH_RETRY_MIN: Duration = Duration::from_millis(500);
+const BATCH_RETRY_MAX: Duration = Duration::from_secs(60);
 /// Most stream items taken into one batch.
 const MAX_BATCH_ITEMS: usize = 2_000;
 /// Ids per SOQL `IN (...)` list: 200 ids keep the GET URL near 5 KB, well inside limits.
@@ -329,7 +332,7 @@ impl Engine {
             }
         }
         let ids: Vec<String> = ids.into_iter().collect();
-        let mut delay = Duration::from_millis(500);
+        let mut delays = crate::retry::backoff(BATCH_RETRY_MIN, BATCH_RETRY_MAX);
         loop {
             let result = async {
                 let mut s = self.process_ids(&ids).await?;
@@ -347,6 +350,7 @@ impl Engine {
                     break;
                 }
                 Err(e) => {
+                    let delay = delays.next().unwrap_or(BATCH_RETRY_MAX);
                     self.metrics
                         .inc("lvb_failures_total", &[("kind", "batch_retry")]);
                     tracing::warn!(error = %e, retry_in_ms = delay.as_millis() as u64, "batch failed; retrying");
@@ -356,7 +360,6 @@ impl Engine {
                         // Not checkpointed: the events come again after restart.
                         _ = stopped(&mut stop) => return,
                     }
-                    delay = (delay * 2).min(Duration::from_secs(60));
                 }
             }
         }

@@ -19,7 +19,6 @@ use secrecy::ExposeSecret;
 use std::sync::Arc;
 use std::time::Duration;
 
-use backon::BackoffBuilder;
 use chrono::{DateTime, Utc};
 use serde_json::{json, Value};
 use tokio::sync::{mpsc, watch};
@@ -387,7 +386,7 @@ impl CometdTransport {
             consecutive_failures: 0,
             min_backoff: DEFAULT_MIN_BACKOFF,
             max_backoff: DEFAULT_MAX_BACKOFF,
-            backoff: build_backoff(DEFAULT_MIN_BACKOFF, DEFAULT_MAX_BACKOFF),
+            backoff: crate::retry::backoff(DEFAULT_MIN_BACKOFF, DEFAULT_MAX_BACKOFF),
         })
     }
 
@@ -395,7 +394,7 @@ impl CometdTransport {
     pub fn with_backoff(mut self, min: Duration, max: Duration) -> Self {
         self.min_backoff = min;
         self.max_backoff = max;
-        self.backoff = build_backoff(min, max);
+        self.backoff = crate::retry::backoff(min, max);
         self
     }
 
@@ -769,7 +768,7 @@ impl CometdTransport {
 
     fn succeeded(&mut self) {
         self.consecutive_failures = 0;
-        self.backoff = build_backoff(self.min_backoff, self.max_backoff);
+        self.backoff = crate::retry::backoff(self.min_backoff, self.max_backoff);
     }
 
     /// Sleeps before retrying. A server-directed recovery right after a success runs at
@@ -841,15 +840,6 @@ impl EventTransport for CometdTransport {
             tracing::debug!(channel = %self.channel, error = %e, "disconnect not delivered");
         }
     }
-}
-
-fn build_backoff(min: Duration, max: Duration) -> backon::ExponentialBackoff {
-    backon::ExponentialBuilder::default()
-        .with_min_delay(min)
-        .with_max_delay(max)
-        .with_jitter()
-        .without_max_times()
-        .build()
 }
 
 /// A login failure: fatal when retrying cannot help (bad credentials), else retried.
