@@ -187,13 +187,10 @@ async fn rotate_key(settings: Settings) -> anyhow::Result<()> {
             let Some(enc) = row.get(f).and_then(Value::as_str).filter(|s| !s.is_empty()) else {
                 continue;
             };
-            if vault.is_current(enc) {
-                current += 1;
-                continue;
-            }
-            match vault.decrypt(enc) {
-                Ok(plain) => {
-                    fields.insert(f.to_string(), Value::String(vault.encrypt(&plain)));
+            match vault.reencrypt(enc) {
+                Ok(None) => current += 1,
+                Ok(Some(fresh)) => {
+                    fields.insert(f.to_string(), Value::String(fresh));
                     rotated += 1;
                 }
                 Err(e) => {
@@ -208,13 +205,9 @@ async fn rotate_key(settings: Settings) -> anyhow::Result<()> {
     }
     let results = app.salesforce.update_many(&t.object, updates).await?;
     let failed = results.iter().filter(|r| !r.success).count();
-    let journal = app.store.reencrypt_tokens(|enc| {
-        if vault.is_current(enc) {
-            None
-        } else {
-            vault.decrypt(enc).ok().map(|p| vault.encrypt(&p))
-        }
-    })?;
+    let journal = app
+        .store
+        .reencrypt_tokens(|enc| vault.reencrypt(enc).ok().flatten())?;
     println!(
         "re-encrypted: {rotated}  already current: {current}  undecryptable: {unreadable}  write failures: {failed}  journal rows re-encrypted: {journal}"
     );

@@ -82,15 +82,22 @@ impl SalesforceError {
         }
     }
 
-    /// Turns a reqwest failure into `Timeout` or `Transport`. The URL stays in the text
-    /// (it names the endpoint and, for queries, the SOQL — never a credential: tokens go
-    /// in headers and the login form in the body).
+    /// Turns a reqwest failure into `Timeout` or `Transport`. The URL is left out: for
+    /// queries it carries the SOQL, which can hold trainers' emails. The source chain
+    /// says what actually failed ("Connection refused").
     pub(crate) fn from_reqwest(err: reqwest::Error) -> SalesforceError {
         if err.is_timeout() {
-            SalesforceError::Timeout
-        } else {
-            SalesforceError::Transport(err.to_string())
+            return SalesforceError::Timeout;
         }
+        let err = err.without_url();
+        let mut text = err.to_string();
+        let mut source = std::error::Error::source(&err);
+        while let Some(cause) = source {
+            text.push_str(": ");
+            text.push_str(&cause.to_string());
+            source = cause.source();
+        }
+        SalesforceError::Transport(text)
     }
 
     /// Classifies a non-success REST answer. Salesforce sends errors as a JSON array

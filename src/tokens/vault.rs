@@ -98,6 +98,13 @@ impl Vault {
         Ok(self.decrypt_reporting_key(text)?.0)
     }
 
+    /// Re-encrypts a value with the primary key: `Ok(None)` when it already uses it.
+    /// One decryption either way (`rotate-key`).
+    pub fn reencrypt(&self, text: &str) -> Result<Option<String>, VaultError> {
+        let (plain, current) = self.decrypt_reporting_key(text)?;
+        Ok((!current).then(|| self.encrypt(&plain)))
+    }
+
     /// True when the value opens with the primary key (already rotated).
     pub fn is_current(&self, text: &str) -> bool {
         matches!(self.decrypt_reporting_key(text), Ok((_, true)))

@@ -326,10 +326,10 @@ async fn describe(
     State(shared): State<Arc<Shared>>,
     Path((v, object)): Path<(String, String)>,
 ) -> ApiResult {
-    version(&v)?;
+    let v = version(&v)?;
     let org = shared.org.lock().expect("org");
     let def = org.object(&object).ok_or_else(WriteError::not_found)?;
-    Ok(Json(def.describe()).into_response())
+    Ok(Json(def.describe(&v)).into_response())
 }
 
 #[derive(Deserialize)]

@@ -284,7 +284,8 @@ impl ObjectDef {
     }
 
     /// The describe result.
-    pub fn describe(&self) -> Value {
+    /// The describe answer, with URLs in the API version the client asked for.
+    pub fn describe(&self, version: &str) -> Value {
         json!({
             "name": self.name,
             "label": self.label,
@@ -297,8 +298,8 @@ impl ObjectDef {
             "queryable": true,
             "fields": self.fields.iter().map(FieldDef::describe).collect::<Vec<_>>(),
             "urls": {
-                "sobject": format!("/services/data/v{}/sobjects/{}", super::DEFAULT_API_VERSION, self.name),
-                "describe": format!("/services/data/v{}/sobjects/{}/describe", super::DEFAULT_API_VERSION, self.name),
+                "sobject": format!("/services/data/v{version}/sobjects/{}", self.name),
+                "describe": format!("/services/data/v{version}/sobjects/{}/describe", self.name),
             },
         })
     }
