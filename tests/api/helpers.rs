@@ -60,6 +60,10 @@ pub struct TestApp {
     pub settings: Settings,
     pub tokens: TokenService,
     pub store: Store,
+    /// The running app's engine (what `reconcile` and `refresh-tokens` call).
+    pub engine: std::sync::Arc<lark_vc_bridge::bookings::Engine>,
+    /// The running app's processor handle (what its timers enqueue work through).
+    pub processor: lark_vc_bridge::bookings::ProcessorHandle,
     pub shutdown: ShutdownHandle,
     pub task: tokio::task::JoinHandle<anyhow::Result<()>>,
     pub dir: tempfile::TempDir,
@@ -101,6 +105,8 @@ pub async fn start_app(
     let settings = app.settings.as_ref().clone();
     let tokens = app.tokens.clone();
     let store = app.store.clone();
+    let engine = app.engine();
+    let processor = app.processor.clone();
     let shutdown = app.shutdown_handle();
     let task = tokio::spawn(app.run_until_stopped(std::future::pending()));
     let t = TestApp {
@@ -110,6 +116,8 @@ pub async fn start_app(
         settings,
         tokens,
         store,
+        engine,
+        processor,
         shutdown,
         task,
         dir,
@@ -394,31 +402,4 @@ pub fn booking_time(app: &TestApp, booking: &str, name: &str) -> i64 {
     lark_vc_bridge::simulator::salesforce::schema::parse_datetime(&text)
         .expect("Salesforce DateTime")
         .timestamp()
-}
-
-/// As [`start_app`], also returning the processor handle the app's timers use, so a test
-/// can ask for what a timer would (a sweep) without waiting for the timer.
-pub async fn start_app_with_processor(
-    sf: SalesforceSim,
-    lark: LarkSim,
-    mut settings: Settings,
-    dir: tempfile::TempDir,
-) -> (TestApp, lark_vc_bridge::bookings::ProcessorHandle) {
-    settings.server.bind = "127.0.0.1:0".into();
-    settings.server.public_url = "http://127.0.0.1:0".parse().unwrap();
-    let app = App::build(settings).await.expect("app builds");
-    let processor = app.processor.clone();
-    let t = TestApp {
-        url: app.local_url(),
-        settings: app.settings.as_ref().clone(),
-        tokens: app.tokens.clone(),
-        store: app.store.clone(),
-        shutdown: app.shutdown_handle(),
-        task: tokio::spawn(app.run_until_stopped(std::future::pending())),
-        sf,
-        lark,
-        dir,
-    };
-    wait_ready(&t).await;
-    (t, processor)
 }

@@ -15,8 +15,8 @@ use serde_json::json;
 
 use crate::helpers::{
     booking_time, captured_logs, checkpoint, connected_trainer, create_booking, field,
-    insert_booking, last_booking_event, metric, spawn_app, start_app, start_app_with_processor,
-    wait_caught_up, wait_ready, wait_until, TestApp, BOOKING,
+    insert_booking, last_booking_event, metric, spawn_app, start_app, wait_caught_up, wait_ready,
+    wait_until, TestApp, BOOKING,
 };
 
 const APPLY: &str = "/open-apis/vc/v1/reserves/apply";
@@ -452,7 +452,9 @@ async fn a_capped_reservation_is_renewed_by_the_periodic_sweep_with_the_same_lin
     let app = spawn_app().await;
     let (trainer, _) = connected_trainer(&app, "Ann", "ann@example.com").await;
     let (sf, lark, settings, dir) = app.stop().await;
-    let (app, processor) = start_app_with_processor(sf, lark, settings, dir).await;
+    let app = start_app(sf, lark, settings, dir).await;
+    wait_ready(&app).await;
+    let processor = app.processor.clone();
     let booking = create_booking(&app, &trainer, 60 * 24, 60 * 24 + 1, true);
     assert_gets_its_meeting(&app, &booking).await;
     wait_caught_up(&app).await;

@@ -7,8 +7,6 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use axum::http::Method;
-use lark_vc_bridge::app::App;
-use lark_vc_bridge::bookings::Engine;
 use lark_vc_bridge::config::{OAuthVersion, Settings};
 use lark_vc_bridge::salesforce::soql::RecordId;
 use lark_vc_bridge::simulator::lark::{LarkSim, DEFAULT_ACCESS_SECS, DEFAULT_REFRESH_SECS};
@@ -131,16 +129,6 @@ fn trainer_patches(app: &TestApp, id: &str) -> Vec<RecordedRequest> {
     app.sf
         .requests()
         .matching(|r| r.method == Method::PATCH && r.path.ends_with(&path))
-}
-
-/// A second `App` on the same settings and store, for its engine: `TestApp` keeps no
-/// handle on the running app's engine, so the `refresh-tokens` code path
-/// (`Engine::refresh_pass`) is reached the way the command reaches it.
-async fn engine(app: &TestApp) -> std::sync::Arc<Engine> {
-    App::build(app.settings.clone())
-        .await
-        .expect("second app builds")
-        .engine()
 }
 
 async fn wait_ready(app: &TestApp) {
@@ -402,7 +390,7 @@ async fn tokens_salesforce_refused_are_written_by_the_next_refresh_pass() {
     );
     assert_eq!(app.store.unconfirmed_tokens().unwrap().len(), 1);
 
-    engine(&app).await.refresh_pass().await;
+    app.engine.refresh_pass().await;
 
     assert_sf_holds_current(&app, &id, &open_id);
     assert!(app.store.unconfirmed_tokens().unwrap().is_empty());
@@ -737,7 +725,7 @@ async fn the_timer_refreshes_exactly_the_trainers_inside_the_window() {
         .map(|id| sf_tokens(&app, id).1.unwrap())
         .collect();
 
-    let engine = engine(&app).await;
+    let engine = app.engine.clone();
     let pass_started = chrono::Utc::now();
     let summary = engine.refresh_pass().await;
 
@@ -802,7 +790,7 @@ async fn a_refresh_token_that_cannot_be_extended_sends_one_reminder() {
     // expiry out of the window.
     app.lark.set_token_lifetimes(DEFAULT_ACCESS_SECS, 10 * 3600);
 
-    let engine = engine(&app).await;
+    let engine = app.engine.clone();
     engine.refresh_pass().await;
     engine.refresh_pass().await;
 
@@ -925,7 +913,7 @@ async fn an_admin_unchecking_connected_stops_all_use_and_clears_the_tokens() {
         "no reservation call"
     );
     assert!(refresh_calls(&app).is_empty(), "no refresh");
-    let summary = engine(&app).await.refresh_pass().await;
+    let summary = app.engine.refresh_pass().await;
     assert_eq!(summary.refreshed, 0, "the timer leaves them alone");
     assert!(refresh_calls(&app).is_empty());
 
