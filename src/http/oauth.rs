@@ -155,7 +155,8 @@ async fn callback_inner(
             "Lark returned an error instead of an authorization.",
         )
         .hint(START_AGAIN)
-        .cause(format!("error={error}")));
+        // Debug-quoted: the value is the caller's, and must not forge log lines.
+        .cause(format!("error={error:?}")));
     }
     let (Some(code), Some(raw_state)) = (
         q.code.as_deref().filter(|c| !c.is_empty()),

@@ -348,6 +348,10 @@ async fn graceful_shutdown_finishes_the_booking_in_flight_and_saves_the_checkpoi
         metric(&app, "lvb_events_received_total").await > received
     })
     .await;
+    assert!(
+        field_of(&app.sf, &booking, LINK).is_none(),
+        "the booking is still in flight when shutdown is asked for"
+    );
     app.shutdown.trigger();
     let started = tokio::time::Instant::now();
     let result = tokio::time::timeout(SHUTDOWN_GRACE + Duration::from_secs(5), app.task)
