@@ -229,6 +229,21 @@ impl LarkClient {
         let answer = self.send(kind, request).await.map_err(|f| f.error)?;
         answer.decode(ctx, sensitive)
     }
+
+    /// One Open API call with a user token, retried by the one retry helper (the request
+    /// is rebuilt for each attempt).
+    async fn user_call<T: serde::de::DeserializeOwned>(
+        &self,
+        what: &str,
+        kind: CallKind,
+        sensitive: Sensitivity,
+        request: impl Fn() -> reqwest::RequestBuilder,
+    ) -> Result<T, LarkError> {
+        crate::retry::with_retry(&self.inner.policy, what, || {
+            self.exchange(kind, ErrorContext::Api, sensitive, request())
+        })
+        .await
+    }
 }
 
 /// Whether a response body may carry a token (then it is never kept in an error).

@@ -251,31 +251,28 @@ impl LarkClient {
 
     /// Who the user access token belongs to.
     pub async fn user_info(&self, token: &AccessToken) -> Result<LarkUser, LarkError> {
-        with_retry(&self.inner.policy, "lark user_info", || async {
-            let request = self
-                .inner
-                .http
-                .get(self.url(USER_INFO_PATH))
-                .bearer_auth(token.secret());
-            let Data { data }: Data<UserInfoData> = self
-                .exchange(
-                    CallKind::UserInfo,
-                    ErrorContext::Api,
-                    Sensitivity::Plain,
-                    request,
-                )
-                .await?;
-            Ok(LarkUser {
-                open_id: data.open_id,
-                union_id: non_empty(data.union_id),
-                user_id: non_empty(data.user_id),
-                name: non_empty(data.name),
-                email: non_empty(data.email),
-                enterprise_email: non_empty(data.enterprise_email),
-                tenant_key: non_empty(data.tenant_key),
-            })
+        let Data { data }: Data<UserInfoData> = self
+            .user_call(
+                "lark user_info",
+                CallKind::UserInfo,
+                Sensitivity::Plain,
+                || {
+                    self.inner
+                        .http
+                        .get(self.url(USER_INFO_PATH))
+                        .bearer_auth(token.secret())
+                },
+            )
+            .await?;
+        Ok(LarkUser {
+            open_id: data.open_id,
+            union_id: non_empty(data.union_id),
+            user_id: non_empty(data.user_id),
+            name: non_empty(data.name),
+            email: non_empty(data.email),
+            enterprise_email: non_empty(data.enterprise_email),
+            tenant_key: non_empty(data.tenant_key),
         })
-        .await
     }
 
     async fn v2_grant(

@@ -138,24 +138,21 @@ impl LarkClient {
             );
         }
         let path = reserve_path(reserve_id)?;
-        with_retry(&self.inner.policy, "lark reserve update", || async {
-            let request = self
-                .inner
-                .http
-                .put(self.url(&path))
-                .bearer_auth(token.secret())
-                .json(&body);
-            let Data { data }: Data<ReserveData> = self
-                .exchange(
-                    CallKind::Update,
-                    ErrorContext::Api,
-                    Sensitivity::Secret,
-                    request,
-                )
-                .await?;
-            Ok(data.reserve.into_reserve())
-        })
-        .await
+        let Data { data }: Data<ReserveData> = self
+            .user_call(
+                "lark reserve update",
+                CallKind::Update,
+                Sensitivity::Secret,
+                || {
+                    self.inner
+                        .http
+                        .put(self.url(&path))
+                        .bearer_auth(token.secret())
+                        .json(&body)
+                },
+            )
+            .await?;
+        Ok(data.reserve.into_reserve())
     }
 
     /// Reads a reservation (owner only).
@@ -165,23 +162,20 @@ impl LarkClient {
         reserve_id: &str,
     ) -> Result<Reserve, LarkError> {
         let path = reserve_path(reserve_id)?;
-        with_retry(&self.inner.policy, "lark reserve get", || async {
-            let request = self
-                .inner
-                .http
-                .get(self.url(&path))
-                .bearer_auth(token.secret());
-            let Data { data }: Data<ReserveData> = self
-                .exchange(
-                    CallKind::Get,
-                    ErrorContext::Api,
-                    Sensitivity::Secret,
-                    request,
-                )
-                .await?;
-            Ok(data.reserve.into_reserve())
-        })
-        .await
+        let Data { data }: Data<ReserveData> = self
+            .user_call(
+                "lark reserve get",
+                CallKind::Get,
+                Sensitivity::Secret,
+                || {
+                    self.inner
+                        .http
+                        .get(self.url(&path))
+                        .bearer_auth(token.secret())
+                },
+            )
+            .await?;
+        Ok(data.reserve.into_reserve())
     }
 
     /// Deletes a reservation (owner only). Deleting one that is already gone answers
@@ -192,23 +186,20 @@ impl LarkClient {
         reserve_id: &str,
     ) -> Result<(), LarkError> {
         let path = reserve_path(reserve_id)?;
-        with_retry(&self.inner.policy, "lark reserve delete", || async {
-            let request = self
-                .inner
-                .http
-                .delete(self.url(&path))
-                .bearer_auth(token.secret());
-            let _: serde_json::Value = self
-                .exchange(
-                    CallKind::Delete,
-                    ErrorContext::Api,
-                    Sensitivity::Plain,
-                    request,
-                )
-                .await?;
-            Ok(())
-        })
-        .await
+        let _: serde_json::Value = self
+            .user_call(
+                "lark reserve delete",
+                CallKind::Delete,
+                Sensitivity::Plain,
+                || {
+                    self.inner
+                        .http
+                        .delete(self.url(&path))
+                        .bearer_auth(token.secret())
+                },
+            )
+            .await?;
+        Ok(())
     }
 }
 
