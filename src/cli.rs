@@ -1,5 +1,6 @@
 //! The command line of design §2.1. Each command loads settings, builds what it needs
-//! and calls into the library; printing is the only thing done here.
+//! and calls into the service library; printing is the only thing done here. `demo` and
+//! `simulate` are the two commands that start the simulators.
 
 use std::path::PathBuf;
 
@@ -7,10 +8,10 @@ use anyhow::{bail, Context};
 use clap::{Parser, Subcommand};
 use serde_json::Value;
 
-use crate::app::App;
-use crate::config::Settings;
-use crate::salesforce::soql::RecordId;
-use crate::tokens::trainer::{TrainerRecord, F_ACCESS_TOKEN, F_REFRESH_TOKEN, F_USER_ID};
+use lark_vc_bridge::app::{shutdown_signal, App};
+use lark_vc_bridge::config::Settings;
+use lark_vc_bridge::salesforce::soql::RecordId;
+use lark_vc_bridge::tokens::trainer::{TrainerRecord, F_ACCESS_TOKEN, F_REFRESH_TOKEN, F_USER_ID};
 
 /// lark-vc-bridge: a Lark video meeting, hosted by its trainer, for every remote
 /// training booking in Salesforce.
@@ -44,8 +45,6 @@ pub enum Command {
         #[arg(long, default_value_t = 0)]
         lark_port: u16,
     },
-    /// Measure a burst of bookings against the simulators (see README)
-    Bench(crate::bench::BenchArgs),
     /// Check the configuration and every external dependency.
     Check,
     /// One reconciliation sweep of upcoming remote bookings.
@@ -70,12 +69,11 @@ pub enum Command {
 pub async fn run(cli: Cli) -> anyhow::Result<()> {
     match cli.command {
         Command::Demo { json } => return crate::demo::run(json).await,
-        Command::Bench(args) => return crate::bench::run(args).await,
         Command::Simulate { sf_port, lark_port } => {
-            return crate::simulator::run_simulate(sf_port, lark_port).await
+            return lvb_simulators::run_simulate(sf_port, lark_port, shutdown_signal()).await
         }
         Command::Check => {
-            let ok = crate::check::run(cli.config.as_deref()).await;
+            let ok = lark_vc_bridge::check::run(cli.config.as_deref()).await;
             if !ok {
                 bail!("some checks failed");
             }
@@ -145,7 +143,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             Ok(())
         }
         Command::RotateKey => rotate_key(settings).await,
-        Command::Demo { .. } | Command::Bench(_) | Command::Simulate { .. } | Command::Check => {
+        Command::Demo { .. } | Command::Simulate { .. } | Command::Check => {
             unreachable!()
         }
     }
@@ -215,27 +213,4 @@ async fn rotate_key(settings: Settings) -> anyhow::Result<()> {
         bail!("rotation incomplete");
     }
     Ok(())
-}
-
-/// Resolves on SIGTERM or ctrl-c.
-pub async fn shutdown_signal() {
-    let ctrl_c = async {
-        let _ = tokio::signal::ctrl_c().await;
-    };
-    #[cfg(unix)]
-    let term = async {
-        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(mut s) => {
-                s.recv().await;
-            }
-            Err(_) => std::future::pending::<()>().await,
-        }
-    };
-    #[cfg(not(unix))]
-    let term = std::future::pending::<()>();
-    tokio::select! {
-        _ = ctrl_c => {},
-        _ = term => {},
-    }
-    tracing::info!("shutdown signal received");
 }

@@ -14,11 +14,11 @@ use chrono::Utc;
 use serde::Serialize;
 use serde_json::{json, Map, Value};
 
-use crate::app::App;
-use crate::config::Settings;
-use crate::simulator::browser::{connect_trainer, ConnectHop};
-use crate::simulator::launch::Simulators;
-use crate::simulator::SF_HUMAN_USER_ID;
+use lark_vc_bridge::app::App;
+use lark_vc_bridge::config::Settings;
+use lvb_simulators::browser::{connect_trainer, ConnectHop};
+use lvb_simulators::launch::Simulators;
+use lvb_simulators::SF_HUMAN_USER_ID;
 
 /// How long one step may take before the demo gives up.
 const STEP_DEADLINE: Duration = Duration::from_secs(45);
@@ -103,12 +103,15 @@ pub async fn run(json: bool) -> anyhow::Result<()> {
     let store_dir = std::env::temp_dir().join(format!(
         "lark-vc-bridge-demo-{}-{}",
         std::process::id(),
-        crate::config::random_hex(4)
+        lvb_simulators::wire::random_hex(4)
     ));
-    let settings = Settings::for_simulators(
-        &sf.base_url(),
-        &lark.base_url(),
-        &store_dir.join("store.db"),
+    let settings = Settings::load_from(
+        None,
+        lvb_simulators::service_env(
+            &sf.base_url(),
+            &lark.base_url(),
+            &store_dir.join("store.db"),
+        ),
     )?;
     let app = App::build(settings).await?;
     let url = app.local_url();

@@ -1,18 +1,20 @@
-//! `lark-vc-bridge`: parses the command line, starts telemetry, calls the library.
+//! `lark-vc-bridge`: parses the command line, starts telemetry, calls the service library
+//! (`lark_vc_bridge`); `demo` and `simulate` also start the simulators (`lvb_simulators`).
+
+mod cli;
+mod demo;
 
 use clap::Parser;
 
 #[tokio::main]
 async fn main() -> std::process::ExitCode {
-    let cli = lark_vc_bridge::cli::Cli::parse();
+    let cli = cli::Cli::parse();
     let quiet = matches!(
         cli.command,
-        lark_vc_bridge::cli::Command::Demo { .. }
-            | lark_vc_bridge::cli::Command::Simulate { .. }
-            | lark_vc_bridge::cli::Command::Bench(_)
+        cli::Command::Demo { .. } | cli::Command::Simulate { .. }
     );
     lark_vc_bridge::telemetry::init_with_default(if quiet { "warn" } else { "info" });
-    match lark_vc_bridge::cli::run(cli).await {
+    match cli::run(cli).await {
         Ok(()) => std::process::ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("error: {e:#}");

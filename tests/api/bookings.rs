@@ -6,7 +6,7 @@ use std::collections::HashMap;
 
 use axum::http::Method;
 use lark_vc_bridge::app::App;
-use lark_vc_bridge::simulator::SF_HUMAN_USER_ID;
+use lvb_simulators::SF_HUMAN_USER_ID;
 use serde_json::{json, Value};
 
 use crate::helpers::{
@@ -83,7 +83,7 @@ async fn wait_for_status(app: &TestApp, booking: &str, status: &str) {
 }
 
 /// The reservation Lark holds under this id.
-fn reserve(app: &TestApp, id: &str) -> lark_vc_bridge::simulator::lark::SimReserve {
+fn reserve(app: &TestApp, id: &str) -> lvb_simulators::lark::SimReserve {
     app.lark
         .reserves()
         .into_iter()
@@ -92,7 +92,7 @@ fn reserve(app: &TestApp, id: &str) -> lark_vc_bridge::simulator::lark::SimReser
 }
 
 /// Asserts the booking shows `Created` with the reservation Lark holds for it, live.
-fn assert_created(app: &TestApp, booking: &str) -> lark_vc_bridge::simulator::lark::SimReserve {
+fn assert_created(app: &TestApp, booking: &str) -> lvb_simulators::lark::SimReserve {
     let b = app.booking(booking);
     assert_eq!(b[STATUS], json!("Created"), "{b:?}");
     assert!(b.get(ERROR).is_none_or(Value::is_null), "{b:?}");
@@ -202,12 +202,7 @@ async fn a_trainer_who_has_not_connected_gets_pending_then_the_link_once_they_co
 }
 
 /// A connected trainer, a remote booking with its meeting, and the service caught up.
-async fn booked() -> (
-    TestApp,
-    String,
-    String,
-    lark_vc_bridge::simulator::lark::SimReserve,
-) {
+async fn booked() -> (TestApp, String, String, lvb_simulators::lark::SimReserve) {
     let app = spawn_app().await;
     let (trainer, _) = connected_trainer(&app, "Ann", "ann@example.com").await;
     wait_ready(&app).await;
@@ -637,7 +632,7 @@ async fn kill_mid_burst_and_restart(
     let bookings: Vec<String> = (0..n)
         .map(|k| insert_booking(&sf, trainer, 24 + k, 25 + k, true))
         .collect();
-    let linked = |sf: &lark_vc_bridge::simulator::salesforce::SalesforceSim| {
+    let linked = |sf: &lvb_simulators::salesforce::SalesforceSim| {
         bookings
             .iter()
             .filter(|b| {

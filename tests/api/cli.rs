@@ -3,7 +3,7 @@
 
 use std::process::Command;
 
-use lark_vc_bridge::simulator::launch::Simulators;
+use lvb_simulators::launch::Simulators;
 use serde_json::Value;
 
 const BIN: &str = env!("CARGO_BIN_EXE_lark-vc-bridge");

@@ -9,11 +9,11 @@ use std::time::Duration;
 
 use lark_vc_bridge::app::{App, ShutdownHandle};
 use lark_vc_bridge::config::Settings;
-use lark_vc_bridge::simulator::lark::LarkSim;
-use lark_vc_bridge::simulator::salesforce::SalesforceSim;
-use lark_vc_bridge::simulator::SF_HUMAN_USER_ID;
 use lark_vc_bridge::store::Store;
 use lark_vc_bridge::tokens::TokenService;
+use lvb_simulators::lark::LarkSim;
+use lvb_simulators::salesforce::SalesforceSim;
+use lvb_simulators::SF_HUMAN_USER_ID;
 use serde_json::{json, Map, Value};
 
 /// Every log line any test in this binary produced.
@@ -70,6 +70,19 @@ pub struct TestApp {
 }
 
 /// Starts both simulators and the app with default settings.
+/// Settings pointing at the simulators at the given URLs (every key valid, fresh keys,
+/// any free port).
+pub fn sim_settings(
+    sf_login_url: &str,
+    lark_base_url: &str,
+    store_path: &std::path::Path,
+) -> Result<Settings, lark_vc_bridge::config::ConfigError> {
+    Settings::load_from(
+        None,
+        lvb_simulators::service_env(sf_login_url, lark_base_url, store_path),
+    )
+}
+
 pub async fn spawn_app() -> TestApp {
     spawn_app_with(|_| {}).await
 }
@@ -80,7 +93,7 @@ pub async fn spawn_app_with(adjust: impl FnOnce(&mut Settings)) -> TestApp {
     let sf = SalesforceSim::start(0).await.expect("salesforce sim");
     let lark = LarkSim::start(0).await.expect("lark sim");
     let dir = tempfile::tempdir().expect("tempdir");
-    let mut settings = Settings::for_simulators(
+    let mut settings = sim_settings(
         &sf.base_url(),
         &lark.base_url(),
         &dir.path().join("store.db"),
@@ -399,7 +412,7 @@ pub fn last_booking_event(sf: &SalesforceSim, channel: &str) -> i64 {
 /// A booking DateTime field as unix seconds.
 pub fn booking_time(app: &TestApp, booking: &str, name: &str) -> i64 {
     let text = field(app, booking, name).expect("time set");
-    lark_vc_bridge::simulator::salesforce::schema::parse_datetime(&text)
+    lvb_simulators::salesforce::schema::parse_datetime(&text)
         .expect("Salesforce DateTime")
         .timestamp()
 }

@@ -3,8 +3,8 @@
 
 use axum::http::Method;
 use lark_vc_bridge::http::state;
-use lark_vc_bridge::simulator::{LARK_APP_ID, LARK_APP_SECRET, SF_CLIENT_SECRET};
 use lark_vc_bridge::tokens::Vault;
+use lvb_simulators::{LARK_APP_ID, LARK_APP_SECRET, SF_CLIENT_SECRET};
 use secrecy::ExposeSecret;
 use serde_json::Value;
 

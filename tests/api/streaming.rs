@@ -6,17 +6,16 @@ use std::time::Duration;
 
 use axum::http::Method;
 use lark_vc_bridge::app::SHUTDOWN_GRACE;
-use lark_vc_bridge::config::Settings;
-use lark_vc_bridge::simulator::lark::LarkSim;
-use lark_vc_bridge::simulator::salesforce::SalesforceSim;
-use lark_vc_bridge::simulator::{SF_HUMAN_USER_ID, SF_INTEGRATION_USER_ID};
 use lark_vc_bridge::store::Store;
+use lvb_simulators::lark::LarkSim;
+use lvb_simulators::salesforce::SalesforceSim;
+use lvb_simulators::{SF_HUMAN_USER_ID, SF_INTEGRATION_USER_ID};
 use serde_json::json;
 
 use crate::helpers::{
     booking_time, captured_logs, checkpoint, connected_trainer, create_booking, field,
-    insert_booking, last_booking_event, metric, spawn_app, start_app, wait_caught_up, wait_ready,
-    wait_until, TestApp, BOOKING,
+    insert_booking, last_booking_event, metric, sim_settings, spawn_app, start_app, wait_caught_up,
+    wait_ready, wait_until, TestApp, BOOKING,
 };
 
 const APPLY: &str = "/open-apis/vc/v1/reserves/apply";
@@ -378,7 +377,7 @@ async fn graceful_shutdown_finishes_the_booking_in_flight_and_saves_the_checkpoi
 }
 
 fn field_of(
-    sf: &lark_vc_bridge::simulator::salesforce::SalesforceSim,
+    sf: &lvb_simulators::salesforce::SalesforceSim,
     booking: &str,
     name: &str,
 ) -> Option<String> {
@@ -420,8 +419,7 @@ async fn a_platform_event_channel_names_the_booking_to_process() {
     sf.hub().register_platform_event("/event/Booking_Change__e");
     let dir = tempfile::tempdir().unwrap();
     let mut settings =
-        Settings::for_simulators(&sf.base_url(), &lark.base_url(), &dir.path().join("s.db"))
-            .unwrap();
+        sim_settings(&sf.base_url(), &lark.base_url(), &dir.path().join("s.db")).unwrap();
     settings.salesforce.streaming.channel = "/event/Booking_Change__e".into();
     let app = start_app(sf, lark, settings, dir).await;
     let (trainer, _) = connected_trainer(&app, "Ann", "ann@example.com").await;

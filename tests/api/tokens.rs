@@ -9,14 +9,14 @@ use std::time::Duration;
 use axum::http::Method;
 use lark_vc_bridge::config::{OAuthVersion, Settings};
 use lark_vc_bridge::salesforce::soql::RecordId;
-use lark_vc_bridge::simulator::lark::{LarkSim, DEFAULT_ACCESS_SECS, DEFAULT_REFRESH_SECS};
-use lark_vc_bridge::simulator::salesforce::SalesforceSim;
-use lark_vc_bridge::simulator::{
-    RecordedRequest, LARK_APP_ID, LARK_APP_SECRET, SF_CLIENT_ID, SF_CLIENT_SECRET, SF_HUMAN_USER_ID,
-};
 use lark_vc_bridge::store::Store;
 use lark_vc_bridge::tokens::trainer::{parse_sf_datetime, TrainerRecord};
 use lark_vc_bridge::tokens::{TokenError, Vault};
+use lvb_simulators::lark::{LarkSim, DEFAULT_ACCESS_SECS, DEFAULT_REFRESH_SECS};
+use lvb_simulators::salesforce::SalesforceSim;
+use lvb_simulators::{
+    RecordedRequest, LARK_APP_ID, LARK_APP_SECRET, SF_CLIENT_ID, SF_CLIENT_SECRET, SF_HUMAN_USER_ID,
+};
 use secrecy::ExposeSecret;
 use serde_json::{json, Map, Value};
 

@@ -1,0 +1,584 @@
+//! The Lark client: app and tenant tokens ([`app_token`]), user OAuth ([`oauth`]), VC
+//! reservations ([`vc`]), bot messages ([`messages`]) and app-wide pacing ([`pacing`]).
+//!
+//! It owns every HTTP exchange with Lark: one `reqwest` client built once (timeouts, a
+//! user agent, no redirects), error classification into [`LarkError`], and retries
+//! through the one retry helper ([`crate::retry::with_retry`]). It decides nothing about
+//! bookings or trainers, stores nothing, and never logs or returns a token, a secret or
+//! a request body.
+
+pub mod app_token;
+pub mod error;
+pub mod messages;
+pub mod oauth;
+pub mod pacing;
+pub mod vc;
+
+use std::fmt;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use secrecy::SecretString;
+use serde::de::DeserializeOwned;
+use serde::Deserialize;
+use url::Url;
+
+use crate::config::{LarkSettings, OAuthVersion};
+use crate::retry::RetryPolicy;
+
+pub use error::{GrantFailure, LarkError};
+pub use oauth::{LarkUser, TokenGrant};
+pub use pacing::Pacer;
+pub use vc::Reserve;
+
+use app_token::TokenCache;
+use error::{classify, lenient_i64, truncate, ErrorContext};
+
+/// Time allowed to open a connection to Lark.
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
+/// Time allowed for one whole request; a little under the retry helper's per-attempt
+/// timeout so reqwest reports the timeout first.
+const REQUEST_TIMEOUT: Duration = Duration::from_secs(25);
+/// Sent on every request so Lark's logs name us.
+const USER_AGENT: &str = concat!("lark-vc-bridge/", env!("CARGO_PKG_VERSION"));
+
+/// The Lark client. Cheap to clone: every clone shares one HTTP client, one token cache,
+/// one pacer and one set of call counters.
+#[derive(Clone)]
+pub struct LarkClient {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    http: reqwest::Client,
+    /// Open API base, without a trailing slash.
+    base_url: String,
+    accounts_url: Url,
+    app_id: String,
+    app_secret: SecretString,
+    oauth_version: OAuthVersion,
+    scopes: Vec<String>,
+    policy: RetryPolicy,
+    tenant_token: TokenCache,
+    app_token: TokenCache,
+    apply_pacer: Pacer,
+    counts: Counters,
+}
+
+impl fmt::Debug for LarkClient {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("LarkClient")
+            .field("base_url", &self.inner.base_url)
+            .field("app_id", &self.inner.app_id)
+            .field("oauth_version", &self.inner.oauth_version)
+            .finish_non_exhaustive()
+    }
+}
+
+/// How many HTTP requests (attempts, retries included) the client sent, per kind.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct LarkCallCounts {
+    /// `POST /open-apis/auth/v3/tenant_access_token/internal`.
+    pub tenant_token: u64,
+    /// `POST /open-apis/auth/v3/app_access_token/internal` (v1 OIDC only).
+    pub app_token: u64,
+    /// Authorization code exchanges (v2 or v1).
+    pub token_exchange: u64,
+    /// Refresh-token grants (v2 or v1).
+    pub refresh: u64,
+    /// `GET /open-apis/authen/v1/user_info`.
+    pub user_info: u64,
+    /// `POST /open-apis/vc/v1/reserves/apply`.
+    pub apply: u64,
+    /// `PUT /open-apis/vc/v1/reserves/{id}`.
+    pub update: u64,
+    /// `DELETE /open-apis/vc/v1/reserves/{id}`.
+    pub delete: u64,
+    /// `GET /open-apis/vc/v1/reserves/{id}`.
+    pub get: u64,
+    /// `POST /open-apis/im/v1/messages`.
+    pub message: u64,
+}
+
+/// Kinds of request, for the counters.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum CallKind {
+    TenantToken,
+    AppToken,
+    TokenExchange,
+    Refresh,
+    UserInfo,
+    Apply,
+    Update,
+    Delete,
+    Get,
+    Message,
+}
+
+#[derive(Default)]
+struct Counters([AtomicU64; 10]);
+
+impl Counters {
+    fn bump(&self, kind: CallKind) {
+        self.0[kind as usize].fetch_add(1, Ordering::Relaxed);
+    }
+
+    fn snapshot(&self) -> LarkCallCounts {
+        let get = |k: CallKind| self.0[k as usize].load(Ordering::Relaxed);
+        LarkCallCounts {
+            tenant_token: get(CallKind::TenantToken),
+            app_token: get(CallKind::AppToken),
+            token_exchange: get(CallKind::TokenExchange),
+            refresh: get(CallKind::Refresh),
+            user_info: get(CallKind::UserInfo),
+            apply: get(CallKind::Apply),
+            update: get(CallKind::Update),
+            delete: get(CallKind::Delete),
+            get: get(CallKind::Get),
+            message: get(CallKind::Message),
+        }
+    }
+}
+
+impl LarkClient {
+    /// Builds the client (and its one HTTP client) from validated settings.
+    pub fn new(settings: &LarkSettings) -> Result<LarkClient, LarkError> {
+        Self::with_retry_policy(settings, RetryPolicy::default())
+    }
+
+    /// As [`LarkClient::new`], with a chosen retry policy (tests, the benchmark).
+    pub fn with_retry_policy(
+        settings: &LarkSettings,
+        policy: RetryPolicy,
+    ) -> Result<LarkClient, LarkError> {
+        let http = reqwest::Client::builder()
+            .user_agent(USER_AGENT)
+            .connect_timeout(CONNECT_TIMEOUT)
+            .timeout(REQUEST_TIMEOUT)
+            // A token endpoint that redirects is misconfigured or hostile: never follow.
+            .redirect(reqwest::redirect::Policy::none())
+            .build()
+            .map_err(|e| LarkError::Transport(format!("building the HTTP client: {e}")))?;
+        Ok(LarkClient {
+            inner: Arc::new(Inner {
+                http,
+                base_url: settings.base_url.as_str().trim_end_matches('/').to_string(),
+                accounts_url: settings.accounts_url.clone(),
+                app_id: settings.app_id.clone(),
+                app_secret: settings.app_secret.clone(),
+                oauth_version: settings.oauth_version,
+                scopes: settings.scopes.clone(),
+                policy,
+                tenant_token: TokenCache::default(),
+                app_token: TokenCache::default(),
+                apply_pacer: Pacer::for_reserve_apply(),
+                counts: Counters::default(),
+            }),
+        })
+    }
+
+    /// Requests sent so far, per kind (retries included).
+    pub fn call_counts(&self) -> LarkCallCounts {
+        self.inner.counts.snapshot()
+    }
+
+    /// `{base_url}{path}`.
+    fn url(&self, path: &str) -> String {
+        format!("{}{}", self.inner.base_url, path)
+    }
+
+    /// Sends one request. On failure also says whether the request may have reached
+    /// Lark (false only when the connection could not be made), which matters for
+    /// calls that are not idempotent.
+    async fn send(
+        &self,
+        kind: CallKind,
+        request: reqwest::RequestBuilder,
+    ) -> Result<Answer, SendFailure> {
+        self.inner.counts.bump(kind);
+        let response = request.send().await.map_err(SendFailure::from_reqwest)?;
+        let status = response.status().as_u16();
+        let retry_after = response
+            .headers()
+            .get("x-ogw-ratelimit-reset")
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.trim().parse::<f64>().ok())
+            .filter(|s| s.is_finite() && *s >= 0.0)
+            .map(Duration::from_secs_f64);
+        let body = response
+            .bytes()
+            .await
+            .map_err(SendFailure::from_reqwest)?
+            .to_vec();
+        Ok(Answer {
+            status,
+            body,
+            retry_after,
+        })
+    }
+
+    /// Sends and decodes, for calls where a retry is always safe.
+    async fn exchange<T: DeserializeOwned>(
+        &self,
+        kind: CallKind,
+        ctx: ErrorContext,
+        sensitive: Sensitivity,
+        request: reqwest::RequestBuilder,
+    ) -> Result<T, LarkError> {
+        let answer = self.send(kind, request).await.map_err(|f| f.error)?;
+        answer.decode(ctx, sensitive)
+    }
+
+    /// One Open API call with a user token, retried by the one retry helper (the request
+    /// is rebuilt for each attempt).
+    async fn user_call<T: serde::de::DeserializeOwned>(
+        &self,
+        what: &str,
+        kind: CallKind,
+        sensitive: Sensitivity,
+        request: impl Fn() -> reqwest::RequestBuilder,
+    ) -> Result<T, LarkError> {
+        crate::retry::with_retry(&self.inner.policy, what, || {
+            self.exchange(kind, ErrorContext::Api, sensitive, request())
+        })
+        .await
+    }
+}
+
+/// Whether a response body may carry a token (then it is never kept in an error).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Sensitivity {
+    /// Token endpoints: a body that fails to parse is reported by size only.
+    Secret,
+    /// Everything else: an unparseable body is kept, truncated.
+    Plain,
+}
+
+/// A request that failed before Lark answered.
+struct SendFailure {
+    error: LarkError,
+    /// False only when no connection was made, so Lark cannot have acted on it.
+    may_have_reached: bool,
+}
+
+impl SendFailure {
+    fn from_reqwest(e: reqwest::Error) -> SendFailure {
+        let may_have_reached = !e.is_connect();
+        let error = if e.is_timeout() {
+            LarkError::Timeout
+        } else {
+            // without_url: the URL carries no secret today, but keep errors URL-free anyway.
+            // The source chain says what actually failed ("Connection refused").
+            let e = e.without_url();
+            let mut text = e.to_string();
+            let mut source = std::error::Error::source(&e);
+            while let Some(cause) = source {
+                text.push_str(": ");
+                text.push_str(&cause.to_string());
+                source = cause.source();
+            }
+            LarkError::Transport(truncate(&text))
+        };
+        SendFailure {
+            error,
+            may_have_reached,
+        }
+    }
+}
+
+/// A failed attempt at a call that must not be replayed once it may have reached Lark:
+/// an apply (each creates a meeting) or a grant (codes and refresh tokens are single use,
+/// so a replay can only come back "already used"). Timeouts and transport errors after a
+/// connection was made are therefore final; answered errors keep their own hint.
+struct NotReplayable {
+    error: LarkError,
+    may_have_reached: bool,
+}
+
+impl NotReplayable {
+    fn unanswered(f: SendFailure) -> NotReplayable {
+        NotReplayable {
+            error: f.error,
+            may_have_reached: f.may_have_reached,
+        }
+    }
+
+    fn answered(error: LarkError) -> NotReplayable {
+        NotReplayable {
+            error,
+            may_have_reached: true,
+        }
+    }
+}
+
+impl std::fmt::Display for NotReplayable {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        self.error.fmt(f)
+    }
+}
+
+impl crate::retry::Retryable for NotReplayable {
+    fn retry_hint(&self) -> crate::retry::RetryHint {
+        match self.error {
+            LarkError::Timeout | LarkError::Transport(_) if self.may_have_reached => {
+                crate::retry::RetryHint::Never
+            }
+            _ => self.error.retry_hint(),
+        }
+    }
+
+    fn timed_out(after: Duration) -> Self {
+        NotReplayable::answered(LarkError::timed_out(after))
+    }
+}
+
+/// One HTTP answer from Lark.
+struct Answer {
+    status: u16,
+    body: Vec<u8>,
+    retry_after: Option<Duration>,
+}
+
+/// The fields every Lark answer may carry, success or not: `{code, msg, data}` on the Open
+/// API, flat `{code, error, error_description}` on the v2 token endpoint.
+#[derive(Deserialize)]
+struct Envelope {
+    #[serde(default, deserialize_with = "lenient_i64")]
+    code: Option<i64>,
+    #[serde(default)]
+    msg: Option<String>,
+    #[serde(default)]
+    error: Option<serde_json::Value>,
+    #[serde(default)]
+    error_description: Option<String>,
+}
+
+/// `{data: T}`, the wrapper of Open API success bodies.
+#[derive(Deserialize)]
+struct Data<T> {
+    data: T,
+}
+
+impl Answer {
+    fn is_success_status(&self) -> bool {
+        (200..300).contains(&self.status)
+    }
+
+    /// Parses a success body into `T`, or turns the answer into a classified error.
+    fn decode<T: DeserializeOwned>(
+        &self,
+        ctx: ErrorContext,
+        sensitive: Sensitivity,
+    ) -> Result<T, LarkError> {
+        let envelope = match serde_json::from_slice::<Envelope>(&self.body) {
+            Ok(envelope) => envelope,
+            Err(_) => return Err(self.unparseable(sensitive)),
+        };
+        let ok = match envelope.code {
+            Some(code) => code == 0,
+            None => envelope.error.is_none(),
+        };
+        if ok && self.is_success_status() {
+            return serde_json::from_slice::<T>(&self.body)
+                .map_err(|_| self.unparseable(sensitive));
+        }
+        let msg = envelope
+            .error_description
+            .or(envelope.msg)
+            .unwrap_or_default();
+        let oauth_error = envelope.error.as_ref().and_then(|e| e.as_str());
+        Err(classify(
+            ctx,
+            self.status,
+            envelope.code,
+            msg,
+            oauth_error,
+            self.retry_after,
+        ))
+    }
+
+    fn unparseable(&self, sensitive: Sensitivity) -> LarkError {
+        if self.status == 429 {
+            return classify(
+                ErrorContext::Api,
+                429,
+                None,
+                String::new(),
+                None,
+                self.retry_after,
+            );
+        }
+        let text = match sensitive {
+            Sensitivity::Secret => format!("[{} bytes withheld: token endpoint]", self.body.len()),
+            Sensitivity::Plain => truncate(&String::from_utf8_lossy(&self.body)),
+        };
+        if self.status >= 500 {
+            LarkError::Server {
+                status: self.status,
+                code: None,
+                msg: text,
+            }
+        } else {
+            LarkError::Unexpected {
+                status: self.status,
+                body: text,
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+pub(crate) mod test_support {
+    //! Helpers for tests of the Lark client against the simulator.
+
+    use std::time::Duration;
+
+    use base64::Engine;
+    use sha2::Digest;
+    use tokio::time::Instant;
+    use url::Url;
+
+    use crate::config::Settings;
+    use lvb_simulators::lark::LarkSim;
+
+    use super::{LarkClient, TokenGrant};
+
+    /// The redirect URI the tests authorize with.
+    pub(crate) const REDIRECT: &str = "http://127.0.0.1:8080/oauth/lark/callback";
+
+    /// A PKCE (verifier, S256 challenge) pair.
+    pub(crate) fn pkce() -> (String, String) {
+        let verifier = "A".repeat(20) + &crate::config::random_hex(16);
+        let challenge = base64::engine::general_purpose::URL_SAFE_NO_PAD
+            .encode(sha2::Sha256::digest(verifier.as_bytes()));
+        (verifier, challenge)
+    }
+
+    /// Follows the authorize URL as a browser would, approving as `email`; returns the
+    /// code from the redirect.
+    pub(crate) async fn authorize(
+        client: &LarkClient,
+        email: &str,
+        state: &str,
+        challenge: &str,
+    ) -> String {
+        let mut url = client.authorize_url(REDIRECT, state, challenge);
+        url.query_pairs_mut().append_pair("sim_user", email);
+        let browser = reqwest::Client::builder()
+            .redirect(reqwest::redirect::Policy::none())
+            .build()
+            .unwrap();
+        let response = browser.get(url).send().await.unwrap();
+        assert_eq!(response.status().as_u16(), 302);
+        let location = response.headers()["location"].to_str().unwrap().to_string();
+        assert!(location.starts_with(REDIRECT), "{location}");
+        let location = Url::parse(&location).unwrap();
+        let query: std::collections::HashMap<_, _> = location.query_pairs().into_owned().collect();
+        assert_eq!(query.get("state").map(String::as_str), Some(state));
+        query["code"].clone()
+    }
+
+    /// Authorize + exchange for `email`; checks the grant is what the simulator issued.
+    pub(crate) async fn connect(sim: &LarkSim, client: &LarkClient, email: &str) -> TokenGrant {
+        let (verifier, challenge) = pkce();
+        let code = authorize(client, email, "st-1", &challenge).await;
+        let grant = client
+            .exchange_code(&code, REDIRECT, &verifier)
+            .await
+            .unwrap();
+        let open_id = sim
+            .users()
+            .into_iter()
+            .find(|u| u.email == email)
+            .unwrap()
+            .open_id;
+        let (access, refresh) = sim.current_tokens(&open_id).unwrap();
+        assert_eq!(grant.access_token.secret(), access);
+        assert_eq!(
+            grant.refresh_token.as_ref().map(|r| r.secret().to_string()),
+            refresh
+        );
+        grant
+    }
+
+    /// Largest number of `starts` inside any half-open window `(t - len, t]`.
+    pub(crate) fn max_in_window(starts: &[Instant], len: Duration) -> usize {
+        let mut sorted = starts.to_vec();
+        sorted.sort();
+        let mut best = 0;
+        let mut lo = 0;
+        for hi in 0..sorted.len() {
+            while sorted[lo] + len <= sorted[hi] {
+                lo += 1;
+            }
+            best = best.max(hi - lo + 1);
+        }
+        best
+    }
+
+    /// A simulator on a free port and a real client pointed at it.
+    pub(crate) async fn sim_and_client() -> (LarkSim, LarkClient, tempfile::TempDir) {
+        let sim = LarkSim::start(0).await.expect("start lark sim");
+        let dir = tempfile::tempdir().expect("tempdir");
+        let settings = Settings::for_simulators(
+            "http://127.0.0.1:9",
+            &sim.base_url(),
+            &dir.path().join("store.db"),
+        )
+        .expect("settings");
+        let client = LarkClient::with_retry_policy(&settings.lark, fast_policy()).expect("client");
+        (sim, client, dir)
+    }
+
+    /// The default policy with short backoffs, so retry tests run quickly in real time.
+    pub(crate) fn fast_policy() -> crate::retry::RetryPolicy {
+        crate::retry::RetryPolicy {
+            initial_delay: Duration::from_millis(5),
+            max_delay: Duration::from_millis(20),
+            ..crate::retry::RetryPolicy::default()
+        }
+    }
+
+    /// Keeps a paused clock from auto-advancing while it lives, so tests do real HTTP on
+    /// loopback and move time only with `tokio::time::advance`. (With auto-advance, a
+    /// paused clock jumps to the next timer whenever the runtime waits on a socket, and
+    /// request timeouts would fire spuriously.) A running `spawn_blocking` task is what
+    /// inhibits auto-advance on a current-thread runtime.
+    pub(crate) struct FrozenClock(Option<std::sync::mpsc::Sender<()>>);
+
+    impl FrozenClock {
+        pub(crate) fn hold() -> FrozenClock {
+            let (tx, rx) = std::sync::mpsc::channel::<()>();
+            tokio::task::spawn_blocking(move || {
+                let _ = rx.recv();
+            });
+            FrozenClock(Some(tx))
+        }
+    }
+
+    impl Drop for FrozenClock {
+        fn drop(&mut self) {
+            self.0.take();
+        }
+    }
+
+    /// Yields until `cond` holds; panics after 10 s of real time.
+    pub(crate) async fn eventually(what: &str, cond: impl Fn() -> bool) {
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        while !cond() {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "timed out waiting for {what}"
+            );
+            tokio::task::yield_now().await;
+        }
+    }
+
+    /// Lets every task that can make progress do so (a few hundred scheduler turns).
+    pub(crate) async fn settle() {
+        for _ in 0..500 {
+            tokio::task::yield_now().await;
+        }
+    }
+}

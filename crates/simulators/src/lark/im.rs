@@ -1,0 +1,126 @@
+//! Simulated bot messages: `POST /open-apis/im/v1/messages?receive_id_type=…` with the
+//! tenant access token.
+//!
+//! Per Lark's "send message" docs: `content` is a JSON string (`{"text": "…"}` for text);
+//! `uuid` (≤ 50 chars) deduplicates — requests with the same uuid send at most one
+//! message within an hour; a user the bot cannot reach is 230013.
+//! Source: open.feishu.cn/document/server-docs/im-v1/message/create.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use axum::body::Bytes;
+use axum::extract::{Query, State};
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::Response;
+use serde_json::{json, Value};
+use tokio::time::Instant;
+
+use super::{
+    bearer, lark_error, lark_ok, Shared, SimMessage, MESSAGE_DEDUP_WINDOW, SIM_TENANT_KEY,
+};
+use crate::LARK_APP_ID;
+
+/// Longest `uuid` Lark accepts.
+const MAX_UUID_LEN: usize = 50;
+
+fn field_validation_failed() -> Response {
+    lark_error(StatusCode::BAD_REQUEST, 99992402, "field validation failed")
+}
+
+/// `POST /open-apis/im/v1/messages`.
+pub(super) async fn send_message(
+    State(shared): State<Arc<Shared>>,
+    Query(q): Query<HashMap<String, String>>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    let now = Instant::now();
+    let mut state = shared.lock();
+    if let Err(refused) = state.check_tenant_token(bearer(&headers), now) {
+        return refused.into_response();
+    }
+    let receive_id_type = match q.get("receive_id_type").map(String::as_str) {
+        Some(t @ ("email" | "open_id")) => t.to_string(),
+        _ => return field_validation_failed(),
+    };
+    let Ok(body) = serde_json::from_slice::<Value>(&body) else {
+        return field_validation_failed();
+    };
+    let text_field = |k: &str| body.get(k).and_then(Value::as_str).map(str::to_string);
+    let (Some(receive_id), Some(msg_type), Some(content)) = (
+        text_field("receive_id"),
+        text_field("msg_type"),
+        text_field("content"),
+    ) else {
+        return field_validation_failed();
+    };
+    let uuid = text_field("uuid").filter(|u| !u.is_empty());
+    if uuid.as_ref().is_some_and(|u| u.len() > MAX_UUID_LEN) {
+        return field_validation_failed();
+    }
+
+    state
+        .sent_uuids
+        .retain(|_, (at, _)| *at + MESSAGE_DEDUP_WINDOW > now);
+    if let Some(uuid) = &uuid {
+        if let Some((_, data)) = state.sent_uuids.get(uuid) {
+            return lark_ok(data.clone());
+        }
+    }
+
+    let text = match msg_type.as_str() {
+        "text" => match serde_json::from_str::<Value>(&content)
+            .ok()
+            .and_then(|c| c.get("text").and_then(Value::as_str).map(str::to_string))
+        {
+            Some(text) => text,
+            None => return lark_error(StatusCode::BAD_REQUEST, 230001, "invalid message content"),
+        },
+        _ => content.clone(),
+    };
+    let reachable = match receive_id_type.as_str() {
+        "email" => state.user_by_email(&receive_id).is_some(),
+        _ => state.user_by_open_id(&receive_id).is_some(),
+    };
+    if !reachable {
+        return lark_error(
+            StatusCode::BAD_REQUEST,
+            230013,
+            "Bot has NO availability to this user.",
+        );
+    }
+
+    let message_id = format!("om_{}", crate::wire::random_hex(16));
+    let created_ms = chrono::Utc::now().timestamp_millis().to_string();
+    let data = json!({
+        "message_id": message_id,
+        "root_id": "",
+        "parent_id": "",
+        "msg_type": msg_type,
+        "create_time": created_ms,
+        "update_time": created_ms,
+        "deleted": false,
+        "updated": false,
+        "chat_id": format!("oc_{}", crate::wire::random_hex(16)),
+        "sender": {
+            "id": LARK_APP_ID,
+            "id_type": "app_id",
+            "sender_type": "app",
+            "tenant_key": SIM_TENANT_KEY,
+        },
+        "body": { "content": content },
+    });
+    state.messages.push(SimMessage {
+        receive_id_type,
+        receive_id,
+        msg_type,
+        text,
+        uuid: uuid.clone(),
+        message_id,
+    });
+    if let Some(uuid) = uuid {
+        state.sent_uuids.insert(uuid, (now, data.clone()));
+    }
+    lark_ok(data)
+}

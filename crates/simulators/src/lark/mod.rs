@@ -1,0 +1,687 @@
+//! Lark simulator (design §5): a stateful fake of the Lark Open API and accounts host on
+//! one loopback base URL, speaking Lark's real wire formats so the real client (or any
+//! third-party client) works against it unchanged.
+//!
+//! It serves the app/tenant token endpoints, the authorize page (approving as one of its
+//! users, or denying), the v2 and v1 user-token endpoints with single-use refresh tokens,
+//! `user_info`, VC reserves (apply/get/update/delete, owner checks, 30-day limit, the
+//! per-app rate limit of 50/s and 1000/min) and bot messages (uuid dedup). Test knobs
+//! expire or revoke a user's tokens and change lifetimes and limits; every request is
+//! recorded ([`RequestLog`]) and faults can be injected ([`Faults`]).
+//!
+//! Time: lifetimes, code expiry and rate-limit windows use `tokio::time::Instant`, so
+//! tests on a paused clock control them; reservation end times are unix seconds of the
+//! wall clock, as in Lark. Not used by the service's production path.
+
+mod im;
+mod oauth;
+mod vc;
+
+use std::collections::{HashMap, VecDeque};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Duration;
+
+use axum::http::{header, HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::Router;
+use base64::Engine;
+use rand::Rng;
+use serde_json::{json, Value};
+use tokio::time::Instant;
+
+use super::common::{serve, Recorder, RunningServer};
+use super::{Faults, RequestLog, LARK_APP_ID, LARK_APP_SECRET};
+
+/// Default user access token lifetime (seconds), as Lark issues it.
+pub const DEFAULT_ACCESS_SECS: i64 = 7200;
+/// Default refresh token lifetime (seconds), as seen from the v2 endpoint (7 days).
+pub const DEFAULT_REFRESH_SECS: i64 = 604_800;
+/// Lifetime of a tenant or app access token (seconds).
+pub const APP_TOKEN_SECS: i64 = 7200;
+/// Lark hands out a new tenant/app token only when the current one has less than this left.
+pub const APP_TOKEN_REUSE_MIN_SECS: i64 = 1800;
+/// Authorization codes live 5 minutes and are single use.
+pub const CODE_LIFETIME: Duration = Duration::from_secs(300);
+/// Reservations may end at most this far ahead.
+pub const MAX_RESERVE_AHEAD_SECS: i64 = 30 * 86_400;
+/// Default per-app limits on reserve apply.
+pub const DEFAULT_APPLY_PER_SECOND: u32 = 50;
+/// Default per-app limits on reserve apply.
+pub const DEFAULT_APPLY_PER_MINUTE: u32 = 1000;
+/// A message uuid suppresses repeats for this long.
+pub const MESSAGE_DEDUP_WINDOW: Duration = Duration::from_secs(3600);
+/// Tenant key of the simulated tenant.
+pub const SIM_TENANT_KEY: &str = "736588c9260f175d";
+
+/// A user of the simulated tenant.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SimUser {
+    /// `ou_…`, the id the service stores.
+    pub open_id: String,
+    /// `on_…`.
+    pub union_id: String,
+    /// Tenant-wide user id (returned only with the employee-id scope).
+    pub user_id: String,
+    /// Display name.
+    pub name: String,
+    /// Login email (returned with `contact:user.email:readonly`).
+    pub email: String,
+    /// Work mailbox; messages and the authorize page accept it as well.
+    pub enterprise_email: Option<String>,
+}
+
+/// A reservation as the simulator holds it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SimReserve {
+    /// 19-digit reserve id.
+    pub id: String,
+    /// open_id of the user whose token applied (the host).
+    pub owner_open_id: String,
+    /// 9-digit meeting number.
+    pub meeting_no: String,
+    /// `https://vc.larksuite.com/j/<meeting_no>`.
+    pub url: String,
+    /// Unix seconds.
+    pub end_time: i64,
+    /// `meeting_settings.topic`.
+    pub topic: Option<String>,
+    /// Deleted through the API (kept so tests can see it).
+    pub deleted: bool,
+    /// When the apply request was accepted (simulator clock), for pacing checks.
+    pub applied_at: Instant,
+}
+
+/// A bot message the simulator accepted.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SimMessage {
+    /// `email` or `open_id`, from the query string.
+    pub receive_id_type: String,
+    /// The recipient, as sent.
+    pub receive_id: String,
+    /// `text`, `post`, `interactive`…
+    pub msg_type: String,
+    /// The `text` of a text message's content.
+    pub text: String,
+    /// The dedup key, when sent.
+    pub uuid: Option<String>,
+    /// `om_…`, as returned to the sender.
+    pub message_id: String,
+}
+
+/// The running Lark simulator. Clones share state; the server stops when the last
+/// clone is dropped.
+#[derive(Clone)]
+pub struct LarkSim {
+    shared: Arc<Shared>,
+    log: RequestLog,
+    faults: Faults,
+    server: Arc<RunningServer>,
+}
+
+/// State shared with the handlers.
+pub(crate) struct Shared {
+    state: Mutex<State>,
+}
+
+impl Shared {
+    fn lock(&self) -> MutexGuard<'_, State> {
+        self.state.lock().expect("lark sim state")
+    }
+}
+
+#[derive(Debug)]
+struct AuthCode {
+    open_id: String,
+    redirect_uri: String,
+    code_challenge: Option<String>,
+    code_challenge_method: Option<String>,
+    scope: String,
+    issued_at: Instant,
+    used: bool,
+}
+
+#[derive(Debug)]
+struct UserAccess {
+    open_id: String,
+    scope: String,
+    expires_at: Instant,
+    expired: bool,
+    revoked: bool,
+}
+
+#[derive(Debug)]
+struct UserRefresh {
+    open_id: String,
+    scope: String,
+    expires_at: Instant,
+    expired: bool,
+    revoked: bool,
+    used: bool,
+    /// Issued by a v1 OIDC endpoint: the v2 endpoint refuses these (20026).
+    from_v1: bool,
+}
+
+/// Tenant or app tokens: the current one, and every one still valid.
+#[derive(Debug, Default)]
+struct AppTokens {
+    current: Option<String>,
+    valid: HashMap<String, Instant>,
+}
+
+impl AppTokens {
+    /// Lark's rule: the same token while it has ≥ 30 min left, else a new one.
+    fn issue(&mut self, now: Instant) -> (String, i64) {
+        if let Some(token) = &self.current {
+            if let Some(&expires_at) = self.valid.get(token) {
+                let left = expires_at.saturating_duration_since(now).as_secs() as i64;
+                if left >= APP_TOKEN_REUSE_MIN_SECS {
+                    return (token.clone(), left);
+                }
+            }
+        }
+        let token = format!("t-{}", crate::wire::random_hex(100));
+        self.valid.insert(
+            token.clone(),
+            now + Duration::from_secs(APP_TOKEN_SECS as u64),
+        );
+        self.current = Some(token.clone());
+        (token, APP_TOKEN_SECS)
+    }
+
+    fn is_valid(&self, token: &str, now: Instant) -> bool {
+        self.valid.get(token).is_some_and(|&at| at > now)
+    }
+}
+
+#[derive(Debug)]
+struct State {
+    users: Vec<SimUser>,
+    codes: HashMap<String, AuthCode>,
+    access: HashMap<String, UserAccess>,
+    refresh: HashMap<String, UserRefresh>,
+    current: HashMap<String, (String, Option<String>)>,
+    access_secs: i64,
+    refresh_secs: i64,
+    tenant_tokens: AppTokens,
+    app_tokens: AppTokens,
+    reserves: Vec<SimReserve>,
+    messages: Vec<SimMessage>,
+    sent_uuids: HashMap<String, (Instant, Value)>,
+    apply_per_second: u32,
+    apply_per_minute: u32,
+    apply_times: VecDeque<Instant>,
+}
+
+impl Default for State {
+    fn default() -> Self {
+        State {
+            users: Vec::new(),
+            codes: HashMap::new(),
+            access: HashMap::new(),
+            refresh: HashMap::new(),
+            current: HashMap::new(),
+            access_secs: DEFAULT_ACCESS_SECS,
+            refresh_secs: DEFAULT_REFRESH_SECS,
+            tenant_tokens: AppTokens::default(),
+            app_tokens: AppTokens::default(),
+            reserves: Vec::new(),
+            messages: Vec::new(),
+            sent_uuids: HashMap::new(),
+            apply_per_second: DEFAULT_APPLY_PER_SECOND,
+            apply_per_minute: DEFAULT_APPLY_PER_MINUTE,
+            apply_times: VecDeque::new(),
+        }
+    }
+}
+
+/// A refusal in Lark's `{code, msg}` shape, kept small until it becomes a response.
+struct Refusal {
+    status: StatusCode,
+    code: i64,
+    msg: &'static str,
+}
+
+impl Refusal {
+    const fn new(status: StatusCode, code: i64, msg: &'static str) -> Self {
+        Refusal { status, code, msg }
+    }
+
+    fn missing() -> Self {
+        Refusal {
+            status: StatusCode::BAD_REQUEST,
+            code: 99991661,
+            msg:
+                "Missing access token for authorization. Please make a request with token attached.",
+        }
+    }
+
+    // Lark answers a refused token with a 4xx carrying the generic code; we could not
+    // confirm from the docs whether that 4xx is 400 or 401 for these codes, so the
+    // simulator uses 401 and the client decides by `code`, never by status.
+    fn invalid(code: i64) -> Self {
+        Refusal {
+            status: StatusCode::UNAUTHORIZED,
+            code,
+            msg:
+                "Invalid access token for authorization. Please make a request with token attached.",
+        }
+    }
+
+    fn expired() -> Self {
+        Refusal {
+            status: StatusCode::UNAUTHORIZED,
+            code: 99991677,
+            msg: "Authentication token expired.",
+        }
+    }
+
+    fn into_response(self) -> Response {
+        lark_error(self.status, self.code, self.msg)
+    }
+}
+
+impl State {
+    fn user_by_email(&self, email: &str) -> Option<&SimUser> {
+        let email = email.trim();
+        self.users.iter().find(|u| {
+            u.email.eq_ignore_ascii_case(email)
+                || u.enterprise_email
+                    .as_deref()
+                    .is_some_and(|e| e.eq_ignore_ascii_case(email))
+        })
+    }
+
+    fn user_by_open_id(&self, open_id: &str) -> Option<&SimUser> {
+        self.users.iter().find(|u| u.open_id == open_id)
+    }
+
+    /// The user behind a user access token, with the token's scope.
+    fn check_user_token(
+        &self,
+        token: Option<&str>,
+        now: Instant,
+    ) -> Result<(String, String), Refusal> {
+        let token = token.ok_or_else(Refusal::missing)?;
+        let record = self
+            .access
+            .get(token)
+            .ok_or_else(|| Refusal::invalid(99991668))?;
+        if record.revoked {
+            return Err(Refusal::invalid(99991668));
+        }
+        if record.expired || record.expires_at <= now {
+            return Err(Refusal::expired());
+        }
+        Ok((record.open_id.clone(), record.scope.clone()))
+    }
+
+    fn check_tenant_token(&self, token: Option<&str>, now: Instant) -> Result<(), Refusal> {
+        let token = token.ok_or_else(Refusal::missing)?;
+        if self.tenant_tokens.is_valid(token, now) {
+            Ok(())
+        } else {
+            Err(Refusal::invalid(99991663))
+        }
+    }
+
+    fn check_app_token(&self, token: Option<&str>, now: Instant) -> Result<(), Refusal> {
+        let token = token.ok_or_else(Refusal::missing)?;
+        if self.app_tokens.is_valid(token, now) {
+            Ok(())
+        } else {
+            Err(Refusal::invalid(99991664))
+        }
+    }
+
+    /// Issues an access token (and a refresh token when `offline_access` was granted)
+    /// for `open_id`, and remembers them as the user's current tokens.
+    fn issue_user_tokens(
+        &mut self,
+        open_id: &str,
+        scope: &str,
+        from_v1: bool,
+        now: Instant,
+    ) -> (String, Option<String>) {
+        let access = jwt_like("u-", open_id, "access");
+        self.access.insert(
+            access.clone(),
+            UserAccess {
+                open_id: open_id.to_string(),
+                scope: scope.to_string(),
+                expires_at: now + secs(self.access_secs),
+                expired: false,
+                revoked: false,
+            },
+        );
+        let refresh = scope
+            .split_whitespace()
+            .any(|s| s == "offline_access")
+            .then(|| jwt_like("ur-", open_id, "refresh"));
+        if let Some(r) = &refresh {
+            self.refresh.insert(
+                r.clone(),
+                UserRefresh {
+                    open_id: open_id.to_string(),
+                    scope: scope.to_string(),
+                    expires_at: now + secs(self.refresh_secs),
+                    expired: false,
+                    revoked: false,
+                    used: false,
+                    from_v1,
+                },
+            );
+        }
+        self.current
+            .insert(open_id.to_string(), (access.clone(), refresh.clone()));
+        (access, refresh)
+    }
+
+    /// Takes a slot under the apply limits, or says how many seconds until one frees
+    /// (the `x-ogw-ratelimit-reset` value). Windows are `(now - len, now]`.
+    fn take_apply_slot(&mut self, now: Instant) -> Result<(), u64> {
+        let minute = Duration::from_secs(60);
+        while self.apply_times.front().is_some_and(|&t| t + minute <= now) {
+            self.apply_times.pop_front();
+        }
+        let mut free_at: Option<Instant> = None;
+        for (max, window) in [
+            (self.apply_per_second as usize, Duration::from_secs(1)),
+            (self.apply_per_minute as usize, minute),
+        ] {
+            if max == 0 {
+                continue;
+            }
+            let in_window = self
+                .apply_times
+                .iter()
+                .rev()
+                .take_while(|&&t| t + window > now)
+                .count();
+            if in_window >= max {
+                let at = self.apply_times[self.apply_times.len() - max] + window;
+                free_at = Some(free_at.map_or(at, |f| f.max(at)));
+            }
+        }
+        match free_at {
+            None => {
+                self.apply_times.push_back(now);
+                Ok(())
+            }
+            Some(at) => {
+                let wait = at.saturating_duration_since(now);
+                Err(wait.as_secs_f64().ceil().max(1.0) as u64)
+            }
+        }
+    }
+}
+
+impl LarkSim {
+    /// Starts the simulator on `127.0.0.1:port` (0 = any free port). One base URL serves
+    /// both the Open API host and the accounts (authorize) host.
+    pub async fn start(port: u16) -> std::io::Result<LarkSim> {
+        let shared = Arc::new(Shared {
+            state: Mutex::new(State::default()),
+        });
+        let log = RequestLog::default();
+        let faults = Faults::default();
+        let router = Router::new()
+            .route(
+                "/open-apis/auth/v3/tenant_access_token/internal",
+                post(oauth::tenant_access_token),
+            )
+            .route(
+                "/open-apis/auth/v3/app_access_token/internal",
+                post(oauth::app_access_token),
+            )
+            .route("/open-apis/authen/v1/authorize", get(oauth::authorize))
+            .route("/open-apis/authen/v2/oauth/token", post(oauth::v2_token))
+            .route(
+                "/open-apis/authen/v1/oidc/access_token",
+                post(oauth::v1_access_token),
+            )
+            .route(
+                "/open-apis/authen/v1/oidc/refresh_access_token",
+                post(oauth::v1_refresh_access_token),
+            )
+            .route("/open-apis/authen/v1/user_info", get(oauth::user_info))
+            .route("/open-apis/vc/v1/reserves/apply", post(vc::apply))
+            .route(
+                "/open-apis/vc/v1/reserves/{reserve_id}",
+                get(vc::get_reserve)
+                    .put(vc::update_reserve)
+                    .delete(vc::delete_reserve),
+            )
+            .route("/open-apis/im/v1/messages", post(im::send_message))
+            .fallback(not_found)
+            .with_state(shared.clone());
+        let recorder = Recorder {
+            log: log.clone(),
+            faults: faults.clone(),
+        };
+        let server = serve(router, recorder, port).await?;
+        Ok(LarkSim {
+            shared,
+            log,
+            faults,
+            server: Arc::new(server),
+        })
+    }
+
+    /// `http://127.0.0.1:PORT` — use it as both `lark.base_url` and `lark.accounts_url`.
+    pub fn base_url(&self) -> String {
+        self.server.base_url()
+    }
+
+    /// Every request received.
+    pub fn requests(&self) -> &RequestLog {
+        &self.log
+    }
+
+    /// Fault injection (status codes, latency).
+    pub fn faults(&self) -> &Faults {
+        &self.faults
+    }
+
+    /// Adds a user (or renames an existing one with this email); returns the open_id.
+    pub fn add_user(&self, email: &str, name: &str) -> String {
+        self.add_user_with(email, name, None)
+    }
+
+    /// As [`LarkSim::add_user`], with an enterprise email as well.
+    pub fn add_user_with(&self, email: &str, name: &str, enterprise_email: Option<&str>) -> String {
+        let mut state = self.shared.lock();
+        if let Some(existing) = state
+            .users
+            .iter_mut()
+            .find(|u| u.email.eq_ignore_ascii_case(email))
+        {
+            existing.name = name.to_string();
+            existing.enterprise_email = enterprise_email.map(str::to_string);
+            return existing.open_id.clone();
+        }
+        let user = SimUser {
+            open_id: format!("ou_{}", crate::wire::random_hex(16)),
+            union_id: format!("on_{}", crate::wire::random_hex(16)),
+            user_id: crate::wire::random_hex(4),
+            name: name.to_string(),
+            email: email.to_string(),
+            enterprise_email: enterprise_email.map(str::to_string),
+        };
+        let open_id = user.open_id.clone();
+        state.users.push(user);
+        open_id
+    }
+
+    /// Every user, in the order added.
+    pub fn users(&self) -> Vec<SimUser> {
+        self.shared.lock().users.clone()
+    }
+
+    /// Lifetimes of tokens issued from now on (defaults 7200 / 604800 seconds).
+    pub fn set_token_lifetimes(&self, access_secs: i64, refresh_secs: i64) {
+        let mut state = self.shared.lock();
+        state.access_secs = access_secs;
+        state.refresh_secs = refresh_secs;
+    }
+
+    /// The user's access tokens issued so far now count as expired (99991677).
+    pub fn expire_access_tokens(&self, open_id: &str) {
+        let mut state = self.shared.lock();
+        for t in state.access.values_mut().filter(|t| t.open_id == open_id) {
+            t.expired = true;
+        }
+    }
+
+    /// The user's refresh tokens issued so far now count as expired (20037).
+    pub fn expire_refresh_tokens(&self, open_id: &str) {
+        let mut state = self.shared.lock();
+        for t in state.refresh.values_mut().filter(|t| t.open_id == open_id) {
+            t.expired = true;
+        }
+    }
+
+    /// The user revoked the app: their refresh tokens answer 20064, their access tokens
+    /// 99991668. Authorizing again issues fresh, valid tokens.
+    pub fn revoke(&self, open_id: &str) {
+        let mut state = self.shared.lock();
+        for t in state.access.values_mut().filter(|t| t.open_id == open_id) {
+            t.revoked = true;
+        }
+        for t in state.refresh.values_mut().filter(|t| t.open_id == open_id) {
+            t.revoked = true;
+        }
+    }
+
+    /// The (access, refresh) tokens last issued to the user.
+    pub fn current_tokens(&self, open_id: &str) -> Option<(String, Option<String>)> {
+        self.shared.lock().current.get(open_id).cloned()
+    }
+
+    /// Every reservation ever applied for, deleted ones included, in order.
+    pub fn reserves(&self) -> Vec<SimReserve> {
+        self.shared.lock().reserves.clone()
+    }
+
+    /// Every bot message accepted (deduplicated ones once), in order.
+    pub fn bot_messages(&self) -> Vec<SimMessage> {
+        self.shared.lock().messages.clone()
+    }
+
+    /// Per-app limits on reserve apply (default 50 per second, 1000 per minute; 0 = none).
+    pub fn set_rate_limits(&self, per_second: u32, per_minute: u32) {
+        let mut state = self.shared.lock();
+        state.apply_per_second = per_second;
+        state.apply_per_minute = per_minute;
+    }
+}
+
+// ---------------------------------------------------------------------------------------
+// Wire helpers shared by the handlers.
+
+/// `{code, msg, error: {log_id}}`, Lark's Open API error body.
+fn lark_error(status: StatusCode, code: i64, msg: &str) -> Response {
+    json_response(
+        status,
+        json!({ "code": code, "msg": msg, "error": { "log_id": log_id() } }),
+    )
+}
+
+/// `{code: 0, msg: "success", data}`.
+fn lark_ok(data: Value) -> Response {
+    json_response(
+        StatusCode::OK,
+        json!({ "code": 0, "msg": "success", "data": data }),
+    )
+}
+
+fn json_response(status: StatusCode, body: Value) -> Response {
+    (
+        status,
+        [(header::CONTENT_TYPE, "application/json; charset=utf-8")],
+        body.to_string(),
+    )
+        .into_response()
+}
+
+/// `Authorization: Bearer <token>`.
+fn bearer(headers: &HeaderMap) -> Option<&str> {
+    headers
+        .get(header::AUTHORIZATION)?
+        .to_str()
+        .ok()?
+        .strip_prefix("Bearer ")
+        .map(str::trim)
+        .filter(|t| !t.is_empty())
+}
+
+async fn not_found() -> Response {
+    (StatusCode::NOT_FOUND, "404 page not found").into_response()
+}
+
+fn secs(n: i64) -> Duration {
+    Duration::from_secs(n.max(0) as u64)
+}
+
+fn random_digits(n: usize) -> String {
+    let mut rng = rand::thread_rng();
+    let mut s = String::with_capacity(n);
+    s.push(char::from(b'1' + rng.gen_range(0..9)));
+    for _ in 1..n {
+        s.push(char::from(b'0' + rng.gen_range(0..10)));
+    }
+    s
+}
+
+/// Lark-style request id.
+fn log_id() -> String {
+    format!(
+        "{}{}",
+        chrono::Utc::now().format("%Y%m%d%H%M%S"),
+        crate::wire::random_hex(10).to_uppercase()
+    )
+}
+
+fn unix_now() -> i64 {
+    chrono::Utc::now().timestamp()
+}
+
+/// A long, JWT-shaped token like Lark's (Lark's own are 1–2 KB), so storage-length
+/// problems show up against the simulator.
+fn jwt_like(prefix: &str, open_id: &str, kind: &str) -> String {
+    let b64 = base64::engine::general_purpose::URL_SAFE_NO_PAD;
+    let header = b64.encode(r#"{"alg":"ES256","kid":"sim-1","typ":"JWT"}"#);
+    let payload = b64.encode(
+        json!({
+            "jti": uuid::Uuid::new_v4().to_string(),
+            "sub": open_id,
+            "app": LARK_APP_ID,
+            "typ": kind,
+            "iat": unix_now(),
+            "ext": crate::wire::random_hex(256),
+        })
+        .to_string(),
+    );
+    let mut signature = [0u8; 64];
+    rand::thread_rng().fill(&mut signature[..]);
+    format!("{prefix}{header}.{payload}.{}", b64.encode(signature))
+}
+
+fn check_app_credentials(app_id: Option<&str>, app_secret: Option<&str>) -> Result<(), Refusal> {
+    match (app_id, app_secret) {
+        (Some(LARK_APP_ID), Some(LARK_APP_SECRET)) => Ok(()),
+        (Some(LARK_APP_ID), _) => Err(Refusal::new(
+            StatusCode::BAD_REQUEST,
+            10014,
+            "app secret invalid",
+        )),
+        _ => Err(Refusal::new(
+            StatusCode::BAD_REQUEST,
+            10003,
+            "invalid param",
+        )),
+    }
+}
+
+#[cfg(test)]
+mod tests;
