@@ -5,7 +5,6 @@
 
 use std::future::IntoFuture;
 use std::net::SocketAddr;
-use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -13,10 +12,9 @@ use anyhow::Context;
 use tokio::net::TcpListener;
 use tokio::sync::{mpsc, watch};
 
-use crate::bookings::processor::AbortOnDrop;
-use crate::bookings::{Processor, ProcessorHandle};
+use crate::bookings::{AbortOnDrop, PipelineStatus, Processor, ProcessorHandle};
 use crate::config::Settings;
-use crate::http::{self, HttpState, Readiness};
+use crate::http::{self, HttpState};
 use crate::lark::LarkClient;
 use crate::metrics::Metrics;
 use crate::salesforce::SalesforceClient;
@@ -48,7 +46,7 @@ pub struct App {
     pub store: Store,
     pub tokens: TokenService,
     pub metrics: Metrics,
-    pub readiness: Arc<Readiness>,
+    pub readiness: Arc<PipelineStatus>,
     pub vault: Arc<Vault>,
     pub processor: ProcessorHandle,
     processor_task: Processor,
@@ -84,7 +82,7 @@ impl App {
         );
         let (events_tx, events_rx) = mpsc::unbounded_channel();
         tokens.set_event_sink(events_tx);
-        let readiness = Arc::new(Readiness::default());
+        let readiness = Arc::new(PipelineStatus::default());
         let (processor_task, processor) = Processor::new(
             settings.clone(),
             salesforce.clone(),
@@ -155,7 +153,7 @@ impl App {
             }
         }
         if self.salesforce.session().await.is_ok() {
-            self.readiness.salesforce.store(true, Ordering::Relaxed);
+            self.readiness.set_salesforce_login(true);
         }
 
         let state = HttpState {

@@ -4,9 +4,10 @@
 //! - [`config`]     — layered settings (design §2.2), validated into typed values
 //! - [`telemetry`]  — tracing set-up (human or JSON logs)
 //! - [`retry`]      — the one retry helper: classification, jittered capped backoff, server hints
+//! - [`ids`]        — typed booking and trainer record ids, parsed once where they enter
 //! - [`store`]      — embedded SQLite: OAuth nonces, checkpoints, token and reservation journals
 //! - [`tokens`]     — token types with redacted `Debug`, the AES-GCM vault, the token service
-//! - [`bookings`]   — booking model, the pure `decide`, `act` (Lark + write-back), processor, sweeps
+//! - [`bookings`]   — the booking pipeline: intake, queries, the pure `decide`, `act`, write-back, sweeps
 //! - [`salesforce`] — Salesforce auth, REST (query, update, collections) and streaming (CometD)
 //! - [`lark`]       — Lark app token, user OAuth, VC reserves, bot messages
 //! - [`http`]       — the axum routes: OAuth start/callback, health, readiness, metrics
@@ -24,6 +25,7 @@ pub mod bookings;
 pub mod check;
 pub mod config;
 pub mod http;
+pub mod ids;
 pub mod lark;
 pub mod metrics;
 pub mod retry;

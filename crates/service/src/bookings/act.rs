@@ -3,29 +3,18 @@
 //! besides reading bookings; what to do was settled by `decide`.
 
 use chrono::Utc;
-use serde_json::{json, Map, Value};
 
 use super::decide::{Decision, KnownReservation, PENDING_REASON};
 use super::model::{Booking, MeetingStatus};
+use super::outcome::{Acted, Outcome, PipelineError};
+use super::writeback::WriteBack;
 use crate::config::BookingSettings;
+use crate::ids::BookingId;
 use crate::lark::{LarkClient, LarkError};
 use crate::metrics::Metrics;
-use crate::salesforce::soql::RecordId;
 use crate::store::{ReservationEntry, Store};
 use crate::tokens::trainer::{clip, TrainerRecord};
 use crate::tokens::{AccessToken, TokenError, TokenService};
-
-/// Fields to write on one booking.
-#[derive(Debug, Clone, PartialEq)]
-pub struct WriteBack {
-    pub booking_id: RecordId,
-    pub fields: Map<String, Value>,
-}
-
-/// A failure that should make the whole batch retry later (Salesforce or Lark down).
-#[derive(Debug, thiserror::Error)]
-#[error("{0}")]
-pub struct Transient(pub String);
 
 /// What carrying out a decision needs.
 pub struct Actor<'a> {
@@ -42,22 +31,25 @@ enum TokenOutcome {
 }
 
 impl Actor<'_> {
-    /// Carries out `decision` for `booking`; returns the write-back, if any.
-    pub async fn act(
+    /// Carries out `decision` for `booking`: where it ended up and what to write.
+    pub async fn act(&self, booking: &Booking, decision: Decision) -> Result<Acted, PipelineError> {
+        let planned = Outcome::planned(&decision);
+        let write = self.carry_out(booking, decision).await?;
+        Ok(Acted::new(planned, write))
+    }
+
+    async fn carry_out(
         &self,
         booking: &Booking,
         decision: Decision,
-    ) -> Result<Option<WriteBack>, Transient> {
-        let Ok(id) = RecordId::parse(&booking.id) else {
-            return Ok(None);
-        };
+    ) -> Result<Option<WriteBack>, PipelineError> {
+        let id = &booking.id;
         match decision {
             Decision::Nothing => Ok(None),
             Decision::Pending { reason } => {
                 self.remind(booking).await;
                 Ok(self.status(
                     booking,
-                    &id,
                     MeetingStatus::PendingTrainerConnection,
                     Some(&reason),
                 ))
@@ -66,31 +58,29 @@ impl Actor<'_> {
                 self.metrics
                     .inc("lvb_failures_total", &[("kind", "booking_invalid")]);
                 tracing::warn!(booking = %booking.id, reason = %reason, "booking cannot get a meeting");
-                Ok(self.status(booking, &id, MeetingStatus::Failed, Some(&reason)))
+                Ok(self.status(booking, MeetingStatus::Failed, Some(&reason)))
             }
             Decision::WriteBack { reservation } => Ok(Some(self.created(
-                &id,
+                id,
                 &reservation.reservation_id,
                 reservation.url.as_deref().unwrap_or(""),
             ))),
             Decision::Create {
-                trainer_id,
+                trainer,
+                end_time,
+                topic,
+            } => self.create(booking, &trainer, end_time, &topic).await,
+            Decision::Update {
+                reservation,
+                host: trainer,
                 end_time,
                 topic,
             } => {
-                self.create(booking, &id, &trainer_id, end_time, &topic)
-                    .await
-            }
-            Decision::Update {
-                reservation,
-                end_time,
-            } => {
-                let trainer = booking.trainer.clone().expect("decide checked the trainer");
                 let token = match self.token(&trainer).await? {
                     TokenOutcome::Token(t) => t,
                     TokenOutcome::NotConnected => {
                         self.remind(booking).await;
-                        return Ok(self.pending(booking, &id));
+                        return Ok(self.pending(booking));
                     }
                 };
                 let result = self
@@ -112,41 +102,33 @@ impl Actor<'_> {
                         self.metrics
                             .inc("lvb_meetings_total", &[("action", "updated")]);
                         tracing::info!(booking = %booking.id, reservation = %reserve.id, "meeting rescheduled");
-                        Ok(self.created_if_changed(booking, &id, &reserve.id, &url))
+                        Ok(self.created_if_changed(booking, &reserve.id, &url))
                     }
                     Err(LarkError::NotFound { .. }) => {
                         // Gone from Lark (expired or deleted by hand): reserve a new one.
                         tracing::info!(booking = %booking.id, "reservation no longer exists in Lark; creating a new one");
-                        self.store
-                            .forget_reservation(&booking.id)
-                            .map_err(|e| Transient(e.to_string()))?;
-                        let topic = super::model::render_topic(
-                            &self.settings.topic_template,
-                            &booking.topic_values,
-                        );
-                        self.create(booking, &id, &trainer.id, end_time, &topic)
-                            .await
+                        self.store.forget_reservation(booking.id.as_str())?;
+                        self.create(booking, &trainer, end_time, &topic).await
                     }
-                    Err(e) => self.lark_failure(booking, &id, e),
+                    Err(e) => self.lark_failure(booking, e),
                 }
             }
             Decision::Move {
                 old,
-                trainer_id,
+                trainer,
                 end_time,
                 topic,
             } => {
                 self.delete_reservation(booking, &old).await?;
                 self.metrics
                     .inc("lvb_meetings_total", &[("action", "moved")]);
-                self.create(booking, &id, &trainer_id, end_time, &topic)
-                    .await
+                self.create(booking, &trainer, end_time, &topic).await
             }
             Decision::Release { reservation } => {
                 self.delete_reservation(booking, &reservation).await?;
                 self.remind(booking).await;
                 Ok(Some(self.meeting_write(
-                    &id,
+                    id,
                     None,
                     MeetingStatus::PendingTrainerConnection,
                     Some(PENDING_REASON),
@@ -160,7 +142,7 @@ impl Actor<'_> {
                     return Ok(None);
                 }
                 Ok(Some(self.meeting_write(
-                    &id,
+                    id,
                     None,
                     MeetingStatus::Cancelled,
                     None,
@@ -172,26 +154,20 @@ impl Actor<'_> {
     async fn create(
         &self,
         booking: &Booking,
-        id: &RecordId,
-        trainer_id: &str,
+        trainer: &TrainerRecord,
         end_time: i64,
         topic: &str,
-    ) -> Result<Option<WriteBack>, Transient> {
-        let trainer = booking
-            .trainer
-            .clone()
-            .filter(|t| t.id == trainer_id)
-            .expect("decide creates only for the booking's own trainer");
-        let token = match self.token(&trainer).await? {
+    ) -> Result<Option<WriteBack>, PipelineError> {
+        let token = match self.token(trainer).await? {
             TokenOutcome::Token(t) => t,
             TokenOutcome::NotConnected => {
                 self.remind(booking).await;
-                return Ok(self.pending(booking, id));
+                return Ok(self.pending(booking));
             }
         };
         let topic_owned = topic.to_string();
         let result = self
-            .with_token_retry(&trainer, token, |lark, t| {
+            .with_token_retry(trainer, token, |lark, t| {
                 let topic = topic_owned.clone();
                 async move { lark.apply_reserve(&t, end_time, &topic).await }
             })
@@ -202,9 +178,9 @@ impl Actor<'_> {
                 self.metrics
                     .inc("lvb_meetings_total", &[("action", "created")]);
                 tracing::info!(booking = %booking.id, trainer = %trainer.id, reservation = %reserve.id, "meeting reserved");
-                Ok(Some(self.created(id, &reserve.id, &reserve.url)))
+                Ok(Some(self.created(&booking.id, &reserve.id, &reserve.url)))
             }
-            Err(e) => self.lark_failure(booking, id, e),
+            Err(e) => self.lark_failure(booking, e),
         }
     }
 
@@ -213,17 +189,16 @@ impl Actor<'_> {
         &self,
         booking: &Booking,
         res: &KnownReservation,
-    ) -> Result<(), Transient> {
-        let host = match booking.trainer.as_ref().filter(|t| t.id == res.trainer_id) {
-            Some(t) => Some(t.clone()),
-            None => match RecordId::parse(&res.trainer_id) {
-                Ok(tid) => self
-                    .tokens
-                    .trainer(&tid)
-                    .await
-                    .map_err(|e| Transient(e.to_string()))?,
-                Err(_) => None,
-            },
+    ) -> Result<(), PipelineError> {
+        let own_trainer = booking.trainer.as_ref().filter(|t| {
+            res.trainer_id
+                .as_ref()
+                .is_some_and(|host| host.as_str() == t.id)
+        });
+        let host = match (own_trainer, &res.trainer_id) {
+            (Some(t), _) => Some(t.clone()),
+            (None, Some(host)) => self.tokens.trainer(host.record_id()).await?,
+            (None, None) => None,
         };
         let token = match &host {
             Some(h) => self.token(h).await?,
@@ -251,25 +226,31 @@ impl Actor<'_> {
                             .inc("lvb_failures_total", &[("kind", "lark_delete_refused")]);
                         tracing::warn!(booking = %booking.id, reservation = %res.reservation_id, error = %e, "Lark refused to delete the reservation; it lapses on its own");
                     }
-                    Err(e) => return Err(Transient(format!("deleting reservation: {e}"))),
+                    Err(source) => {
+                        return Err(PipelineError::Lark {
+                            booking: booking.id.clone(),
+                            source,
+                        })
+                    }
                 }
             }
             _ => {
                 tracing::warn!(booking = %booking.id, reservation = %res.reservation_id, "host trainer not connected; the old reservation cannot be deleted and lapses on its own");
             }
         }
-        self.store
-            .forget_reservation(&booking.id)
-            .map_err(|e| Transient(e.to_string()))
+        Ok(self.store.forget_reservation(booking.id.as_str())?)
     }
 
-    async fn token(&self, trainer: &TrainerRecord) -> Result<TokenOutcome, Transient> {
+    async fn token(&self, trainer: &TrainerRecord) -> Result<TokenOutcome, PipelineError> {
         match self.tokens.access_token_for(trainer).await {
             Ok(t) => Ok(TokenOutcome::Token(t)),
             Err(TokenError::NotConnected { .. }) | Err(TokenError::Undecryptable { .. }) => {
                 Ok(TokenOutcome::NotConnected)
             }
-            Err(e) => Err(Transient(format!("token for trainer {}: {e}", trainer.id))),
+            Err(source) => Err(PipelineError::Token {
+                trainer: trainer.id.clone(),
+                source,
+            }),
         }
     }
 
@@ -307,27 +288,24 @@ impl Actor<'_> {
         reservation_id: &str,
         url: &str,
         end_time: i64,
-    ) -> Result<(), Transient> {
-        self.store
-            .record_reservation(
-                &ReservationEntry {
-                    booking_id: booking.id.clone(),
-                    reservation_id: reservation_id.to_string(),
-                    trainer_id: trainer_id.to_string(),
-                    url: url.to_string(),
-                    end_time,
-                },
-                Utc::now().timestamp(),
-            )
-            .map_err(|e| Transient(e.to_string()))
+    ) -> Result<(), PipelineError> {
+        Ok(self.store.record_reservation(
+            &ReservationEntry {
+                booking_id: booking.id.to_string(),
+                reservation_id: reservation_id.to_string(),
+                trainer_id: trainer_id.to_string(),
+                url: url.to_string(),
+                end_time,
+            },
+            Utc::now().timestamp(),
+        )?)
     }
 
     fn lark_failure(
         &self,
         booking: &Booking,
-        id: &RecordId,
         e: LarkError,
-    ) -> Result<Option<WriteBack>, Transient> {
+    ) -> Result<Option<WriteBack>, PipelineError> {
         match e {
             LarkError::InvalidParams { .. }
             | LarkError::PermissionDenied { .. }
@@ -337,21 +315,20 @@ impl Actor<'_> {
                 tracing::warn!(booking = %booking.id, error = %e, "Lark refused the reservation");
                 Ok(self.status(
                     booking,
-                    id,
                     MeetingStatus::Failed,
                     Some(&format!("Lark refused the meeting: {e}")),
                 ))
             }
             LarkError::UserTokenInvalid { .. } | LarkError::InvalidGrant { .. } => {
-                Ok(self.pending(booking, id))
+                Ok(self.pending(booking))
             }
-            other => {
+            source => {
                 self.metrics
                     .inc("lvb_failures_total", &[("kind", "lark_unavailable")]);
-                Err(Transient(format!(
-                    "Lark call for booking {}: {other}",
-                    booking.id
-                )))
+                Err(PipelineError::Lark {
+                    booking: booking.id.clone(),
+                    source,
+                })
             }
         }
     }
@@ -367,19 +344,18 @@ impl Actor<'_> {
         }
     }
 
-    fn pending(&self, booking: &Booking, id: &RecordId) -> Option<WriteBack> {
+    fn pending(&self, booking: &Booking) -> Option<WriteBack> {
         self.status(
             booking,
-            id,
             MeetingStatus::PendingTrainerConnection,
             Some(PENDING_REASON),
         )
     }
 
+    /// The status and reason, unless the booking already shows them.
     fn status(
         &self,
         booking: &Booking,
-        id: &RecordId,
         status: MeetingStatus,
         reason: Option<&str>,
     ) -> Option<WriteBack> {
@@ -387,50 +363,25 @@ impl Actor<'_> {
         if booking.shows_status(status, reason.as_deref()) {
             return None;
         }
-        Some(self.status_write(id, status, reason.as_deref()))
+        Some(WriteBack::status(
+            self.settings,
+            &booking.id,
+            status,
+            reason.as_deref(),
+        ))
     }
 
-    /// The status and reason fields.
-    fn status_write(
-        &self,
-        id: &RecordId,
-        status: MeetingStatus,
-        reason: Option<&str>,
-    ) -> WriteBack {
-        let mut fields = Map::new();
-        fields.insert(
-            self.settings.meeting_status_field.clone(),
-            json!(status.as_str()),
-        );
-        fields.insert(
-            self.settings.meeting_error_field.clone(),
-            reason.map_or(Value::Null, |r| json!(r)),
-        );
-        WriteBack {
-            booking_id: id.clone(),
-            fields,
-        }
-    }
-
-    /// All four output fields; `meeting` is (reservation id, link), None clears both.
     fn meeting_write(
         &self,
-        id: &RecordId,
+        id: &BookingId,
         meeting: Option<(&str, &str)>,
         status: MeetingStatus,
         reason: Option<&str>,
     ) -> WriteBack {
-        let mut write = self.status_write(id, status, reason);
-        let (reservation_id, link) =
-            meeting.map_or((Value::Null, Value::Null), |(r, u)| (json!(r), json!(u)));
-        write
-            .fields
-            .insert(self.settings.reservation_field.clone(), reservation_id);
-        write.fields.insert(self.settings.link_field.clone(), link);
-        write
+        WriteBack::meeting(self.settings, id, meeting, status, reason)
     }
 
-    fn created(&self, id: &RecordId, reservation_id: &str, url: &str) -> WriteBack {
+    fn created(&self, id: &BookingId, reservation_id: &str, url: &str) -> WriteBack {
         self.meeting_write(
             id,
             Some((reservation_id, url)),
@@ -442,11 +393,10 @@ impl Actor<'_> {
     fn created_if_changed(
         &self,
         booking: &Booking,
-        id: &RecordId,
         reservation_id: &str,
         url: &str,
     ) -> Option<WriteBack> {
         (!booking.shows_created(reservation_id, Some(url)))
-            .then(|| self.created(id, reservation_id, url))
+            .then(|| self.created(&booking.id, reservation_id, url))
     }
 }

@@ -6,7 +6,9 @@ use chrono::{DateTime, Duration, Utc};
 
 use super::model::{render_topic, Booking, MeetingStatus};
 use crate::config::BookingSettings;
+use crate::ids::TrainerId;
 use crate::store::ReservationEntry;
+use crate::tokens::trainer::TrainerRecord;
 
 /// Lark keeps a reservation at most 30 days; we cap `end_time` an hour inside that so
 /// clock skew between us and Lark never makes an apply fail.
@@ -20,33 +22,37 @@ pub const RENEW_SLACK: Duration = Duration::hours(24);
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct KnownReservation {
     pub reservation_id: String,
-    /// The trainer who hosts it (whose token can change or delete it).
-    pub trainer_id: String,
+    /// The trainer who hosts it (whose token can change or delete it); None when neither
+    /// the journal nor the booking names one.
+    pub trainer_id: Option<TrainerId>,
     /// The end time we last set, if journalled.
     pub end_time: Option<i64>,
     pub url: Option<String>,
 }
 
 /// What a booking needs.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq)]
 pub enum Decision {
     /// Already right: no Lark call, no Salesforce write.
     Nothing,
-    /// Reserve a meeting hosted by `trainer_id`.
+    /// Reserve a meeting hosted by `trainer` (the booking's connected trainer).
     Create {
-        trainer_id: String,
+        trainer: TrainerRecord,
         end_time: i64,
         topic: String,
     },
-    /// `PUT` the reservation's end time (reschedule, or renewal of a capped reservation).
+    /// `PUT` the reservation's end time (reschedule, or renewal of a capped reservation)
+    /// with its host's token; `topic` is for a new reservation if Lark lost this one.
     Update {
         reservation: KnownReservation,
+        host: TrainerRecord,
         end_time: i64,
+        topic: String,
     },
     /// The trainer changed: delete with the old trainer's token, create with the new.
     Move {
         old: KnownReservation,
-        trainer_id: String,
+        trainer: TrainerRecord,
         end_time: i64,
         topic: String,
     },
@@ -114,23 +120,22 @@ pub fn decide(booking: &Booking, cx: &Context<'_>) -> Decision {
     }
 
     // A remote, live booking: validate what a meeting needs.
-    if let Some(reason) = invalid_reason(booking, cx) {
-        return fail_once(booking, reason);
-    }
-    let trainer = booking.trainer.as_ref().expect("validated above");
-    let end = booking.end.expect("validated above");
+    let (trainer, end) = match valid_parts(booking, cx) {
+        Ok(parts) => parts,
+        Err(reason) => return fail_once(booking, reason),
+    };
     let end_time = capped_end(end, cx.now);
     let topic = render_topic(&s.topic_template, &booking.topic_values);
 
     match known {
-        Some(res) if res.trainer_id != trainer.id => {
+        Some(res) if res.trainer_id.as_ref().map(TrainerId::as_str) != Some(&trainer.id) => {
             if !trainer.connected {
                 // The old trainer's meeting must not stay on the booking while it waits.
                 return Decision::Release { reservation: res };
             }
             Decision::Move {
                 old: res,
-                trainer_id: trainer.id.clone(),
+                trainer: trainer.clone(),
                 end_time,
                 topic,
             }
@@ -154,7 +159,9 @@ pub fn decide(booking: &Booking, cx: &Context<'_>) -> Decision {
                 }
                 return Decision::Update {
                     reservation: res,
+                    host: trainer.clone(),
                     end_time,
+                    topic,
                 };
             }
             if booking.shows_created(&res.reservation_id, None) {
@@ -174,7 +181,7 @@ pub fn decide(booking: &Booking, cx: &Context<'_>) -> Decision {
                 return pending(booking);
             }
             Decision::Create {
-                trainer_id: trainer.id.clone(),
+                trainer: trainer.clone(),
                 end_time,
                 topic,
             }
@@ -216,7 +223,8 @@ fn known_reservation(
     if let Some(j) = journal {
         return Some(KnownReservation {
             reservation_id: j.reservation_id.clone(),
-            trainer_id: j.trainer_id.clone(),
+            // Written by us from a typed id; an unreadable one means "host unknown".
+            trainer_id: TrainerId::parse(&j.trainer_id).ok(),
             end_time: Some(j.end_time),
             url: Some(j.url.clone()),
         });
@@ -225,65 +233,66 @@ fn known_reservation(
     // Without a journal entry, assume the booking's current trainer hosts it.
     Some(KnownReservation {
         reservation_id: id,
-        trainer_id: booking.trainer_id.clone().unwrap_or_default(),
+        trainer_id: booking.trainer_id.clone(),
         end_time: None,
         url: booking.link.clone(),
     })
 }
 
-/// Why a remote booking cannot get a meeting, if it cannot.
-fn invalid_reason(booking: &Booking, cx: &Context<'_>) -> Option<String> {
+/// What a meeting needs from a remote booking (its trainer and end), or why it cannot
+/// have one.
+fn valid_parts<'b>(
+    booking: &'b Booking,
+    cx: &Context<'_>,
+) -> Result<(&'b TrainerRecord, DateTime<Utc>), String> {
     let s = cx.settings;
     if booking.bad_times {
-        return Some(format!(
+        return Err(format!(
             "{} or {} is not a valid date and time.",
             s.start_field, s.end_field
         ));
     }
     let (Some(start), Some(end)) = (booking.start, booking.end) else {
-        return Some(format!(
+        return Err(format!(
             "The booking needs both {} and {} to get a meeting.",
             s.start_field, s.end_field
         ));
     };
     if end <= start {
-        return Some(format!("{} must be after {}.", s.end_field, s.start_field));
+        return Err(format!("{} must be after {}.", s.end_field, s.start_field));
     }
-    if booking.trainer_id.is_none() {
-        return Some(format!(
+    let Some(trainer_id) = &booking.trainer_id else {
+        return Err(format!(
             "The booking has no trainer ({} is empty).",
             s.trainer_field
         ));
-    }
+    };
     let Some(trainer) = booking.trainer.as_ref() else {
-        return Some(format!(
-            "The trainer {} does not exist.",
-            booking.trainer_id.as_deref().unwrap_or("")
-        ));
+        return Err(format!("The trainer {trainer_id} does not exist."));
     };
     if cx.require_trainer_email && trainer.email.is_none() {
-        return Some(
+        return Err(
             "The trainer has no email address, so their Lark account cannot be matched.".into(),
         );
     }
     if let Some(field) = cx.missing_topic_fields.first() {
-        return Some(format!(
+        return Err(format!(
             "The meeting topic template uses {{{field}}}, which is not a field of {}.",
             s.object
         ));
     }
-    None
+    Ok((trainer, end))
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::config::Settings;
-    use crate::tokens::trainer::TrainerRecord;
+    use crate::ids::BookingId;
     use serde_json::Map;
 
-    const T1: &str = "a0T000000000001AAA";
-    const T2: &str = "a0T000000000002AAA";
+    const T1: &str = "a0T000000000001EAA";
+    const T2: &str = "a0T000000000002EAA";
 
     fn settings() -> BookingSettings {
         let env = [
@@ -320,9 +329,9 @@ mod tests {
         let mut topic = Map::new();
         topic.insert("Merchant_Name__c".into(), "Acme".into());
         Booking {
-            id: "a0B000000000001AAA".into(),
+            id: BookingId::parse("a0B000000000001EAA").unwrap(),
             is_deleted: false,
-            trainer_id: Some(T1.into()),
+            trainer_id: Some(TrainerId::parse(T1).unwrap()),
             trainer: Some(trainer(T1, true)),
             start: Some(now() + Duration::days(2)),
             end: Some(now() + Duration::days(2) + Duration::hours(1)),
@@ -339,7 +348,7 @@ mod tests {
 
     fn journal(trainer: &str, end: i64) -> ReservationEntry {
         ReservationEntry {
-            booking_id: "a0B000000000001AAA".into(),
+            booking_id: "a0B000000000001EAA".into(),
             reservation_id: "6911188411934433".into(),
             trainer_id: trainer.into(),
             url: "https://vc.larksuite.com/j/123456789".into(),
@@ -380,7 +389,7 @@ mod tests {
         assert_eq!(
             run(&b, None),
             Decision::Create {
-                trainer_id: T1.into(),
+                trainer: trainer(T1, true),
                 end_time: end,
                 topic: "Remote Training: Acme".into()
             }
@@ -399,12 +408,12 @@ mod tests {
         unconnected.trainer = Some(trainer(T1, false));
         assert!(matches!(
             run(&unconnected, Some(&j_other)),
-            Decision::Release { ref reservation } if reservation.trainer_id == T2
+            Decision::Release { ref reservation } if reservation.trainer_id.as_ref().unwrap().as_str() == T2
         ));
         // Trainer changed → move from the old trainer.
         assert!(matches!(
             run(&created(b.clone()), Some(&j_other)),
-            Decision::Move { ref old, ref trainer_id, .. } if old.trainer_id == T2 && trainer_id == T1
+            Decision::Move { ref old, ref trainer, .. } if old.trainer_id.as_ref().unwrap().as_str() == T2 && trainer.id == T1
         ));
         // Cancelled / onsite / deleted → cancel, and nothing once cleared.
         for mutate in [

@@ -1,11 +1,29 @@
-//! Bookings → Lark meetings. `model` reads a booking, `decide` is the pure decision,
-//! `act` carries decisions out (Lark calls, write-back), `processor` turns stream events
-//! into coalesced, ordered work and owns the replay checkpoint, `reconcile` sweeps.
+//! The booking pipeline: bookings → Lark meetings.
+//!
+//! - `intake`    — the processor task: stream batches, coalescing, the replay checkpoint
+//! - `queries`   — every booking SOQL (by id, upcoming, a trainer's)
+//! - `model`     — a booking as read, parsed into typed fields
+//! - `decide`    — the pure decision from a booking's current state
+//! - `act`       — carrying a decision out (Lark calls with the right token, the journal)
+//! - `writeback` — the output fields and their batched delivery
+//! - `sweeps`    — reconciliation, a trainer's bookings on (dis)connect, refresh passes
+//! - `outcome`   — what processing a booking came to, and the pipeline's error
+//! - `status`    — the pipeline status `/readyz` reports
 
 pub mod act;
 pub mod decide;
+pub mod engine;
+pub mod intake;
 pub mod model;
-pub mod processor;
+pub mod outcome;
+pub mod queries;
+pub mod status;
+pub mod sweeps;
+pub mod writeback;
 
+pub use engine::{Engine, Summary};
+pub use intake::{AbortOnDrop, Processor, ProcessorHandle};
 pub use model::{Booking, MeetingStatus};
-pub use processor::{Engine, Processor, ProcessorHandle};
+pub use outcome::{Outcome, PipelineError};
+pub use status::PipelineStatus;
+pub use sweeps::RefreshSummary;

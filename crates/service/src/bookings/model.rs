@@ -5,6 +5,7 @@ use chrono::{DateTime, Utc};
 use serde_json::{Map, Value};
 
 use crate::config::{BookingSettings, TrainerSettings};
+use crate::ids::{BookingId, TrainerId};
 use crate::tokens::trainer::{parse_sf_datetime, TrainerRecord};
 
 /// `Lark_Meeting_Status__c` values (design §2.5).
@@ -44,9 +45,9 @@ impl MeetingStatus {
 /// A booking's current state in Salesforce.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Booking {
-    pub id: String,
+    pub id: BookingId,
     pub is_deleted: bool,
-    pub trainer_id: Option<String>,
+    pub trainer_id: Option<TrainerId>,
     /// The trainer, read through the lookup's relationship; None when the lookup is
     /// empty or points at a record that no longer exists.
     pub trainer: Option<TrainerRecord>,
@@ -112,14 +113,14 @@ fn text(row: &Map<String, Value>, field: &str) -> Option<String> {
 }
 
 impl Booking {
-    /// Parses a row from the booking query.
+    /// Parses a row from the booking query; None for a row without a valid `Id`.
     pub fn from_row(
         b: &BookingSettings,
         t: &TrainerSettings,
         topic_fields: &[String],
         row: &Map<String, Value>,
     ) -> Option<Booking> {
-        let id = text(row, "Id")?;
+        let id = BookingId::parse(&text(row, "Id")?).ok()?;
         let rel = relationship_name(&b.trainer_field);
         let trainer = row
             .get(&rel)
@@ -144,7 +145,8 @@ impl Booking {
                 .get("IsDeleted")
                 .and_then(Value::as_bool)
                 .unwrap_or(false),
-            trainer_id: text(row, &b.trainer_field),
+            // Salesforce only ever puts a valid id in a lookup.
+            trainer_id: text(row, &b.trainer_field).and_then(|t| TrainerId::parse(&t).ok()),
             trainer,
             start,
             end,
@@ -163,6 +165,27 @@ impl Booking {
 }
 
 impl Booking {
+    /// A booking Salesforce no longer returns at all (deleted and purged): its meeting
+    /// must go.
+    pub fn purged(id: BookingId) -> Booking {
+        Booking {
+            id,
+            is_deleted: true,
+            trainer_id: None,
+            trainer: None,
+            start: None,
+            end: None,
+            bad_times: false,
+            service_type: None,
+            status: None,
+            link: None,
+            reservation_id: None,
+            meeting_status: None,
+            meeting_error: None,
+            topic_values: Map::new(),
+        }
+    }
+
     /// True when the booking already shows this status and reason (nothing to write).
     pub fn shows_status(&self, status: MeetingStatus, reason: Option<&str>) -> bool {
         self.meeting_status == Some(status) && self.meeting_error.as_deref() == reason

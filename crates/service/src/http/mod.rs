@@ -7,7 +7,6 @@ pub mod oauth;
 pub mod pages;
 pub mod state;
 
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
 use axum::extract::State;
@@ -16,27 +15,12 @@ use axum::response::IntoResponse;
 use axum::routing::get;
 use axum::Router;
 
+use crate::bookings::PipelineStatus;
 use crate::config::Settings;
 use crate::lark::LarkClient;
 use crate::metrics::Metrics;
 use crate::store::Store;
 use crate::tokens::{TokenService, Vault};
-
-/// What `/readyz` reports: both must be true.
-#[derive(Debug, Default)]
-pub struct Readiness {
-    /// Salesforce login succeeded.
-    pub salesforce: AtomicBool,
-    /// The streaming subscription is live.
-    pub streaming: AtomicBool,
-}
-
-impl Readiness {
-    /// True when Salesforce login and the subscription are both up.
-    pub fn ready(&self) -> bool {
-        self.salesforce.load(Ordering::Relaxed) && self.streaming.load(Ordering::Relaxed)
-    }
-}
 
 /// Shared state of the handlers.
 #[derive(Clone)]
@@ -47,7 +31,8 @@ pub struct HttpState {
     pub store: Store,
     pub vault: Arc<Vault>,
     pub metrics: Metrics,
-    pub readiness: Arc<Readiness>,
+    /// The pipeline's status, which `/readyz` reports.
+    pub readiness: Arc<PipelineStatus>,
 }
 
 /// The router with every route of design §2.3.
@@ -69,8 +54,8 @@ async fn readyz(State(app): State<HttpState>) -> impl IntoResponse {
     let r = &app.readiness;
     let body = format!(
         "salesforce_login: {}\nstreaming_subscription: {}\n",
-        up(r.salesforce.load(Ordering::Relaxed)),
-        up(r.streaming.load(Ordering::Relaxed))
+        up(r.salesforce_login()),
+        up(r.streaming_subscription())
     );
     let status = if r.ready() {
         StatusCode::OK

@@ -19,6 +19,7 @@ use chrono::{DateTime, Utc};
 use tokio::sync::mpsc;
 
 use crate::config::Settings;
+use crate::ids::TrainerId;
 use crate::lark::{GrantFailure, LarkClient, LarkError, TokenGrant};
 use crate::metrics::Metrics;
 use crate::salesforce::soql::{self, quote, RecordId};
@@ -37,9 +38,9 @@ pub const REMINDER_INTERVAL_SECS: i64 = 24 * 3600;
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum TrainerEvent {
     /// The trainer connected: their pending bookings can get meetings now.
-    Connected(String),
+    Connected(TrainerId),
     /// The trainer lost their connection: their open bookings become pending.
-    Disconnected(String),
+    Disconnected(TrainerId),
 }
 
 /// Why no access token could be had.
@@ -205,7 +206,7 @@ impl TokenService {
             .expect("disconnected")
             .remove(trainer_id.as_str());
         tracing::info!(trainer = %trainer_id, "trainer connected Lark");
-        self.emit(TrainerEvent::Connected(trainer_id.to_string()));
+        self.emit(TrainerEvent::Connected(TrainerId::from(trainer_id.clone())));
         Ok(())
     }
 
@@ -476,7 +477,9 @@ impl TokenService {
             .update(object, trainer_id, disconnect_fields(reason))
             .await?;
         tracing::info!(trainer = %trainer_id, "trainer disconnected");
-        self.emit(TrainerEvent::Disconnected(trainer_id.to_string()));
+        self.emit(TrainerEvent::Disconnected(TrainerId::from(
+            trainer_id.clone(),
+        )));
         Ok(())
     }
 

@@ -1,0 +1,399 @@
+//! Intake: the processor task. Stream items → coalesced booking ids → the engine →
+//! checkpoint; also runs what timers and the token service enqueue (refresh passes,
+//! sweeps, "trainer connected/disconnected").
+//!
+//! Ordering and exactly-once: stream items are taken in batches; a batch is processed to
+//! the end (its write-backs landed) before the checkpoint moves to its last replay id,
+//! and before the next batch starts, so changes to one booking are never reordered and
+//! the checkpoint never passes work still in progress. A failed batch is retried; the
+//! reservation journal makes the retry reuse what Lark already created.
+
+use std::collections::HashSet;
+use std::sync::Arc;
+use std::time::Duration;
+
+use chrono::Utc;
+use tokio::sync::{mpsc, watch};
+
+use super::engine::{Engine, Summary};
+use super::outcome::PipelineError;
+use super::status::PipelineStatus;
+use crate::config::Settings;
+use crate::ids::BookingId;
+use crate::lark::LarkClient;
+use crate::metrics::Metrics;
+use crate::salesforce::events::{ChangeEvent, ChangeKind};
+use crate::salesforce::streaming::{run_subscriber, StreamItem, StreamStatus};
+use crate::salesforce::SalesforceClient;
+use crate::store::Store;
+use crate::tokens::{TokenService, TrainerEvent};
+
+/// Stream items buffered between the subscriber and the processor; when full, the
+/// subscriber's next long-poll waits (backpressure instead of memory growth).
+const STREAM_BUFFER: usize = 4_096;
+/// First and longest wait before a failed batch is tried again (jittered, doubling).
+const BATCH_RETRY_MIN: Duration = Duration::from_millis(500);
+const BATCH_RETRY_MAX: Duration = Duration::from_secs(60);
+/// Most stream items taken into one batch.
+const MAX_BATCH_ITEMS: usize = 2_000;
+/// Retained events: CDC keeps 72 hours (design §4). A checkpoint older than this cannot
+/// be replayed, so start-up sweeps instead.
+pub const RETENTION: Duration = Duration::from_secs(72 * 3600);
+/// Fields Salesforce changes on every write; a change of only these and our output
+/// fields is our own.
+const SYSTEM_FIELDS: [&str; 3] = ["LastModifiedDate", "SystemModstamp", "LastModifiedById"];
+
+enum Control {
+    RefreshPass,
+    Reconcile,
+}
+
+/// Enqueues work for the processor (timers, commands, tests).
+#[derive(Clone)]
+pub struct ProcessorHandle {
+    control: mpsc::UnboundedSender<Control>,
+}
+
+impl ProcessorHandle {
+    /// Asks for a refresh pass (the refresh timer).
+    pub fn request_refresh_pass(&self) {
+        let _ = self.control.send(Control::RefreshPass);
+    }
+
+    /// Asks for a reconciliation sweep.
+    pub fn request_reconcile(&self) {
+        let _ = self.control.send(Control::Reconcile);
+    }
+}
+
+/// The processor task, built by `App::build` and run by `App::run_until_stopped`.
+pub struct Processor {
+    engine: Arc<Engine>,
+    control: mpsc::UnboundedReceiver<Control>,
+    trainer_events: mpsc::UnboundedReceiver<TrainerEvent>,
+}
+
+impl Processor {
+    /// Builds the processor and its handle.
+    #[allow(clippy::too_many_arguments)]
+    pub fn new(
+        settings: Arc<Settings>,
+        salesforce: SalesforceClient,
+        lark: LarkClient,
+        tokens: TokenService,
+        store: Store,
+        metrics: Metrics,
+        status: Arc<PipelineStatus>,
+        trainer_events: mpsc::UnboundedReceiver<TrainerEvent>,
+    ) -> (Processor, ProcessorHandle) {
+        let (tx, rx) = mpsc::unbounded_channel();
+        let engine = Arc::new(Engine::new(
+            settings, salesforce, lark, tokens, store, metrics, status,
+        ));
+        (
+            Processor {
+                engine,
+                control: rx,
+                trainer_events,
+            },
+            ProcessorHandle { control: tx },
+        )
+    }
+
+    /// The engine, for one-shot commands (`reconcile`, `refresh-tokens`).
+    pub fn engine(&self) -> Arc<Engine> {
+        self.engine.clone()
+    }
+
+    /// Runs until shutdown: starts the streaming subscriber (from the checkpoint), then
+    /// consumes its items, control requests and trainer events.
+    pub async fn run(mut self, shutdown: watch::Receiver<bool>) -> anyhow::Result<()> {
+        let engine = self.engine.clone();
+        let (start_from, sweep_first) = engine.start_position();
+        let (tx, mut stream) = mpsc::channel(STREAM_BUFFER);
+        let (status_tx, mut status_rx) = watch::channel(StreamStatus::default());
+        let status = engine.status.clone();
+        let forwarder = tokio::spawn(async move {
+            while status_rx.changed().await.is_ok() {
+                let up = status_rx.borrow().subscribed;
+                status.set_streaming_subscription(up);
+            }
+            status.set_streaming_subscription(false);
+        });
+        let store = engine.store.clone();
+        let channel = engine.settings.salesforce.streaming.channel.clone();
+        let checkpoint = move || store.checkpoint(&channel).ok().flatten().map(|(r, _)| r);
+        let subscriber = tokio::spawn(run_subscriber(
+            engine.salesforce.clone(),
+            engine.settings.salesforce.streaming.clone(),
+            start_from,
+            checkpoint,
+            tx,
+            shutdown.clone(),
+            status_tx,
+        ));
+        // If this task is dropped (aborted), its helpers go with it.
+        let _guard = AbortOnDrop(vec![forwarder.abort_handle(), subscriber.abort_handle()]);
+        if sweep_first {
+            if let Err(e) = engine.reconcile().await {
+                tracing::error!(error = %e, "start-up sweep failed; the next sweep retries");
+            }
+        }
+
+        let mut stop = shutdown.clone();
+        loop {
+            tokio::select! {
+                biased;
+                _ = stopped(&mut stop) => break,
+                Some(control) = self.control.recv() => match control {
+                    Control::RefreshPass => {
+                        let engine = engine.clone();
+                        tokio::spawn(async move { engine.refresh_pass().await });
+                    }
+                    Control::Reconcile => {
+                        if let Err(e) = engine.reconcile().await {
+                            tracing::error!(error = %e, "reconciliation sweep failed");
+                        }
+                    }
+                },
+                Some(event) = self.trainer_events.recv() => {
+                    if let Err(e) = engine.on_trainer_event(&event).await {
+                        tracing::error!(error = %e, ?event, "could not process the trainer's bookings");
+                    }
+                }
+                item = stream.recv() => {
+                    let Some(first) = item else {
+                        match subscriber.is_finished() {
+                            true => tracing::error!("the streaming subscriber stopped; restart the service"),
+                            false => tracing::warn!("stream ended"),
+                        }
+                        break;
+                    };
+                    let mut items = vec![first];
+                    while items.len() < MAX_BATCH_ITEMS {
+                        match stream.try_recv() {
+                            Ok(i) => items.push(i),
+                            Err(_) => break,
+                        }
+                    }
+                    engine.process_stream_batch(items, &shutdown).await;
+                }
+            }
+        }
+        // Stop intake: the subscriber sees the same signal; wait for it to say goodbye.
+        let _ = tokio::time::timeout(Duration::from_secs(10), subscriber).await;
+        tracing::info!("processor stopped");
+        Ok(())
+    }
+}
+
+impl Engine {
+    /// Processes a batch of stream items to the end, retrying on transient failure,
+    /// then saves the checkpoint.
+    async fn process_stream_batch(&self, items: Vec<StreamItem>, shutdown: &watch::Receiver<bool>) {
+        let channel = self.settings.salesforce.streaming.channel.clone();
+        let mut ids: Vec<BookingId> = Vec::new();
+        let mut last_replay: Option<i64> = None;
+        let mut first_replay: Option<i64> = None;
+        let mut events = 0u64;
+        let mut sweep = false;
+        let own_user = self
+            .salesforce
+            .session()
+            .await
+            .ok()
+            .map(|s| s.user_id.to_string());
+        for item in items {
+            match item {
+                StreamItem::Event(ev) => {
+                    self.metrics.inc("lvb_events_received_total", &[]);
+                    if let Some(ts) = ev.commit_timestamp {
+                        let lag = (Utc::now().timestamp_millis() - ts).max(0) as f64 / 1000.0;
+                        self.metrics.set("lvb_streaming_lag_seconds", &[], lag);
+                    }
+                    last_replay = Some(ev.replay_id);
+                    first_replay.get_or_insert(ev.replay_id);
+                    events += 1;
+                    match self.event_ids(&ev, own_user.as_deref()) {
+                        EventWork::Ids(list) => ids.extend(list),
+                        EventWork::Sweep => sweep = true,
+                        EventWork::Skip(reason) => {
+                            self.metrics
+                                .inc("lvb_events_skipped_total", &[("reason", reason)]);
+                        }
+                    }
+                }
+                StreamItem::Malformed { replay_id, reason } => {
+                    let replay = replay_id.map_or_else(|| "unknown".to_string(), |r| r.to_string());
+                    tracing::warn!(replay_id = %replay, reason = %reason, "malformed event skipped");
+                    self.metrics
+                        .inc("lvb_events_skipped_total", &[("reason", "malformed")]);
+                    if let Some(r) = replay_id {
+                        last_replay = Some(r);
+                        first_replay.get_or_insert(r);
+                    }
+                }
+                StreamItem::ReplayGap { reason } => {
+                    tracing::warn!(reason = %reason, "replay gap: running a reconciliation sweep");
+                    sweep = true;
+                }
+                // Readiness follows the subscriber's status watch (one writer).
+                StreamItem::Subscribed { .. } => {}
+            }
+        }
+        // The very first batch on a channel without a checkpoint: pin the position just
+        // before it, so a crash mid-batch replays it instead of resuming at "latest".
+        if let Some(first) = first_replay {
+            if matches!(self.store.checkpoint(&channel), Ok(None)) {
+                if let Err(e) =
+                    self.store
+                        .save_checkpoint(&channel, first - 1, Utc::now().timestamp())
+                {
+                    tracing::error!(error = %e, "could not save the initial checkpoint");
+                }
+            }
+        }
+        let mut seen = HashSet::new();
+        ids.retain(|id| seen.insert(id.clone()));
+        let mut delays = crate::retry::backoff(BATCH_RETRY_MIN, BATCH_RETRY_MAX);
+        loop {
+            let result = async {
+                let mut s = self.process_ids(&ids).await?;
+                if sweep {
+                    s.add(&self.reconcile().await?);
+                }
+                Ok::<Summary, PipelineError>(s)
+            }
+            .await;
+            match result {
+                Ok(summary) => {
+                    if summary.bookings > 0 {
+                        tracing::debug!(?summary, "batch done");
+                    }
+                    break;
+                }
+                Err(e) => {
+                    let delay = delays.next().unwrap_or(BATCH_RETRY_MAX);
+                    self.metrics
+                        .inc("lvb_failures_total", &[("kind", "batch_retry")]);
+                    tracing::warn!(error = %e, retry_in_ms = delay.as_millis() as u64, "batch failed; retrying");
+                    let mut stop = shutdown.clone();
+                    tokio::select! {
+                        _ = tokio::time::sleep(delay) => {}
+                        // Not checkpointed: the events come again after restart.
+                        _ = stopped(&mut stop) => return,
+                    }
+                }
+            }
+        }
+        self.metrics.add("lvb_events_processed_total", &[], events);
+        if let Some(replay) = last_replay {
+            if let Err(e) = self
+                .store
+                .save_checkpoint(&channel, replay, Utc::now().timestamp())
+            {
+                tracing::error!(error = %e, "could not save the checkpoint");
+            }
+        }
+    }
+
+    /// The booking ids an event's work is about (parsed here, once), or why it has none.
+    fn event_ids(&self, ev: &ChangeEvent, own_user: Option<&str>) -> EventWork {
+        let booking = &self.settings.salesforce.booking;
+        if self.settings.salesforce.streaming.is_platform_event() {
+            return EventWork::ids(&ev.record_ids);
+        }
+        if !ev.entity.is_empty() && ev.entity != booking.object {
+            return EventWork::Skip("other_object");
+        }
+        // A wildcard id ("a0B*") stands for many records: only a sweep covers it.
+        if ev.record_ids.iter().any(|id| id.contains('*')) {
+            return EventWork::Sweep;
+        }
+        match ev.kind {
+            ChangeKind::GapOverflow => return EventWork::Sweep,
+            ChangeKind::GapCreate
+            | ChangeKind::GapUpdate
+            | ChangeKind::GapDelete
+            | ChangeKind::GapUndelete => return EventWork::ids(&ev.record_ids),
+            _ => {}
+        }
+        if own_user.is_some() && ev.commit_user.as_deref() == own_user {
+            return EventWork::Skip("own_write");
+        }
+        if ev.kind == ChangeKind::Update && !ev.changed_fields.is_empty() {
+            let outputs = booking.output_fields();
+            let only_outputs = ev.changed_fields.iter().all(|f| {
+                outputs.iter().any(|o| o.eq_ignore_ascii_case(f))
+                    || SYSTEM_FIELDS.iter().any(|s| s.eq_ignore_ascii_case(f))
+            });
+            if only_outputs {
+                return EventWork::Skip("output_fields_only");
+            }
+        }
+        EventWork::ids(&ev.record_ids)
+    }
+}
+
+impl Engine {
+    /// Replay id to subscribe from, and whether a sweep must run first (checkpoint
+    /// missing-but-configured-earliest is fine; too old is not).
+    pub fn start_position(&self) -> (i64, bool) {
+        let streaming = &self.settings.salesforce.streaming;
+        match self.store.checkpoint(&streaming.channel) {
+            Ok(Some((replay, saved_at))) => {
+                let age = Utc::now().timestamp() - saved_at;
+                if age > RETENTION.as_secs() as i64 {
+                    tracing::warn!(replay, age_secs = age, "checkpoint older than the retention window: starting from latest and sweeping");
+                    (-1, true)
+                } else {
+                    (replay, false)
+                }
+            }
+            Ok(None) => (streaming.replay_from.replay_id(), false),
+            Err(e) => {
+                tracing::error!(error = %e, "checkpoint unreadable: starting from latest and sweeping");
+                (-1, true)
+            }
+        }
+    }
+}
+
+/// Aborts the tasks it holds when dropped, so no task outlives its owner.
+pub struct AbortOnDrop(pub Vec<tokio::task::AbortHandle>);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        for task in &self.0 {
+            task.abort();
+        }
+    }
+}
+
+/// Resolves once shutdown is requested (a dropped sender counts as a request).
+async fn stopped(rx: &mut watch::Receiver<bool>) {
+    let _ = rx.wait_for(|s| *s).await;
+}
+
+enum EventWork {
+    Ids(Vec<BookingId>),
+    Sweep,
+    Skip(&'static str),
+}
+
+impl EventWork {
+    fn ids(record_ids: &[String]) -> EventWork {
+        EventWork::Ids(
+            record_ids
+                .iter()
+                .filter_map(|id| match BookingId::parse(id) {
+                    Ok(id) => Some(id),
+                    Err(_) => {
+                        tracing::warn!(id = %id, "ignoring an invalid record id from the stream");
+                        None
+                    }
+                })
+                .collect(),
+        )
+    }
+}

@@ -1,0 +1,151 @@
+//! Booking queries: every SOQL the pipeline sends about bookings, in one place — by id
+//! (with `queryAll`, so deleted rows come back), the upcoming ones a sweep looks at, and
+//! a trainer's upcoming ones — each reading the booking with its trainer in one query.
+
+use chrono::{DateTime, Utc};
+use serde_json::{Map, Value};
+
+use super::engine::Engine;
+use super::model::{select_fields, Booking, MeetingStatus};
+use super::outcome::PipelineError;
+use crate::ids::{BookingId, TrainerId};
+use crate::salesforce::soql::{self, quote, RecordId};
+
+/// Ids per SOQL `IN (...)` list: 200 ids keep the GET URL near 5 KB, well inside limits.
+const IDS_PER_QUERY: usize = 200;
+/// Most bookings one sweep (or one trainer's re-decision) looks at.
+pub const SWEEP_LIMIT: usize = 10_000;
+/// Sweeps look this far ahead (bookings further out are renewed as they come closer).
+const SWEEP_HORIZON_DAYS: i64 = 366;
+
+/// Which of a trainer's upcoming bookings to read.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TrainerBookings {
+    /// All of them (the trainer was disconnected).
+    All,
+    /// Those waiting for the trainer to connect (the trainer just connected).
+    Pending,
+}
+
+impl Engine {
+    /// Topic template fields split into (existing, missing), from one describe.
+    pub(super) async fn topic_fields(&self) -> Result<&(Vec<String>, Vec<String>), PipelineError> {
+        self.topic_fields
+            .get_or_try_init(|| async {
+                let b = &self.settings.salesforce.booking;
+                let wanted = b.topic_fields();
+                if wanted.is_empty() {
+                    return Ok((vec![], vec![]));
+                }
+                let describe = self.salesforce.describe(&b.object).await.map_err(|source| {
+                    PipelineError::Describe {
+                        object: b.object.clone(),
+                        source,
+                    }
+                })?;
+                let (present, missing): (Vec<String>, Vec<String>) = wanted
+                    .into_iter()
+                    .partition(|f| describe.field(f).is_some());
+                if !missing.is_empty() {
+                    tracing::error!(?missing, object = %b.object, "topic_template names fields that do not exist");
+                }
+                Ok((present, missing))
+            })
+            .await
+    }
+
+    async fn select_list(&self) -> Result<String, PipelineError> {
+        let (present, _) = self.topic_fields().await?;
+        Ok(select_fields(
+            &self.settings.salesforce.booking,
+            &self.settings.salesforce.trainer,
+            present,
+        ))
+    }
+
+    /// The given bookings as they are now; an id Salesforce no longer returns at all
+    /// (purged) comes back as a deleted booking.
+    pub(super) async fn bookings_by_id(
+        &self,
+        ids: &[BookingId],
+    ) -> Result<Vec<Booking>, PipelineError> {
+        let fields = self.select_list().await?;
+        let object = &self.settings.salesforce.booking.object;
+        let mut rows = Vec::new();
+        for chunk in ids.chunks(IDS_PER_QUERY) {
+            let chunk: Vec<RecordId> = chunk.iter().map(|id| id.record_id().clone()).collect();
+            let soql = format!(
+                "SELECT {fields} FROM {object} WHERE Id IN {}",
+                soql::id_list(&chunk)
+            );
+            rows.extend(self.salesforce.query_all(&soql).await?);
+        }
+        let mut bookings = self.parse_rows(&rows).await?;
+        for id in ids {
+            if !bookings.iter().any(|b| &b.id == id) {
+                bookings.push(Booking::purged(id.clone()));
+            }
+        }
+        Ok(bookings)
+    }
+
+    /// Remote (or reserved) bookings ending between `now` and the sweep horizon.
+    pub(super) async fn upcoming_bookings(
+        &self,
+        now: DateTime<Utc>,
+    ) -> Result<Vec<Booking>, PipelineError> {
+        let b = &self.settings.salesforce.booking;
+        let fields = self.select_list().await?;
+        let horizon = now + chrono::Duration::days(SWEEP_HORIZON_DAYS);
+        let remote: Vec<String> = b.remote_values.iter().map(|v| quote(v)).collect();
+        let soql = format!(
+            "SELECT {fields} FROM {obj} WHERE {end} > {now} AND {end} < {horizon} AND ({svc} IN ({remote}) OR {res} != null) ORDER BY {end} LIMIT {SWEEP_LIMIT}",
+            obj = b.object,
+            end = b.end_field,
+            now = soql::datetime(now),
+            horizon = soql::datetime(horizon),
+            svc = b.service_type_field,
+            remote = remote.join(", "),
+            res = b.reservation_field,
+        );
+        let rows = self.salesforce.query(&soql).await?;
+        self.parse_rows(&rows).await
+    }
+
+    /// A trainer's bookings that have not ended yet.
+    pub(super) async fn trainer_bookings(
+        &self,
+        trainer: &TrainerId,
+        which: TrainerBookings,
+    ) -> Result<Vec<Booking>, PipelineError> {
+        let b = &self.settings.salesforce.booking;
+        let fields = self.select_list().await?;
+        let extra = match which {
+            TrainerBookings::All => String::new(),
+            TrainerBookings::Pending => format!(
+                " AND {} = {}",
+                b.meeting_status_field,
+                quote(MeetingStatus::PendingTrainerConnection.as_str())
+            ),
+        };
+        let soql = format!(
+            "SELECT {fields} FROM {obj} WHERE {tf} = {tid} AND {end} > {now}{extra} LIMIT {SWEEP_LIMIT}",
+            obj = b.object,
+            tf = b.trainer_field,
+            tid = quote(trainer.as_str()),
+            end = b.end_field,
+            now = soql::datetime(Utc::now()),
+        );
+        let rows = self.salesforce.query(&soql).await?;
+        self.parse_rows(&rows).await
+    }
+
+    async fn parse_rows(&self, rows: &[Map<String, Value>]) -> Result<Vec<Booking>, PipelineError> {
+        let (present, _) = self.topic_fields().await?;
+        let b = &self.settings.salesforce.booking;
+        Ok(rows
+            .iter()
+            .filter_map(|r| Booking::from_row(b, &self.settings.salesforce.trainer, present, r))
+            .collect())
+    }
+}

@@ -1,0 +1,168 @@
+//! Write-back: the output fields a booking gets ([`WriteBack`]) and their delivery in
+//! sObject Collections calls of up to 200 records. A record Salesforce refuses (a
+//! validation rule, a locked record) is reported back per record; the others land.
+
+use serde_json::{json, Map, Value};
+use tokio::sync::mpsc;
+
+use super::engine::Engine;
+use super::model::MeetingStatus;
+use super::outcome::PipelineError;
+use crate::config::BookingSettings;
+use crate::ids::BookingId;
+use crate::salesforce::soql::RecordId;
+
+/// Records per sObject Collections call (Salesforce's maximum).
+pub const WRITES_PER_CALL: usize = 200;
+/// While a batch is still running, write-backs wait at most this long to share a call.
+const WRITE_LINGER: std::time::Duration = std::time::Duration::from_secs(3);
+
+/// Fields to write on one booking.
+#[derive(Debug, Clone, PartialEq)]
+pub struct WriteBack {
+    pub booking_id: BookingId,
+    /// The meeting status the fields set, if they set one.
+    pub status: Option<MeetingStatus>,
+    pub fields: Map<String, Value>,
+}
+
+impl WriteBack {
+    /// The status and reason fields.
+    pub fn status(
+        settings: &BookingSettings,
+        id: &BookingId,
+        status: MeetingStatus,
+        reason: Option<&str>,
+    ) -> WriteBack {
+        let mut fields = Map::new();
+        fields.insert(
+            settings.meeting_status_field.clone(),
+            json!(status.as_str()),
+        );
+        fields.insert(
+            settings.meeting_error_field.clone(),
+            reason.map_or(Value::Null, |r| json!(r)),
+        );
+        WriteBack {
+            booking_id: id.clone(),
+            status: Some(status),
+            fields,
+        }
+    }
+
+    /// All four output fields; `meeting` is (reservation id, link), None clears both.
+    pub fn meeting(
+        settings: &BookingSettings,
+        id: &BookingId,
+        meeting: Option<(&str, &str)>,
+        status: MeetingStatus,
+        reason: Option<&str>,
+    ) -> WriteBack {
+        let mut write = WriteBack::status(settings, id, status, reason);
+        let (reservation_id, link) =
+            meeting.map_or((Value::Null, Value::Null), |(r, u)| (json!(r), json!(u)));
+        write
+            .fields
+            .insert(settings.reservation_field.clone(), reservation_id);
+        write.fields.insert(settings.link_field.clone(), link);
+        write
+    }
+
+    /// Folds a later write for the same booking into this one (the later one wins).
+    fn absorb(&mut self, later: WriteBack) {
+        self.fields.extend(later.fields);
+        if later.status.is_some() {
+            self.status = later.status;
+        }
+    }
+}
+
+/// A write-back Salesforce refused for one record.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RefusedWrite {
+    pub booking_id: BookingId,
+    /// Salesforce's `statusCode: message` pairs, joined.
+    pub reason: String,
+}
+
+impl Engine {
+    /// Collects write-backs and sends them in collection calls of up to 200: at once when
+    /// the batch is done or 200 are waiting, else after [`WRITE_LINGER`]. Returns the
+    /// records Salesforce refused.
+    pub(super) async fn flush_writes(
+        &self,
+        mut rx: mpsc::Receiver<WriteBack>,
+    ) -> Result<Vec<RefusedWrite>, PipelineError> {
+        let mut pending: Vec<WriteBack> = Vec::new();
+        let mut refused = Vec::new();
+        let mut deadline: Option<tokio::time::Instant> = None;
+        loop {
+            let next = match deadline {
+                Some(d) => tokio::select! {
+                    w = rx.recv() => w.map(Some),
+                    _ = tokio::time::sleep_until(d) => Some(None),
+                },
+                None => rx.recv().await.map(Some),
+            };
+            match next {
+                Some(Some(w)) => {
+                    match pending.iter_mut().find(|p| p.booking_id == w.booking_id) {
+                        Some(p) => p.absorb(w),
+                        None => pending.push(w),
+                    }
+                    deadline.get_or_insert_with(|| tokio::time::Instant::now() + WRITE_LINGER);
+                    if pending.len() >= WRITES_PER_CALL {
+                        refused.extend(self.write(std::mem::take(&mut pending)).await?);
+                        deadline = None;
+                    }
+                }
+                Some(None) => {
+                    refused.extend(self.write(std::mem::take(&mut pending)).await?);
+                    deadline = None;
+                }
+                None => {
+                    refused.extend(self.write(std::mem::take(&mut pending)).await?);
+                    return Ok(refused);
+                }
+            }
+        }
+    }
+
+    /// One collections call; a refused record is logged, counted and returned.
+    pub(super) async fn write(
+        &self,
+        writes: Vec<WriteBack>,
+    ) -> Result<Vec<RefusedWrite>, PipelineError> {
+        if writes.is_empty() {
+            return Ok(Vec::new());
+        }
+        let object = &self.settings.salesforce.booking.object;
+        let ids: Vec<BookingId> = writes.iter().map(|w| w.booking_id.clone()).collect();
+        let records: Vec<(RecordId, Map<String, Value>)> = writes
+            .into_iter()
+            .map(|w| (w.booking_id.record_id().clone(), w.fields))
+            .collect();
+        let results = self.salesforce.update_many(object, records).await?;
+        let mut refused = Vec::new();
+        for (id, r) in ids.into_iter().zip(results.iter()) {
+            if r.success {
+                continue;
+            }
+            self.metrics.inc(
+                "lvb_failures_total",
+                &[("kind", "salesforce_write_rejected")],
+            );
+            let codes: Vec<String> = r
+                .errors
+                .iter()
+                .map(|e| format!("{}: {}", e.status_code, e.message))
+                .collect();
+            tracing::error!(booking = %id, errors = ?codes, "Salesforce rejected the booking write-back");
+            refused.push(RefusedWrite {
+                booking_id: id,
+                reason: codes.join("; "),
+            });
+        }
+        Ok(refused)
+    }
+}
