@@ -203,9 +203,7 @@ impl LarkClient {
             .headers()
             .get("x-ogw-ratelimit-reset")
             .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.trim().parse::<f64>().ok())
-            .filter(|s| s.is_finite() && *s >= 0.0)
-            .map(Duration::from_secs_f64);
+            .and_then(error::rate_limit_reset);
         let body = response
             .bytes()
             .await
