@@ -84,7 +84,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
     let mut settings = Settings::load(cli.config.as_deref())?;
     if !matches!(cli.command, Command::Run) {
         // One-shot commands serve nothing: never contend for `run`'s listen address.
-        settings.server.bind = "127.0.0.1:0".into();
+        settings.server.bind = std::net::SocketAddr::from(([127, 0, 0, 1], 0));
     }
     match cli.command {
         Command::Run => {

@@ -595,7 +595,7 @@ async fn start_victim(settings: &lark_vc_bridge::config::Settings) -> tokio::run
         .build()
         .unwrap();
     let mut settings = settings.clone();
-    settings.server.bind = "127.0.0.1:0".into();
+    settings.server.bind = std::net::SocketAddr::from(([127, 0, 0, 1], 0));
     settings.server.public_url = "http://127.0.0.1:0".parse().unwrap();
     let (ready_tx, ready_rx) = tokio::sync::oneshot::channel();
     rt.spawn(async move {

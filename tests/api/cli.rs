@@ -147,3 +147,93 @@ fn check_names_every_missing_key_without_echoing_secrets() {
     }
     assert!(!stdout.contains("not-a-key-but-secret"));
 }
+
+/// `check` logs in with each flow the configuration names, carrying that flow's own
+/// credentials (issue 10 item 5): the simulator sees one token request per run, of the
+/// flow's grant type.
+#[tokio::test(flavor = "multi_thread")]
+async fn check_logs_in_with_the_password_and_jwt_flows() {
+    use lvb_simulators::salesforce::{SF_PASSWORD, SF_USERNAME, TEST_JWT_PRIVATE_KEY_PATH};
+    let sims = Simulators::start(0, 0).await.unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let base = std::fs::read_to_string(config_for(&sims, dir.path())).unwrap();
+    let flows = [
+        (
+            "password",
+            format!("auth = \"password\"\nusername = \"{SF_USERNAME}\"\npassword = \"{SF_PASSWORD}\"\n"),
+            "grant_type=password",
+        ),
+        (
+            "jwt_bearer",
+            format!(
+                "auth = \"jwt_bearer\"\nusername = \"{SF_USERNAME}\"\nprivate_key_path = \"{TEST_JWT_PRIVATE_KEY_PATH}\"\n"
+            ),
+            "grant_type=urn%3Aietf%3Aparams%3Aoauth%3Agrant-type%3Ajwt-bearer",
+        ),
+    ];
+    for (flow, keys, grant) in flows {
+        // The flow's keys go at the end of the [salesforce] table the snippet opens.
+        let text = base.replacen("[salesforce]\n", &format!("[salesforce]\n{keys}"), 1);
+        assert_ne!(text, base, "the snippet has a [salesforce] table");
+        let config = dir.path().join(format!("{flow}.toml"));
+        std::fs::write(&config, text).unwrap();
+        let before = sims
+            .salesforce
+            .requests()
+            .matching(|r| r.path == "/services/oauth2/token")
+            .len();
+        let (ok, out) = tokio::task::spawn_blocking(move || run_check(&config))
+            .await
+            .unwrap();
+        assert!(ok, "check with auth = {flow} failed:\n{out}");
+        let line = out
+            .lines()
+            .find(|l| l.starts_with("✓ Salesforce login"))
+            .unwrap_or_else(|| panic!("no login line:\n{out}"));
+        let expected = if flow == "password" {
+            "Password"
+        } else {
+            "JwtBearer"
+        };
+        assert!(line.ends_with(&format!("via {expected}")), "{line}");
+        let tokens = sims
+            .salesforce
+            .requests()
+            .matching(|r| r.path == "/services/oauth2/token");
+        assert_eq!(tokens.len(), before + 1, "one login per check with {flow}");
+        let form = &tokens[before].body;
+        assert!(form.contains(grant), "{flow}: {form}");
+        assert!(!out.contains(SF_PASSWORD), "the password is never printed");
+    }
+}
+
+#[test]
+fn check_names_each_credential_the_chosen_flow_lacks() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("jwt.toml");
+    std::fs::write(
+        &path,
+        "[server]\nbind = \"not-an-address\"\n[salesforce]\nauth = \"jwt_bearer\"\nclient_id = \"cid\"\n",
+    )
+    .unwrap();
+    let out = Command::new(BIN)
+        .args(["check", "--config"])
+        .arg(&path)
+        .env_remove("LVB__SALESFORCE__USERNAME")
+        .env_remove("LVB__SALESFORCE__PRIVATE_KEY_PATH")
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(!out.status.success());
+    for key in [
+        "salesforce.username is missing (needed by auth = jwt_bearer)",
+        "salesforce.private_key_path is missing (needed by auth = jwt_bearer)",
+        "server.bind must be an address like 127.0.0.1:8080",
+    ] {
+        assert!(stdout.contains(key), "{key} not named: {stdout}");
+    }
+    assert!(
+        !stdout.contains("salesforce.client_secret"),
+        "jwt_bearer needs no client secret: {stdout}"
+    );
+}

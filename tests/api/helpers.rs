@@ -111,7 +111,7 @@ pub async fn start_app(
     dir: tempfile::TempDir,
 ) -> TestApp {
     // Port 0 in both: the app listens on a free port and uses it in its redirect URI.
-    settings.server.bind = "127.0.0.1:0".into();
+    settings.server.bind = std::net::SocketAddr::from(([127, 0, 0, 1], 0));
     settings.server.public_url = "http://127.0.0.1:0".parse().unwrap();
     let app = App::build(settings.clone()).await.expect("app builds");
     let url = app.local_url();

@@ -346,11 +346,7 @@ async fn logs_never_contain_tokens_or_secrets() {
     let mut secrets: Vec<String> = vec![
         LARK_APP_SECRET.into(),
         SF_CLIENT_SECRET.into(),
-        app.settings
-            .security
-            .encryption_key
-            .expose_secret()
-            .to_string(),
+        hex::encode(app.settings.security.encryption_key.expose_bytes()),
         app.settings
             .security
             .state_secret

@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use axum::http::Method;
-use lark_vc_bridge::config::{OAuthVersion, Settings};
+use lark_vc_bridge::config::{EncryptionKey, OAuthVersion, Settings};
 use lark_vc_bridge::salesforce::soql::RecordId;
 use lark_vc_bridge::store::Store;
 use lark_vc_bridge::tokens::trainer::{parse_sf_datetime, TrainerRecord};
@@ -1016,7 +1016,7 @@ async fn rotate_key_reencrypts_every_token_with_the_new_key_alone() {
     // Operators rotate with the service stopped: new primary key, the old one kept for
     // decryption; then the service restarts on the new key alone.
     let (sf, lark, mut settings, dir) = app.stop().await;
-    let old_key = settings.security.encryption_key.expose_secret().to_string();
+    let old_key = hex::encode(settings.security.encryption_key.expose_bytes());
     let new_key = lark_vc_bridge::config::random_hex(32);
     let config = write_config((&sf, &lark), &settings, dir.path(), &new_key, &[&old_key]);
 
@@ -1059,7 +1059,7 @@ async fn rotate_key_reencrypts_every_token_with_the_new_key_alone() {
     drop(store);
 
     // The restarted service uses the tokens with the new key alone, no reconnect needed.
-    settings.security.encryption_key = new_key.into();
+    settings.security.encryption_key = EncryptionKey::from_hex(&new_key).unwrap();
     settings.security.previous_keys = Vec::new();
     let app = start_app(sf, lark, settings, dir).await;
     for (id, open_id) in &trainers {

@@ -58,7 +58,7 @@ impl App {
     /// Port 0 in both `server.bind` and `server.public_url` means "any free port, and
     /// tell Lark that one" (tests and the demo).
     pub async fn build(mut settings: Settings) -> anyhow::Result<App> {
-        let listener = TcpListener::bind(&settings.server.bind)
+        let listener = TcpListener::bind(settings.server.bind)
             .await
             .with_context(|| format!("binding {}", settings.server.bind))?;
         let addr = listener.local_addr()?;

@@ -111,7 +111,7 @@ pub async fn collect_with(settings: &Settings) -> Vec<CheckLine> {
     };
     match sf.session().await {
         Ok(session) => {
-            lines.push(pass("Salesforce login", format!("{} via {:?}", session.instance_url, settings.salesforce.auth)));
+            lines.push(pass("Salesforce login", format!("{} via {:?}", session.instance_url, settings.salesforce.auth.flow())));
             lines.push(pass("integration user", format!("user id {}", session.user_id)));
             let b = &settings.salesforce.booking;
             let t = &settings.salesforce.trainer;
@@ -183,7 +183,7 @@ pub async fn collect_with(settings: &Settings) -> Vec<CheckLine> {
         }
         Err(e) => lines.push(fail(
             "Salesforce login",
-            format!("{e}; check salesforce.login_url (your My Domain URL for client_credentials), salesforce.client_id/client_secret and that the connected app allows the {:?} flow with a Run As user", settings.salesforce.auth),
+            format!("{e}; check salesforce.login_url (your My Domain URL for client_credentials), salesforce.client_id/client_secret and that the connected app allows the {:?} flow with a Run As user", settings.salesforce.auth.flow()),
         )),
     }
 

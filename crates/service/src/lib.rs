@@ -6,15 +6,19 @@
 //! - [`retry`]      — the one retry helper: classification, jittered capped backoff, server hints
 //! - [`ids`]        — typed booking and trainer record ids, parsed once where they enter
 //! - [`store`]      — embedded SQLite: OAuth nonces, checkpoints, token and reservation journals
-//! - [`tokens`]     — token types with redacted `Debug`, the AES-GCM vault, the token service
+//! - [`tokens`]     — the AES-GCM vault, the trainer's token fields, the single-flight token service
 //! - [`bookings`]   — the booking pipeline: intake, queries, the pure `decide`, `act`, write-back, sweeps
 //! - [`salesforce`] — Salesforce auth, REST (query, update, collections) and streaming (CometD)
-//! - [`lark`]       — Lark app token, user OAuth, VC reserves, bot messages
+//! - [`lark`]       — Lark app token, user OAuth, VC reserves, bot messages, redacted token types
 //! - [`http`]       — the axum routes: OAuth start/callback, health, readiness, metrics
 //! - [`metrics`]    — counters and gauges rendered for `/metrics`
 //! - [`app`]        — wiring: `App::build(settings)`, `local_url()`, `run_until_stopped()`,
 //!   and the shutdown signal
 //! - [`check`]      — `check`: the set-up checklist against a real org and Lark app
+//!
+//! Layers, bottom to top — a module uses only modules below it (`.ci/layers` checks):
+//! config, retry, metrics, store, telemetry → salesforce, lark → tokens → bookings →
+//! http → app, check.
 //!
 //! The command line (`src/main.rs` of the workspace root) calls into this library; the
 //! simulators (`lvb-simulators`) and the benchmark (`lvb-bench`) are crates of their own,

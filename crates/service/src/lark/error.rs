@@ -273,6 +273,24 @@ fn classify_grant(code: Option<i64>, msg: &str, oauth_error: Option<&str>) -> Op
 /// Wait used when Lark rate-limits without saying for how long.
 const DEFAULT_RATE_LIMIT_WAIT: Duration = Duration::from_secs(1);
 
+/// Longest wait taken from `x-ogw-ratelimit-reset`. Lark's limits are per second and per
+/// minute (design §4: apply 50/s and 1000/min per app), so an honest reset is never more
+/// than a minute away; a larger or absurd value must not stall us (design §3 rule 18).
+pub const MAX_RATE_LIMIT_WAIT: Duration = Duration::from_secs(60);
+
+/// `x-ogw-ratelimit-reset` (seconds, possibly fractional) as a wait capped at
+/// [`MAX_RATE_LIMIT_WAIT`]; `None` when it is not a number. Never panics, whatever the
+/// header says (a huge number would overflow `Duration::from_secs_f64`).
+pub(crate) fn rate_limit_reset(header: &str) -> Option<Duration> {
+    let seconds = header.trim().parse::<f64>().ok()?;
+    if !seconds.is_finite() || seconds < 0.0 {
+        return None;
+    }
+    Some(Duration::from_secs_f64(
+        seconds.min(MAX_RATE_LIMIT_WAIT.as_secs_f64()),
+    ))
+}
+
 /// Longest raw body kept in an error.
 const MAX_ERROR_BODY: usize = 512;
 
@@ -424,6 +442,17 @@ mod tests {
         assert_eq!(c(500, 121001).retry_hint(), RetryHint::Backoff);
         assert_eq!(c(400, 121003).retry_hint(), RetryHint::Never);
         assert_eq!(LarkError::Timeout.retry_hint(), RetryHint::Backoff);
+    }
+
+    #[test]
+    fn rate_limit_resets_are_capped_and_never_panic() {
+        assert_eq!(rate_limit_reset("3"), Some(Duration::from_secs(3)));
+        assert_eq!(rate_limit_reset(" 0.5 "), Some(Duration::from_millis(500)));
+        assert_eq!(rate_limit_reset("36000"), Some(MAX_RATE_LIMIT_WAIT));
+        assert_eq!(rate_limit_reset("1e300"), Some(MAX_RATE_LIMIT_WAIT));
+        for bad in ["", "soon", "-1", "NaN", "inf"] {
+            assert_eq!(rate_limit_reset(bad), None, "{bad:?}");
+        }
     }
 
     #[test]

@@ -1,5 +1,6 @@
 //! The Lark client: app and tenant tokens ([`app_token`]), user OAuth ([`oauth`]), VC
-//! reservations ([`vc`]), bot messages ([`messages`]) and app-wide pacing ([`pacing`]).
+//! reservations ([`vc`]), bot messages ([`messages`]), app-wide pacing ([`pacing`]) and
+//! the redacted user token types ([`secret`]).
 //!
 //! It owns every HTTP exchange with Lark: one `reqwest` client built once (timeouts, a
 //! user agent, no redirects), error classification into [`LarkError`], and retries
@@ -12,6 +13,7 @@ pub mod error;
 pub mod messages;
 pub mod oauth;
 pub mod pacing;
+pub mod secret;
 pub mod vc;
 
 use std::fmt;
@@ -203,9 +205,7 @@ impl LarkClient {
             .headers()
             .get("x-ogw-ratelimit-reset")
             .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.trim().parse::<f64>().ok())
-            .filter(|s| s.is_finite() && *s >= 0.0)
-            .map(Duration::from_secs_f64);
+            .and_then(error::rate_limit_reset);
         let body = response
             .bytes()
             .await

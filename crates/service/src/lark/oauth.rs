@@ -11,10 +11,10 @@ use serde::Deserialize;
 use url::Url;
 
 use super::error::{lenient_i64, ErrorContext, LarkError};
+use super::secret::{AccessToken, RefreshToken};
 use super::{CallKind, Data, LarkClient, NotReplayable, Sensitivity};
 use crate::config::OAuthVersion;
 use crate::retry::with_retry;
-use crate::tokens::{AccessToken, RefreshToken};
 
 /// Path of the authorize page on the accounts host.
 pub const AUTHORIZE_PATH: &str = "/open-apis/authen/v1/authorize";

@@ -10,9 +10,9 @@ use std::time::Duration;
 use serde::Deserialize;
 
 use super::error::{lenient_i64, ErrorContext, LarkError};
+use super::secret::AccessToken;
 use super::{CallKind, Data, LarkClient, NotReplayable, Sensitivity};
 use crate::retry::{with_retry, RetryPolicy};
-use crate::tokens::AccessToken;
 
 /// Create a reservation.
 pub const APPLY_PATH: &str = "/open-apis/vc/v1/reserves/apply";

@@ -15,7 +15,7 @@ use url::Url;
 
 use super::error::{truncate, SalesforceError};
 use super::soql::RecordId;
-use crate::config::{SalesforceAuthFlow, SalesforceSettings};
+use crate::config::{SalesforceAuth, SalesforceSettings};
 use crate::retry::{with_retry, RetryPolicy};
 
 /// Grant type of the JWT bearer flow (RFC 7523).
@@ -133,55 +133,39 @@ pub fn jwt_assertion(
 fn token_form(
     settings: &SalesforceSettings,
 ) -> Result<Vec<(&'static str, String)>, SalesforceError> {
-    let missing = |key: &str| SalesforceError::Auth {
-        reason: format!("salesforce.{key} is not configured"),
-    };
-    let secret = |s: &Option<SecretString>, key: &str| {
-        s.as_ref()
-            .map(|v| v.expose_secret().to_string())
-            .ok_or_else(|| missing(key))
-    };
-    Ok(match settings.auth {
-        SalesforceAuthFlow::ClientCredentials => vec![
+    Ok(match &settings.auth {
+        SalesforceAuth::ClientCredentials {
+            client_id,
+            client_secret,
+        } => vec![
             ("grant_type", "client_credentials".to_string()),
-            ("client_id", settings.client_id.clone()),
-            (
-                "client_secret",
-                secret(&settings.client_secret, "client_secret")?,
-            ),
+            ("client_id", client_id.clone()),
+            ("client_secret", client_secret.expose_secret().to_string()),
         ],
-        SalesforceAuthFlow::Password => vec![
+        SalesforceAuth::Password {
+            client_id,
+            client_secret,
+            username,
+            password,
+        } => vec![
             ("grant_type", "password".to_string()),
-            ("client_id", settings.client_id.clone()),
-            (
-                "client_secret",
-                secret(&settings.client_secret, "client_secret")?,
-            ),
-            (
-                "username",
-                settings
-                    .username
-                    .clone()
-                    .ok_or_else(|| missing("username"))?,
-            ),
+            ("client_id", client_id.clone()),
+            ("client_secret", client_secret.expose_secret().to_string()),
+            ("username", username.clone()),
             // The configured value is the password with the security token appended,
             // exactly as Salesforce expects it.
-            ("password", secret(&settings.password, "password")?),
+            ("password", password.expose_secret().to_string()),
         ],
-        SalesforceAuthFlow::JwtBearer => {
-            let username = settings
-                .username
-                .as_deref()
-                .ok_or_else(|| missing("username"))?;
-            let key_path = settings
-                .private_key_path
-                .as_deref()
-                .ok_or_else(|| missing("private_key_path"))?;
+        SalesforceAuth::JwtBearer {
+            client_id,
+            username,
+            private_key_path,
+        } => {
             let assertion = jwt_assertion(
-                &settings.client_id,
+                client_id,
                 username,
                 jwt_audience(&settings.login_url),
-                key_path,
+                private_key_path,
             )?;
             vec![
                 ("grant_type", JWT_BEARER_GRANT.to_string()),

@@ -1,6 +1,7 @@
 //! Salesforce client: login ([`auth`]), REST ([`rest`]), SOQL literal escaping and record
-//! ids ([`soql`]) and the one error type ([`error`]). The streaming (CometD) client lives
-//! beside these and uses [`rest::http_client_builder`] and [`SalesforceClient::session`].
+//! ids ([`soql`]), the one error type ([`error`]), typed change events ([`events`]) and the
+//! Streaming API subscriber ([`streaming`]), which uses [`rest::http_client_builder`] and
+//! [`SalesforceClient::session`].
 //!
 //! Nothing outside this module talks HTTP to Salesforce, and nothing builds SOQL literals
 //! except through [`soql::quote`] and [`soql::RecordId`].

@@ -2,8 +2,8 @@
 //! becomes part of a query. Every SOQL string literal goes through [`quote`], every record
 //! id through [`RecordId::parse`]; nothing else in the crate builds literals by hand.
 //!
-//! The case-checksum suffix of 18-character ids is implemented here once
-//! ([`id_checksum`]) and used by both the client and the simulator.
+//! The case-checksum suffix of 18-character ids is implemented here ([`id_checksum`]); the
+//! simulators, which use nothing of this crate, keep their own copy (`lvb_simulators::wire`).
 
 use std::fmt;
 

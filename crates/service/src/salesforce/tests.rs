@@ -9,13 +9,13 @@ use axum::http::Method;
 use serde_json::{json, Map, Value};
 
 use super::*;
-use crate::config::{SalesforceAuthFlow, Settings};
+use crate::config::{SalesforceAuth, Settings};
 use crate::retry::RetryPolicy;
 use lvb_simulators::salesforce::cometd::ChangeKind;
 use lvb_simulators::salesforce::{
     SalesforceSim, SF_PASSWORD, SF_USERNAME, TEST_JWT_PRIVATE_KEY_PATH,
 };
-use lvb_simulators::{SF_HUMAN_USER_ID, SF_INTEGRATION_USER_ID};
+use lvb_simulators::{SF_CLIENT_ID, SF_CLIENT_SECRET, SF_HUMAN_USER_ID, SF_INTEGRATION_USER_ID};
 
 const BOOKING: &str = "Training_Booking__c";
 const TRAINER: &str = "Onboarding_Trainer__c";
@@ -93,9 +93,7 @@ async fn client_credentials_login_is_cached() {
 #[tokio::test]
 async fn password_login_works() {
     let env = env_with(|s| {
-        s.auth = SalesforceAuthFlow::Password;
-        s.username = Some(SF_USERNAME.into());
-        s.password = Some(SF_PASSWORD.to_string().into());
+        s.auth = password_auth(SF_PASSWORD);
     })
     .await;
     let session = env.client.session().await.expect("login");
@@ -104,10 +102,21 @@ async fn password_login_works() {
     assert!(form.contains("grant_type=password"), "{form}");
 }
 
+fn password_auth(password: &str) -> SalesforceAuth {
+    SalesforceAuth::Password {
+        client_id: SF_CLIENT_ID.into(),
+        client_secret: SF_CLIENT_SECRET.into(),
+        username: SF_USERNAME.into(),
+        password: password.into(),
+    }
+}
+
 fn jwt_settings(s: &mut crate::config::SalesforceSettings) {
-    s.auth = SalesforceAuthFlow::JwtBearer;
-    s.username = Some(SF_USERNAME.into());
-    s.private_key_path = Some(PathBuf::from(TEST_JWT_PRIVATE_KEY_PATH));
+    s.auth = SalesforceAuth::JwtBearer {
+        client_id: SF_CLIENT_ID.into(),
+        username: SF_USERNAME.into(),
+        private_key_path: PathBuf::from(TEST_JWT_PRIVATE_KEY_PATH),
+    };
 }
 
 #[tokio::test]
@@ -137,7 +146,13 @@ async fn jwt_bearer_login_works_and_a_foreign_key_is_refused() {
 #[tokio::test]
 async fn a_wrong_secret_is_an_auth_error_that_does_not_echo_it() {
     let secret = "wrong-secret-do-not-print-4711";
-    let env = env_with(|s| s.client_secret = Some(secret.to_string().into())).await;
+    let env = env_with(|s| {
+        s.auth = SalesforceAuth::ClientCredentials {
+            client_id: SF_CLIENT_ID.into(),
+            client_secret: secret.into(),
+        }
+    })
+    .await;
     let err = env.client.query("SELECT Id FROM User").await.unwrap_err();
     assert_eq!(
         err,
@@ -152,9 +167,7 @@ async fn a_wrong_secret_is_an_auth_error_that_does_not_echo_it() {
 
     let password = "wrong-password-do-not-print";
     let env = env_with(|s| {
-        s.auth = SalesforceAuthFlow::Password;
-        s.username = Some(SF_USERNAME.into());
-        s.password = Some(password.to_string().into());
+        s.auth = password_auth(password);
     })
     .await;
     let err = env.client.session().await.unwrap_err();

@@ -1,14 +1,16 @@
-//! Trainer tokens: the redacted token types, the at-rest [`vault`], and (later) the
-//! single-flight token service and the refresh timer.
+//! Trainer tokens: the at-rest [`vault`], the trainer record's token fields ([`trainer`])
+//! and the single-flight token [`service`] (use, refresh, save, clear). The refresh timer
+//! that calls the service is wired in `app`; the redacted token types are Lark's
+//! ([`crate::lark::secret`]), re-exported here.
 //!
 //! This module owns every decision about a trainer's Lark tokens; nothing else decrypts,
 //! refreshes or clears them.
 
-pub mod secret;
 pub mod service;
 pub mod trainer;
 pub mod vault;
 
-pub use secret::{AccessToken, RefreshToken};
+// The token types are Lark's (the client layer below issues and sends them).
+pub use crate::lark::secret::{AccessToken, RefreshToken};
 pub use service::{RefreshOutcome, TokenError, TokenService, TrainerEvent};
 pub use vault::{Vault, VaultError};

@@ -5,13 +5,11 @@
 //! the standard 12-byte IV. Decryption also tries `security.previous_keys`, which is how
 //! `rotate-key` moves tokens to a new key without downtime.
 
+use crate::config::{EncryptionKey, SecuritySettings};
 use aes_gcm::aead::consts::U16;
 use aes_gcm::aead::{Aead, KeyInit, OsRng};
 use aes_gcm::aes::Aes256;
 use aes_gcm::{AeadCore, Aes256Gcm, AesGcm, Key, Nonce};
-use secrecy::ExposeSecret;
-
-use crate::config::SecuritySettings;
 
 /// AES-256-GCM with the 16-byte IV that Node-era ciphertexts used.
 type Aes256Gcm16 = AesGcm<Aes256, U16>;
@@ -34,8 +32,9 @@ pub enum VaultError {
 
 /// Encrypts with the primary key; decrypts with the primary or any previous key.
 pub struct Vault {
-    primary: [u8; 32],
-    previous: Vec<[u8; 32]>,
+    // Zeroized on drop (EncryptionKey).
+    primary: EncryptionKey,
+    previous: Vec<EncryptionKey>,
 }
 
 impl std::fmt::Debug for Vault {
@@ -48,38 +47,29 @@ impl std::fmt::Debug for Vault {
     }
 }
 
-fn parse_key(hex_key: &str) -> Option<[u8; 32]> {
-    let bytes = hex::decode(hex_key.trim()).ok()?;
-    bytes.try_into().ok()
-}
-
 impl Vault {
-    /// Builds the vault from validated settings (keys are already known to be 64 hex).
+    /// Builds the vault from validated settings (the keys were parsed there).
     pub fn from_settings(security: &SecuritySettings) -> Vault {
-        let primary = parse_key(security.encryption_key.expose_secret())
-            .expect("encryption_key validated as 64 hex characters");
-        let previous = security
-            .previous_keys
-            .iter()
-            .filter_map(|k| parse_key(k.expose_secret()))
-            .collect();
-        Vault { primary, previous }
+        Vault {
+            primary: security.encryption_key.clone(),
+            previous: security.previous_keys.clone(),
+        }
     }
 
     /// A vault from raw hex keys (tests and tools).
     pub fn from_hex(primary: &str, previous: &[&str]) -> Option<Vault> {
         Some(Vault {
-            primary: parse_key(primary)?,
+            primary: EncryptionKey::from_hex(primary)?,
             previous: previous
                 .iter()
-                .map(|k| parse_key(k))
+                .map(|k| EncryptionKey::from_hex(k))
                 .collect::<Option<Vec<_>>>()?,
         })
     }
 
     /// Encrypts with the primary key and a fresh random 12-byte IV.
     pub fn encrypt(&self, plaintext: &str) -> String {
-        let cipher = Aes256Gcm::new(Key::<Aes256Gcm>::from_slice(&self.primary));
+        let cipher = Aes256Gcm::new(Key::<Aes256Gcm>::from_slice(self.primary.expose_bytes()));
         let nonce = Aes256Gcm::generate_nonce(&mut OsRng);
         let sealed = cipher
             .encrypt(&nonce, plaintext.as_bytes())
@@ -132,10 +122,10 @@ impl Vault {
         let keys = std::iter::once(&self.primary).chain(self.previous.iter());
         for (index, key) in keys.enumerate() {
             let opened = if iv.len() == 12 {
-                Aes256Gcm::new(Key::<Aes256Gcm>::from_slice(key))
+                Aes256Gcm::new(Key::<Aes256Gcm>::from_slice(key.expose_bytes()))
                     .decrypt(Nonce::from_slice(&iv), sealed.as_slice())
             } else {
-                Aes256Gcm16::new(Key::<Aes256Gcm16>::from_slice(key))
+                Aes256Gcm16::new(Key::<Aes256Gcm16>::from_slice(key.expose_bytes()))
                     .decrypt(aes_gcm::Nonce::<U16>::from_slice(&iv), sealed.as_slice())
             };
             if let Ok(plain) = opened {

@@ -1,4 +1,5 @@
-//! Token newtypes. Their `Debug` is redacted and they expose the value only through an
+//! Lark user token newtypes (this layer receives and sends them; [`crate::tokens`] keeps
+//! them). Their `Debug` is redacted and they expose the value only through an
 //! explicit `secret()` call, so a token can never slip into a log line or an error by
 //! accident. `RefreshToken` is deliberately not `Clone`: Lark refresh tokens are single
 //! use, and a copy kept around is a copy that may be replayed.

@@ -1,0 +1,285 @@
+//! The typed settings the rest of the service reads: every value parsed and checked once
+//! by [`super::validate`], so readers never re-parse or `expect` a key.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use secrecy::{ExposeSecret, SecretBox, SecretString};
+use url::Url;
+
+/// Validated settings of the whole service.
+#[derive(Debug, Clone)]
+pub struct Settings {
+    pub server: ServerSettings,
+    pub store: StoreSettings,
+    pub salesforce: SalesforceSettings,
+    pub lark: LarkSettings,
+    pub security: SecuritySettings,
+    pub refresh: RefreshSettings,
+    pub processing: ProcessingSettings,
+}
+
+#[derive(Debug, Clone)]
+pub struct ServerSettings {
+    /// Listen address, e.g. `127.0.0.1:8080` (port 0 = any free port).
+    pub bind: SocketAddr,
+    /// External base URL, without a trailing slash.
+    pub public_url: Url,
+}
+
+impl ServerSettings {
+    /// `{public_url}/oauth/lark/callback`, the redirect URI registered in the Lark app.
+    pub fn redirect_uri(&self) -> String {
+        format!(
+            "{}/oauth/lark/callback",
+            self.public_url.as_str().trim_end_matches('/')
+        )
+    }
+
+    /// The connect link a trainer clicks.
+    pub fn connect_link(&self, trainer_id: &str) -> String {
+        format!(
+            "{}/oauth/lark/start?trainer={trainer_id}",
+            self.public_url.as_str().trim_end_matches('/')
+        )
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct StoreSettings {
+    pub path: PathBuf,
+}
+
+/// Salesforce login flow, without its credentials (for messages: `check` names the flow).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SalesforceAuthFlow {
+    ClientCredentials,
+    JwtBearer,
+    Password,
+}
+
+/// The configured Salesforce login flow with the credentials it needs, each one present
+/// (validation refused the configuration otherwise).
+#[derive(Debug, Clone)]
+pub enum SalesforceAuth {
+    /// OAuth 2.0 client credentials: the connected app's Run As user.
+    ClientCredentials {
+        client_id: String,
+        client_secret: SecretString,
+    },
+    /// OAuth 2.0 JWT bearer (RFC 7523): an assertion signed with the key whose
+    /// certificate is on the connected app.
+    JwtBearer {
+        client_id: String,
+        username: String,
+        private_key_path: PathBuf,
+    },
+    /// OAuth 2.0 username-password; `password` is the password with the security token
+    /// appended, as Salesforce expects it.
+    Password {
+        client_id: String,
+        client_secret: SecretString,
+        username: String,
+        password: SecretString,
+    },
+}
+
+impl SalesforceAuth {
+    /// Which flow this is.
+    pub fn flow(&self) -> SalesforceAuthFlow {
+        match self {
+            SalesforceAuth::ClientCredentials { .. } => SalesforceAuthFlow::ClientCredentials,
+            SalesforceAuth::JwtBearer { .. } => SalesforceAuthFlow::JwtBearer,
+            SalesforceAuth::Password { .. } => SalesforceAuthFlow::Password,
+        }
+    }
+
+    /// The connected app's consumer key (every flow has one).
+    pub fn client_id(&self) -> &str {
+        match self {
+            SalesforceAuth::ClientCredentials { client_id, .. }
+            | SalesforceAuth::JwtBearer { client_id, .. }
+            | SalesforceAuth::Password { client_id, .. } => client_id,
+        }
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct SalesforceSettings {
+    pub login_url: Url,
+    /// e.g. `62.0`.
+    pub api_version: String,
+    /// The login flow and its credentials.
+    pub auth: SalesforceAuth,
+    pub streaming: StreamingSettings,
+    pub booking: BookingSettings,
+    pub trainer: TrainerSettings,
+}
+
+/// Where a subscription starts when no checkpoint exists.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ReplayFrom {
+    /// `-1`: only new events.
+    Latest,
+    /// `-2`: every retained event.
+    Earliest,
+}
+
+impl ReplayFrom {
+    /// The Bayeux replay id this stands for.
+    pub fn replay_id(self) -> i64 {
+        match self {
+            ReplayFrom::Latest => -1,
+            ReplayFrom::Earliest => -2,
+        }
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct StreamingSettings {
+    pub channel: String,
+    pub replay_from: ReplayFrom,
+    /// Platform event channels only: the field with the booking id.
+    pub booking_id_field: String,
+}
+
+impl StreamingSettings {
+    /// True for a `/event/X__e` platform event channel, false for CDC (`/data/...`).
+    pub fn is_platform_event(&self) -> bool {
+        self.channel.starts_with("/event/")
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct BookingSettings {
+    pub object: String,
+    pub trainer_field: String,
+    pub start_field: String,
+    pub end_field: String,
+    pub service_type_field: String,
+    pub remote_values: Vec<String>,
+    pub status_field: String,
+    pub cancelled_values: Vec<String>,
+    pub topic_template: String,
+    pub link_field: String,
+    pub reservation_field: String,
+    pub meeting_status_field: String,
+    pub meeting_error_field: String,
+}
+
+impl BookingSettings {
+    /// The `{Field__c}` placeholders of the topic template, in order.
+    pub fn topic_fields(&self) -> Vec<String> {
+        template_fields(&self.topic_template)
+    }
+
+    /// Fields the service writes on the booking; a change touching only these is our own.
+    pub fn output_fields(&self) -> [&str; 4] {
+        [
+            &self.link_field,
+            &self.reservation_field,
+            &self.meeting_status_field,
+            &self.meeting_error_field,
+        ]
+    }
+}
+
+/// `{Field__c}` placeholders of a template.
+pub fn template_fields(template: &str) -> Vec<String> {
+    let mut fields = Vec::new();
+    let mut rest = template;
+    while let Some(open) = rest.find('{') {
+        let after = &rest[open + 1..];
+        match after.find('}') {
+            Some(close) => {
+                let name = after[..close].trim();
+                if !name.is_empty() && !fields.iter().any(|f| f == name) {
+                    fields.push(name.to_string());
+                }
+                rest = &after[close + 1..];
+            }
+            None => break,
+        }
+    }
+    fields
+}
+
+#[derive(Debug, Clone)]
+pub struct TrainerSettings {
+    pub object: String,
+    pub email_field: String,
+    pub name_field: String,
+}
+
+/// Which Lark user-token endpoints to use.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum OAuthVersion {
+    /// `/open-apis/authen/v2/oauth/token`.
+    V2,
+    /// `/open-apis/authen/v1/oidc/*`.
+    V1,
+}
+
+#[derive(Debug, Clone)]
+pub struct LarkSettings {
+    pub base_url: Url,
+    pub accounts_url: Url,
+    pub app_id: String,
+    pub app_secret: SecretString,
+    pub oauth_version: OAuthVersion,
+    pub scopes: Vec<String>,
+    pub notify_trainers: bool,
+}
+
+#[derive(Debug, Clone)]
+pub struct SecuritySettings {
+    /// The AES-256 key tokens are encrypted with.
+    pub encryption_key: EncryptionKey,
+    /// Older keys still accepted for decryption (rotation).
+    pub previous_keys: Vec<EncryptionKey>,
+    pub state_secret: SecretString,
+    pub require_email_match: bool,
+}
+
+/// A 32-byte AES-256 key, parsed once from its 64 hex characters. Redacted in `Debug` and
+/// zeroized on drop (secrecy's `SecretBox`).
+pub struct EncryptionKey(SecretBox<[u8; 32]>);
+
+impl EncryptionKey {
+    /// Parses 64 hex characters (surrounding whitespace ignored); `None` otherwise.
+    pub fn from_hex(text: &str) -> Option<EncryptionKey> {
+        let mut key = Box::new([0u8; 32]);
+        hex::decode_to_slice(text.trim(), &mut key[..]).ok()?;
+        Some(EncryptionKey(SecretBox::new(key)))
+    }
+
+    /// The key bytes, for the cipher.
+    pub fn expose_bytes(&self) -> &[u8; 32] {
+        self.0.expose_secret()
+    }
+}
+
+impl Clone for EncryptionKey {
+    fn clone(&self) -> Self {
+        EncryptionKey(SecretBox::new(Box::new(*self.0.expose_secret())))
+    }
+}
+
+impl std::fmt::Debug for EncryptionKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("EncryptionKey([REDACTED])")
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct RefreshSettings {
+    pub interval: Duration,
+    pub refresh_token_window: Duration,
+    pub access_token_skew: Duration,
+}
+
+#[derive(Debug, Clone)]
+pub struct ProcessingSettings {
+    pub concurrency: usize,
+}
