@@ -5,7 +5,6 @@
 pub mod error;
 pub mod oauth;
 pub mod pages;
-pub mod state;
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -20,7 +19,7 @@ use crate::config::Settings;
 use crate::lark::LarkClient;
 use crate::metrics::Metrics;
 use crate::store::Store;
-use crate::tokens::{TokenService, Vault};
+use crate::tokens::{ConnectFlow, TokenService, Vault};
 
 /// What `/readyz` reports: both must be true.
 #[derive(Debug, Default)]
@@ -52,9 +51,23 @@ pub struct HttpState {
 
 /// The router with every route of design §2.3.
 pub fn router(state: HttpState) -> Router {
-    Router::new()
+    let oauth = oauth::OAuthRoutes {
+        flow: ConnectFlow::new(
+            state.settings.clone(),
+            state.tokens.clone(),
+            state.lark.clone(),
+            state.store.clone(),
+            state.vault.clone(),
+        ),
+        metrics: state.metrics.clone(),
+        secure_cookie: state.settings.server.public_url.scheme() == "https",
+    };
+    let oauth = Router::new()
         .route("/oauth/lark/start", get(oauth::start))
         .route("/oauth/lark/callback", get(oauth::callback))
+        .with_state(oauth);
+    Router::new()
+        .merge(oauth)
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
         .route("/metrics", get(metrics))

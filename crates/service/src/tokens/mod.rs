@@ -1,14 +1,16 @@
-//! Trainer tokens: the redacted token types, the at-rest [`vault`], and (later) the
-//! single-flight token service and the refresh timer.
+//! Trainer tokens: the redacted secret types, the at-rest [`vault`], the single-flight
+//! token [`service`] (refresh, disconnect) and the [`connect`] flow.
 //!
 //! This module owns every decision about a trainer's Lark tokens; nothing else decrypts,
 //! refreshes or clears them.
 
+pub mod connect;
 pub mod secret;
 pub mod service;
 pub mod trainer;
 pub mod vault;
 
-pub use secret::{AccessToken, RefreshToken};
+pub use connect::{ConnectError, ConnectFlow};
+pub use secret::{AccessToken, AuthCode, OAuthState, PkceVerifier, RefreshToken};
 pub use service::{RefreshOutcome, TokenError, TokenService, TrainerEvent};
 pub use vault::{Vault, VaultError};

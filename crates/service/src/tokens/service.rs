@@ -181,13 +181,17 @@ impl TokenService {
     }
 
     /// Saves the tokens of a trainer who just connected: one Salesforce write with every
-    /// status field, then the journal. Nothing is stored when the write fails.
+    /// status field, then the journal. Nothing is stored when the write fails. Holds the
+    /// trainer's single-flight lock, so a refresh that started with older tokens finishes
+    /// before, and a later one reads these (rule 16: a reconnect is never overwritten).
     pub async fn connect(
         &self,
         trainer_id: &RecordId,
         open_id: &str,
         grant: TokenGrant,
     ) -> Result<(), TokenError> {
+        let flight = self.flight(trainer_id.as_str());
+        let _guard = flight.lock().await;
         let now = Utc::now();
         let tokens = self.encrypt_grant(&grant, None, now);
         let fields = connect_fields(open_id, &tokens, now);
