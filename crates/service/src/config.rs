@@ -45,6 +45,12 @@ pub struct ServerSettings {
     pub bind: String,
     /// External base URL, without a trailing slash.
     pub public_url: Url,
+    /// Whole-request limit, reading the headers included (`server.request_timeout`).
+    pub request_timeout: Duration,
+    /// OAuth requests one client address may make per minute (`server.rate_limit_per_minute`).
+    pub rate_limit_per_minute: u32,
+    /// Take the client address from `X-Forwarded-For` (only behind a trusted proxy).
+    pub trust_forwarded_for: bool,
 }
 
 impl ServerSettings {
@@ -207,6 +213,16 @@ pub struct LarkSettings {
     pub oauth_version: OAuthVersion,
     pub scopes: Vec<String>,
     pub notify_trainers: bool,
+    /// When set, only Lark accounts of this tenant may connect (`lark.tenant_key`).
+    pub tenant_key: Option<String>,
+}
+
+impl LarkSettings {
+    /// Scopes a trainer's consent must include for the connection to be saved (rule 19).
+    /// Derived from the configuration, so work that needs more (the calendar) adds here.
+    pub fn required_scopes(&self) -> Vec<&'static str> {
+        vec!["vc:reserve", "offline_access"]
+    }
 }
 
 #[derive(Debug, Clone)]
@@ -250,6 +266,9 @@ struct Raw {
 struct RawServer {
     bind: Option<String>,
     public_url: Option<String>,
+    request_timeout: Option<String>,
+    rate_limit_per_minute: Option<String>,
+    trust_forwarded_for: Option<BoolLike>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -318,6 +337,7 @@ struct RawLark {
     oauth_version: Option<String>,
     scopes: Option<StringList>,
     notify_trainers: Option<BoolLike>,
+    tenant_key: Option<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -596,6 +616,27 @@ impl Raw {
             ));
         }
         let public_url = p.url("server.public_url", self.server.public_url);
+        let request_timeout = p.duration("server.request_timeout", self.server.request_timeout);
+        let rate_text = p.required(
+            "server.rate_limit_per_minute",
+            self.server.rate_limit_per_minute,
+        );
+        let rate_limit_per_minute = match rate_text.parse::<u32>() {
+            Ok(n) if (1..=100_000).contains(&n) => n,
+            _ => {
+                if !rate_text.is_empty() {
+                    p.0.push(format!(
+                        "server.rate_limit_per_minute must be a whole number from 1 to 100000, got {rate_text:?}"
+                    ));
+                }
+                1
+            }
+        };
+        let trust_forwarded_for = p.boolean(
+            "server.trust_forwarded_for",
+            self.server.trust_forwarded_for,
+            false,
+        );
         let store_path = PathBuf::from(p.required("store.path", self.store.path));
 
         let sf = self.salesforce;
@@ -774,6 +815,10 @@ impl Raw {
             p.0.push("lark.scopes must include vc:reserve (needed to reserve meetings)".into());
         }
         let notify_trainers = p.boolean("lark.notify_trainers", l.notify_trainers, true);
+        let tenant_key = l
+            .tenant_key
+            .map(|t| t.trim().to_string())
+            .filter(|t| !t.is_empty());
 
         let s = self.security;
         p.secret_key_hex("security.encryption_key", s.encryption_key.as_ref());
@@ -820,7 +865,13 @@ impl Raw {
             return Err(ConfigError { problems: p.0 });
         }
         Ok(Settings {
-            server: ServerSettings { bind, public_url },
+            server: ServerSettings {
+                bind,
+                public_url,
+                request_timeout,
+                rate_limit_per_minute,
+                trust_forwarded_for,
+            },
             store: StoreSettings { path: store_path },
             salesforce: SalesforceSettings {
                 login_url,
@@ -849,6 +900,7 @@ impl Raw {
                 oauth_version,
                 scopes,
                 notify_trainers,
+                tenant_key,
             },
             security: SecuritySettings {
                 encryption_key: s

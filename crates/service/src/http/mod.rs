@@ -3,8 +3,10 @@
 //! Handlers only translate HTTP to calls on the token service and back.
 
 pub mod error;
+pub mod limits;
 pub mod oauth;
 pub mod pages;
+pub mod server;
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -65,13 +67,19 @@ pub fn router(state: HttpState) -> Router {
     let oauth = Router::new()
         .route("/oauth/lark/start", get(oauth::start))
         .route("/oauth/lark/callback", get(oauth::callback))
+        .route_layer(axum::middleware::from_fn_with_state(
+            limits::RateLimit::new(&state.settings.server),
+            limits::rate_limit,
+        ))
         .with_state(oauth);
-    Router::new()
+    let settings = state.settings.clone();
+    let router = Router::new()
         .merge(oauth)
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
         .route("/metrics", get(metrics))
-        .with_state(state)
+        .with_state(state);
+    limits::bound(router, &settings.server)
 }
 
 async fn healthz() -> &'static str {

@@ -84,11 +84,14 @@ pub async fn callback(
 }
 
 fn redirect_to_lark(begun: &Begun, secure: bool) -> Result<Response, ConnectError> {
-    let secure = if secure { "; Secure" } else { "" };
-    let cookie = format!(
-        "{STATE_COOKIE}={}; Path=/oauth/lark; Max-Age={}; HttpOnly; SameSite=Lax{secure}",
-        begun.cookie_value, begun.max_age_secs
-    );
+    let cookie = cookie::Cookie::build((STATE_COOKIE, begun.cookie_value.as_str()))
+        .path("/oauth/lark")
+        .max_age(cookie::time::Duration::seconds(begun.max_age_secs))
+        .http_only(true)
+        .same_site(cookie::SameSite::Lax)
+        .secure(secure)
+        .build()
+        .to_string();
     let mut response = StatusCode::FOUND.into_response();
     let headers = response.headers_mut();
     let internal =
@@ -191,9 +194,19 @@ fn refusal_page(e: &ConnectError) -> AppError {
         E::UserInfoFailed(_) => (S::BAD_GATEWAY, "lark_user_info_failed", "Lark unavailable",
             "Lark did not tell us which account you signed in with.".into(),
             Some(TRY_LATER)),
-        E::EmailMismatch { signed_in, expected } => (S::FORBIDDEN, "email_mismatch", "Wrong Lark account",
-            format!("You signed in to Lark as {signed_in}, but this connect link is for the trainer with email {expected}."),
+        E::EmailMismatch { signed_in, expected_masked } => (S::FORBIDDEN, "email_mismatch", "Wrong Lark account",
+            format!("You signed in to Lark as {signed_in}, but this connect link is for the trainer with email {expected_masked}."),
             Some("Sign out of Lark, open your connect link again and sign in with your own work account.")),
+        E::MissingScopes(missing) => (S::FORBIDDEN, "scopes_missing", "Permissions missing",
+            format!("Not connected: you did not grant {}, which the service needs to {}.",
+                missing.join(" and "), scope_purposes(missing)),
+            Some("Open your connect link again and leave every requested permission ticked on Lark's page.")),
+        E::WrongTenant => (S::FORBIDDEN, "wrong_tenant", "Wrong organisation",
+            "You signed in with a Lark account of another organisation than this company's.".into(),
+            Some("Sign out of Lark, open your connect link again and sign in with your work account.")),
+        E::Busy => (S::SERVICE_UNAVAILABLE, "busy", "Busy",
+            "Too many sign-ins are in progress right now; nothing was recorded.".into(),
+            Some(TRY_LATER)),
         E::SaveFailed(_) => (S::BAD_GATEWAY, "salesforce_write_failed", "Not saved",
             "Salesforce refused to save your Lark connection, so nothing was changed.".into(),
             Some(TELL_ADMIN)),
@@ -208,14 +221,27 @@ fn refusal_page(e: &ConnectError) -> AppError {
     page
 }
 
-/// A cookie's value from the `Cookie` header(s).
+/// What each required scope is for, in the words of the missing-permission page.
+fn scope_purposes(missing: &[String]) -> String {
+    let purposes: Vec<&str> = missing
+        .iter()
+        .map(|s| match s.as_str() {
+            "vc:reserve" => "reserve your Lark meetings",
+            "offline_access" => "keep your connection working without asking you again",
+            _ => "do its work",
+        })
+        .collect();
+    purposes.join(" and ")
+}
+
+/// A cookie's value from the `Cookie` header(s), parsed by the `cookie` crate.
 fn read_cookie(headers: &HeaderMap, name: &str) -> Option<String> {
     headers
         .get_all(COOKIE)
         .iter()
         .filter_map(|v| v.to_str().ok())
-        .flat_map(|v| v.split(';'))
-        .filter_map(|pair| pair.trim().split_once('='))
-        .find(|(k, _)| *k == name)
-        .map(|(_, v)| v.to_string())
+        .flat_map(|v| cookie::Cookie::split_parse(v.to_string()))
+        .filter_map(Result::ok)
+        .find(|c| c.name() == name)
+        .map(|c| c.value().to_string())
 }

@@ -206,11 +206,19 @@ impl LarkClient {
             .and_then(|v| v.trim().parse::<f64>().ok())
             .filter(|s| s.is_finite() && *s >= 0.0)
             .map(Duration::from_secs_f64);
-        let body = response
-            .bytes()
+        let body = crate::outbound::read_capped(response, crate::outbound::LARK_BODY_CAP)
             .await
-            .map_err(SendFailure::from_reqwest)?
-            .to_vec();
+            .map_err(|e| match e {
+                crate::outbound::ReadError::Transport(e) => SendFailure::from_reqwest(e),
+                // Lark answered (and so may have acted): never replayed blindly.
+                crate::outbound::ReadError::TooLarge { cap } => SendFailure {
+                    error: LarkError::Unexpected {
+                        status,
+                        body: crate::outbound::ReadError::too_large_text(cap),
+                    },
+                    may_have_reached: true,
+                },
+            })?;
         Ok(Answer {
             status,
             body,

@@ -10,6 +10,7 @@ use aes_gcm::aead::{Aead, KeyInit, OsRng};
 use aes_gcm::aes::Aes256;
 use aes_gcm::{AeadCore, Aes256Gcm, AesGcm, Key, Nonce};
 use secrecy::ExposeSecret;
+use zeroize::{Zeroize, Zeroizing};
 
 use crate::config::SecuritySettings;
 
@@ -32,7 +33,8 @@ pub enum VaultError {
     NotText,
 }
 
-/// Encrypts with the primary key; decrypts with the primary or any previous key.
+/// Encrypts with the primary key; decrypts with the primary or any previous key. The key
+/// bytes are wiped from memory when the vault is dropped.
 pub struct Vault {
     primary: [u8; 32],
     previous: Vec<[u8; 32]>,
@@ -48,9 +50,19 @@ impl std::fmt::Debug for Vault {
     }
 }
 
+impl Drop for Vault {
+    fn drop(&mut self) {
+        self.primary.zeroize();
+        for key in &mut self.previous {
+            key.zeroize();
+        }
+    }
+}
+
+/// 64 hex characters → the key; the decoded buffer is wiped once copied.
 fn parse_key(hex_key: &str) -> Option<[u8; 32]> {
-    let bytes = hex::decode(hex_key.trim()).ok()?;
-    bytes.try_into().ok()
+    let bytes = Zeroizing::new(hex::decode(hex_key.trim()).ok()?);
+    <[u8; 32]>::try_from(bytes.as_slice()).ok()
 }
 
 impl Vault {

@@ -12,8 +12,10 @@
 //! HTTP: the handler turns errors into pages.
 
 pub mod state;
+pub mod unknown;
 
-use std::sync::Arc;
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
 
 use chrono::Utc;
 use url::Url;
@@ -22,11 +24,12 @@ use crate::config::Settings;
 use crate::lark::{LarkClient, LarkError, LarkUser};
 use crate::salesforce::soql::RecordId;
 use crate::salesforce::SalesforceError;
-use crate::store::{NonceUse, PendingAuth, Store, StoreError};
+use crate::store::{NonceUse, PendingAuth, PendingSaved, Store, StoreError};
 use crate::tokens::trainer::TrainerRecord;
 use crate::tokens::{AuthCode, OAuthState, TokenError, TokenService, Vault};
 
 use state::StateError;
+use unknown::UnknownTrainers;
 
 /// Why a connect attempt was refused or failed. Nothing is stored for any of them.
 #[derive(Debug, thiserror::Error)]
@@ -90,9 +93,19 @@ pub enum ConnectError {
     EmailMismatch {
         /// The email the person signed in with (or a placeholder).
         signed_in: String,
-        /// The trainer's email.
-        expected: String,
+        /// The trainer's email, masked (`a***@example.com`): the page is shown to
+        /// whoever signed in, who may not be the trainer.
+        expected_masked: String,
     },
+    /// The consent left out scopes the service needs (rule 19); listed in config order.
+    #[error("the consent lacks the scopes {0:?}")]
+    MissingScopes(Vec<String>),
+    /// The Lark account belongs to another tenant than `lark.tenant_key`.
+    #[error("the Lark account belongs to another tenant")]
+    WrongTenant,
+    /// Too many connect flows are open at once; nothing was recorded.
+    #[error("too many connect flows are open")]
+    Busy,
     /// Salesforce refused the write that saves the connection.
     #[error("saving the connection: {0}")]
     SaveFailed(#[source] SalesforceError),
@@ -157,6 +170,11 @@ struct Inner {
     lark: LarkClient,
     store: Store,
     vault: Arc<Vault>,
+    /// Ids Salesforce said do not exist (rule 18).
+    unknown: UnknownTrainers,
+    /// One Salesforce lookup per id at a time, so a burst for one unknown id costs one
+    /// query, not one per request in flight.
+    lookups: Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>,
 }
 
 impl ConnectFlow {
@@ -175,6 +193,8 @@ impl ConnectFlow {
                 lark,
                 store,
                 vault,
+                unknown: UnknownTrainers::default(),
+                lookups: Mutex::new(HashMap::new()),
             }),
         }
     }
@@ -188,10 +208,7 @@ impl ConnectFlow {
             return Err(ConnectError::MissingTrainer);
         }
         let trainer_id = RecordId::parse(raw).map_err(|_| ConnectError::MalformedTrainer)?;
-        let trainer = self
-            .read_trainer(&trainer_id)
-            .await?
-            .ok_or(ConnectError::UnknownTrainer)?;
+        let trainer = self.known_trainer(&trainer_id).await?;
         if inner.settings.security.require_email_match && trainer.email.is_none() {
             return Err(ConnectError::TrainerWithoutEmail);
         }
@@ -203,7 +220,7 @@ impl ConnectFlow {
             now,
         );
         let (verifier, challenge) = state::pkce_pair();
-        inner.store.save_pending_auth(
+        let saved = inner.store.save_pending_auth(
             &issued.nonce,
             &PendingAuth {
                 trainer_id: trainer_id.to_string(),
@@ -212,6 +229,10 @@ impl ConnectFlow {
             },
             now,
         )?;
+        if saved == PendingSaved::Full {
+            tracing::warn!(trainer = %trainer_id, "too many open connect flows; start refused");
+            return Err(ConnectError::Busy);
+        }
         let authorize_url = inner.lark.authorize_url(
             &inner.settings.server.redirect_uri(),
             &issued.state,
@@ -282,11 +303,26 @@ impl ConnectFlow {
                 }
                 other => ConnectError::LarkUnavailable(other),
             })?;
+        let missing = missing_scopes(
+            &inner.settings.lark.required_scopes(),
+            grant.scope.as_deref(),
+            grant.refresh_token.is_some(),
+        );
+        if !missing.is_empty() {
+            tracing::warn!(trainer = %trainer_id, missing = ?missing, "consent lacks required scopes; not connected");
+            return Err(ConnectError::MissingScopes(missing));
+        }
         let user = inner
             .lark
             .user_info(&grant.access_token)
             .await
             .map_err(ConnectError::UserInfoFailed)?;
+        if let Some(expected) = inner.settings.lark.tenant_key.as_deref() {
+            if user.tenant_key.as_deref() != Some(expected) {
+                tracing::warn!(trainer = %trainer_id, "Lark account of another tenant; not connected");
+                return Err(ConnectError::WrongTenant);
+            }
+        }
 
         let trainer = self
             .read_trainer(&trainer_id)
@@ -307,6 +343,43 @@ impl ConnectFlow {
             trainer_name: trainer.name,
             account: user.name.unwrap_or(user.open_id),
         })
+    }
+
+    /// The trainer, from Salesforce unless it said within the hour that there is none.
+    async fn known_trainer(&self, id: &RecordId) -> Result<TrainerRecord, ConnectError> {
+        let inner = &self.inner;
+        if inner.unknown.contains(id.as_str()) {
+            return Err(ConnectError::UnknownTrainer);
+        }
+        let lookup = inner
+            .lookups
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .entry(id.to_string())
+            .or_default()
+            .clone();
+        let found = {
+            let _one_at_a_time = lookup.lock().await;
+            if inner.unknown.contains(id.as_str()) {
+                Ok(None)
+            } else {
+                self.read_trainer(id).await
+            }
+        };
+        {
+            let mut lookups = inner.lookups.lock().unwrap_or_else(|p| p.into_inner());
+            // The last one out removes the entry (the map holds one reference).
+            if Arc::strong_count(&lookup) <= 2 {
+                lookups.remove(id.as_str());
+            }
+        }
+        match found? {
+            Some(t) => Ok(t),
+            None => {
+                inner.unknown.insert(id.as_str());
+                Err(ConnectError::UnknownTrainer)
+            }
+        }
     }
 
     async fn read_trainer(&self, id: &RecordId) -> Result<Option<TrainerRecord>, ConnectError> {
@@ -339,7 +412,66 @@ impl ConnectFlow {
             .unwrap_or("an account without an email");
         Err(ConnectError::EmailMismatch {
             signed_in: signed_in.to_string(),
-            expected: expected.to_string(),
+            expected_masked: mask_email(expected),
         })
+    }
+}
+
+/// Required scopes the grant lacks: those not in its granted `scope`, and
+/// `offline_access` when no refresh token came (whatever the scope says).
+fn missing_scopes(required: &[&str], granted: Option<&str>, has_refresh: bool) -> Vec<String> {
+    let granted: Vec<&str> = granted.unwrap_or("").split_whitespace().collect();
+    required
+        .iter()
+        .filter(|r| !granted.contains(r) || (**r == "offline_access" && !has_refresh))
+        .map(|r| r.to_string())
+        .collect()
+}
+
+/// `ann.trainer@example.com` → `a***@example.com`: enough for the trainer to recognise
+/// their address, too little for anyone else to learn it.
+pub fn mask_email(email: &str) -> String {
+    let email = email.trim();
+    match email.split_once('@') {
+        Some((local, domain)) => {
+            let first = local.chars().next().map(String::from).unwrap_or_default();
+            format!("{first}***@{domain}")
+        }
+        None => "***".into(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn missing_scopes_are_named_in_config_order() {
+        let required = ["vc:reserve", "offline_access"];
+        assert!(missing_scopes(&required, Some("offline_access vc:reserve"), true).is_empty());
+        assert_eq!(
+            missing_scopes(&required, Some("offline_access"), true),
+            ["vc:reserve"]
+        );
+        assert_eq!(
+            missing_scopes(&required, Some("vc:reserve"), false),
+            ["offline_access"]
+        );
+        assert_eq!(
+            missing_scopes(&required, Some("vc:reserve offline_access"), false),
+            ["offline_access"],
+            "no refresh token came"
+        );
+        assert_eq!(
+            missing_scopes(&required, None, true),
+            ["vc:reserve", "offline_access"]
+        );
+    }
+
+    #[test]
+    fn emails_are_masked() {
+        assert_eq!(mask_email("ann.trainer@example.com"), "a***@example.com");
+        assert_eq!(mask_email("x"), "***");
+        assert!(!mask_email("ann@example.com").contains("ann@"));
     }
 }
