@@ -438,3 +438,176 @@ async fn the_wrong_account_page_does_not_show_the_trainers_email() {
     assert!(body.contains("a***@example.com"), "masked: {body}");
     assert_not_connected_nothing_stored(&app, &trainer);
 }
+
+// ---------------------------------------------------------------------------------------
+// The same bounds, black-box: `lark-vc-bridge run` as a child process against the
+// simulators, observed only over HTTP and through the simulators' request logs.
+
+/// `lark-vc-bridge run` in a child process; killed when dropped.
+struct RunningBinary {
+    child: std::process::Child,
+    url: String,
+}
+
+impl Drop for RunningBinary {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Starts `run` with a config pointing at `sims`, listening on a free port, with
+/// `server_toml` added to its `[server]` section; returns once it says where it listens.
+async fn run_binary(
+    sims: &lvb_simulators::launch::Simulators,
+    dir: &std::path::Path,
+    server_toml: &str,
+) -> RunningBinary {
+    use std::io::BufRead;
+    let config = dir.join("run.toml");
+    let text = format!(
+        "{}\n[server]\nbind = \"127.0.0.1:0\"\npublic_url = \"http://127.0.0.1:0\"\n{server_toml}\n\n\
+         [store]\npath = \"{}\"\n\n[security]\nencryption_key = \"{}\"\nstate_secret = \"{}\"\n",
+        sims.config_snippet(),
+        dir.join("store.db").display(),
+        "cd".repeat(32),
+        "s".repeat(40),
+    );
+    std::fs::write(&config, text).unwrap();
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_lark-vc-bridge"))
+        .args(["run", "--config"])
+        .arg(&config)
+        .env("RUST_LOG", "info")
+        .env("LVB_LOG_FORMAT", "json")
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("the binary starts");
+    let stderr = child.stderr.take().unwrap();
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in std::io::BufReader::new(stderr)
+            .lines()
+            .map_while(Result::ok)
+        {
+            let Ok(v) = serde_json::from_str::<Value>(&line) else {
+                continue;
+            };
+            if let Some(url) = v["fields"]["url"].as_str() {
+                let _ = tx.send(url.to_string());
+            }
+        }
+    });
+    let url = tokio::task::spawn_blocking(move || rx.recv_timeout(Duration::from_secs(60)))
+        .await
+        .unwrap()
+        .expect("`run` logs where it listens within a minute");
+    RunningBinary { child, url }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_real_binary_bounds_its_endpoints() {
+    let sims = lvb_simulators::launch::Simulators::start(0, 0)
+        .await
+        .unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let bin = run_binary(&sims, dir.path(), "request_timeout = \"2s\"").await;
+    let trainer = sims.salesforce.insert(
+        "Onboarding_Trainer__c",
+        serde_json::json!({ "Name": "Ann", "Email__c": "ann@example.com" }),
+        lvb_simulators::SF_HUMAN_USER_ID,
+    );
+    sims.lark.add_user("ann@example.com", "Ann");
+
+    // The flood: 300 starts over 30 unknown ids from 5 addresses, a trainer connecting
+    // from a sixth meanwhile, health checked throughout.
+    let ids = unknown_ids(30);
+    let clients: Vec<reqwest::Client> = (110..115).map(client_from).collect();
+    let flood = futures::stream::iter(0..300usize)
+        .map(|i| {
+            let c = clients[i % 5].clone();
+            let url = format!("{}/oauth/lark/start?trainer={}", bin.url, ids[i % 30]);
+            async move {
+                let r = c.get(url).send().await.unwrap();
+                assert_security_headers("flood", r.headers());
+                r.status().as_u16()
+            }
+        })
+        .buffer_unordered(16)
+        .collect::<Vec<u16>>();
+    let health = async {
+        let c = client_from(110);
+        for _ in 0..20 {
+            let r = c.get(format!("{}/healthz", bin.url)).send().await.unwrap();
+            assert_eq!(r.status(), 200);
+            assert_security_headers("healthz", r.headers());
+        }
+    };
+    let trainer_browser = client_from(120);
+    let connect = connect_with(
+        &trainer_browser,
+        &bin.url,
+        &trainer,
+        &[("sim_user", "ann@example.com")],
+    );
+    let started = Instant::now();
+    let (statuses, (), (connect_status, connect_body)) = tokio::join!(flood, health, connect);
+    let took = started.elapsed();
+    assert!(statuses.iter().all(|s| *s == 404), "{statuses:?}");
+    assert_eq!(connect_status, 200, "{connect_body}");
+    let t = sims
+        .salesforce
+        .get("Onboarding_Trainer__c", &trainer)
+        .unwrap();
+    assert_eq!(t["Lark_Connected__c"], Value::Bool(true));
+    let queries = flood_queries(&sims.salesforce.requests());
+    println!(
+        "binary flood: 300 starts over 30 unknown ids → {queries} Salesforce queries in {took:?}"
+    );
+    assert_eq!(queries, 30);
+    let mut limited = false;
+    for _ in 0..(took.as_secs() + 3) {
+        let r = client_from(110)
+            .get(format!("{}/oauth/lark/start?trainer={}", bin.url, ids[0]))
+            .send()
+            .await
+            .unwrap();
+        assert_security_headers("limit", r.headers());
+        if r.status() == 429 {
+            assert!(r.headers().contains_key("retry-after"));
+            limited = true;
+            break;
+        }
+    }
+    assert!(limited, "429 past the per-address limit");
+
+    // Slow headers, and a 1 MiB body.
+    let addr = bin.url.trim_start_matches("http://").to_string();
+    let slow = time_to_cut_off(&addr, b"GET /healthz HTTP/1.1\r\nHost: x\r\nX-Slow: ", true).await;
+    println!("binary: slow headers cut off after {slow:?} (request_timeout 2s)");
+    assert!(
+        slow >= Duration::from_millis(1900) && slow < Duration::from_secs(4),
+        "{slow:?}"
+    );
+    let big = client_from(130)
+        .post(format!("{}/oauth/lark/start", bin.url))
+        .body(vec![b'x'; 1024 * 1024])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(big.status(), 413);
+    assert_security_headers("413", big.headers());
+    for (path, status) in [
+        ("/metrics", 200),
+        ("/nowhere", 404),
+        ("/oauth/lark/callback", 400),
+    ] {
+        let r = client_from(130)
+            .get(format!("{}{path}", bin.url))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status().as_u16(), status, "{path}");
+        assert_security_headers(path, r.headers());
+    }
+}
