@@ -586,7 +586,8 @@ impl TokenService {
         .await
     }
 
-    fn flight(&self, trainer_id: &str) -> Arc<tokio::sync::Mutex<()>> {
+    /// The trainer's single-flight lock: every path that touches their tokens holds it.
+    pub(crate) fn flight(&self, trainer_id: &str) -> Arc<tokio::sync::Mutex<()>> {
         self.inner
             .flights
             .lock()
