@@ -158,7 +158,7 @@ async fn a_flood_of_unknown_ids_costs_one_query_each_and_is_rate_limited() {
     assert!(statuses.iter().all(|s| *s == 404), "{statuses:?}");
     assert_eq!(connect_status, 200, "{connect_body}");
     assert!(connected(&app, &trainer));
-    let queries = flood_queries(&app.sf.requests());
+    let queries = flood_queries(app.sf.requests());
     println!("flood: 300 starts over 30 unknown ids → {queries} Salesforce queries in {took:?}");
     assert_eq!(queries, 30, "one query per unknown id");
 
@@ -198,7 +198,7 @@ async fn a_flood_of_unknown_ids_costs_one_query_each_and_is_rate_limited() {
         .await
         .unwrap();
     assert_eq!(other.status(), 404, "another address is not limited");
-    assert_eq!(flood_queries(&app.sf.requests()), 30, "still cached");
+    assert_eq!(flood_queries(app.sf.requests()), 30, "still cached");
     // No flow was recorded for any refused start.
     let now = chrono::Utc::now().timestamp();
     assert_eq!(app.store.pending_auths(now).unwrap(), 0);
@@ -560,7 +560,7 @@ async fn the_real_binary_bounds_its_endpoints() {
         .get("Onboarding_Trainer__c", &trainer)
         .unwrap();
     assert_eq!(t["Lark_Connected__c"], Value::Bool(true));
-    let queries = flood_queries(&sims.salesforce.requests());
+    let queries = flood_queries(sims.salesforce.requests());
     println!(
         "binary flood: 300 starts over 30 unknown ids → {queries} Salesforce queries in {took:?}"
     );

@@ -96,13 +96,14 @@ pub fn client_ip(
     trust_forwarded_for: bool,
 ) -> Option<std::net::IpAddr> {
     if trust_forwarded_for {
+        // Only the very last entry: earlier ones are whatever the client sent.
         let forwarded = headers
             .get_all("x-forwarded-for")
             .iter()
             .filter_map(|v| v.to_str().ok())
             .flat_map(|v| v.split(','))
-            .filter_map(|a| a.trim().parse::<std::net::IpAddr>().ok())
-            .last();
+            .next_back()
+            .and_then(|a| a.trim().parse::<std::net::IpAddr>().ok());
         if forwarded.is_some() {
             return forwarded;
         }
