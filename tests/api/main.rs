@@ -2,6 +2,7 @@
 //! real HTTP on loopback against the built-in simulators.
 
 mod bookings;
+mod bounds;
 mod cli;
 mod helpers;
 mod metadata;

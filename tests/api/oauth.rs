@@ -2,7 +2,7 @@
 //! input answered with a clear page and nothing stored.
 
 use axum::http::Method;
-use lark_vc_bridge::http::state;
+use lark_vc_bridge::tokens::connect::state;
 use lark_vc_bridge::tokens::Vault;
 use lvb_simulators::{LARK_APP_ID, LARK_APP_SECRET, SF_CLIENT_SECRET};
 use secrecy::ExposeSecret;
@@ -184,7 +184,7 @@ async fn callback_refuses_bad_state_and_stores_nothing() {
     let now = chrono::Utc::now().timestamp();
     let old = state::issue(&app.settings.security.state_secret, &trainer, now - 660);
     let hop = get(
-        &format!("{cb}?code=x&state={}", old.state),
+        &format!("{cb}?code=x&state={}", old.state.secret()),
         Some(&format!("lvb_oauth_state={}", old.nonce)),
     )
     .await;
@@ -194,7 +194,7 @@ async fn callback_refuses_bad_state_and_stores_nothing() {
     // Signed by us but never started here.
     let forged = state::issue(&app.settings.security.state_secret, &trainer, now);
     let hop = get(
-        &format!("{cb}?code=x&state={}", forged.state),
+        &format!("{cb}?code=x&state={}", forged.state.secret()),
         Some(&format!("lvb_oauth_state={}", forged.nonce)),
     )
     .await;

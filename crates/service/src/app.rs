@@ -3,7 +3,6 @@
 //! [`App::run_until_stopped`] runs it until the shutdown signal. Tests and `demo` start
 //! exactly this on port 0.
 
-use std::future::IntoFuture;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
@@ -167,13 +166,14 @@ impl App {
         };
         let router = http::router(state);
         let mut http_shutdown = shutdown.clone();
-        let server = tokio::spawn(
-            axum::serve(self.listener, router)
-                .with_graceful_shutdown(async move {
-                    let _ = http_shutdown.wait_for(|s| *s).await;
-                })
-                .into_future(),
-        );
+        let server = tokio::spawn(http::server::serve(
+            self.listener,
+            router,
+            self.settings.server.request_timeout,
+            async move {
+                let _ = http_shutdown.wait_for(|s| *s).await;
+            },
+        ));
 
         let timer = tokio::spawn(refresh_timer(
             self.processor.clone(),

@@ -12,6 +12,7 @@
 //! - [`lark`]       — Lark app token, user OAuth, VC reserves, bot messages, redacted token types
 //! - [`http`]       — the axum routes: OAuth start/callback, health, readiness, metrics
 //! - [`metrics`]    — counters and gauges rendered for `/metrics`
+//! - [`outbound`]   — answers from Salesforce and Lark read within a size cap
 //! - [`app`]        — wiring: `App::build(settings)`, `local_url()`, `run_until_stopped()`,
 //!   and the shutdown signal
 //! - [`check`]      — `check`: the set-up checklist against a real org and Lark app
@@ -32,6 +33,7 @@ pub mod http;
 pub mod ids;
 pub mod lark;
 pub mod metrics;
+pub mod outbound;
 pub mod retry;
 pub mod salesforce;
 pub mod store;

@@ -25,6 +25,9 @@ pub(super) struct Raw {
 pub(super) struct RawServer {
     pub(super) bind: Option<String>,
     pub(super) public_url: Option<String>,
+    pub(super) request_timeout: Option<String>,
+    pub(super) rate_limit_per_minute: Option<String>,
+    pub(super) trust_forwarded_for: Option<BoolLike>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -93,6 +96,7 @@ pub(super) struct RawLark {
     pub(super) oauth_version: Option<String>,
     pub(super) scopes: Option<StringList>,
     pub(super) notify_trainers: Option<BoolLike>,
+    pub(super) tenant_key: Option<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]

@@ -26,6 +26,12 @@ pub struct ServerSettings {
     pub bind: SocketAddr,
     /// External base URL, without a trailing slash.
     pub public_url: Url,
+    /// Whole-request limit, reading the headers included (`server.request_timeout`).
+    pub request_timeout: Duration,
+    /// OAuth requests one client address may make per minute (`server.rate_limit_per_minute`).
+    pub rate_limit_per_minute: u32,
+    /// Take the client address from `X-Forwarded-For` (only behind a trusted proxy).
+    pub trust_forwarded_for: bool,
 }
 
 impl ServerSettings {
@@ -230,6 +236,16 @@ pub struct LarkSettings {
     pub oauth_version: OAuthVersion,
     pub scopes: Vec<String>,
     pub notify_trainers: bool,
+    /// When set, only Lark accounts of this tenant may connect (`lark.tenant_key`).
+    pub tenant_key: Option<String>,
+}
+
+impl LarkSettings {
+    /// Scopes a trainer's consent must include for the connection to be saved (rule 19).
+    /// Derived from the configuration, so work that needs more (the calendar) adds here.
+    pub fn required_scopes(&self) -> Vec<&'static str> {
+        vec!["vc:reserve", "offline_access"]
+    }
 }
 
 #[derive(Debug, Clone)]

@@ -139,6 +139,27 @@ impl Raw {
             ));
         }
         let public_url = p.url("server.public_url", self.server.public_url);
+        let request_timeout = p.duration("server.request_timeout", self.server.request_timeout);
+        let rate_text = p.required(
+            "server.rate_limit_per_minute",
+            self.server.rate_limit_per_minute,
+        );
+        let rate_limit_per_minute = match rate_text.parse::<u32>() {
+            Ok(n) if (1..=100_000).contains(&n) => n,
+            _ => {
+                if !rate_text.is_empty() {
+                    p.0.push(format!(
+                        "server.rate_limit_per_minute must be a whole number from 1 to 100000, got {rate_text:?}"
+                    ));
+                }
+                1
+            }
+        };
+        let trust_forwarded_for = p.boolean(
+            "server.trust_forwarded_for",
+            self.server.trust_forwarded_for,
+            false,
+        );
         let store_path = PathBuf::from(p.required("store.path", self.store.path));
 
         let sf = self.salesforce;
@@ -260,6 +281,10 @@ impl Raw {
             p.0.push("lark.scopes must include vc:reserve (needed to reserve meetings)".into());
         }
         let notify_trainers = p.boolean("lark.notify_trainers", l.notify_trainers, true);
+        let tenant_key = l
+            .tenant_key
+            .map(|t| t.trim().to_string())
+            .filter(|t| !t.is_empty());
 
         let s = self.security;
         let encryption_key = p.secret_key_hex("security.encryption_key", s.encryption_key.as_ref());
@@ -311,7 +336,13 @@ impl Raw {
             return Err(ConfigError { problems: p.0 });
         };
         Ok(Settings {
-            server: ServerSettings { bind, public_url },
+            server: ServerSettings {
+                bind,
+                public_url,
+                request_timeout,
+                rate_limit_per_minute,
+                trust_forwarded_for,
+            },
             store: StoreSettings { path: store_path },
             salesforce: SalesforceSettings {
                 login_url,
@@ -335,6 +366,7 @@ impl Raw {
                 oauth_version,
                 scopes,
                 notify_trainers,
+                tenant_key,
             },
             security: SecuritySettings {
                 encryption_key,

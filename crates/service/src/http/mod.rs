@@ -3,9 +3,10 @@
 //! Handlers only translate HTTP to calls on the token service and back.
 
 pub mod error;
+pub mod limits;
 pub mod oauth;
 pub mod pages;
-pub mod state;
+pub mod server;
 
 use std::sync::Arc;
 
@@ -20,7 +21,7 @@ use crate::config::Settings;
 use crate::lark::LarkClient;
 use crate::metrics::Metrics;
 use crate::store::Store;
-use crate::tokens::{TokenService, Vault};
+use crate::tokens::{ConnectFlow, TokenService, Vault};
 
 /// Shared state of the handlers.
 #[derive(Clone)]
@@ -37,13 +38,33 @@ pub struct HttpState {
 
 /// The router with every route of design §2.3.
 pub fn router(state: HttpState) -> Router {
-    Router::new()
+    let oauth = oauth::OAuthRoutes {
+        flow: ConnectFlow::new(
+            state.settings.clone(),
+            state.tokens.clone(),
+            state.lark.clone(),
+            state.store.clone(),
+            state.vault.clone(),
+        ),
+        metrics: state.metrics.clone(),
+        secure_cookie: state.settings.server.public_url.scheme() == "https",
+    };
+    let oauth = Router::new()
         .route("/oauth/lark/start", get(oauth::start))
         .route("/oauth/lark/callback", get(oauth::callback))
+        .route_layer(axum::middleware::from_fn_with_state(
+            limits::RateLimit::new(&state.settings.server),
+            limits::rate_limit,
+        ))
+        .with_state(oauth);
+    let settings = state.settings.clone();
+    let router = Router::new()
+        .merge(oauth)
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
         .route("/metrics", get(metrics))
-        .with_state(state)
+        .with_state(state);
+    limits::bound(router, &settings.server)
 }
 
 async fn healthz() -> &'static str {

@@ -1,23 +1,28 @@
-//! `GET /oauth/lark/start` and `GET /oauth/lark/callback` (design §2.3): a trainer
-//! connects their Lark account once. Every refusal is a clear page and stores nothing.
+//! `GET /oauth/lark/start` and `GET /oauth/lark/callback` (design §2.3): translate HTTP to
+//! the token layer's [`ConnectFlow`] and back. Every refusal is a page from the one table
+//! in [`refusal_page`]; the flow itself stores nothing for any of them.
 
 use axum::extract::{Query, State};
 use axum::http::header::{COOKIE, LOCATION, SET_COOKIE};
 use axum::http::{HeaderMap, HeaderValue, StatusCode};
 use axum::response::{Html, IntoResponse, Response};
-use chrono::Utc;
 use serde::Deserialize;
 
 use super::error::AppError;
 use super::pages::page;
-use super::state::{self, StateError, STATE_COOKIE, STATE_TTL_SECS};
-use super::HttpState;
-use crate::lark::LarkError;
-use crate::salesforce::soql::RecordId;
-use crate::salesforce::SalesforceError;
-use crate::store::{NonceUse, PendingAuth};
-use crate::tokens::trainer::TrainerRecord;
-use crate::tokens::TokenError;
+use crate::metrics::Metrics;
+use crate::tokens::connect::state::STATE_COOKIE;
+use crate::tokens::connect::{Begun, CallbackParams, Connected};
+use crate::tokens::{AuthCode, ConnectError, ConnectFlow, OAuthState};
+
+/// State of the OAuth routes.
+#[derive(Clone)]
+pub struct OAuthRoutes {
+    pub flow: ConnectFlow,
+    pub metrics: Metrics,
+    /// Cookies get `Secure` when the public URL is https.
+    pub secure_cookie: bool,
+}
 
 /// Query of `/oauth/lark/start`.
 #[derive(Debug, Deserialize)]
@@ -25,8 +30,8 @@ pub struct StartQuery {
     trainer: Option<String>,
 }
 
-/// Query of `/oauth/lark/callback`.
-#[derive(Debug, Deserialize)]
+/// Query of `/oauth/lark/callback`. The code and the state are secrets from here on.
+#[derive(Deserialize)]
 pub struct CallbackQuery {
     code: Option<String>,
     state: Option<String>,
@@ -35,77 +40,65 @@ pub struct CallbackQuery {
 
 const START_AGAIN: &str =
     "Open your connect link again (from Salesforce or the Lark message) to start over.";
+const TRY_LATER: &str = "Please try again in a few minutes.";
+const TELL_ADMIN: &str = "Please try again; if it keeps failing, tell your Salesforce admin.";
 
 /// Starts a connection: checks the trainer, issues state + PKCE, redirects to Lark.
 pub async fn start(
-    State(app): State<HttpState>,
+    State(routes): State<OAuthRoutes>,
     Query(q): Query<StartQuery>,
 ) -> Result<Response, AppError> {
-    let raw = q.trainer.as_deref().map(str::trim).unwrap_or("");
-    if raw.is_empty() {
-        return Err(AppError::new(
-            StatusCode::BAD_REQUEST,
-            "missing_trainer",
-            "Link incomplete",
-            "This connect link does not say which trainer it is for.",
-        )
-        .hint("Use the connect link shown on your trainer record in Salesforce."));
-    }
-    let trainer_id = RecordId::parse(raw).map_err(|_| {
-        AppError::new(
-            StatusCode::BAD_REQUEST,
-            "malformed_trainer",
-            "Link damaged",
-            "The trainer id in this connect link is not a valid Salesforce record id.",
-        )
-        .hint("Copy the whole link from your trainer record in Salesforce and try again.")
-    })?;
-    let trainer = existing_trainer(
-        app.tokens.trainer(&trainer_id).await,
-        "No trainer with this id exists in Salesforce.",
-    )?;
-    if app.settings.security.require_email_match && trainer.email.is_none() {
-        return Err(no_email());
-    }
+    let begun = routes
+        .flow
+        .begin(q.trainer.as_deref())
+        .await
+        .map_err(|e| refusal_page(&e))?;
+    redirect_to_lark(&begun, routes.secure_cookie).map_err(|e| refusal_page(&e))
+}
 
-    let now = Utc::now().timestamp();
-    let issued = state::issue(
-        &app.settings.security.state_secret,
-        trainer_id.as_str(),
-        now,
-    );
-    let (verifier, challenge) = state::pkce_pair();
-    app.store
-        .save_pending_auth(
-            &issued.nonce,
-            &PendingAuth {
-                trainer_id: trainer_id.to_string(),
-                verifier_enc: app.vault.encrypt(&verifier),
-                expires_at: issued.expires_at,
-            },
-            now,
-        )
-        .map_err(internal)?;
-    let url = app.lark.authorize_url(
-        &app.settings.server.redirect_uri(),
-        &issued.state,
-        &challenge,
-    );
-    tracing::info!(trainer = %trainer_id, "OAuth start: redirecting to Lark");
-    let secure = if app.settings.server.public_url.scheme() == "https" {
-        "; Secure"
-    } else {
-        ""
+/// Finishes a connection: verifies state, exchanges the code, checks the account, saves.
+pub async fn callback(
+    State(routes): State<OAuthRoutes>,
+    headers: HeaderMap,
+    Query(q): Query<CallbackQuery>,
+) -> Result<Response, AppError> {
+    let params = CallbackParams {
+        code: q.code.map(AuthCode::new),
+        state: q.state.map(OAuthState::new),
+        error: q.error,
     };
-    let cookie = format!(
-        "{STATE_COOKIE}={}; Path=/oauth/lark; Max-Age={STATE_TTL_SECS}; HttpOnly; SameSite=Lax{secure}",
-        issued.nonce
-    );
+    let cookie = read_cookie(&headers, STATE_COOKIE);
+    let result = routes.flow.finish(params, cookie.as_deref()).await;
+    let outcome = match &result {
+        Ok(_) => "connected",
+        Err(e) => refusal_page(e).kind,
+    };
+    routes
+        .metrics
+        .inc("lvb_oauth_connections_total", &[("outcome", outcome)]);
+    match result {
+        Ok(connected) => Ok(connected_page(&connected)),
+        Err(ConnectError::Declined) => Ok(declined_page()),
+        Err(e) => Err(refusal_page(&e)),
+    }
+}
+
+fn redirect_to_lark(begun: &Begun, secure: bool) -> Result<Response, ConnectError> {
+    let cookie = cookie::Cookie::build((STATE_COOKIE, begun.cookie_value.as_str()))
+        .path("/oauth/lark")
+        .max_age(cookie::time::Duration::seconds(begun.max_age_secs))
+        .http_only(true)
+        .same_site(cookie::SameSite::Lax)
+        .secure(secure)
+        .build()
+        .to_string();
     let mut response = StatusCode::FOUND.into_response();
     let headers = response.headers_mut();
+    let internal =
+        |e: axum::http::header::InvalidHeaderValue| ConnectError::Internal(e.to_string());
     headers.insert(
         LOCATION,
-        HeaderValue::from_str(url.as_str()).map_err(internal)?,
+        HeaderValue::from_str(begun.authorize_url.as_str()).map_err(internal)?,
     );
     headers.insert(
         SET_COOKIE,
@@ -114,287 +107,141 @@ pub async fn start(
     Ok(response)
 }
 
-/// Finishes a connection: verifies state, exchanges the code, checks the email, saves.
-pub async fn callback(
-    State(app): State<HttpState>,
-    headers: HeaderMap,
-    Query(q): Query<CallbackQuery>,
-) -> Result<Response, AppError> {
-    let result = callback_inner(&app, &headers, q).await;
-    let outcome = match &result {
-        Ok(_) => "connected",
-        Err(e) => e.kind,
-    };
-    app.metrics
-        .inc("lvb_oauth_connections_total", &[("outcome", outcome)]);
-    result
-}
-
-async fn callback_inner(
-    app: &HttpState,
-    headers: &HeaderMap,
-    q: CallbackQuery,
-) -> Result<Response, AppError> {
-    if let Some(error) = q.error.as_deref() {
-        if error == "access_denied" {
-            tracing::info!("OAuth callback: the trainer declined access");
-            return Ok((
-                StatusCode::OK,
-                Html(page(
-                    "Not connected",
-                    "You chose not to give access to your Lark account, so nothing was changed.",
-                    Some("Your remote training sessions need this to get a Lark meeting. If you change your mind, open your connect link again."),
-                )),
-            )
-                .into_response());
-        }
-        return Err(AppError::new(
-            StatusCode::BAD_REQUEST,
-            "lark_error",
-            "Lark did not connect",
-            "Lark returned an error instead of an authorization.",
-        )
-        .hint(START_AGAIN)
-        // Debug-quoted: the value is the caller's, and must not forge log lines.
-        .cause(format!("error={error:?}")));
-    }
-    let (Some(code), Some(raw_state)) = (
-        q.code.as_deref().filter(|c| !c.is_empty()),
-        q.state.as_deref().filter(|s| !s.is_empty()),
-    ) else {
-        return Err(AppError::new(
-            StatusCode::BAD_REQUEST,
-            "missing_parameters",
-            "Link incomplete",
-            "This page was opened without the code and state Lark sends back.",
-        )
-        .hint(START_AGAIN));
-    };
-
-    let now = Utc::now().timestamp();
-    let verified = state::verify(&app.settings.security.state_secret, raw_state, now).map_err(
-        |e| match e {
-            StateError::Expired => AppError::new(
-                StatusCode::BAD_REQUEST,
-                "state_expired",
-                "Link expired",
-                "More than 10 minutes passed between opening the connect link and approving in Lark.",
-            )
-            .hint(START_AGAIN),
-            StateError::Malformed | StateError::BadSignature => AppError::new(
-                StatusCode::BAD_REQUEST,
-                "state_invalid",
-                "Link not valid",
-                "This sign-in response was not issued by this service or was altered.",
-            )
-            .hint(START_AGAIN)
-            .cause(e),
-        },
-    )?;
-    let cookie = read_cookie(headers, STATE_COOKIE);
-    if !state::cookie_matches(cookie.as_deref(), &verified.nonce) {
-        return Err(AppError::new(
-            StatusCode::BAD_REQUEST,
-            "state_cookie_mismatch",
-            "Different browser",
-            "This sign-in was started in another browser, or your browser blocked the cookie that ties it to you.",
-        )
-        .hint("Open your connect link again in this browser and finish in the same window."));
-    }
-    let pending = match app
-        .store
-        .consume_nonce(&verified.nonce, now)
-        .map_err(internal)?
-    {
-        NonceUse::Fresh(p) => p,
-        NonceUse::AlreadyUsed => {
-            return Err(AppError::new(
-                StatusCode::BAD_REQUEST,
-                "state_reused",
-                "Link already used",
-                "This sign-in response was already used once.",
-            )
-            .hint(START_AGAIN))
-        }
-        NonceUse::Unknown => {
-            return Err(AppError::new(
-                StatusCode::BAD_REQUEST,
-                "state_unknown",
-                "Link not valid",
-                "This sign-in was not started by this service.",
-            )
-            .hint(START_AGAIN))
-        }
-    };
-    if pending.trainer_id != verified.trainer_id {
-        return Err(AppError::new(
-            StatusCode::BAD_REQUEST,
-            "state_invalid",
-            "Link not valid",
-            "This sign-in response does not match the one that was started.",
-        )
-        .hint(START_AGAIN));
-    }
-    let trainer_id = RecordId::parse(&verified.trainer_id).map_err(|_| {
-        AppError::new(
-            StatusCode::BAD_REQUEST,
-            "state_invalid",
-            "Link not valid",
-            "This sign-in response names an invalid trainer.",
-        )
-    })?;
-    let verifier = app.vault.decrypt(&pending.verifier_enc).map_err(internal)?;
-
-    let redirect_uri = app.settings.server.redirect_uri();
-    let grant = app
-        .lark
-        .exchange_code(code, &redirect_uri, &verifier)
-        .await
-        .map_err(|e| match e {
-            LarkError::InvalidGrant { .. } | LarkError::InvalidParams { .. } => AppError::new(
-                StatusCode::BAD_REQUEST,
-                "code_rejected",
-                "Lark refused the sign-in",
-                "Lark did not accept the authorization code (it may have expired or been used already).",
-            )
-            .hint(START_AGAIN)
-            .cause(e),
-            other => AppError::new(
-                StatusCode::BAD_GATEWAY,
-                "lark_unavailable",
-                "Lark unavailable",
-                "Lark could not be reached to finish connecting your account.",
-            )
-            .hint("Please try again in a few minutes.")
-            .cause(other),
-        })?;
-    let user = app.lark.user_info(&grant.access_token).await.map_err(|e| {
-        AppError::new(
-            StatusCode::BAD_GATEWAY,
-            "lark_user_info_failed",
-            "Lark unavailable",
-            "Lark did not tell us which account you signed in with.",
-        )
-        .hint("Please try again in a few minutes.")
-        .cause(e)
-    })?;
-
-    let trainer = existing_trainer(
-        app.tokens.trainer(&trainer_id).await,
-        "The trainer this link was for no longer exists in Salesforce.",
-    )?;
-    if app.settings.security.require_email_match {
-        let Some(expected) = trainer.email.as_deref() else {
-            return Err(no_email());
-        };
-        let matches = [user.email.as_deref(), user.enterprise_email.as_deref()]
-            .into_iter()
-            .flatten()
-            .any(|e| e.trim().eq_ignore_ascii_case(expected.trim()));
-        if !matches {
-            let signed_in = user
-                .email
-                .as_deref()
-                .or(user.enterprise_email.as_deref())
-                .unwrap_or("an account without an email");
-            return Err(AppError::new(
-                StatusCode::FORBIDDEN,
-                "email_mismatch",
-                "Wrong Lark account",
-                format!(
-                    "You signed in to Lark as {signed_in}, but this connect link is for the trainer with email {expected}."
-                ),
-            )
-            .hint("Sign out of Lark, open your connect link again and sign in with your own work account."));
-        }
-    }
-
-    app.tokens
-        .connect(&trainer_id, &user.open_id, grant)
-        .await
-        .map_err(|e| match e {
-            TokenError::Salesforce(sf) => AppError::new(
-                StatusCode::BAD_GATEWAY,
-                "salesforce_write_failed",
-                "Not saved",
-                "Salesforce refused to save your Lark connection, so nothing was changed.",
-            )
-            .hint("Please try again; if it keeps failing, tell your Salesforce admin.")
-            .cause(sf),
-            other => internal(other),
-        })?;
-
-    let name = trainer.name.as_deref().unwrap_or("Trainer");
-    let account = user.name.as_deref().unwrap_or(&user.open_id);
-    Ok((
+fn connected_page(c: &Connected) -> Response {
+    let name = c.trainer_name.as_deref().unwrap_or("Trainer");
+    (
         StatusCode::OK,
         Html(page(
             "Lark connected",
-            &format!("{name}, your Lark account ({account}) is now connected. Your remote training sessions will get their Lark meetings automatically."),
+            &format!("{name}, your Lark account ({}) is now connected. Your remote training sessions will get their Lark meetings automatically.", c.account),
             Some("You can close this page."),
         )),
     )
-        .into_response())
+        .into_response()
 }
 
-/// The trainer a lookup found, or the page saying it could not be found or read.
-fn existing_trainer(
-    found: Result<Option<TrainerRecord>, SalesforceError>,
-    not_found: &str,
-) -> Result<TrainerRecord, AppError> {
-    found
-        .map_err(|e| salesforce_unavailable(e.to_string()))?
-        .ok_or_else(|| {
-            AppError::new(
-                StatusCode::NOT_FOUND,
-                "unknown_trainer",
-                "Trainer not found",
-                not_found,
-            )
-            .hint("Ask your Salesforce admin for your connect link.")
+fn declined_page() -> Response {
+    (
+        StatusCode::OK,
+        Html(page(
+            "Not connected",
+            "You chose not to give access to your Lark account, so nothing was changed.",
+            Some("Your remote training sessions need this to get a Lark meeting. If you change your mind, open your connect link again."),
+        )),
+    )
+        .into_response()
+}
+
+/// The one table from a connect refusal to what the trainer sees: status, metrics kind,
+/// title, message and what to do next. The error itself goes to the log as the cause.
+/// (Kept as a table by hand: one row per refusal reads better than rustfmt's layout.)
+#[rustfmt::skip]
+fn refusal_page(e: &ConnectError) -> AppError {
+    use ConnectError as E;
+    use StatusCode as S;
+    let (status, kind, title, message, hint): (S, &'static str, &'static str, String, Option<&str>) = match e {
+        E::MissingTrainer => (S::BAD_REQUEST, "missing_trainer", "Link incomplete",
+            "This connect link does not say which trainer it is for.".into(),
+            Some("Use the connect link shown on your trainer record in Salesforce.")),
+        E::MalformedTrainer => (S::BAD_REQUEST, "malformed_trainer", "Link damaged",
+            "The trainer id in this connect link is not a valid Salesforce record id.".into(),
+            Some("Copy the whole link from your trainer record in Salesforce and try again.")),
+        E::UnknownTrainer => (S::NOT_FOUND, "unknown_trainer", "Trainer not found",
+            "No trainer with this id exists in Salesforce.".into(),
+            Some("Ask your Salesforce admin for your connect link.")),
+        E::TrainerGone => (S::NOT_FOUND, "unknown_trainer", "Trainer not found",
+            "The trainer this link was for no longer exists in Salesforce.".into(),
+            Some("Ask your Salesforce admin for your connect link.")),
+        E::TrainerWithoutEmail => (S::UNPROCESSABLE_ENTITY, "trainer_without_email", "Email missing",
+            "Your trainer record in Salesforce has no email address, so your Lark account cannot be matched to it.".into(),
+            Some("Ask your Salesforce admin to add your work email to your trainer record, then open the link again.")),
+        E::SalesforceUnavailable(_) => (S::BAD_GATEWAY, "salesforce_unavailable", "Salesforce unavailable",
+            "Salesforce could not be reached to look up your trainer record.".into(),
+            Some(TRY_LATER)),
+        E::Declined => (S::OK, "declined", "Not connected",
+            "You chose not to give access to your Lark account, so nothing was changed.".into(),
+            None),
+        E::LarkRefused(_) => (S::BAD_REQUEST, "lark_error", "Lark did not connect",
+            "Lark returned an error instead of an authorization.".into(),
+            Some(START_AGAIN)),
+        E::MissingParameters => (S::BAD_REQUEST, "missing_parameters", "Link incomplete",
+            "This page was opened without the code and state Lark sends back.".into(),
+            Some(START_AGAIN)),
+        E::StateExpired => (S::BAD_REQUEST, "state_expired", "Link expired",
+            "More than 10 minutes passed between opening the connect link and approving in Lark.".into(),
+            Some(START_AGAIN)),
+        E::StateForged(_) => (S::BAD_REQUEST, "state_invalid", "Link not valid",
+            "This sign-in response was not issued by this service or was altered.".into(),
+            Some(START_AGAIN)),
+        E::StateMismatch => (S::BAD_REQUEST, "state_invalid", "Link not valid",
+            "This sign-in response does not match the one that was started.".into(),
+            Some(START_AGAIN)),
+        E::CookieMismatch => (S::BAD_REQUEST, "state_cookie_mismatch", "Different browser",
+            "This sign-in was started in another browser, or your browser blocked the cookie that ties it to you.".into(),
+            Some("Open your connect link again in this browser and finish in the same window.")),
+        E::StateReused => (S::BAD_REQUEST, "state_reused", "Link already used",
+            "This sign-in response was already used once.".into(),
+            Some(START_AGAIN)),
+        E::StateUnknown => (S::BAD_REQUEST, "state_unknown", "Link not valid",
+            "This sign-in was not started by this service.".into(),
+            Some(START_AGAIN)),
+        E::CodeRejected(_) => (S::BAD_REQUEST, "code_rejected", "Lark refused the sign-in",
+            "Lark did not accept the authorization code (it may have expired or been used already).".into(),
+            Some(START_AGAIN)),
+        E::LarkUnavailable(_) => (S::BAD_GATEWAY, "lark_unavailable", "Lark unavailable",
+            "Lark could not be reached to finish connecting your account.".into(),
+            Some(TRY_LATER)),
+        E::UserInfoFailed(_) => (S::BAD_GATEWAY, "lark_user_info_failed", "Lark unavailable",
+            "Lark did not tell us which account you signed in with.".into(),
+            Some(TRY_LATER)),
+        E::EmailMismatch { signed_in, expected_masked } => (S::FORBIDDEN, "email_mismatch", "Wrong Lark account",
+            format!("You signed in to Lark as {signed_in}, but this connect link is for the trainer with email {expected_masked}."),
+            Some("Sign out of Lark, open your connect link again and sign in with your own work account.")),
+        E::MissingScopes(missing) => (S::FORBIDDEN, "scopes_missing", "Permissions missing",
+            format!("Not connected: you did not grant {}, which the service needs to {}.",
+                missing.join(" and "), scope_purposes(missing)),
+            Some("Open your connect link again and leave every requested permission ticked on Lark's page.")),
+        E::WrongTenant => (S::FORBIDDEN, "wrong_tenant", "Wrong organisation",
+            "You signed in with a Lark account of another organisation than this company's.".into(),
+            Some("Sign out of Lark, open your connect link again and sign in with your work account.")),
+        E::Busy => (S::SERVICE_UNAVAILABLE, "busy", "Busy",
+            "Too many sign-ins are in progress right now; nothing was recorded.".into(),
+            Some(TRY_LATER)),
+        E::SaveFailed(_) => (S::BAD_GATEWAY, "salesforce_write_failed", "Not saved",
+            "Salesforce refused to save your Lark connection, so nothing was changed.".into(),
+            Some(TELL_ADMIN)),
+        E::Internal(_) => (S::INTERNAL_SERVER_ERROR, "internal", "Something went wrong",
+            "The service hit an internal error; nothing was saved.".into(),
+            Some(TELL_ADMIN)),
+    };
+    let mut page = AppError::new(status, kind, title, message).cause(e);
+    if let Some(hint) = hint {
+        page = page.hint(hint);
+    }
+    page
+}
+
+/// What each required scope is for, in the words of the missing-permission page.
+fn scope_purposes(missing: &[String]) -> String {
+    let purposes: Vec<&str> = missing
+        .iter()
+        .map(|s| match s.as_str() {
+            "vc:reserve" => "reserve your Lark meetings",
+            "offline_access" => "keep your connection working without asking you again",
+            _ => "do its work",
         })
+        .collect();
+    purposes.join(" and ")
 }
 
-fn no_email() -> AppError {
-    AppError::new(
-        StatusCode::UNPROCESSABLE_ENTITY,
-        "trainer_without_email",
-        "Email missing",
-        "Your trainer record in Salesforce has no email address, so your Lark account cannot be matched to it.",
-    )
-    .hint("Ask your Salesforce admin to add your work email to your trainer record, then open the link again.")
-}
-
-fn salesforce_unavailable(cause: String) -> AppError {
-    AppError::new(
-        StatusCode::BAD_GATEWAY,
-        "salesforce_unavailable",
-        "Salesforce unavailable",
-        "Salesforce could not be reached to look up your trainer record.",
-    )
-    .hint("Please try again in a few minutes.")
-    .cause(cause)
-}
-
-fn internal(e: impl std::fmt::Display) -> AppError {
-    AppError::new(
-        StatusCode::INTERNAL_SERVER_ERROR,
-        "internal",
-        "Something went wrong",
-        "The service hit an internal error; nothing was saved.",
-    )
-    .hint("Please try again; if it keeps failing, tell your Salesforce admin.")
-    .cause(e)
-}
-
-/// A cookie's value from the `Cookie` header(s).
+/// A cookie's value from the `Cookie` header(s), parsed by the `cookie` crate.
 fn read_cookie(headers: &HeaderMap, name: &str) -> Option<String> {
     headers
         .get_all(COOKIE)
         .iter()
         .filter_map(|v| v.to_str().ok())
-        .flat_map(|v| v.split(';'))
-        .filter_map(|pair| pair.trim().split_once('='))
-        .find(|(k, _)| *k == name)
-        .map(|(_, v)| v.to_string())
+        .flat_map(|v| cookie::Cookie::split_parse(v.to_string()))
+        .filter_map(Result::ok)
+        .find(|c| c.name() == name)
+        .map(|c| c.value().to_string())
 }

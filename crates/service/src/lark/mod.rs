@@ -206,11 +206,19 @@ impl LarkClient {
             .get("x-ogw-ratelimit-reset")
             .and_then(|v| v.to_str().ok())
             .and_then(error::rate_limit_reset);
-        let body = response
-            .bytes()
+        let body = crate::outbound::read_capped(response, crate::outbound::LARK_BODY_CAP)
             .await
-            .map_err(SendFailure::from_reqwest)?
-            .to_vec();
+            .map_err(|e| match e {
+                crate::outbound::ReadError::Transport(e) => SendFailure::from_reqwest(e),
+                // Lark answered (and so may have acted): never replayed blindly.
+                crate::outbound::ReadError::TooLarge { cap } => SendFailure {
+                    error: LarkError::Unexpected {
+                        status,
+                        body: crate::outbound::ReadError::too_large_text(cap),
+                    },
+                    may_have_reached: true,
+                },
+            })?;
         Ok(Answer {
             status,
             body,
@@ -448,11 +456,11 @@ pub(crate) mod test_support {
     pub(crate) const REDIRECT: &str = "http://127.0.0.1:8080/oauth/lark/callback";
 
     /// A PKCE (verifier, S256 challenge) pair.
-    pub(crate) fn pkce() -> (String, String) {
+    pub(crate) fn pkce() -> (crate::tokens::PkceVerifier, String) {
         let verifier = "A".repeat(20) + &crate::config::random_hex(16);
         let challenge = base64::engine::general_purpose::URL_SAFE_NO_PAD
             .encode(sha2::Sha256::digest(verifier.as_bytes()));
-        (verifier, challenge)
+        (crate::tokens::PkceVerifier::new(verifier), challenge)
     }
 
     /// Follows the authorize URL as a browser would, approving as `email`; returns the
@@ -462,8 +470,9 @@ pub(crate) mod test_support {
         email: &str,
         state: &str,
         challenge: &str,
-    ) -> String {
-        let mut url = client.authorize_url(REDIRECT, state, challenge);
+    ) -> crate::tokens::AuthCode {
+        let mut url =
+            client.authorize_url(REDIRECT, &crate::tokens::OAuthState::new(state), challenge);
         url.query_pairs_mut().append_pair("sim_user", email);
         let browser = reqwest::Client::builder()
             .redirect(reqwest::redirect::Policy::none())
@@ -476,7 +485,7 @@ pub(crate) mod test_support {
         let location = Url::parse(&location).unwrap();
         let query: std::collections::HashMap<_, _> = location.query_pairs().into_owned().collect();
         assert_eq!(query.get("state").map(String::as_str), Some(state));
-        query["code"].clone()
+        crate::tokens::AuthCode::new(query["code"].clone())
     }
 
     /// Authorize + exchange for `email`; checks the grant is what the simulator issued.

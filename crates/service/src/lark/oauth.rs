@@ -11,7 +11,7 @@ use serde::Deserialize;
 use url::Url;
 
 use super::error::{lenient_i64, ErrorContext, LarkError};
-use super::secret::{AccessToken, RefreshToken};
+use super::secret::{AccessToken, AuthCode, OAuthState, PkceVerifier, RefreshToken};
 use super::{CallKind, Data, LarkClient, NotReplayable, Sensitivity};
 use crate::config::OAuthVersion;
 use crate::retry::with_retry;
@@ -166,7 +166,12 @@ impl LarkClient {
     /// The page a trainer is sent to:
     /// `{accounts_url}/open-apis/authen/v1/authorize?client_id=&response_type=code&
     /// redirect_uri=&scope=&state=&code_challenge=&code_challenge_method=S256`.
-    pub fn authorize_url(&self, redirect_uri: &str, state: &str, code_challenge: &str) -> Url {
+    pub fn authorize_url(
+        &self,
+        redirect_uri: &str,
+        state: &OAuthState,
+        code_challenge: &str,
+    ) -> Url {
         let mut url = self.inner.accounts_url.clone();
         url.set_path(AUTHORIZE_PATH);
         url.set_query(None);
@@ -175,7 +180,7 @@ impl LarkClient {
             .append_pair("response_type", "code")
             .append_pair("redirect_uri", redirect_uri)
             .append_pair("scope", &self.inner.scopes.join(" "))
-            .append_pair("state", state)
+            .append_pair("state", state.secret())
             .append_pair("code_challenge", code_challenge)
             .append_pair("code_challenge_method", "S256");
         url
@@ -184,9 +189,9 @@ impl LarkClient {
     /// Exchanges an authorization code (with its PKCE verifier) for tokens.
     pub async fn exchange_code(
         &self,
-        code: &str,
+        code: &AuthCode,
         redirect_uri: &str,
-        code_verifier: &str,
+        code_verifier: &PkceVerifier,
     ) -> Result<TokenGrant, LarkError> {
         match self.inner.oauth_version {
             OAuthVersion::V2 => {
@@ -194,9 +199,9 @@ impl LarkClient {
                     "grant_type": "authorization_code",
                     "client_id": self.inner.app_id,
                     "client_secret": self.inner.app_secret.expose_secret(),
-                    "code": code,
+                    "code": code.secret(),
                     "redirect_uri": redirect_uri,
-                    "code_verifier": code_verifier,
+                    "code_verifier": code_verifier.secret(),
                 });
                 self.v2_grant(CallKind::TokenExchange, "lark code exchange", &body)
                     .await
@@ -205,7 +210,7 @@ impl LarkClient {
                 // The v1 OIDC endpoint takes only the code: PKCE and redirect_uri are v2's.
                 let body = serde_json::json!({
                     "grant_type": "authorization_code",
-                    "code": code,
+                    "code": code.secret(),
                 });
                 self.v1_grant(
                     CallKind::TokenExchange,
@@ -365,7 +370,7 @@ mod tests {
     #[tokio::test]
     async fn authorize_url_has_every_parameter() {
         let (sim, client, _dir) = sim_and_client().await;
-        let url = client.authorize_url(REDIRECT, "s t", "chal");
+        let url = client.authorize_url(REDIRECT, &OAuthState::new("s t"), "chal");
         assert!(url
             .as_str()
             .starts_with(&format!("{}{AUTHORIZE_PATH}?", sim.base_url())));
@@ -421,7 +426,11 @@ mod tests {
         let (verifier, challenge) = pkce();
         let code = authorize(&client, "ana@example.com", "s", &challenge).await;
         let err = client
-            .exchange_code(&code, REDIRECT, &(verifier.clone() + "x"))
+            .exchange_code(
+                &code,
+                REDIRECT,
+                &PkceVerifier::new(verifier.secret().to_string() + "x"),
+            )
             .await
             .unwrap_err();
         assert!(

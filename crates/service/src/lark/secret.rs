@@ -2,7 +2,9 @@
 //! them). Their `Debug` is redacted and they expose the value only through an
 //! explicit `secret()` call, so a token can never slip into a log line or an error by
 //! accident. `RefreshToken` is deliberately not `Clone`: Lark refresh tokens are single
-//! use, and a copy kept around is a copy that may be replayed.
+//! use, and a copy kept around is a copy that may be replayed. The connect flow's own
+//! secrets (the authorization code, the PKCE verifier, the `state`) are the same kind of
+//! type, none of them `Clone`.
 
 use secrecy::{ExposeSecret, SecretString};
 use std::fmt;
@@ -34,6 +36,38 @@ impl RefreshToken {
     }
 }
 
+/// An OAuth authorization code Lark sent back to the callback. Single use, short-lived,
+/// and worth a token pair to whoever holds it with the verifier: never logged.
+pub struct AuthCode(SecretString);
+
+/// A PKCE `code_verifier` (RFC 7636): the secret half of the challenge sent to Lark.
+pub struct PkceVerifier(SecretString);
+
+/// The OAuth `state` parameter: it carries the single-use nonce that the cookie binds to
+/// the browser, so it is kept out of logs like a token.
+pub struct OAuthState(SecretString);
+
+macro_rules! secret_newtype {
+    ($($name:ident),*) => {$(
+        impl $name {
+            pub fn new(value: impl Into<String>) -> Self {
+                $name(SecretString::from(value.into()))
+            }
+            /// The raw value, for the one request or comparison that needs it.
+            pub fn secret(&self) -> &str {
+                self.0.expose_secret()
+            }
+        }
+        impl fmt::Debug for $name {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str(concat!(stringify!($name), "([redacted])"))
+            }
+        }
+    )*};
+}
+
+secret_newtype!(AuthCode, PkceVerifier, OAuthState);
+
 impl fmt::Debug for AccessToken {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str("AccessToken([redacted])")
@@ -59,5 +93,21 @@ mod tests {
         assert!(shown.contains("redacted"));
         assert_eq!(a.secret(), "u-very-secret-access");
         assert_eq!(r.secret(), "ur-very-secret-refresh");
+    }
+
+    #[test]
+    fn debug_output_never_shows_the_code_the_verifier_or_the_state() {
+        let code = AuthCode::new("code-very-secret");
+        let verifier = PkceVerifier::new("verifier-very-secret");
+        let state = OAuthState::new("a0T.123.nonce-very-secret.sig");
+        let shown = format!("{code:?} {verifier:?} {:?}", Some(&state));
+        assert!(!shown.contains("very-secret"), "{shown}");
+        assert_eq!(
+            shown,
+            "AuthCode([redacted]) PkceVerifier([redacted]) Some(OAuthState([redacted]))"
+        );
+        assert_eq!(code.secret(), "code-very-secret");
+        assert_eq!(verifier.secret(), "verifier-very-secret");
+        assert_eq!(state.secret(), "a0T.123.nonce-very-secret.sig");
     }
 }

@@ -398,11 +398,15 @@ impl SalesforceClient {
                 .await
                 .map_err(SalesforceError::from_reqwest)?;
             let status = response.status().as_u16();
-            let body = response
-                .bytes()
+            let body = crate::outbound::read_capped(response, crate::outbound::SALESFORCE_BODY_CAP)
                 .await
-                .map_err(SalesforceError::from_reqwest)?
-                .to_vec();
+                .map_err(|e| match e {
+                    crate::outbound::ReadError::Transport(e) => SalesforceError::from_reqwest(e),
+                    crate::outbound::ReadError::TooLarge { cap } => SalesforceError::Unexpected {
+                        status,
+                        body: crate::outbound::ReadError::too_large_text(cap),
+                    },
+                })?;
             if status >= 500 {
                 return Err(SalesforceError::from_rest_response(status, &body));
             }

@@ -21,6 +21,8 @@ CREATE TABLE IF NOT EXISTS oauth_pending (
     expires_at   INTEGER NOT NULL,
     consumed_at  INTEGER
 );
+CREATE INDEX IF NOT EXISTS oauth_pending_expiry ON oauth_pending (expires_at);
+CREATE INDEX IF NOT EXISTS oauth_pending_trainer ON oauth_pending (trainer_id, expires_at);
 CREATE TABLE IF NOT EXISTS checkpoints (
     channel    TEXT PRIMARY KEY,
     replay_id  INTEGER NOT NULL,
@@ -79,6 +81,21 @@ pub struct PendingAuth {
     pub trainer_id: String,
     pub verifier_enc: String,
     pub expires_at: i64,
+}
+
+/// Connect flows started and not yet expired, across all trainers; past it a start is
+/// refused (nothing written) until some expire.
+pub const MAX_PENDING_AUTHS: i64 = 10_000;
+
+/// Flows one trainer may have open at once; starting another drops their oldest.
+pub const MAX_PENDING_AUTHS_PER_TRAINER: i64 = 5;
+
+/// Outcome of recording a started OAuth flow.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PendingSaved {
+    Saved,
+    /// [`MAX_PENDING_AUTHS`] flows are open: nothing was written.
+    Full,
 }
 
 /// Outcome of consuming an OAuth nonce.
@@ -150,23 +167,47 @@ impl Store {
 
     // --- OAuth -------------------------------------------------------------------------
 
-    /// Records a started OAuth flow (and prunes flows that expired over a day ago).
+    /// Records a started OAuth flow. Bounded (rule 18): expired flows are pruned first
+    /// (an expired state is refused before its nonce is looked up, so nothing is lost),
+    /// the trainer keeps at most [`MAX_PENDING_AUTHS_PER_TRAINER`] open flows, and with
+    /// [`MAX_PENDING_AUTHS`] open in all nothing is written.
     pub fn save_pending_auth(
         &self,
         nonce: &str,
         pending: &PendingAuth,
         now: i64,
-    ) -> Result<(), StoreError> {
+    ) -> Result<PendingSaved, StoreError> {
         self.with(|c| {
             c.execute(
                 "DELETE FROM oauth_pending WHERE expires_at < ?1",
-                params![now - 86_400],
+                params![now],
+            )?;
+            let open: i64 =
+                c.query_row("SELECT COUNT(*) FROM oauth_pending", [], |r| r.get(0))?;
+            if open >= MAX_PENDING_AUTHS {
+                return Ok(PendingSaved::Full);
+            }
+            c.execute(
+                "DELETE FROM oauth_pending WHERE nonce IN (SELECT nonce FROM oauth_pending \
+                 WHERE trainer_id = ?1 ORDER BY expires_at DESC LIMIT -1 OFFSET ?2)",
+                params![pending.trainer_id, MAX_PENDING_AUTHS_PER_TRAINER - 1],
             )?;
             c.execute(
                 "INSERT INTO oauth_pending (nonce, trainer_id, verifier_enc, expires_at) VALUES (?1, ?2, ?3, ?4)",
                 params![nonce, pending.trainer_id, pending.verifier_enc, pending.expires_at],
             )?;
-            Ok(())
+            Ok(PendingSaved::Saved)
+        })
+    }
+
+    /// Open connect flows (started, not yet finished, not expired).
+    pub fn pending_auths(&self, now: i64) -> Result<i64, StoreError> {
+        self.with(|c| {
+            c.query_row(
+                "SELECT COUNT(*) FROM oauth_pending WHERE expires_at >= ?1 AND consumed_at IS NULL",
+                params![now],
+                |r| r.get(0),
+            )
         })
     }
 
@@ -451,6 +492,58 @@ mod tests {
     use super::*;
 
     #[test]
+    fn pending_flows_are_pruned_and_bounded() {
+        let s = Store::in_memory().unwrap();
+        let pending = |trainer: &str, expires_at: i64| PendingAuth {
+            trainer_id: trainer.into(),
+            verifier_enc: "enc".into(),
+            expires_at,
+        };
+        // One trainer starting over and over keeps only the newest flows.
+        for i in 0..8 {
+            let saved = s
+                .save_pending_auth(&format!("t{i}"), &pending("T1", 1_000 + i), 500)
+                .unwrap();
+            assert_eq!(saved, PendingSaved::Saved);
+        }
+        assert_eq!(s.pending_auths(500).unwrap(), MAX_PENDING_AUTHS_PER_TRAINER);
+        assert_eq!(s.consume_nonce("t0", 501).unwrap(), NonceUse::Unknown);
+        assert!(matches!(
+            s.consume_nonce("t7", 501).unwrap(),
+            NonceUse::Fresh(_)
+        ));
+        // Expired flows go at the next start.
+        s.save_pending_auth("late", &pending("T2", 3_000), 2_000)
+            .unwrap();
+        assert_eq!(s.pending_auths(0).unwrap(), 1);
+
+        // Full: nothing more is written until flows expire.
+        s.with(|c| {
+            let tx = c.unchecked_transaction()?;
+            for i in 1..MAX_PENDING_AUTHS {
+                tx.execute(
+                    "INSERT INTO oauth_pending (nonce, trainer_id, verifier_enc, expires_at) VALUES (?1, ?2, 'e', 3000)",
+                    params![format!("bulk{i}"), format!("B{i}")],
+                )?;
+            }
+            tx.commit()
+        })
+        .unwrap();
+        assert_eq!(
+            s.save_pending_auth("over", &pending("T3", 3_000), 2_000)
+                .unwrap(),
+            PendingSaved::Full
+        );
+        assert_eq!(s.consume_nonce("over", 2_001).unwrap(), NonceUse::Unknown);
+        assert_eq!(
+            s.save_pending_auth("after", &pending("T3", 9_000), 3_001)
+                .unwrap(),
+            PendingSaved::Saved,
+            "expired flows make room"
+        );
+    }
+
+    #[test]
     fn nonce_is_single_use() {
         let s = Store::in_memory().unwrap();
         let p = PendingAuth {
@@ -458,7 +551,10 @@ mod tests {
             verifier_enc: "enc".into(),
             expires_at: 1_000,
         };
-        s.save_pending_auth("n1", &p, 500).unwrap();
+        assert_eq!(
+            s.save_pending_auth("n1", &p, 500).unwrap(),
+            PendingSaved::Saved
+        );
         assert_eq!(s.consume_nonce("n1", 600).unwrap(), NonceUse::Fresh(p));
         assert_eq!(s.consume_nonce("n1", 601).unwrap(), NonceUse::AlreadyUsed);
         assert_eq!(s.consume_nonce("nope", 601).unwrap(), NonceUse::Unknown);

@@ -182,13 +182,17 @@ impl TokenService {
     }
 
     /// Saves the tokens of a trainer who just connected: one Salesforce write with every
-    /// status field, then the journal. Nothing is stored when the write fails.
+    /// status field, then the journal. Nothing is stored when the write fails. Holds the
+    /// trainer's single-flight lock, so a refresh that started with older tokens finishes
+    /// before, and a later one reads these (rule 16: a reconnect is never overwritten).
     pub async fn connect(
         &self,
         trainer_id: &RecordId,
         open_id: &str,
         grant: TokenGrant,
     ) -> Result<(), TokenError> {
+        let flight = self.flight(trainer_id.as_str());
+        let _guard = flight.lock().await;
         let now = Utc::now();
         let tokens = self.encrypt_grant(&grant, None, now);
         let fields = connect_fields(open_id, &tokens, now);
@@ -585,7 +589,8 @@ impl TokenService {
         .await
     }
 
-    fn flight(&self, trainer_id: &str) -> Arc<tokio::sync::Mutex<()>> {
+    /// The trainer's single-flight lock: every path that touches their tokens holds it.
+    pub(crate) fn flight(&self, trainer_id: &str) -> Arc<tokio::sync::Mutex<()>> {
         self.inner
             .flights
             .lock()

@@ -30,7 +30,8 @@ pub enum VaultError {
     NotText,
 }
 
-/// Encrypts with the primary key; decrypts with the primary or any previous key.
+/// Encrypts with the primary key; decrypts with the primary or any previous key. The key
+/// bytes are wiped from memory when the vault is dropped.
 pub struct Vault {
     // Zeroized on drop (EncryptionKey).
     primary: EncryptionKey,

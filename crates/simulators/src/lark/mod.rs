@@ -137,6 +137,9 @@ struct AuthCode {
     code_challenge: Option<String>,
     code_challenge_method: Option<String>,
     scope: String,
+    /// `sim_tenant`: the user signs in as a member of this tenant instead of the
+    /// simulated one (a simulator-only extension, like `sim_user`).
+    tenant_key: Option<String>,
     issued_at: Instant,
     used: bool,
 }
@@ -145,6 +148,8 @@ struct AuthCode {
 struct UserAccess {
     open_id: String,
     scope: String,
+    /// Another tenant than [`SIM_TENANT_KEY`] (see `AuthCode::tenant_key`).
+    tenant_key: Option<String>,
     expires_at: Instant,
     expired: bool,
     revoked: bool,
@@ -154,6 +159,7 @@ struct UserAccess {
 struct UserRefresh {
     open_id: String,
     scope: String,
+    tenant_key: Option<String>,
     expires_at: Instant,
     expired: bool,
     revoked: bool,
@@ -296,6 +302,14 @@ impl State {
         self.users.iter().find(|u| u.open_id == open_id)
     }
 
+    /// The tenant a user access token was issued in.
+    fn tenant_of(&self, token: Option<&str>) -> String {
+        token
+            .and_then(|t| self.access.get(t))
+            .and_then(|r| r.tenant_key.clone())
+            .unwrap_or_else(|| SIM_TENANT_KEY.to_string())
+    }
+
     /// The user behind a user access token, with the token's scope.
     fn check_user_token(
         &self,
@@ -340,6 +354,7 @@ impl State {
         &mut self,
         open_id: &str,
         scope: &str,
+        tenant_key: Option<String>,
         from_v1: bool,
         now: Instant,
     ) -> (String, Option<String>) {
@@ -349,6 +364,7 @@ impl State {
             UserAccess {
                 open_id: open_id.to_string(),
                 scope: scope.to_string(),
+                tenant_key: tenant_key.clone(),
                 expires_at: now + secs(self.access_secs),
                 expired: false,
                 revoked: false,
@@ -364,6 +380,7 @@ impl State {
                 UserRefresh {
                     open_id: open_id.to_string(),
                     scope: scope.to_string(),
+                    tenant_key,
                     expires_at: now + secs(self.refresh_secs),
                     expired: false,
                     revoked: false,

@@ -231,7 +231,8 @@ fn redeem_code(
     let record = state.codes.get_mut(code).expect("looked up above");
     record.used = true;
     let (open_id, scope) = (record.open_id.clone(), record.scope.clone());
-    let (access, refresh) = state.issue_user_tokens(&open_id, &scope, from_v1, now);
+    let tenant_key = record.tenant_key.clone();
+    let (access, refresh) = state.issue_user_tokens(&open_id, &scope, tenant_key, from_v1, now);
     Ok(Issued {
         access,
         refresh,
@@ -265,7 +266,9 @@ fn redeem_refresh(
     let record = state.refresh.get_mut(token).expect("looked up above");
     record.used = true;
     let (open_id, scope) = (record.open_id.clone(), record.scope.clone());
-    let (access, refresh) = state.issue_user_tokens(&open_id, &scope, !v2_endpoint, now);
+    let tenant_key = record.tenant_key.clone();
+    let (access, refresh) =
+        state.issue_user_tokens(&open_id, &scope, tenant_key, !v2_endpoint, now);
     Ok(Issued {
         access,
         refresh,
@@ -372,8 +375,25 @@ async fn v1_grant(
     }
 }
 
+/// What the user grants: the requested scopes, or — with the simulator-only
+/// `sim_scope=<space-separated>` — only those of them the test lets the user tick (Lark's
+/// consent page lets a user leave optional scopes out).
+fn granted_scope(requested: &str, allowed: Option<&str>) -> String {
+    match allowed {
+        None => requested.to_string(),
+        Some(allowed) => requested
+            .split_whitespace()
+            .filter(|s| allowed.split_whitespace().any(|a| a == *s))
+            .collect::<Vec<_>>()
+            .join(" "),
+    }
+}
+
 /// `GET /open-apis/authen/v1/authorize`: validates the request, then approves as
 /// `sim_user=<email>`, denies on `sim_deny=1`, or shows a page to pick a user.
+/// Simulator-only extensions for tests: `sim_scope=<scopes>` grants only those of the
+/// requested scopes; `sim_tenant=<tenant_key>` signs the user in as a member of another
+/// tenant (user_info then reports that `tenant_key`).
 pub(super) async fn authorize(
     State(shared): State<Arc<Shared>>,
     Query(q): Query<HashMap<String, String>>,
@@ -429,7 +449,8 @@ pub(super) async fn authorize(
             redirect_uri: redirect_uri.to_string(),
             code_challenge: get("code_challenge").map(str::to_string),
             code_challenge_method: method.map(str::to_string),
-            scope: get("scope").unwrap_or("").to_string(),
+            scope: granted_scope(get("scope").unwrap_or(""), get("sim_scope")),
+            tenant_key: get("sim_tenant").map(str::to_string),
             issued_at: Instant::now(),
             used: false,
         },
@@ -499,6 +520,7 @@ fn choose_user_page(state: &SimState, raw_query: &str) -> Response {
 /// `GET /open-apis/authen/v1/user_info`.
 pub(super) async fn user_info(State(shared): State<Arc<Shared>>, headers: HeaderMap) -> Response {
     let state = shared.lock();
+    let tenant_key = state.tenant_of(bearer(&headers));
     let (open_id, scope) = match state.check_user_token(bearer(&headers), Instant::now()) {
         Ok(v) => v,
         Err(refused) => return refused.into_response(),
@@ -516,7 +538,7 @@ pub(super) async fn user_info(State(shared): State<Arc<Shared>>, headers: Header
         "avatar_big": "https://s1-imfile.feishucdn.com/static-resource/v1/sim_avatar~640x640",
         "open_id": user.open_id,
         "union_id": user.union_id,
-        "tenant_key": super::SIM_TENANT_KEY,
+        "tenant_key": tenant_key,
     });
     // Field permissions, as documented for user_info: email fields need the email scope,
     // user_id needs the employee id scope.

@@ -367,6 +367,60 @@ async fn user_info_fields_follow_the_granted_scopes() {
 }
 
 #[tokio::test]
+async fn a_user_can_grant_fewer_scopes_and_sign_in_from_another_tenant() {
+    let sim = LarkSim::start(0).await.unwrap();
+    sim.add_user("ana@example.com", "Ana");
+    let (_, location, _) = authorize_with(
+        &sim,
+        &[
+            ("sim_user", "ana@example.com"),
+            ("sim_scope", "offline_access contact:user.email:readonly"),
+            ("sim_tenant", "tenant-elsewhere"),
+        ],
+    )
+    .await;
+    let (status, body) = v2(&sim, code_grant(&query_of(&location.unwrap())["code"])).await;
+    assert_eq!(status, 200, "{body}");
+    // The granted scope, as Lark returns it: the asked ones the user left ticked.
+    assert_eq!(body["scope"], "offline_access contact:user.email:readonly");
+    let info: Value = http()
+        .get(format!("{}/open-apis/authen/v1/user_info", sim.base_url()))
+        .bearer_auth(body["access_token"].as_str().unwrap())
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(info["data"]["tenant_key"], "tenant-elsewhere");
+    // A refresh keeps the tenant and the scope.
+    let (_, refreshed) = v2(
+        &sim,
+        json!({
+            "grant_type": "refresh_token",
+            "client_id": LARK_APP_ID,
+            "client_secret": LARK_APP_SECRET,
+            "refresh_token": body["refresh_token"],
+        }),
+    )
+    .await;
+    assert_eq!(refreshed["scope"], body["scope"]);
+
+    let code = code_for(&sim, "ana@example.com").await;
+    let (_, own) = v2(&sim, code_grant(&code)).await;
+    let info: Value = http()
+        .get(format!("{}/open-apis/authen/v1/user_info", sim.base_url()))
+        .bearer_auth(own["access_token"].as_str().unwrap())
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(info["data"]["tenant_key"], SIM_TENANT_KEY);
+}
+
+#[tokio::test]
 async fn tenant_token_is_reused_while_it_has_thirty_minutes_left() {
     let sim = LarkSim::start(0).await.unwrap();
     let creds = json!({ "app_id": LARK_APP_ID, "app_secret": LARK_APP_SECRET });

@@ -11,6 +11,8 @@ use secrecy::{ExposeSecret, SecretString};
 use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
 
+use crate::tokens::{OAuthState, PkceVerifier};
+
 /// How long a connect attempt may take from start to callback.
 pub const STATE_TTL_SECS: i64 = 600;
 
@@ -21,7 +23,7 @@ pub const STATE_COOKIE: &str = "lvb_oauth_state";
 #[derive(Debug)]
 pub struct IssuedState {
     /// The full `state` parameter.
-    pub state: String,
+    pub state: OAuthState,
     /// The nonce inside it (the cookie value and the store key).
     pub nonce: String,
     pub expires_at: i64,
@@ -67,7 +69,7 @@ pub fn issue(secret: &SecretString, trainer_id: &str, now: i64) -> IssuedState {
     let nonce = random_token(18);
     let expires_at = now + STATE_TTL_SECS;
     let payload = format!("{trainer_id}.{expires_at}.{nonce}");
-    let state = format!("{payload}.{}", sign(secret, &payload));
+    let state = OAuthState::new(format!("{payload}.{}", sign(secret, &payload)));
     IssuedState {
         state,
         nonce,
@@ -76,8 +78,12 @@ pub fn issue(secret: &SecretString, trainer_id: &str, now: i64) -> IssuedState {
 }
 
 /// Checks signature and expiry (not single use: that is the store's job).
-pub fn verify(secret: &SecretString, state: &str, now: i64) -> Result<VerifiedState, StateError> {
-    let parts: Vec<&str> = state.split('.').collect();
+pub fn verify(
+    secret: &SecretString,
+    state: &OAuthState,
+    now: i64,
+) -> Result<VerifiedState, StateError> {
+    let parts: Vec<&str> = state.secret().split('.').collect();
     let [trainer_id, expires, nonce, signature] = parts.as_slice() else {
         return Err(StateError::Malformed);
     };
@@ -105,9 +111,10 @@ pub fn cookie_matches(cookie: Option<&str>, nonce: &str) -> bool {
 }
 
 /// A PKCE pair: (verifier, S256 challenge).
-pub fn pkce_pair() -> (String, String) {
-    let verifier = random_token(48);
-    (verifier.clone(), pkce_challenge(&verifier))
+pub fn pkce_pair() -> (PkceVerifier, String) {
+    let verifier = PkceVerifier::new(random_token(48));
+    let challenge = pkce_challenge(verifier.secret());
+    (verifier, challenge)
 }
 
 /// `BASE64URL(SHA256(verifier))`, RFC 7636 §4.2.
@@ -140,7 +147,9 @@ mod tests {
         let s = issue(&secret(), "a0T000000000001AAA", 1000);
         let forged = s
             .state
+            .secret()
             .replacen("a0T000000000001AAA", "a0T000000000002AAA", 1);
+        let forged = OAuthState::new(forged);
         assert_eq!(
             verify(&secret(), &forged, 1000),
             Err(StateError::BadSignature)
@@ -150,7 +159,10 @@ mod tests {
             verify(&other_key, &s.state, 1000),
             Err(StateError::BadSignature)
         );
-        assert_eq!(verify(&secret(), "a.b", 1000), Err(StateError::Malformed));
+        assert_eq!(
+            verify(&secret(), &OAuthState::new("a.b"), 1000),
+            Err(StateError::Malformed)
+        );
     }
 
     #[test]
@@ -161,8 +173,8 @@ mod tests {
             "E9Melhoa2OwvFrEMTJguCHaoeK1t8URWbuGJSstw-cM"
         );
         let (v, c) = pkce_pair();
-        assert_eq!(pkce_challenge(&v), c);
-        assert!(v.len() >= 43);
+        assert_eq!(pkce_challenge(v.secret()), c);
+        assert!(v.secret().len() >= 43);
     }
 
     #[test]

@@ -1,0 +1,613 @@
+//! The public endpoints hold up against abuse and the consent is checked (design §3 rules
+//! 18–19, issue 12): per-address rate limit, the negative cache of unknown trainers, the
+//! header timeout, the body limit, the security headers on every answer, the granted
+//! scopes, the tenant, and a wrong-account page that does not show the trainer's email.
+
+use std::net::{IpAddr, Ipv4Addr};
+use std::time::{Duration, Instant};
+
+use futures::StreamExt;
+use lvb_simulators::lark::SIM_TENANT_KEY;
+use reqwest::header::HeaderMap;
+use serde_json::Value;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+use crate::helpers::{cookie_pair, spawn_app, spawn_app_with, TestApp};
+
+/// The headers every answer carries (rule 18).
+pub fn assert_security_headers(what: &str, headers: &HeaderMap) {
+    let expect = [
+        ("cache-control", "no-store"),
+        ("x-frame-options", "DENY"),
+        ("referrer-policy", "no-referrer"),
+        ("x-content-type-options", "nosniff"),
+    ];
+    for (name, value) in expect {
+        assert_eq!(
+            headers.get(name).and_then(|v| v.to_str().ok()),
+            Some(value),
+            "{what}: {name}"
+        );
+    }
+    let csp = headers
+        .get("content-security-policy")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or_else(|| panic!("{what}: no Content-Security-Policy"));
+    assert!(csp.contains("default-src 'none'"), "{what}: {csp}");
+    assert!(csp.contains("frame-ancestors 'none'"), "{what}: {csp}");
+    assert!(!csp.contains("unsafe"), "{what}: {csp}");
+}
+
+/// A client whose requests come from `127.0.0.<last>` (a distinct client address on
+/// Linux), not following redirects.
+pub fn client_from(last: u8) -> reqwest::Client {
+    reqwest::Client::builder()
+        .local_address(IpAddr::V4(Ipv4Addr::new(127, 0, 0, last)))
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap()
+}
+
+/// `n` well-formed 15-character trainer ids that exist nowhere.
+pub fn unknown_ids(n: usize) -> Vec<String> {
+    (0..n).map(|i| format!("a0T00000FLD{i:04}")).collect()
+}
+
+/// Salesforce queries that named one of the flood's ids.
+pub fn flood_queries(sf: &lvb_simulators::RequestLog) -> usize {
+    sf.matching(|r| r.path.contains("/query") && r.query.contains("FLD"))
+        .len()
+}
+
+/// The connect flow from client `c` with extra authorize-page pairs (simulator-only
+/// extensions such as `sim_scope`); returns the callback's status and body.
+pub async fn connect_with(
+    c: &reqwest::Client,
+    base: &str,
+    trainer: &str,
+    extra: &[(&str, &str)],
+) -> (u16, String) {
+    let start = c
+        .get(format!("{base}/oauth/lark/start?trainer={trainer}"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(start.status(), 302, "start");
+    assert_security_headers("start", start.headers());
+    let cookie = cookie_pair(start.headers()["set-cookie"].to_str().unwrap());
+    let mut authorize = url::Url::parse(start.headers()["location"].to_str().unwrap()).unwrap();
+    for (k, v) in extra {
+        authorize.query_pairs_mut().append_pair(k, v);
+    }
+    let approved = c.get(authorize).send().await.unwrap();
+    assert_eq!(approved.status(), 302, "authorize");
+    let callback = approved.headers()["location"].to_str().unwrap().to_string();
+    let done = c
+        .get(callback)
+        .header("cookie", cookie)
+        .send()
+        .await
+        .unwrap();
+    let status = done.status().as_u16();
+    assert_security_headers("callback", done.headers());
+    (status, done.text().await.unwrap())
+}
+
+fn connected(app: &TestApp, trainer: &str) -> bool {
+    app.trainer(trainer).get("Lark_Connected__c") == Some(&Value::Bool(true))
+}
+
+fn assert_not_connected_nothing_stored(app: &TestApp, trainer: &str) {
+    let t = app.trainer(trainer);
+    assert_ne!(t.get("Lark_Connected__c"), Some(&Value::Bool(true)));
+    assert!(t.get("Lark_Access_Token__c").is_none_or(Value::is_null));
+    assert!(t.get("Lark_Refresh_Token__c").is_none_or(Value::is_null));
+    let patches = app.sf.requests().count(
+        &axum::http::Method::PATCH,
+        "/sobjects/Onboarding_Trainer__c/",
+    );
+    assert_eq!(patches, 0, "no write reached Salesforce");
+    assert!(
+        app.store.journalled_tokens(trainer).unwrap().is_none(),
+        "nothing journalled"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_flood_of_unknown_ids_costs_one_query_each_and_is_rate_limited() {
+    let app = spawn_app().await;
+    let trainer = app.add_trainer("Ann", Some("ann@example.com"), true);
+    let ids = unknown_ids(30);
+    // 300 requests over 30 ids, from 5 addresses: 60 each, exactly the per-minute limit.
+    let requests: Vec<(u8, String)> = (0..300)
+        .map(|i| (10 + (i % 5) as u8, ids[i % 30].clone()))
+        .collect();
+    let clients: Vec<reqwest::Client> = (10..15).map(client_from).collect();
+    let base = app.url.clone();
+    let flood = futures::stream::iter(requests)
+        .map(|(addr, id)| {
+            let c = clients[(addr - 10) as usize].clone();
+            let url = format!("{base}/oauth/lark/start?trainer={id}");
+            async move {
+                let r = c.get(url).send().await.unwrap();
+                assert_security_headers("flood", r.headers());
+                r.status().as_u16()
+            }
+        })
+        .buffer_unordered(16)
+        .collect::<Vec<u16>>();
+    // Meanwhile: health stays up, and a trainer from another address connects.
+    let health = async {
+        let c = client_from(10);
+        for _ in 0..20 {
+            let r = c.get(format!("{}/healthz", app.url)).send().await.unwrap();
+            assert_eq!(r.status(), 200);
+            assert_security_headers("healthz", r.headers());
+        }
+    };
+    let trainer_browser = client_from(20);
+    let connect = connect_with(
+        &trainer_browser,
+        &app.url,
+        &trainer,
+        &[("sim_user", "ann@example.com")],
+    );
+    let started = Instant::now();
+    let (statuses, (), (connect_status, connect_body)) = tokio::join!(flood, health, connect);
+    let took = started.elapsed();
+    assert!(statuses.iter().all(|s| *s == 404), "{statuses:?}");
+    assert_eq!(connect_status, 200, "{connect_body}");
+    assert!(connected(&app, &trainer));
+    let queries = flood_queries(app.sf.requests());
+    println!("flood: 300 starts over 30 unknown ids → {queries} Salesforce queries in {took:?}");
+    assert_eq!(queries, 30, "one query per unknown id");
+
+    // Past the limit: 429 with Retry-After, for that address only. (The allowance
+    // refills one a second, so the flood's own duration may have earned a few more.)
+    let mut over = None;
+    for _ in 0..(took.as_secs() + 3) {
+        let r = client_from(10)
+            .get(format!("{}/oauth/lark/start?trainer={}", app.url, ids[0]))
+            .send()
+            .await
+            .unwrap();
+        if r.status() == 429 {
+            over = Some(r);
+            break;
+        }
+        assert_eq!(r.status(), 404);
+    }
+    let over = over.expect("a 429 past the per-address limit");
+    assert_security_headers("429", over.headers());
+    let retry_after: u64 = over.headers()["retry-after"]
+        .to_str()
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert!((1..=60).contains(&retry_after), "{retry_after}");
+    assert!(over.text().await.unwrap().contains("Too many"));
+    let health = client_from(10)
+        .get(format!("{}/healthz", app.url))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(health.status(), 200, "health is not rate limited");
+    let other = client_from(30)
+        .get(format!("{}/oauth/lark/start?trainer={}", app.url, ids[0]))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(other.status(), 404, "another address is not limited");
+    assert_eq!(flood_queries(app.sf.requests()), 30, "still cached");
+    // No flow was recorded for any refused start.
+    let now = chrono::Utc::now().timestamp();
+    assert_eq!(app.store.pending_auths(now).unwrap(), 0);
+}
+
+#[tokio::test]
+async fn forwarded_for_counts_only_when_trusted() {
+    let limited = |trust: bool| {
+        spawn_app_with(move |s| {
+            s.server.rate_limit_per_minute = 2;
+            s.server.trust_forwarded_for = trust;
+        })
+    };
+    for trust in [false, true] {
+        let app = limited(trust).await;
+        let c = client_from(40);
+        let mut statuses = Vec::new();
+        for i in 0..4 {
+            let r = c
+                .get(format!("{}/oauth/lark/start?trainer=bad", app.url))
+                .header("x-forwarded-for", format!("203.0.113.{i}"))
+                .send()
+                .await
+                .unwrap();
+            statuses.push(r.status().as_u16());
+        }
+        if trust {
+            assert_eq!(
+                statuses, [400; 4],
+                "each forwarded address has its own allowance"
+            );
+        } else {
+            assert_eq!(statuses, [400, 400, 429, 429], "the header is ignored");
+        }
+    }
+}
+
+/// Opens a connection, sends `sent` and then one more header byte every 200 ms; returns
+/// how long until the server closed the connection.
+pub async fn time_to_cut_off(addr: &str, sent: &[u8], trickle: bool) -> Duration {
+    let mut stream = tokio::net::TcpStream::connect(addr).await.unwrap();
+    let started = Instant::now();
+    stream.write_all(sent).await.unwrap();
+    let mut pace = tokio::time::interval(Duration::from_millis(200));
+    let mut buf = [0u8; 1024];
+    loop {
+        tokio::select! {
+            read = stream.read(&mut buf) => match read {
+                Ok(0) | Err(_) => return started.elapsed(),
+                Ok(_) => {} // a 408 or similar before closing: keep reading to the close
+            },
+            _ = pace.tick(), if trickle => {
+                if stream.write_all(b"X").await.is_err() {
+                    return started.elapsed();
+                }
+            }
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(60),
+            "the server never cut the client off"
+        );
+    }
+}
+
+#[tokio::test]
+async fn slow_and_idle_clients_are_cut_off_within_the_request_timeout() {
+    let app = spawn_app_with(|s| s.server.request_timeout = Duration::from_secs(2)).await;
+    let addr = app.url.trim_start_matches("http://").to_string();
+    let slow = time_to_cut_off(&addr, b"GET /healthz HTTP/1.1\r\nHost: x\r\nX-Slow: ", true).await;
+    println!("slow headers cut off after {slow:?} (request_timeout 2s)");
+    assert!(
+        slow >= Duration::from_millis(1900) && slow < Duration::from_secs(4),
+        "{slow:?}"
+    );
+    let idle = time_to_cut_off(&addr, b"", false).await;
+    println!("idle connection cut off after {idle:?}");
+    assert!(idle < Duration::from_secs(4), "{idle:?}");
+    // A kept-alive connection left idle after a request is closed too.
+    let kept = time_to_cut_off(&addr, b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n", false).await;
+    println!("idle kept-alive connection cut off after {kept:?}");
+    assert!(kept < Duration::from_secs(4), "{kept:?}");
+    // The server still serves.
+    let r = reqwest::get(format!("{}/healthz", app.url)).await.unwrap();
+    assert_eq!(r.status(), 200);
+}
+
+#[tokio::test]
+async fn a_big_body_gets_413_and_every_answer_carries_the_security_headers() {
+    let app = spawn_app().await;
+    let trainer = app.add_trainer("Ann", Some("ann@example.com"), true);
+    let c = client_from(50);
+    let big = c
+        .post(format!("{}/oauth/lark/start?trainer={trainer}", app.url))
+        .body(vec![b'x'; 1024 * 1024])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(big.status(), 413);
+    assert_security_headers("413", big.headers());
+    let small = c
+        .get(format!("{}/healthz", app.url))
+        .body(vec![b'x'; 1024])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(small.status(), 200, "a small body is fine");
+
+    let pages = [
+        ("/healthz", 200),
+        ("/readyz", 200),
+        ("/metrics", 200),
+        ("/nowhere", 404),
+        ("/oauth/lark/start", 400),
+        ("/oauth/lark/start?trainer=a0T000000009999", 404),
+        ("/oauth/lark/callback", 400),
+        ("/oauth/lark/callback?error=access_denied", 200),
+    ];
+    crate::helpers::wait_ready(&app).await;
+    for (path, status) in pages {
+        let r = c.get(format!("{}{path}", app.url)).send().await.unwrap();
+        assert_eq!(r.status().as_u16(), status, "{path}");
+        assert_security_headers(path, r.headers());
+    }
+    // The pages' own stylesheet is the one the policy allows.
+    let r = c
+        .get(format!("{}/oauth/lark/start", app.url))
+        .send()
+        .await
+        .unwrap();
+    let csp = r.headers()["content-security-policy"]
+        .to_str()
+        .unwrap()
+        .to_string();
+    let page = r.text().await.unwrap();
+    let style = page
+        .split("<style>")
+        .nth(1)
+        .and_then(|s| s.split("</style>").next())
+        .unwrap();
+    use base64::Engine;
+    use sha2::Digest;
+    let hash = base64::engine::general_purpose::STANDARD.encode(sha2::Sha256::digest(style));
+    assert!(csp.contains(&format!("'sha256-{hash}'")), "{csp}");
+    let (status, _) =
+        connect_with(&c, &app.url, &trainer, &[("sim_user", "ann@example.com")]).await;
+    assert_eq!(status, 200);
+}
+
+#[tokio::test]
+async fn a_consent_without_a_required_scope_connects_nothing_and_names_it() {
+    let app = spawn_app().await;
+    let trainer = app.add_trainer("Ann", Some("ann@example.com"), true);
+    let c = client_from(60);
+    let cases = [
+        ("offline_access contact:user.email:readonly", "vc:reserve"),
+        ("vc:reserve contact:user.email:readonly", "offline_access"),
+    ];
+    for (granted, missing) in cases {
+        let (status, body) = connect_with(
+            &c,
+            &app.url,
+            &trainer,
+            &[("sim_user", "ann@example.com"), ("sim_scope", granted)],
+        )
+        .await;
+        assert_eq!(status, 403, "{body}");
+        assert!(body.contains("Permissions missing"), "{body}");
+        assert!(body.contains(missing), "names {missing}: {body}");
+        assert_not_connected_nothing_stored(&app, &trainer);
+    }
+    assert_eq!(
+        app.lark.requests().count_path("/authen/v1/user_info"),
+        0,
+        "refused before asking who signed in"
+    );
+    // Granting everything connects.
+    let (status, body) =
+        connect_with(&c, &app.url, &trainer, &[("sim_user", "ann@example.com")]).await;
+    assert_eq!(status, 200, "{body}");
+    assert!(connected(&app, &trainer));
+}
+
+#[tokio::test]
+async fn another_tenants_account_is_refused_when_the_tenant_is_set() {
+    let app = spawn_app_with(|s| s.lark.tenant_key = Some(SIM_TENANT_KEY.into())).await;
+    let trainer = app.add_trainer("Ann", Some("ann@example.com"), true);
+    let c = client_from(70);
+    let (status, body) = connect_with(
+        &c,
+        &app.url,
+        &trainer,
+        &[
+            ("sim_user", "ann@example.com"),
+            ("sim_tenant", "t-elsewhere"),
+        ],
+    )
+    .await;
+    assert_eq!(status, 403, "{body}");
+    assert!(body.contains("another organisation"), "{body}");
+    assert_not_connected_nothing_stored(&app, &trainer);
+    let (status, body) =
+        connect_with(&c, &app.url, &trainer, &[("sim_user", "ann@example.com")]).await;
+    assert_eq!(status, 200, "own tenant connects: {body}");
+
+    // Without lark.tenant_key, any tenant may connect.
+    let open = spawn_app().await;
+    let bo = open.add_trainer("Bo", Some("bo@example.com"), true);
+    let (status, body) = connect_with(
+        &c,
+        &open.url,
+        &bo,
+        &[
+            ("sim_user", "bo@example.com"),
+            ("sim_tenant", "t-elsewhere"),
+        ],
+    )
+    .await;
+    assert_eq!(status, 200, "{body}");
+}
+
+#[tokio::test]
+async fn the_wrong_account_page_does_not_show_the_trainers_email() {
+    let app = spawn_app().await;
+    let trainer = app.add_trainer("Ann", Some("ann.trainer@example.com"), true);
+    app.lark.add_user("mallory@example.com", "Mallory");
+    let (status, body) = connect_with(
+        &client_from(80),
+        &app.url,
+        &trainer,
+        &[("sim_user", "mallory@example.com")],
+    )
+    .await;
+    assert_eq!(status, 403, "{body}");
+    assert!(body.contains("Wrong Lark account"), "{body}");
+    assert!(!body.contains("ann.trainer@example.com"), "{body}");
+    assert!(!body.contains("ann.trainer"), "{body}");
+    assert!(body.contains("a***@example.com"), "masked: {body}");
+    assert_not_connected_nothing_stored(&app, &trainer);
+}
+
+// ---------------------------------------------------------------------------------------
+// The same bounds, black-box: `lark-vc-bridge run` as a child process against the
+// simulators, observed only over HTTP and through the simulators' request logs.
+
+/// `lark-vc-bridge run` in a child process; killed when dropped.
+struct RunningBinary {
+    child: std::process::Child,
+    url: String,
+}
+
+impl Drop for RunningBinary {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Starts `run` with a config pointing at `sims`, listening on a free port, with
+/// `server_toml` added to its `[server]` section; returns once it says where it listens.
+async fn run_binary(
+    sims: &lvb_simulators::launch::Simulators,
+    dir: &std::path::Path,
+    server_toml: &str,
+) -> RunningBinary {
+    use std::io::BufRead;
+    let config = dir.join("run.toml");
+    let text = format!(
+        "{}\n[server]\nbind = \"127.0.0.1:0\"\npublic_url = \"http://127.0.0.1:0\"\n{server_toml}\n\n\
+         [store]\npath = \"{}\"\n\n[security]\nencryption_key = \"{}\"\nstate_secret = \"{}\"\n",
+        sims.config_snippet(),
+        dir.join("store.db").display(),
+        "cd".repeat(32),
+        "s".repeat(40),
+    );
+    std::fs::write(&config, text).unwrap();
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_lark-vc-bridge"))
+        .args(["run", "--config"])
+        .arg(&config)
+        .env("RUST_LOG", "info")
+        .env("LVB_LOG_FORMAT", "json")
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("the binary starts");
+    let stderr = child.stderr.take().unwrap();
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in std::io::BufReader::new(stderr)
+            .lines()
+            .map_while(Result::ok)
+        {
+            let Ok(v) = serde_json::from_str::<Value>(&line) else {
+                continue;
+            };
+            if let Some(url) = v["fields"]["url"].as_str() {
+                let _ = tx.send(url.to_string());
+            }
+        }
+    });
+    let url = tokio::task::spawn_blocking(move || rx.recv_timeout(Duration::from_secs(60)))
+        .await
+        .unwrap()
+        .expect("`run` logs where it listens within a minute");
+    RunningBinary { child, url }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_real_binary_bounds_its_endpoints() {
+    let sims = lvb_simulators::launch::Simulators::start(0, 0)
+        .await
+        .unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let bin = run_binary(&sims, dir.path(), "request_timeout = \"2s\"").await;
+    let trainer = sims.salesforce.insert(
+        "Onboarding_Trainer__c",
+        serde_json::json!({ "Name": "Ann", "Email__c": "ann@example.com" }),
+        lvb_simulators::SF_HUMAN_USER_ID,
+    );
+    sims.lark.add_user("ann@example.com", "Ann");
+
+    // The flood: 300 starts over 30 unknown ids from 5 addresses, a trainer connecting
+    // from a sixth meanwhile, health checked throughout.
+    let ids = unknown_ids(30);
+    let clients: Vec<reqwest::Client> = (110..115).map(client_from).collect();
+    let flood = futures::stream::iter(0..300usize)
+        .map(|i| {
+            let c = clients[i % 5].clone();
+            let url = format!("{}/oauth/lark/start?trainer={}", bin.url, ids[i % 30]);
+            async move {
+                let r = c.get(url).send().await.unwrap();
+                assert_security_headers("flood", r.headers());
+                r.status().as_u16()
+            }
+        })
+        .buffer_unordered(16)
+        .collect::<Vec<u16>>();
+    let health = async {
+        let c = client_from(110);
+        for _ in 0..20 {
+            let r = c.get(format!("{}/healthz", bin.url)).send().await.unwrap();
+            assert_eq!(r.status(), 200);
+            assert_security_headers("healthz", r.headers());
+        }
+    };
+    let trainer_browser = client_from(120);
+    let connect = connect_with(
+        &trainer_browser,
+        &bin.url,
+        &trainer,
+        &[("sim_user", "ann@example.com")],
+    );
+    let started = Instant::now();
+    let (statuses, (), (connect_status, connect_body)) = tokio::join!(flood, health, connect);
+    let took = started.elapsed();
+    assert!(statuses.iter().all(|s| *s == 404), "{statuses:?}");
+    assert_eq!(connect_status, 200, "{connect_body}");
+    let t = sims
+        .salesforce
+        .get("Onboarding_Trainer__c", &trainer)
+        .unwrap();
+    assert_eq!(t["Lark_Connected__c"], Value::Bool(true));
+    let queries = flood_queries(sims.salesforce.requests());
+    println!(
+        "binary flood: 300 starts over 30 unknown ids → {queries} Salesforce queries in {took:?}"
+    );
+    assert_eq!(queries, 30);
+    let mut limited = false;
+    for _ in 0..(took.as_secs() + 3) {
+        let r = client_from(110)
+            .get(format!("{}/oauth/lark/start?trainer={}", bin.url, ids[0]))
+            .send()
+            .await
+            .unwrap();
+        assert_security_headers("limit", r.headers());
+        if r.status() == 429 {
+            assert!(r.headers().contains_key("retry-after"));
+            limited = true;
+            break;
+        }
+    }
+    assert!(limited, "429 past the per-address limit");
+
+    // Slow headers, and a 1 MiB body.
+    let addr = bin.url.trim_start_matches("http://").to_string();
+    let slow = time_to_cut_off(&addr, b"GET /healthz HTTP/1.1\r\nHost: x\r\nX-Slow: ", true).await;
+    println!("binary: slow headers cut off after {slow:?} (request_timeout 2s)");
+    assert!(
+        slow >= Duration::from_millis(1900) && slow < Duration::from_secs(4),
+        "{slow:?}"
+    );
+    let big = client_from(130)
+        .post(format!("{}/oauth/lark/start", bin.url))
+        .body(vec![b'x'; 1024 * 1024])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(big.status(), 413);
+    assert_security_headers("413", big.headers());
+    for (path, status) in [
+        ("/metrics", 200),
+        ("/nowhere", 404),
+        ("/oauth/lark/callback", 400),
+    ] {
+        let r = client_from(130)
+            .get(format!("{}{path}", bin.url))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status().as_u16(), status, "{path}");
+        assert_security_headers(path, r.headers());
+    }
+}
