@@ -4,6 +4,7 @@
 mod bookings;
 mod cli;
 mod helpers;
+mod lifecycle;
 mod metadata;
 mod oauth;
 mod readme;

@@ -14,6 +14,8 @@
 //! - [`app`]        — wiring: `App::build(settings)`, `local_url()`, `run_until_stopped()`,
 //!   and the shutdown signal
 //! - [`check`]      — `check`: the set-up checklist against a real org and Lark app
+//! - [`control`]    — admin commands beside a running service: done by it over the control
+//!   socket, or here under the store lock
 //!
 //! The command line (`src/main.rs` of the workspace root) calls into this library; the
 //! simulators (`lvb-simulators`) and the benchmark (`lvb-bench`) are crates of their own,
@@ -23,6 +25,7 @@ pub mod app;
 pub mod bookings;
 pub mod check;
 pub mod config;
+pub mod control;
 pub mod http;
 pub mod lark;
 pub mod metrics;

@@ -10,5 +10,5 @@ pub mod trainer;
 pub mod vault;
 
 pub use secret::{AccessToken, RefreshToken};
-pub use service::{RefreshOutcome, TokenError, TokenService, TrainerEvent};
+pub use service::{RefreshOutcome, RotationSummary, TokenError, TokenService, TrainerEvent};
 pub use vault::{Vault, VaultError};

@@ -349,7 +349,7 @@ impl State {
             UserAccess {
                 open_id: open_id.to_string(),
                 scope: scope.to_string(),
-                expires_at: now + secs(self.access_secs),
+                expires_at: later(now, self.access_secs),
                 expired: false,
                 revoked: false,
             },
@@ -364,7 +364,7 @@ impl State {
                 UserRefresh {
                     open_id: open_id.to_string(),
                     scope: scope.to_string(),
-                    expires_at: now + secs(self.refresh_secs),
+                    expires_at: later(now, self.refresh_secs),
                     expired: false,
                     revoked: false,
                     used: false,
@@ -621,6 +621,15 @@ async fn not_found() -> Response {
 
 fn secs(n: i64) -> Duration {
     Duration::from_secs(n.max(0) as u64)
+}
+
+/// `now + n` seconds, or about a century ahead when that overflows: tests set absurd
+/// lifetimes (`i64::MAX`) to see what the service does with them, and the simulator
+/// still answers with exactly the lifetime it was given.
+fn later(now: Instant, n: i64) -> Instant {
+    now.checked_add(secs(n))
+        .or_else(|| now.checked_add(Duration::from_secs(100 * 365 * 24 * 3600)))
+        .unwrap_or(now)
 }
 
 fn random_digits(n: usize) -> String {
