@@ -263,6 +263,18 @@ async fn admin_commands_while_run_is_up_are_done_by_it_or_refused() {
         4,
         "disconnect was done by the running service"
     );
+
+    let (ok, stdout, stderr) = one_shot(&env, &["reconcile"]).await;
+    assert!(ok, "reconcile failed:\n{stdout}\n{stderr}");
+    assert!(stdout.starts_with("reconciled 0 bookings"), "{stdout}");
+    assert_eq!(
+        service
+            .log()
+            .matches("admin command received on the control socket")
+            .count(),
+        5,
+        "reconcile was done by the running service"
+    );
     assert_eq!(service.status_of("/readyz").await, Some(200));
 }
 
