@@ -204,8 +204,8 @@ impl LarkClient {
             .get("x-ogw-ratelimit-reset")
             .and_then(|v| v.to_str().ok())
             .and_then(|v| v.trim().parse::<f64>().ok())
-            .filter(|s| s.is_finite() && *s >= 0.0)
-            .map(Duration::from_secs_f64);
+            // `try_`: a reset of 1e300 seconds would panic `from_secs_f64` (rule 17).
+            .and_then(|s| Duration::try_from_secs_f64(s).ok());
         let body = response
             .bytes()
             .await
