@@ -385,3 +385,49 @@ async fn absurd_token_lifetimes_from_lark_are_clamped() {
     assert!(captured_logs().contains("out-of-range token lifetime; clamped"));
     assert_eq!(app.trainer(&id)["Lark_Connected__c"], json!(true));
 }
+
+/// The same against the real binary: a trainer connects while Lark hands out lifetimes of
+/// `i64::MAX`; the connect page says so, the process keeps running, and Salesforce holds
+/// expiries clamped to a year and a day.
+#[tokio::test(flavor = "multi_thread")]
+async fn run_survives_a_lifetime_of_i64_max_from_lark() {
+    let sims = Simulators::start(0, 0).await.unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let env = shared_env(&sims, dir.path());
+    sims.lark.set_token_lifetimes(i64::MAX, i64::MAX);
+    let email = "ann@example.com";
+    sims.lark.add_user(email, "Ann");
+    let trainer = sims.salesforce.insert(
+        TRAINER,
+        json!({ "Name": "Ann", "Email__c": email }),
+        SF_HUMAN_USER_ID,
+    );
+    let service = RunningService::start(&env, dir.path(), "run");
+    service.wait_ready().await;
+    let browser = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap();
+    lvb_simulators::browser::connect_trainer(&browser, &service.url, &trainer, email, |_| {})
+        .await
+        .expect("Ann connects");
+    let record = sims.salesforce.get(TRAINER, &trainer).unwrap();
+    assert_eq!(record["Lark_Connected__c"], json!(true));
+    let cap = chrono::Utc::now() + chrono::Duration::seconds(MAX_TOKEN_LIFETIME_SECS);
+    for field in ["Lark_Token_Expires_At__c", "Lark_Refresh_Expires_At__c"] {
+        let at = parse_sf_datetime(record[field].as_str().expect(field)).expect(field);
+        assert!(
+            at <= cap && at > cap - chrono::Duration::minutes(5),
+            "{field} = {at}"
+        );
+    }
+    assert_eq!(
+        service.status_of("/readyz").await,
+        Some(200),
+        "still running"
+    );
+    assert!(service
+        .log()
+        .contains("out-of-range token lifetime; clamped"));
+    assert!(!service.log().contains("panicked"));
+}
