@@ -35,6 +35,9 @@ use crate::tokens::TokenService;
 /// Longest request line the service reads (a trainer id or email is far shorter).
 const MAX_REQUEST_BYTES: u64 = 16 * 1024;
 
+/// Pause after a failed accept on the control socket.
+const ACCEPT_RETRY: std::time::Duration = std::time::Duration::from_millis(200);
+
 /// What `disconnect` writes to `Lark_Connection_Error__c`.
 pub const ADMIN_DISCONNECT_REASON: &str =
     "Disconnected by an administrator (lark-vc-bridge disconnect).";
@@ -161,15 +164,20 @@ impl ControlSocket {
     pub async fn serve(self, commands: Commands, mut shutdown: watch::Receiver<bool>) {
         let commands = Arc::new(commands);
         loop {
-            tokio::select! {
+            let accepted = tokio::select! {
                 _ = shutdown.wait_for(|s| *s) => break,
-                accepted = self.listener.accept() => match accepted {
-                    Ok((stream, _)) => {
-                        let commands = commands.clone();
-                        tokio::spawn(async move { answer(stream, &commands).await });
-                    }
-                    Err(e) => tracing::warn!(error = %e, "control socket accept failed"),
-                },
+                accepted = self.listener.accept() => accepted,
+            };
+            match accepted {
+                Ok((stream, _)) => {
+                    let commands = commands.clone();
+                    tokio::spawn(async move { answer(stream, &commands).await });
+                }
+                Err(e) => {
+                    // E.g. out of file descriptors: pause instead of spinning.
+                    tracing::warn!(error = %e, "control socket accept failed");
+                    tokio::time::sleep(ACCEPT_RETRY).await;
+                }
             }
         }
         let _ = std::fs::remove_file(&self.path);
