@@ -3,15 +3,15 @@
 //! `simulate` are the two commands that start the simulators.
 
 use std::path::PathBuf;
+use std::sync::Arc;
 
 use anyhow::{bail, Context};
 use clap::{Parser, Subcommand};
-use serde_json::Value;
 
-use lark_vc_bridge::app::{shutdown_signal, App};
+use lark_vc_bridge::app::{shutdown_signal, App, Core};
 use lark_vc_bridge::config::Settings;
-use lark_vc_bridge::salesforce::soql::RecordId;
-use lark_vc_bridge::tokens::trainer::{TrainerRecord, F_ACCESS_TOKEN, F_REFRESH_TOKEN, F_USER_ID};
+use lark_vc_bridge::control::{self, Request};
+use lark_vc_bridge::store::lock::{LockError, StoreLock};
 
 /// lark-vc-bridge: a Lark video meeting, hosted by its trainer, for every remote
 /// training booking in Salesforce.
@@ -81,135 +81,71 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         }
         _ => {}
     }
-    let mut settings = Settings::load(cli.config.as_deref())?;
-    if !matches!(cli.command, Command::Run) {
-        // One-shot commands serve nothing: never contend for `run`'s listen address.
-        settings.server.bind = std::net::SocketAddr::from(([127, 0, 0, 1], 0));
-    }
-    match cli.command {
+    let settings = Settings::load(cli.config.as_deref())?;
+    // One-shot commands build only what they need: no HTTP listener, and the work that
+    // touches tokens or bookings under the store lock or inside the running service.
+    let request = match cli.command {
         Command::Run => {
             let app = App::build(settings).await?;
             tracing::info!(url = %app.local_url(), "lark-vc-bridge listening");
-            app.run_until_stopped(shutdown_signal()).await
+            return app.run_until_stopped(shutdown_signal()).await;
         }
-        Command::Reconcile => {
-            let app = App::build(settings).await?;
-            let summary = app
-                .engine()
-                .reconcile()
-                .await
-                .map_err(|e| anyhow::anyhow!("reconciliation failed: {e}"))?;
-            println!(
-                "reconciled {} bookings: {} created, {} updated, {} cancelled, {} pending, {} failed, {} unchanged",
-                summary.bookings,
-                summary.created,
-                summary.updated,
-                summary.cancelled,
-                summary.pending,
-                summary.failed,
-                summary.unchanged
-            );
-            Ok(())
-        }
-        Command::RefreshTokens => {
-            let app = App::build(settings).await?;
-            let s = app.engine().refresh_pass().await;
-            println!(
-                "refreshed: {}  failed: {}  disconnected: {}  skipped: {}  unchecked-cleared: {}",
-                s.refreshed, s.failed, s.disconnected, s.skipped, s.cleared
-            );
-            if s.failed > 0 {
-                bail!("{} refreshes failed", s.failed);
-            }
-            Ok(())
-        }
+        Command::Reconcile => Request::Reconcile,
+        Command::RefreshTokens => Request::RefreshTokens,
+        Command::Disconnect { trainer } => Request::Disconnect { trainer },
         Command::ConnectLink { trainer } => {
-            let app = App::build(settings).await?;
-            let t = find_trainer(&app, &trainer).await?;
-            println!("{}", app.settings.server.connect_link(&t.id));
-            Ok(())
+            // Reads Salesforce only: no lock needed.
+            let core = Core::build(Arc::new(settings))?;
+            let t = core
+                .tokens
+                .find_trainer(&trainer)
+                .await?
+                .with_context(|| format!("no trainer found for {trainer:?}"))?;
+            println!("{}", core.settings.server.connect_link(&t.id));
+            return Ok(());
         }
-        Command::Disconnect { trainer } => {
-            let app = App::build(settings).await?;
-            let t = find_trainer(&app, &trainer).await?;
-            let id = RecordId::parse(&t.id)?;
-            app.tokens
-                .disconnect(
-                    &id,
-                    "Disconnected by an administrator (lark-vc-bridge disconnect).",
-                )
-                .await?;
-            println!("disconnected trainer {}", t.id);
-            Ok(())
-        }
-        Command::RotateKey => rotate_key(settings).await,
+        Command::RotateKey => return rotate_key(settings).await,
         Command::Demo { .. } | Command::Simulate { .. } | Command::Check => {
             unreachable!()
         }
+    };
+    let reply = control::run_command(settings, request).await?;
+    if !reply.output.is_empty() {
+        println!("{}", reply.output);
+    }
+    match reply.error {
+        Some(e) => bail!(e),
+        None => Ok(()),
     }
 }
 
-/// A trainer by record id or email, or an error naming what was looked for.
-async fn find_trainer(app: &App, id_or_email: &str) -> anyhow::Result<TrainerRecord> {
-    app.tokens
-        .find_trainer(id_or_email)
-        .await?
-        .with_context(|| format!("no trainer found for {id_or_email:?}"))
-}
-
-/// Re-encrypts every trainer's tokens (Salesforce and the local journal) with the
-/// primary key, through batched collection updates. Idempotent.
+/// Re-encrypts every stored token with the primary key. Refuses while `run` holds the
+/// store: the service keeps the keys it started with, so the admin restarts it with the
+/// new keys, stops it, rotates, and starts it again.
 async fn rotate_key(settings: Settings) -> anyhow::Result<()> {
-    let app = App::build(settings).await?;
-    let vault = app.tokens.vault();
-    let t = &app.settings.salesforce.trainer;
-    // Long text areas cannot be filtered in SOQL, so select connected-at-some-point
-    // trainers and look at the token fields here.
-    let soql = format!(
-        "SELECT Id, {F_ACCESS_TOKEN}, {F_REFRESH_TOKEN} FROM {} WHERE {F_USER_ID} != null",
-        t.object
-    );
-    let rows = app.salesforce.query(&soql).await?;
-    let (mut rotated, mut current, mut unreadable) = (0usize, 0usize, 0usize);
-    let mut updates = Vec::new();
-    for row in &rows {
-        let Some(id) = row
-            .get("Id")
-            .and_then(Value::as_str)
-            .and_then(|s| RecordId::parse(s).ok())
-        else {
-            continue;
-        };
-        let mut fields = serde_json::Map::new();
-        for f in [F_ACCESS_TOKEN, F_REFRESH_TOKEN] {
-            let Some(enc) = row.get(f).and_then(Value::as_str).filter(|s| !s.is_empty()) else {
-                continue;
-            };
-            match vault.reencrypt(enc) {
-                Ok(None) => current += 1,
-                Ok(Some(fresh)) => {
-                    fields.insert(f.to_string(), Value::String(fresh));
-                    rotated += 1;
-                }
-                Err(e) => {
-                    unreadable += 1;
-                    eprintln!("trainer {id}: {f} cannot be decrypted with any configured key: {e}");
-                }
-            }
-        }
-        if !fields.is_empty() {
-            updates.push((id, fields));
-        }
+    let _lock = match StoreLock::acquire(&settings.store.path, "rotate-key") {
+        Ok(lock) => lock,
+        Err(LockError::Held { holder, .. }) => bail!(
+            "rotate-key does not run beside the service ({holder}): it re-encrypts every \
+             stored token with the keys of this configuration. Stop the service, run \
+             rotate-key, then start the service again with the same keys"
+        ),
+        Err(e) => return Err(e.into()),
+    };
+    let core = Core::build(Arc::new(settings))?;
+    let s = core.tokens.rotate_key().await?;
+    for line in &s.undecryptable {
+        eprintln!("{line}");
     }
-    let results = app.salesforce.update_many(&t.object, updates).await?;
-    let failed = results.iter().filter(|r| !r.success).count();
-    let journal = app
-        .store
-        .reencrypt_tokens(|enc| vault.reencrypt(enc).ok().flatten())?;
     println!(
-        "re-encrypted: {rotated}  already current: {current}  undecryptable: {unreadable}  write failures: {failed}  journal rows re-encrypted: {journal}"
+        "re-encrypted: {}  already current: {}  undecryptable: {}  write failures: {}  journal rows re-encrypted: {}",
+        s.rotated,
+        s.current,
+        s.undecryptable.len(),
+        s.write_failures,
+        s.journal_rows
     );
-    if failed > 0 || unreadable > 0 {
+    if s.write_failures > 0 || !s.undecryptable.is_empty() {
         bail!("rotation incomplete");
     }
     Ok(())

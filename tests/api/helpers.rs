@@ -65,6 +65,8 @@ pub struct TestApp {
     /// The running app's processor handle (what its timers enqueue work through).
     pub processor: lark_vc_bridge::bookings::ProcessorHandle,
     pub shutdown: ShutdownHandle,
+    /// What `/readyz` reports.
+    pub readiness: Arc<lark_vc_bridge::bookings::PipelineStatus>,
     pub task: tokio::task::JoinHandle<anyhow::Result<()>>,
     pub dir: tempfile::TempDir,
 }
@@ -113,6 +115,12 @@ pub async fn start_app(
     // Port 0 in both: the app listens on a free port and uses it in its redirect URI.
     settings.server.bind = std::net::SocketAddr::from(([127, 0, 0, 1], 0));
     settings.server.public_url = "http://127.0.0.1:0".parse().unwrap();
+    // A process killed a moment ago (a dropped runtime) lets go of the store lock as its
+    // tasks are dropped, the way the kernel releases a dead process's lock.
+    wait_until("the store's previous holder let go of it", || async {
+        lark_vc_bridge::store::lock::StoreLock::is_free(&settings.store.path)
+    })
+    .await;
     let app = App::build(settings.clone()).await.expect("app builds");
     let url = app.local_url();
     let settings = app.settings.as_ref().clone();
@@ -121,6 +129,7 @@ pub async fn start_app(
     let engine = app.engine();
     let processor = app.processor.clone();
     let shutdown = app.shutdown_handle();
+    let readiness = app.readiness.clone();
     let task = tokio::spawn(app.run_until_stopped(std::future::pending()));
     let t = TestApp {
         url,
@@ -132,6 +141,7 @@ pub async fn start_app(
         engine,
         processor,
         shutdown,
+        readiness,
         task,
         dir,
     };

@@ -5,6 +5,7 @@ mod bookings;
 mod bounds;
 mod cli;
 mod helpers;
+mod lifecycle;
 mod metadata;
 mod oauth;
 mod readme;

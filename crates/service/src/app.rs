@@ -1,7 +1,9 @@
-//! Wiring: [`App::build`] turns settings into the running service — store, clients, token
-//! service, HTTP server, refresh timer, streaming subscriber and booking processor — and
-//! [`App::run_until_stopped`] runs it until the shutdown signal. Tests and `demo` start
-//! exactly this on port 0.
+//! Wiring: [`Core::build`] turns settings into what every command works with — store,
+//! clients, token service and booking processor — and [`App::build`] adds what only `run`
+//! has: the store lock, the HTTP listener and the control socket. [`App::run_until_stopped`]
+//! runs it until the shutdown signal, or until an essential task stops on its own (design
+//! §3 rule 17: then `/readyz` answers 503 and the result is an error, so the process exits
+//! non-zero). Tests and `demo` start exactly this on port 0.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -13,10 +15,12 @@ use tokio::sync::{mpsc, watch};
 
 use crate::bookings::{AbortOnDrop, PipelineStatus, Processor, ProcessorHandle};
 use crate::config::Settings;
+use crate::control::ControlSocket;
 use crate::http::{self, HttpState};
 use crate::lark::LarkClient;
 use crate::metrics::Metrics;
 use crate::salesforce::SalesforceClient;
+use crate::store::lock::StoreLock;
 use crate::store::Store;
 use crate::tokens::{TokenService, Vault};
 
@@ -35,10 +39,10 @@ impl ShutdownHandle {
     }
 }
 
-/// The built service, listening but not yet running its tasks.
-pub struct App {
-    listener: TcpListener,
-    addr: SocketAddr,
+/// What every command works with: the store, the clients, the token service and the
+/// booking processor (built, not running). No listener, no lock: one-shot commands build
+/// only this (the caller decides whether it must hold the store lock).
+pub struct Core {
     pub settings: Arc<Settings>,
     pub salesforce: SalesforceClient,
     pub lark: LarkClient,
@@ -49,22 +53,11 @@ pub struct App {
     pub vault: Arc<Vault>,
     pub processor: ProcessorHandle,
     processor_task: Processor,
-    shutdown_tx: watch::Sender<bool>,
 }
 
-impl App {
-    /// Opens the store, builds the clients and binds the HTTP listener.
-    /// Port 0 in both `server.bind` and `server.public_url` means "any free port, and
-    /// tell Lark that one" (tests and the demo).
-    pub async fn build(mut settings: Settings) -> anyhow::Result<App> {
-        let listener = TcpListener::bind(settings.server.bind)
-            .await
-            .with_context(|| format!("binding {}", settings.server.bind))?;
-        let addr = listener.local_addr()?;
-        if settings.server.public_url.port() == Some(0) {
-            let _ = settings.server.public_url.set_port(Some(addr.port()));
-        }
-        let settings = Arc::new(settings);
+impl Core {
+    /// Opens the store and builds the clients, the token service and the processor.
+    pub fn build(settings: Arc<Settings>) -> anyhow::Result<Core> {
         let store = Store::open(&settings.store.path).context("opening the store")?;
         let vault = Arc::new(Vault::from_settings(&settings.security));
         let salesforce = SalesforceClient::new(&settings.salesforce)
@@ -92,10 +85,7 @@ impl App {
             readiness.clone(),
             events_rx,
         );
-        let (shutdown_tx, _) = watch::channel(false);
-        Ok(App {
-            listener,
-            addr,
+        Ok(Core {
             settings,
             salesforce,
             lark,
@@ -106,6 +96,59 @@ impl App {
             vault,
             processor,
             processor_task,
+        })
+    }
+
+    /// The processing engine, for one-shot commands (`reconcile`, `refresh-tokens`).
+    pub fn engine(&self) -> Arc<crate::bookings::Engine> {
+        self.processor_task.engine()
+    }
+}
+
+/// The built service, listening but not yet running its tasks. Derefs to its [`Core`].
+pub struct App {
+    listener: TcpListener,
+    addr: SocketAddr,
+    core: Core,
+    control: ControlSocket,
+    /// Held until `run_until_stopped` returns (design §3 rule 16).
+    lock: StoreLock,
+    shutdown_tx: watch::Sender<bool>,
+}
+
+impl std::ops::Deref for App {
+    type Target = Core;
+
+    fn deref(&self) -> &Core {
+        &self.core
+    }
+}
+
+impl App {
+    /// Takes the store lock (or fails naming its holder), binds the HTTP listener and the
+    /// control socket, and builds the [`Core`].
+    /// Port 0 in both `server.bind` and `server.public_url` means "any free port, and
+    /// tell Lark that one" (tests and the demo).
+    pub async fn build(mut settings: Settings) -> anyhow::Result<App> {
+        // First: a second `run` must say who holds the store, not that the port is taken.
+        let lock = StoreLock::acquire(&settings.store.path, "run")?;
+        let listener = TcpListener::bind(settings.server.bind)
+            .await
+            .with_context(|| format!("binding {}", settings.server.bind))?;
+        let addr = listener.local_addr()?;
+        if settings.server.public_url.port() == Some(0) {
+            let _ = settings.server.public_url.set_port(Some(addr.port()));
+        }
+        let settings = Arc::new(settings);
+        let core = Core::build(settings.clone())?;
+        let control = ControlSocket::bind(&settings.store.path, &lock)?;
+        let (shutdown_tx, _) = watch::channel(false);
+        Ok(App {
+            listener,
+            addr,
+            core,
+            control,
+            lock,
             shutdown_tx,
         })
     }
@@ -120,11 +163,6 @@ impl App {
         format!("http://{}", self.addr)
     }
 
-    /// The processing engine, for one-shot commands (`reconcile`, `refresh-tokens`).
-    pub fn engine(&self) -> Arc<crate::bookings::Engine> {
-        self.processor_task.engine()
-    }
-
     /// A handle that stops the app.
     pub fn shutdown_handle(&self) -> ShutdownHandle {
         ShutdownHandle(self.shutdown_tx.clone())
@@ -133,74 +171,155 @@ impl App {
     /// Runs HTTP, the refresh timer, the subscriber and the processor until the shutdown
     /// handle fires (or `stop` resolves), then stops intake, lets in-flight bookings
     /// finish within [`SHUTDOWN_GRACE`], saves checkpoints and closes the server.
+    ///
+    /// Fails loudly (design §3 rule 17): if the processor (with its streaming subscriber)
+    /// or the HTTP server stops on its own or panics, `/readyz` turns 503, everything
+    /// else stops within the same bounded grace, and the result is an error naming what
+    /// stopped — so `run` exits non-zero and a supervisor restarts it.
     pub async fn run_until_stopped(
         self,
         stop: impl std::future::Future<Output = ()> + Send + 'static,
     ) -> anyhow::Result<()> {
-        let shutdown_tx = self.shutdown_tx.clone();
+        let App {
+            listener,
+            core,
+            control,
+            lock,
+            shutdown_tx,
+            ..
+        } = self;
+        // Held to the end of this function: the store is ours while anything runs.
+        let _lock = lock;
+        let engine = core.engine();
+        let Core {
+            settings,
+            salesforce,
+            lark,
+            store,
+            tokens,
+            metrics,
+            readiness,
+            vault,
+            processor,
+            processor_task,
+        } = core;
+        let stop_tx = shutdown_tx.clone();
         tokio::spawn(async move {
             stop.await;
-            let _ = shutdown_tx.send(true);
+            let _ = stop_tx.send(true);
         });
-        let shutdown = self.shutdown_tx.subscribe();
+        let shutdown = shutdown_tx.subscribe();
 
         // Tokens rotated before a crash but never confirmed in Salesforce go first.
-        match self.tokens.replay_unconfirmed().await {
+        match tokens.replay_unconfirmed().await {
             Ok(_) => {}
             Err(e) => {
                 tracing::error!(error = %e, "could not write journalled tokens yet; will retry on the next refresh pass")
             }
         }
-        if self.salesforce.session().await.is_ok() {
-            self.readiness.set_salesforce_login(true);
+        if salesforce.session().await.is_ok() {
+            readiness.set_salesforce_login(true);
         }
 
         let state = HttpState {
-            settings: self.settings.clone(),
-            tokens: self.tokens.clone(),
-            lark: self.lark.clone(),
-            store: self.store.clone(),
-            vault: self.vault.clone(),
-            metrics: self.metrics.clone(),
-            readiness: self.readiness.clone(),
+            settings: settings.clone(),
+            tokens: tokens.clone(),
+            lark,
+            store,
+            vault,
+            metrics,
+            readiness: readiness.clone(),
         };
         let router = http::router(state);
         let mut http_shutdown = shutdown.clone();
-        let server = tokio::spawn(http::server::serve(
-            self.listener,
+        let mut server = tokio::spawn(http::server::serve(
+            listener,
             router,
-            self.settings.server.request_timeout,
+            settings.server.request_timeout,
             async move {
                 let _ = http_shutdown.wait_for(|s| *s).await;
             },
         ));
 
         let timer = tokio::spawn(refresh_timer(
-            self.processor.clone(),
-            self.settings.refresh.interval,
+            processor.clone(),
+            settings.refresh.interval,
             shutdown.clone(),
         ));
-        let processing = tokio::spawn(self.processor_task.run(shutdown.clone()));
+        let commands = crate::control::Commands::in_service(engine, tokens, processor);
+        let control = tokio::spawn(control.serve(commands, shutdown.clone()));
+        let mut processing = tokio::spawn(processor_task.run(shutdown.clone()));
         // Dropping (aborting) this future stops everything it started.
         let _guard = AbortOnDrop(vec![
             server.abort_handle(),
             timer.abort_handle(),
+            control.abort_handle(),
             processing.abort_handle(),
         ]);
 
         let mut wait = shutdown.clone();
-        let _ = wait.wait_for(|s| *s).await;
+        let (mut processing_done, mut server_done) = (false, false);
+        let failure = tokio::select! {
+            // First: once shutdown was asked for, tasks ending is the plan, not a fault.
+            biased;
+            _ = wait.wait_for(|s| *s) => None,
+            ended = &mut processing => {
+                processing_done = true;
+                Some(format!("the booking processor (with the streaming subscriber) {}", how_it_ended(ended)))
+            }
+            ended = &mut server => {
+                server_done = true;
+                Some(format!("the HTTP server {}", how_it_ended(ended)))
+            }
+        };
+        if let Some(what) = &failure {
+            // Not ready from now on: nothing may route work here until it is restarted.
+            readiness.set_streaming_subscription(false);
+            tracing::error!(stopped = %what, "an essential task stopped; stopping the service so that it is restarted");
+            let _ = shutdown_tx.send(true);
+        }
         tracing::info!("shutting down: stopping intake, finishing in-flight bookings");
-        match tokio::time::timeout(SHUTDOWN_GRACE + Duration::from_secs(5), processing).await {
-            Ok(Ok(Err(e))) => tracing::error!(error = %e, "processor stopped with an error"),
-            Ok(Err(e)) => tracing::error!(error = %e, "processor task failed"),
-            Err(_) => tracing::warn!("processor did not stop in time"),
-            _ => {}
+        if !processing_done {
+            match tokio::time::timeout(SHUTDOWN_GRACE + Duration::from_secs(5), processing).await {
+                Ok(Ok(Err(e))) => tracing::error!(error = %e, "processor stopped with an error"),
+                Ok(Err(e)) => tracing::error!(error = %e, "processor task failed"),
+                Err(_) => tracing::warn!("processor did not stop in time"),
+                _ => {}
+            }
         }
         timer.abort();
-        let _ = server.await;
-        tracing::info!("stopped");
-        Ok(())
+        let _ = tokio::time::timeout(Duration::from_secs(5), control).await;
+        if !server_done
+            && tokio::time::timeout(Duration::from_secs(5), server)
+                .await
+                .is_err()
+        {
+            tracing::warn!("HTTP server did not close in time");
+        }
+        match failure {
+            Some(what) => {
+                tracing::error!("stopped after a failure");
+                Err(anyhow::anyhow!(
+                    "{what}; the service stopped so that its supervisor restarts it"
+                ))
+            }
+            None => {
+                tracing::info!("stopped");
+                Ok(())
+            }
+        }
+    }
+}
+
+/// "stopped", "failed: …" or "panicked: …", for an essential task that ended on its own.
+fn how_it_ended<E: std::fmt::Display>(
+    ended: Result<Result<(), E>, tokio::task::JoinError>,
+) -> String {
+    match ended {
+        Ok(Ok(())) => "stopped on its own".into(),
+        Ok(Err(e)) => format!("failed: {e}"),
+        Err(e) if e.is_panic() => format!("panicked: {e}"),
+        Err(e) => format!("was cancelled: {e}"),
     }
 }
 
@@ -251,4 +370,27 @@ pub async fn shutdown_signal() {
         _ = term => {},
     }
     tracing::info!("shutdown signal received");
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn an_essential_task_that_ended_is_described_by_how() {
+        let panicked = tokio::spawn(async {
+            if std::hint::black_box(true) {
+                panic!("boom");
+            }
+            Ok::<(), std::io::Error>(())
+        })
+        .await;
+        assert!(how_it_ended(panicked).starts_with("panicked"));
+        let failed = Ok(Err::<(), _>(std::io::Error::other("socket closed")));
+        assert_eq!(how_it_ended(failed), "failed: socket closed");
+        assert_eq!(
+            how_it_ended(Ok(Ok::<(), std::io::Error>(()))),
+            "stopped on its own"
+        );
+    }
 }

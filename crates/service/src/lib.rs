@@ -16,6 +16,8 @@
 //! - [`app`]        — wiring: `App::build(settings)`, `local_url()`, `run_until_stopped()`,
 //!   and the shutdown signal
 //! - [`check`]      — `check`: the set-up checklist against a real org and Lark app
+//! - [`control`]    — admin commands beside a running service: done by it over the control
+//!   socket, or here under the store lock
 //!
 //! Layers, bottom to top — a module uses only modules below it (`.ci/layers` checks):
 //! config, retry, metrics, store, telemetry → salesforce, lark → tokens → bookings →
@@ -29,6 +31,7 @@ pub mod app;
 pub mod bookings;
 pub mod check;
 pub mod config;
+pub mod control;
 pub mod http;
 pub mod ids;
 pub mod lark;

@@ -13,7 +13,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use chrono::Utc;
-use tokio::sync::{mpsc, watch};
+use tokio::sync::{mpsc, oneshot, watch};
 
 use super::engine::{Engine, Summary};
 use super::outcome::PipelineError;
@@ -45,7 +45,8 @@ const SYSTEM_FIELDS: [&str; 3] = ["LastModifiedDate", "SystemModstamp", "LastMod
 
 enum Control {
     RefreshPass,
-    Reconcile,
+    /// A sweep; its summary goes to the sender when someone waits for it.
+    Reconcile(Option<oneshot::Sender<Result<Summary, String>>>),
 }
 
 /// Enqueues work for the processor (timers, commands, tests).
@@ -62,7 +63,18 @@ impl ProcessorHandle {
 
     /// Asks for a reconciliation sweep.
     pub fn request_reconcile(&self) {
-        let _ = self.control.send(Control::Reconcile);
+        let _ = self.control.send(Control::Reconcile(None));
+    }
+
+    /// A sweep in the running processor's turn (never beside one of its batches, so no
+    /// booking is worked on twice at once), and its summary: `reconcile` while `run` is up.
+    pub async fn reconcile(&self) -> Result<Summary, String> {
+        let (tx, rx) = oneshot::channel();
+        self.control
+            .send(Control::Reconcile(Some(tx)))
+            .map_err(|_| "the booking processor is not running".to_string())?;
+        rx.await
+            .map_err(|_| "the booking processor stopped before the sweep finished".to_string())?
     }
 }
 
@@ -150,9 +162,13 @@ impl Processor {
                         let engine = engine.clone();
                         tokio::spawn(async move { engine.refresh_pass().await });
                     }
-                    Control::Reconcile => {
-                        if let Err(e) = engine.reconcile().await {
+                    Control::Reconcile(reply) => {
+                        let result = engine.reconcile().await.map_err(|e| e.to_string());
+                        if let Err(e) = &result {
                             tracing::error!(error = %e, "reconciliation sweep failed");
+                        }
+                        if let Some(reply) = reply {
+                            let _ = reply.send(result);
                         }
                     }
                 },

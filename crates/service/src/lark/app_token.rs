@@ -73,11 +73,16 @@ impl TokenCache {
     }
 }
 
+/// Longest tenant-token lifetime believed from Lark.
+const MAX_APP_TOKEN_LIFE_SECS: i64 = 24 * 3600;
+
 /// How long to use a token Lark says lives `expire_secs`: until 30 minutes are left, or,
 /// for a token handed out with less than that (Lark returned one already near its end),
 /// half its remaining life so we do not ask again on every call.
 fn renew_after(expire_secs: i64) -> Duration {
-    let life = Duration::from_secs(expire_secs.max(0) as u64);
+    // Clamped to a day: Lark's tenant tokens live two hours, and an absurd `expire` must
+    // not overflow `Instant::now() + …` (design §3 rule 17).
+    let life = Duration::from_secs(expire_secs.clamp(0, MAX_APP_TOKEN_LIFE_SECS) as u64);
     if life > RENEW_BEFORE_EXPIRY {
         life - RENEW_BEFORE_EXPIRY
     } else {
@@ -186,6 +191,8 @@ mod tests {
         assert_eq!(renew_after(7200), Duration::from_secs(5400));
         assert_eq!(renew_after(1800), Duration::from_secs(900));
         assert_eq!(renew_after(0), Duration::ZERO);
+        assert_eq!(renew_after(i64::MAX), Duration::from_secs(24 * 3600 - 1800));
+        assert_eq!(renew_after(-7200), Duration::ZERO);
     }
 
     #[tokio::test]

@@ -137,7 +137,11 @@ pub struct MalformedEvent {
 pub fn parse_event(message: &Value, booking_id_field: &str) -> Result<ChangeEvent, MalformedEvent> {
     let replay_id = message
         .pointer("/data/event/replayId")
-        .and_then(Value::as_i64);
+        .and_then(Value::as_i64)
+        // An event's replay id is positive (-1 and -2 only mean "new" and "all" when
+        // subscribing): anything else is refused as malformed, never stored or counted
+        // from (design §3 rule 17).
+        .filter(|r| *r > 0);
     let malformed = |reason: String| MalformedEvent { replay_id, reason };
 
     let channel = message
@@ -147,7 +151,7 @@ pub fn parse_event(message: &Value, booking_id_field: &str) -> Result<ChangeEven
     let replay_id = replay_id.ok_or_else(|| {
         malformed(match message.pointer("/data/event/replayId") {
             None => "no data.event.replayId".into(),
-            Some(other) => format!("data.event.replayId is not an integer: {other}"),
+            Some(other) => format!("data.event.replayId is not a positive integer: {other}"),
         })
     })?;
     let payload = message
@@ -442,6 +446,21 @@ mod tests {
             pe.transaction_key.as_deref(),
             Some("5e1a3f1d-8a0b-4f9e-9a4c-2b6d7e8f9a0b")
         );
+    }
+
+    #[test]
+    fn absurd_replay_ids_are_refused_as_malformed() {
+        for absurd in [
+            serde_json::json!(0),
+            serde_json::json!(-2),
+            serde_json::json!(i64::MIN),
+        ] {
+            let mut message = fixture("employee_update_recorded.json");
+            message["data"]["event"]["replayId"] = absurd.clone();
+            let err = parse_event(&message, BOOKING_FIELD).expect_err("refused");
+            assert_eq!(err.replay_id, None, "{absurd}");
+            assert!(err.reason.contains("positive integer"), "{}", err.reason);
+        }
     }
 
     #[test]

@@ -6,6 +6,11 @@
 //! It stores secrets only encrypted (the callers pass vault ciphertext) and never talks to
 //! the network. Operations are short and synchronous; a single connection behind a mutex
 //! is plenty for this workload, and WAL keeps a crash from losing committed rows.
+//!
+//! The store file is created `0600` (SQLite gives its `-wal` and `-shm` files the same
+//! mode), and [`lock`] keeps a second process off it (design §3 rule 16).
+
+pub mod lock;
 
 use std::path::Path;
 use std::sync::{Arc, Mutex};
@@ -58,6 +63,11 @@ pub enum StoreError {
     Sqlite(#[from] rusqlite::Error),
     #[error("store: cannot create directory {path}: {source}")]
     Dir {
+        path: String,
+        source: std::io::Error,
+    },
+    #[error("store: cannot create {path}: {source}")]
+    File {
         path: String,
         source: std::io::Error,
     },
@@ -141,6 +151,12 @@ impl Store {
                 source,
             })?;
         }
+        // Created here first so that it is private from its first byte; SQLite opens the
+        // existing file and derives its journal files' mode from it.
+        lock::private_file(path).map_err(|source| StoreError::File {
+            path: path.display().to_string(),
+            source,
+        })?;
         let conn = Connection::open(path)?;
         Self::init(conn)
     }
@@ -273,9 +289,13 @@ impl Store {
     // --- Token journal -----------------------------------------------------------------
 
     /// Journals rotated tokens (unconfirmed) before anything else happens with them.
+    /// The write is durable when this returns: rotated refresh tokens are the only copy
+    /// until Salesforce has them (design §3 rule 16), so this one commit is fsynced
+    /// (`synchronous = FULL`) where the store's other writes settle for WAL's `NORMAL`.
     pub fn journal_tokens(&self, t: &JournalledTokens) -> Result<(), StoreError> {
         self.with(|c| {
-            c.execute(
+            c.pragma_update(None, "synchronous", "FULL")?;
+            let written = c.execute(
                 "INSERT INTO token_journal (trainer_id, access_enc, refresh_enc, access_expires_at, refresh_expires_at, refreshed_at, confirmed)
                  VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)
                  ON CONFLICT(trainer_id) DO UPDATE SET access_enc = excluded.access_enc, refresh_enc = excluded.refresh_enc,
@@ -290,8 +310,9 @@ impl Store {
                     t.refreshed_at,
                     t.confirmed as i64
                 ],
-            )?;
-            Ok(())
+            );
+            c.pragma_update(None, "synchronous", "NORMAL")?;
+            written.map(|_| ())
         })
     }
 
@@ -558,6 +579,23 @@ mod tests {
         assert_eq!(s.consume_nonce("n1", 600).unwrap(), NonceUse::Fresh(p));
         assert_eq!(s.consume_nonce("n1", 601).unwrap(), NonceUse::AlreadyUsed);
         assert_eq!(s.consume_nonce("nope", 601).unwrap(), NonceUse::Unknown);
+    }
+
+    #[cfg(unix)]
+    #[test]
+    fn the_store_and_its_journal_files_are_private() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("store.db");
+        let s = Store::open(&path).unwrap();
+        s.save_checkpoint("/data/X__ChangeEvent", 1, 1).unwrap();
+        for file in ["store.db", "store.db-wal", "store.db-shm"] {
+            let mode = std::fs::metadata(dir.path().join(file))
+                .unwrap()
+                .permissions()
+                .mode();
+            assert_eq!(mode & 0o777, 0o600, "{file}");
+        }
     }
 
     #[test]

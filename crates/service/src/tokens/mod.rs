@@ -15,5 +15,5 @@ pub mod vault;
 // The secret types are Lark's (the client layer below issues and sends them).
 pub use crate::lark::secret::{AccessToken, AuthCode, OAuthState, PkceVerifier, RefreshToken};
 pub use connect::{ConnectError, ConnectFlow};
-pub use service::{RefreshOutcome, TokenError, TokenService, TrainerEvent};
+pub use service::{RefreshOutcome, RotationSummary, TokenError, TokenService, TrainerEvent};
 pub use vault::{Vault, VaultError};

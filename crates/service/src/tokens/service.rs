@@ -16,6 +16,7 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
 use chrono::{DateTime, Utc};
+use serde_json::Value;
 use tokio::sync::mpsc;
 
 use crate::config::Settings;
@@ -27,7 +28,8 @@ use crate::salesforce::{SalesforceClient, SalesforceError};
 use crate::store::{JournalledTokens, Store, StoreError};
 use crate::tokens::trainer::{
     connect_fields, disconnect_fields, from_unix, refresh_fields, EncryptedTokens, TrainerRecord,
-    F_CONNECTED, F_REFRESH_EXPIRES_AT, F_TOKEN_EXPIRES_AT,
+    F_ACCESS_TOKEN, F_CONNECTED, F_REFRESH_EXPIRES_AT, F_REFRESH_TOKEN, F_TOKEN_EXPIRES_AT,
+    F_USER_ID,
 };
 use crate::tokens::{AccessToken, RefreshToken, Vault};
 
@@ -71,6 +73,21 @@ pub enum RefreshOutcome {
     Failed(String),
     /// Nothing to do (not connected, or already fresh).
     Skipped(String),
+}
+
+/// What `rotate-key` did.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct RotationSummary {
+    /// Token fields re-encrypted with the primary key.
+    pub rotated: usize,
+    /// Token fields already under the primary key.
+    pub current: usize,
+    /// One line per token field no configured key decrypts (trainer and field, no token).
+    pub undecryptable: Vec<String>,
+    /// Trainer records Salesforce refused to update.
+    pub write_failures: usize,
+    /// Journal rows re-encrypted.
+    pub journal_rows: usize,
 }
 
 /// Handle to the token service; cheap to clone.
@@ -470,9 +487,21 @@ impl TokenService {
         }
     }
 
-    /// Clears a trainer's tokens and marks them not connected (the `disconnect` command,
-    /// or a refresh Lark refused).
+    /// Clears a trainer's tokens and marks them not connected (the `disconnect` command).
+    /// Takes the trainer's single-flight lock, so a refresh in flight finishes first and
+    /// never writes its rotated tokens back over the disconnect (design §3 rule 16).
     pub async fn disconnect(&self, trainer_id: &RecordId, reason: &str) -> Result<(), TokenError> {
+        let flight = self.flight(trainer_id.as_str());
+        let _guard = flight.lock().await;
+        self.disconnect_locked(trainer_id, reason).await
+    }
+
+    /// [`TokenService::disconnect`] with the trainer's lock already held (a refused refresh).
+    async fn disconnect_locked(
+        &self,
+        trainer_id: &RecordId,
+        reason: &str,
+    ) -> Result<(), TokenError> {
         let object = &self.inner.settings.salesforce.trainer.object;
         self.inner.store.forget_tokens(trainer_id.as_str())?;
         self.mark_disconnected(trainer_id.as_str());
@@ -496,7 +525,7 @@ impl TokenService {
             reason: "invalid trainer id".into(),
         })?;
         tracing::warn!(trainer = %trainer.id, reason, "Lark refused the refresh; trainer disconnected");
-        self.disconnect(&id, reason).await?;
+        self.disconnect_locked(&id, reason).await?;
         self.remind(trainer).await;
         Ok(())
     }
@@ -546,6 +575,77 @@ impl TokenService {
                 false
             }
         }
+    }
+
+    /// Re-encrypts every trainer's tokens (Salesforce and the local journal) with the
+    /// primary key, through batched collection updates. Idempotent. Holds each trainer's
+    /// single-flight lock until the journal is re-encrypted, so no refresh, connect or
+    /// disconnect of theirs interleaves (design §3 rule 16). The caller holds the store
+    /// lock, so no service runs beside it and the one read cannot go stale.
+    pub async fn rotate_key(&self) -> Result<RotationSummary, TokenError> {
+        let t = &self.inner.settings.salesforce.trainer;
+        let vault = &self.inner.vault;
+        // Long text areas cannot be filtered in SOQL, so select connected-at-some-point
+        // trainers and look at the token fields here.
+        let soql = format!(
+            "SELECT Id, {F_ACCESS_TOKEN}, {F_REFRESH_TOKEN} FROM {} WHERE {F_USER_ID} != null",
+            t.object
+        );
+        let rows = self.inner.salesforce.query(&soql).await?;
+        let mut ids: Vec<&str> = rows
+            .iter()
+            .filter_map(|row| row.get("Id").and_then(Value::as_str))
+            .collect();
+        ids.sort_unstable();
+        // In id order: nothing else takes more than one of these locks.
+        let mut guards = Vec::with_capacity(ids.len());
+        for id in ids {
+            guards.push(self.flight(id).lock_owned().await);
+        }
+        let mut summary = RotationSummary::default();
+        let mut updates = Vec::new();
+        for row in &rows {
+            let Some(id) = row
+                .get("Id")
+                .and_then(Value::as_str)
+                .and_then(|s| RecordId::parse(s).ok())
+            else {
+                continue;
+            };
+            let mut fields = serde_json::Map::new();
+            for f in [F_ACCESS_TOKEN, F_REFRESH_TOKEN] {
+                let Some(enc) = row.get(f).and_then(Value::as_str).filter(|s| !s.is_empty()) else {
+                    continue;
+                };
+                match vault.reencrypt(enc) {
+                    Ok(None) => summary.current += 1,
+                    Ok(Some(fresh)) => {
+                        fields.insert(f.to_string(), Value::String(fresh));
+                        summary.rotated += 1;
+                    }
+                    Err(e) => {
+                        summary.undecryptable.push(format!(
+                            "trainer {id}: {f} cannot be decrypted with any configured key: {e}"
+                        ));
+                    }
+                }
+            }
+            if !fields.is_empty() {
+                updates.push((id, fields));
+            }
+        }
+        let results = self
+            .inner
+            .salesforce
+            .update_many(&t.object, updates)
+            .await?;
+        summary.write_failures = results.iter().filter(|r| !r.success).count();
+        summary.journal_rows = self
+            .inner
+            .store
+            .reencrypt_tokens(|enc| vault.reencrypt(enc).ok().flatten())?;
+        drop(guards);
+        Ok(summary)
     }
 
     /// Trainers the timer must refresh: connected, refresh token expiring within the window.
@@ -624,8 +724,17 @@ impl TokenService {
                 access_expires_at: from_unix(j.access_expires_at),
                 refresh_expires_at: j.refresh_expires_at.map(from_unix),
             });
+        // The same pair in both: Salesforce's copy. Different pairs: the newer, compared
+        // in whole seconds (the journal keeps seconds, Salesforce milliseconds) — compared
+        // finer, a caller holding a read from before a refresh in the same second would
+        // take its stale copy for the newer and spend the used refresh token again.
         Ok(match (from_sf, from_journal) {
-            (Some(sf), Some(j)) if sf.access_expires_at > j.access_expires_at => Some(sf),
+            (Some(sf), Some(j)) if sf.access_enc == j.access_enc => Some(sf),
+            (Some(sf), Some(j))
+                if sf.access_expires_at.timestamp() > j.access_expires_at.timestamp() =>
+            {
+                Some(sf)
+            }
             (_, Some(j)) => Some(j),
             (sf, None) => sf,
         })
@@ -653,7 +762,7 @@ impl TokenService {
                 Some(vault.encrypt(r.secret())),
                 grant
                     .refresh_expires_in
-                    .map(|s| now + chrono::Duration::seconds(s)),
+                    .map(|s| expiry(now, s, "refresh_token_expires_in")),
             ),
             (None, Some(prev)) => (prev.refresh_enc.clone(), prev.refresh_expires_at),
             (None, None) => (None, None),
@@ -661,10 +770,31 @@ impl TokenService {
         EncryptedTokens {
             access_enc: vault.encrypt(grant.access_token.secret()),
             refresh_enc,
-            access_expires_at: now + chrono::Duration::seconds(grant.expires_in),
+            access_expires_at: expiry(now, grant.expires_in, "expires_in"),
             refresh_expires_at,
         }
     }
+}
+
+/// Longest token lifetime believed from Lark. Lark's are hours (access) and days
+/// (refresh); anything longer is a fault on the wire, and unclamped it could overflow the
+/// date arithmetic (an `expires_in` near `i64::MAX` once panicked the process).
+pub const MAX_TOKEN_LIFETIME_SECS: i64 = 366 * 24 * 3600;
+
+/// `now + seconds` for a lifetime Lark sent, clamped to `0..=MAX_TOKEN_LIFETIME_SECS`
+/// (design §3 rule 17: absurd numbers from outside are clamped, never a panic). A
+/// negative lifetime counts as already expired, so the next use refreshes.
+fn expiry(now: DateTime<Utc>, seconds: i64, field: &str) -> DateTime<Utc> {
+    let clamped = seconds.clamp(0, MAX_TOKEN_LIFETIME_SECS);
+    if clamped != seconds {
+        tracing::warn!(
+            field,
+            sent = seconds,
+            used = clamped,
+            "Lark sent an out-of-range token lifetime; clamped"
+        );
+    }
+    now + chrono::Duration::seconds(clamped)
 }
 
 fn journal_row(
@@ -705,4 +835,22 @@ fn disconnect_reason(kind: &GrantFailure) -> String {
         _ => "Lark rejected the stored refresh token",
     };
     format!("{what}. The trainer must reconnect using their connect link.")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn lifetimes_from_lark_are_clamped_never_overflowed() {
+        let now = Utc::now();
+        let cap = chrono::Duration::seconds(MAX_TOKEN_LIFETIME_SECS);
+        assert_eq!(
+            expiry(now, 7200, "expires_in"),
+            now + chrono::Duration::seconds(7200)
+        );
+        assert_eq!(expiry(now, i64::MAX, "expires_in"), now + cap);
+        assert_eq!(expiry(now, -5, "expires_in"), now);
+        assert_eq!(expiry(now, i64::MIN, "refresh_token_expires_in"), now);
+    }
 }

@@ -365,7 +365,7 @@ impl State {
                 open_id: open_id.to_string(),
                 scope: scope.to_string(),
                 tenant_key: tenant_key.clone(),
-                expires_at: now + secs(self.access_secs),
+                expires_at: later(now, self.access_secs),
                 expired: false,
                 revoked: false,
             },
@@ -381,7 +381,7 @@ impl State {
                     open_id: open_id.to_string(),
                     scope: scope.to_string(),
                     tenant_key,
-                    expires_at: now + secs(self.refresh_secs),
+                    expires_at: later(now, self.refresh_secs),
                     expired: false,
                     revoked: false,
                     used: false,
@@ -638,6 +638,15 @@ async fn not_found() -> Response {
 
 fn secs(n: i64) -> Duration {
     Duration::from_secs(n.max(0) as u64)
+}
+
+/// `now + n` seconds, or about a century ahead when that overflows: tests set absurd
+/// lifetimes (`i64::MAX`) to see what the service does with them, and the simulator
+/// still answers with exactly the lifetime it was given.
+fn later(now: Instant, n: i64) -> Instant {
+    now.checked_add(secs(n))
+        .or_else(|| now.checked_add(Duration::from_secs(100 * 365 * 24 * 3600)))
+        .unwrap_or(now)
 }
 
 fn random_digits(n: usize) -> String {
