@@ -9,6 +9,7 @@ mod lifecycle;
 mod metadata;
 mod oauth;
 mod readme;
+mod server_waits;
 mod streaming;
 mod tokens;
 mod vault;

@@ -1,7 +1,8 @@
 //! The one retry helper: a per-attempt timeout, an explicit classification of each error
 //! (retry or not), exponential backoff with jitter and a cap (from `backon`), and server
-//! hints (Salesforce `advice`, Lark `x-ogw-ratelimit-reset`) taking precedence over the
-//! computed delay.
+//! hints (Lark's `x-ogw-ratelimit-reset`) taking precedence over the computed delay, capped
+//! by [`RetryPolicy::max_hinted_delay`]. The streaming client keeps its own loop, which
+//! follows Salesforce's `advice` (capped there) and takes its delays from [`backoff`].
 
 use std::future::Future;
 use std::time::Duration;
@@ -15,7 +16,7 @@ pub enum RetryHint {
     Never,
     /// Transient: retry after the computed backoff.
     Backoff,
-    /// The server said when: wait exactly this long (rate limit reset, advice interval).
+    /// The server said when: wait this long (a rate-limit reset), up to the policy's cap.
     After(Duration),
 }
 

@@ -502,6 +502,7 @@ impl CometdHub {
                 return (reply.auth_failed(error), Vec::new());
             }
             let connect_timeout = st.connect_timeout;
+            let advised_interval = st.advised_interval;
             let (client_id, client) = match st.client_for(message, rc) {
                 Ok(found) => found,
                 Err(problem) => return (problem_reply(reply, problem), Vec::new()),
@@ -532,7 +533,7 @@ impl CometdHub {
                 || message.pointer("/advice/timeout").and_then(Value::as_i64) == Some(0);
             if immediate || !client.queue.is_empty() {
                 let delivered = client.queue.drain(..).collect();
-                let reply = connect_reply(reply, client, connect_timeout);
+                let reply = connect_reply(reply, client, connect_timeout, advised_interval);
                 return (reply, delivered);
             }
             client.polling += 1;
@@ -567,6 +568,7 @@ impl CometdHub {
             };
             let mut st = self.lock();
             let connect_timeout = st.connect_timeout;
+            let advised_interval = st.advised_interval;
             let Some(client) = st.clients.get_mut(&client_id) else {
                 return (reply.unknown_client(), Vec::new());
             };
@@ -579,7 +581,10 @@ impl CometdHub {
             }
             if !client.queue.is_empty() || Instant::now() >= deadline {
                 let delivered = client.queue.drain(..).collect();
-                return (connect_reply(reply, client, connect_timeout), delivered);
+                return (
+                    connect_reply(reply, client, connect_timeout, advised_interval),
+                    delivered,
+                );
             }
         }
     }
@@ -588,16 +593,23 @@ impl CometdHub {
 /// The first connect reply after a handshake carries the advice, later ones do not
 /// (recorded: `{"clientId":…,"advice":{"interval":0,"timeout":110000,"reconnect":"retry"},
 /// "channel":"/meta/connect",…}`, then `{"clientId":…,"channel":"/meta/connect","id":"86",
-/// "successful":true}`, Oyatel/CometD.NET issue #23).
-pub(super) fn connect_reply(reply: Reply, client: &mut Client, connect_timeout: Duration) -> Value {
+/// "successful":true}`, Oyatel/CometD.NET issue #23) — unless the `advise_interval` knob is set, then every
+/// successful one does.
+pub(super) fn connect_reply(
+    reply: Reply,
+    client: &mut Client,
+    connect_timeout: Duration,
+    advised_interval: Option<Duration>,
+) -> Value {
     client.last_contact = Instant::now();
     let first = !client.connected_once;
     client.connected_once = true;
-    if first {
+    if first || advised_interval.is_some() {
+        let interval = advised_interval.unwrap_or_default().as_millis() as u64;
         reply
             .with(
                 "advice",
-                json!({"interval": 0, "timeout": connect_timeout.as_millis() as u64, "reconnect": "retry"}),
+                json!({"interval": interval, "timeout": connect_timeout.as_millis() as u64, "reconnect": "retry"}),
             )
             .ok()
     } else {

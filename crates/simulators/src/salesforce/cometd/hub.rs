@@ -46,6 +46,8 @@ pub(super) struct HubState {
     pub(super) retention: Duration,
     pub(super) connect_timeout: Duration,
     pub(super) client_timeout: Duration,
+    /// Fault knob: an `advice.interval` every successful connect reply carries.
+    pub(super) advised_interval: Option<Duration>,
     pub(super) placement: EventPlacement,
     pub(super) cdc_entities: BTreeSet<String>,
     pub(super) platform_channels: BTreeSet<String>,
@@ -64,6 +66,7 @@ impl Default for HubState {
             retention: DEFAULT_RETENTION,
             connect_timeout: DEFAULT_CONNECT_TIMEOUT,
             client_timeout: DEFAULT_CLIENT_TIMEOUT,
+            advised_interval: None,
             placement: EventPlacement::First,
             cdc_entities: BTreeSet::from([DEFAULT_CDC_ENTITY.to_string()]),
             platform_channels: BTreeSet::new(),
@@ -314,6 +317,13 @@ impl CometdHub {
     /// 40 s).
     pub fn set_client_timeout(&self, timeout: Duration) {
         self.lock().client_timeout = timeout;
+    }
+
+    /// Fault knob: every successful connect reply advises this `interval` (Salesforce
+    /// sends 0), e.g. an absurd ten hours to show a client caps what it is told; `None`
+    /// restores the recorded behaviour.
+    pub fn advise_interval(&self, interval: Option<Duration>) {
+        self.lock().advised_interval = interval;
     }
 
     /// Where events go in a connect response (default [`EventPlacement::First`]).

@@ -1,0 +1,536 @@
+//! The figures: the report's types, and turning what the burst saw, the simulators'
+//! request logs and `/proc` into numbers, checked against the targets.
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::Duration;
+
+use axum::http::Method;
+use serde::Serialize;
+use serde_json::Value;
+
+use lvb_simulators::lark::LarkSim;
+use lvb_simulators::salesforce::SalesforceSim;
+use lvb_simulators::{RecordedRequest, RequestLog};
+
+use super::*;
+
+/// Every figure the bench measures (written as JSON).
+#[derive(Debug, Clone, Serialize)]
+pub struct Report {
+    pub setup: Setup,
+    pub lone: LoneFigures,
+    pub burst: BurstFigures,
+    pub resources: Resources,
+    pub targets: Vec<TargetRow>,
+}
+
+/// What was run.
+#[derive(Debug, Clone, Serialize)]
+pub struct Setup {
+    pub bookings: usize,
+    pub trainers: usize,
+    pub expired_trainers: usize,
+    pub latency_ms: u64,
+    pub lone_bookings: usize,
+    /// `in-process` or `child-process`.
+    pub service: String,
+    pub started_at: String,
+}
+
+/// Lone-booking latency: from the insert (which raises the CDC event) to the write-back
+/// landing in the Salesforce simulator.
+#[derive(Debug, Clone, Serialize, Default)]
+pub struct LoneFigures {
+    pub samples: usize,
+    pub p50_ms: f64,
+    pub p99_ms: f64,
+    pub max_ms: f64,
+    /// Measured minus (calls on the path × simulated latency), per sample.
+    pub overhead_p50_ms: f64,
+    pub overhead_p99_ms: f64,
+    /// What one simulated call really adds (median round trip with the latency minus
+    /// without, measured before the service starts): tokio's timer rounds sleeps up.
+    pub simulated_latency_effective_ms: f64,
+    /// Overhead against the effective latency instead of the nominal one.
+    pub overhead_effective_p50_ms: f64,
+    pub overhead_effective_p99_ms: f64,
+    /// Non-streaming Salesforce calls made for one lone booking (mean and worst).
+    pub salesforce_calls_mean: f64,
+    pub salesforce_calls_max: usize,
+    /// Lark calls made for one lone booking (mean).
+    pub lark_calls_mean: f64,
+    /// Calls on the path by kind, summed over every sample.
+    pub salesforce_calls_by_kind: BTreeMap<String, usize>,
+    pub lark_calls_by_kind: BTreeMap<String, usize>,
+    /// How "overhead" is computed.
+    pub method: String,
+}
+
+/// The burst.
+#[derive(Debug, Clone, Serialize, Default)]
+pub struct BurstFigures {
+    pub bookings: usize,
+    /// First insert → last booking with its link (or a final status).
+    pub wall_secs: f64,
+    pub first_link_secs: f64,
+    /// Bookings / wall minutes.
+    pub reservations_per_minute: f64,
+    pub lark_limit_per_minute: usize,
+    pub percent_of_lark_limit: f64,
+    /// The shortest wall time Lark's limits allow for this many applies (50/s and
+    /// 1000/min sliding windows) plus one booking's call path.
+    pub limit_bound_wall_secs: f64,
+    /// limit_bound_wall_secs / wall_secs.
+    pub percent_of_limit_bound: f64,
+    /// Most reservations applied in any 60 s window of the burst (Lark allows 1000).
+    pub busiest_minute_applies: usize,
+    /// Reservations Lark accepted in each 5-second slice of the burst.
+    pub applies_per_5s: Vec<usize>,
+    /// Bookings settled (link written back, or a final status) in each 5-second slice.
+    pub settled_per_5s: Vec<usize>,
+    /// The service's own counters at the end (`/metrics`, `lvb_*` samples).
+    pub service_metrics: BTreeMap<String, f64>,
+    pub statuses: BTreeMap<String, usize>,
+    pub linked: usize,
+    pub failed: usize,
+    pub salesforce_calls: BTreeMap<String, usize>,
+    pub salesforce_calls_total: usize,
+    pub salesforce_calls_per_booking: f64,
+    /// Without streaming long-polls and auth (REST data calls only).
+    pub salesforce_rest_calls_per_booking: f64,
+    pub lark_calls: BTreeMap<String, usize>,
+    pub lark_calls_per_booking: BTreeMap<String, f64>,
+    /// Lark answers with HTTP 429 (the pacer let a call through too early).
+    pub lark_rate_limited: usize,
+    pub refreshes: RefreshFigures,
+}
+
+/// Refresh-token grants seen by the Lark simulator during the burst.
+#[derive(Debug, Clone, Serialize, Default)]
+pub struct RefreshFigures {
+    pub expired_trainers: usize,
+    /// How many expired trainers were refreshed 0, 1, 2… times.
+    pub per_expired_trainer: BTreeMap<usize, usize>,
+    pub min_per_expired_trainer: usize,
+    pub max_per_expired_trainer: usize,
+    /// Refreshes of trainers whose token was still valid (should be 0).
+    pub of_valid_trainers: usize,
+    /// Refresh grants with a token issued during the burst (a second refresh).
+    pub chained: usize,
+    pub total: usize,
+}
+
+/// Memory and CPU.
+#[derive(Debug, Clone, Serialize, Default)]
+pub struct Resources {
+    /// What the figures cover.
+    pub scope: String,
+    pub peak_rss_mb: f64,
+    /// In-process only: RSS of simulators + bench before the service started.
+    pub rss_before_service_mb: Option<f64>,
+    /// RSS once the service was ready, before any trainer or booking (in-process: the
+    /// whole process).
+    pub rss_at_ready_mb: Option<f64>,
+    /// CPU seconds of the service over the whole run (estimated in-process: process
+    /// total minus the simulators' and the bench's threads).
+    pub service_cpu_secs: f64,
+    pub service_cpu_secs_burst: f64,
+    pub process_cpu_secs: f64,
+    pub simulators_cpu_secs: Option<f64>,
+    pub bench_cpu_secs: Option<f64>,
+}
+
+/// One issue-7 target and how it went.
+#[derive(Debug, Clone, Serialize)]
+pub struct TargetRow {
+    pub target: String,
+    pub measured: String,
+    /// None when this run cannot judge it.
+    pub met: Option<bool>,
+}
+
+/// Requests logged from position `mark` on (cloning only those).
+pub(super) fn since(log: &RequestLog, mark: usize) -> Vec<RecordedRequest> {
+    let i = AtomicUsize::new(0);
+    log.matching(|_| i.fetch_add(1, Ordering::Relaxed) >= mark)
+}
+
+/// Kind of a Salesforce call, by path.
+pub(super) fn sf_kind(r: &RecordedRequest) -> &'static str {
+    let p = r.path.as_str();
+    if p.contains("/services/oauth2/token") {
+        "auth"
+    } else if p.contains("/cometd/") {
+        "streaming"
+    } else if p.contains("/composite/sobjects") {
+        "composite"
+    } else if p.contains("/describe") {
+        "describe"
+    } else if p.contains("/query") {
+        "query"
+    } else if r.method == Method::PATCH && p.contains("/sobjects/") {
+        "update"
+    } else if r.method == Method::POST && p.contains("/sobjects/") {
+        "create"
+    } else {
+        "other"
+    }
+}
+
+/// Kind of a Lark call, by path (and grant type for the token endpoints).
+pub(super) fn lark_kind(r: &RecordedRequest) -> &'static str {
+    let p = r.path.as_str();
+    if p.contains("/auth/v3/") {
+        "app_token"
+    } else if p.contains("/authen/v2/oauth/token") || p.contains("/authen/v1/oidc/") {
+        if refresh_token_of(r).is_some() {
+            "refresh"
+        } else {
+            "code_exchange"
+        }
+    } else if p.contains("/authen/v1/user_info") {
+        "user_info"
+    } else if p.contains("/authen/v1/authorize") {
+        "authorize_page"
+    } else if p.contains("/vc/v1/reserves/apply") {
+        "apply"
+    } else if p.contains("/vc/v1/reserves/") {
+        match r.method {
+            Method::PUT => "reserve_update",
+            Method::DELETE => "reserve_delete",
+            _ => "reserve_get",
+        }
+    } else if p.contains("/im/v1/messages") {
+        "message"
+    } else {
+        "other"
+    }
+}
+
+/// The refresh token a refresh grant spends (v2 and v1 bodies alike).
+pub(super) fn refresh_token_of(r: &RecordedRequest) -> Option<String> {
+    let body: Value = serde_json::from_str(&r.body).ok()?;
+    if body.get("grant_type")?.as_str()? != "refresh_token" {
+        return None;
+    }
+    Some(body.get("refresh_token")?.as_str()?.to_string())
+}
+
+/// The shortest time Lark's apply limits (50 per second, 1000 per minute, sliding
+/// windows) allow from 0 to the last of `n` applies, when `prior` applies (seconds,
+/// negative, ascending: the lone bookings just before the burst) still count.
+pub(super) fn limit_bound_secs(prior: &[f64], n: usize) -> f64 {
+    let mut starts: Vec<f64> = prior.to_vec();
+    for _ in 0..n {
+        let k = starts.len();
+        let mut at = starts.last().copied().unwrap_or(0.0).max(0.0);
+        if k >= LARK_APPLY_PER_SECOND {
+            at = at.max(starts[k - LARK_APPLY_PER_SECOND] + 1.0);
+        }
+        if k >= LARK_APPLY_PER_MINUTE {
+            at = at.max(starts[k - LARK_APPLY_PER_MINUTE] + 60.0);
+        }
+        starts.push(at);
+    }
+    if n == 0 {
+        return 0.0;
+    }
+    starts.last().copied().unwrap_or_default()
+}
+
+/// Most entries of a sorted list within any `window`.
+pub(super) fn busiest_window(sorted: &[Duration], window: Duration) -> usize {
+    let mut best = 0;
+    let mut lo = 0;
+    for hi in 0..sorted.len() {
+        while sorted[hi] - sorted[lo] >= window {
+            lo += 1;
+        }
+        best = best.max(hi - lo + 1);
+    }
+    best
+}
+
+/// How many of `times` fall in each consecutive `slice` from zero.
+pub(super) fn per_slice(times: &[Duration], slice: Duration) -> Vec<usize> {
+    let mut out = Vec::new();
+    for t in times {
+        let i = (t.as_secs_f64() / slice.as_secs_f64()) as usize;
+        if out.len() <= i {
+            out.resize(i + 1, 0);
+        }
+        out[i] += 1;
+    }
+    out
+}
+
+pub(super) fn percentile(sorted: &[f64], p: f64) -> f64 {
+    if sorted.is_empty() {
+        return 0.0;
+    }
+    let rank = (p * sorted.len() as f64).ceil() as usize;
+    sorted[rank.clamp(1, sorted.len()) - 1]
+}
+
+pub(super) fn round2(x: f64) -> f64 {
+    (x * 100.0).round() / 100.0
+}
+
+/// Turns what the burst thread saw and the simulators' logs into figures.
+pub(super) fn burst_figures(
+    args: &BenchArgs,
+    sf: &SalesforceSim,
+    lark: &LarkSim,
+    trainers: &[BenchTrainer],
+    refresh_owner: &HashMap<String, usize>,
+    raw: &BurstRaw,
+    latency: Duration,
+) -> BurstFigures {
+    let n = args.bookings;
+    let wall = raw.wall.as_secs_f64().max(1e-9);
+    let started = tokio::time::Instant::from_std(raw.started);
+    let reserves = lark.reserves();
+    let mut applied: Vec<Duration> = reserves
+        .iter()
+        .filter(|r| r.applied_at >= started)
+        .map(|r| r.applied_at - started)
+        .collect();
+    applied.sort();
+    // Lone bookings of the last minute still fill Lark's minute window.
+    let mut prior: Vec<f64> = reserves
+        .iter()
+        .filter(|r| r.applied_at < started)
+        .map(|r| -(started - r.applied_at).as_secs_f64())
+        .filter(|&t| t > -60.0)
+        .collect();
+    prior.sort_by(f64::total_cmp);
+    let bound = limit_bound_secs(&prior, n) + 3.0 * latency.as_secs_f64();
+
+    let sf_log = since(sf.requests(), raw.sf_mark);
+    let lark_log = since(lark.requests(), raw.lark_mark);
+    let mut salesforce_calls: BTreeMap<String, usize> = BTreeMap::new();
+    for r in &sf_log {
+        *salesforce_calls.entry(sf_kind(r).into()).or_default() += 1;
+    }
+    let rest = sf_log
+        .iter()
+        .filter(|r| !matches!(sf_kind(r), "streaming" | "auth"))
+        .count();
+    let mut lark_calls: BTreeMap<String, usize> = BTreeMap::new();
+    let mut per_trainer = vec![0usize; trainers.len()];
+    let mut chained = 0;
+    for r in &lark_log {
+        *lark_calls.entry(lark_kind(r).into()).or_default() += 1;
+        if let Some(token) = refresh_token_of(r) {
+            match refresh_owner.get(&token) {
+                Some(&i) => per_trainer[i] += 1,
+                None => chained += 1,
+            }
+        }
+    }
+    let mut refreshes = RefreshFigures {
+        chained,
+        total: per_trainer.iter().sum::<usize>() + chained,
+        ..RefreshFigures::default()
+    };
+    for (t, &count) in trainers.iter().zip(&per_trainer) {
+        if t.expired {
+            refreshes.expired_trainers += 1;
+            *refreshes.per_expired_trainer.entry(count).or_default() += 1;
+        } else {
+            refreshes.of_valid_trainers += count;
+        }
+    }
+    refreshes.min_per_expired_trainer = refreshes
+        .per_expired_trainer
+        .keys()
+        .next()
+        .copied()
+        .unwrap_or(0);
+    refreshes.max_per_expired_trainer = refreshes
+        .per_expired_trainer
+        .keys()
+        .last()
+        .copied()
+        .unwrap_or(0);
+
+    let linked = raw.statuses.get("Created").copied().unwrap_or(0);
+    let failed = raw.statuses.get("Failed").copied().unwrap_or(0);
+    let rate = n as f64 / (wall / 60.0);
+    BurstFigures {
+        bookings: n,
+        wall_secs: round2(wall),
+        first_link_secs: round2(raw.first_link.as_secs_f64()),
+        reservations_per_minute: round2(rate),
+        lark_limit_per_minute: LARK_APPLY_PER_MINUTE,
+        percent_of_lark_limit: round2(100.0 * rate / LARK_APPLY_PER_MINUTE as f64),
+        limit_bound_wall_secs: round2(bound),
+        percent_of_limit_bound: round2(100.0 * bound / wall),
+        busiest_minute_applies: busiest_window(&applied, Duration::from_secs(60)),
+        applies_per_5s: per_slice(&applied, Duration::from_secs(5)),
+        settled_per_5s: per_slice(&raw.settled_at, Duration::from_secs(5)),
+        service_metrics: BTreeMap::new(),
+        statuses: raw.statuses.clone(),
+        linked,
+        failed,
+        salesforce_calls_total: sf_log.len(),
+        salesforce_calls_per_booking: round4(sf_log.len() as f64 / n as f64),
+        salesforce_rest_calls_per_booking: round4(rest as f64 / n as f64),
+        salesforce_calls,
+        lark_calls_per_booking: lark_calls
+            .iter()
+            .map(|(k, &v)| (k.clone(), round4(v as f64 / n as f64)))
+            .collect(),
+        lark_rate_limited: lark_log.iter().filter(|r| r.status == 429).count(),
+        lark_calls,
+        refreshes,
+    }
+}
+
+pub(super) fn round4(x: f64) -> f64 {
+    (x * 10_000.0).round() / 10_000.0
+}
+
+/// Peak RSS and CPU of the service (or, in-process, of the whole process with the
+/// simulators' and the bench's threads told apart).
+pub(super) fn resources(
+    service: &Service,
+    rss_before_service: Option<u64>,
+    rss_at_ready: Option<u64>,
+    cpu_before_service: CpuSplit,
+    finished_bench_cpu: f64,
+    service_cpu_burst: f64,
+) -> Resources {
+    let mb = |kb: u64| round2(kb as f64 / 1024.0);
+    match service {
+        Service::Child { child, .. } => {
+            let pid = child.id().map(|p| p.to_string()).unwrap_or_default();
+            let cpu = cpu_secs_of(&format!("/proc/{pid}/stat")).unwrap_or_default();
+            Resources {
+                scope: "the service process alone (child process `lark-vc-bridge run`)".into(),
+                peak_rss_mb: read_memory(&pid).map(|m| mb(m.hwm_kb)).unwrap_or_default(),
+                rss_before_service_mb: None,
+                rss_at_ready_mb: rss_at_ready.map(mb),
+                service_cpu_secs: round2(cpu),
+                service_cpu_secs_burst: round2(service_cpu_burst),
+                process_cpu_secs: round2(cpu),
+                simulators_cpu_secs: None,
+                bench_cpu_secs: None,
+            }
+        }
+        Service::InProcess { .. } => {
+            let now = CpuSplit::read_self();
+            Resources {
+                scope: "the whole bench process: service + both simulators (their state and \
+                        request logs) + the bench driver; run with --service-process for the \
+                        service alone"
+                    .into(),
+                peak_rss_mb: read_memory("self")
+                    .map(|m| mb(m.hwm_kb))
+                    .unwrap_or_default(),
+                rss_before_service_mb: rss_before_service.map(mb),
+                rss_at_ready_mb: rss_at_ready.map(mb),
+                service_cpu_secs: round2(
+                    now.service() - cpu_before_service.service() - finished_bench_cpu,
+                ),
+                service_cpu_secs_burst: round2(service_cpu_burst),
+                process_cpu_secs: round2(now.process),
+                simulators_cpu_secs: Some(round2(now.sims)),
+                bench_cpu_secs: Some(round2(now.bench + finished_bench_cpu)),
+            }
+        }
+    }
+}
+
+/// The targets of issue 7 against the figures.
+pub(super) fn targets(
+    lone: &LoneFigures,
+    burst: &BurstFigures,
+    res: &Resources,
+    separate_process: bool,
+) -> Vec<TargetRow> {
+    let unsettled: usize = burst
+        .statuses
+        .iter()
+        .filter(|(k, _)| k.as_str() != "Created" && k.as_str() != "Failed")
+        .map(|(_, v)| v)
+        .sum();
+    let mut rows = vec![
+        TargetRow {
+            // Judged against the fastest the limits allow for this many bookings (50/s
+            // and 1000/min together), not against 1000/min alone: a 2000-booking burst
+            // can average 1500/min, and one that needs a third minute window still
+            // "averages" ~1000/min while running well below the limits.
+            target: "≥ 90 % of Lark's limits sustained (vs limit-bound), zero failed".into(),
+            measured: format!(
+                "{:.0} % of the limit-bound {:.1} s ({:.1} s); {:.0}/min = {:.0} % of 1000/min; failed {}, not linked {}",
+                burst.percent_of_limit_bound,
+                burst.limit_bound_wall_secs,
+                burst.wall_secs,
+                burst.reservations_per_minute,
+                burst.percent_of_lark_limit,
+                burst.failed,
+                unsettled
+            ),
+            met: Some(burst.percent_of_limit_bound >= 90.0 && burst.failed == 0 && unsettled == 0),
+        },
+        TargetRow {
+            target: "≤ 0.05 Salesforce calls per booking in the burst".into(),
+            measured: format!(
+                "{:.4} ({} calls; REST data calls only: {:.4})",
+                burst.salesforce_calls_per_booking,
+                burst.salesforce_calls_total,
+                burst.salesforce_rest_calls_per_booking
+            ),
+            met: Some(burst.salesforce_calls_per_booking <= 0.05),
+        },
+    ];
+    rows.push(TargetRow {
+        target: "≤ 4 Salesforce calls for a lone booking".into(),
+        measured: format!(
+            "max {} (mean {:.2}; streaming long-polls not counted)",
+            lone.salesforce_calls_max, lone.salesforce_calls_mean
+        ),
+        met: (lone.samples > 0).then_some(lone.salesforce_calls_max <= 4),
+    });
+    rows.push(TargetRow {
+        target: "p50 overhead ≤ 10 ms for a lone booking".into(),
+        measured: format!(
+            "{:.2} ms (p99 {:.2} ms; latency p50 {:.2} ms)",
+            lone.overhead_p50_ms, lone.overhead_p99_ms, lone.p50_ms
+        ),
+        met: (lone.samples > 0).then_some(lone.overhead_p50_ms <= 10.0),
+    });
+    rows.push(TargetRow {
+        target: "Peak RSS ≤ 64 MB".into(),
+        measured: if separate_process {
+            format!("{:.1} MB (service process)", res.peak_rss_mb)
+        } else {
+            format!(
+                "{:.1} MB for service + simulators (not judged: use --service-process)",
+                res.peak_rss_mb
+            )
+        },
+        met: separate_process.then_some(res.peak_rss_mb <= 64.0),
+    });
+    let r = &burst.refreshes;
+    rows.push(TargetRow {
+        target: "Exactly one refresh per trainer whose token had expired".into(),
+        measured: format!(
+            "{} expired trainers: min {} max {} each; valid trainers refreshed {}; chained {}",
+            r.expired_trainers,
+            r.min_per_expired_trainer,
+            r.max_per_expired_trainer,
+            r.of_valid_trainers,
+            r.chained
+        ),
+        met: (r.expired_trainers > 0).then_some(
+            r.min_per_expired_trainer == 1
+                && r.max_per_expired_trainer == 1
+                && r.of_valid_trainers == 0
+                && r.chained == 0,
+        ),
+    });
+    rows
+}
