@@ -68,19 +68,18 @@ pub async fn callback(
         error: q.error,
     };
     let cookie = read_cookie(&headers, STATE_COOKIE);
-    let result = routes.flow.finish(params, cookie.as_deref()).await;
-    let outcome = match &result {
-        Ok(_) => "connected",
-        Err(e) => refusal_page(e).kind,
+    let (outcome, answer) = match routes.flow.finish(params, cookie.as_deref()).await {
+        Ok(connected) => ("connected", Ok(connected_page(&connected))),
+        Err(ConnectError::Declined) => ("declined", Ok(declined_page())),
+        Err(e) => {
+            let page = refusal_page(&e);
+            (page.kind, Err(page))
+        }
     };
     routes
         .metrics
         .inc("lvb_oauth_connections_total", &[("outcome", outcome)]);
-    match result {
-        Ok(connected) => Ok(connected_page(&connected)),
-        Err(ConnectError::Declined) => Ok(declined_page()),
-        Err(e) => Err(refusal_page(&e)),
-    }
+    answer
 }
 
 fn redirect_to_lark(begun: &Begun, secure: bool) -> Result<Response, ConnectError> {

@@ -419,6 +419,11 @@ impl ConnectFlow {
 
 /// Required scopes the grant lacks: those not in its granted `scope`, and
 /// `offline_access` when no refresh token came (whatever the scope says).
+///
+/// Lark's token answer carries `scope`, "the permissions the returned access_token has,
+/// space-separated", and `refresh_token` "only when the user granted offline_access"
+/// (Feishu server API docs, 获取 user_access_token, `POST /open-apis/authen/v2/oauth/token`;
+/// wxkingstar/doc-hub-mcp `feishu/003-服务端API/认证及授权/获取访问凭证/获取-user_access_token.md`).
 fn missing_scopes(required: &[&str], granted: Option<&str>, has_refresh: bool) -> Vec<String> {
     let granted: Vec<&str> = granted.unwrap_or("").split_whitespace().collect();
     required
