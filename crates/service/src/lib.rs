@@ -5,11 +5,13 @@
 //! - [`telemetry`]  — tracing set-up (human or JSON logs)
 //! - [`retry`]      — the one retry helper: classification, jittered capped backoff, server hints
 //! - [`store`]      — embedded SQLite: OAuth nonces, checkpoints, token and reservation journals
-//! - [`tokens`]     — token types with redacted `Debug`, the AES-GCM vault, the token service
+//! - [`tokens`]     — token types with redacted `Debug`, the AES-GCM vault, the token service,
+//!   the connect flow (`begin`/`finish`)
 //! - [`bookings`]   — booking model, the pure `decide`, `act` (Lark + write-back), processor, sweeps
 //! - [`salesforce`] — Salesforce auth, REST (query, update, collections) and streaming (CometD)
 //! - [`lark`]       — Lark app token, user OAuth, VC reserves, bot messages
-//! - [`http`]       — the axum routes: OAuth start/callback, health, readiness, metrics
+//! - [`http`]       — the axum routes: OAuth start/callback, health, readiness, metrics; their
+//!   bounds (rate limit, timeouts, body size, security headers) and the server loop
 //! - [`metrics`]    — counters and gauges rendered for `/metrics`
 //! - [`outbound`]   — answers from Salesforce and Lark read within a size cap
 //! - [`app`]        — wiring: `App::build(settings)`, `local_url()`, `run_until_stopped()`,
