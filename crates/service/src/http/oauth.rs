@@ -68,7 +68,13 @@ pub async fn callback(
         error: q.error,
     };
     let cookie = read_cookie(&headers, STATE_COOKIE);
-    let (outcome, answer) = match routes.flow.finish(params, cookie.as_deref()).await {
+    // In a task of its own: a request cut off by the timeout (or a client that went away)
+    // must not abandon a connection half saved — the code is spent by then.
+    let flow = routes.flow.clone();
+    let finished = tokio::spawn(async move { flow.finish(params, cookie.as_deref()).await })
+        .await
+        .unwrap_or_else(|e| Err(ConnectError::Internal(format!("connect task failed: {e}"))));
+    let (outcome, answer) = match finished {
         Ok(connected) => ("connected", Ok(connected_page(&connected))),
         Err(ConnectError::Declined) => ("declined", Ok(declined_page())),
         Err(e) => {
