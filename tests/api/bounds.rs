@@ -611,3 +611,34 @@ async fn the_real_binary_bounds_its_endpoints() {
         assert_security_headers(path, r.headers());
     }
 }
+
+#[tokio::test]
+async fn a_passed_around_link_costs_one_query_a_minute_and_few_stored_flows() {
+    let app = spawn_app().await;
+    let trainer = app.add_trainer("Ann", Some("ann@example.com"), true);
+    let c = client_from(90);
+    for _ in 0..40 {
+        let r = c
+            .get(format!("{}/oauth/lark/start?trainer={trainer}", app.url))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 302);
+    }
+    let lookups = app
+        .sf
+        .requests()
+        .matching(|r| r.path.contains("/query") && r.query.contains(&trainer))
+        .len();
+    assert_eq!(lookups, 1, "one Salesforce query for 40 starts");
+    let now = chrono::Utc::now().timestamp();
+    assert_eq!(
+        app.store.pending_auths(now).unwrap(),
+        lark_vc_bridge::store::MAX_PENDING_AUTHS_PER_TRAINER,
+        "the trainer's oldest flows make room"
+    );
+    // The newest flow still finishes.
+    let (status, body) =
+        connect_with(&c, &app.url, &trainer, &[("sim_user", "ann@example.com")]).await;
+    assert_eq!(status, 200, "{body}");
+}

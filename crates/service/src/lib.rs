@@ -6,11 +6,13 @@
 //! - [`retry`]      — the one retry helper: classification, jittered capped backoff, server hints
 //! - [`ids`]        — typed booking and trainer record ids, parsed once where they enter
 //! - [`store`]      — embedded SQLite: OAuth nonces, checkpoints, token and reservation journals
-//! - [`tokens`]     — the AES-GCM vault, the trainer's token fields, the single-flight token service
+//! - [`tokens`]     — the AES-GCM vault, the trainer's token fields, the single-flight token
+//!   service, the connect flow (`begin`/`finish`)
 //! - [`bookings`]   — the booking pipeline: intake, queries, the pure `decide`, `act`, write-back, sweeps
 //! - [`salesforce`] — Salesforce auth, REST (query, update, collections) and streaming (CometD)
 //! - [`lark`]       — Lark app token, user OAuth, VC reserves, bot messages, redacted token types
-//! - [`http`]       — the axum routes: OAuth start/callback, health, readiness, metrics
+//! - [`http`]       — the axum routes: OAuth start/callback, health, readiness, metrics; their
+//!   bounds (rate limit, timeouts, body size, security headers) and the server loop
 //! - [`metrics`]    — counters and gauges rendered for `/metrics`
 //! - [`outbound`]   — answers from Salesforce and Lark read within a size cap
 //! - [`app`]        — wiring: `App::build(settings)`, `local_url()`, `run_until_stopped()`,

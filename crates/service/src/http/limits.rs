@@ -59,13 +59,29 @@ impl RateLimit {
 
     /// None when `ip` may go on; otherwise how long until it may.
     fn check(&self, ip: IpAddr) -> Option<Duration> {
-        let outcome = self.limiter.check_key(&ip);
+        let outcome = self.limiter.check_key(&rate_key(ip));
         if self.limiter.len() > MAX_TRACKED_ADDRESSES {
             self.limiter.retain_recent();
         }
         outcome
             .err()
             .map(|not_until| not_until.wait_time_from(self.clock.now()))
+    }
+}
+
+/// The address a client is counted under: IPv4 as is (an IPv4-mapped IPv6 address as its
+/// IPv4), IPv6 by its /64 — one subscriber usually holds a whole /64, so counting single
+/// IPv6 addresses would give one client 2^64 allowances.
+fn rate_key(ip: IpAddr) -> IpAddr {
+    match ip {
+        IpAddr::V4(_) => ip,
+        IpAddr::V6(v6) => match v6.to_ipv4_mapped() {
+            Some(v4) => IpAddr::V4(v4),
+            None => {
+                let s = v6.segments();
+                IpAddr::V6(std::net::Ipv6Addr::new(s[0], s[1], s[2], s[3], 0, 0, 0, 0))
+            }
+        },
     }
 }
 
@@ -141,4 +157,49 @@ pub fn bound(router: Router, server: &ServerSettings) -> Router {
             HeaderName::from_static("content-security-policy"),
             csp,
         ))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ipv6_clients_are_counted_by_their_64_prefix() {
+        let a: IpAddr = "2001:db8:1:2:aaaa::1".parse().unwrap();
+        let b: IpAddr = "2001:db8:1:2:bbbb::9".parse().unwrap();
+        let other: IpAddr = "2001:db8:1:3::1".parse().unwrap();
+        assert_eq!(rate_key(a), rate_key(b));
+        assert_ne!(rate_key(a), rate_key(other));
+        let mapped: IpAddr = "::ffff:192.0.2.7".parse().unwrap();
+        assert_eq!(rate_key(mapped), "192.0.2.7".parse::<IpAddr>().unwrap());
+        let v4: IpAddr = "192.0.2.8".parse().unwrap();
+        assert_eq!(rate_key(v4), v4);
+    }
+
+    #[test]
+    fn the_limit_refuses_past_the_allowance_and_says_how_long_to_wait() {
+        let mut server = crate::config::Settings::for_simulators(
+            "http://127.0.0.1:9",
+            "http://127.0.0.1:9",
+            std::path::Path::new("unused.db"),
+        )
+        .unwrap()
+        .server;
+        server.rate_limit_per_minute = 3;
+        let limit = RateLimit::new(&server);
+        let ip: IpAddr = "192.0.2.1".parse().unwrap();
+        for _ in 0..3 {
+            assert_eq!(limit.check(ip), None);
+        }
+        let wait = limit.check(ip).expect("the fourth is refused");
+        assert!(
+            wait > Duration::ZERO && wait <= Duration::from_secs(20),
+            "{wait:?}"
+        );
+        assert_eq!(
+            limit.check("192.0.2.2".parse().unwrap()),
+            None,
+            "per address"
+        );
+    }
 }

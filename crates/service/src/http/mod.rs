@@ -1,6 +1,8 @@
 //! The axum routes — and nothing else is served (design §2.3):
 //! `/oauth/lark/start`, `/oauth/lark/callback`, `/healthz`, `/readyz`, `/metrics`.
-//! Handlers only translate HTTP to calls on the token service and back.
+//! Handlers only translate HTTP to calls on the token layer and back; [`limits`] bounds
+//! every route (rate limit of the OAuth routes, timeout, body size, security headers) and
+//! [`server`] is the connection loop (header read timeout, connection cap).
 
 pub mod error;
 pub mod limits;

@@ -68,19 +68,24 @@ pub async fn callback(
         error: q.error,
     };
     let cookie = read_cookie(&headers, STATE_COOKIE);
-    let result = routes.flow.finish(params, cookie.as_deref()).await;
-    let outcome = match &result {
-        Ok(_) => "connected",
-        Err(e) => refusal_page(e).kind,
+    // In a task of its own: a request cut off by the timeout (or a client that went away)
+    // must not abandon a connection half saved — the code is spent by then.
+    let flow = routes.flow.clone();
+    let finished = tokio::spawn(async move { flow.finish(params, cookie.as_deref()).await })
+        .await
+        .unwrap_or_else(|e| Err(ConnectError::Internal(format!("connect task failed: {e}"))));
+    let (outcome, answer) = match finished {
+        Ok(connected) => ("connected", Ok(connected_page(&connected))),
+        Err(ConnectError::Declined) => ("declined", Ok(declined_page())),
+        Err(e) => {
+            let page = refusal_page(&e);
+            (page.kind, Err(page))
+        }
     };
     routes
         .metrics
         .inc("lvb_oauth_connections_total", &[("outcome", outcome)]);
-    match result {
-        Ok(connected) => Ok(connected_page(&connected)),
-        Err(ConnectError::Declined) => Ok(declined_page()),
-        Err(e) => Err(refusal_page(&e)),
-    }
+    answer
 }
 
 fn redirect_to_lark(begun: &Begun, secure: bool) -> Result<Response, ConnectError> {

@@ -11,8 +11,8 @@
 //! Every refusal is a [`ConnectError`] and stores nothing. This module knows nothing of
 //! HTTP: the handler turns errors into pages.
 
+pub mod recent;
 pub mod state;
-pub mod unknown;
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -28,8 +28,8 @@ use crate::store::{NonceUse, PendingAuth, PendingSaved, Store, StoreError};
 use crate::tokens::trainer::TrainerRecord;
 use crate::tokens::{AuthCode, OAuthState, TokenError, TokenService, Vault};
 
+use recent::RecentIds;
 use state::StateError;
-use unknown::UnknownTrainers;
 
 /// Why a connect attempt was refused or failed. Nothing is stored for any of them.
 #[derive(Debug, thiserror::Error)]
@@ -170,8 +170,10 @@ struct Inner {
     lark: LarkClient,
     store: Store,
     vault: Arc<Vault>,
-    /// Ids Salesforce said do not exist (rule 18).
-    unknown: UnknownTrainers,
+    /// Ids Salesforce said do not exist, for an hour (rule 18).
+    unknown: RecentIds,
+    /// Ids that passed the start's checks, for a minute.
+    startable: RecentIds,
     /// One Salesforce lookup per id at a time, so a burst for one unknown id costs one
     /// query, not one per request in flight.
     lookups: Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>,
@@ -193,7 +195,8 @@ impl ConnectFlow {
                 lark,
                 store,
                 vault,
-                unknown: UnknownTrainers::default(),
+                unknown: RecentIds::unknown(),
+                startable: RecentIds::known(),
                 lookups: Mutex::new(HashMap::new()),
             }),
         }
@@ -208,9 +211,12 @@ impl ConnectFlow {
             return Err(ConnectError::MissingTrainer);
         }
         let trainer_id = RecordId::parse(raw).map_err(|_| ConnectError::MalformedTrainer)?;
-        let trainer = self.known_trainer(&trainer_id).await?;
-        if inner.settings.security.require_email_match && trainer.email.is_none() {
-            return Err(ConnectError::TrainerWithoutEmail);
+        if !inner.startable.contains(trainer_id.as_str()) {
+            let trainer = self.known_trainer(&trainer_id).await?;
+            if inner.settings.security.require_email_match && trainer.email.is_none() {
+                return Err(ConnectError::TrainerWithoutEmail);
+            }
+            inner.startable.insert(trainer_id.as_str());
         }
 
         let now = Utc::now().timestamp();
@@ -419,6 +425,11 @@ impl ConnectFlow {
 
 /// Required scopes the grant lacks: those not in its granted `scope`, and
 /// `offline_access` when no refresh token came (whatever the scope says).
+///
+/// Lark's token answer carries `scope`, "the permissions the returned access_token has,
+/// space-separated", and `refresh_token` "only when the user granted offline_access"
+/// (Feishu server API docs, 获取 user_access_token, `POST /open-apis/authen/v2/oauth/token`;
+/// wxkingstar/doc-hub-mcp `feishu/003-服务端API/认证及授权/获取访问凭证/获取-user_access_token.md`).
 fn missing_scopes(required: &[&str], granted: Option<&str>, has_refresh: bool) -> Vec<String> {
     let granted: Vec<&str> = granted.unwrap_or("").split_whitespace().collect();
     required

@@ -1,7 +1,9 @@
-//! Trainer ids Salesforce said do not exist, remembered for [`UNKNOWN_TTL`] so that a
-//! flood of connect links with made-up ids costs at most one Salesforce query per id per
-//! hour (rule 18). Bounded: at most [`UNKNOWN_CAPACITY`] ids; past it, expired ids go
-//! first, then the oldest.
+//! Trainer ids remembered for a while, so that a flood of connect links costs few
+//! Salesforce queries (rule 18): ids Salesforce said do not exist, for [`UNKNOWN_TTL`]
+//! (at most one query per unknown id per hour), and ids that just passed the start's
+//! checks, for [`KNOWN_TTL`] (a link passed around costs one query a minute, not one a
+//! click). Bounded: at most [`CAPACITY`] ids each; past it, expired ids go first, then
+//! the oldest.
 
 use std::collections::HashMap;
 use std::sync::Mutex;
@@ -12,42 +14,52 @@ use tokio::time::Instant;
 /// How long an unknown id is answered from memory.
 pub const UNKNOWN_TTL: Duration = Duration::from_secs(3600);
 
-/// Most ids remembered at once.
-pub const UNKNOWN_CAPACITY: usize = 10_000;
+/// How long a trainer who passed the start's checks is taken as still passing them.
+pub const KNOWN_TTL: Duration = Duration::from_secs(60);
 
-/// The negative cache.
+/// Most ids remembered at once, per cache.
+pub const CAPACITY: usize = 10_000;
+
+/// Ids remembered for `ttl`.
 #[derive(Debug)]
-pub struct UnknownTrainers {
+pub struct RecentIds {
     seen: Mutex<HashMap<String, Instant>>,
+    ttl: Duration,
     capacity: usize,
 }
 
-impl Default for UnknownTrainers {
-    fn default() -> Self {
-        UnknownTrainers::with_capacity(UNKNOWN_CAPACITY)
+impl RecentIds {
+    /// Ids Salesforce said do not exist.
+    pub fn unknown() -> RecentIds {
+        RecentIds::new(UNKNOWN_TTL, CAPACITY)
     }
-}
 
-impl UnknownTrainers {
-    /// A cache of at most `capacity` ids.
-    pub fn with_capacity(capacity: usize) -> UnknownTrainers {
-        UnknownTrainers {
+    /// Ids that passed the start's checks.
+    pub fn known() -> RecentIds {
+        RecentIds::new(KNOWN_TTL, CAPACITY)
+    }
+
+    /// A cache of at most `capacity` ids, each remembered for `ttl`.
+    pub fn new(ttl: Duration, capacity: usize) -> RecentIds {
+        RecentIds {
             seen: Mutex::new(HashMap::new()),
+            ttl,
             capacity: capacity.max(1),
         }
     }
 
-    /// True when Salesforce said within the last hour that `id` does not exist.
+    /// True when `id` was inserted less than the TTL ago.
     pub fn contains(&self, id: &str) -> bool {
         let seen = self.seen.lock().unwrap_or_else(|p| p.into_inner());
-        seen.get(id).is_some_and(|at| at.elapsed() < UNKNOWN_TTL)
+        seen.get(id).is_some_and(|at| at.elapsed() < self.ttl)
     }
 
-    /// Remembers that `id` does not exist.
+    /// Remembers `id` from now on.
     pub fn insert(&self, id: &str) {
         let mut seen = self.seen.lock().unwrap_or_else(|p| p.into_inner());
+        let ttl = self.ttl;
         if seen.len() >= self.capacity && !seen.contains_key(id) {
-            seen.retain(|_, at| at.elapsed() < UNKNOWN_TTL);
+            seen.retain(|_, at| at.elapsed() < ttl);
             if seen.len() >= self.capacity {
                 let oldest = seen
                     .iter()
@@ -61,7 +73,7 @@ impl UnknownTrainers {
         seen.insert(id.to_string(), Instant::now());
     }
 
-    /// Forgets `id` (it exists after all).
+    /// Forgets `id`.
     pub fn remove(&self, id: &str) {
         self.seen
             .lock()
@@ -86,7 +98,7 @@ mod tests {
 
     #[tokio::test(start_paused = true)]
     async fn an_unknown_id_is_remembered_for_an_hour() {
-        let cache = UnknownTrainers::default();
+        let cache = RecentIds::unknown();
         assert!(!cache.contains("a0T000000000001"));
         cache.insert("a0T000000000001");
         assert!(cache.contains("a0T000000000001"));
@@ -104,7 +116,7 @@ mod tests {
 
     #[tokio::test(start_paused = true)]
     async fn the_cache_is_bounded_and_drops_the_oldest() {
-        let cache = UnknownTrainers::with_capacity(3);
+        let cache = RecentIds::new(UNKNOWN_TTL, 3);
         for id in ["a", "b", "c"] {
             cache.insert(id);
             tokio::time::advance(Duration::from_secs(1)).await;
