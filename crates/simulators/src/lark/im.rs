@@ -3,8 +3,12 @@
 //!
 //! Per Lark's "send message" docs: `content` is a JSON string (`{"text": "…"}` for text);
 //! `uuid` (≤ 50 chars) deduplicates — requests with the same uuid send at most one
-//! message within an hour; a user the bot cannot reach is 230013.
-//! Source: open.feishu.cn/document/server-docs/im-v1/message/create.
+//! message within an hour; a user the bot cannot reach is 230013. To a group chat:
+//! `receive_id_type=chat_id` with an `oc_…` id; an id that names no chat is 230034 "The
+//! receive_id is invalid.", a chat the bot is not in is 230002 "The bot can not be outside
+//! the group." (both HTTP 400).
+//! Source: open.feishu.cn/document/server-docs/im-v1/message/create (mirrored in
+//! wxkingstar/doc-hub-mcp `feishu/003-服务端API/im-v1/message/create.md`, 错误码).
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -41,7 +45,7 @@ pub(super) async fn send_message(
         return refused.into_response();
     }
     let receive_id_type = match q.get("receive_id_type").map(String::as_str) {
-        Some(t @ ("email" | "open_id")) => t.to_string(),
+        Some(t @ ("email" | "open_id" | "chat_id")) => t.to_string(),
         _ => return field_validation_failed(),
     };
     let Ok(body) = serde_json::from_slice::<Value>(&body) else {
@@ -79,8 +83,28 @@ pub(super) async fn send_message(
         },
         _ => content.clone(),
     };
+    if receive_id_type == "chat_id" {
+        match state.chats.iter().find(|c| c.chat_id == receive_id) {
+            None => {
+                return lark_error(
+                    StatusCode::BAD_REQUEST,
+                    230034,
+                    "The receive_id is invalid.",
+                )
+            }
+            Some(chat) if !chat.bot_is_member => {
+                return lark_error(
+                    StatusCode::BAD_REQUEST,
+                    230002,
+                    "The bot can not be outside the group.",
+                )
+            }
+            Some(_) => {}
+        }
+    }
     let reachable = match receive_id_type.as_str() {
         "email" => state.user_by_email(&receive_id).is_some(),
+        "chat_id" => true,
         _ => state.user_by_open_id(&receive_id).is_some(),
     };
     if !reachable {
@@ -102,7 +126,11 @@ pub(super) async fn send_message(
         "update_time": created_ms,
         "deleted": false,
         "updated": false,
-        "chat_id": format!("oc_{}", crate::wire::random_hex(16)),
+        "chat_id": if receive_id_type == "chat_id" {
+            receive_id.clone()
+        } else {
+            format!("oc_{}", crate::wire::random_hex(16))
+        },
         "sender": {
             "id": LARK_APP_ID,
             "id_type": "app_id",
