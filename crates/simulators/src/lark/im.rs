@@ -9,6 +9,11 @@
 //! the group." (both HTTP 400).
 //! Source: open.feishu.cn/document/server-docs/im-v1/message/create (mirrored in
 //! wxkingstar/doc-hub-mcp `feishu/003-服务端API/im-v1/message/create.md`, 错误码).
+//!
+//! Group chats come from `POST /open-apis/im/v1/chats` with the tenant token (the chat is
+//! created by the app, so its bot is a member): `{name, description, chat_mode, chat_type,
+//! …}` → `data.{chat_id: "oc_…", name, description, chat_mode, chat_type, owner_id_type,
+//! external, tenant_key}` (`feishu/003-服务端API/im-v1/chat/create.md`).
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -151,4 +156,50 @@ pub(super) async fn send_message(
         state.sent_uuids.insert(uuid, (now, data.clone()));
     }
     lark_ok(data)
+}
+
+/// `POST /open-apis/im/v1/chats`: a group chat made by the app, its bot a member.
+pub(super) async fn create_chat(
+    State(shared): State<Arc<Shared>>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    let now = Instant::now();
+    let mut state = shared.lock();
+    if let Err(refused) = state.check_tenant_token(bearer(&headers), now) {
+        return refused.into_response();
+    }
+    let Ok(body) = serde_json::from_slice::<Value>(&body) else {
+        return field_validation_failed();
+    };
+    let text = |k: &str| body.get(k).and_then(Value::as_str).unwrap_or("").to_string();
+    let name = text("name");
+    let chat_mode = match body.get("chat_mode").and_then(Value::as_str) {
+        None | Some("group") => "group",
+        Some(_) => return field_validation_failed(),
+    };
+    let chat_type = match body.get("chat_type").and_then(Value::as_str) {
+        None | Some("private") => "private",
+        Some("public") => "public",
+        Some(_) => return field_validation_failed(),
+    };
+    let chat_id = format!("oc_{}", crate::wire::random_hex(16));
+    state.chats.push(super::SimChat {
+        chat_id: chat_id.clone(),
+        name: name.clone(),
+        bot_is_member: true,
+    });
+    lark_ok(json!({
+        "chat_id": chat_id,
+        "avatar": "",
+        "name": name,
+        "description": text("description"),
+        "owner_id_type": "app_id",
+        "owner_id": LARK_APP_ID,
+        "chat_mode": chat_mode,
+        "chat_type": chat_type,
+        "chat_tag": "inner",
+        "external": false,
+        "tenant_key": SIM_TENANT_KEY,
+    }))
 }

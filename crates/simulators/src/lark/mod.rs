@@ -499,6 +499,7 @@ impl LarkSim {
                     .delete(vc::delete_reserve),
             )
             .route("/open-apis/im/v1/messages", post(im::send_message))
+            .route("/open-apis/im/v1/chats", post(im::create_chat))
             .route(
                 "/open-apis/calendar/v4/calendars/primary",
                 post(calendar::primary),

@@ -1312,6 +1312,21 @@ async fn bot_posts_to_a_group_chat_it_is_in() {
     assert_eq!(received.len(), 1);
     assert_eq!(received[0].text, "Booking a0X1 failed");
 
+    let (status, made) = call(
+        &sim,
+        Method::POST,
+        "/open-apis/im/v1/chats",
+        &tenant,
+        Some(json!({ "name": "Ops", "chat_mode": "group", "chat_type": "private" })),
+    )
+    .await;
+    assert_eq!(status, 200, "{made}");
+    let ops = made["data"]["chat_id"].as_str().unwrap();
+    assert!(ops.starts_with("oc_") && ops != chat);
+    let (status, _) = call(&sim, Method::POST, path, &tenant, Some(message(ops, "ops-1"))).await;
+    assert_eq!(status, 200, "the app's own chat has its bot in it");
+    assert_eq!(sim.chat_messages(ops).len(), 1);
+
     let (status, body) = call(
         &sim,
         Method::POST,
