@@ -172,7 +172,12 @@ pub(super) async fn create_chat(
     let Ok(body) = serde_json::from_slice::<Value>(&body) else {
         return field_validation_failed();
     };
-    let text = |k: &str| body.get(k).and_then(Value::as_str).unwrap_or("").to_string();
+    let text = |k: &str| {
+        body.get(k)
+            .and_then(Value::as_str)
+            .unwrap_or("")
+            .to_string()
+    };
     let name = text("name");
     let chat_mode = match body.get("chat_mode").and_then(Value::as_str) {
         None | Some("group") => "group",

@@ -1323,7 +1323,14 @@ async fn bot_posts_to_a_group_chat_it_is_in() {
     assert_eq!(status, 200, "{made}");
     let ops = made["data"]["chat_id"].as_str().unwrap();
     assert!(ops.starts_with("oc_") && ops != chat);
-    let (status, _) = call(&sim, Method::POST, path, &tenant, Some(message(ops, "ops-1"))).await;
+    let (status, _) = call(
+        &sim,
+        Method::POST,
+        path,
+        &tenant,
+        Some(message(ops, "ops-1")),
+    )
+    .await;
     assert_eq!(status, 200, "the app's own chat has its bot in it");
     assert_eq!(sim.chat_messages(ops).len(), 1);
 
