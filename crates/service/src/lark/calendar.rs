@@ -57,7 +57,9 @@ impl Default for Pacers {
 /// is written in (e.g. `UTC`, `Europe/Paris`).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct EventTime {
+    /// Unix seconds.
     pub timestamp: i64,
+    /// IANA zone name.
     pub timezone: String,
 }
 
@@ -68,7 +70,9 @@ pub struct NewCalendarEvent {
     pub summary: String,
     /// From `calendar.description_template`.
     pub description: String,
+    /// The booking's start.
     pub start: EventTime,
+    /// The booking's end.
     pub end: EventTime,
     /// The join link, as the event's third-party video meeting.
     pub meeting_url: String,
@@ -94,9 +98,11 @@ pub struct CalendarEvent {
 /// An attendee as Lark answered it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct EventAttendee {
+    /// Lark's id of this attendee on this event.
     pub attendee_id: String,
     /// `third_party`, `user`, `chat` or `resource`.
     pub kind: String,
+    /// The guest's email, for a `third_party` attendee.
     pub third_party_email: Option<String>,
 }
 

@@ -120,9 +120,13 @@ pub struct SimEvent {
     pub calendar_id: String,
     /// open_id of the user whose token created it (the organizer).
     pub organizer_open_id: String,
+    /// `summary` as sent ("" when none).
     pub summary: String,
+    /// `description` as sent ("" when none).
     pub description: String,
+    /// `start_time`.
     pub start: SimTime,
+    /// `end_time`.
     pub end: SimTime,
     /// `vchat` as sent (`vc_type`, `icon_type`, `meeting_url`, `description`).
     pub vchat: Value,
@@ -130,8 +134,11 @@ pub struct SimEvent {
     pub reminders: Vec<i64>,
     /// `need_notification` of the create request (default true).
     pub need_notification: bool,
+    /// `attendee_ability` as sent (`none`, `can_see_others`, …).
     pub attendee_ability: Option<String>,
+    /// `free_busy_status` as sent (`busy` or `free`).
     pub free_busy_status: Option<String>,
+    /// Everyone invited through the attendees endpoint, in order, each once.
     pub attendees: Vec<SimAttendee>,
     /// The `idempotency_key` it was created with.
     pub idempotency_key: Option<String>,
