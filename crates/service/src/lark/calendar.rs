@@ -889,6 +889,28 @@ mod tests {
             matches!(scope, LarkError::PermissionDenied { code: 99991679, .. }),
             "{scope:?}"
         );
+
+        // No error names a token.
+        sim.revoke(&ana_id);
+        let revoked = client
+            .create_calendar_event(
+                &ana.access_token,
+                &ana_calendar,
+                &key,
+                &new_event(tomorrow()),
+            )
+            .await
+            .unwrap_err();
+        assert!(matches!(
+            revoked,
+            LarkError::UserTokenInvalid { code: 99991668 }
+        ));
+        for err in [&revoked, &scope, &not_yours, &params] {
+            let shown = format!("{err} {err:?}");
+            for token in [&ana.access_token, &bo.access_token, &vc_only.access_token] {
+                assert!(!shown.contains(token.secret()), "{shown}");
+            }
+        }
     }
 
     #[tokio::test]
