@@ -10,6 +10,7 @@ mod metadata;
 mod oauth;
 mod readme;
 mod server_waits;
+mod simulate;
 mod streaming;
 mod tokens;
 mod vault;

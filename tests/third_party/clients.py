@@ -11,7 +11,10 @@ libraries, the way an integrator would drive the real platforms:
   booking Change Data Capture channel, with replay -2, -1 and a stored replay id;
 - lark-oapi (the official Lark SDK): tenant-token bot message, app-token v1 OIDC code
   exchange and user_info, and VC reservations apply / get / update / delete with a user
-  access token obtained through the simulator's authorize page and the v2 token endpoint.
+  access token obtained through the simulator's authorize page and the v2 token endpoint;
+  then Calendar v4 with the user token (primary calendar, event create with an
+  idempotency_key, patch, get, attendees, delete), contact batch_get_id, a reservation
+  for an owner with the tenant token, and a bot message to a group chat the app created.
 
 Prints one line per check (`ok  …` / `FAIL …`), then `N passed, M failed`; exits
 non-zero on any failure. See README.md next to this file for why each workaround exists.
@@ -872,6 +875,321 @@ def check_lark(r: Report, sim: Simulate, ctx: dict) -> None:
     )
 
 
+def check_lark_calendar_and_app(r: Report, sim: Simulate, ctx: dict) -> None:
+    """The calls issues 13 and 14 add, through lark-oapi's typed clients only."""
+    import lark_oapi as lark
+    from lark_oapi.api.calendar.v4 import (
+        CalendarEvent,
+        CalendarEventAttendee,
+        CreateCalendarEventAttendeeRequest,
+        CreateCalendarEventAttendeeRequestBody,
+        CreateCalendarEventRequest,
+        DeleteCalendarEventRequest,
+        GetCalendarEventRequest,
+        PatchCalendarEventRequest,
+        PrimaryCalendarRequest,
+        Reminder,
+        TimeInfo,
+        Vchat,
+    )
+    from lark_oapi.api.contact.v3 import BatchGetIdUserRequest, BatchGetIdUserRequestBody
+    from lark_oapi.api.im.v1 import (
+        CreateChatRequest,
+        CreateChatRequestBody,
+        CreateMessageRequest,
+        CreateMessageRequestBody,
+    )
+    from lark_oapi.api.vc.v1 import (
+        ApplyReserveRequest,
+        ApplyReserveRequestBody,
+        DeleteReserveRequest,
+        ReserveMeetingSetting,
+    )
+
+    client = (
+        lark.Client.builder()
+        .app_id(sim.lark_app_id)
+        .app_secret(sim.lark_app_secret)
+        .domain(sim.lark_url)
+        .enable_set_token(True)
+        .log_level(lark.LogLevel.CRITICAL)
+        .build()
+    )
+    trainer = next(t for t in sim.trainers if t.has_lark_account)
+    stranger = next((t for t in sim.trainers if not t.has_lark_account), None)
+
+    # Email → open_id with the tenant token (fetched by the SDK itself).
+    emails = [trainer.email] + ([stranger.email] if stranger else [])
+    ids = client.contact.v3.user.batch_get_id(
+        BatchGetIdUserRequest.builder()
+        .user_id_type("open_id")
+        .request_body(
+            BatchGetIdUserRequestBody.builder().emails(emails).include_resigned(False).build()
+        )
+        .build()
+    )
+    users = {u.email: u.user_id for u in (ids.data.user_list or [])} if ids.success() else {}
+    owner = users.get(trainer.email) or ""
+    r.check(
+        "lark-oapi contact.v3.user.batch_get_id (tenant token): open_id for a Lark user,"
+        " no user_id for an email without an account",
+        ids.success()
+        and owner.startswith("ou_")
+        and (stranger is None or (stranger.email in users and users[stranger.email] is None)),
+        (ids.code, ids.msg, ids.raw.content[:300] if ids.raw else None),
+    )
+
+    # A reservation for that owner, applied with the tenant token.
+    if owner:
+        applied = client.vc.v1.reserve.apply(
+            ApplyReserveRequest.builder()
+            .request_body(
+                ApplyReserveRequestBody.builder()
+                .end_time(str(int(time.time()) + 3 * 3600))
+                .owner_id(owner)
+                .meeting_settings(
+                    ReserveMeetingSetting.builder().topic("App-hosted: Third Party Cafe").build()
+                )
+                .build()
+            )
+            .build()
+        )
+        r.check(
+            "lark-oapi vc.v1.reserve.apply with the tenant token and owner_id: owned by the"
+            " trainer",
+            applied.success() and applied.data.reserve.reserve_user_id == owner,
+            (applied.code, applied.msg),
+        )
+        if applied.success():
+            deleted = client.vc.v1.reserve.delete(
+                DeleteReserveRequest.builder().reserve_id(str(applied.data.reserve.id)).build()
+            )
+            r.check(
+                "lark-oapi vc.v1.reserve.delete of the app's reservation (tenant token): code 0",
+                deleted.success(),
+                (deleted.code, deleted.msg),
+            )
+
+    # A group chat the app creates, and a bot message to it by chat_id.
+    chat = client.im.v1.chat.create(
+        CreateChatRequest.builder()
+        .request_body(
+            CreateChatRequestBody.builder()
+            .name("Lark VC Bridge alerts")
+            .chat_mode("group")
+            .chat_type("private")
+            .build()
+        )
+        .build()
+    )
+    chat_id = chat.data.chat_id if chat.success() else ""
+    r.check(
+        "lark-oapi im.v1.chat.create (tenant token): an oc_ chat id",
+        chat.success() and chat_id.startswith("oc_"),
+        (chat.code, chat.msg),
+    )
+    if chat_id:
+        posted = client.im.v1.message.create(
+            CreateMessageRequest.builder()
+            .receive_id_type("chat_id")
+            .request_body(
+                CreateMessageRequestBody.builder()
+                .receive_id(chat_id)
+                .msg_type("text")
+                .content(json.dumps({"text": "Booking a0X1 failed: Lark refused"}))
+                .uuid(str(uuid.uuid4()))
+                .build()
+            )
+            .build()
+        )
+        r.check(
+            "lark-oapi im.v1.message.create (receive_id_type=chat_id): code 0, in that chat",
+            posted.success() and posted.data.chat_id == chat_id,
+            (posted.code, posted.msg),
+        )
+
+    # Calendar v4 with the trainer's user token.
+    scope = "vc:reserve offline_access calendar:calendar calendar:calendar:readonly"
+    code, redirect_uri, verifier = lark_authorize(sim, trainer.email, scope)
+    tokens = requests.post(
+        f"{sim.lark_url}/open-apis/authen/v2/oauth/token",
+        json={
+            "grant_type": "authorization_code",
+            "client_id": sim.lark_app_id,
+            "client_secret": sim.lark_app_secret,
+            "code": code,
+            "redirect_uri": redirect_uri,
+            "code_verifier": verifier,
+        },
+        timeout=10,
+    ).json()
+    user = lark.RequestOption.builder().user_access_token(tokens["access_token"]).build()
+
+    primary = client.calendar.v4.calendar.primary(PrimaryCalendarRequest.builder().build(), user)
+    calendars = primary.data.calendars if primary.success() else []
+    calendar_id = calendars[0].calendar.calendar_id if calendars else ""
+    r.check(
+        "lark-oapi calendar.v4.calendar.primary (user token): the trainer's primary calendar",
+        primary.success()
+        and bool(calendar_id)
+        and calendars[0].calendar.type == "primary"
+        and calendars[0].user_id == owner,
+        (primary.code, primary.msg, primary.raw.content[:300] if primary.raw else None),
+    )
+    if not calendar_id:
+        return
+
+    start = int(time.time()) + 48 * 3600
+    link = "https://vc.larksuite.com/j/123456789"
+
+    def at(ts: int) -> Any:
+        return TimeInfo.builder().timestamp(str(ts)).timezone("Europe/Paris").build()
+
+    def create(key: str):
+        return client.calendar.v4.calendar_event.create(
+            CreateCalendarEventRequest.builder()
+            .calendar_id(calendar_id)
+            .idempotency_key(key)
+            .user_id_type("open_id")
+            .request_body(
+                CalendarEvent.builder()
+                .summary("Remote Training: Third Party Cafe")
+                .description(f"Remote training for Third Party Cafe. Join: {link}")
+                .need_notification(False)
+                .start_time(at(start))
+                .end_time(at(start + 3600))
+                .vchat(
+                    Vchat.builder()
+                    .vc_type("third_party")
+                    .icon_type("vc")
+                    .meeting_url(link)
+                    .description("Join the Lark meeting")
+                    .build()
+                )
+                .reminders([Reminder.builder().minutes(15).build()])
+                .attendee_ability("can_see_others")
+                .free_busy_status("busy")
+                .build()
+            )
+            .build(),
+            user,
+        )
+
+    key = str(uuid.uuid4())
+    first = create(key)
+    event_id = first.data.event.event_id if first.success() else ""
+    r.check(
+        "lark-oapi calendar.v4.calendar_event.create with idempotency_key: code 0, the event",
+        first.success()
+        and bool(event_id)
+        and first.data.event.start_time.timestamp == str(start)
+        and first.data.event.vchat.meeting_url == link,
+        (first.code, first.msg, first.raw.content[:300] if first.raw else None),
+    )
+    if not event_id:
+        return
+    second = create(key)
+    r.check(
+        "lark-oapi calendar_event.create again with the same key: the same event",
+        second.success() and second.data.event.event_id == event_id,
+        (second.code, second.msg),
+    )
+    short = create("too-short")
+    r.check(
+        "lark-oapi calendar_event.create with a 9-character key: code 190002, not success",
+        not short.success() and short.code == 190002,
+        (short.code, short.msg),
+    )
+
+    patched = client.calendar.v4.calendar_event.patch(
+        PatchCalendarEventRequest.builder()
+        .calendar_id(calendar_id)
+        .event_id(event_id)
+        .request_body(
+            CalendarEvent.builder()
+            .need_notification(True)
+            .start_time(at(start + 1800))
+            .end_time(at(start + 5400))
+            .build()
+        )
+        .build(),
+        user,
+    )
+    r.check(
+        "lark-oapi calendar.v4.calendar_event.patch (start and end): code 0, moved",
+        patched.success()
+        and patched.data.event.start_time.timestamp == str(start + 1800)
+        and patched.data.event.end_time.timestamp == str(start + 5400),
+        (patched.code, patched.msg),
+    )
+
+    guests = client.calendar.v4.calendar_event_attendee.create(
+        CreateCalendarEventAttendeeRequest.builder()
+        .calendar_id(calendar_id)
+        .event_id(event_id)
+        .user_id_type("open_id")
+        .request_body(
+            CreateCalendarEventAttendeeRequestBody.builder()
+            .attendees(
+                [
+                    CalendarEventAttendee.builder()
+                    .type("third_party")
+                    .third_party_email("merchant@cafe.example")
+                    .build()
+                ]
+            )
+            .need_notification(True)
+            .build()
+        )
+        .build(),
+        user,
+    )
+    added = guests.data.attendees if guests.success() else []
+    r.check(
+        "lark-oapi calendar.v4.calendar_event_attendee.create (third_party email): code 0",
+        guests.success()
+        and len(added) == 1
+        and added[0].type == "third_party"
+        and added[0].third_party_email == "merchant@cafe.example",
+        (guests.code, guests.msg, guests.raw.content[:300] if guests.raw else None),
+    )
+
+    got = client.calendar.v4.calendar_event.get(
+        GetCalendarEventRequest.builder().calendar_id(calendar_id).event_id(event_id).build(),
+        user,
+    )
+    r.check(
+        "lark-oapi calendar.v4.calendar_event.get: the moved event",
+        got.success()
+        and got.data.event.event_id == event_id
+        and got.data.event.start_time.timestamp == str(start + 1800),
+        (got.code, got.msg),
+    )
+
+    def delete():
+        return client.calendar.v4.calendar_event.delete(
+            DeleteCalendarEventRequest.builder()
+            .calendar_id(calendar_id)
+            .event_id(event_id)
+            .need_notification("false")
+            .build(),
+            user,
+        )
+
+    deleted = delete()
+    r.check(
+        "lark-oapi calendar.v4.calendar_event.delete (need_notification=false): code 0",
+        deleted.success(),
+        (deleted.code, deleted.msg),
+    )
+    again = delete()
+    r.check(
+        "lark-oapi calendar_event.delete again: code 193003 (deleted), not success",
+        not again.success() and again.code == 193003,
+        (again.code, again.msg),
+    )
+
+
 # --------------------------------------------------------------------------------------
 
 
@@ -909,6 +1227,10 @@ def main() -> int:
             r.section("aiosfstream-ng (CometD)", lambda: check_streaming(r, sim, ctx))
             r.section("simple-salesforce paging", lambda: check_query_paging(r, sim, ctx))
         r.section("lark-oapi", lambda: check_lark(r, sim, ctx))
+        r.section(
+            "lark-oapi calendar, contact, app-hosted reserve, group chat",
+            lambda: check_lark_calendar_and_app(r, sim, ctx),
+        )
     finally:
         code = stop_simulate(sim)
     r.check("simulate stops on ctrl-c (SIGINT) with exit code 0", code == 0, code)

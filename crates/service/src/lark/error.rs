@@ -62,10 +62,13 @@ pub enum LarkError {
     /// 99991668 (invalid) / 99991677 (expired) user access token: refresh once and retry.
     #[error("Lark user access token rejected (code {code})")]
     UserTokenInvalid { code: i64 },
-    /// 121004: the reservation does not exist (or was deleted).
+    /// 121004: the reservation does not exist (or was deleted); 191000 calendar or 193001
+    /// event not found, 193003 event already deleted.
     #[error("Lark: not found (code {code}): {msg}")]
     NotFound { code: i64, msg: String },
-    /// 121005, scope errors 99991672/99991676/99991679, bot availability 230013, app
+    /// 121005, calendar 191002 (no access to the calendar) and 193002 (no permission on the
+    /// event), scope errors 99991672/99991676/99991679, bot availability 230013 and bot
+    /// outside the group 230002, app
     /// configuration errors on the token endpoints (20002, 20009, 20048, 20069, 20074).
     #[error("Lark: permission denied (code {code}): {msg}")]
     PermissionDenied { code: i64, msg: String },
@@ -171,6 +174,32 @@ pub const CODE_IM_NO_AVAILABILITY: i64 = 230013;
 pub const CODE_IM_RECEIVE_ID_INVALID: i64 = 230034;
 /// IM: invalid message content.
 pub const CODE_IM_INVALID_CONTENT: i64 = 230001;
+/// IM: the bot is not in the group chat.
+pub const CODE_IM_BOT_NOT_IN_CHAT: i64 = 230002;
+
+// Calendar v4 codes, from the 错误码 tables of the calendar and event pages
+// (open.feishu.cn/document/server-docs/calendar-v4/calendar-event/create and siblings).
+
+/// Calendar: invalid parameters (400).
+pub const CODE_CALENDAR_INVALID_PARAMS: i64 = 190002;
+/// Calendar: internal service error (500).
+pub const CODE_CALENDAR_INTERNAL: i64 = 190003;
+/// Calendar: method rate limited (429).
+pub const CODE_CALENDAR_METHOD_RATE_LIMITED: i64 = 190004;
+/// Calendar: app rate limited (429).
+pub const CODE_CALENDAR_APP_RATE_LIMITED: i64 = 190005;
+/// Calendar: current operation rate limited (429, contention on a shared resource).
+pub const CODE_CALENDAR_OPERATION_RATE_LIMITED: i64 = 190010;
+/// Calendar: calendar not found (404).
+pub const CODE_CALENDAR_NOT_FOUND: i64 = 191000;
+/// Calendar: the identity has no access role on the calendar (403).
+pub const CODE_CALENDAR_NO_ACCESS: i64 = 191002;
+/// Calendar: event not found (404).
+pub const CODE_EVENT_NOT_FOUND: i64 = 193001;
+/// Calendar: no permission to operate the event (403).
+pub const CODE_EVENT_NO_PERMISSION: i64 = 193002;
+/// Calendar: the event is deleted (403). Classified as not found: for a caller it is gone.
+pub const CODE_EVENT_DELETED: i64 = 193003;
 
 /// Which kind of endpoint produced an error: the 20xxx codes mean "grant refused" only
 /// on the user-token endpoints.
@@ -191,7 +220,16 @@ pub(crate) fn classify(
     oauth_error: Option<&str>,
     retry_after: Option<Duration>,
 ) -> LarkError {
-    if code == Some(CODE_RATE_LIMITED) || status == 429 {
+    if matches!(
+        code,
+        Some(
+            CODE_RATE_LIMITED
+                | CODE_CALENDAR_METHOD_RATE_LIMITED
+                | CODE_CALENDAR_APP_RATE_LIMITED
+                | CODE_CALENDAR_OPERATION_RATE_LIMITED
+        )
+    ) || status == 429
+    {
         return LarkError::RateLimited {
             retry_after: retry_after.unwrap_or(DEFAULT_RATE_LIMIT_WAIT),
         };
@@ -205,20 +243,31 @@ pub(crate) fn classify(
         Some(c @ (CODE_USER_TOKEN_INVALID | CODE_USER_TOKEN_EXPIRED)) => {
             LarkError::UserTokenInvalid { code: c }
         }
-        Some(c @ CODE_VC_NOT_FOUND) => LarkError::NotFound { code: c, msg },
+        Some(
+            c @ (CODE_VC_NOT_FOUND
+            | CODE_CALENDAR_NOT_FOUND
+            | CODE_EVENT_NOT_FOUND
+            | CODE_EVENT_DELETED),
+        ) => LarkError::NotFound { code: c, msg },
         Some(
             c @ (CODE_VC_NO_PERMISSION
             | CODE_APP_SCOPE_MISSING
             | 99991676
             | CODE_USER_SCOPE_MISSING
             | CODE_IM_NO_AVAILABILITY
+            | CODE_IM_BOT_NOT_IN_CHAT
+            | CODE_CALENDAR_NO_ACCESS
+            | CODE_EVENT_NO_PERMISSION
             | 230027
             | 230035
             | 230053),
         ) => LarkError::PermissionDenied { code: c, msg },
-        Some(c @ (CODE_VC_INTERNAL | CODE_TENANT_TOKEN_INVALID | CODE_APP_TOKEN_INVALID)) => {
-            LarkError::Retryable { code: c, msg }
-        }
+        Some(
+            c @ (CODE_VC_INTERNAL
+            | CODE_CALENDAR_INTERNAL
+            | CODE_TENANT_TOKEN_INVALID
+            | CODE_APP_TOKEN_INVALID),
+        ) => LarkError::Retryable { code: c, msg },
         Some(c) if status >= 500 => LarkError::Server {
             status,
             code: Some(c),
@@ -440,6 +489,17 @@ mod tests {
             RetryHint::After(Duration::from_secs(7))
         );
         assert_eq!(c(500, 121001).retry_hint(), RetryHint::Backoff);
+        // Calendar codes.
+        assert!(matches!(c(404, 191000), LarkError::NotFound { .. }));
+        assert!(matches!(c(404, 193001), LarkError::NotFound { .. }));
+        assert!(matches!(c(403, 193003), LarkError::NotFound { .. }));
+        assert!(matches!(c(403, 191002), LarkError::PermissionDenied { .. }));
+        assert!(matches!(c(403, 193002), LarkError::PermissionDenied { .. }));
+        assert!(matches!(c(400, 190002), LarkError::InvalidParams { .. }));
+        assert!(matches!(c(500, 190003), LarkError::Retryable { .. }));
+        // A calendar rate limit is waited out even when it arrives without HTTP 429.
+        assert!(matches!(c(400, 190005), LarkError::RateLimited { .. }));
+        assert!(matches!(c(400, 230002), LarkError::PermissionDenied { .. }));
         assert_eq!(c(400, 121003).retry_hint(), RetryHint::Never);
         assert_eq!(LarkError::Timeout.retry_hint(), RetryHint::Backoff);
     }

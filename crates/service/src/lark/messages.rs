@@ -1,5 +1,7 @@
-//! Bot messages: a plain-text message to a user identified by email, sent as the app
-//! with the tenant access token (used to send trainers their connect link).
+//! Bot messages: a plain-text message to a user identified by email (trainers' connect
+//! links) or to a group chat by its `oc_…` id (admin alerts, rule 22), sent as the app
+//! with the tenant access token. To a chat the bot is not in, Lark answers 230002
+//! ([`LarkError::PermissionDenied`]).
 //!
 //! Each message carries a caller-chosen `uuid`; Lark sends at most one message per uuid
 //! within an hour, which makes retries (ours and the caller's) safe.
@@ -24,6 +26,27 @@ impl LarkClient {
         text: &str,
         uuid: &str,
     ) -> Result<(), LarkError> {
+        self.send_text("email", email, text, uuid).await
+    }
+
+    /// Sends `text` from the bot to the group chat `chat_id` (`oc_…`), idempotent per
+    /// `uuid` for an hour like [`LarkClient::send_text_by_email`].
+    pub async fn send_text_to_chat(
+        &self,
+        chat_id: &str,
+        text: &str,
+        uuid: &str,
+    ) -> Result<(), LarkError> {
+        self.send_text("chat_id", chat_id, text, uuid).await
+    }
+
+    async fn send_text(
+        &self,
+        receive_id_type: &str,
+        receive_id: &str,
+        text: &str,
+        uuid: &str,
+    ) -> Result<(), LarkError> {
         if uuid.is_empty() || uuid.len() > MAX_UUID_LEN {
             return Err(LarkError::InvalidParams {
                 code: 0,
@@ -31,7 +54,7 @@ impl LarkClient {
             });
         }
         let body = serde_json::json!({
-            "receive_id": email,
+            "receive_id": receive_id,
             "msg_type": "text",
             "content": serde_json::json!({ "text": text }).to_string(),
             "uuid": uuid,
@@ -42,7 +65,7 @@ impl LarkClient {
                 .inner
                 .http
                 .post(self.url(MESSAGES_PATH))
-                .query(&[("receive_id_type", "email")])
+                .query(&[("receive_id_type", receive_id_type)])
                 .bearer_auth(token.expose_secret())
                 .json(&body);
             let result: Result<serde_json::Value, LarkError> = self
@@ -135,6 +158,47 @@ mod tests {
             .send_text_by_email("ana@example.com", "hi", &"u".repeat(51))
             .await
             .is_err());
+    }
+
+    #[tokio::test]
+    async fn a_chat_message_reaches_the_group_once_per_uuid() {
+        let (sim, client, _dir) = sim_and_client().await;
+        let chat = sim.create_chat("Training admins");
+        client
+            .send_text_to_chat(&chat, "Booking a0X1 failed: Lark refused", "alert-1")
+            .await
+            .unwrap();
+        client
+            .send_text_to_chat(&chat, "Booking a0X1 failed: Lark refused", "alert-1")
+            .await
+            .unwrap();
+        let received = sim.chat_messages(&chat);
+        assert_eq!(received.len(), 1);
+        assert_eq!(received[0].text, "Booking a0X1 failed: Lark refused");
+        assert_eq!(
+            sim.requests()
+                .matching(|r| r.query == "receive_id_type=chat_id")
+                .len(),
+            2
+        );
+        let unknown = client
+            .send_text_to_chat("oc_nope", "x", "alert-2")
+            .await
+            .unwrap_err();
+        assert!(matches!(
+            unknown,
+            LarkError::InvalidParams { code: 230034, .. }
+        ));
+        sim.remove_bot_from_chat(&chat);
+        let outside = client
+            .send_text_to_chat(&chat, "x", "alert-3")
+            .await
+            .unwrap_err();
+        assert!(
+            matches!(outside, LarkError::PermissionDenied { code: 230002, .. }),
+            "{outside:?}"
+        );
+        assert_eq!(client.call_counts().message, 4, "refusals are not retried");
     }
 
     #[tokio::test]

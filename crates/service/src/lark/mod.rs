@@ -1,6 +1,8 @@
 //! The Lark client: app and tenant tokens ([`app_token`]), user OAuth ([`oauth`]), VC
-//! reservations ([`vc`]), bot messages ([`messages`]), app-wide pacing ([`pacing`]) and
-//! the redacted user token types ([`secret`]).
+//! reservations ([`vc`]: with the host's token, or the app's for an owner), bot messages
+//! to users and group chats ([`messages`]), the host's calendar ([`calendar`]), email →
+//! open_id lookups ([`contact`]), app-wide pacing ([`pacing`]) and the redacted user
+//! token types ([`secret`]).
 //!
 //! It owns every HTTP exchange with Lark: one `reqwest` client built once (timeouts, a
 //! user agent, no redirects), error classification into [`LarkError`], and retries
@@ -9,6 +11,8 @@
 //! a request body.
 
 pub mod app_token;
+pub mod calendar;
+pub mod contact;
 pub mod error;
 pub mod messages;
 pub mod oauth;
@@ -29,6 +33,7 @@ use url::Url;
 use crate::config::{LarkSettings, OAuthVersion};
 use crate::retry::RetryPolicy;
 
+pub use calendar::{CalendarEvent, EventAttendee, EventTime, NewCalendarEvent};
 pub use error::{GrantFailure, LarkError};
 pub use oauth::{LarkUser, TokenGrant};
 pub use pacing::Pacer;
@@ -65,6 +70,9 @@ struct Inner {
     tenant_token: TokenCache,
     app_token: TokenCache,
     apply_pacer: Pacer,
+    /// One pacer per calendar method: Lark limits each method separately.
+    calendar_pacers: calendar::Pacers,
+    contact_pacer: Pacer,
     counts: Counters,
 }
 
@@ -101,6 +109,20 @@ pub struct LarkCallCounts {
     pub get: u64,
     /// `POST /open-apis/im/v1/messages`.
     pub message: u64,
+    /// `POST /open-apis/calendar/v4/calendars/primary`.
+    pub calendar_primary: u64,
+    /// `POST /open-apis/calendar/v4/calendars/{id}/events`.
+    pub event_create: u64,
+    /// `PATCH /open-apis/calendar/v4/calendars/{id}/events/{event_id}`.
+    pub event_patch: u64,
+    /// `GET /open-apis/calendar/v4/calendars/{id}/events/{event_id}`.
+    pub event_get: u64,
+    /// `DELETE /open-apis/calendar/v4/calendars/{id}/events/{event_id}`.
+    pub event_delete: u64,
+    /// `POST /open-apis/calendar/v4/calendars/{id}/events/{event_id}/attendees`.
+    pub event_attendees: u64,
+    /// `POST /open-apis/contact/v3/users/batch_get_id`.
+    pub batch_get_id: u64,
 }
 
 /// Kinds of request, for the counters.
@@ -116,10 +138,17 @@ enum CallKind {
     Delete,
     Get,
     Message,
+    CalendarPrimary,
+    EventCreate,
+    EventPatch,
+    EventGet,
+    EventDelete,
+    EventAttendees,
+    BatchGetId,
 }
 
 #[derive(Default)]
-struct Counters([AtomicU64; 10]);
+struct Counters([AtomicU64; 17]);
 
 impl Counters {
     fn bump(&self, kind: CallKind) {
@@ -139,6 +168,13 @@ impl Counters {
             delete: get(CallKind::Delete),
             get: get(CallKind::Get),
             message: get(CallKind::Message),
+            calendar_primary: get(CallKind::CalendarPrimary),
+            event_create: get(CallKind::EventCreate),
+            event_patch: get(CallKind::EventPatch),
+            event_get: get(CallKind::EventGet),
+            event_delete: get(CallKind::EventDelete),
+            event_attendees: get(CallKind::EventAttendees),
+            batch_get_id: get(CallKind::BatchGetId),
         }
     }
 }
@@ -175,6 +211,8 @@ impl LarkClient {
                 tenant_token: TokenCache::default(),
                 app_token: TokenCache::default(),
                 apply_pacer: Pacer::for_reserve_apply(),
+                calendar_pacers: calendar::Pacers::default(),
+                contact_pacer: Pacer::at_standard_limits(),
                 counts: Counters::default(),
             }),
         })
@@ -249,6 +287,73 @@ impl LarkClient {
     ) -> Result<T, LarkError> {
         crate::retry::with_retry(&self.inner.policy, what, || {
             self.exchange(kind, ErrorContext::Api, sensitive, request())
+        })
+        .await
+    }
+}
+
+/// Longest wait for a pacer slot: one full minute window, plus margin. A request that
+/// waits for its slot has not been sent, so the wait must not count against the attempt's
+/// timeout (reqwest's own request timeout still bounds the HTTP call itself).
+const PACER_WAIT_ALLOWANCE: Duration = Duration::from_secs(62);
+
+impl LarkClient {
+    /// The client's retry policy with room for a pacer wait in each attempt.
+    fn paced_policy(&self) -> RetryPolicy {
+        RetryPolicy {
+            attempt_timeout: self.inner.policy.attempt_timeout + PACER_WAIT_ALLOWANCE,
+            ..self.inner.policy.clone()
+        }
+    }
+
+    /// One call Lark limits per app and method, safe to repeat (idempotent at Lark), with
+    /// a user token: each attempt waits for a slot of `pacer`, then is sent and decoded.
+    async fn paced_user_call<T: DeserializeOwned>(
+        &self,
+        what: &str,
+        kind: CallKind,
+        pacer: &Pacer,
+        request: impl Fn() -> reqwest::RequestBuilder,
+    ) -> Result<T, LarkError> {
+        crate::retry::with_retry(&self.paced_policy(), what, || async {
+            pacer.acquire().await;
+            self.exchange(kind, ErrorContext::Api, Sensitivity::Plain, request())
+                .await
+        })
+        .await
+    }
+
+    /// One call with the tenant access token, safe to repeat. A token Lark calls invalid is
+    /// dropped from the cache so the retry fetches a fresh one. `pacer`, when given, is
+    /// waited on before each attempt.
+    async fn tenant_call<T: DeserializeOwned>(
+        &self,
+        what: &str,
+        kind: CallKind,
+        sensitive: Sensitivity,
+        pacer: Option<&Pacer>,
+        request: impl Fn(&str) -> reqwest::RequestBuilder,
+    ) -> Result<T, LarkError> {
+        use secrecy::ExposeSecret;
+        crate::retry::with_retry(&self.paced_policy(), what, || async {
+            let token: SecretString = self.tenant_token().await?;
+            if let Some(pacer) = pacer {
+                pacer.acquire().await;
+            }
+            let result = self
+                .exchange(
+                    kind,
+                    ErrorContext::Api,
+                    sensitive,
+                    request(token.expose_secret()),
+                )
+                .await;
+            if let Err(LarkError::Retryable { code, .. }) = &result {
+                if *code == error::CODE_TENANT_TOKEN_INVALID {
+                    self.forget_tenant_token(&token).await;
+                }
+            }
+            result
         })
         .await
     }

@@ -66,6 +66,14 @@ impl Pacer {
         ])
     }
 
+    /// A pacer at Lark's standard per-app tier of 50 per second and 1000 per minute (the
+    /// tier of every Calendar v4 method and of `contact/v3/users/batch_get_id`, each
+    /// method counted on its own: "1000 次/分钟、50 次/秒" on each method's page), padded
+    /// like [`Pacer::for_reserve_apply`].
+    pub fn at_standard_limits() -> Pacer {
+        Pacer::for_reserve_apply()
+    }
+
     /// Waits until a call may start without exceeding any limit, and records the start.
     pub async fn acquire(&self) {
         let mut starts = self.starts.lock().await;

@@ -1,6 +1,11 @@
 //! VC reservations, made with the trainer's own user access token so the trainer hosts:
 //! apply, update (end time / topic), get, delete.
 //!
+//! App-hosted meetings (rule 21) use the app's tenant token instead, naming the trainer
+//! as `owner_id`: apply, update and delete (`*_for_owner`, `delete_reserve_as_app`). Lark
+//! needs the app's tenant-level `vc:reserve` permission for these and answers a
+//! permission error without it ([`LarkError::PermissionDenied`]).
+//!
 //! Apply is paced app-wide (50/s, 1000/min: see [`super::pacing`]) and is not idempotent
 //! at Lark, so an apply that may have reached Lark and then timed out is handed back to
 //! the caller (whose journal reconciles it) instead of being sent again.
@@ -9,7 +14,9 @@ use std::time::Duration;
 
 use serde::Deserialize;
 
-use super::error::{lenient_i64, ErrorContext, LarkError};
+use secrecy::ExposeSecret;
+
+use super::error::{lenient_i64, ErrorContext, LarkError, CODE_TENANT_TOKEN_INVALID};
 use super::secret::AccessToken;
 use super::{CallKind, Data, LarkClient, NotReplayable, Sensitivity};
 use crate::retry::{with_retry, RetryPolicy};
@@ -197,6 +204,115 @@ impl LarkClient {
                         .delete(self.url(&path))
                         .bearer_auth(token.secret())
                 },
+            )
+            .await?;
+        Ok(())
+    }
+}
+
+impl LarkClient {
+    /// Reserves a meeting owned and hosted by the user `owner_open_id`, applied with the
+    /// app's tenant token (design §4 "Reserve for someone else": with the tenant token,
+    /// `owner_id` is required and names the owner). Paced and never replayed once it may
+    /// have reached Lark, like [`LarkClient::apply_reserve`].
+    pub async fn apply_reserve_for_owner(
+        &self,
+        owner_open_id: &str,
+        end_time: i64,
+        topic: &str,
+    ) -> Result<Reserve, LarkError> {
+        if owner_open_id.trim().is_empty() {
+            return Err(LarkError::InvalidParams {
+                code: 0,
+                msg: "an app-hosted reservation needs the owner's open_id".into(),
+            });
+        }
+        let body = serde_json::json!({
+            "end_time": end_time.to_string(),
+            "owner_id": owner_open_id,
+            "meeting_settings": { "topic": topic },
+        });
+        let result = with_retry(&self.paced_policy(), "lark reserve apply (app)", || async {
+            let token = self.tenant_token().await.map_err(|error| NotReplayable {
+                error,
+                // Nothing was applied yet: the tenant token is fetched first.
+                may_have_reached: false,
+            })?;
+            self.inner.apply_pacer.acquire().await;
+            let request = self
+                .inner
+                .http
+                .post(self.url(APPLY_PATH))
+                .bearer_auth(token.expose_secret())
+                .json(&body);
+            let answer = self
+                .send(CallKind::Apply, request)
+                .await
+                .map_err(NotReplayable::unanswered)?;
+            let decoded =
+                answer.decode::<Data<ReserveData>>(ErrorContext::Api, Sensitivity::Secret);
+            if let Err(LarkError::Retryable { code, .. }) = &decoded {
+                if *code == CODE_TENANT_TOKEN_INVALID {
+                    self.forget_tenant_token(&token).await;
+                }
+            }
+            decoded
+                .map(|d| d.data.reserve.into_reserve())
+                .map_err(NotReplayable::answered)
+        })
+        .await;
+        result.map_err(|f| f.error)
+    }
+
+    /// Changes an app-hosted reservation's end time and/or topic, with the tenant token.
+    pub async fn update_reserve_for_owner(
+        &self,
+        owner_open_id: &str,
+        reserve_id: &str,
+        end_time: Option<i64>,
+        topic: Option<&str>,
+    ) -> Result<Reserve, LarkError> {
+        let mut body = serde_json::Map::new();
+        body.insert("owner_id".into(), owner_open_id.into());
+        if let Some(end) = end_time {
+            body.insert("end_time".into(), end.to_string().into());
+        }
+        if let Some(topic) = topic {
+            body.insert(
+                "meeting_settings".into(),
+                serde_json::json!({ "topic": topic }),
+            );
+        }
+        let path = reserve_path(reserve_id)?;
+        let Data { data }: Data<ReserveData> = self
+            .tenant_call(
+                "lark reserve update (app)",
+                CallKind::Update,
+                Sensitivity::Secret,
+                None,
+                |token| {
+                    self.inner
+                        .http
+                        .put(self.url(&path))
+                        .bearer_auth(token)
+                        .json(&body)
+                },
+            )
+            .await?;
+        Ok(data.reserve.into_reserve())
+    }
+
+    /// Deletes an app-hosted reservation, with the tenant token. One already gone answers
+    /// [`LarkError::NotFound`].
+    pub async fn delete_reserve_as_app(&self, reserve_id: &str) -> Result<(), LarkError> {
+        let path = reserve_path(reserve_id)?;
+        let _: serde_json::Value = self
+            .tenant_call(
+                "lark reserve delete (app)",
+                CallKind::Delete,
+                Sensitivity::Plain,
+                None,
+                |token| self.inner.http.delete(self.url(&path)).bearer_auth(token),
             )
             .await?;
         Ok(())
@@ -468,6 +584,90 @@ mod tests {
             1,
             "a maybe-created meeting is not re-applied"
         );
+    }
+
+    #[tokio::test]
+    async fn the_app_reserves_for_an_owner_with_its_tenant_token() {
+        let (sim, client, _dir) = sim_and_client().await;
+        let ana_id = sim.add_user("ana@example.com", "Ana");
+        let end = in_days(2);
+        let reserve = client
+            .apply_reserve_for_owner(&ana_id, end, "Remote Training: Acme")
+            .await
+            .unwrap();
+        let held = sim.reserves();
+        assert_eq!(held.len(), 1);
+        assert_eq!(
+            held[0].owner_open_id, ana_id,
+            "the trainer owns and hosts it"
+        );
+        assert!(held[0].applied_by_app);
+        let applied = sim
+            .requests()
+            .matching(|r| r.path == APPLY_PATH)
+            .pop()
+            .unwrap();
+        let body: serde_json::Value = serde_json::from_str(&applied.body).unwrap();
+        assert_eq!(body["owner_id"], ana_id);
+        assert_eq!(body["end_time"], end.to_string());
+
+        let later = in_days(4);
+        let updated = client
+            .update_reserve_for_owner(&ana_id, &reserve.id, Some(later), Some("Moved"))
+            .await
+            .unwrap();
+        assert_eq!(
+            (updated.url.as_str(), updated.end_time),
+            (reserve.url.as_str(), later)
+        );
+        // The trainer, once connected, manages it with their own token too.
+        let ana = connect(&sim, &client, "ana@example.com").await;
+        assert_eq!(
+            client
+                .get_reserve(&ana.access_token, &reserve.id)
+                .await
+                .unwrap()
+                .id,
+            reserve.id
+        );
+        client.delete_reserve_as_app(&reserve.id).await.unwrap();
+        assert!(sim.reserves()[0].deleted);
+        let gone = client.delete_reserve_as_app(&reserve.id).await.unwrap_err();
+        assert!(matches!(gone, LarkError::NotFound { code: 121004, .. }));
+        assert_eq!(client.call_counts().tenant_token, 1);
+    }
+
+    #[tokio::test]
+    async fn without_the_app_permission_an_app_hosted_apply_is_refused_once() {
+        let (sim, client, _dir) = sim_and_client().await;
+        let ana_id = sim.add_user("ana@example.com", "Ana");
+        sim.set_app_scope("vc:reserve", false);
+        let err = client
+            .apply_reserve_for_owner(&ana_id, in_days(1), "t")
+            .await
+            .unwrap_err();
+        assert!(
+            matches!(err, LarkError::PermissionDenied { code: 99991672, .. }),
+            "{err:?}"
+        );
+        let unknown_owner = {
+            sim.set_app_scope("vc:reserve", true);
+            client
+                .apply_reserve_for_owner("ou_nobody", in_days(1), "t")
+                .await
+                .unwrap_err()
+        };
+        assert!(matches!(
+            unknown_owner,
+            LarkError::InvalidParams { code: 121003, .. }
+        ));
+        assert_eq!(client.call_counts().apply, 2, "refusals are not retried");
+        assert!(sim.reserves().is_empty());
+        assert!(client
+            .apply_reserve_for_owner(" ", in_days(1), "t")
+            .await
+            .is_err());
+        assert_eq!(client.call_counts().apply, 2, "refused before sending");
     }
 
     #[test]

@@ -3,8 +3,17 @@
 //!
 //! Per Lark's "send message" docs: `content` is a JSON string (`{"text": "…"}` for text);
 //! `uuid` (≤ 50 chars) deduplicates — requests with the same uuid send at most one
-//! message within an hour; a user the bot cannot reach is 230013.
-//! Source: open.feishu.cn/document/server-docs/im-v1/message/create.
+//! message within an hour; a user the bot cannot reach is 230013. To a group chat:
+//! `receive_id_type=chat_id` with an `oc_…` id; an id that names no chat is 230034 "The
+//! receive_id is invalid.", a chat the bot is not in is 230002 "The bot can not be outside
+//! the group." (both HTTP 400).
+//! Source: open.feishu.cn/document/server-docs/im-v1/message/create (mirrored in
+//! wxkingstar/doc-hub-mcp `feishu/003-服务端API/im-v1/message/create.md`, 错误码).
+//!
+//! Group chats come from `POST /open-apis/im/v1/chats` with the tenant token (the chat is
+//! created by the app, so its bot is a member): `{name, description, chat_mode, chat_type,
+//! …}` → `data.{chat_id: "oc_…", name, description, chat_mode, chat_type, owner_id_type,
+//! external, tenant_key}` (`feishu/003-服务端API/im-v1/chat/create.md`).
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -41,7 +50,7 @@ pub(super) async fn send_message(
         return refused.into_response();
     }
     let receive_id_type = match q.get("receive_id_type").map(String::as_str) {
-        Some(t @ ("email" | "open_id")) => t.to_string(),
+        Some(t @ ("email" | "open_id" | "chat_id")) => t.to_string(),
         _ => return field_validation_failed(),
     };
     let Ok(body) = serde_json::from_slice::<Value>(&body) else {
@@ -79,8 +88,28 @@ pub(super) async fn send_message(
         },
         _ => content.clone(),
     };
+    if receive_id_type == "chat_id" {
+        match state.chats.iter().find(|c| c.chat_id == receive_id) {
+            None => {
+                return lark_error(
+                    StatusCode::BAD_REQUEST,
+                    230034,
+                    "The receive_id is invalid.",
+                )
+            }
+            Some(chat) if !chat.bot_is_member => {
+                return lark_error(
+                    StatusCode::BAD_REQUEST,
+                    230002,
+                    "The bot can not be outside the group.",
+                )
+            }
+            Some(_) => {}
+        }
+    }
     let reachable = match receive_id_type.as_str() {
         "email" => state.user_by_email(&receive_id).is_some(),
+        "chat_id" => true,
         _ => state.user_by_open_id(&receive_id).is_some(),
     };
     if !reachable {
@@ -102,7 +131,11 @@ pub(super) async fn send_message(
         "update_time": created_ms,
         "deleted": false,
         "updated": false,
-        "chat_id": format!("oc_{}", crate::wire::random_hex(16)),
+        "chat_id": if receive_id_type == "chat_id" {
+            receive_id.clone()
+        } else {
+            format!("oc_{}", crate::wire::random_hex(16))
+        },
         "sender": {
             "id": LARK_APP_ID,
             "id_type": "app_id",
@@ -123,4 +156,55 @@ pub(super) async fn send_message(
         state.sent_uuids.insert(uuid, (now, data.clone()));
     }
     lark_ok(data)
+}
+
+/// `POST /open-apis/im/v1/chats`: a group chat made by the app, its bot a member.
+pub(super) async fn create_chat(
+    State(shared): State<Arc<Shared>>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    let now = Instant::now();
+    let mut state = shared.lock();
+    if let Err(refused) = state.check_tenant_token(bearer(&headers), now) {
+        return refused.into_response();
+    }
+    let Ok(body) = serde_json::from_slice::<Value>(&body) else {
+        return field_validation_failed();
+    };
+    let text = |k: &str| {
+        body.get(k)
+            .and_then(Value::as_str)
+            .unwrap_or("")
+            .to_string()
+    };
+    let name = text("name");
+    let chat_mode = match body.get("chat_mode").and_then(Value::as_str) {
+        None | Some("group") => "group",
+        Some(_) => return field_validation_failed(),
+    };
+    let chat_type = match body.get("chat_type").and_then(Value::as_str) {
+        None | Some("private") => "private",
+        Some("public") => "public",
+        Some(_) => return field_validation_failed(),
+    };
+    let chat_id = format!("oc_{}", crate::wire::random_hex(16));
+    state.chats.push(super::SimChat {
+        chat_id: chat_id.clone(),
+        name: name.clone(),
+        bot_is_member: true,
+    });
+    lark_ok(json!({
+        "chat_id": chat_id,
+        "avatar": "",
+        "name": name,
+        "description": text("description"),
+        "owner_id_type": "app_id",
+        "owner_id": LARK_APP_ID,
+        "chat_mode": chat_mode,
+        "chat_type": chat_type,
+        "chat_tag": "inner",
+        "external": false,
+        "tenant_key": SIM_TENANT_KEY,
+    }))
 }

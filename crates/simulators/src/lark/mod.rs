@@ -5,19 +5,27 @@
 //! It serves the app/tenant token endpoints, the authorize page (approving as one of its
 //! users, or denying), the v2 and v1 user-token endpoints with single-use refresh tokens,
 //! `user_info`, VC reserves (apply/get/update/delete, owner checks, 30-day limit, the
-//! per-app rate limit of 50/s and 1000/min) and bot messages (uuid dedup). Test knobs
-//! expire or revoke a user's tokens and change lifetimes and limits; every request is
+//! per-app rate limit of 50/s and 1000/min; tenant-token reserves with `owner_id`), bot
+//! messages to users and group chats (uuid dedup), the primary calendar, events and
+//! attendees of Calendar v4 ([`calendar`]) and `contact/v3/users/batch_get_id`
+//! ([`contact`]). Test knobs expire or revoke a user's tokens, change lifetimes and
+//! limits, withdraw app scopes and make a user's calendar read-only; every request is
 //! recorded ([`RequestLog`]) and faults can be injected ([`Faults`]).
 //!
 //! Time: lifetimes, code expiry and rate-limit windows use `tokio::time::Instant`, so
 //! tests on a paused clock control them; reservation end times are unix seconds of the
 //! wall clock, as in Lark. Not used by the service's production path.
 
+pub mod calendar;
+pub mod contact;
 mod im;
 mod oauth;
+pub mod rate;
 mod vc;
 
-use std::collections::{HashMap, VecDeque};
+pub use calendar::{SimAttendee, SimEvent, SimTime};
+
+use std::collections::{HashMap, HashSet, VecDeque};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
@@ -76,7 +84,8 @@ pub struct SimUser {
 pub struct SimReserve {
     /// 19-digit reserve id.
     pub id: String,
-    /// open_id of the user whose token applied (the host).
+    /// open_id of the host: the user whose token applied, or the `owner_id` of a
+    /// tenant-token apply.
     pub owner_open_id: String,
     /// 9-digit meeting number.
     pub meeting_no: String,
@@ -90,12 +99,14 @@ pub struct SimReserve {
     pub deleted: bool,
     /// When the apply request was accepted (simulator clock), for pacing checks.
     pub applied_at: Instant,
+    /// Applied with the tenant token (for `owner_open_id`), not the owner's own token.
+    pub applied_by_app: bool,
 }
 
 /// A bot message the simulator accepted.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SimMessage {
-    /// `email` or `open_id`, from the query string.
+    /// `email`, `open_id` or `chat_id`, from the query string.
     pub receive_id_type: String,
     /// The recipient, as sent.
     pub receive_id: String,
@@ -107,6 +118,17 @@ pub struct SimMessage {
     pub uuid: Option<String>,
     /// `om_…`, as returned to the sender.
     pub message_id: String,
+}
+
+/// A group chat of the simulated tenant.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SimChat {
+    /// `oc_…`.
+    pub chat_id: String,
+    /// Display name.
+    pub name: String,
+    /// Whether the app's bot is a member (only then may it post there).
+    pub bot_is_member: bool,
 }
 
 /// The running Lark simulator. Clones share state; the server stops when the last
@@ -217,6 +239,12 @@ struct State {
     apply_per_second: u32,
     apply_per_minute: u32,
     apply_times: VecDeque<Instant>,
+    calendars: calendar::Calendars,
+    /// Per-method limits of the calendar and contact endpoints.
+    api_limits: rate::MethodLimits,
+    chats: Vec<SimChat>,
+    /// App (tenant-identity) scopes withdrawn by a test: calls needing them get 99991672.
+    denied_app_scopes: HashSet<String>,
 }
 
 impl Default for State {
@@ -237,6 +265,10 @@ impl Default for State {
             apply_per_second: DEFAULT_APPLY_PER_SECOND,
             apply_per_minute: DEFAULT_APPLY_PER_MINUTE,
             apply_times: VecDeque::new(),
+            calendars: calendar::Calendars::default(),
+            api_limits: rate::MethodLimits::default(),
+            chats: Vec::new(),
+            denied_app_scopes: HashSet::new(),
         }
     }
 }
@@ -337,6 +369,20 @@ impl State {
         } else {
             Err(Refusal::invalid(99991663))
         }
+    }
+
+    /// Whether the app holds a tenant-identity scope. Lark's answer when it does not:
+    /// 99991672 "Access denied. One of the following scopes is required: [...]" (the
+    /// generic server error codes page, open.feishu.cn/document/server-docs/
+    /// getting-started/server-error-codes).
+    fn missing_app_scope(&self, scope: &str) -> Option<Response> {
+        self.denied_app_scopes.contains(scope).then(|| {
+            lark_error(
+                StatusCode::BAD_REQUEST,
+                99991672,
+                &format!("Access denied. One of the following scopes is required: [{scope}]."),
+            )
+        })
     }
 
     fn check_app_token(&self, token: Option<&str>, now: Instant) -> Result<(), Refusal> {
@@ -470,6 +516,29 @@ impl LarkSim {
                     .delete(vc::delete_reserve),
             )
             .route("/open-apis/im/v1/messages", post(im::send_message))
+            .route("/open-apis/im/v1/chats", post(im::create_chat))
+            .route(
+                "/open-apis/calendar/v4/calendars/primary",
+                post(calendar::primary),
+            )
+            .route(
+                "/open-apis/calendar/v4/calendars/{calendar_id}/events",
+                post(calendar::create_event),
+            )
+            .route(
+                "/open-apis/calendar/v4/calendars/{calendar_id}/events/{event_id}",
+                get(calendar::get_event)
+                    .patch(calendar::patch_event)
+                    .delete(calendar::delete_event),
+            )
+            .route(
+                "/open-apis/calendar/v4/calendars/{calendar_id}/events/{event_id}/attendees",
+                post(calendar::add_attendees),
+            )
+            .route(
+                "/open-apis/contact/v3/users/batch_get_id",
+                post(contact::batch_get_id),
+            )
             .fallback(not_found)
             .with_state(shared.clone());
         let recorder = Recorder {
@@ -583,6 +652,73 @@ impl LarkSim {
     /// Every bot message accepted (deduplicated ones once), in order.
     pub fn bot_messages(&self) -> Vec<SimMessage> {
         self.shared.lock().messages.clone()
+    }
+
+    /// The user's primary calendar id (every user has one, made on first use).
+    pub fn primary_calendar_id(&self, open_id: &str) -> String {
+        self.shared.lock().calendars.primary_of(open_id)
+    }
+
+    /// Every calendar event ever created, deleted ones included, in order.
+    pub fn calendar_events(&self) -> Vec<SimEvent> {
+        self.shared.lock().calendars.events()
+    }
+
+    /// The user's role on their own calendar drops to reader (`true`) or returns to owner:
+    /// while read-only, creating an event answers 191002 and changing one 193002.
+    pub fn set_calendar_read_only(&self, open_id: &str, read_only: bool) {
+        self.shared
+            .lock()
+            .calendars
+            .set_read_only(open_id, read_only);
+    }
+
+    /// Per-app, per-method limits of the calendar and contact endpoints (default 50 per
+    /// second, 1000 per minute; 0 = none).
+    pub fn set_api_rate_limits(&self, per_second: u32, per_minute: u32) {
+        self.shared.lock().api_limits.set(per_second, per_minute);
+    }
+
+    /// Withdraws (`granted = false`) or restores an app scope of the tenant identity, e.g.
+    /// `vc:reserve` (reserving for someone else with the tenant token) or
+    /// `contact:user.id:readonly` (`batch_get_id`). Calls that need it answer 99991672.
+    pub fn set_app_scope(&self, scope: &str, granted: bool) {
+        let mut state = self.shared.lock();
+        if granted {
+            state.denied_app_scopes.remove(scope);
+        } else {
+            state.denied_app_scopes.insert(scope.to_string());
+        }
+    }
+
+    /// Creates a group chat with the app's bot in it; returns its `oc_…` id.
+    pub fn create_chat(&self, name: &str) -> String {
+        let chat_id = format!("oc_{}", crate::wire::random_hex(16));
+        self.shared.lock().chats.push(SimChat {
+            chat_id: chat_id.clone(),
+            name: name.to_string(),
+            bot_is_member: true,
+        });
+        chat_id
+    }
+
+    /// Removes the bot from a chat: its messages there then answer 230002.
+    pub fn remove_bot_from_chat(&self, chat_id: &str) {
+        let mut state = self.shared.lock();
+        if let Some(chat) = state.chats.iter_mut().find(|c| c.chat_id == chat_id) {
+            chat.bot_is_member = false;
+        }
+    }
+
+    /// Every bot message accepted into this chat, in order.
+    pub fn chat_messages(&self, chat_id: &str) -> Vec<SimMessage> {
+        self.shared
+            .lock()
+            .messages
+            .iter()
+            .filter(|m| m.receive_id_type == "chat_id" && m.receive_id == chat_id)
+            .cloned()
+            .collect()
     }
 
     /// Per-app limits on reserve apply (default 50 per second, 1000 per minute; 0 = none).

@@ -28,6 +28,12 @@ const FIELD_VALIDATION_FAILED: Refusal =
     Refusal::new(StatusCode::BAD_REQUEST, 99992402, "field validation failed");
 const NOT_FOUND: Refusal = Refusal::new(StatusCode::NOT_FOUND, 121004, "data not exist");
 const NO_PERMISSION: Refusal = Refusal::new(StatusCode::FORBIDDEN, 121005, "no permission");
+/// The app lacks the tenant-identity scope (Lark's generic 99991672).
+const NO_APP_SCOPE: Refusal = Refusal::new(
+    StatusCode::BAD_REQUEST,
+    99991672,
+    "Access denied. One of the following scopes is required: [vc:reserve].",
+);
 const NO_USER_SCOPE: Refusal = Refusal::new(
     StatusCode::BAD_REQUEST,
     99991679,
@@ -52,28 +58,51 @@ fn rate_limited(reset_secs: u64, limit: u32) -> Response {
     response
 }
 
-/// The caller as a reservation owner: a user token with `vc:reserve`, or the tenant
-/// token together with `owner_id` (an open_id) in the body.
+/// Who is calling: a user with their own token, or the app with its tenant token (and,
+/// on apply and update, the `owner_id` the body names).
+enum Caller {
+    User(String),
+    App { owner_id: Option<String> },
+}
+
+/// The caller: a user token with `vc:reserve`, or the tenant token while the app holds
+/// the tenant-identity `vc:reserve` scope (design §4 "Reserve for someone else"; refused
+/// with 99991672 when the app lacks it). A user token's `owner_id` is ignored.
 fn caller(
     state: &SimState,
     headers: &HeaderMap,
     body: Option<&Value>,
     now: Instant,
-) -> Result<String, Refusal> {
+) -> Result<Caller, Refusal> {
     let token = bearer(headers);
     if let Some(t) = token.filter(|t| t.starts_with("t-")) {
         state.check_tenant_token(Some(t), now)?;
-        let owner = body
+        if state.denied_app_scopes.contains(VC_SCOPE) {
+            return Err(NO_APP_SCOPE);
+        }
+        let owner_id = body
             .and_then(|b| b.get("owner_id"))
             .and_then(Value::as_str)
-            .filter(|id| state.user_by_open_id(id).is_some());
-        return owner.map(str::to_string).ok_or(PARAM_ERROR);
+            .map(str::to_string);
+        return Ok(Caller::App { owner_id });
     }
     let (open_id, scope) = state.check_user_token(token, now)?;
     if !scope.split_whitespace().any(|s| s == VC_SCOPE) {
         return Err(NO_USER_SCOPE);
     }
-    Ok(open_id)
+    Ok(Caller::User(open_id))
+}
+
+/// The owner of a new reservation: the user, or with the tenant token the `owner_id`,
+/// which is then required and must name a user of the tenant (else 121003).
+fn owner_of_new(state: &SimState, caller: Caller) -> Result<(String, bool), Refusal> {
+    match caller {
+        Caller::User(open_id) => Ok((open_id, false)),
+        Caller::App {
+            owner_id: Some(owner),
+        } if state.user_by_open_id(&owner).is_some() => Ok((owner, true)),
+        Caller::App { .. } => Err(PARAM_ERROR),
+    }
 }
 
 /// `end_time` as Lark takes it: a string of unix seconds, future, within 30 days.
@@ -138,7 +167,11 @@ pub(super) async fn apply(
     let now = Instant::now();
     let mut state = shared.lock();
     let parsed = parse_body(&body).ok();
-    let owner = match caller(&state, &headers, parsed.as_ref(), now) {
+    let who = match caller(&state, &headers, parsed.as_ref(), now) {
+        Ok(who) => who,
+        Err(r) => return r.into_response(),
+    };
+    let (owner, applied_by_app) = match owner_of_new(&state, who) {
         Ok(owner) => owner,
         Err(r) => return r.into_response(),
     };
@@ -168,6 +201,7 @@ pub(super) async fn apply(
         topic,
         deleted: false,
         applied_at: now,
+        applied_by_app,
     };
     let data = json!({
         "reserve": reserve_json(&reserve),
@@ -177,18 +211,29 @@ pub(super) async fn apply(
     lark_ok(data)
 }
 
-/// Finds a live reservation the caller owns.
+/// Finds a live reservation the caller may manage: its owner, with their user token; or
+/// the app, with the tenant token, for one it applied (and, when the body names an
+/// `owner_id`, only if that is the owner).
 fn owned<'a>(
     state: &'a mut SimState,
     id: &str,
-    caller: &str,
+    caller: &Caller,
 ) -> Result<&'a mut SimReserve, Refusal> {
     let reserve = state
         .reserves
         .iter_mut()
         .find(|r| r.id == id && !r.deleted)
         .ok_or(NOT_FOUND)?;
-    if reserve.owner_open_id != caller {
+    let allowed = match caller {
+        Caller::User(open_id) => reserve.owner_open_id == *open_id,
+        Caller::App { owner_id } => {
+            reserve.applied_by_app
+                && owner_id
+                    .as_ref()
+                    .is_none_or(|owner| *owner == reserve.owner_open_id)
+        }
+    };
+    if !allowed {
         return Err(NO_PERMISSION);
     }
     Ok(reserve)

@@ -1,0 +1,1001 @@
+//! The host's Lark calendar (design rule 20), always with the host's own user access token:
+//! the primary calendar's id, events created with an idempotency key, start and end moved,
+//! events deleted without notifying, external guests invited.
+//!
+//! Every method is paced under Lark's per-app, per-method limit (50/s, 1000/min) and is
+//! safe to repeat, so the retry helper may resend it: a create carries its idempotency key
+//! (Lark answers the same event for the same key and calendar), a patch sets absolute
+//! times, a repeated delete answers "deleted" ([`LarkError::NotFound`]) and an attendee
+//! already invited is not invited twice. It decides nothing about bookings: which event a
+//! booking has, and when to move or delete it, is the pipeline's business.
+//!
+//! Wire facts (paths, field names and types, codes): Lark's Calendar v4 pages, mirrored in
+//! wxkingstar/doc-hub-mcp under `feishu/003-服务端API/calendar-v4/` — `calendar/primary.md`,
+//! `calendar-event/{create,patch,get,delete}.md`, `calendar-event-attendee/create.md` — and
+//! the request models of larksuite/oapi-sdk-go `service/calendar/v4` (`TimeInfo.Timestamp`
+//! is a string of unix seconds; `need_notification` of delete is a query string).
+
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+
+use super::error::{lenient_i64, truncate, LarkError};
+use super::pacing::Pacer;
+use super::{CallKind, Data, LarkClient};
+use crate::tokens::AccessToken;
+
+/// Path of the primary-calendar lookup.
+pub const PRIMARY_PATH: &str = "/open-apis/calendar/v4/calendars/primary";
+/// Prefix of a calendar's path (`{CALENDARS_PATH}/{calendar_id}/events…`).
+pub const CALENDARS_PATH: &str = "/open-apis/calendar/v4/calendars";
+/// Shortest and longest `idempotency_key` Lark accepts (the create page's 数据校验规则).
+pub const IDEMPOTENCY_KEY_LEN: std::ops::RangeInclusive<usize> = 32..=128;
+
+/// A pacer per calendar method.
+pub(crate) struct Pacers {
+    primary: Pacer,
+    create: Pacer,
+    patch: Pacer,
+    get: Pacer,
+    delete: Pacer,
+    attendees: Pacer,
+}
+
+impl Default for Pacers {
+    fn default() -> Self {
+        Pacers {
+            primary: Pacer::at_standard_limits(),
+            create: Pacer::at_standard_limits(),
+            patch: Pacer::at_standard_limits(),
+            get: Pacer::at_standard_limits(),
+            delete: Pacer::at_standard_limits(),
+            attendees: Pacer::at_standard_limits(),
+        }
+    }
+}
+
+/// A point in time as the calendar takes it: unix seconds, and the IANA zone the event
+/// is written in (e.g. `UTC`, `Europe/Paris`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct EventTime {
+    /// Unix seconds.
+    pub timestamp: i64,
+    /// IANA zone name.
+    pub timezone: String,
+}
+
+/// What an event for a meeting carries (rule 20).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NewCalendarEvent {
+    /// The meeting topic.
+    pub summary: String,
+    /// From `calendar.description_template`.
+    pub description: String,
+    /// The booking's start.
+    pub start: EventTime,
+    /// The booking's end.
+    pub end: EventTime,
+    /// The join link, as the event's third-party video meeting.
+    pub meeting_url: String,
+    /// The one reminder, minutes before the start.
+    pub reminder_minutes: i64,
+}
+
+/// An event as Lark answered it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CalendarEvent {
+    /// `<uuid>_0`: what goes to `Lark_Calendar_Event_Id__c`.
+    pub event_id: String,
+    /// The organizer's calendar.
+    pub calendar_id: String,
+    /// Start, unix seconds.
+    pub start: i64,
+    /// End, unix seconds.
+    pub end: i64,
+    /// `vchat.meeting_url`, when the event has one.
+    pub meeting_url: Option<String>,
+}
+
+/// An attendee as Lark answered it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct EventAttendee {
+    /// Lark's id of this attendee on this event.
+    pub attendee_id: String,
+    /// `third_party`, `user`, `chat` or `resource`.
+    pub kind: String,
+    /// The guest's email, for a `third_party` attendee.
+    pub third_party_email: Option<String>,
+}
+
+/// An `idempotency_key` for an event create, derived from `parts` (e.g. the booking id and
+/// the reservation id): the same parts always give the same key, and it is always within
+/// Lark's 32–128 characters (64 hex characters of a SHA-256).
+pub fn idempotency_key(parts: &[&str]) -> String {
+    let mut hasher = Sha256::new();
+    for part in parts {
+        // Length-prefixed, so ("ab", "c") and ("a", "bc") differ.
+        hasher.update((part.len() as u64).to_be_bytes());
+        hasher.update(part.as_bytes());
+    }
+    hex::encode(hasher.finalize())
+}
+
+// ---------------------------------------------------------------------------------------
+// Wire shapes.
+
+/// `time_info`: `timestamp` is a string of unix seconds.
+#[derive(Serialize)]
+struct TimeInfo<'a> {
+    timestamp: String,
+    timezone: &'a str,
+}
+
+impl<'a> From<&'a EventTime> for TimeInfo<'a> {
+    fn from(t: &'a EventTime) -> Self {
+        TimeInfo {
+            timestamp: t.timestamp.to_string(),
+            timezone: &t.timezone,
+        }
+    }
+}
+
+#[derive(Serialize)]
+struct Vchat<'a> {
+    vc_type: &'static str,
+    icon_type: &'static str,
+    meeting_url: &'a str,
+    description: &'static str,
+}
+
+#[derive(Serialize)]
+struct Reminder {
+    minutes: i64,
+}
+
+/// Body of the create request.
+#[derive(Serialize)]
+struct CreateBody<'a> {
+    summary: &'a str,
+    description: &'a str,
+    /// The host creates their own event: no bot notification to them.
+    need_notification: bool,
+    start_time: TimeInfo<'a>,
+    end_time: TimeInfo<'a>,
+    vchat: Vchat<'a>,
+    reminders: [Reminder; 1],
+    /// Guests see who else is invited (the trainer), nothing more.
+    attendee_ability: &'static str,
+    free_busy_status: &'static str,
+}
+
+/// Body of the patch request: start and end only take effect together.
+#[derive(Serialize)]
+struct PatchTimesBody<'a> {
+    need_notification: bool,
+    start_time: TimeInfo<'a>,
+    end_time: TimeInfo<'a>,
+}
+
+#[derive(Serialize)]
+struct AttendeeBody<'a> {
+    #[serde(rename = "type")]
+    kind: &'static str,
+    third_party_email: &'a str,
+}
+
+#[derive(Serialize)]
+struct AttendeesBody<'a> {
+    attendees: Vec<AttendeeBody<'a>>,
+    need_notification: bool,
+}
+
+#[derive(Deserialize)]
+struct PrimaryData {
+    #[serde(default)]
+    calendars: Vec<UserCalendar>,
+}
+
+#[derive(Deserialize)]
+struct UserCalendar {
+    calendar: CalendarBody,
+}
+
+#[derive(Deserialize)]
+struct CalendarBody {
+    calendar_id: String,
+    #[serde(default, rename = "type")]
+    kind: Option<String>,
+}
+
+#[derive(Deserialize)]
+struct EventData {
+    event: EventBody,
+}
+
+#[derive(Deserialize)]
+struct TimeBody {
+    #[serde(default, deserialize_with = "lenient_i64")]
+    timestamp: Option<i64>,
+}
+
+#[derive(Deserialize)]
+struct VchatBody {
+    #[serde(default)]
+    meeting_url: Option<String>,
+}
+
+#[derive(Deserialize)]
+struct EventBody {
+    event_id: String,
+    #[serde(default)]
+    organizer_calendar_id: String,
+    start_time: Option<TimeBody>,
+    end_time: Option<TimeBody>,
+    #[serde(default)]
+    vchat: Option<VchatBody>,
+}
+
+impl EventBody {
+    fn into_event(self, calendar_id: &str) -> CalendarEvent {
+        let at = |t: Option<TimeBody>| t.and_then(|t| t.timestamp).unwrap_or(0);
+        CalendarEvent {
+            event_id: self.event_id,
+            calendar_id: if self.organizer_calendar_id.is_empty() {
+                calendar_id.to_string()
+            } else {
+                self.organizer_calendar_id
+            },
+            start: at(self.start_time),
+            end: at(self.end_time),
+            meeting_url: self
+                .vchat
+                .and_then(|v| v.meeting_url)
+                .filter(|u| !u.is_empty()),
+        }
+    }
+}
+
+#[derive(Deserialize)]
+struct AttendeesData {
+    #[serde(default)]
+    attendees: Vec<AttendeeAnswer>,
+}
+
+#[derive(Deserialize)]
+struct AttendeeAnswer {
+    #[serde(default)]
+    attendee_id: String,
+    #[serde(default, rename = "type")]
+    kind: String,
+    #[serde(default)]
+    third_party_email: Option<String>,
+}
+
+// ---------------------------------------------------------------------------------------
+// Calls.
+
+impl LarkClient {
+    /// The id of the token user's primary calendar.
+    pub async fn primary_calendar_id(&self, token: &AccessToken) -> Result<String, LarkError> {
+        let Data { data }: Data<PrimaryData> = self
+            .paced_user_call(
+                "lark primary calendar",
+                CallKind::CalendarPrimary,
+                &self.inner.calendar_pacers.primary,
+                || {
+                    self.inner
+                        .http
+                        .post(self.url(PRIMARY_PATH))
+                        .bearer_auth(token.secret())
+                        .json(&serde_json::json!({}))
+                },
+            )
+            .await?;
+        let mut calendars: Vec<CalendarBody> =
+            data.calendars.into_iter().map(|c| c.calendar).collect();
+        // Lark lists the identity's primary calendars; take the one typed primary.
+        let typed = calendars
+            .iter()
+            .position(|c| c.kind.as_deref() == Some("primary"));
+        let primary = match typed {
+            Some(i) => Some(calendars.swap_remove(i)),
+            None => calendars.into_iter().next(),
+        };
+        match primary {
+            Some(c) if valid_calendar_id(&c.calendar_id) => Ok(c.calendar_id),
+            Some(c) => Err(LarkError::Unexpected {
+                status: 200,
+                body: format!("unusable calendar id {:?}", truncate(&c.calendar_id)),
+            }),
+            None => Err(LarkError::NotFound {
+                code: 0,
+                msg: "Lark listed no primary calendar for this user".into(),
+            }),
+        }
+    }
+
+    /// Creates the event on `calendar_id`. `idempotency_key` (see [`idempotency_key`])
+    /// makes a repeat answer the event already made, never a second one.
+    pub async fn create_calendar_event(
+        &self,
+        token: &AccessToken,
+        calendar_id: &str,
+        idempotency_key: &str,
+        event: &NewCalendarEvent,
+    ) -> Result<CalendarEvent, LarkError> {
+        if !IDEMPOTENCY_KEY_LEN.contains(&idempotency_key.chars().count()) {
+            return Err(invalid(format!(
+                "an idempotency key must be {} to {} characters",
+                IDEMPOTENCY_KEY_LEN.start(),
+                IDEMPOTENCY_KEY_LEN.end()
+            )));
+        }
+        let path = format!("{}/events", calendar_path(calendar_id)?);
+        let body = CreateBody {
+            summary: &event.summary,
+            description: &event.description,
+            need_notification: false,
+            start_time: (&event.start).into(),
+            end_time: (&event.end).into(),
+            vchat: Vchat {
+                vc_type: "third_party",
+                icon_type: "vc",
+                meeting_url: &event.meeting_url,
+                description: "Join the Lark meeting",
+            },
+            reminders: [Reminder {
+                minutes: event.reminder_minutes,
+            }],
+            attendee_ability: "can_see_others",
+            free_busy_status: "busy",
+        };
+        let Data { data }: Data<EventData> = self
+            .paced_user_call(
+                "lark calendar event create",
+                CallKind::EventCreate,
+                &self.inner.calendar_pacers.create,
+                || {
+                    self.inner
+                        .http
+                        .post(self.url(&path))
+                        .query(&[("idempotency_key", idempotency_key)])
+                        .bearer_auth(token.secret())
+                        .json(&body)
+                },
+            )
+            .await?;
+        Ok(data.event.into_event(calendar_id))
+    }
+
+    /// Moves the event: start and end together (Lark applies them only as a pair).
+    /// `notify_attendees` lets Lark tell the guests about the new time.
+    pub async fn patch_calendar_event_times(
+        &self,
+        token: &AccessToken,
+        calendar_id: &str,
+        event_id: &str,
+        start: &EventTime,
+        end: &EventTime,
+        notify_attendees: bool,
+    ) -> Result<CalendarEvent, LarkError> {
+        let path = event_path(calendar_id, event_id)?;
+        let body = PatchTimesBody {
+            need_notification: notify_attendees,
+            start_time: start.into(),
+            end_time: end.into(),
+        };
+        let Data { data }: Data<EventData> = self
+            .paced_user_call(
+                "lark calendar event patch",
+                CallKind::EventPatch,
+                &self.inner.calendar_pacers.patch,
+                || {
+                    self.inner
+                        .http
+                        .patch(self.url(&path))
+                        .bearer_auth(token.secret())
+                        .json(&body)
+                },
+            )
+            .await?;
+        Ok(data.event.into_event(calendar_id))
+    }
+
+    /// Reads the event. A deleted one answers [`LarkError::NotFound`] (code 193003).
+    pub async fn get_calendar_event(
+        &self,
+        token: &AccessToken,
+        calendar_id: &str,
+        event_id: &str,
+    ) -> Result<CalendarEvent, LarkError> {
+        let path = event_path(calendar_id, event_id)?;
+        let Data { data }: Data<EventData> = self
+            .paced_user_call(
+                "lark calendar event get",
+                CallKind::EventGet,
+                &self.inner.calendar_pacers.get,
+                || {
+                    self.inner
+                        .http
+                        .get(self.url(&path))
+                        .bearer_auth(token.secret())
+                },
+            )
+            .await?;
+        Ok(data.event.into_event(calendar_id))
+    }
+
+    /// Deletes the event without notifying anyone (`need_notification=false`). An event
+    /// already deleted or unknown answers [`LarkError::NotFound`]; the caller decides
+    /// whether that counts as done.
+    pub async fn delete_calendar_event(
+        &self,
+        token: &AccessToken,
+        calendar_id: &str,
+        event_id: &str,
+    ) -> Result<(), LarkError> {
+        let path = event_path(calendar_id, event_id)?;
+        let _: serde_json::Value = self
+            .paced_user_call(
+                "lark calendar event delete",
+                CallKind::EventDelete,
+                &self.inner.calendar_pacers.delete,
+                || {
+                    self.inner
+                        .http
+                        .delete(self.url(&path))
+                        .query(&[("need_notification", "false")])
+                        .bearer_auth(token.secret())
+                },
+            )
+            .await?;
+        Ok(())
+    }
+
+    /// Invites external guests by email (`third_party` attendees). `notify` lets Lark send
+    /// them the invitation. A guest already invited is answered as is, not added twice.
+    pub async fn add_calendar_guests(
+        &self,
+        token: &AccessToken,
+        calendar_id: &str,
+        event_id: &str,
+        emails: &[&str],
+        notify: bool,
+    ) -> Result<Vec<EventAttendee>, LarkError> {
+        if let Some(bad) = emails.iter().find(|e| !looks_like_email(e)) {
+            return Err(invalid(format!(
+                "not an email address: {:?}",
+                truncate(bad)
+            )));
+        }
+        let path = format!("{}/attendees", event_path(calendar_id, event_id)?);
+        let body = AttendeesBody {
+            attendees: emails
+                .iter()
+                .map(|email| AttendeeBody {
+                    kind: "third_party",
+                    third_party_email: email,
+                })
+                .collect(),
+            need_notification: notify,
+        };
+        let Data { data }: Data<AttendeesData> = self
+            .paced_user_call(
+                "lark calendar attendees",
+                CallKind::EventAttendees,
+                &self.inner.calendar_pacers.attendees,
+                || {
+                    self.inner
+                        .http
+                        .post(self.url(&path))
+                        .bearer_auth(token.secret())
+                        .json(&body)
+                },
+            )
+            .await?;
+        Ok(data
+            .attendees
+            .into_iter()
+            .map(|a| EventAttendee {
+                attendee_id: a.attendee_id,
+                kind: a.kind,
+                third_party_email: a.third_party_email,
+            })
+            .collect())
+    }
+}
+
+fn invalid(msg: String) -> LarkError {
+    LarkError::InvalidParams { code: 0, msg }
+}
+
+fn looks_like_email(email: &str) -> bool {
+    let email = email.trim();
+    email.len() <= 254
+        && email
+            .split_once('@')
+            .is_some_and(|(local, domain)| !local.is_empty() && domain.contains('.'))
+        && !email.chars().any(|c| c.is_whitespace() || c.is_control())
+}
+
+/// Calendar ids look like `feishu.cn_xxx@group.calendar.feishu.cn`: refuse anything that
+/// could change the request path (an id read back from Salesforce is not trusted blindly).
+fn valid_calendar_id(id: &str) -> bool {
+    !id.is_empty()
+        && id.len() <= 255
+        && id
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '.' | '@'))
+}
+
+/// Event ids are `<uuid>_<n>`.
+fn valid_event_id(id: &str) -> bool {
+    !id.is_empty()
+        && id.len() <= 255
+        && id
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '-'))
+}
+
+fn calendar_path(calendar_id: &str) -> Result<String, LarkError> {
+    if !valid_calendar_id(calendar_id) {
+        return Err(invalid(format!(
+            "not a calendar id: {:?}",
+            truncate(calendar_id)
+        )));
+    }
+    Ok(format!("{CALENDARS_PATH}/{calendar_id}"))
+}
+
+fn event_path(calendar_id: &str, event_id: &str) -> Result<String, LarkError> {
+    if !valid_event_id(event_id) {
+        return Err(invalid(format!(
+            "not an event id: {:?}",
+            truncate(event_id)
+        )));
+    }
+    Ok(format!("{}/events/{event_id}", calendar_path(calendar_id)?))
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use axum::http::Method;
+
+    use super::*;
+    use crate::lark::test_support::{eventually, settle, sim_and_client, FrozenClock, REDIRECT};
+    use crate::lark::TokenGrant;
+    use lvb_simulators::lark::LarkSim;
+
+    const CALENDAR_SCOPES: &str =
+        "vc:reserve offline_access calendar:calendar calendar:calendar:readonly";
+
+    /// Connects `email` with the calendar scopes granted.
+    async fn connect_with_calendar(sim: &LarkSim, client: &LarkClient, email: &str) -> TokenGrant {
+        connect_with_scopes(sim, client, email, CALENDAR_SCOPES).await
+    }
+
+    /// Connects `email`, granting `scopes` whatever the configured ones are.
+    async fn connect_with_scopes(
+        sim: &LarkSim,
+        client: &LarkClient,
+        email: &str,
+        scopes: &str,
+    ) -> TokenGrant {
+        let (verifier, challenge) = crate::lark::test_support::pkce();
+        let mut url = client.authorize_url(
+            REDIRECT,
+            &crate::lark::secret::OAuthState::new("st"),
+            &challenge,
+        );
+        let pairs: Vec<(String, String)> = url
+            .query_pairs()
+            .into_owned()
+            .map(|(k, v)| {
+                if k == "scope" {
+                    (k, scopes.to_string())
+                } else {
+                    (k, v)
+                }
+            })
+            .collect();
+        url.query_pairs_mut()
+            .clear()
+            .extend_pairs(pairs)
+            .append_pair("sim_user", email);
+        let browser = reqwest::Client::builder()
+            .redirect(reqwest::redirect::Policy::none())
+            .build()
+            .unwrap();
+        let response = browser.get(url).send().await.unwrap();
+        let location = response.headers()["location"].to_str().unwrap().to_string();
+        let code = crate::lark::secret::AuthCode::new(
+            url::Url::parse(&location)
+                .unwrap()
+                .query_pairs()
+                .find(|(k, _)| k == "code")
+                .unwrap()
+                .1
+                .into_owned(),
+        );
+        let grant = client
+            .exchange_code(&code, REDIRECT, &verifier)
+            .await
+            .unwrap();
+        assert!(sim.users().iter().any(|u| u.email == email));
+        grant
+    }
+
+    fn new_event(start: i64) -> NewCalendarEvent {
+        NewCalendarEvent {
+            summary: "Remote Training: Acme".into(),
+            description: "Remote training for Acme. Join: https://vc.larksuite.com/j/1".into(),
+            start: EventTime {
+                timestamp: start,
+                timezone: "Europe/Paris".into(),
+            },
+            end: EventTime {
+                timestamp: start + 3600,
+                timezone: "Europe/Paris".into(),
+            },
+            meeting_url: "https://vc.larksuite.com/j/123456789".into(),
+            reminder_minutes: 15,
+        }
+    }
+
+    fn tomorrow() -> i64 {
+        chrono::Utc::now().timestamp() + 86_400
+    }
+
+    #[test]
+    fn idempotency_keys_are_stable_distinct_and_within_lark_limits() {
+        let a = idempotency_key(&["a0X000000000001AAA", "6911188411932033028"]);
+        assert_eq!(
+            a,
+            idempotency_key(&["a0X000000000001AAA", "6911188411932033028"])
+        );
+        assert_ne!(
+            a,
+            idempotency_key(&["a0X000000000001AAA", "6911188411932033029"])
+        );
+        assert_ne!(idempotency_key(&["ab", "c"]), idempotency_key(&["a", "bc"]));
+        assert!(IDEMPOTENCY_KEY_LEN.contains(&a.len()));
+    }
+
+    #[tokio::test]
+    async fn an_event_is_made_once_moved_shared_with_the_guest_and_deleted() {
+        let (sim, client, _dir) = sim_and_client().await;
+        let ana_id = sim.add_user("ana@example.com", "Ana");
+        let ana = connect_with_calendar(&sim, &client, "ana@example.com").await;
+        let token = &ana.access_token;
+
+        let calendar = client.primary_calendar_id(token).await.unwrap();
+        assert_eq!(calendar, sim.primary_calendar_id(&ana_id));
+
+        let start = tomorrow();
+        let key = idempotency_key(&["a0X000000000001AAA", "6911188411932033028"]);
+        let event = client
+            .create_calendar_event(token, &calendar, &key, &new_event(start))
+            .await
+            .unwrap();
+        assert_eq!((event.start, event.end), (start, start + 3600));
+        assert_eq!(event.calendar_id, calendar);
+        assert_eq!(
+            event.meeting_url.as_deref(),
+            Some("https://vc.larksuite.com/j/123456789")
+        );
+        // A repeat (a lost answer, a retried booking) gets the same event.
+        let again = client
+            .create_calendar_event(token, &calendar, &key, &new_event(start))
+            .await
+            .unwrap();
+        assert_eq!(again.event_id, event.event_id);
+        let held = sim.calendar_events();
+        assert_eq!(held.len(), 1);
+        assert_eq!(held[0].summary, "Remote Training: Acme");
+        assert_eq!(held[0].start.timezone, "Europe/Paris");
+        assert_eq!(held[0].vchat["vc_type"], "third_party");
+        assert_eq!(
+            held[0].vchat["meeting_url"],
+            "https://vc.larksuite.com/j/123456789"
+        );
+        assert_eq!(held[0].reminders, vec![15]);
+        assert!(!held[0].need_notification, "the host is not notified");
+
+        let guests = client
+            .add_calendar_guests(
+                token,
+                &calendar,
+                &event.event_id,
+                &["merchant@shop.example"],
+                true,
+            )
+            .await
+            .unwrap();
+        assert_eq!(guests.len(), 1);
+        assert_eq!(guests[0].kind, "third_party");
+        assert_eq!(
+            guests[0].third_party_email.as_deref(),
+            Some("merchant@shop.example")
+        );
+        let invited = &sim.calendar_events()[0].attendees;
+        assert_eq!(invited.len(), 1);
+        assert!(invited[0].notified, "the guest gets the invitation");
+
+        let moved_start = EventTime {
+            timestamp: start + 7200,
+            timezone: "UTC".into(),
+        };
+        let moved_end = EventTime {
+            timestamp: start + 9000,
+            timezone: "UTC".into(),
+        };
+        let moved = client
+            .patch_calendar_event_times(
+                token,
+                &calendar,
+                &event.event_id,
+                &moved_start,
+                &moved_end,
+                true,
+            )
+            .await
+            .unwrap();
+        assert_eq!(moved.event_id, event.event_id);
+        assert_eq!((moved.start, moved.end), (start + 7200, start + 9000));
+        let read = client
+            .get_calendar_event(token, &calendar, &event.event_id)
+            .await
+            .unwrap();
+        assert_eq!(read, moved);
+
+        client
+            .delete_calendar_event(token, &calendar, &event.event_id)
+            .await
+            .unwrap();
+        let gone = &sim.calendar_events()[0];
+        assert!(gone.deleted);
+        assert_eq!(gone.deleted_with_notification, Some(false));
+        let twice = client
+            .delete_calendar_event(token, &calendar, &event.event_id)
+            .await
+            .unwrap_err();
+        assert!(
+            matches!(twice, LarkError::NotFound { code: 193003, .. }),
+            "{twice:?}"
+        );
+
+        let counts = client.call_counts();
+        assert_eq!(
+            (
+                counts.calendar_primary,
+                counts.event_create,
+                counts.event_attendees,
+                counts.event_patch,
+                counts.event_get,
+                counts.event_delete
+            ),
+            (1, 2, 1, 1, 1, 2)
+        );
+        assert_eq!(
+            sim.requests()
+                .matching(|r| r.method == Method::DELETE && r.query == "need_notification=false")
+                .len(),
+            2
+        );
+    }
+
+    #[tokio::test]
+    async fn lark_refusals_are_classified_and_not_retried() {
+        let (sim, client, _dir) = sim_and_client().await;
+        let ana_id = sim.add_user("ana@example.com", "Ana");
+        sim.add_user("bo@example.com", "Bo");
+        let ana = connect_with_calendar(&sim, &client, "ana@example.com").await;
+        let bo = connect_with_calendar(&sim, &client, "bo@example.com").await;
+        let ana_calendar = client.primary_calendar_id(&ana.access_token).await.unwrap();
+
+        let key = idempotency_key(&["b", "r"]);
+        let not_yours = client
+            .create_calendar_event(
+                &bo.access_token,
+                &ana_calendar,
+                &key,
+                &new_event(tomorrow()),
+            )
+            .await
+            .unwrap_err();
+        assert!(
+            matches!(not_yours, LarkError::PermissionDenied { code: 191002, .. }),
+            "{not_yours:?}"
+        );
+        let unknown = client
+            .get_calendar_event(&ana.access_token, &ana_calendar, "0000_0")
+            .await
+            .unwrap_err();
+        assert!(matches!(unknown, LarkError::NotFound { code: 193001, .. }));
+        let no_calendar = client
+            .create_calendar_event(
+                &ana.access_token,
+                "nobody@group.calendar.larksuite.com",
+                &key,
+                &new_event(tomorrow()),
+            )
+            .await
+            .unwrap_err();
+        assert!(matches!(
+            no_calendar,
+            LarkError::NotFound { code: 191000, .. }
+        ));
+        let mut inverted = new_event(tomorrow());
+        inverted.end.timestamp = inverted.start.timestamp - 1;
+        let params = client
+            .create_calendar_event(&ana.access_token, &ana_calendar, &key, &inverted)
+            .await
+            .unwrap_err();
+        assert!(matches!(
+            params,
+            LarkError::InvalidParams { code: 190002, .. }
+        ));
+        sim.set_calendar_read_only(&ana_id, true);
+        let read_only = client
+            .create_calendar_event(
+                &ana.access_token,
+                &ana_calendar,
+                &key,
+                &new_event(tomorrow()),
+            )
+            .await
+            .unwrap_err();
+        assert!(matches!(read_only, LarkError::PermissionDenied { .. }));
+        assert_eq!(
+            client.call_counts().event_create,
+            4,
+            "no refusal is retried"
+        );
+        assert!(sim.calendar_events().is_empty());
+
+        // Refused before anything is sent.
+        let short_key = client
+            .create_calendar_event(
+                &ana.access_token,
+                &ana_calendar,
+                "short",
+                &new_event(tomorrow()),
+            )
+            .await
+            .unwrap_err();
+        assert!(matches!(
+            short_key,
+            LarkError::InvalidParams { code: 0, .. }
+        ));
+        let bad_path = client
+            .delete_calendar_event(&ana.access_token, "../../x", "e_0")
+            .await
+            .unwrap_err();
+        assert!(matches!(bad_path, LarkError::InvalidParams { code: 0, .. }));
+        let bad_guest = client
+            .add_calendar_guests(&ana.access_token, &ana_calendar, "e_0", &["nope"], true)
+            .await
+            .unwrap_err();
+        assert!(matches!(
+            bad_guest,
+            LarkError::InvalidParams { code: 0, .. }
+        ));
+        assert_eq!(client.call_counts().event_create, 4);
+        assert_eq!(client.call_counts().event_delete, 0);
+
+        // A token without the calendar scopes: Lark's scope error, a permission problem.
+        let vc_only =
+            connect_with_scopes(&sim, &client, "bo@example.com", "vc:reserve offline_access").await;
+        let scope = client
+            .primary_calendar_id(&vc_only.access_token)
+            .await
+            .unwrap_err();
+        assert!(
+            matches!(scope, LarkError::PermissionDenied { code: 99991679, .. }),
+            "{scope:?}"
+        );
+
+        // No error names a token.
+        sim.revoke(&ana_id);
+        let revoked = client
+            .create_calendar_event(
+                &ana.access_token,
+                &ana_calendar,
+                &key,
+                &new_event(tomorrow()),
+            )
+            .await
+            .unwrap_err();
+        assert!(matches!(
+            revoked,
+            LarkError::UserTokenInvalid { code: 99991668 }
+        ));
+        for err in [&revoked, &scope, &not_yours, &params] {
+            let shown = format!("{err} {err:?}");
+            for token in [&ana.access_token, &bo.access_token, &vc_only.access_token] {
+                assert!(!shown.contains(token.secret()), "{shown}");
+            }
+        }
+    }
+
+    #[tokio::test]
+    async fn a_server_error_is_retried_and_the_key_keeps_it_to_one_event() {
+        let (sim, client, _dir) = sim_and_client().await;
+        sim.add_user("ana@example.com", "Ana");
+        let ana = connect_with_calendar(&sim, &client, "ana@example.com").await;
+        let calendar = client.primary_calendar_id(&ana.access_token).await.unwrap();
+        sim.faults().inject(
+            Some(Method::POST),
+            "/events",
+            1,
+            500,
+            r#"{"code":190003,"msg":"internal service error"}"#,
+            &[],
+        );
+        let key = idempotency_key(&["booking", "reserve"]);
+        let event = client
+            .create_calendar_event(&ana.access_token, &calendar, &key, &new_event(tomorrow()))
+            .await
+            .unwrap();
+        assert_eq!(client.call_counts().event_create, 2);
+        assert_eq!(sim.calendar_events().len(), 1);
+        assert_eq!(sim.calendar_events()[0].event_id, event.event_id);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_burst_of_creates_is_paced_at_fifty_a_second_and_none_is_refused() {
+        let _frozen = FrozenClock::hold();
+        let (sim, client, _dir) = sim_and_client().await;
+        sim.add_user("ana@example.com", "Ana");
+        let ana = connect_with_calendar(&sim, &client, "ana@example.com").await;
+        let calendar = client.primary_calendar_id(&ana.access_token).await.unwrap();
+        let tasks: Vec<_> = (0..70)
+            .map(|i| {
+                let client = client.clone();
+                let token = ana.access_token.clone();
+                let calendar = calendar.clone();
+                tokio::spawn(async move {
+                    let key = idempotency_key(&["booking", &i.to_string()]);
+                    client
+                        .create_calendar_event(&token, &calendar, &key, &new_event(tomorrow()))
+                        .await
+                })
+            })
+            .collect();
+        let made = || sim.calendar_events().len();
+        eventually("the first 50 events", || made() == 50).await;
+        settle().await;
+        assert_eq!(made(), 50, "more than 50 started in the first second");
+        tokio::time::advance(Duration::from_secs(1) + super::super::pacing::WINDOW_MARGIN).await;
+        eventually("all 70 events", || made() == 70).await;
+        for t in tasks {
+            t.await.unwrap().expect("every create succeeds");
+        }
+        let refused = sim.requests().matching(|r| r.status == 429).len();
+        assert_eq!(refused, 0, "the pacer kept under Lark's limit");
+        assert_eq!(
+            sim.requests()
+                .matching(|r| r.path.ends_with("/events"))
+                .len(),
+            70
+        );
+    }
+
+    #[tokio::test]
+    async fn a_rate_limited_answer_is_waited_out() {
+        let (sim, client, _dir) = sim_and_client().await;
+        sim.add_user("ana@example.com", "Ana");
+        let ana = connect_with_calendar(&sim, &client, "ana@example.com").await;
+        sim.faults().inject(
+            Some(Method::POST),
+            PRIMARY_PATH,
+            1,
+            429,
+            r#"{"code":190005,"msg":"app rate limited"}"#,
+            &[("x-ogw-ratelimit-reset", "0")],
+        );
+        client.primary_calendar_id(&ana.access_token).await.unwrap();
+        assert_eq!(client.call_counts().calendar_primary, 2);
+    }
+}

@@ -1,0 +1,153 @@
+//! Email → open_id, with the app's tenant token (`contact/v3/users/batch_get_id`): how an
+//! app-hosted meeting (rule 21) finds the owner to name in `owner_id`.
+//!
+//! Lark takes at most 50 emails per call and answers one entry per email, without
+//! `user_id` for an email it does not know; a company's enterprise mailbox is not looked
+//! up. The app needs the scope `contact:user.id:readonly`. Limited to 50/s and 1000/min
+//! per app, so calls are paced. It caches nothing: remembering answers is the caller's job.
+//! Source: Lark's page "通过手机号或邮箱获取用户 ID" (wxkingstar/doc-hub-mcp
+//! `feishu/003-服务端API/contact-v3/user/batch_get_id.md`) and larksuite/oapi-sdk-go
+//! `service/contact/v3` (`BatchGetIdUserReqBody.Emails`, `UserContactInfo.UserId`).
+
+use std::collections::HashMap;
+
+use serde::{Deserialize, Serialize};
+
+use super::error::LarkError;
+use super::{CallKind, Data, LarkClient, Sensitivity};
+
+/// Path of the lookup.
+pub const BATCH_GET_ID_PATH: &str = "/open-apis/contact/v3/users/batch_get_id";
+/// Most emails Lark takes in one call (the page's 数据校验规则: 最大长度 50).
+pub const MAX_EMAILS_PER_CALL: usize = 50;
+
+#[derive(Serialize)]
+struct BatchGetIdBody<'a> {
+    emails: &'a [String],
+    include_resigned: bool,
+}
+
+#[derive(Deserialize)]
+struct UserList {
+    #[serde(default)]
+    user_list: Vec<UserContactInfo>,
+}
+
+#[derive(Deserialize)]
+struct UserContactInfo {
+    #[serde(default)]
+    user_id: Option<String>,
+    #[serde(default)]
+    email: Option<String>,
+}
+
+impl LarkClient {
+    /// The open_id of each email's Lark user, `None` where Lark knows no (active) user by
+    /// that email. Keys are the emails as given; duplicates are asked once. Calls Lark in
+    /// batches of [`MAX_EMAILS_PER_CALL`].
+    pub async fn open_ids_by_email(
+        &self,
+        emails: &[&str],
+    ) -> Result<HashMap<String, Option<String>>, LarkError> {
+        let mut wanted: Vec<String> = Vec::new();
+        for email in emails {
+            let email = email.trim();
+            if !email.is_empty() && !wanted.iter().any(|w| w.eq_ignore_ascii_case(email)) {
+                wanted.push(email.to_string());
+            }
+        }
+        let mut found: HashMap<String, String> = HashMap::new();
+        for batch in wanted.chunks(MAX_EMAILS_PER_CALL) {
+            let body = BatchGetIdBody {
+                emails: batch,
+                include_resigned: false,
+            };
+            let Data { data }: Data<UserList> = self
+                .tenant_call(
+                    "lark batch_get_id",
+                    CallKind::BatchGetId,
+                    Sensitivity::Plain,
+                    Some(&self.inner.contact_pacer),
+                    |token| {
+                        self.inner
+                            .http
+                            .post(self.url(BATCH_GET_ID_PATH))
+                            .query(&[("user_id_type", "open_id")])
+                            .bearer_auth(token)
+                            .json(&body)
+                    },
+                )
+                .await?;
+            for entry in data.user_list {
+                if let (Some(email), Some(open_id)) =
+                    (entry.email, entry.user_id.filter(|id| !id.is_empty()))
+                {
+                    found.insert(email.to_lowercase(), open_id);
+                }
+            }
+        }
+        Ok(emails
+            .iter()
+            .map(|email| {
+                let open_id = found.get(&email.trim().to_lowercase()).cloned();
+                (email.to_string(), open_id)
+            })
+            .collect())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use axum::http::Method;
+
+    use super::*;
+    use crate::lark::test_support::sim_and_client;
+
+    #[tokio::test]
+    async fn emails_map_to_open_ids_in_batches_of_fifty() {
+        let (sim, client, _dir) = sim_and_client().await;
+        let ana = sim.add_user("ana@example.com", "Ana");
+        let mut emails: Vec<String> = (0..60).map(|i| format!("t{i}@example.com")).collect();
+        let last = sim.add_user("t59@example.com", "T59");
+        emails.push("ANA@example.com".into());
+        emails.push("ana@example.com".into());
+        let refs: Vec<&str> = emails.iter().map(String::as_str).collect();
+        let found = client.open_ids_by_email(&refs).await.unwrap();
+        assert_eq!(found["ANA@example.com"].as_deref(), Some(ana.as_str()));
+        assert_eq!(found["ana@example.com"].as_deref(), Some(ana.as_str()));
+        assert_eq!(found["t59@example.com"].as_deref(), Some(last.as_str()));
+        assert_eq!(found["t0@example.com"], None, "no Lark account");
+        assert_eq!(found.len(), 62);
+        // 61 distinct emails: two calls, each within Lark's limit.
+        let calls = sim
+            .requests()
+            .matching(|r| r.method == Method::POST && r.path == BATCH_GET_ID_PATH);
+        assert_eq!(calls.len(), 2);
+        for call in &calls {
+            assert_eq!(call.query, "user_id_type=open_id");
+            let body: serde_json::Value = serde_json::from_str(&call.body).unwrap();
+            assert!(body["emails"].as_array().unwrap().len() <= MAX_EMAILS_PER_CALL);
+            assert_eq!(body["include_resigned"], false);
+        }
+        assert_eq!(client.call_counts().batch_get_id, 2);
+        assert_eq!(client.call_counts().tenant_token, 1);
+    }
+
+    #[tokio::test]
+    async fn an_app_without_the_contact_scope_gets_a_permission_error() {
+        let (sim, client, _dir) = sim_and_client().await;
+        sim.add_user("ana@example.com", "Ana");
+        sim.set_app_scope("contact:user.id:readonly", false);
+        let err = client
+            .open_ids_by_email(&["ana@example.com"])
+            .await
+            .unwrap_err();
+        assert!(
+            matches!(err, LarkError::PermissionDenied { code: 99991672, .. }),
+            "{err:?}"
+        );
+        assert_eq!(client.call_counts().batch_get_id, 1, "not retried");
+        assert!(client.open_ids_by_email(&[]).await.unwrap().is_empty());
+        assert_eq!(client.call_counts().batch_get_id, 1, "nothing to ask");
+    }
+}
