@@ -7,6 +7,7 @@ mod helpers;
 mod metadata;
 mod oauth;
 mod readme;
+mod reliability;
 mod streaming;
 mod tokens;
 mod vault;

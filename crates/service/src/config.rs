@@ -228,6 +228,14 @@ pub struct RefreshSettings {
 #[derive(Debug, Clone)]
 pub struct ProcessingSettings {
     pub concurrency: usize,
+    /// Attempts at one booking's failing work before it is `Failed` (rule 14).
+    pub max_attempts: u32,
+    /// Cap of one booking's retry backoff.
+    pub retry_max_delay: Duration,
+    /// Applies whose answer was lost, per booking, before it is `Failed` (rule 13).
+    pub max_in_doubt_applies: u32,
+    /// Wait before re-applying after an apply whose answer was lost.
+    pub in_doubt_delay: Duration,
 }
 
 // ---------------------------------------------------------------------------------------
@@ -341,6 +349,10 @@ struct RawRefresh {
 #[serde(default)]
 struct RawProcessing {
     concurrency: Option<String>,
+    max_attempts: Option<String>,
+    retry_max_delay: Option<String>,
+    max_in_doubt_applies: Option<String>,
+    in_doubt_delay: Option<String>,
 }
 
 /// A list given either as a TOML array or, from the environment, as a comma-separated string.
@@ -526,6 +538,22 @@ impl Problems {
                     ));
                 }
                 Duration::from_secs(1)
+            }
+        }
+    }
+
+    /// A whole number from 1 to 1000 (attempts, applies).
+    fn count(&mut self, key: &str, value: Option<String>) -> u32 {
+        let text = self.required(key, value);
+        match text.parse::<u32>() {
+            Ok(n) if (1..=1000).contains(&n) => n,
+            _ => {
+                if !text.is_empty() {
+                    self.0.push(format!(
+                        "{key} must be a whole number from 1 to 1000, got {text:?}"
+                    ));
+                }
+                1
             }
         }
     }
@@ -816,6 +844,18 @@ impl Raw {
             }
         };
 
+        let max_attempts = p.count("processing.max_attempts", self.processing.max_attempts);
+        let retry_max_delay = p.duration(
+            "processing.retry_max_delay",
+            self.processing.retry_max_delay,
+        );
+        let max_in_doubt_applies = p.count(
+            "processing.max_in_doubt_applies",
+            self.processing.max_in_doubt_applies,
+        );
+        let in_doubt_delay =
+            p.duration("processing.in_doubt_delay", self.processing.in_doubt_delay);
+
         if !p.0.is_empty() {
             return Err(ConfigError { problems: p.0 });
         }
@@ -861,7 +901,13 @@ impl Raw {
                 require_email_match,
             },
             refresh,
-            processing: ProcessingSettings { concurrency },
+            processing: ProcessingSettings {
+                concurrency,
+                max_attempts,
+                retry_max_delay,
+                max_in_doubt_applies,
+                in_doubt_delay,
+            },
         })
     }
 }
@@ -906,6 +952,10 @@ mod tests {
             Duration::from_secs(48 * 3600)
         );
         assert_eq!(s.processing.concurrency, 16);
+        assert_eq!(s.processing.max_attempts, 8);
+        assert_eq!(s.processing.retry_max_delay, Duration::from_secs(15 * 60));
+        assert_eq!(s.processing.max_in_doubt_applies, 2);
+        assert_eq!(s.processing.in_doubt_delay, Duration::from_secs(60));
         assert_eq!(
             s.server.redirect_uri(),
             "http://localhost:8080/oauth/lark/callback"

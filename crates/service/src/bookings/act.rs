@@ -8,9 +8,9 @@ use super::decide::{Decision, KnownReservation, PENDING_REASON};
 use super::model::{Booking, MeetingStatus};
 use super::outcome::{Acted, Outcome, PipelineError};
 use super::writeback::WriteBack;
-use crate::config::BookingSettings;
+use crate::config::{BookingSettings, ProcessingSettings};
 use crate::ids::BookingId;
-use crate::lark::{LarkClient, LarkError};
+use crate::lark::{ApplyError, LarkClient, LarkError};
 use crate::metrics::Metrics;
 use crate::store::{ReservationEntry, Store};
 use crate::tokens::trainer::{clip, TrainerRecord};
@@ -19,6 +19,8 @@ use crate::tokens::{AccessToken, TokenError, TokenService};
 /// What carrying out a decision needs.
 pub struct Actor<'a> {
     pub settings: &'a BookingSettings,
+    /// In-doubt limits (rule 13).
+    pub processing: &'a ProcessingSettings,
     pub lark: &'a LarkClient,
     pub tokens: &'a TokenService,
     pub store: &'a Store,
@@ -135,6 +137,8 @@ impl Actor<'_> {
                 )))
             }
             Decision::Cancel { reservation } => {
+                // No meeting is wanted any more: lost applies no longer matter.
+                self.store.clear_in_doubt(id.as_str())?;
                 if let Some(res) = &reservation {
                     self.delete_reservation(booking, res).await?;
                 }
@@ -151,6 +155,9 @@ impl Actor<'_> {
         }
     }
 
+    /// Reserves a meeting hosted by `trainer`. An apply whose answer was lost is journalled
+    /// as in doubt and re-applied only after `processing.in_doubt_delay`, at most
+    /// `processing.max_in_doubt_applies` applies in all (rule 13).
     async fn create(
         &self,
         booking: &Booking,
@@ -158,6 +165,22 @@ impl Actor<'_> {
         end_time: i64,
         topic: &str,
     ) -> Result<Option<WriteBack>, PipelineError> {
+        let key = booking.id.as_str();
+        let max_applies = self.processing.max_in_doubt_applies;
+        let delay_ms = self.processing.in_doubt_delay.as_millis() as i64;
+        if let Some(doubt) = self.store.in_doubt_apply(key)? {
+            if doubt.applies >= max_applies {
+                return Ok(self.unconfirmed(booking, doubt.applies));
+            }
+            let retry_at = doubt.last_at + delay_ms;
+            if Utc::now().timestamp_millis() < retry_at {
+                return Err(PipelineError::ApplyInDoubt {
+                    booking: booking.id.clone(),
+                    applies: doubt.applies,
+                    retry_at,
+                });
+            }
+        }
         let token = match self.token(trainer).await? {
             TokenOutcome::Token(t) => t,
             TokenOutcome::NotConnected => {
@@ -175,13 +198,49 @@ impl Actor<'_> {
         match result {
             Ok(reserve) => {
                 self.journal(booking, &trainer.id, &reserve.id, &reserve.url, end_time)?;
+                self.store.clear_in_doubt(key)?;
                 self.metrics
                     .inc("lvb_meetings_total", &[("action", "created")]);
                 tracing::info!(booking = %booking.id, trainer = %trainer.id, reservation = %reserve.id, "meeting reserved");
                 Ok(Some(self.created(&booking.id, &reserve.id, &reserve.url)))
             }
-            Err(e) => self.lark_failure(booking, e),
+            Err(ApplyError::AnswerLost(source)) => {
+                // Journalled before anything else: a restart must not forget it.
+                let now = Utc::now().timestamp_millis();
+                let applies = self.store.record_in_doubt_apply(key, &trainer.id, now)?;
+                self.metrics
+                    .inc("lvb_failures_total", &[("kind", "apply_answer_lost")]);
+                tracing::warn!(booking = %booking.id, trainer = %trainer.id, applies, error = %source, "the answer to a reserve apply was lost; a meeting may exist in Lark");
+                if applies >= max_applies {
+                    return Ok(self.unconfirmed(booking, applies));
+                }
+                Err(PipelineError::ApplyInDoubt {
+                    booking: booking.id.clone(),
+                    applies,
+                    retry_at: now + delay_ms,
+                })
+            }
+            Err(ApplyError::Failed(e)) => self.lark_failure(booking, e),
         }
+    }
+
+    /// `Failed` after the last apply in doubt: no link is shown, since none could be
+    /// confirmed, and the reason sends the admin to the trainer's Lark.
+    fn unconfirmed(&self, booking: &Booking, applies: u32) -> Option<WriteBack> {
+        let reason = clip(&format!(
+            "The answer to {applies} meeting reservation requests was lost, so a meeting may exist unconfirmed in the trainer's Lark. Check their Lark meetings; no link is shown because none could be confirmed."
+        ));
+        if booking.link.is_none() && booking.reservation_id.is_none() {
+            if booking.shows_status(MeetingStatus::Failed, Some(&reason)) {
+                return None;
+            }
+        } else {
+            tracing::warn!(booking = %booking.id, "clearing a link that could not be confirmed");
+        }
+        self.metrics
+            .inc("lvb_failures_total", &[("kind", "apply_in_doubt")]);
+        tracing::error!(booking = %booking.id, applies, "booking failed: reserve applies in doubt");
+        Some(self.meeting_write(&booking.id, None, MeetingStatus::Failed, Some(&reason)))
     }
 
     /// Deletes a reservation with its host's token; a reservation already gone is fine.
@@ -255,18 +314,20 @@ impl Actor<'_> {
     }
 
     /// Runs a user-token call; on 99991668/99991677 refreshes once and retries once.
-    async fn with_token_retry<T, F, Fut>(
+    async fn with_token_retry<T, E, F, Fut>(
         &self,
         trainer: &TrainerRecord,
         token: AccessToken,
         call: F,
-    ) -> Result<T, LarkError>
+    ) -> Result<T, E>
     where
+        E: UserTokenCallError,
         F: Fn(LarkClient, AccessToken) -> Fut,
-        Fut: std::future::Future<Output = Result<T, LarkError>>,
+        Fut: std::future::Future<Output = Result<T, E>>,
     {
         match call(self.lark.clone(), token.clone()).await {
-            Err(LarkError::UserTokenInvalid { code }) => {
+            Err(e) if e.rejected_token().is_some() => {
+                let code = e.rejected_token().unwrap_or_default();
                 tracing::info!(trainer = %trainer.id, code, "Lark rejected the user token; refreshing once");
                 match self
                     .tokens
@@ -274,7 +335,7 @@ impl Actor<'_> {
                     .await
                 {
                     Ok(fresh) => call(self.lark.clone(), fresh).await,
-                    Err(_) => Err(LarkError::UserTokenInvalid { code }),
+                    Err(_) => Err(e),
                 }
             }
             other => other,
@@ -398,5 +459,29 @@ impl Actor<'_> {
     ) -> Option<WriteBack> {
         (!booking.shows_created(reservation_id, Some(url)))
             .then(|| self.created(&booking.id, reservation_id, url))
+    }
+}
+
+/// The error of a call made with a user token, which may say the token was rejected.
+trait UserTokenCallError {
+    /// The code (99991668/99991677) when Lark rejected the user token.
+    fn rejected_token(&self) -> Option<i64>;
+}
+
+impl UserTokenCallError for LarkError {
+    fn rejected_token(&self) -> Option<i64> {
+        match self {
+            LarkError::UserTokenInvalid { code } => Some(*code),
+            _ => None,
+        }
+    }
+}
+
+impl UserTokenCallError for ApplyError {
+    fn rejected_token(&self) -> Option<i64> {
+        match self {
+            ApplyError::Failed(e) => e.rejected_token(),
+            ApplyError::AnswerLost(_) => None,
+        }
     }
 }

@@ -120,6 +120,8 @@ impl Processor {
             }
             status.set_streaming_subscription(false);
         });
+        // Sweeps wait for the subscription, so nothing changed between them is missed.
+        let mut subscribed = status_tx.subscribe();
         let store = engine.store.clone();
         let channel = engine.settings.salesforce.streaming.channel.clone();
         let checkpoint = move || store.checkpoint(&channel).ok().flatten().map(|(r, _)| r);
@@ -134,17 +136,22 @@ impl Processor {
         ));
         // If this task is dropped (aborted), its helpers go with it.
         let _guard = AbortOnDrop(vec![forwarder.abort_handle(), subscriber.abort_handle()]);
-        if sweep_first {
-            if let Err(e) = engine.reconcile().await {
-                tracing::error!(error = %e, "start-up sweep failed; the next sweep retries");
-            }
-        }
+        let mut start_sweep = sweep_first;
 
         let mut stop = shutdown.clone();
         loop {
+            let next_retry = engine.next_retry();
             tokio::select! {
                 biased;
                 _ = stopped(&mut stop) => break,
+                up = async { subscribed.wait_for(|s| s.subscribed).await.is_ok() }, if start_sweep => {
+                    start_sweep = false;
+                    if up {
+                        if let Err(e) = engine.reconcile().await {
+                            tracing::error!(error = %e, "start-up sweep failed; the next sweep retries");
+                        }
+                    }
+                }
                 Some(control) = self.control.recv() => match control {
                     Control::RefreshPass => {
                         let engine = engine.clone();
@@ -159,6 +166,11 @@ impl Processor {
                 Some(event) = self.trainer_events.recv() => {
                     if let Err(e) = engine.on_trainer_event(&event).await {
                         tracing::error!(error = %e, ?event, "could not process the trainer's bookings");
+                    }
+                }
+                _ = tokio::time::sleep_until(next_retry.unwrap_or_else(far_future)), if next_retry.is_some() => {
+                    if let Err(e) = engine.run_due_retries().await {
+                        tracing::warn!(error = %e, "due retries could not be processed; they come again shortly");
                     }
                 }
                 item = stream.recv() => {
@@ -336,8 +348,22 @@ impl Engine {
 }
 
 impl Engine {
-    /// Replay id to subscribe from, and whether a sweep must run first (checkpoint
-    /// missing-but-configured-earliest is fine; too old is not).
+    /// When the soonest booking on the retry list is due, if any.
+    fn next_retry(&self) -> Option<tokio::time::Instant> {
+        let at = match self.store.next_retry_at() {
+            Ok(at) => at?,
+            Err(e) => {
+                tracing::error!(error = %e, "could not read the retry list");
+                return None;
+            }
+        };
+        let wait_ms = (at - Utc::now().timestamp_millis()).max(0) as u64;
+        Some(tokio::time::Instant::now() + Duration::from_millis(wait_ms))
+    }
+
+    /// Replay id to subscribe from, and whether to sweep once subscribed: a checkpoint
+    /// too old to replay from, an unreadable one, or none at all (a first start, or a store
+    /// without this channel's checkpoint: rule 15).
     pub fn start_position(&self) -> (i64, bool) {
         let streaming = &self.settings.salesforce.streaming;
         match self.store.checkpoint(&streaming.channel) {
@@ -350,13 +376,21 @@ impl Engine {
                     (replay, false)
                 }
             }
-            Ok(None) => (streaming.replay_from.replay_id(), false),
+            Ok(None) => {
+                tracing::info!(channel = %streaming.channel, "no checkpoint for this channel: sweeping upcoming bookings once subscribed");
+                (streaming.replay_from.replay_id(), true)
+            }
             Err(e) => {
                 tracing::error!(error = %e, "checkpoint unreadable: starting from latest and sweeping");
                 (-1, true)
             }
         }
     }
+}
+
+/// A deadline that never comes (the guard of its `select!` branch is false anyway).
+fn far_future() -> tokio::time::Instant {
+    tokio::time::Instant::now() + Duration::from_secs(86_400 * 365)
 }
 
 /// Aborts the tasks it holds when dropped, so no task outlives its owner.

@@ -91,6 +91,14 @@ pub enum PipelineError {
         #[source]
         source: TokenError,
     },
+    /// A reserve apply's answer was lost (rule 13): the booking waits until `retry_at`
+    /// (unix milliseconds) before another apply.
+    #[error("booking {booking}: the answer to reserve apply {applies} was lost; applying again after the in-doubt delay")]
+    ApplyInDoubt {
+        booking: BookingId,
+        applies: u32,
+        retry_at: i64,
+    },
     /// The local store failed.
     #[error(transparent)]
     Store(#[from] StoreError),

@@ -54,6 +54,9 @@ pub const MESSAGE_DEDUP_WINDOW: Duration = Duration::from_secs(3600);
 /// Tenant key of the simulated tenant.
 pub const SIM_TENANT_KEY: &str = "736588c9260f175d";
 
+/// The `msg` of a call refused by [`LarkSim::fail_user_calls`].
+const USER_FAULT_MSG: &str = "internal error (simulated for this user)";
+
 /// A user of the simulated tenant.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SimUser {
@@ -211,6 +214,8 @@ struct State {
     apply_per_second: u32,
     apply_per_minute: u32,
     apply_times: VecDeque<Instant>,
+    /// Users whose every user-token call is refused with (status, code).
+    failing_users: HashMap<String, (StatusCode, i64)>,
 }
 
 impl Default for State {
@@ -231,6 +236,7 @@ impl Default for State {
             apply_per_second: DEFAULT_APPLY_PER_SECOND,
             apply_per_minute: DEFAULT_APPLY_PER_MINUTE,
             apply_times: VecDeque::new(),
+            failing_users: HashMap::new(),
         }
     }
 }
@@ -312,6 +318,9 @@ impl State {
         }
         if record.expired || record.expires_at <= now {
             return Err(Refusal::expired());
+        }
+        if let Some(&(status, code)) = self.failing_users.get(&record.open_id) {
+            return Err(Refusal::new(status, code, USER_FAULT_MSG));
         }
         Ok((record.open_id.clone(), record.scope.clone()))
     }
@@ -573,6 +582,22 @@ impl LarkSim {
         let mut state = self.shared.lock();
         state.apply_per_second = per_second;
         state.apply_per_minute = per_minute;
+    }
+
+    /// Every call made with this user's token is refused with HTTP `status` and Lark
+    /// `code` (e.g. 500 / 121001), until [`LarkSim::heal_user_calls`]: a Lark error for
+    /// one trainer while everyone else is served.
+    pub fn fail_user_calls(&self, open_id: &str, status: u16, code: i64) {
+        let status = StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+        self.shared
+            .lock()
+            .failing_users
+            .insert(open_id.to_string(), (status, code));
+    }
+
+    /// Ends [`LarkSim::fail_user_calls`] for this user.
+    pub fn heal_user_calls(&self, open_id: &str) {
+        self.shared.lock().failing_users.remove(open_id);
     }
 }
 
