@@ -6,6 +6,8 @@ use std::time::{Duration, Instant};
 
 use axum::http::Method;
 use lark_vc_bridge::config::Settings;
+use lvb_simulators::lark::LarkSim;
+use lvb_simulators::salesforce::SalesforceSim;
 
 use crate::helpers::{
     connected_trainer, create_booking, field, insert_booking, metric, open_id_of, spawn_app_with,
@@ -247,4 +249,107 @@ async fn bookings_created_before_the_very_first_start_get_meetings_within_second
         "one reservation each, none for the onsite one"
     );
     assert!(field(&app, &onsite, STATUS).is_none());
+}
+
+/// The real binary, as an operator runs it: `lark-vc-bridge run` on a store without a
+/// checkpoint sweeps the bookings that already exist, and then goes on past a reserve
+/// apply whose answer is lost and a booking a validation rule refuses — observed only
+/// through the simulators.
+#[tokio::test(flavor = "multi_thread")]
+async fn the_binary_sweeps_at_first_start_and_goes_on_past_a_lost_answer_and_a_refused_booking() {
+    let sf = SalesforceSim::start(0).await.unwrap();
+    let lark = LarkSim::start(0).await.unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let mut env = lvb_simulators::service_env(
+        &sf.base_url(),
+        &lark.base_url(),
+        &dir.path().join("setup.db"),
+    );
+    // The trainer connects through an app on a store that is then thrown away.
+    let setup = start_app(
+        sf,
+        lark,
+        Settings::load_from(None, env.clone()).unwrap(),
+        dir,
+    )
+    .await;
+    let (trainer, _) = connected_trainer(&setup, "Ann", "ann@example.com").await;
+    let (sf, lark, _, dir) = setup.stop().await;
+    let existing = insert_booking(&sf, &trainer, 24, 25, true);
+
+    env.retain(|(k, _)| k != "LVB__STORE__PATH");
+    env.extend(
+        [
+            (
+                "LVB__STORE__PATH",
+                dir.path().join("run.db").display().to_string(),
+            ),
+            ("LVB__PROCESSING__IN_DOUBT_DELAY", "300ms".into()),
+            ("LVB__PROCESSING__RETRY_MAX_DELAY", "200ms".into()),
+            ("LVB__PROCESSING__MAX_ATTEMPTS", "3".into()),
+            ("RUST_LOG", "error".into()),
+        ]
+        .map(|(k, v)| (k.to_string(), v)),
+    );
+    let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_lark-vc-bridge"))
+        .arg("run")
+        .envs(env)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .kill_on_drop(true)
+        .spawn()
+        .expect("the binary starts");
+    let linked = |b: &str| {
+        sf.get(crate::helpers::BOOKING, b)
+            .and_then(|r| r.get(LINK).and_then(|v| v.as_str().map(str::to_string)))
+    };
+    wait_until("the booking from before the start has its link", || async {
+        linked(&existing).is_some()
+    })
+    .await;
+
+    lark.faults().lose_answers(Some(Method::POST), APPLY, 1);
+    let refused = insert_booking(&sf, &trainer, 60, 61, true);
+    sf.set_validation_rule(&refused, Some("Meeting fields are locked"));
+    let others: Vec<String> = (0..3)
+        .map(|i| insert_booking(&sf, &trainer, 30 + i, 31 + i, true))
+        .collect();
+    wait_until("the others have links", || async {
+        others.iter().all(|b| linked(b).is_some())
+    })
+    .await;
+    let refused_writes = || {
+        sf.requests()
+            .matching(|r| {
+                r.method == Method::PATCH
+                    && r.path.contains("/composite/sobjects")
+                    && r.body.contains(&refused)
+            })
+            .len()
+    };
+    wait_until("the refused booking is given up", || async {
+        refused_writes() == 3 + 1
+    })
+    .await;
+    assert_eq!(lark.faults().answers_lost(), 1);
+    let applies = lark.requests().count(&Method::POST, APPLY);
+    assert_eq!(
+        applies,
+        1 + 1 + 3 + 1,
+        "one each, and one re-apply for the lost answer"
+    );
+    let live = lark.reserves().len();
+    assert_eq!(
+        live, applies,
+        "Lark did every apply; the lost one is the only orphan"
+    );
+    // Work after the give-up does not touch the refused booking again.
+    let later = insert_booking(&sf, &trainer, 40, 41, true);
+    wait_until("a later booking has its link", || async {
+        linked(&later).is_some()
+    })
+    .await;
+    assert_eq!(refused_writes(), 4);
+    assert!(linked(&refused).is_none());
+    child.kill().await.unwrap();
 }

@@ -27,7 +27,7 @@ pub struct Actor<'a> {
     pub metrics: &'a Metrics,
 }
 
-enum TokenOutcome {
+pub(super) enum TokenOutcome {
     Token(AccessToken),
     NotConnected,
 }
@@ -155,94 +155,6 @@ impl Actor<'_> {
         }
     }
 
-    /// Reserves a meeting hosted by `trainer`. An apply whose answer was lost is journalled
-    /// as in doubt and re-applied only after `processing.in_doubt_delay`, at most
-    /// `processing.max_in_doubt_applies` applies in all (rule 13).
-    async fn create(
-        &self,
-        booking: &Booking,
-        trainer: &TrainerRecord,
-        end_time: i64,
-        topic: &str,
-    ) -> Result<Option<WriteBack>, PipelineError> {
-        let key = booking.id.as_str();
-        let max_applies = self.processing.max_in_doubt_applies;
-        let delay_ms = self.processing.in_doubt_delay.as_millis() as i64;
-        if let Some(doubt) = self.store.in_doubt_apply(key)? {
-            if doubt.applies >= max_applies {
-                return Ok(self.unconfirmed(booking, doubt.applies));
-            }
-            let retry_at = doubt.last_at + delay_ms;
-            if Utc::now().timestamp_millis() < retry_at {
-                return Err(PipelineError::ApplyInDoubt {
-                    booking: booking.id.clone(),
-                    applies: doubt.applies,
-                    retry_at,
-                });
-            }
-        }
-        let token = match self.token(trainer).await? {
-            TokenOutcome::Token(t) => t,
-            TokenOutcome::NotConnected => {
-                self.remind(booking).await;
-                return Ok(self.pending(booking));
-            }
-        };
-        let topic_owned = topic.to_string();
-        let result = self
-            .with_token_retry(trainer, token, |lark, t| {
-                let topic = topic_owned.clone();
-                async move { lark.apply_reserve(&t, end_time, &topic).await }
-            })
-            .await;
-        match result {
-            Ok(reserve) => {
-                self.journal(booking, &trainer.id, &reserve.id, &reserve.url, end_time)?;
-                self.store.clear_in_doubt(key)?;
-                self.metrics
-                    .inc("lvb_meetings_total", &[("action", "created")]);
-                tracing::info!(booking = %booking.id, trainer = %trainer.id, reservation = %reserve.id, "meeting reserved");
-                Ok(Some(self.created(&booking.id, &reserve.id, &reserve.url)))
-            }
-            Err(ApplyError::AnswerLost(source)) => {
-                // Journalled before anything else: a restart must not forget it.
-                let now = Utc::now().timestamp_millis();
-                let applies = self.store.record_in_doubt_apply(key, &trainer.id, now)?;
-                self.metrics
-                    .inc("lvb_failures_total", &[("kind", "apply_answer_lost")]);
-                tracing::warn!(booking = %booking.id, trainer = %trainer.id, applies, error = %source, "the answer to a reserve apply was lost; a meeting may exist in Lark");
-                if applies >= max_applies {
-                    return Ok(self.unconfirmed(booking, applies));
-                }
-                Err(PipelineError::ApplyInDoubt {
-                    booking: booking.id.clone(),
-                    applies,
-                    retry_at: now + delay_ms,
-                })
-            }
-            Err(ApplyError::Failed(e)) => self.lark_failure(booking, e),
-        }
-    }
-
-    /// `Failed` after the last apply in doubt: no link is shown, since none could be
-    /// confirmed, and the reason sends the admin to the trainer's Lark.
-    fn unconfirmed(&self, booking: &Booking, applies: u32) -> Option<WriteBack> {
-        let reason = clip(&format!(
-            "The answer to {applies} meeting reservation requests was lost, so a meeting may exist unconfirmed in the trainer's Lark. Check their Lark meetings; no link is shown because none could be confirmed."
-        ));
-        if booking.link.is_none() && booking.reservation_id.is_none() {
-            if booking.shows_status(MeetingStatus::Failed, Some(&reason)) {
-                return None;
-            }
-        } else {
-            tracing::warn!(booking = %booking.id, "clearing a link that could not be confirmed");
-        }
-        self.metrics
-            .inc("lvb_failures_total", &[("kind", "apply_in_doubt")]);
-        tracing::error!(booking = %booking.id, applies, "booking failed: reserve applies in doubt");
-        Some(self.meeting_write(&booking.id, None, MeetingStatus::Failed, Some(&reason)))
-    }
-
     /// Deletes a reservation with its host's token; a reservation already gone is fine.
     async fn delete_reservation(
         &self,
@@ -300,7 +212,10 @@ impl Actor<'_> {
         Ok(self.store.forget_reservation(booking.id.as_str())?)
     }
 
-    async fn token(&self, trainer: &TrainerRecord) -> Result<TokenOutcome, PipelineError> {
+    pub(super) async fn token(
+        &self,
+        trainer: &TrainerRecord,
+    ) -> Result<TokenOutcome, PipelineError> {
         match self.tokens.access_token_for(trainer).await {
             Ok(t) => Ok(TokenOutcome::Token(t)),
             Err(TokenError::NotConnected { .. }) | Err(TokenError::Undecryptable { .. }) => {
@@ -314,7 +229,7 @@ impl Actor<'_> {
     }
 
     /// Runs a user-token call; on 99991668/99991677 refreshes once and retries once.
-    async fn with_token_retry<T, E, F, Fut>(
+    pub(super) async fn with_token_retry<T, E, F, Fut>(
         &self,
         trainer: &TrainerRecord,
         token: AccessToken,
@@ -342,7 +257,7 @@ impl Actor<'_> {
         }
     }
 
-    fn journal(
+    pub(super) fn journal(
         &self,
         booking: &Booking,
         trainer_id: &str,
@@ -362,7 +277,7 @@ impl Actor<'_> {
         )?)
     }
 
-    fn lark_failure(
+    pub(super) fn lark_failure(
         &self,
         booking: &Booking,
         e: LarkError,
@@ -396,7 +311,7 @@ impl Actor<'_> {
 
     /// A trainer whose booking waits gets their connect link in Lark (at most daily).
     /// Also clears leftover tokens of a trainer an admin unchecked.
-    async fn remind(&self, booking: &Booking) {
+    pub(super) async fn remind(&self, booking: &Booking) {
         if let Some(trainer) = &booking.trainer {
             if let Err(e) = self.tokens.forget_unchecked(trainer).await {
                 tracing::warn!(trainer = %trainer.id, error = %e, "could not clear an unchecked trainer's tokens");
@@ -405,7 +320,7 @@ impl Actor<'_> {
         }
     }
 
-    fn pending(&self, booking: &Booking) -> Option<WriteBack> {
+    pub(super) fn pending(&self, booking: &Booking) -> Option<WriteBack> {
         self.status(
             booking,
             MeetingStatus::PendingTrainerConnection,
@@ -432,7 +347,7 @@ impl Actor<'_> {
         ))
     }
 
-    fn meeting_write(
+    pub(super) fn meeting_write(
         &self,
         id: &BookingId,
         meeting: Option<(&str, &str)>,
@@ -442,7 +357,7 @@ impl Actor<'_> {
         WriteBack::meeting(self.settings, id, meeting, status, reason)
     }
 
-    fn created(&self, id: &BookingId, reservation_id: &str, url: &str) -> WriteBack {
+    pub(super) fn created(&self, id: &BookingId, reservation_id: &str, url: &str) -> WriteBack {
         self.meeting_write(
             id,
             Some((reservation_id, url)),
@@ -463,7 +378,7 @@ impl Actor<'_> {
 }
 
 /// The error of a call made with a user token, which may say the token was rejected.
-trait UserTokenCallError {
+pub(super) trait UserTokenCallError {
     /// The code (99991668/99991677) when Lark rejected the user token.
     fn rejected_token(&self) -> Option<i64>;
 }

@@ -15,6 +15,7 @@ use std::time::Duration;
 use chrono::Utc;
 use tokio::sync::{mpsc, watch};
 
+use super::changes::EventWork;
 use super::engine::{Engine, Summary};
 use super::outcome::PipelineError;
 use super::status::PipelineStatus;
@@ -22,7 +23,6 @@ use crate::config::Settings;
 use crate::ids::BookingId;
 use crate::lark::LarkClient;
 use crate::metrics::Metrics;
-use crate::salesforce::events::{ChangeEvent, ChangeKind};
 use crate::salesforce::streaming::{run_subscriber, StreamItem, StreamStatus};
 use crate::salesforce::SalesforceClient;
 use crate::store::Store;
@@ -39,9 +39,6 @@ const MAX_BATCH_ITEMS: usize = 2_000;
 /// Retained events: CDC keeps 72 hours (design §4). A checkpoint older than this cannot
 /// be replayed, so start-up sweeps instead.
 pub const RETENTION: Duration = Duration::from_secs(72 * 3600);
-/// Fields Salesforce changes on every write; a change of only these and our output
-/// fields is our own.
-const SYSTEM_FIELDS: [&str; 3] = ["LastModifiedDate", "SystemModstamp", "LastModifiedById"];
 
 enum Control {
     RefreshPass,
@@ -308,43 +305,6 @@ impl Engine {
             }
         }
     }
-
-    /// The booking ids an event's work is about (parsed here, once), or why it has none.
-    fn event_ids(&self, ev: &ChangeEvent, own_user: Option<&str>) -> EventWork {
-        let booking = &self.settings.salesforce.booking;
-        if self.settings.salesforce.streaming.is_platform_event() {
-            return EventWork::ids(&ev.record_ids);
-        }
-        if !ev.entity.is_empty() && ev.entity != booking.object {
-            return EventWork::Skip("other_object");
-        }
-        // A wildcard id ("a0B*") stands for many records: only a sweep covers it.
-        if ev.record_ids.iter().any(|id| id.contains('*')) {
-            return EventWork::Sweep;
-        }
-        match ev.kind {
-            ChangeKind::GapOverflow => return EventWork::Sweep,
-            ChangeKind::GapCreate
-            | ChangeKind::GapUpdate
-            | ChangeKind::GapDelete
-            | ChangeKind::GapUndelete => return EventWork::ids(&ev.record_ids),
-            _ => {}
-        }
-        if own_user.is_some() && ev.commit_user.as_deref() == own_user {
-            return EventWork::Skip("own_write");
-        }
-        if ev.kind == ChangeKind::Update && !ev.changed_fields.is_empty() {
-            let outputs = booking.output_fields();
-            let only_outputs = ev.changed_fields.iter().all(|f| {
-                outputs.iter().any(|o| o.eq_ignore_ascii_case(f))
-                    || SYSTEM_FIELDS.iter().any(|s| s.eq_ignore_ascii_case(f))
-            });
-            if only_outputs {
-                return EventWork::Skip("output_fields_only");
-            }
-        }
-        EventWork::ids(&ev.record_ids)
-    }
 }
 
 impl Engine {
@@ -407,27 +367,4 @@ impl Drop for AbortOnDrop {
 /// Resolves once shutdown is requested (a dropped sender counts as a request).
 async fn stopped(rx: &mut watch::Receiver<bool>) {
     let _ = rx.wait_for(|s| *s).await;
-}
-
-enum EventWork {
-    Ids(Vec<BookingId>),
-    Sweep,
-    Skip(&'static str),
-}
-
-impl EventWork {
-    fn ids(record_ids: &[String]) -> EventWork {
-        EventWork::Ids(
-            record_ids
-                .iter()
-                .filter_map(|id| match BookingId::parse(id) {
-                    Ok(id) => Some(id),
-                    Err(_) => {
-                        tracing::warn!(id = %id, "ignoring an invalid record id from the stream");
-                        None
-                    }
-                })
-                .collect(),
-        )
-    }
 }
