@@ -198,6 +198,8 @@ async fn a_lark_error_for_one_trainer_does_not_hold_up_another_trainers_bookings
     app.lark
         .fail_user_calls(&open_id_of(&app, "ann@example.com"), 500, 121001);
     let stuck = create_booking(&app, &failing, 60, 61, true);
+    // A session already under way is not retried: Failed after its first attempt.
+    let in_session = create_booking(&app, &failing, -1, 1, true);
     let (_, behind) = five_links(&app, &healthy).await;
     eprintln!("five links: {alone:?} alone, {behind:?} next to a trainer Lark refuses");
     assert!(
@@ -211,6 +213,9 @@ async fn a_lark_error_for_one_trainer_does_not_hold_up_another_trainers_bookings
     assert!(reason.contains("121001"), "names Lark's error: {reason}");
     assert!(field(&app, &stuck, LINK).is_none());
     assert!(app.store.retry_entry(&stuck).unwrap().is_none());
+    wait_for_status(&app, &in_session, "Failed").await;
+    let reason = field(&app, &in_session, ERROR).unwrap();
+    assert!(reason.contains("Gave up after 1 attempt:"), "{reason}");
     let ann = open_id_of(&app, "ann@example.com");
     assert!(app.lark.reserves().iter().all(|r| r.owner_open_id != ann));
 }
@@ -352,4 +357,32 @@ async fn the_binary_sweeps_at_first_start_and_goes_on_past_a_lost_answer_and_a_r
     assert_eq!(refused_writes(), 4);
     assert!(linked(&refused).is_none());
     child.kill().await.unwrap();
+}
+
+#[tokio::test]
+async fn a_restart_resumes_the_retry_list_without_an_edit_or_a_sweep() {
+    let app = spawn_app_with(|s| {
+        quick_retries(s);
+        s.processing.max_attempts = 1000;
+    })
+    .await;
+    let (trainer, open_id) = connected_trainer(&app, "Ann", "ann@example.com").await;
+    wait_ready(&app).await;
+    app.lark.fail_user_calls(&open_id, 500, 121001);
+    let booking = create_booking(&app, &trainer, 48, 49, true);
+    wait_until("the booking is on the retry list", || async {
+        app.store
+            .retry_entry(&booking)
+            .unwrap()
+            .is_some_and(|e| e.attempts >= 1)
+    })
+    .await;
+    // Its event is behind the checkpoint now: only the list can bring it back.
+    crate::helpers::wait_caught_up(&app).await;
+    let (sf, lark, settings, dir) = app.stop().await;
+    lark.heal_user_calls(&open_id);
+    let app = start_app(sf, lark, settings, dir).await;
+    wait_for_status(&app, &booking, "Created").await;
+    assert!(app.store.retry_entry(&booking).unwrap().is_none());
+    assert_eq!(app.lark.reserves().len(), 1);
 }

@@ -244,7 +244,8 @@ impl Engine {
             self.metrics
                 .inc("lvb_failures_total", &[("kind", "retries_exhausted")]);
             tracing::error!(booking = %id, attempts, started, reason, "giving up on the booking");
-            let reason = clip(&format!("Gave up after {attempts} attempts: {reason}"));
+            let tries = if attempts == 1 { "attempt" } else { "attempts" };
+            let reason = clip(&format!("Gave up after {attempts} {tries}: {reason}"));
             return Ok(Some(WriteBack::status(
                 &self.settings.salesforce.booking,
                 id,
