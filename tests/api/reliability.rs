@@ -117,7 +117,7 @@ async fn answers_lost_every_time_fail_the_booking_after_max_in_doubt_applies() {
     );
     // A sweep (and a restart of the cycle) never applies again.
     let summary = app.engine.reconcile().await.unwrap();
-    assert_eq!(summary.bookings, 1);
+    assert_eq!((summary.bookings, summary.failed), (1, 1), "{summary:?}");
     assert_eq!(applies(&app), 2);
     assert!(app.store.retry_entry(&booking).unwrap().is_none());
 }

@@ -37,7 +37,7 @@ impl Actor<'_> {
     pub async fn act(&self, booking: &Booking, decision: Decision) -> Result<Acted, PipelineError> {
         let planned = Outcome::planned(&decision);
         let write = self.carry_out(booking, decision).await?;
-        Ok(Acted::new(planned, write))
+        Ok(Acted::new(planned, write, booking.meeting_status))
     }
 
     async fn carry_out(
