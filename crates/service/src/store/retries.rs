@@ -165,6 +165,17 @@ impl Store {
         })
     }
 
+    /// Forgets applies in doubt last sent before `before` (unix milliseconds): any meeting
+    /// they made has lapsed in Lark by now. Returns how many bookings were forgotten.
+    pub fn prune_in_doubt(&self, before: i64) -> Result<usize, StoreError> {
+        self.with(|c| {
+            c.execute(
+                "DELETE FROM in_doubt_applies WHERE last_at < ?1",
+                params![before],
+            )
+        })
+    }
+
     /// Forgets a booking's applies in doubt (an apply was confirmed, or the booking no
     /// longer needs a meeting).
     pub fn clear_in_doubt(&self, booking_id: &str) -> Result<(), StoreError> {
@@ -202,6 +213,7 @@ mod tests {
             s.defer_retry("b2", 150, "in doubt").unwrap();
             assert_eq!(s.record_in_doubt_apply("b2", "t1", 90).unwrap(), 1);
             assert_eq!(s.record_in_doubt_apply("b2", "t1", 95).unwrap(), 2);
+            s.record_in_doubt_apply("b3", "t1", 10).unwrap();
         }
         let s = Store::open(&path).unwrap();
         assert_eq!(s.next_retry_at().unwrap(), Some(150));
@@ -213,6 +225,8 @@ mod tests {
         assert_eq!(due[1].attempts, 2);
         assert_eq!(due[1].last_reason, "second");
         assert_eq!(s.in_doubt_apply("b2").unwrap().unwrap().applies, 2);
+        assert_eq!(s.prune_in_doubt(50).unwrap(), 1, "b3's lapsed");
+        assert_eq!(s.prune_in_doubt(95).unwrap(), 0, "sent at 95: kept");
         s.clear_retry("b1").unwrap();
         s.clear_in_doubt("b2").unwrap();
         assert!(s.retry_entry("b1").unwrap().is_none());
