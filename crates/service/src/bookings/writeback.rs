@@ -21,7 +21,7 @@ pub const WRITES_PER_CALL: usize = 200;
 const WRITE_LINGER: Duration = Duration::from_secs(3);
 /// ... and no longer than this after the last one arrived: when the rest of the batch is
 /// slow (one booking retrying a failing call), the others' links go out now (rule 14).
-const WRITE_IDLE: Duration = Duration::from_millis(250);
+const WRITE_IDLE: Duration = Duration::from_millis(100);
 
 /// Fields to write on one booking.
 #[derive(Debug, Clone, PartialEq)]
