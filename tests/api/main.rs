@@ -9,6 +9,7 @@ mod lifecycle;
 mod metadata;
 mod oauth;
 mod readme;
+mod reliability;
 mod server_waits;
 mod simulate;
 mod streaming;

@@ -112,10 +112,22 @@ struct Fault {
     response: FaultResponse,
 }
 
+/// "The next `remaining` requests matching `method` and `path_part` are carried out, and
+/// then their answer is lost."
+#[derive(Debug, Clone)]
+struct LostAnswer {
+    method: Option<Method>,
+    path_part: String,
+    remaining: usize,
+}
+
 /// Fault knobs shared by both simulators.
 #[derive(Debug, Default, Clone)]
 pub struct Faults {
     queue: Arc<Mutex<VecDeque<Fault>>>,
+    lost: Arc<Mutex<Vec<LostAnswer>>>,
+    /// How many answers [`Faults::lose_answers`] has lost so far.
+    lost_count: Arc<Mutex<usize>>,
     latency: Arc<Mutex<Duration>>,
 }
 
@@ -146,6 +158,40 @@ impl Faults {
         });
     }
 
+    /// The next `times` requests (any method if `method` is None) whose path contains
+    /// `path_part` are carried out as usual — the work is done — and then the connection
+    /// is closed without a complete response, as when an answer is lost on the way back.
+    pub fn lose_answers(&self, method: Option<Method>, path_part: &str, times: usize) {
+        self.lost.lock().expect("faults").push(LostAnswer {
+            method,
+            path_part: path_part.to_string(),
+            remaining: times,
+        });
+    }
+
+    fn take_lost(&self, method: &Method, path: &str) -> bool {
+        let mut lost = self.lost.lock().expect("faults");
+        let Some(pos) = lost.iter().position(|l| {
+            l.remaining > 0
+                && l.method.as_ref().is_none_or(|m| m == method)
+                && path.contains(&l.path_part)
+        }) else {
+            return false;
+        };
+        lost[pos].remaining -= 1;
+        if lost[pos].remaining == 0 {
+            lost.remove(pos);
+        }
+        *self.lost_count.lock().expect("faults") += 1;
+        true
+    }
+
+    /// Answers lost so far (the requests themselves are in the log, with the status the
+    /// simulator meant to send).
+    pub fn answers_lost(&self) -> usize {
+        *self.lost_count.lock().expect("faults")
+    }
+
     /// Adds this much latency to every request (default none).
     pub fn set_latency(&self, latency: Duration) {
         *self.latency.lock().expect("latency") = latency;
@@ -159,6 +205,7 @@ impl Faults {
     /// Removes every pending fault.
     pub fn clear(&self) {
         self.queue.lock().expect("faults").clear();
+        self.lost.lock().expect("faults").clear();
     }
 
     fn take(&self, method: &Method, path: &str) -> Option<FaultResponse> {
@@ -207,6 +254,7 @@ pub async fn record(State(rec): State<Recorder>, req: Request, next: Next) -> Re
                 .await
         }
     };
+    let answer_lost = rec.faults.take_lost(&method, &path);
     rec.log.push(RecordedRequest {
         method,
         path,
@@ -214,7 +262,19 @@ pub async fn record(State(rec): State<Recorder>, req: Request, next: Next) -> Re
         body: logged_body,
         status: response.status().as_u16(),
     });
+    if answer_lost {
+        return lost_answer();
+    }
     response
+}
+
+/// A response whose body fails before any of it is sent: the server drops the connection
+/// mid-answer, so the client sees it closed without a (complete) response.
+fn lost_answer() -> Response {
+    let failing = futures::stream::once(async {
+        Err::<axum::body::Bytes, std::io::Error>(std::io::Error::other("answer lost (simulated)"))
+    });
+    Response::new(Body::from_stream(failing))
 }
 
 fn fault_response(fault: FaultResponse) -> Response {

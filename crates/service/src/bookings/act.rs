@@ -8,9 +8,9 @@ use super::decide::{Decision, KnownReservation, PENDING_REASON};
 use super::model::{Booking, MeetingStatus};
 use super::outcome::{Acted, Outcome, PipelineError};
 use super::writeback::WriteBack;
-use crate::config::BookingSettings;
+use crate::config::{BookingSettings, ProcessingSettings};
 use crate::ids::BookingId;
-use crate::lark::{LarkClient, LarkError};
+use crate::lark::{ApplyError, LarkClient, LarkError};
 use crate::metrics::Metrics;
 use crate::store::{ReservationEntry, Store};
 use crate::tokens::trainer::{clip, TrainerRecord};
@@ -19,13 +19,15 @@ use crate::tokens::{AccessToken, TokenError, TokenService};
 /// What carrying out a decision needs.
 pub struct Actor<'a> {
     pub settings: &'a BookingSettings,
+    /// In-doubt limits (rule 13).
+    pub processing: &'a ProcessingSettings,
     pub lark: &'a LarkClient,
     pub tokens: &'a TokenService,
     pub store: &'a Store,
     pub metrics: &'a Metrics,
 }
 
-enum TokenOutcome {
+pub(super) enum TokenOutcome {
     Token(AccessToken),
     NotConnected,
 }
@@ -35,7 +37,7 @@ impl Actor<'_> {
     pub async fn act(&self, booking: &Booking, decision: Decision) -> Result<Acted, PipelineError> {
         let planned = Outcome::planned(&decision);
         let write = self.carry_out(booking, decision).await?;
-        Ok(Acted::new(planned, write))
+        Ok(Acted::new(planned, write, booking.meeting_status))
     }
 
     async fn carry_out(
@@ -135,6 +137,8 @@ impl Actor<'_> {
                 )))
             }
             Decision::Cancel { reservation } => {
+                // No meeting is wanted any more: lost applies no longer matter.
+                self.store.clear_in_doubt(id.as_str())?;
                 if let Some(res) = &reservation {
                     self.delete_reservation(booking, res).await?;
                 }
@@ -148,39 +152,6 @@ impl Actor<'_> {
                     None,
                 )))
             }
-        }
-    }
-
-    async fn create(
-        &self,
-        booking: &Booking,
-        trainer: &TrainerRecord,
-        end_time: i64,
-        topic: &str,
-    ) -> Result<Option<WriteBack>, PipelineError> {
-        let token = match self.token(trainer).await? {
-            TokenOutcome::Token(t) => t,
-            TokenOutcome::NotConnected => {
-                self.remind(booking).await;
-                return Ok(self.pending(booking));
-            }
-        };
-        let topic_owned = topic.to_string();
-        let result = self
-            .with_token_retry(trainer, token, |lark, t| {
-                let topic = topic_owned.clone();
-                async move { lark.apply_reserve(&t, end_time, &topic).await }
-            })
-            .await;
-        match result {
-            Ok(reserve) => {
-                self.journal(booking, &trainer.id, &reserve.id, &reserve.url, end_time)?;
-                self.metrics
-                    .inc("lvb_meetings_total", &[("action", "created")]);
-                tracing::info!(booking = %booking.id, trainer = %trainer.id, reservation = %reserve.id, "meeting reserved");
-                Ok(Some(self.created(&booking.id, &reserve.id, &reserve.url)))
-            }
-            Err(e) => self.lark_failure(booking, e),
         }
     }
 
@@ -241,7 +212,10 @@ impl Actor<'_> {
         Ok(self.store.forget_reservation(booking.id.as_str())?)
     }
 
-    async fn token(&self, trainer: &TrainerRecord) -> Result<TokenOutcome, PipelineError> {
+    pub(super) async fn token(
+        &self,
+        trainer: &TrainerRecord,
+    ) -> Result<TokenOutcome, PipelineError> {
         match self.tokens.access_token_for(trainer).await {
             Ok(t) => Ok(TokenOutcome::Token(t)),
             Err(TokenError::NotConnected { .. }) | Err(TokenError::Undecryptable { .. }) => {
@@ -255,18 +229,20 @@ impl Actor<'_> {
     }
 
     /// Runs a user-token call; on 99991668/99991677 refreshes once and retries once.
-    async fn with_token_retry<T, F, Fut>(
+    pub(super) async fn with_token_retry<T, E, F, Fut>(
         &self,
         trainer: &TrainerRecord,
         token: AccessToken,
         call: F,
-    ) -> Result<T, LarkError>
+    ) -> Result<T, E>
     where
+        E: UserTokenCallError,
         F: Fn(LarkClient, AccessToken) -> Fut,
-        Fut: std::future::Future<Output = Result<T, LarkError>>,
+        Fut: std::future::Future<Output = Result<T, E>>,
     {
         match call(self.lark.clone(), token.clone()).await {
-            Err(LarkError::UserTokenInvalid { code }) => {
+            Err(e) if e.rejected_token().is_some() => {
+                let code = e.rejected_token().unwrap_or_default();
                 tracing::info!(trainer = %trainer.id, code, "Lark rejected the user token; refreshing once");
                 match self
                     .tokens
@@ -274,14 +250,14 @@ impl Actor<'_> {
                     .await
                 {
                     Ok(fresh) => call(self.lark.clone(), fresh).await,
-                    Err(_) => Err(LarkError::UserTokenInvalid { code }),
+                    Err(_) => Err(e),
                 }
             }
             other => other,
         }
     }
 
-    fn journal(
+    pub(super) fn journal(
         &self,
         booking: &Booking,
         trainer_id: &str,
@@ -301,7 +277,7 @@ impl Actor<'_> {
         )?)
     }
 
-    fn lark_failure(
+    pub(super) fn lark_failure(
         &self,
         booking: &Booking,
         e: LarkError,
@@ -335,7 +311,7 @@ impl Actor<'_> {
 
     /// A trainer whose booking waits gets their connect link in Lark (at most daily).
     /// Also clears leftover tokens of a trainer an admin unchecked.
-    async fn remind(&self, booking: &Booking) {
+    pub(super) async fn remind(&self, booking: &Booking) {
         if let Some(trainer) = &booking.trainer {
             if let Err(e) = self.tokens.forget_unchecked(trainer).await {
                 tracing::warn!(trainer = %trainer.id, error = %e, "could not clear an unchecked trainer's tokens");
@@ -344,7 +320,7 @@ impl Actor<'_> {
         }
     }
 
-    fn pending(&self, booking: &Booking) -> Option<WriteBack> {
+    pub(super) fn pending(&self, booking: &Booking) -> Option<WriteBack> {
         self.status(
             booking,
             MeetingStatus::PendingTrainerConnection,
@@ -371,7 +347,7 @@ impl Actor<'_> {
         ))
     }
 
-    fn meeting_write(
+    pub(super) fn meeting_write(
         &self,
         id: &BookingId,
         meeting: Option<(&str, &str)>,
@@ -381,7 +357,7 @@ impl Actor<'_> {
         WriteBack::meeting(self.settings, id, meeting, status, reason)
     }
 
-    fn created(&self, id: &BookingId, reservation_id: &str, url: &str) -> WriteBack {
+    pub(super) fn created(&self, id: &BookingId, reservation_id: &str, url: &str) -> WriteBack {
         self.meeting_write(
             id,
             Some((reservation_id, url)),
@@ -398,5 +374,29 @@ impl Actor<'_> {
     ) -> Option<WriteBack> {
         (!booking.shows_created(reservation_id, Some(url)))
             .then(|| self.created(&booking.id, reservation_id, url))
+    }
+}
+
+/// The error of a call made with a user token, which may say the token was rejected.
+pub(super) trait UserTokenCallError {
+    /// The code (99991668/99991677) when Lark rejected the user token.
+    fn rejected_token(&self) -> Option<i64>;
+}
+
+impl UserTokenCallError for LarkError {
+    fn rejected_token(&self) -> Option<i64> {
+        match self {
+            LarkError::UserTokenInvalid { code } => Some(*code),
+            _ => None,
+        }
+    }
+}
+
+impl UserTokenCallError for ApplyError {
+    fn rejected_token(&self) -> Option<i64> {
+        match self {
+            ApplyError::Failed(e) => e.rejected_token(),
+            ApplyError::AnswerLost(_) => None,
+        }
     }
 }

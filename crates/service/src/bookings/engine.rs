@@ -2,15 +2,18 @@
 //! events, one-shot commands) — read bookings fresh, `decide`, `act` (up to
 //! `processing.concurrency` bookings at once) and hand write-backs to the batched writer.
 
+use std::collections::HashMap;
 use std::sync::Arc;
+use std::time::Duration;
 
-use chrono::Utc;
+use chrono::{DateTime, Utc};
 use futures::StreamExt;
+use rand::Rng;
 use tokio::sync::{mpsc, OnceCell};
 
 use super::act::Actor;
 use super::decide::{decide, Context};
-use super::model::Booking;
+use super::model::{Booking, MeetingStatus};
 use super::outcome::{Acted, Outcome, PipelineError};
 use super::status::PipelineStatus;
 use super::writeback::{WriteBack, WRITES_PER_CALL};
@@ -20,6 +23,7 @@ use crate::lark::LarkClient;
 use crate::metrics::Metrics;
 use crate::salesforce::SalesforceClient;
 use crate::store::Store;
+use crate::tokens::trainer::clip;
 use crate::tokens::TokenService;
 
 /// Counts of one batch or sweep.
@@ -33,6 +37,8 @@ pub struct Summary {
     pub failed: usize,
     pub unchanged: usize,
     pub write_failures: usize,
+    /// Bookings whose work failed and waits on the retry list for its own next try.
+    pub retrying: usize,
 }
 
 impl Summary {
@@ -45,6 +51,7 @@ impl Summary {
         self.failed += other.failed;
         self.unchanged += other.unchanged;
         self.write_failures += other.write_failures;
+        self.retrying += other.retrying;
     }
 
     fn count(&mut self, outcome: Outcome) {
@@ -113,6 +120,7 @@ impl Engine {
         let settings = &self.settings;
         let actor = Actor {
             settings: &settings.salesforce.booking,
+            processing: &settings.processing,
             lark: &self.lark,
             tokens: &self.tokens,
             store: &self.store,
@@ -122,54 +130,218 @@ impl Engine {
             bookings: bookings.len(),
             ..Summary::default()
         };
+        let starts: HashMap<BookingId, Option<DateTime<Utc>>> =
+            bookings.iter().map(|b| (b.id.clone(), b.start)).collect();
         let (tx, rx) = mpsc::channel::<WriteBack>(WRITES_PER_CALL * 2);
         let now = Utc::now();
         let concurrency = settings.processing.concurrency;
         let actor = &actor;
         let work = async move {
-            let results: Vec<Result<Outcome, PipelineError>> = futures::stream::iter(bookings)
-                .map(|booking| {
-                    let tx = tx.clone();
-                    async move {
-                        let journal = actor.store.reservation(booking.id.as_str())?;
-                        let decision = decide(
-                            &booking,
-                            &Context {
-                                settings: &settings.salesforce.booking,
-                                now,
-                                journal: journal.as_ref(),
-                                missing_topic_fields: missing,
-                                require_trainer_email: settings.security.require_email_match,
-                            },
-                        );
-                        let Acted { outcome, write } = actor.act(&booking, decision).await?;
-                        if let Some(w) = write {
-                            let _ = tx.send(w).await;
+            let results: Vec<(BookingId, Result<Outcome, PipelineError>)> =
+                futures::stream::iter(bookings)
+                    .map(|booking| {
+                        let tx = tx.clone();
+                        async move {
+                            let result = async {
+                                let journal = actor.store.reservation(booking.id.as_str())?;
+                                let decision = decide(
+                                    &booking,
+                                    &Context {
+                                        settings: &settings.salesforce.booking,
+                                        now,
+                                        journal: journal.as_ref(),
+                                        missing_topic_fields: missing,
+                                        require_trainer_email: settings
+                                            .security
+                                            .require_email_match,
+                                    },
+                                );
+                                let Acted { outcome, write } =
+                                    actor.act(&booking, decision).await?;
+                                if let Some(w) = write {
+                                    let _ = tx.send(w).await;
+                                }
+                                Ok(outcome)
+                            }
+                            .await;
+                            (booking.id, result)
                         }
-                        Ok(outcome)
-                    }
-                })
-                .buffer_unordered(concurrency)
-                .collect()
-                .await;
+                    })
+                    .buffer_unordered(concurrency)
+                    .collect()
+                    .await;
             // Every sender is gone now: the flusher sees the end of the batch.
             drop(tx);
             results
         };
         let (results, refused) = tokio::join!(work, self.flush_writes(rx));
-        let mut first_error = None;
-        for r in results {
-            match r {
-                Ok(outcome) => summary.count(outcome),
-                Err(e) => {
-                    first_error.get_or_insert(e);
+        // The collection call itself failed (Salesforce down): the whole batch retries,
+        // and the journal makes that retry reuse what Lark already created.
+        let refused = refused?;
+        summary.write_failures = refused.len();
+        let mut failing: Vec<(BookingId, String)> = refused
+            .into_iter()
+            .map(|r| {
+                let reason = format!("Salesforce refused the meeting fields: {}", r.reason);
+                (r.booking_id, reason)
+            })
+            .collect();
+        for (id, result) in results {
+            match result {
+                Ok(outcome) => {
+                    summary.count(outcome);
+                    if !failing.iter().any(|(f, _)| f == &id) {
+                        self.store.clear_retry(id.as_str())?;
+                    }
                 }
+                Err(PipelineError::ApplyInDoubt { retry_at, .. }) => {
+                    summary.retrying += 1;
+                    let reason =
+                        "Waiting to reserve again after a reservation whose answer was lost.";
+                    self.store.defer_retry(id.as_str(), retry_at, reason)?;
+                }
+                // Not one booking's failure: nothing can go on until the store works.
+                Err(e @ PipelineError::Store(_)) => return Err(e),
+                Err(e) => failing.push((id, e.to_string())),
             }
         }
-        summary.write_failures = refused?.len();
-        match first_error {
-            Some(e) => Err(e),
-            None => Ok(summary),
+        summary.retrying += failing.len();
+        let starts = &starts;
+        let gave_up = failing
+            .into_iter()
+            .filter_map(|(id, reason)| {
+                let start = starts.get(&id).copied().flatten();
+                self.retry_later(&id, start, now, &reason).transpose()
+            })
+            .collect::<Result<Vec<WriteBack>, PipelineError>>()?;
+        if !gave_up.is_empty() {
+            summary.retrying -= gave_up.len();
+            summary.failed += gave_up.len();
+            self.write_failed(gave_up).await;
         }
+        Ok(summary)
+    }
+
+    /// Puts a booking whose work failed on the retry list with a jittered backoff, or,
+    /// after `processing.max_attempts` or once its session has started, returns the
+    /// `Failed` write that ends its retries (rule 14).
+    fn retry_later(
+        &self,
+        id: &BookingId,
+        start: Option<DateTime<Utc>>,
+        now: DateTime<Utc>,
+        reason: &str,
+    ) -> Result<Option<WriteBack>, PipelineError> {
+        let p = &self.settings.processing;
+        let attempts = self
+            .store
+            .retry_entry(id.as_str())?
+            .map_or(0, |e| e.attempts)
+            + 1;
+        let started = start.is_some_and(|s| s <= now);
+        if attempts >= p.max_attempts || started {
+            self.store.clear_retry(id.as_str())?;
+            self.metrics
+                .inc("lvb_failures_total", &[("kind", "retries_exhausted")]);
+            tracing::error!(booking = %id, attempts, started, reason, "giving up on the booking");
+            let tries = if attempts == 1 { "attempt" } else { "attempts" };
+            let reason = clip(&format!("Gave up after {attempts} {tries}: {reason}"));
+            return Ok(Some(WriteBack::status(
+                &self.settings.salesforce.booking,
+                id,
+                MeetingStatus::Failed,
+                Some(&reason),
+            )));
+        }
+        let delay = retry_delay(attempts, p.retry_max_delay);
+        let next_at = now.timestamp_millis() + delay.as_millis() as i64;
+        self.store
+            .record_failed_attempt(id.as_str(), next_at, reason)?;
+        self.metrics
+            .inc("lvb_failures_total", &[("kind", "booking_retry")]);
+        tracing::warn!(booking = %id, attempts, retry_in_ms = delay.as_millis() as u64, reason, "booking work failed; retrying on its own backoff");
+        Ok(None)
+    }
+
+    /// Writes the `Failed` status of bookings given up on; a refusal of even that write
+    /// (or Salesforce down) is logged and counted, and the booking leaves the list anyway.
+    async fn write_failed(&self, writes: Vec<WriteBack>) {
+        match self.write(writes).await {
+            Ok(refused) => {
+                for r in refused {
+                    self.metrics
+                        .inc("lvb_failures_total", &[("kind", "failed_status_refused")]);
+                    tracing::error!(booking = %r.booking_id, reason = %r.reason, "Salesforce refused even the Failed status; the booking needs an admin");
+                }
+            }
+            Err(e) => {
+                self.metrics
+                    .inc("lvb_failures_total", &[("kind", "failed_status_refused")]);
+                tracing::error!(error = %e, "could not write the Failed status of bookings given up on");
+            }
+        }
+    }
+
+    /// Processes the bookings whose retry is due; returns how many were due.
+    pub(super) async fn run_due_retries(&self) -> Result<usize, PipelineError> {
+        let now = Utc::now().timestamp_millis();
+        let due = self.store.due_retries(now, RETRIES_PER_BATCH)?;
+        let ids: Vec<BookingId> = due
+            .iter()
+            .filter_map(|e| BookingId::parse(&e.booking_id).ok())
+            .collect();
+        if ids.len() < due.len() {
+            // Never written by us; drop what cannot be a booking.
+            for e in due
+                .iter()
+                .filter(|e| BookingId::parse(&e.booking_id).is_err())
+            {
+                self.store.clear_retry(&e.booking_id)?;
+            }
+        }
+        if let Err(e) = self.process_ids(&ids).await {
+            // Reading the bookings failed (Salesforce down): not these bookings' fault, so
+            // no attempt is counted; they wait a little and come again.
+            let later = now + RETRY_READ_FAILURE_DELAY.as_millis() as i64;
+            for entry in &due {
+                self.store
+                    .defer_retry(&entry.booking_id, later, &entry.last_reason)?;
+            }
+            return Err(e);
+        }
+        Ok(due.len())
+    }
+}
+
+/// First wait before a failing booking is tried again (doubling from here).
+const RETRY_BASE_DELAY: Duration = Duration::from_secs(2);
+/// Due retries taken at once.
+const RETRIES_PER_BATCH: usize = 200;
+/// Wait before due retries are read again after the read itself failed.
+const RETRY_READ_FAILURE_DELAY: Duration = Duration::from_secs(5);
+
+/// The wait before attempt `attempts + 1`: doubling from [`RETRY_BASE_DELAY`], capped at
+/// `max`, with "equal jitter" (between half and all of it) so failing bookings spread out.
+fn retry_delay(attempts: u32, max: Duration) -> Duration {
+    let exp = RETRY_BASE_DELAY.saturating_mul(1u32 << attempts.saturating_sub(1).min(20));
+    let capped = exp.min(max);
+    capped.mul_f64(rand::thread_rng().gen_range(0.5..=1.0))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn retry_delays_double_with_jitter_up_to_the_cap() {
+        let cap = Duration::from_secs(60);
+        for attempts in 1..=12 {
+            let d = retry_delay(attempts, cap);
+            let full = RETRY_BASE_DELAY
+                .saturating_mul(1 << (attempts - 1))
+                .min(cap);
+            assert!(d <= full && d >= full / 2, "{attempts}: {d:?} vs {full:?}");
+        }
+        assert!(retry_delay(3, Duration::from_millis(100)) <= Duration::from_millis(100));
     }
 }

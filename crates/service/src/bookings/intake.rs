@@ -15,6 +15,7 @@ use std::time::Duration;
 use chrono::Utc;
 use tokio::sync::{mpsc, oneshot, watch};
 
+use super::changes::EventWork;
 use super::engine::{Engine, Summary};
 use super::outcome::PipelineError;
 use super::status::PipelineStatus;
@@ -22,7 +23,6 @@ use crate::config::Settings;
 use crate::ids::BookingId;
 use crate::lark::LarkClient;
 use crate::metrics::Metrics;
-use crate::salesforce::events::{ChangeEvent, ChangeKind};
 use crate::salesforce::streaming::{run_subscriber, StreamItem, StreamStatus};
 use crate::salesforce::SalesforceClient;
 use crate::store::Store;
@@ -39,9 +39,6 @@ const MAX_BATCH_ITEMS: usize = 2_000;
 /// Retained events: CDC keeps 72 hours (design §4). A checkpoint older than this cannot
 /// be replayed, so start-up sweeps instead.
 pub const RETENTION: Duration = Duration::from_secs(72 * 3600);
-/// Fields Salesforce changes on every write; a change of only these and our output
-/// fields is our own.
-const SYSTEM_FIELDS: [&str; 3] = ["LastModifiedDate", "SystemModstamp", "LastModifiedById"];
 
 enum Control {
     RefreshPass,
@@ -132,6 +129,8 @@ impl Processor {
             }
             status.set_streaming_subscription(false);
         });
+        // Sweeps wait for the subscription, so nothing changed between them is missed.
+        let mut subscribed = status_tx.subscribe();
         let store = engine.store.clone();
         let channel = engine.settings.salesforce.streaming.channel.clone();
         let checkpoint = move || store.checkpoint(&channel).ok().flatten().map(|(r, _)| r);
@@ -146,17 +145,22 @@ impl Processor {
         ));
         // If this task is dropped (aborted), its helpers go with it.
         let _guard = AbortOnDrop(vec![forwarder.abort_handle(), subscriber.abort_handle()]);
-        if sweep_first {
-            if let Err(e) = engine.reconcile().await {
-                tracing::error!(error = %e, "start-up sweep failed; the next sweep retries");
-            }
-        }
+        let mut start_sweep = sweep_first;
 
         let mut stop = shutdown.clone();
         loop {
+            let next_retry = engine.next_retry();
             tokio::select! {
                 biased;
                 _ = stopped(&mut stop) => break,
+                up = async { subscribed.wait_for(|s| s.subscribed).await.is_ok() }, if start_sweep => {
+                    start_sweep = false;
+                    if up {
+                        if let Err(e) = engine.reconcile().await {
+                            tracing::error!(error = %e, "start-up sweep failed; the next sweep retries");
+                        }
+                    }
+                }
                 Some(control) = self.control.recv() => match control {
                     Control::RefreshPass => {
                         let engine = engine.clone();
@@ -175,6 +179,11 @@ impl Processor {
                 Some(event) = self.trainer_events.recv() => {
                     if let Err(e) = engine.on_trainer_event(&event).await {
                         tracing::error!(error = %e, ?event, "could not process the trainer's bookings");
+                    }
+                }
+                _ = tokio::time::sleep_until(next_retry.unwrap_or_else(far_future)), if next_retry.is_some() => {
+                    if let Err(e) = engine.run_due_retries().await {
+                        tracing::warn!(error = %e, "due retries could not be processed; they come again shortly");
                     }
                 }
                 item = stream.recv() => {
@@ -312,48 +321,25 @@ impl Engine {
             }
         }
     }
-
-    /// The booking ids an event's work is about (parsed here, once), or why it has none.
-    fn event_ids(&self, ev: &ChangeEvent, own_user: Option<&str>) -> EventWork {
-        let booking = &self.settings.salesforce.booking;
-        if self.settings.salesforce.streaming.is_platform_event() {
-            return EventWork::ids(&ev.record_ids);
-        }
-        if !ev.entity.is_empty() && ev.entity != booking.object {
-            return EventWork::Skip("other_object");
-        }
-        // A wildcard id ("a0B*") stands for many records: only a sweep covers it.
-        if ev.record_ids.iter().any(|id| id.contains('*')) {
-            return EventWork::Sweep;
-        }
-        match ev.kind {
-            ChangeKind::GapOverflow => return EventWork::Sweep,
-            ChangeKind::GapCreate
-            | ChangeKind::GapUpdate
-            | ChangeKind::GapDelete
-            | ChangeKind::GapUndelete => return EventWork::ids(&ev.record_ids),
-            _ => {}
-        }
-        if own_user.is_some() && ev.commit_user.as_deref() == own_user {
-            return EventWork::Skip("own_write");
-        }
-        if ev.kind == ChangeKind::Update && !ev.changed_fields.is_empty() {
-            let outputs = booking.output_fields();
-            let only_outputs = ev.changed_fields.iter().all(|f| {
-                outputs.iter().any(|o| o.eq_ignore_ascii_case(f))
-                    || SYSTEM_FIELDS.iter().any(|s| s.eq_ignore_ascii_case(f))
-            });
-            if only_outputs {
-                return EventWork::Skip("output_fields_only");
-            }
-        }
-        EventWork::ids(&ev.record_ids)
-    }
 }
 
 impl Engine {
-    /// Replay id to subscribe from, and whether a sweep must run first (checkpoint
-    /// missing-but-configured-earliest is fine; too old is not).
+    /// When the soonest booking on the retry list is due, if any.
+    fn next_retry(&self) -> Option<tokio::time::Instant> {
+        let at = match self.store.next_retry_at() {
+            Ok(at) => at?,
+            Err(e) => {
+                tracing::error!(error = %e, "could not read the retry list");
+                return None;
+            }
+        };
+        let wait_ms = (at - Utc::now().timestamp_millis()).max(0) as u64;
+        Some(tokio::time::Instant::now() + Duration::from_millis(wait_ms))
+    }
+
+    /// Replay id to subscribe from, and whether to sweep once subscribed: a checkpoint
+    /// too old to replay from, an unreadable one, or none at all (a first start, or a store
+    /// without this channel's checkpoint: rule 15).
     pub fn start_position(&self) -> (i64, bool) {
         let streaming = &self.settings.salesforce.streaming;
         match self.store.checkpoint(&streaming.channel) {
@@ -366,13 +352,21 @@ impl Engine {
                     (replay, false)
                 }
             }
-            Ok(None) => (streaming.replay_from.replay_id(), false),
+            Ok(None) => {
+                tracing::info!(channel = %streaming.channel, "no checkpoint for this channel: sweeping upcoming bookings once subscribed");
+                (streaming.replay_from.replay_id(), true)
+            }
             Err(e) => {
                 tracing::error!(error = %e, "checkpoint unreadable: starting from latest and sweeping");
                 (-1, true)
             }
         }
     }
+}
+
+/// A deadline that never comes (the guard of its `select!` branch is false anyway).
+fn far_future() -> tokio::time::Instant {
+    tokio::time::Instant::now() + Duration::from_secs(86_400 * 365)
 }
 
 /// Aborts the tasks it holds when dropped, so no task outlives its owner.
@@ -389,27 +383,4 @@ impl Drop for AbortOnDrop {
 /// Resolves once shutdown is requested (a dropped sender counts as a request).
 async fn stopped(rx: &mut watch::Receiver<bool>) {
     let _ = rx.wait_for(|s| *s).await;
-}
-
-enum EventWork {
-    Ids(Vec<BookingId>),
-    Sweep,
-    Skip(&'static str),
-}
-
-impl EventWork {
-    fn ids(record_ids: &[String]) -> EventWork {
-        EventWork::Ids(
-            record_ids
-                .iter()
-                .filter_map(|id| match BookingId::parse(id) {
-                    Ok(id) => Some(id),
-                    Err(_) => {
-                        tracing::warn!(id = %id, "ignoring an invalid record id from the stream");
-                        None
-                    }
-                })
-                .collect(),
-        )
-    }
 }

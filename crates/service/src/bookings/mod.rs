@@ -1,16 +1,20 @@
 //! The booking pipeline: bookings → Lark meetings.
 //!
 //! - `intake`    — the processor task: stream batches, coalescing, the replay checkpoint
+//! - `changes`   — which bookings a change event is about
 //! - `queries`   — every booking SOQL (by id, upcoming, a trainer's)
 //! - `model`     — a booking as read, parsed into typed fields
 //! - `decide`    — the pure decision from a booking's current state
 //! - `act`       — carrying a decision out (Lark calls with the right token, the journal)
+//! - `apply`     — reserving a new meeting, and applies whose answer was lost
 //! - `writeback` — the output fields and their batched delivery
 //! - `sweeps`    — reconciliation, a trainer's bookings on (dis)connect, refresh passes
 //! - `outcome`   — what processing a booking came to, and the pipeline's error
 //! - `status`    — the pipeline status `/readyz` reports
 
 pub mod act;
+pub mod apply;
+pub mod changes;
 pub mod decide;
 pub mod engine;
 pub mod intake;

@@ -51,10 +51,16 @@ pub struct Acted {
 }
 
 impl Acted {
-    /// The planned outcome, unless the write says otherwise (a create that found the
-    /// trainer disconnected writes Pending; one Lark refused writes Failed).
-    pub fn new(planned: Outcome, write: Option<WriteBack>) -> Acted {
-        let outcome = match write.as_ref().and_then(|w| w.status) {
+    /// The planned outcome, unless the status written says otherwise (a create that found
+    /// the trainer disconnected writes Pending; one Lark refused writes Failed) — or, when
+    /// nothing needed writing, the status the booking `shows` already says so.
+    pub fn new(planned: Outcome, write: Option<WriteBack>, shows: Option<MeetingStatus>) -> Acted {
+        let status = match &write {
+            Some(w) => w.status,
+            None if matches!(planned, Outcome::Created | Outcome::Updated) => shows,
+            None => None,
+        };
+        let outcome = match status {
             Some(MeetingStatus::PendingTrainerConnection) => Outcome::Pending,
             Some(MeetingStatus::Failed) => Outcome::Failed,
             Some(MeetingStatus::Cancelled) => Outcome::Cancelled,
@@ -90,6 +96,14 @@ pub enum PipelineError {
         trainer: String,
         #[source]
         source: TokenError,
+    },
+    /// A reserve apply's answer was lost (rule 13): the booking waits until `retry_at`
+    /// (unix milliseconds) before another apply.
+    #[error("booking {booking}: the answer to reserve apply {applies} was lost; applying again after the in-doubt delay")]
+    ApplyInDoubt {
+        booking: BookingId,
+        applies: u32,
+        retry_at: i64,
     },
     /// The local store failed.
     #[error(transparent)]

@@ -13,6 +13,8 @@ use super::queries::TrainerBookings;
 use crate::ids::BookingId;
 use crate::tokens::{RefreshOutcome, TrainerEvent};
 
+/// Applies in doubt are remembered this long (Lark keeps a reservation at most 30 days).
+const IN_DOUBT_KEPT_DAYS: i64 = 31;
 /// Trainers refreshed at once by a refresh pass (each is one Lark call and one write).
 const REFRESH_CONCURRENCY: usize = 4;
 
@@ -38,6 +40,9 @@ impl Engine {
         let seen: HashSet<&str> = bookings.iter().map(|b| b.id.as_str()).collect();
         let ended = (now - chrono::Duration::days(2)).timestamp();
         self.store.prune_reservations(ended)?;
+        // A meeting an apply in doubt may have made lapses within Lark's 30 days.
+        let lapsed = now - chrono::Duration::days(IN_DOUBT_KEPT_DAYS);
+        self.store.prune_in_doubt(lapsed.timestamp_millis())?;
         let vanished: Vec<BookingId> = self
             .store
             .reservation_booking_ids()?

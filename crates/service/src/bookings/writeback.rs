@@ -2,8 +2,11 @@
 //! sObject Collections calls of up to 200 records. A record Salesforce refuses (a
 //! validation rule, a locked record) is reported back per record; the others land.
 
+use std::time::Duration;
+
 use serde_json::{json, Map, Value};
 use tokio::sync::mpsc;
+use tokio::time::Instant;
 
 use super::engine::Engine;
 use super::model::MeetingStatus;
@@ -15,7 +18,10 @@ use crate::salesforce::soql::RecordId;
 /// Records per sObject Collections call (Salesforce's maximum).
 pub const WRITES_PER_CALL: usize = 200;
 /// While a batch is still running, write-backs wait at most this long to share a call.
-const WRITE_LINGER: std::time::Duration = std::time::Duration::from_secs(3);
+const WRITE_LINGER: Duration = Duration::from_secs(3);
+/// ... and no longer than this after the last one arrived: when the rest of the batch is
+/// slow (one booking retrying a failing call), the others' links go out now (rule 14).
+const WRITE_IDLE: Duration = Duration::from_millis(100);
 
 /// Fields to write on one booking.
 #[derive(Debug, Clone, PartialEq)]
@@ -87,15 +93,17 @@ pub struct RefusedWrite {
 
 impl Engine {
     /// Collects write-backs and sends them in collection calls of up to 200: at once when
-    /// the batch is done or 200 are waiting, else after [`WRITE_LINGER`]. Returns the
-    /// records Salesforce refused.
+    /// the batch is done or 200 are waiting, else [`WRITE_IDLE`] after the last one came
+    /// in or [`WRITE_LINGER`] after the first, whichever is sooner. Returns the records
+    /// Salesforce refused.
     pub(super) async fn flush_writes(
         &self,
         mut rx: mpsc::Receiver<WriteBack>,
     ) -> Result<Vec<RefusedWrite>, PipelineError> {
         let mut pending: Vec<WriteBack> = Vec::new();
         let mut refused = Vec::new();
-        let mut deadline: Option<tokio::time::Instant> = None;
+        let mut first_at: Option<Instant> = None;
+        let mut deadline: Option<Instant> = None;
         loop {
             let next = match deadline {
                 Some(d) => tokio::select! {
@@ -110,15 +118,17 @@ impl Engine {
                         Some(p) => p.absorb(w),
                         None => pending.push(w),
                     }
-                    deadline.get_or_insert_with(|| tokio::time::Instant::now() + WRITE_LINGER);
+                    let now = Instant::now();
+                    let first = *first_at.get_or_insert(now);
+                    deadline = Some((first + WRITE_LINGER).min(now + WRITE_IDLE));
                     if pending.len() >= WRITES_PER_CALL {
                         refused.extend(self.write(std::mem::take(&mut pending)).await?);
-                        deadline = None;
+                        (first_at, deadline) = (None, None);
                     }
                 }
                 Some(None) => {
                     refused.extend(self.write(std::mem::take(&mut pending)).await?);
-                    deadline = None;
+                    (first_at, deadline) = (None, None);
                 }
                 None => {
                     refused.extend(self.write(std::mem::take(&mut pending)).await?);

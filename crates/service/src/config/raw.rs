@@ -120,6 +120,10 @@ pub(super) struct RawRefresh {
 #[serde(default)]
 pub(super) struct RawProcessing {
     pub(super) concurrency: Option<String>,
+    pub(super) max_attempts: Option<String>,
+    pub(super) retry_max_delay: Option<String>,
+    pub(super) max_in_doubt_applies: Option<String>,
+    pub(super) in_doubt_delay: Option<String>,
 }
 
 /// A list given either as a TOML array or, from the environment, as a comma-separated string.

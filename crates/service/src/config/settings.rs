@@ -298,4 +298,12 @@ pub struct RefreshSettings {
 #[derive(Debug, Clone)]
 pub struct ProcessingSettings {
     pub concurrency: usize,
+    /// Attempts at one booking's failing work before it is `Failed` (rule 14).
+    pub max_attempts: u32,
+    /// Cap of one booking's retry backoff.
+    pub retry_max_delay: Duration,
+    /// Applies whose answer was lost, per booking, before it is `Failed` (rule 13).
+    pub max_in_doubt_applies: u32,
+    /// Wait before re-applying after an apply whose answer was lost.
+    pub in_doubt_delay: Duration,
 }

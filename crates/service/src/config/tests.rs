@@ -40,6 +40,10 @@ fn defaults_plus_secrets_from_env_load() {
         Duration::from_secs(48 * 3600)
     );
     assert_eq!(s.processing.concurrency, 16);
+    assert_eq!(s.processing.max_attempts, 8);
+    assert_eq!(s.processing.retry_max_delay, Duration::from_secs(15 * 60));
+    assert_eq!(s.processing.max_in_doubt_applies, 2);
+    assert_eq!(s.processing.in_doubt_delay, Duration::from_secs(60));
     assert_eq!(
         s.server.redirect_uri(),
         "http://localhost:8080/oauth/lark/callback"

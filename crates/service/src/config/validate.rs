@@ -55,6 +55,22 @@ impl Problems {
         }
     }
 
+    /// A whole number from 1 to 1000 (attempts, applies).
+    fn count(&mut self, key: &str, value: Option<String>) -> u32 {
+        let text = self.required(key, value);
+        match text.parse::<u32>() {
+            Ok(n) if (1..=1000).contains(&n) => n,
+            _ => {
+                if !text.is_empty() {
+                    self.0.push(format!(
+                        "{key} must be a whole number from 1 to 1000, got {text:?}"
+                    ));
+                }
+                1
+            }
+        }
+    }
+
     fn boolean(&mut self, key: &str, value: Option<BoolLike>, default: bool) -> bool {
         match value {
             None => default,
@@ -330,6 +346,18 @@ impl Raw {
             }
         };
 
+        let max_attempts = p.count("processing.max_attempts", self.processing.max_attempts);
+        let retry_max_delay = p.duration(
+            "processing.retry_max_delay",
+            self.processing.retry_max_delay,
+        );
+        let max_in_doubt_applies = p.count(
+            "processing.max_in_doubt_applies",
+            self.processing.max_in_doubt_applies,
+        );
+        let in_doubt_delay =
+            p.duration("processing.in_doubt_delay", self.processing.in_doubt_delay);
+
         let (true, Some(bind), Some(auth), Some(encryption_key)) =
             (p.0.is_empty(), bind, auth, encryption_key)
         else {
@@ -377,7 +405,13 @@ impl Raw {
                 require_email_match,
             },
             refresh,
-            processing: ProcessingSettings { concurrency },
+            processing: ProcessingSettings {
+                concurrency,
+                max_attempts,
+                retry_max_delay,
+                max_in_doubt_applies,
+                in_doubt_delay,
+            },
         })
     }
 }

@@ -37,7 +37,7 @@ pub use calendar::{CalendarEvent, EventAttendee, EventTime, NewCalendarEvent};
 pub use error::{GrantFailure, LarkError};
 pub use oauth::{LarkUser, TokenGrant};
 pub use pacing::Pacer;
-pub use vc::Reserve;
+pub use vc::{ApplyError, Reserve};
 
 use app_token::TokenCache;
 use error::{classify, lenient_i64, truncate, ErrorContext};

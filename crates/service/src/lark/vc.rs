@@ -80,6 +80,20 @@ impl ReserveBody {
     }
 }
 
+/// Why an apply did not give a reservation.
+#[derive(Debug, thiserror::Error)]
+pub enum ApplyError {
+    /// Lark answered with an error, or the request never left (a connect error): no
+    /// meeting was reserved.
+    #[error(transparent)]
+    Failed(#[from] LarkError),
+    /// The request may have reached Lark but its answer never came (a timeout after
+    /// sending, the connection closed): a meeting may exist that we do not know of. Apply
+    /// has no idempotency key, so the caller decides whether to apply again (rule 13).
+    #[error("the answer to the reserve apply was lost ({0}); a meeting may exist in Lark")]
+    AnswerLost(#[source] LarkError),
+}
+
 /// Longest wait for an apply slot: one full minute window, plus margin.
 const PACER_WAIT_ALLOWANCE: Duration = Duration::from_secs(62);
 
@@ -91,7 +105,7 @@ impl LarkClient {
         token: &AccessToken,
         end_time: i64,
         topic: &str,
-    ) -> Result<Reserve, LarkError> {
+    ) -> Result<Reserve, ApplyError> {
         let body = serde_json::json!({
             "end_time": end_time.to_string(),
             "meeting_settings": { "topic": topic },
@@ -123,7 +137,12 @@ impl LarkClient {
                 .map_err(NotReplayable::answered)
         })
         .await;
-        result.map_err(|f| f.error)
+        result.map_err(|f| match f.error {
+            LarkError::Timeout | LarkError::Transport(_) if f.may_have_reached => {
+                ApplyError::AnswerLost(f.error)
+            }
+            error => ApplyError::Failed(error),
+        })
     }
 
     /// Changes a reservation's end time and/or topic; the id and link stay the same.
@@ -442,7 +461,10 @@ mod tests {
             .await
             .unwrap_err();
         assert!(
-            matches!(far, LarkError::InvalidParams { code: 121003, .. }),
+            matches!(
+                far,
+                ApplyError::Failed(LarkError::InvalidParams { code: 121003, .. })
+            ),
             "{far:?}"
         );
         let past = client
@@ -451,7 +473,7 @@ mod tests {
             .unwrap_err();
         assert!(matches!(
             past,
-            LarkError::InvalidParams { code: 121003, .. }
+            ApplyError::Failed(LarkError::InvalidParams { code: 121003, .. })
         ));
         assert_eq!(client.call_counts().apply, 2);
         assert!(sim.reserves().is_empty());
@@ -472,7 +494,10 @@ mod tests {
             .await
             .unwrap_err();
         assert!(
-            matches!(err, LarkError::UserTokenInvalid { code: 99991677 }),
+            matches!(
+                err,
+                ApplyError::Failed(LarkError::UserTokenInvalid { code: 99991677 })
+            ),
             "{err:?}"
         );
         assert_eq!(client.call_counts().apply, 1);
@@ -577,7 +602,10 @@ mod tests {
         // Past reqwest's request timeout, well short of the simulator's latency.
         tokio::time::advance(Duration::from_secs(26)).await;
         let err = applying.await.unwrap().unwrap_err();
-        assert!(matches!(err, LarkError::Timeout), "{err:?}");
+        assert!(
+            matches!(err, ApplyError::AnswerLost(LarkError::Timeout)),
+            "a timeout after sending leaves the apply in doubt: {err:?}"
+        );
         settle().await;
         assert_eq!(
             client.call_counts().apply,
@@ -668,6 +696,40 @@ mod tests {
             .await
             .is_err());
         assert_eq!(client.call_counts().apply, 2, "refused before sending");
+    }
+
+    #[tokio::test]
+    async fn a_lost_answer_is_told_apart_from_a_request_that_never_left() {
+        let (sim, client, _dir) = sim_and_client().await;
+        sim.add_user("ana@example.com", "Ana");
+        let ana = connect(&sim, &client, "ana@example.com").await;
+        sim.faults().lose_answers(Some(Method::POST), APPLY_PATH, 1);
+        let err = client
+            .apply_reserve(&ana.access_token, in_days(1), "t")
+            .await
+            .unwrap_err();
+        assert!(matches!(err, ApplyError::AnswerLost(_)), "{err:?}");
+        assert_eq!(sim.reserves().len(), 1, "the simulator did the work");
+        assert_eq!(client.call_counts().apply, 1, "not sent again");
+
+        // Nothing listens here: the connection is refused, so nothing can have landed.
+        let closed = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url = format!("http://{}", closed.local_addr().unwrap());
+        drop(closed);
+        let dir = tempfile::tempdir().unwrap();
+        let settings =
+            crate::config::Settings::for_simulators(&url, &url, &dir.path().join("s.db")).unwrap();
+        let unreachable =
+            LarkClient::with_retry_policy(&settings.lark, crate::lark::test_support::fast_policy())
+                .unwrap();
+        let err = unreachable
+            .apply_reserve(&ana.access_token, in_days(1), "t")
+            .await
+            .unwrap_err();
+        assert!(
+            matches!(err, ApplyError::Failed(LarkError::Transport(_))),
+            "{err:?}"
+        );
     }
 
     #[test]

@@ -1,7 +1,8 @@
 //! The embedded SQLite store: everything the service must remember across restarts that
 //! does not belong in Salesforce — replay checkpoints, OAuth nonces (single use) and PKCE
 //! verifiers, the token journal (rotated tokens land here before anywhere else), the
-//! reservation journal (idempotency for Lark applies) and reminder timestamps.
+//! reservation journal (idempotency for Lark applies), reminder timestamps, and the
+//! pipeline's per-booking retry list and in-doubt applies (`retries`).
 //!
 //! It stores secrets only encrypted (the callers pass vault ciphertext) and never talks to
 //! the network. Operations are short and synchronous; a single connection behind a mutex
@@ -16,6 +17,9 @@ use std::path::Path;
 use std::sync::{Arc, Mutex};
 
 use rusqlite::{params, Connection, OptionalExtension};
+
+mod retries;
+pub use retries::{InDoubtApply, RetryEntry};
 
 /// Schema, applied idempotently at open.
 const SCHEMA: &str = r#"
@@ -171,6 +175,7 @@ impl Store {
         conn.pragma_update(None, "synchronous", "NORMAL")?;
         conn.busy_timeout(std::time::Duration::from_secs(5))?;
         conn.execute_batch(SCHEMA)?;
+        conn.execute_batch(retries::SCHEMA)?;
         Ok(Store {
             conn: Arc::new(Mutex::new(conn)),
         })

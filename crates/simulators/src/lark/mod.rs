@@ -62,6 +62,9 @@ pub const MESSAGE_DEDUP_WINDOW: Duration = Duration::from_secs(3600);
 /// Tenant key of the simulated tenant.
 pub const SIM_TENANT_KEY: &str = "736588c9260f175d";
 
+/// The `msg` of a call refused by [`LarkSim::fail_user_calls`].
+const USER_FAULT_MSG: &str = "internal error (simulated for this user)";
+
 /// A user of the simulated tenant.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SimUser {
@@ -245,6 +248,8 @@ struct State {
     chats: Vec<SimChat>,
     /// App (tenant-identity) scopes withdrawn by a test: calls needing them get 99991672.
     denied_app_scopes: HashSet<String>,
+    /// Users whose every user-token call is refused with (status, code).
+    failing_users: HashMap<String, (StatusCode, i64)>,
 }
 
 impl Default for State {
@@ -269,6 +274,7 @@ impl Default for State {
             api_limits: rate::MethodLimits::default(),
             chats: Vec::new(),
             denied_app_scopes: HashSet::new(),
+            failing_users: HashMap::new(),
         }
     }
 }
@@ -358,6 +364,9 @@ impl State {
         }
         if record.expired || record.expires_at <= now {
             return Err(Refusal::expired());
+        }
+        if let Some(&(status, code)) = self.failing_users.get(&record.open_id) {
+            return Err(Refusal::new(status, code, USER_FAULT_MSG));
         }
         Ok((record.open_id.clone(), record.scope.clone()))
     }
@@ -726,6 +735,22 @@ impl LarkSim {
         let mut state = self.shared.lock();
         state.apply_per_second = per_second;
         state.apply_per_minute = per_minute;
+    }
+
+    /// Every call made with this user's token is refused with HTTP `status` and Lark
+    /// `code` (e.g. 500 / 121001), until [`LarkSim::heal_user_calls`]: a Lark error for
+    /// one trainer while everyone else is served.
+    pub fn fail_user_calls(&self, open_id: &str, status: u16, code: i64) {
+        let status = StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+        self.shared
+            .lock()
+            .failing_users
+            .insert(open_id.to_string(), (status, code));
+    }
+
+    /// Ends [`LarkSim::fail_user_calls`] for this user.
+    pub fn heal_user_calls(&self, open_id: &str) {
+        self.shared.lock().failing_users.remove(open_id);
     }
 }
 

@@ -497,8 +497,15 @@ async fn reserve_validation_and_shapes() {
     .await;
     assert_eq!(
         (status, body["code"].as_i64()),
+        (200, Some(0)),
+        "a number, as the official SDK sends it: {body}"
+    );
+    let (status, _, body) =
+        post_json(&sim, path, Some(token), json!({ "end_time": "tomorrow" })).await;
+    assert_eq!(
+        (status, body["code"].as_i64()),
         (400, Some(99992402)),
-        "a number is not Lark's string"
+        "not a number at all"
     );
     let far = (unix_now() + 31 * 86_400).to_string();
     let (status, _, body) = post_json(&sim, path, Some(token), json!({ "end_time": far })).await;

@@ -2,8 +2,8 @@
 //! `GET/PUT/DELETE /open-apis/vc/v1/reserves/{reserve_id}`.
 //!
 //! Per Lark's reserve docs: apply is limited per app to 50/s and 1000/min (HTTP 429,
-//! code 99991400, `x-ogw-ratelimit-reset`); `end_time` is a string of unix seconds in
-//! the future and within 30 days (else 121003 param error, 400); only the owner may read,
+//! code 99991400, `x-ogw-ratelimit-reset`); `end_time` is unix seconds (a string, or a
+//! number as the official SDK sends it) in the future and within 30 days (else 121003 param error, 400); only the owner may read,
 //! change or delete (121005 no permission, 403); unknown or deleted ids are 121004 (404).
 
 use std::sync::Arc;
@@ -105,15 +105,20 @@ fn owner_of_new(state: &SimState, caller: Caller) -> Result<(String, bool), Refu
     }
 }
 
-/// `end_time` as Lark takes it: a string of unix seconds, future, within 30 days.
+/// `end_time` as Lark takes it: unix seconds as a string (what the docs show) or as a
+/// JSON number (what the official SDK sends: larksuite/oapi-sdk-python,
+/// `lark_oapi/api/vc/v1/model/apply_reserve_request_body.py`, types `end_time` as `int`),
+/// in the future and within 30 days.
 fn end_time(value: Option<&Value>) -> Result<Option<i64>, Refusal> {
     let Some(value) = value else {
         return Ok(None);
     };
-    let Some(text) = value.as_str() else {
-        return Err(FIELD_VALIDATION_FAILED);
+    let end = match value {
+        Value::String(text) => text.trim().parse::<i64>().ok(),
+        Value::Number(n) => n.as_i64(),
+        _ => None,
     };
-    let Ok(end) = text.trim().parse::<i64>() else {
+    let Some(end) = end else {
         return Err(FIELD_VALIDATION_FAILED);
     };
     let now = unix_now();

@@ -249,6 +249,14 @@ impl SalesforceSim {
         self.org().reject_writes(object, times, error_code, message);
     }
 
+    /// A validation rule that refuses every API write to the record `id` (PATCH one → 400
+    /// `[{message, errorCode: "FIELD_CUSTOM_VALIDATION_EXCEPTION", fields}]`; inside an
+    /// sObject Collections call only that record gets `success: false`, the call is 200).
+    /// `None` lifts it, as an admin fixing the rule would.
+    pub fn set_validation_rule(&self, id: &str, message: Option<&str>) {
+        self.org().set_validation_rule(id, message);
+    }
+
     /// Sets the base URL of the trainer's `Lark_Connect_Link__c` formula
     /// (`{base}/oauth/lark/start?trainer={Id}`; default `http://localhost:8080`).
     pub fn set_connect_link_base(&self, base: &str) {

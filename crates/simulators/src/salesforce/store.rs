@@ -96,6 +96,8 @@ pub struct Org {
     /// Records per query batch.
     pub batch_size: usize,
     rejections: Vec<Rejection>,
+    /// Validation rules refusing every API write to one record: id → message.
+    validation_rules: HashMap<String, String>,
     /// Changes of the open transaction, published by [`Org::commit`].
     pending: Vec<RecordChange>,
     /// Every change ever published, for tests.
@@ -116,6 +118,7 @@ impl Org {
             next_cursor: 0,
             batch_size: DEFAULT_BATCH_SIZE,
             rejections: Vec::new(),
+            validation_rules: HashMap::new(),
             pending: Vec::new(),
             published: Vec::new(),
             formulas: HashMap::new(),
@@ -211,6 +214,15 @@ impl Org {
             code: code.to_string(),
             message: message.to_string(),
         });
+    }
+
+    /// Every API write to record `id` fails with `FIELD_CUSTOM_VALIDATION_EXCEPTION` and
+    /// `message` (None lifts the rule), as an org validation rule would.
+    pub fn set_validation_rule(&mut self, id: &str, message: Option<&str>) {
+        match message {
+            Some(m) => self.validation_rules.insert(id.to_string(), m.to_string()),
+            None => self.validation_rules.remove(id),
+        };
     }
 
     /// Every change published so far.
@@ -469,6 +481,13 @@ impl Org {
             {
                 r.remaining -= 1;
                 return Err(WriteError::new(400, &r.code.clone(), r.message.clone()));
+            }
+            if let Some(message) = self.validation_rules.get(&id) {
+                return Err(WriteError::new(
+                    400,
+                    "FIELD_CUSTOM_VALIDATION_EXCEPTION",
+                    message.clone(),
+                ));
             }
         }
         let now = format_datetime(Utc::now());

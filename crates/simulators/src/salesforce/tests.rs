@@ -517,3 +517,47 @@ fn the_test_api_refuses_unknown_fields_loudly() {
         sim.insert(BOOKING, json!({"Nope__c": 1}), SF_HUMAN_USER_ID);
     });
 }
+
+#[tokio::test]
+async fn a_validation_rule_refuses_one_record_alone_inside_a_collection() {
+    let sim = SalesforceSim::start(0).await.unwrap();
+    let (http, token) = login(&sim).await;
+    let url = format!("{}/services/data/{V}/composite/sobjects", sim.base_url());
+    let a = sim.insert(BOOKING, json!({"Merchant_Name__c": "A"}), SF_HUMAN_USER_ID);
+    let b = sim.insert(BOOKING, json!({"Merchant_Name__c": "B"}), SF_HUMAN_USER_ID);
+    sim.set_validation_rule(&b, Some("Locked for this region"));
+    let write = || {
+        http.patch(&url)
+            .header("Authorization", bearer(&token))
+            .json(&json!({"allOrNone": false, "records": [
+                {"attributes": {"type": BOOKING}, "id": a, "Merchant_Name__c": "A2"},
+                {"attributes": {"type": BOOKING}, "id": b, "Merchant_Name__c": "B2"},
+            ]}))
+            .send()
+    };
+    let response = write().await.unwrap();
+    assert_eq!(
+        response.status(),
+        StatusCode::OK,
+        "the call itself succeeds"
+    );
+    let results: Value = response.json().await.unwrap();
+    assert_eq!(results[0], json!({"id": a, "success": true, "errors": []}));
+    // SaveResult: `id` is set only for a record that was updated (developer.salesforce.com,
+    // "sforce_api_calls_update_saveresult"); results come in request order.
+    assert_eq!(
+        results[1],
+        json!({"success": false, "errors": [{"statusCode": "FIELD_CUSTOM_VALIDATION_EXCEPTION", "message": "Locked for this region", "fields": []}]})
+    );
+    assert_eq!(
+        sim.get(BOOKING, &a).unwrap()["Merchant_Name__c"],
+        json!("A2")
+    );
+    assert_eq!(
+        sim.get(BOOKING, &b).unwrap()["Merchant_Name__c"],
+        json!("B")
+    );
+    sim.set_validation_rule(&b, None);
+    let results: Value = write().await.unwrap().json().await.unwrap();
+    assert_eq!(results[1]["success"], json!(true), "lifted");
+}

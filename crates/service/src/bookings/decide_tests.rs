@@ -1,0 +1,230 @@
+//! The decision table of `decide`, by case.
+
+use super::*;
+use crate::config::Settings;
+use crate::ids::BookingId;
+use serde_json::Map;
+
+const T1: &str = "a0T000000000001EAA";
+const T2: &str = "a0T000000000002EAA";
+
+fn settings() -> BookingSettings {
+    let env = [
+        ("LVB__SALESFORCE__CLIENT_ID", "c"),
+        ("LVB__SALESFORCE__CLIENT_SECRET", "s"),
+        ("LVB__LARK__APP_ID", "a"),
+        ("LVB__LARK__APP_SECRET", "s"),
+        ("LVB__SECURITY__ENCRYPTION_KEY", &"ab".repeat(32)),
+        ("LVB__SECURITY__STATE_SECRET", &"s".repeat(32)),
+    ]
+    .map(|(k, v)| (k.to_string(), v.to_string()));
+    Settings::load_from(None, env).unwrap().salesforce.booking
+}
+
+fn now() -> DateTime<Utc> {
+    "2026-11-26T08:00:00Z".parse().unwrap()
+}
+
+fn trainer(id: &str, connected: bool) -> TrainerRecord {
+    TrainerRecord {
+        id: id.into(),
+        name: Some("Ann".into()),
+        email: Some("ann@example.com".into()),
+        lark_user_id: None,
+        access_enc: None,
+        refresh_enc: None,
+        access_expires_at: None,
+        refresh_expires_at: None,
+        connected,
+    }
+}
+
+fn booking() -> Booking {
+    let mut topic = Map::new();
+    topic.insert("Merchant_Name__c".into(), "Acme".into());
+    Booking {
+        id: BookingId::parse("a0B000000000001EAA").unwrap(),
+        is_deleted: false,
+        trainer_id: Some(TrainerId::parse(T1).unwrap()),
+        trainer: Some(trainer(T1, true)),
+        start: Some(now() + Duration::days(2)),
+        end: Some(now() + Duration::days(2) + Duration::hours(1)),
+        bad_times: false,
+        service_type: Some("Remote".into()),
+        status: Some("Scheduled".into()),
+        link: None,
+        reservation_id: None,
+        meeting_status: None,
+        meeting_error: None,
+        topic_values: topic,
+    }
+}
+
+fn journal(trainer: &str, end: i64) -> ReservationEntry {
+    ReservationEntry {
+        booking_id: "a0B000000000001EAA".into(),
+        reservation_id: "6911188411934433".into(),
+        trainer_id: trainer.into(),
+        url: "https://vc.larksuite.com/j/123456789".into(),
+        end_time: end,
+    }
+}
+
+fn created(mut b: Booking) -> Booking {
+    b.link = Some("https://vc.larksuite.com/j/123456789".into());
+    b.reservation_id = Some("6911188411934433".into());
+    b.meeting_status = Some(MeetingStatus::Created);
+    b
+}
+
+fn run(b: &Booking, j: Option<&ReservationEntry>) -> Decision {
+    let s = settings();
+    decide(
+        b,
+        &Context {
+            settings: &s,
+            now: now(),
+            journal: j,
+            missing_topic_fields: &[],
+            require_trainer_email: true,
+        },
+    )
+}
+
+#[test]
+fn decisions_table() {
+    let b = booking();
+    let end = b.end.unwrap().timestamp();
+    let j_same = journal(T1, end);
+    let j_old_end = journal(T1, end - 3600);
+    let j_other = journal(T2, end);
+
+    // New remote booking with a connected trainer → create.
+    assert_eq!(
+        run(&b, None),
+        Decision::Create {
+            trainer: trainer(T1, true),
+            end_time: end,
+            topic: "Remote Training: Acme".into()
+        }
+    );
+    // Already created and written → nothing.
+    assert_eq!(run(&created(b.clone()), Some(&j_same)), Decision::Nothing);
+    // Journalled but the write-back was lost → write back only.
+    assert!(matches!(run(&b, Some(&j_same)), Decision::WriteBack { .. }));
+    // End time changed → update.
+    assert!(matches!(
+        run(&created(b.clone()), Some(&j_old_end)),
+        Decision::Update { end_time, .. } if end_time == end
+    ));
+    // Trainer changed to one not connected → release the old meeting and wait.
+    let mut unconnected = created(b.clone());
+    unconnected.trainer = Some(trainer(T1, false));
+    assert!(matches!(
+        run(&unconnected, Some(&j_other)),
+        Decision::Release { ref reservation } if reservation.trainer_id.as_ref().unwrap().as_str() == T2
+    ));
+    // Trainer changed → move from the old trainer.
+    assert!(matches!(
+        run(&created(b.clone()), Some(&j_other)),
+        Decision::Move { ref old, ref trainer, .. } if old.trainer_id.as_ref().unwrap().as_str() == T2 && trainer.id == T1
+    ));
+    // Cancelled / onsite / deleted → cancel, and nothing once cleared.
+    for mutate in [
+        |b: &mut Booking| b.status = Some("Cancelled".into()),
+        |b: &mut Booking| b.service_type = Some("Onsite".into()),
+        |b: &mut Booking| b.is_deleted = true,
+    ] {
+        let mut c = created(b.clone());
+        mutate(&mut c);
+        assert!(matches!(
+            run(&c, Some(&j_same)),
+            Decision::Cancel {
+                reservation: Some(_)
+            }
+        ));
+        let mut cleared = b.clone();
+        mutate(&mut cleared);
+        cleared.meeting_status = Some(MeetingStatus::Cancelled);
+        assert_eq!(run(&cleared, None), Decision::Nothing);
+    }
+    // An onsite booking never touched by us → nothing at all.
+    let mut onsite = b.clone();
+    onsite.service_type = Some("Onsite".into());
+    assert_eq!(run(&onsite, None), Decision::Nothing);
+    // Trainer not connected → pending; again → nothing.
+    let mut p = b.clone();
+    p.trainer = Some(trainer(T1, false));
+    assert!(matches!(run(&p, None), Decision::Pending { .. }));
+    p.meeting_status = Some(MeetingStatus::PendingTrainerConnection);
+    p.meeting_error = Some(PENDING_REASON.into());
+    assert_eq!(run(&p, None), Decision::Nothing);
+}
+
+#[test]
+fn bad_data_fails_with_a_clear_reason() {
+    type Mutation = fn(&mut Booking);
+    let cases: Vec<(Mutation, &str)> = vec![
+        (|b| b.end = None, "needs both"),
+        (
+            |b| b.end = Some(b.start.unwrap() - Duration::hours(1)),
+            "must be after",
+        ),
+        (|b| b.bad_times = true, "not a valid date"),
+        (
+            |b| {
+                b.trainer_id = None;
+                b.trainer = None;
+            },
+            "no trainer",
+        ),
+        (|b| b.trainer = None, "does not exist"),
+        (|b| b.trainer.as_mut().unwrap().email = None, "no email"),
+        (
+            |b| {
+                b.start = Some(now() - Duration::days(2));
+                b.end = Some(now() - Duration::days(1));
+            },
+            "in the past",
+        ),
+    ];
+    for (mutate, expected) in cases {
+        let mut b = booking();
+        mutate(&mut b);
+        match run(&b, None) {
+            Decision::Fail { reason } => assert!(reason.contains(expected), "{reason}"),
+            other => panic!("expected Fail({expected}), got {other:?}"),
+        }
+    }
+    let s = settings();
+    let missing = vec!["Merchant_Name__c".to_string()];
+    let d = decide(
+        &booking(),
+        &Context {
+            settings: &s,
+            now: now(),
+            journal: None,
+            missing_topic_fields: &missing,
+            require_trainer_email: true,
+        },
+    );
+    assert!(matches!(d, Decision::Fail { reason } if reason.contains("{Merchant_Name__c}")));
+}
+
+#[test]
+fn far_bookings_are_capped_and_renewed_daily() {
+    let mut b = booking();
+    b.start = Some(now() + Duration::days(60));
+    b.end = Some(now() + Duration::days(60) + Duration::hours(1));
+    let cap = (now() + MAX_RESERVATION_AHEAD).timestamp();
+    assert!(matches!(run(&b, None), Decision::Create { end_time, .. } if end_time == cap));
+    // Set a few hours ago: within the slack, nothing to do.
+    let recent = journal(T1, cap - 3 * 3600);
+    assert_eq!(run(&created(b.clone()), Some(&recent)), Decision::Nothing);
+    // Set two days ago: renew to the new cap.
+    let stale = journal(T1, cap - 2 * 86_400);
+    assert!(matches!(
+        run(&created(b.clone()), Some(&stale)),
+        Decision::Update { end_time, .. } if end_time == cap
+    ));
+}
