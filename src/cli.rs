@@ -10,7 +10,7 @@ use clap::{Parser, Subcommand};
 
 use lark_vc_bridge::app::{shutdown_signal, App, Core};
 use lark_vc_bridge::config::Settings;
-use lark_vc_bridge::control::{self, Request};
+use lark_vc_bridge::control::Request;
 use lark_vc_bridge::store::lock::{LockError, StoreLock};
 
 /// lark-vc-bridge: a Lark video meeting, hosted by its trainer, for every remote
@@ -109,7 +109,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             unreachable!()
         }
     };
-    let reply = control::run_command(settings, request).await?;
+    let reply = lark_vc_bridge::app::run_command(settings, request).await?;
     if !reply.output.is_empty() {
         println!("{}", reply.output);
     }

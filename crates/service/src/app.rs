@@ -372,6 +372,29 @@ pub async fn shutdown_signal() {
     tracing::info!("shutdown signal received");
 }
 
+/// Runs `request`: here, when no service holds the store, or in the running service.
+pub async fn run_command(
+    settings: Settings,
+    request: crate::control::Request,
+) -> anyhow::Result<crate::control::Reply> {
+    let store_path = settings.store.path.clone();
+    match crate::store::lock::StoreLock::acquire(&store_path, request.name()) {
+        Ok(lock) => {
+            let core = Core::build(Arc::new(settings))?;
+            let reply = crate::control::Commands::local(core.engine(), core.tokens.clone())
+                .execute(&request)
+                .await;
+            drop(lock);
+            Ok(reply)
+        }
+        Err(crate::store::lock::LockError::Held { holder, .. }) => {
+            tracing::info!(%holder, command = request.name(), "the store is in use; asking the running service to do this");
+            crate::control::send(&store_path, &holder, &request).await
+        }
+        Err(e) => Err(e.into()),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -25,11 +25,9 @@ use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
 use tokio::net::{UnixListener, UnixStream};
 use tokio::sync::watch;
 
-use crate::app::Core;
 use crate::bookings::{Engine, ProcessorHandle};
-use crate::config::Settings;
 use crate::salesforce::soql::RecordId;
-use crate::store::lock::{sibling, LockError, StoreLock};
+use crate::store::lock::{sibling, StoreLock};
 use crate::tokens::TokenService;
 
 /// Longest request line the service reads (a trainer id or email is far shorter).
@@ -95,26 +93,12 @@ pub fn socket_path(store_path: &Path) -> PathBuf {
     sibling(store_path, "sock")
 }
 
-/// Runs `request`: here, when no service holds the store, or in the running service.
-pub async fn run_command(settings: Settings, request: Request) -> anyhow::Result<Reply> {
-    let store_path = settings.store.path.clone();
-    match StoreLock::acquire(&store_path, request.name()) {
-        Ok(lock) => {
-            let core = Core::build(Arc::new(settings))?;
-            let reply = Commands::local(&core).execute(&request).await;
-            drop(lock);
-            Ok(reply)
-        }
-        Err(LockError::Held { holder, .. }) => {
-            tracing::info!(%holder, command = request.name(), "the store is in use; asking the running service to do this");
-            send(&store_path, &holder, &request).await
-        }
-        Err(e) => Err(e.into()),
-    }
-}
-
 /// Sends `request` to the service holding the store and waits for its reply.
-async fn send(store_path: &Path, holder: &str, request: &Request) -> anyhow::Result<Reply> {
+pub(crate) async fn send(
+    store_path: &Path,
+    holder: &str,
+    request: &Request,
+) -> anyhow::Result<Reply> {
     let path = socket_path(store_path);
     let mut stream = UnixStream::connect(&path).await.with_context(|| {
         format!(
@@ -221,10 +205,10 @@ pub struct Commands {
 
 impl Commands {
     /// For a one-shot process (nothing else runs on the store).
-    pub fn local(core: &Core) -> Commands {
+    pub fn local(engine: Arc<Engine>, tokens: TokenService) -> Commands {
         Commands {
-            engine: core.engine(),
-            tokens: core.tokens.clone(),
+            engine,
+            tokens,
             processor: None,
         }
     }

@@ -21,9 +21,9 @@
 //! - [`control`]    — admin commands beside a running service: done by it over the control
 //!   socket, or here under the store lock
 //!
-//! Layers, bottom to top — a module uses only modules below it (`.ci/layers` checks):
-//! config, retry, metrics, store, telemetry → salesforce, lark → tokens → bookings →
-//! http → app, check.
+//! Layers, bottom to top — a module uses only modules below it (`.ci/layers` checks; test
+//! code may wire any of them): config, retry, metrics, store, telemetry, outbound →
+//! salesforce, lark → ids → tokens → bookings → http, control → app, check.
 //!
 //! The command line (`src/main.rs` of the workspace root) calls into this library; the
 //! simulators (`lvb-simulators`) and the benchmark (`lvb-bench`) are crates of their own,

@@ -20,8 +20,8 @@ use sha2::{Digest, Sha256};
 
 use super::error::{lenient_i64, truncate, LarkError};
 use super::pacing::Pacer;
+use super::secret::AccessToken;
 use super::{CallKind, Data, LarkClient};
-use crate::tokens::AccessToken;
 
 /// Path of the primary-calendar lookup.
 pub const PRIMARY_PATH: &str = "/open-apis/calendar/v4/calendars/primary";
