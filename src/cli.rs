@@ -46,7 +46,11 @@ pub enum Command {
         lark_port: u16,
     },
     /// Check the configuration and every external dependency.
-    Check,
+    Check {
+        /// Print the checklist as JSON ({"ok", "checks": [{"name", "ok", "detail"}]}).
+        #[arg(long)]
+        json: bool,
+    },
     /// One reconciliation sweep of upcoming remote bookings.
     Reconcile,
     /// One pass of the token refresh timer.
@@ -72,8 +76,11 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Simulate { sf_port, lark_port } => {
             return lvb_simulators::run_simulate(sf_port, lark_port, shutdown_signal()).await
         }
-        Command::Check => {
-            let ok = lark_vc_bridge::check::run(cli.config.as_deref()).await;
+        Command::Check { json } => {
+            let ok = match json {
+                true => lark_vc_bridge::check::run_json(cli.config.as_deref()).await,
+                false => lark_vc_bridge::check::run(cli.config.as_deref()).await,
+            };
             if !ok {
                 bail!("some checks failed");
             }
@@ -99,27 +106,25 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
                 .reconcile()
                 .await
                 .map_err(|e| anyhow::anyhow!("reconciliation failed: {e}"))?;
-            println!(
-                "reconciled {} bookings: {} created, {} updated, {} cancelled, {} pending, {} failed, {} unchanged",
-                summary.bookings,
-                summary.created,
-                summary.updated,
-                summary.cancelled,
-                summary.pending,
-                summary.failed,
-                summary.unchanged
-            );
+            println!("{}", summary.line());
+            for f in &summary.failures {
+                eprintln!("failed: booking {} ({:?}): {}", f.booking, f.kind, f.reason);
+            }
+            if !summary.is_clean() {
+                bail!("{} bookings failed", summary.failures.len());
+            }
             Ok(())
         }
         Command::RefreshTokens => {
             let app = App::build(settings).await?;
             let s = app.engine().refresh_pass().await;
-            println!(
-                "refreshed: {}  failed: {}  disconnected: {}  skipped: {}  unchecked-cleared: {}",
-                s.refreshed, s.failed, s.disconnected, s.skipped, s.cleared
-            );
-            if s.failed > 0 {
-                bail!("{} refreshes failed", s.failed);
+            println!("{}", s.line());
+            for f in &s.failures {
+                let who = f.trainer.as_deref().unwrap_or("(the pass)");
+                eprintln!("failed: trainer {who}: {}", f.reason);
+            }
+            if s.failed > 0 || !s.failures.is_empty() {
+                bail!("{} refresh steps failed", s.failures.len().max(s.failed));
             }
             Ok(())
         }
@@ -143,7 +148,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             Ok(())
         }
         Command::RotateKey => rotate_key(settings).await,
-        Command::Demo { .. } | Command::Simulate { .. } | Command::Check => {
+        Command::Demo { .. } | Command::Simulate { .. } | Command::Check { .. } => {
             unreachable!()
         }
     }

@@ -6,6 +6,7 @@ mod cli;
 mod helpers;
 mod metadata;
 mod oauth;
+mod ops;
 mod readme;
 mod streaming;
 mod tokens;

@@ -74,6 +74,8 @@ impl App {
             .context("building the Salesforce client")?;
         let lark = LarkClient::new(&settings.lark).context("building the Lark client")?;
         let metrics = Metrics::default();
+        salesforce.record_metrics_in(&metrics);
+        lark.record_metrics_in(&metrics);
         let tokens = TokenService::new(
             settings.clone(),
             salesforce.clone(),

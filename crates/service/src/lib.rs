@@ -10,7 +10,7 @@
 //! - [`salesforce`] — Salesforce auth, REST (query, update, collections) and streaming (CometD)
 //! - [`lark`]       — Lark app token, user OAuth, VC reserves, bot messages
 //! - [`http`]       — the axum routes: OAuth start/callback, health, readiness, metrics
-//! - [`metrics`]    — counters and gauges rendered for `/metrics`
+//! - [`metrics`]    — counters, gauges, histograms and process metrics for `/metrics`
 //! - [`app`]        — wiring: `App::build(settings)`, `local_url()`, `run_until_stopped()`,
 //!   and the shutdown signal
 //! - [`check`]      — `check`: the set-up checklist against a real org and Lark app

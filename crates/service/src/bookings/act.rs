@@ -9,7 +9,7 @@ use super::decide::{Decision, KnownReservation, PENDING_REASON};
 use super::model::{Booking, MeetingStatus};
 use crate::config::BookingSettings;
 use crate::lark::{LarkClient, LarkError};
-use crate::metrics::Metrics;
+use crate::metrics::{names, Metrics};
 use crate::salesforce::soql::RecordId;
 use crate::store::{ReservationEntry, Store};
 use crate::tokens::trainer::{clip, TrainerRecord};
@@ -64,7 +64,7 @@ impl Actor<'_> {
             }
             Decision::Fail { reason } => {
                 self.metrics
-                    .inc("lvb_failures_total", &[("kind", "booking_invalid")]);
+                    .inc(names::FAILURES, &[("kind", "booking_invalid")]);
                 tracing::warn!(booking = %booking.id, reason = %reason, "booking cannot get a meeting");
                 Ok(self.status(booking, &id, MeetingStatus::Failed, Some(&reason)))
             }
@@ -109,8 +109,7 @@ impl Actor<'_> {
                             reserve.url.clone()
                         };
                         self.journal(booking, &trainer.id, &reserve.id, &url, end_time)?;
-                        self.metrics
-                            .inc("lvb_meetings_total", &[("action", "updated")]);
+                        self.metrics.inc(names::MEETINGS, &[("action", "updated")]);
                         tracing::info!(booking = %booking.id, reservation = %reserve.id, "meeting rescheduled");
                         Ok(self.created_if_changed(booking, &id, &reserve.id, &url))
                     }
@@ -137,8 +136,7 @@ impl Actor<'_> {
                 topic,
             } => {
                 self.delete_reservation(booking, &old).await?;
-                self.metrics
-                    .inc("lvb_meetings_total", &[("action", "moved")]);
+                self.metrics.inc(names::MEETINGS, &[("action", "moved")]);
                 self.create(booking, &id, &trainer_id, end_time, &topic)
                     .await
             }
@@ -199,8 +197,7 @@ impl Actor<'_> {
         match result {
             Ok(reserve) => {
                 self.journal(booking, &trainer.id, &reserve.id, &reserve.url, end_time)?;
-                self.metrics
-                    .inc("lvb_meetings_total", &[("action", "created")]);
+                self.metrics.inc(names::MEETINGS, &[("action", "created")]);
                 tracing::info!(booking = %booking.id, trainer = %trainer.id, reservation = %reserve.id, "meeting reserved");
                 Ok(Some(self.created(id, &reserve.id, &reserve.url)))
             }
@@ -240,15 +237,14 @@ impl Actor<'_> {
                     .await;
                 match result {
                     Ok(()) | Err(LarkError::NotFound { .. }) => {
-                        self.metrics
-                            .inc("lvb_meetings_total", &[("action", "deleted")]);
+                        self.metrics.inc(names::MEETINGS, &[("action", "deleted")]);
                         tracing::info!(booking = %booking.id, reservation = %res.reservation_id, "meeting deleted");
                     }
                     Err(
                         e @ (LarkError::PermissionDenied { .. } | LarkError::InvalidParams { .. }),
                     ) => {
                         self.metrics
-                            .inc("lvb_failures_total", &[("kind", "lark_delete_refused")]);
+                            .inc(names::FAILURES, &[("kind", "lark_delete_refused")]);
                         tracing::warn!(booking = %booking.id, reservation = %res.reservation_id, error = %e, "Lark refused to delete the reservation; it lapses on its own");
                     }
                     Err(e) => return Err(Transient(format!("deleting reservation: {e}"))),
@@ -333,7 +329,7 @@ impl Actor<'_> {
             | LarkError::PermissionDenied { .. }
             | LarkError::NotFound { .. } => {
                 self.metrics
-                    .inc("lvb_failures_total", &[("kind", "lark_refused")]);
+                    .inc(names::FAILURES, &[("kind", "lark_refused")]);
                 tracing::warn!(booking = %booking.id, error = %e, "Lark refused the reservation");
                 Ok(self.status(
                     booking,
@@ -347,7 +343,7 @@ impl Actor<'_> {
             }
             other => {
                 self.metrics
-                    .inc("lvb_failures_total", &[("kind", "lark_unavailable")]);
+                    .inc(names::FAILURES, &[("kind", "lark_unavailable")]);
                 Err(Transient(format!(
                     "Lark call for booking {}: {other}",
                     booking.id

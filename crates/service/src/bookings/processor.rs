@@ -25,7 +25,7 @@ use super::model::{select_fields, Booking, MeetingStatus};
 use crate::config::Settings;
 use crate::http::Readiness;
 use crate::lark::LarkClient;
-use crate::metrics::Metrics;
+use crate::metrics::{names, Metrics};
 use crate::salesforce::events::{ChangeEvent, ChangeKind};
 use crate::salesforce::soql::{self, id_list, quote, RecordId};
 use crate::salesforce::streaming::{run_subscriber, StreamItem, StreamStatus};
@@ -71,9 +71,50 @@ pub struct Summary {
     pub failed: usize,
     pub unchanged: usize,
     pub write_failures: usize,
+    /// Every booking counted in `failed` or `write_failures`, with the reason.
+    pub failures: Vec<BookingFailure>,
+}
+
+/// A booking a batch or sweep could not bring in step, and why.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct BookingFailure {
+    pub booking: String,
+    pub kind: BookingFailureKind,
+    /// Salesforce's error codes and messages, or the reason written on the booking.
+    pub reason: String,
+}
+
+/// What went wrong for one booking.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum BookingFailureKind {
+    /// Salesforce refused the booking's write-back (a validation rule, a locked record).
+    WriteRefused,
+    /// The booking is now `Failed` (the reason is on the booking, too).
+    MeetingFailed,
 }
 
 impl Summary {
+    /// True when no booking failed and every write-back landed.
+    pub fn is_clean(&self) -> bool {
+        self.failed == 0 && self.write_failures == 0 && self.failures.is_empty()
+    }
+
+    /// The one-line summary `reconcile` prints.
+    pub fn line(&self) -> String {
+        format!(
+            "reconciled {} bookings: {} created, {} updated, {} cancelled, {} pending, {} failed, {} unchanged, {} write-backs refused",
+            self.bookings,
+            self.created,
+            self.updated,
+            self.cancelled,
+            self.pending,
+            self.failed,
+            self.unchanged,
+            self.write_failures
+        )
+    }
+
     fn add(&mut self, other: &Summary) {
         self.bookings += other.bookings;
         self.created += other.created;
@@ -83,6 +124,7 @@ impl Summary {
         self.failed += other.failed;
         self.unchanged += other.unchanged;
         self.write_failures += other.write_failures;
+        self.failures.extend(other.failures.iter().cloned());
     }
 }
 
@@ -95,6 +137,33 @@ pub struct RefreshSummary {
     pub disconnected: usize,
     pub failed: usize,
     pub skipped: usize,
+    /// What failed, trainer by trainer (and pass-wide failures with no trainer).
+    pub failures: Vec<TrainerFailure>,
+}
+
+/// A refresh-pass step that failed, and why.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct TrainerFailure {
+    /// The trainer's record id; `None` for a step of the whole pass.
+    pub trainer: Option<String>,
+    pub reason: String,
+}
+
+impl RefreshSummary {
+    /// The one-line summary `refresh-tokens` prints.
+    pub fn line(&self) -> String {
+        format!(
+            "refreshed: {}  failed: {}  disconnected: {}  skipped: {}  unchecked-cleared: {}",
+            self.refreshed, self.failed, self.disconnected, self.skipped, self.cleared
+        )
+    }
+
+    fn fail(&mut self, trainer: Option<&str>, reason: impl std::fmt::Display) {
+        self.failures.push(TrainerFailure {
+            trainer: trainer.map(str::to_string),
+            reason: reason.to_string(),
+        });
+    }
 }
 
 enum Control {
@@ -284,20 +353,27 @@ impl Engine {
         for item in items {
             match item {
                 StreamItem::Event(ev) => {
-                    self.metrics.inc("lvb_events_received_total", &[]);
+                    self.metrics.inc(names::EVENTS_RECEIVED, &[]);
                     if let Some(ts) = ev.commit_timestamp {
                         let lag = (Utc::now().timestamp_millis() - ts).max(0) as f64 / 1000.0;
-                        self.metrics.set("lvb_streaming_lag_seconds", &[], lag);
+                        self.metrics.set(names::STREAMING_LAG, &[], lag);
                     }
                     last_replay = Some(ev.replay_id);
                     first_replay.get_or_insert(ev.replay_id);
                     events += 1;
                     match self.event_ids(&ev, own_user.as_deref()) {
-                        EventWork::Ids(list) => ids.extend(list),
+                        EventWork::Ids(list) => {
+                            if let Some(ts) = ev.commit_timestamp {
+                                for id in &list {
+                                    self.metrics.change_committed(id, ts);
+                                }
+                            }
+                            ids.extend(list)
+                        }
                         EventWork::Sweep => sweep = true,
                         EventWork::Skip(reason) => {
                             self.metrics
-                                .inc("lvb_events_skipped_total", &[("reason", reason)]);
+                                .inc(names::EVENTS_SKIPPED, &[("reason", reason)]);
                         }
                     }
                 }
@@ -305,7 +381,7 @@ impl Engine {
                     let replay = replay_id.map_or_else(|| "unknown".to_string(), |r| r.to_string());
                     tracing::warn!(replay_id = %replay, reason = %reason, "malformed event skipped");
                     self.metrics
-                        .inc("lvb_events_skipped_total", &[("reason", "malformed")]);
+                        .inc(names::EVENTS_SKIPPED, &[("reason", "malformed")]);
                     if let Some(r) = replay_id {
                         last_replay = Some(r);
                         first_replay.get_or_insert(r);
@@ -352,7 +428,7 @@ impl Engine {
                 Err(e) => {
                     let delay = delays.next().unwrap_or(BATCH_RETRY_MAX);
                     self.metrics
-                        .inc("lvb_failures_total", &[("kind", "batch_retry")]);
+                        .inc(names::FAILURES, &[("kind", "batch_retry")]);
                     tracing::warn!(error = %e, retry_in_ms = delay.as_millis() as u64, "batch failed; retrying");
                     let mut stop = shutdown.clone();
                     tokio::select! {
@@ -363,7 +439,8 @@ impl Engine {
                 }
             }
         }
-        self.metrics.add("lvb_events_processed_total", &[], events);
+        self.metrics.forget_changes(&ids);
+        self.metrics.add(names::EVENTS_PROCESSED, &[], events);
         if let Some(replay) = last_replay {
             if let Err(e) = self
                 .store
@@ -561,7 +638,12 @@ impl Engine {
                 }
             }
         }
-        summary.write_failures = write_failures?;
+        let failures = write_failures?;
+        summary.write_failures = failures
+            .iter()
+            .filter(|f| f.kind == BookingFailureKind::WriteRefused)
+            .count();
+        summary.failures = failures;
         match first_error {
             Some(e) => Err(e),
             None => Ok(summary),
@@ -570,9 +652,12 @@ impl Engine {
 
     /// Collects write-backs and sends them in collection calls of up to 200: at once when
     /// the batch is done or 200 are waiting, else after [`WRITE_LINGER`].
-    async fn flush_writes(&self, mut rx: mpsc::Receiver<WriteBack>) -> Result<usize, Transient> {
+    async fn flush_writes(
+        &self,
+        mut rx: mpsc::Receiver<WriteBack>,
+    ) -> Result<Vec<BookingFailure>, Transient> {
         let mut pending: Vec<WriteBack> = Vec::new();
-        let mut failures = 0;
+        let mut failures = Vec::new();
         let mut deadline: Option<tokio::time::Instant> = None;
         loop {
             let next = match deadline {
@@ -591,27 +676,40 @@ impl Engine {
                     }
                     deadline.get_or_insert_with(|| tokio::time::Instant::now() + WRITE_LINGER);
                     if pending.len() >= WRITES_PER_CALL {
-                        failures += self.write(std::mem::take(&mut pending)).await?;
+                        failures.extend(self.write(std::mem::take(&mut pending)).await?);
                         deadline = None;
                     }
                 }
                 Some(None) => {
-                    failures += self.write(std::mem::take(&mut pending)).await?;
+                    failures.extend(self.write(std::mem::take(&mut pending)).await?);
                     deadline = None;
                 }
                 None => {
-                    failures += self.write(std::mem::take(&mut pending)).await?;
+                    failures.extend(self.write(std::mem::take(&mut pending)).await?);
                     return Ok(failures);
                 }
             }
         }
     }
 
-    async fn write(&self, writes: Vec<WriteBack>) -> Result<usize, Transient> {
+    /// Sends write-backs; returns the bookings Salesforce refused and those now `Failed`.
+    async fn write(&self, writes: Vec<WriteBack>) -> Result<Vec<BookingFailure>, Transient> {
         if writes.is_empty() {
-            return Ok(0);
+            return Ok(Vec::new());
         }
-        let object = &self.settings.salesforce.booking.object;
+        let b = &self.settings.salesforce.booking;
+        let object = &b.object;
+        // What each write says, read before the fields are handed over.
+        let said: Vec<(bool, Option<String>)> = writes
+            .iter()
+            .map(|w| {
+                let text = |f: &str| w.fields.get(f).and_then(Value::as_str).unwrap_or("");
+                let linked = !text(&b.link_field).is_empty();
+                let failed = (text(&b.meeting_status_field) == MeetingStatus::Failed.as_str())
+                    .then(|| text(&b.meeting_error_field).to_string());
+                (linked, failed)
+            })
+            .collect();
         let records: Vec<(RecordId, Map<String, Value>)> = writes
             .into_iter()
             .map(|w| (w.booking_id, w.fields))
@@ -622,20 +720,33 @@ impl Engine {
             .update_many(object, records)
             .await
             .map_err(sf_transient)?;
-        let mut failures = 0;
-        for (id, r) in ids.iter().zip(results.iter()) {
-            if !r.success {
-                failures += 1;
-                self.metrics.inc(
-                    "lvb_failures_total",
-                    &[("kind", "salesforce_write_rejected")],
-                );
+        let mut failures = Vec::new();
+        for ((id, r), (linked, failed)) in ids.iter().zip(results.iter()).zip(said) {
+            if r.success {
+                if linked {
+                    self.metrics.link_written(id.as_str());
+                }
+                if let Some(reason) = failed {
+                    failures.push(BookingFailure {
+                        booking: id.to_string(),
+                        kind: BookingFailureKind::MeetingFailed,
+                        reason,
+                    });
+                }
+            } else {
+                self.metrics
+                    .inc(names::FAILURES, &[("kind", "salesforce_write_rejected")]);
                 let codes: Vec<String> = r
                     .errors
                     .iter()
                     .map(|e| format!("{}: {}", e.status_code, e.message))
                     .collect();
                 tracing::error!(booking = %id, errors = ?codes, "Salesforce rejected the booking write-back");
+                failures.push(BookingFailure {
+                    booking: id.to_string(),
+                    kind: BookingFailureKind::WriteRefused,
+                    reason: codes.join("; "),
+                });
             }
         }
         Ok(failures)
@@ -727,6 +838,10 @@ impl Engine {
         // Rotated tokens Salesforce refused earlier are retried until they land.
         if let Err(e) = self.tokens.replay_unconfirmed().await {
             tracing::warn!(error = %e, "some journalled tokens are still not in Salesforce");
+            summary.fail(
+                None,
+                format_args!("rotated tokens still not written to Salesforce: {e}"),
+            );
         }
         // Trainers an admin unchecked keep no tokens.
         match self.tokens.trainers_unchecked_with_tokens().await {
@@ -735,33 +850,46 @@ impl Engine {
                     match self.tokens.forget_unchecked(&t).await {
                         Ok(()) => summary.cleared += 1,
                         Err(e) => {
-                            tracing::warn!(trainer = %t.id, error = %e, "could not clear an unchecked trainer's tokens")
+                            tracing::warn!(trainer = %t.id, error = %e, "could not clear an unchecked trainer's tokens");
+                            summary.fail(
+                                Some(&t.id),
+                                format_args!(
+                                    "could not clear the tokens of an unchecked trainer: {e}"
+                                ),
+                            );
                         }
                     }
                 }
             }
-            Err(e) => tracing::warn!(error = %e, "refresh pass: could not list unchecked trainers"),
+            Err(e) => {
+                tracing::warn!(error = %e, "refresh pass: could not list unchecked trainers");
+                summary.fail(None, format_args!("could not list unchecked trainers: {e}"));
+            }
         }
         let trainers = match self.tokens.trainers_due().await {
             Ok(t) => t,
             Err(e) => {
                 tracing::error!(error = %e, "refresh pass: could not list trainers");
                 summary.failed += 1;
+                summary.fail(None, format_args!("could not list trainers: {e}"));
                 return summary;
             }
         };
         let outcomes = futures::stream::iter(trainers.into_iter().map(|t| {
             let tokens = self.tokens.clone();
-            async move { tokens.refresh_now(&t).await }
+            async move { (tokens.refresh_now(&t).await, t.id) }
         }))
         .buffer_unordered(REFRESH_CONCURRENCY)
         .collect::<Vec<_>>()
         .await;
-        for o in outcomes {
+        for (o, trainer) in outcomes {
             match o {
                 RefreshOutcome::Refreshed => summary.refreshed += 1,
                 RefreshOutcome::Disconnected(_) => summary.disconnected += 1,
-                RefreshOutcome::Failed(_) => summary.failed += 1,
+                RefreshOutcome::Failed(reason) => {
+                    summary.failed += 1;
+                    summary.fail(Some(&trainer), reason);
+                }
                 RefreshOutcome::Skipped(_) => summary.skipped += 1,
             }
         }

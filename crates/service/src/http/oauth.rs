@@ -125,8 +125,10 @@ pub async fn callback(
         Ok(_) => "connected",
         Err(e) => e.kind,
     };
-    app.metrics
-        .inc("lvb_oauth_connections_total", &[("outcome", outcome)]);
+    app.metrics.inc(
+        crate::metrics::names::OAUTH_CONNECTIONS,
+        &[("outcome", outcome)],
+    );
     result
 }
 

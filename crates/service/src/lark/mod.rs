@@ -16,8 +16,8 @@ pub mod vc;
 
 use std::fmt;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::Arc;
-use std::time::Duration;
+use std::sync::{Arc, OnceLock};
+use std::time::{Duration, Instant};
 
 use secrecy::SecretString;
 use serde::de::DeserializeOwned;
@@ -25,6 +25,7 @@ use serde::Deserialize;
 use url::Url;
 
 use crate::config::{LarkSettings, OAuthVersion};
+use crate::metrics::{names, Metrics};
 use crate::retry::RetryPolicy;
 
 pub use error::{GrantFailure, LarkError};
@@ -64,6 +65,8 @@ struct Inner {
     app_token: TokenCache,
     apply_pacer: Pacer,
     counts: Counters,
+    /// Where request durations go, once the app attaches its metrics.
+    metrics: OnceLock<Metrics>,
 }
 
 impl fmt::Debug for LarkClient {
@@ -114,6 +117,24 @@ enum CallKind {
     Delete,
     Get,
     Message,
+}
+
+impl CallKind {
+    /// The `operation` label of the request-duration histogram.
+    fn operation(self) -> &'static str {
+        match self {
+            CallKind::TenantToken => "tenant_token",
+            CallKind::AppToken => "app_token",
+            CallKind::TokenExchange => "token_exchange",
+            CallKind::Refresh => "token_refresh",
+            CallKind::UserInfo => "user_info",
+            CallKind::Apply => "reserve_apply",
+            CallKind::Update => "reserve_update",
+            CallKind::Delete => "reserve_delete",
+            CallKind::Get => "reserve_get",
+            CallKind::Message => "message",
+        }
+    }
 }
 
 #[derive(Default)]
@@ -174,8 +195,15 @@ impl LarkClient {
                 app_token: TokenCache::default(),
                 apply_pacer: Pacer::for_reserve_apply(),
                 counts: Counters::default(),
+                metrics: OnceLock::new(),
             }),
         })
+    }
+
+    /// Records the duration of every request from now on in `metrics` (the first call
+    /// wins; every clone shares it).
+    pub fn record_metrics_in(&self, metrics: &Metrics) {
+        let _ = self.inner.metrics.set(metrics.clone());
     }
 
     /// Requests sent so far, per kind (retries included).
@@ -197,6 +225,20 @@ impl LarkClient {
         request: reqwest::RequestBuilder,
     ) -> Result<Answer, SendFailure> {
         self.inner.counts.bump(kind);
+        let started = Instant::now();
+        let answer = self.send_once(request).await;
+        if let Some(m) = self.inner.metrics.get() {
+            m.observe(
+                names::LARK_REQUEST_DURATION,
+                &[("operation", kind.operation())],
+                started.elapsed().as_secs_f64(),
+            );
+        }
+        answer
+    }
+
+    /// [`LarkClient::send`] without the bookkeeping.
+    async fn send_once(&self, request: reqwest::RequestBuilder) -> Result<Answer, SendFailure> {
         let response = request.send().await.map_err(SendFailure::from_reqwest)?;
         let status = response.status().as_u16();
         let retry_after = response

@@ -20,7 +20,7 @@ use tokio::sync::mpsc;
 
 use crate::config::Settings;
 use crate::lark::{GrantFailure, LarkClient, LarkError, TokenGrant};
-use crate::metrics::Metrics;
+use crate::metrics::{names, Metrics};
 use crate::salesforce::soql::{self, quote, RecordId};
 use crate::salesforce::{SalesforceClient, SalesforceError};
 use crate::store::{JournalledTokens, Store, StoreError};
@@ -328,17 +328,16 @@ impl TokenService {
             Ok(g) => g,
             Err(LarkError::InvalidGrant { kind, .. }) => {
                 let reason = disconnect_reason(&kind);
-                self.inner.metrics.inc(
-                    "lvb_token_refreshes_total",
-                    &[("outcome", grant_outcome(&kind))],
-                );
+                self.inner
+                    .metrics
+                    .inc(names::TOKEN_REFRESHES, &[("outcome", grant_outcome(&kind))]);
                 self.disconnect_with_reason(trainer, &reason).await?;
                 return Ok((RefreshOutcome::Disconnected(reason), None));
             }
             Err(e) => {
                 self.inner
                     .metrics
-                    .inc("lvb_token_refreshes_total", &[("outcome", "failed")]);
+                    .inc(names::TOKEN_REFRESHES, &[("outcome", "failed")]);
                 tracing::warn!(trainer = %trainer.id, error = %e, "token refresh failed; will retry later");
                 return Err(TokenError::Lark(e));
             }
@@ -354,7 +353,7 @@ impl TokenService {
         }
         self.inner
             .metrics
-            .inc("lvb_token_refreshes_total", &[("outcome", "ok")]);
+            .inc(names::TOKEN_REFRESHES, &[("outcome", "ok")]);
         tracing::info!(trainer = %trainer.id, "trainer tokens refreshed");
         if let Err(e) = self.write_journalled(&row).await {
             tracing::error!(trainer = %trainer.id, error = %e, "rotated tokens not yet in Salesforce; kept in the journal and retried later");
