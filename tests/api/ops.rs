@@ -67,21 +67,22 @@ fn sample(text: &str, name: &str) -> Option<f64> {
     })
 }
 
-#[tokio::test(flavor = "multi_thread")]
-async fn metrics_of_the_running_binary_show_histograms_after_a_booking_gets_its_link() {
-    let sims = Simulators::start(0, 0).await.unwrap();
-    let dir = tempfile::tempdir().unwrap();
+/// A `[server]` section on a free loopback port, and the URL it serves.
+fn server_section() -> (String, String) {
     let port = free_port();
     let url = format!("http://127.0.0.1:{port}");
-    let config = config_for(
-        &sims,
-        dir.path(),
-        &format!("\n[server]\nbind = \"127.0.0.1:{port}\"\npublic_url = \"{url}\"\n"),
-    );
-    let _run = Running(
+    (
+        format!("\n[server]\nbind = \"127.0.0.1:{port}\"\npublic_url = \"{url}\"\n"),
+        url,
+    )
+}
+
+/// Starts `lark-vc-bridge run` and waits until `/readyz` answers 200.
+async fn start_run(config: &std::path::Path, url: &str) -> Running {
+    let run = Running(
         Command::new(BIN)
             .args(["run", "--config"])
-            .arg(&config)
+            .arg(config)
             .env("RUST_LOG", "error")
             .stdout(Stdio::null())
             .stderr(Stdio::null())
@@ -94,13 +95,16 @@ async fn metrics_of_the_running_binary_show_histograms_after_a_booking_gets_its_
             .is_ok_and(|r| r.status() == 200)
     })
     .await;
+    run
+}
 
-    // A trainer connects through the binary's OAuth routes, as a browser would.
-    let email = "mia@example.com";
-    sims.lark.add_user(email, "Mia");
+/// Adds a trainer with a Lark account, who connects through the running binary's OAuth
+/// routes as a browser would. Returns the trainer id.
+async fn connect_through(url: &str, sims: &Simulators, name: &str, email: &str) -> String {
+    sims.lark.add_user(email, name);
     let trainer = sims.salesforce.insert(
         "Onboarding_Trainer__c",
-        json!({ "Name": "Mia", "Email__c": email }),
+        json!({ "Name": name, "Email__c": email }),
         SF_HUMAN_USER_ID,
     );
     let start = get(&format!("{url}/oauth/lark/start?trainer={trainer}"), None).await;
@@ -112,6 +116,18 @@ async fn metrics_of_the_running_binary_show_histograms_after_a_booking_gets_its_
     assert_eq!(approved.status, 302, "authorize: {}", approved.body);
     let done = get(approved.location.as_deref().unwrap(), Some(&cookie)).await;
     assert_eq!(done.status, 200, "callback: {}", done.body);
+    trainer
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn metrics_of_the_running_binary_show_histograms_after_a_booking_gets_its_link() {
+    let sims = Simulators::start(0, 0).await.unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let (server, url) = server_section();
+    let config = config_for(&sims, dir.path(), &server);
+    let _run = start_run(&config, &url).await;
+
+    let trainer = connect_through(&url, &sims, "Mia", "mia@example.com").await;
 
     // A booking created in Salesforce reaches the binary as a change event.
     let booking = insert_booking(&sims.salesforce, &trainer, 24, 25, true);
@@ -330,4 +346,63 @@ async fn reconcile_exits_non_zero_and_names_a_write_back_salesforce_refused() {
         sims.salesforce.get(BOOKING, &refused).unwrap()["Lark_Meeting_Status__c"],
         json!("Pending Trainer Connection")
     );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn refresh_tokens_exits_non_zero_and_names_the_trainer_whose_refresh_failed() {
+    let sims = Simulators::start(0, 0).await.unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let (server, url) = server_section();
+    let config = config_for(&sims, dir.path(), &server);
+    // Refresh tokens that live an hour: inside the 48 h window, so the pass refreshes them.
+    sims.lark.set_token_lifetimes(7200, 3600);
+    let run = start_run(&config, &url).await;
+    let first = connect_through(&url, &sims, "Ola", "ola@example.com").await;
+    let second = connect_through(&url, &sims, "Pia", "pia@example.com").await;
+    drop(run);
+
+    // Lark's token endpoint is down (every retry included).
+    sims.lark.requests().clear();
+    sims.lark.faults().inject(
+        Some(axum::http::Method::POST),
+        "/open-apis/authen/v2/oauth/token",
+        100,
+        500,
+        r#"{"code":20050,"error":"server_error","error_description":"internal error"}"#,
+        &[],
+    );
+    let out = run_command(&["refresh-tokens"], &config).await;
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "must fail:\n{stdout}\n{stderr}");
+    assert!(stdout.contains("refreshed: 0  failed: 2"), "{stdout}");
+    let named: Vec<&str> = stderr
+        .lines()
+        .filter(|l| l.starts_with("failed: trainer "))
+        .collect();
+    assert_eq!(named.len(), 2, "{stderr}");
+    for trainer in [&first, &second] {
+        assert!(
+            named.iter().any(|l| l.contains(trainer.as_str())),
+            "{trainer} named: {stderr}"
+        );
+    }
+    assert!(
+        sims.lark
+            .requests()
+            .count_path("/open-apis/authen/v2/oauth/token")
+            >= 2,
+        "the refreshes were tried"
+    );
+
+    // Lark is back: the next pass refreshes both and exits 0.
+    sims.lark.faults().clear();
+    let out = run_command(&["refresh-tokens"], &config).await;
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(stdout.contains("refreshed: 2  failed: 0"), "{stdout}");
 }
