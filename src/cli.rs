@@ -10,6 +10,7 @@ use serde_json::Value;
 
 use lark_vc_bridge::app::{shutdown_signal, App};
 use lark_vc_bridge::config::Settings;
+use lark_vc_bridge::progress::Progress;
 use lark_vc_bridge::salesforce::soql::RecordId;
 use lark_vc_bridge::tokens::trainer::{TrainerRecord, F_ACCESS_TOKEN, F_REFRESH_TOKEN, F_USER_ID};
 
@@ -101,6 +102,12 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         }
         Command::Reconcile => {
             let app = App::build(settings).await?;
+            let _progress = app
+                .engine()
+                .progress()
+                .watch(Progress::EVERY, |done, total| {
+                    eprintln!("reconcile: {done} of {total} bookings done")
+                });
             let summary = app
                 .engine()
                 .reconcile()
@@ -206,7 +213,20 @@ async fn rotate_key(settings: Settings) -> anyhow::Result<()> {
             updates.push((id, fields));
         }
     }
-    let results = app.salesforce.update_many(&t.object, updates).await?;
+    let progress = Progress::default();
+    progress.add_total(updates.len());
+    let _progress = progress.watch(Progress::EVERY, |done, total| {
+        eprintln!("rotate-key: {done} of {total} trainers written")
+    });
+    let mut results = Vec::with_capacity(updates.len());
+    let mut updates = updates.into_iter().peekable();
+    while updates.peek().is_some() {
+        // One sObject Collections call at a time, so progress moves as they land.
+        let chunk: Vec<_> = updates.by_ref().take(200).collect();
+        let n = chunk.len();
+        results.extend(app.salesforce.update_many(&t.object, chunk).await?);
+        progress.tick(n);
+    }
     let failed = results.iter().filter(|r| !r.success).count();
     let journal = app
         .store

@@ -406,3 +406,71 @@ async fn refresh_tokens_exits_non_zero_and_names_the_trainer_whose_refresh_faile
     );
     assert!(stdout.contains("refreshed: 2  failed: 0"), "{stdout}");
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn reconcile_over_many_bookings_shows_progress_on_stderr() {
+    let sims = Simulators::start(0, 0).await.unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let config = config_for(&sims, dir.path(), "");
+    let trainer = sims.salesforce.insert(
+        "Onboarding_Trainer__c",
+        json!({ "Name": "Raj", "Email__c": "raj@example.com" }),
+        SF_HUMAN_USER_ID,
+    );
+    for hours in 0..250 {
+        insert_booking(&sims.salesforce, &trainer, 24 + hours, 25 + hours, true);
+    }
+
+    let out = run_command(&["reconcile"], &config).await;
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stdout}\n{stderr}");
+    assert!(stdout.contains("reconciled 250 bookings"), "{stdout}");
+    for line in [
+        "reconcile: 100 of 250 bookings done",
+        "reconcile: 200 of 250 bookings done",
+    ] {
+        assert!(stderr.lines().any(|l| l == line), "{line:?} in:\n{stderr}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn rotate_key_over_many_trainers_shows_progress_on_stderr() {
+    let sims = Simulators::start(0, 0).await.unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let old_key = "ef".repeat(32);
+    let old = lark_vc_bridge::tokens::Vault::from_hex(&old_key, &[]).unwrap();
+    // Trainers whose tokens an earlier key encrypted (as a connected trainer's are).
+    for n in 0..150 {
+        sims.salesforce.insert(
+            "Onboarding_Trainer__c",
+            json!({
+                "Name": format!("Trainer {n}"),
+                "Email__c": format!("t{n}@example.com"),
+                "Lark_User_ID__c": format!("ou_{n}"),
+                "Lark_Access_Token__c": old.encrypt(&format!("u-access-{n}")),
+                "Lark_Refresh_Token__c": old.encrypt(&format!("ur-refresh-{n}")),
+            }),
+            SF_HUMAN_USER_ID,
+        );
+    }
+    let config = config_for(&sims, dir.path(), "");
+    let text = std::fs::read_to_string(&config).unwrap().replace(
+        "[security]\n",
+        &format!("[security]\nprevious_keys = [\"{old_key}\"]\n"),
+    );
+    std::fs::write(&config, text).unwrap();
+
+    let out = run_command(&["rotate-key"], &config).await;
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stdout}\n{stderr}");
+    assert!(stdout.contains("re-encrypted: 300"), "{stdout}");
+    assert!(
+        stderr
+            .lines()
+            .any(|l| l == "rotate-key: 150 of 150 trainers written"),
+        "{stderr}"
+    );
+    assert!(!stderr.contains("u-access-") && !stdout.contains("u-access-"));
+}

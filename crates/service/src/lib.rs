@@ -14,6 +14,7 @@
 //! - [`app`]        — wiring: `App::build(settings)`, `local_url()`, `run_until_stopped()`,
 //!   and the shutdown signal
 //! - [`check`]      — `check`: the set-up checklist against a real org and Lark app
+//! - [`progress`]   — items done of a long one-shot command, for its progress lines
 //!
 //! The command line (`src/main.rs` of the workspace root) calls into this library; the
 //! simulators (`lvb-simulators`) and the benchmark (`lvb-bench`) are crates of their own,
@@ -26,6 +27,7 @@ pub mod config;
 pub mod http;
 pub mod lark;
 pub mod metrics;
+pub mod progress;
 pub mod retry;
 pub mod salesforce;
 pub mod store;

@@ -26,6 +26,7 @@ use crate::config::Settings;
 use crate::http::Readiness;
 use crate::lark::LarkClient;
 use crate::metrics::{names, Metrics};
+use crate::progress::Progress;
 use crate::salesforce::events::{ChangeEvent, ChangeKind};
 use crate::salesforce::soql::{self, id_list, quote, RecordId};
 use crate::salesforce::streaming::{run_subscriber, StreamItem, StreamStatus};
@@ -207,6 +208,8 @@ pub struct Engine {
     readiness: Arc<Readiness>,
     /// Template fields that exist on the booking object, and those that do not.
     topic_fields: OnceCell<(Vec<String>, Vec<String>)>,
+    /// Bookings a sweep found and has done (a one-shot `reconcile` shows it).
+    progress: Progress,
 }
 
 impl Processor {
@@ -232,6 +235,7 @@ impl Processor {
             metrics,
             readiness,
             topic_fields: OnceCell::new(),
+            progress: Progress::default(),
         });
         (
             Processor {
@@ -335,6 +339,11 @@ impl Processor {
 }
 
 impl Engine {
+    /// Bookings found and done by sweeps so far (for `reconcile`'s progress).
+    pub fn progress(&self) -> Progress {
+        self.progress.clone()
+    }
+
     /// Processes a batch of stream items to the end, retrying on transient failure,
     /// then saves the checkpoint.
     async fn process_stream_batch(&self, items: Vec<StreamItem>, shutdown: &watch::Receiver<bool>) {
@@ -582,6 +591,7 @@ impl Engine {
         let now = Utc::now();
         let concurrency = settings.processing.concurrency;
         let actor = &actor;
+        let progress = &self.progress;
         let work = async move {
             let results: Vec<Result<&'static str, Transient>> = futures::stream::iter(bookings)
                 .map(|booking| {
@@ -613,6 +623,7 @@ impl Engine {
                         if let Some(w) = write {
                             let _ = tx.send(w).await;
                         }
+                        progress.tick(1);
                         Ok(outcome)
                     }
                 })
@@ -789,6 +800,7 @@ impl Engine {
             .into_iter()
             .filter(|id| !seen.contains(id.as_str()))
             .collect();
+        self.progress.add_total(bookings.len() + vanished.len());
         let mut summary = self.process_bookings(bookings).await?;
         if !vanished.is_empty() {
             summary.add(&self.process_ids(&vanished).await?);
