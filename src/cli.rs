@@ -11,6 +11,7 @@ use clap::{Parser, Subcommand};
 use lark_vc_bridge::app::{shutdown_signal, App, Core};
 use lark_vc_bridge::config::Settings;
 use lark_vc_bridge::control::Request;
+use lark_vc_bridge::progress::Progress;
 use lark_vc_bridge::store::lock::{LockError, StoreLock};
 
 /// lark-vc-bridge: a Lark video meeting, hosted by its trainer, for every remote
@@ -46,7 +47,11 @@ pub enum Command {
         lark_port: u16,
     },
     /// Check the configuration and every external dependency.
-    Check,
+    Check {
+        /// Print the checklist as JSON ({"ok", "checks": [{"name", "ok", "detail"}]}).
+        #[arg(long)]
+        json: bool,
+    },
     /// One reconciliation sweep of upcoming remote bookings.
     Reconcile,
     /// One pass of the token refresh timer.
@@ -72,8 +77,11 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Simulate { sf_port, lark_port } => {
             return lvb_simulators::run_simulate(sf_port, lark_port, shutdown_signal()).await
         }
-        Command::Check => {
-            let ok = lark_vc_bridge::check::run(cli.config.as_deref()).await;
+        Command::Check { json } => {
+            let ok = match json {
+                true => lark_vc_bridge::check::run_json(cli.config.as_deref()).await,
+                false => lark_vc_bridge::check::run(cli.config.as_deref()).await,
+            };
             if !ok {
                 bail!("some checks failed");
             }
@@ -105,13 +113,18 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             return Ok(());
         }
         Command::RotateKey => return rotate_key(settings).await,
-        Command::Demo { .. } | Command::Simulate { .. } | Command::Check => {
+        Command::Demo { .. } | Command::Simulate { .. } | Command::Check { .. } => {
             unreachable!()
         }
     };
     let reply = lark_vc_bridge::app::run_command(settings, request).await?;
     if !reply.output.is_empty() {
         println!("{}", reply.output);
+    }
+    // What failed, booking by booking or trainer by trainer (the same lines whether the
+    // work ran here or in the running service).
+    for line in &reply.failures {
+        eprintln!("{line}");
     }
     match reply.error {
         Some(e) => bail!(e),
@@ -133,7 +146,11 @@ async fn rotate_key(settings: Settings) -> anyhow::Result<()> {
         Err(e) => return Err(e.into()),
     };
     let core = Core::build(Arc::new(settings))?;
-    let s = core.tokens.rotate_key().await?;
+    let progress = Progress::default();
+    let _progress = progress.watch(Progress::EVERY, |done, total| {
+        eprintln!("rotate-key: {done} of {total} trainers written")
+    });
+    let s = core.tokens.rotate_key(&progress).await?;
     for line in &s.undecryptable {
         eprintln!("{line}");
     }

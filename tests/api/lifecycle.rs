@@ -278,6 +278,65 @@ async fn admin_commands_while_run_is_up_are_done_by_it_or_refused() {
     assert_eq!(service.status_of("/readyz").await, Some(200));
 }
 
+/// Issue 15 through the control socket: a `refresh-tokens` the running service does for
+/// the command still names, on the command's stderr, each trainer whose refresh failed,
+/// and exits non-zero; once Lark is back it exits 0.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_delegated_refresh_tokens_names_each_failure_and_exits_non_zero() {
+    let sims = Simulators::start(0, 0).await.unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let env = shared_env(&sims, dir.path());
+    // A refresh token living an hour: inside the 48 h window, so Bea is due at once.
+    sims.lark.set_token_lifetimes(7200, 3600);
+    let email = "bea@example.com";
+    sims.lark.add_user(email, "Bea");
+    let trainer = sims.salesforce.insert(
+        TRAINER,
+        json!({ "Name": "Bea", "Email__c": email }),
+        SF_HUMAN_USER_ID,
+    );
+    let service = RunningService::start(&env, dir.path(), "run");
+    service.wait_ready().await;
+    let browser = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap();
+    lvb_simulators::browser::connect_trainer(&browser, &service.url, &trainer, email, |_| {})
+        .await
+        .expect("Bea connects");
+
+    // Lark's token endpoint is down (every retry included).
+    sims.lark.faults().inject(
+        Some(Method::POST),
+        TOKEN_PATH,
+        100,
+        500,
+        r#"{"code":20050,"error":"server_error","error_description":"internal error"}"#,
+        &[],
+    );
+    let (ok, stdout, stderr) = one_shot(&env, &["refresh-tokens"]).await;
+    assert!(!ok, "must fail:\n{stdout}\n{stderr}");
+    assert!(stdout.contains("refreshed: 0  failed: 1"), "{stdout}");
+    assert!(
+        stderr
+            .lines()
+            .any(|l| l.starts_with("failed: trainer ") && l.contains(trainer.as_str())),
+        "the trainer is named:\n{stderr}"
+    );
+    assert!(
+        service
+            .log()
+            .contains("admin command received on the control socket"),
+        "done by the running service"
+    );
+
+    sims.lark.faults().clear();
+    let (ok, stdout, stderr) = one_shot(&env, &["refresh-tokens"]).await;
+    assert!(ok, "{stdout}\n{stderr}");
+    assert!(stdout.contains("failed: 0"), "{stdout}");
+    assert!(!stderr.contains("failed: trainer"), "{stderr}");
+}
+
 /// Without a service on the store, a one-shot command does the work itself, serves
 /// nothing (no listener) and leaves the store free again.
 #[tokio::test(flavor = "multi_thread")]

@@ -8,6 +8,7 @@ mod helpers;
 mod lifecycle;
 mod metadata;
 mod oauth;
+mod ops;
 mod readme;
 mod reliability;
 mod server_waits;

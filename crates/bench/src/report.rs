@@ -53,7 +53,7 @@ pub(super) fn print_report(r: &Report) {
     let failures: BTreeMap<&str, f64> = b
         .service_metrics
         .iter()
-        .filter(|(k, _)| k.starts_with("lvb_failures_total"))
+        .filter(|(k, _)| k.starts_with(lark_vc_bridge::metrics::names::FAILURES))
         .map(|(k, &v)| (k.as_str(), v))
         .collect();
     println!("  service failure counters {failures:?}");

@@ -64,6 +64,8 @@ impl Core {
             .context("building the Salesforce client")?;
         let lark = LarkClient::new(&settings.lark).context("building the Lark client")?;
         let metrics = Metrics::default();
+        salesforce.record_metrics_in(&metrics);
+        lark.record_metrics_in(&metrics);
         let tokens = TokenService::new(
             settings.clone(),
             salesforce.clone(),

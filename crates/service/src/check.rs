@@ -1,5 +1,6 @@
 //! `check`: validates the configuration and every external dependency, printing a
-//! checklist with ✓/✗ and, for each ✗, how to fix it. Read-only: it changes nothing in
+//! checklist with ✓/✗ and, for each ✗, how to fix it (or, with `--json`, the same
+//! checklist as one JSON document). Read-only: it changes nothing in
 //! Salesforce or Lark (the streaming probe subscribes and disconnects).
 
 use std::path::Path;
@@ -19,10 +20,43 @@ use crate::tokens::Vault;
 /// One line of the checklist.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
 pub struct CheckLine {
-    pub ok: bool,
+    /// The check's name (`name` in the JSON checklist).
+    #[serde(rename = "name")]
     pub what: String,
+    pub ok: bool,
     /// Details when ok; how to fix it when not.
     pub detail: String,
+}
+
+/// The machine-readable checklist of `check --json`:
+/// `{"ok": bool, "checks": [{"name", "ok", "detail"}, …]}`.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct Checklist {
+    /// True when every check passed (and so `check` exits 0).
+    pub ok: bool,
+    pub checks: Vec<CheckLine>,
+}
+
+impl Checklist {
+    /// The checklist of these lines.
+    pub fn new(checks: Vec<CheckLine>) -> Checklist {
+        Checklist {
+            ok: checks.iter().all(|c| c.ok),
+            checks,
+        }
+    }
+}
+
+/// Runs every check, prints the checklist as one JSON document, returns true when all
+/// passed. Details say how to fix a failure, and never hold a secret (as in [`run`]).
+pub async fn run_json(config: Option<&Path>) -> bool {
+    let checklist = Checklist::new(collect(config).await);
+    match serde_json::to_string_pretty(&checklist) {
+        Ok(text) => println!("{text}"),
+        // Strings and booleans always serialize; keep the exit code honest regardless.
+        Err(_) => return false,
+    }
+    checklist.ok
 }
 
 /// Runs every check, prints the checklist, returns true when all passed.

@@ -25,7 +25,8 @@ use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
 use tokio::net::{UnixListener, UnixStream};
 use tokio::sync::watch;
 
-use crate::bookings::{Engine, ProcessorHandle};
+use crate::bookings::{Engine, ProcessorHandle, RefreshSummary, Summary};
+use crate::progress::Progress;
 use crate::salesforce::soql::RecordId;
 use crate::store::lock::{sibling, StoreLock};
 use crate::tokens::TokenService;
@@ -70,6 +71,13 @@ pub struct Reply {
     pub output: String,
     /// Why the command failed, for stderr.
     pub error: Option<String>,
+    /// What failed, one line per booking or trainer (`failed: …`), for stderr.
+    #[serde(default)]
+    pub failures: Vec<String>,
+    /// The command's summary as JSON (a reconcile's [`Summary`], a refresh pass's
+    /// [`RefreshSummary`]), when it has one.
+    #[serde(default)]
+    pub summary: Option<serde_json::Value>,
 }
 
 impl Reply {
@@ -77,13 +85,56 @@ impl Reply {
         Reply {
             output,
             error: None,
+            failures: Vec::new(),
+            summary: None,
         }
     }
 
     fn failed(output: String, error: String) -> Reply {
         Reply {
-            output,
             error: Some(error),
+            ..Reply::ok(output)
+        }
+    }
+
+    /// A reconciliation's reply: fails (non-zero exit) when any booking failed, naming each.
+    pub fn of_reconcile(s: &Summary) -> Reply {
+        let failures: Vec<String> = s
+            .failures
+            .iter()
+            .map(|f| format!("failed: booking {} ({:?}): {}", f.booking, f.kind, f.reason))
+            .collect();
+        let error = (!s.is_clean()).then(|| {
+            format!(
+                "{} bookings failed",
+                s.failures.len().max(s.failed + s.write_failures)
+            )
+        });
+        Reply {
+            output: s.line(),
+            error,
+            failures,
+            summary: serde_json::to_value(s).ok(),
+        }
+    }
+
+    /// A refresh pass's reply: fails (non-zero exit) when any step failed, naming each.
+    pub fn of_refresh(s: &RefreshSummary) -> Reply {
+        let failures: Vec<String> = s
+            .failures
+            .iter()
+            .map(|f| {
+                let who = f.trainer.as_deref().unwrap_or("(the pass)");
+                format!("failed: trainer {who}: {}", f.reason)
+            })
+            .collect();
+        let error = (!s.is_clean())
+            .then(|| format!("{} refresh steps failed", s.failures.len().max(s.failed)));
+        Reply {
+            output: s.line(),
+            error,
+            failures,
+            summary: serde_json::to_value(s).ok(),
         }
     }
 }
@@ -232,27 +283,23 @@ impl Commands {
             Request::Reconcile => {
                 let result = match &self.processor {
                     Some(p) => p.reconcile().await,
-                    None => self.engine.reconcile().await.map_err(|e| e.to_string()),
+                    None => {
+                        // A one-shot process: its own stderr shows how far the sweep is.
+                        let _progress = self
+                            .engine
+                            .progress()
+                            .watch(Progress::EVERY, |done, total| {
+                                eprintln!("reconcile: {done} of {total} bookings done")
+                            });
+                        self.engine.reconcile().await.map_err(|e| e.to_string())
+                    }
                 };
                 match result {
-                    Ok(s) => Reply::ok(format!(
-                        "reconciled {} bookings: {} created, {} updated, {} cancelled, {} pending, {} failed, {} unchanged",
-                        s.bookings, s.created, s.updated, s.cancelled, s.pending, s.failed, s.unchanged
-                    )),
+                    Ok(s) => Reply::of_reconcile(&s),
                     Err(e) => Reply::failed(String::new(), format!("reconciliation failed: {e}")),
                 }
             }
-            Request::RefreshTokens => {
-                let s = self.engine.refresh_pass().await;
-                let output = format!(
-                    "refreshed: {}  failed: {}  disconnected: {}  skipped: {}  unchecked-cleared: {}",
-                    s.refreshed, s.failed, s.disconnected, s.skipped, s.cleared
-                );
-                match s.failed {
-                    0 => Reply::ok(output),
-                    n => Reply::failed(output, format!("{n} refreshes failed")),
-                }
-            }
+            Request::RefreshTokens => Reply::of_refresh(&self.engine.refresh_pass().await),
             Request::Disconnect { trainer } => match self.disconnect(trainer).await {
                 Ok(id) => Reply::ok(format!("disconnected trainer {id}")),
                 Err(e) => Reply::failed(String::new(), format!("{e:#}")),

@@ -13,13 +13,14 @@
 //! - [`lark`]       — Lark app token, user OAuth, VC reserves, bot messages, redacted token types
 //! - [`http`]       — the axum routes: OAuth start/callback, health, readiness, metrics; their
 //!   bounds (rate limit, timeouts, body size, security headers) and the server loop
-//! - [`metrics`]    — counters and gauges rendered for `/metrics`
+//! - [`metrics`]    — counters, gauges, histograms and process metrics for `/metrics`
 //! - [`outbound`]   — answers from Salesforce and Lark read within a size cap
 //! - [`app`]        — wiring: `App::build(settings)`, `local_url()`, `run_until_stopped()`,
 //!   and the shutdown signal
 //! - [`check`]      — `check`: the set-up checklist against a real org and Lark app
 //! - [`control`]    — admin commands beside a running service: done by it over the control
 //!   socket, or here under the store lock
+//! - [`progress`]   — items done of a long one-shot command, for its progress lines
 //!
 //! Layers, bottom to top — a module uses only modules below it (`.ci/layers` checks; test
 //! code may wire any of them): config, retry, metrics, store, telemetry, outbound →
@@ -39,6 +40,7 @@ pub mod ids;
 pub mod lark;
 pub mod metrics;
 pub mod outbound;
+pub mod progress;
 pub mod retry;
 pub mod salesforce;
 pub mod store;

@@ -1,42 +1,201 @@
-//! Counters and gauges for `/metrics`, rendered in the Prometheus text format.
-//! Names are fixed here so dashboards can rely on them; labels carry kinds, never ids.
+//! The metrics of `/metrics`: counters, gauges and histograms registered in one
+//! `prometheus-client` registry and rendered in the OpenMetrics text format, plus the
+//! process metrics (`process_*`, read from `/proc` on Linux) and `lvb_build_info`.
+//!
+//! Every metric name is a constant in [`names`]; call sites name metrics only through
+//! them. Labels carry kinds (an action, an outcome, an operation), never ids. This module
+//! measures nothing itself except the process; it does not log and knows no booking.
 
-use std::collections::BTreeMap;
+mod process;
+
+use std::collections::HashMap;
+use std::sync::atomic::AtomicU64;
 use std::sync::{Arc, Mutex};
 
-/// A metric name plus its sorted labels.
-type Key = (&'static str, Vec<(&'static str, String)>);
+use prometheus_client::encoding::text::encode;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::{Family, MetricConstructor};
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::Histogram;
+use prometheus_client::metrics::info::Info;
+use prometheus_client::registry::Registry;
 
-/// The process-wide metrics registry; cheap to clone.
-#[derive(Clone, Default)]
-pub struct Metrics {
-    counters: Arc<Mutex<BTreeMap<Key, u64>>>,
-    gauges: Arc<Mutex<BTreeMap<Key, f64>>>,
+/// The `Content-Type` of [`Metrics::render`]'s output.
+pub const CONTENT_TYPE: &str = "application/openmetrics-text; version=1.0.0; charset=utf-8";
+
+/// Every metric name the service exposes, as it appears on `/metrics` (counters with
+/// their `_total`, units in the name). Dashboards rely on these: change one only with a
+/// line in the README's metrics section.
+pub mod names {
+    /// Counter: streaming events received.
+    pub const EVENTS_RECEIVED: &str = "lvb_events_received_total";
+    /// Counter: streaming events whose work is done.
+    pub const EVENTS_PROCESSED: &str = "lvb_events_processed_total";
+    /// Counter: streaming events skipped, by `reason`.
+    pub const EVENTS_SKIPPED: &str = "lvb_events_skipped_total";
+    /// Counter: Lark reservations changed, by `action`.
+    pub const MEETINGS: &str = "lvb_meetings_total";
+    /// Counter: failures, by `kind`.
+    pub const FAILURES: &str = "lvb_failures_total";
+    /// Counter: trainer token refreshes, by `outcome`.
+    pub const TOKEN_REFRESHES: &str = "lvb_token_refreshes_total";
+    /// Counter: OAuth callbacks, by `outcome`.
+    pub const OAUTH_CONNECTIONS: &str = "lvb_oauth_connections_total";
+    /// Gauge: seconds between the last event's commit and its intake.
+    pub const STREAMING_LAG: &str = "lvb_streaming_lag_seconds";
+    /// Histogram: a booking change's commit (`commitTimestamp`) → its link written.
+    pub const BOOKING_LATENCY: &str = "lvb_booking_latency_seconds";
+    /// Histogram: one HTTP request to Lark, by `operation`.
+    pub const LARK_REQUEST_DURATION: &str = "lvb_lark_request_duration_seconds";
+    /// Histogram: one HTTP request to Salesforce REST, by `operation`.
+    pub const SALESFORCE_REQUEST_DURATION: &str = "lvb_salesforce_request_duration_seconds";
+    /// Info: `version` of the running binary (sample `lvb_build_info{version=…} 1`).
+    pub const BUILD_INFO: &str = "lvb_build_info";
 }
 
-/// Help text for each metric name we emit.
-const HELP: &[(&str, &str)] = &[
-    ("lvb_events_received_total", "Streaming events received"),
+/// Counters: name and help.
+const COUNTERS: &[(&str, &str)] = &[
+    (names::EVENTS_RECEIVED, "Streaming events received"),
     (
-        "lvb_events_processed_total",
+        names::EVENTS_PROCESSED,
         "Streaming events whose work is done",
     ),
+    (names::EVENTS_SKIPPED, "Streaming events skipped, by reason"),
+    (names::MEETINGS, "Lark reservations changed, by action"),
+    (names::FAILURES, "Failures, by kind"),
     (
-        "lvb_events_skipped_total",
-        "Streaming events skipped, by reason",
-    ),
-    ("lvb_meetings_total", "Lark reservations changed, by action"),
-    ("lvb_failures_total", "Failures, by kind"),
-    (
-        "lvb_token_refreshes_total",
+        names::TOKEN_REFRESHES,
         "Trainer token refreshes, by outcome",
     ),
-    ("lvb_oauth_connections_total", "OAuth callbacks, by outcome"),
+    (names::OAUTH_CONNECTIONS, "OAuth callbacks, by outcome"),
+];
+
+/// Counters shown as 0 before their first event (they have no labels).
+const UNLABELLED_COUNTERS: &[&str] = &[names::EVENTS_RECEIVED, names::EVENTS_PROCESSED];
+
+/// Gauges: name and help.
+const GAUGES: &[(&str, &str)] = &[(
+    names::STREAMING_LAG,
+    "Seconds between an event's commit and its processing",
+)];
+
+/// A booking waits for a batch, Lark and the write linger (3 s): seconds to minutes.
+const BOOKING_LATENCY_BUCKETS: &[f64] = &[
+    0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0, 300.0, 900.0,
+];
+/// One HTTP request: milliseconds to the 25 s client timeout.
+const REQUEST_DURATION_BUCKETS: &[f64] = &[
+    0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 25.0,
+];
+
+/// Histograms: name, help, buckets.
+const HISTOGRAMS: &[(&str, &str, &[f64])] = &[
     (
-        "lvb_streaming_lag_seconds",
-        "Seconds between an event's commit and its processing",
+        names::BOOKING_LATENCY,
+        "Seconds from a booking change's commit in Salesforce to its meeting link written back",
+        BOOKING_LATENCY_BUCKETS,
+    ),
+    (
+        names::LARK_REQUEST_DURATION,
+        "Seconds one HTTP request to Lark took, by operation",
+        REQUEST_DURATION_BUCKETS,
+    ),
+    (
+        names::SALESFORCE_REQUEST_DURATION,
+        "Seconds one HTTP request to Salesforce REST took, by operation",
+        REQUEST_DURATION_BUCKETS,
     ),
 ];
+
+/// Most booking changes waiting for their link at once; past it, changes go unmeasured
+/// rather than grow memory (the pipeline forgets a batch's changes when it ends).
+const MAX_TRACKED_CHANGES: usize = 100_000;
+
+/// Label pairs, sorted by key so one label set has one series.
+type Labels = Vec<(&'static str, String)>;
+
+/// Builds the histograms of one family with that family's buckets.
+#[derive(Clone, Copy, Debug)]
+struct Buckets(&'static [f64]);
+
+impl MetricConstructor<Histogram> for Buckets {
+    fn new_metric(&self) -> Histogram {
+        Histogram::new(self.0.iter().copied())
+    }
+}
+
+/// The process-wide metrics; cheap to clone (every clone shares one registry).
+#[derive(Clone)]
+pub struct Metrics {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    registry: Registry,
+    counters: HashMap<&'static str, Family<Labels, Counter>>,
+    gauges: HashMap<&'static str, Family<Labels, Gauge<f64, AtomicU64>>>,
+    histograms: HashMap<&'static str, Family<Labels, Histogram, Buckets>>,
+    /// Booking id → earliest commit (ms since the epoch) of a change not yet linked.
+    changes: Mutex<HashMap<String, i64>>,
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        let mut registry = Registry::default();
+        let mut counters = HashMap::new();
+        for (name, help) in COUNTERS {
+            let family = Family::<Labels, Counter>::default();
+            // prometheus-client adds `_total` to a counter's samples itself.
+            let base = name.strip_suffix("_total").unwrap_or(name);
+            registry.register(base, *help, family.clone());
+            if UNLABELLED_COUNTERS.contains(name) {
+                let _ = family.get_or_create(&Vec::new());
+            }
+            counters.insert(*name, family);
+        }
+        let mut gauges = HashMap::new();
+        for (name, help) in GAUGES {
+            let family = Family::<Labels, Gauge<f64, AtomicU64>>::default();
+            registry.register(*name, *help, family.clone());
+            let _ = family.get_or_create(&Vec::new());
+            gauges.insert(*name, family);
+        }
+        let mut histograms = HashMap::new();
+        for (name, help, buckets) in HISTOGRAMS {
+            let family = Family::new_with_constructor(Buckets(buckets));
+            registry.register(*name, *help, family.clone());
+            if *name == names::BOOKING_LATENCY {
+                // Unlabelled: shown (empty) from the start, like the unlabelled counters.
+                let _ = family.get_or_create(&Vec::new());
+            }
+            histograms.insert(*name, family);
+        }
+        // An info metric's samples get `_info` added.
+        registry.register(
+            names::BUILD_INFO
+                .strip_suffix("_info")
+                .unwrap_or(names::BUILD_INFO),
+            "The running lark-vc-bridge build",
+            Info::new(vec![("version", env!("CARGO_PKG_VERSION"))]),
+        );
+        registry.register_collector(Box::new(process::ProcessCollector));
+        Metrics {
+            inner: Arc::new(Inner {
+                registry,
+                counters,
+                gauges,
+                histograms,
+                changes: Mutex::new(HashMap::new()),
+            }),
+        }
+    }
+}
+
+impl std::fmt::Debug for Metrics {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Metrics").finish_non_exhaustive()
+    }
+}
 
 impl Metrics {
     /// Adds one to a counter.
@@ -46,88 +205,89 @@ impl Metrics {
 
     /// Adds `n` to a counter.
     pub fn add(&self, name: &'static str, labels: &[(&'static str, &str)], n: u64) {
-        let key = key(name, labels);
-        *self
-            .counters
-            .lock()
-            .expect("metrics")
-            .entry(key)
-            .or_default() += n;
+        if let Some(family) = known(&self.inner.counters, name) {
+            family.get_or_create(&labels_of(labels)).inc_by(n);
+        }
     }
 
     /// Sets a gauge.
     pub fn set(&self, name: &'static str, labels: &[(&'static str, &str)], value: f64) {
-        self.gauges
-            .lock()
-            .expect("metrics")
-            .insert(key(name, labels), value);
+        if let Some(family) = known(&self.inner.gauges, name) {
+            family.get_or_create(&labels_of(labels)).set(value);
+        }
+    }
+
+    /// Records one observation (in seconds) in a histogram.
+    pub fn observe(&self, name: &'static str, labels: &[(&'static str, &str)], seconds: f64) {
+        if let Some(family) = known(&self.inner.histograms, name) {
+            family.get_or_create(&labels_of(labels)).observe(seconds);
+        }
     }
 
     /// Current value of a counter (tests, summaries).
     pub fn get(&self, name: &'static str, labels: &[(&'static str, &str)]) -> u64 {
-        self.counters
-            .lock()
-            .expect("metrics")
-            .get(&key(name, labels))
-            .copied()
+        known(&self.inner.counters, name)
+            .and_then(|family| family.get(&labels_of(labels)).map(|c| c.get()))
             .unwrap_or(0)
     }
 
-    /// Prometheus text exposition.
+    /// A change to `booking_id` committed in Salesforce at `commit_ms` (the event's
+    /// `commitTimestamp`); the earliest one counts until the booking's link is written.
+    pub fn change_committed(&self, booking_id: &str, commit_ms: i64) {
+        let mut changes = self.inner.changes.lock().expect("metrics");
+        if let Some(earliest) = changes.get_mut(booking_id) {
+            *earliest = (*earliest).min(commit_ms);
+        } else if changes.len() < MAX_TRACKED_CHANGES {
+            changes.insert(booking_id.to_string(), commit_ms);
+        }
+    }
+
+    /// The meeting link of `booking_id` landed in Salesforce: observes the time since its
+    /// pending change's commit in [`names::BOOKING_LATENCY`] (nothing if none is pending).
+    pub fn link_written(&self, booking_id: &str) {
+        let commit = self
+            .inner
+            .changes
+            .lock()
+            .expect("metrics")
+            .remove(booking_id);
+        if let Some(commit_ms) = commit {
+            let now_ms = chrono::Utc::now().timestamp_millis();
+            let seconds = (now_ms - commit_ms).max(0) as f64 / 1000.0;
+            self.observe(names::BOOKING_LATENCY, &[], seconds);
+        }
+    }
+
+    /// The work for these bookings' changes is over (a batch ended): whatever did not
+    /// end in a link (a cancellation, a pending trainer) is not measured.
+    pub fn forget_changes<S: AsRef<str>>(&self, booking_ids: &[S]) {
+        let mut changes = self.inner.changes.lock().expect("metrics");
+        for id in booking_ids {
+            changes.remove(id.as_ref());
+        }
+    }
+
+    /// The OpenMetrics text exposition ([`CONTENT_TYPE`]).
     pub fn render(&self) -> String {
         let mut out = String::new();
-        let counters = self.counters.lock().expect("metrics").clone();
-        let gauges = self.gauges.lock().expect("metrics").clone();
-        for (name, help) in HELP {
-            let is_gauge = name.ends_with("_seconds");
-            out.push_str(&format!("# HELP {name} {help}\n"));
-            out.push_str(&format!(
-                "# TYPE {name} {}\n",
-                if is_gauge { "gauge" } else { "counter" }
-            ));
-            let mut any = false;
-            if is_gauge {
-                for ((n, labels), v) in gauges.iter().filter(|((n, _), _)| n == name) {
-                    out.push_str(&format!("{n}{} {v}\n", render_labels(labels)));
-                    any = true;
-                }
-            } else {
-                for ((n, labels), v) in counters.iter().filter(|((n, _), _)| n == name) {
-                    out.push_str(&format!("{n}{} {v}\n", render_labels(labels)));
-                    any = true;
-                }
-            }
-            if !any && labels_free(name) {
-                out.push_str(&format!("{name} 0\n"));
-            }
-        }
+        // Writing into a String cannot fail.
+        let _ = encode(&mut out, &self.inner.registry);
         out
     }
 }
 
-fn labels_free(name: &str) -> bool {
-    matches!(
-        name,
-        "lvb_events_received_total" | "lvb_events_processed_total" | "lvb_streaming_lag_seconds"
-    )
+/// The family registered under `name`. Every name comes from [`names`], so a miss is a
+/// bug: loud in debug builds, ignored (not counted) in release.
+fn known<'a, F>(families: &'a HashMap<&'static str, F>, name: &str) -> Option<&'a F> {
+    let family = families.get(name);
+    debug_assert!(family.is_some(), "metric {name} is not registered");
+    family
 }
 
-fn key(name: &'static str, labels: &[(&'static str, &str)]) -> Key {
-    let mut l: Vec<(&'static str, String)> =
-        labels.iter().map(|(k, v)| (*k, v.to_string())).collect();
+fn labels_of(labels: &[(&'static str, &str)]) -> Labels {
+    let mut l: Labels = labels.iter().map(|(k, v)| (*k, v.to_string())).collect();
     l.sort();
-    (name, l)
-}
-
-fn render_labels(labels: &[(&'static str, String)]) -> String {
-    if labels.is_empty() {
-        return String::new();
-    }
-    let parts: Vec<String> = labels
-        .iter()
-        .map(|(k, v)| format!("{k}=\"{}\"", v.replace('\\', "\\\\").replace('"', "\\\"")))
-        .collect();
-    format!("{{{}}}", parts.join(","))
+    l
 }
 
 #[cfg(test)]
@@ -135,18 +295,76 @@ mod tests {
     use super::*;
 
     #[test]
-    fn renders_counters_with_labels() {
+    fn renders_counters_gauges_and_histograms() {
         let m = Metrics::default();
-        m.inc("lvb_meetings_total", &[("action", "created")]);
-        m.inc("lvb_meetings_total", &[("action", "created")]);
-        m.set("lvb_streaming_lag_seconds", &[], 1.5);
+        m.inc(names::MEETINGS, &[("action", "created")]);
+        m.inc(names::MEETINGS, &[("action", "created")]);
+        m.set(names::STREAMING_LAG, &[], 1.5);
+        m.observe(
+            names::LARK_REQUEST_DURATION,
+            &[("operation", "reserve_apply")],
+            0.02,
+        );
         let text = m.render();
         assert!(
             text.contains("lvb_meetings_total{action=\"created\"} 2\n"),
             "{text}"
         );
-        assert!(text.contains("lvb_streaming_lag_seconds 1.5\n"));
-        assert!(text.contains("lvb_events_received_total 0\n"));
-        assert_eq!(m.get("lvb_meetings_total", &[("action", "created")]), 2);
+        assert!(text.contains("lvb_streaming_lag_seconds 1.5\n"), "{text}");
+        assert!(text.contains("lvb_events_received_total 0\n"), "{text}");
+        assert!(
+            text.contains(
+                "lvb_lark_request_duration_seconds_bucket{le=\"0.025\",operation=\"reserve_apply\"} 1\n"
+            ) || text.contains(
+                "lvb_lark_request_duration_seconds_bucket{operation=\"reserve_apply\",le=\"0.025\"} 1\n"
+            ),
+            "{text}"
+        );
+        assert!(
+            text.contains("# TYPE lvb_booking_latency_seconds histogram\n")
+                && text.contains("lvb_booking_latency_seconds_count 0\n"),
+            "{text}"
+        );
+        if cfg!(target_os = "linux") {
+            assert!(
+                text.contains("# TYPE process_cpu_seconds counter\n"),
+                "{text}"
+            );
+        }
+        assert!(
+            text.contains(&format!(
+                "lvb_build_info{{version=\"{}\"}} 1\n",
+                env!("CARGO_PKG_VERSION")
+            )),
+            "{text}"
+        );
+        assert!(text.ends_with("# EOF\n"), "{text}");
+        assert_eq!(m.get(names::MEETINGS, &[("action", "created")]), 2);
+    }
+
+    #[test]
+    fn booking_latency_runs_from_the_earliest_commit_to_the_link() {
+        let m = Metrics::default();
+        let now = chrono::Utc::now().timestamp_millis();
+        m.change_committed("a01000000000001AAA", now - 2_000);
+        m.change_committed("a01000000000001AAA", now - 1_000);
+        m.change_committed("a01000000000002AAA", now - 1_000);
+        m.link_written("a01000000000001AAA");
+        // Forgotten before its link: not measured.
+        m.forget_changes(&["a01000000000002AAA"]);
+        m.link_written("a01000000000002AAA");
+        let text = m.render();
+        assert!(
+            text.contains("lvb_booking_latency_seconds_count 1\n"),
+            "{text}"
+        );
+        assert!(
+            text.contains("lvb_booking_latency_seconds_bucket{le=\"1.0\"} 0\n"),
+            "2 s from the earlier commit: {text}"
+        );
+        assert!(
+            text.contains("lvb_booking_latency_seconds_bucket{le=\"2.5\"} 1\n"),
+            "{text}"
+        );
     }
 }

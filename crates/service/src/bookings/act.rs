@@ -11,7 +11,7 @@ use super::writeback::WriteBack;
 use crate::config::{BookingSettings, ProcessingSettings};
 use crate::ids::BookingId;
 use crate::lark::{ApplyError, LarkClient, LarkError};
-use crate::metrics::Metrics;
+use crate::metrics::{names, Metrics};
 use crate::store::{ReservationEntry, Store};
 use crate::tokens::trainer::{clip, TrainerRecord};
 use crate::tokens::{AccessToken, TokenError, TokenService};
@@ -58,7 +58,7 @@ impl Actor<'_> {
             }
             Decision::Fail { reason } => {
                 self.metrics
-                    .inc("lvb_failures_total", &[("kind", "booking_invalid")]);
+                    .inc(names::FAILURES, &[("kind", "booking_invalid")]);
                 tracing::warn!(booking = %booking.id, reason = %reason, "booking cannot get a meeting");
                 Ok(self.status(booking, MeetingStatus::Failed, Some(&reason)))
             }
@@ -101,8 +101,7 @@ impl Actor<'_> {
                             reserve.url.clone()
                         };
                         self.journal(booking, &trainer.id, &reserve.id, &url, end_time)?;
-                        self.metrics
-                            .inc("lvb_meetings_total", &[("action", "updated")]);
+                        self.metrics.inc(names::MEETINGS, &[("action", "updated")]);
                         tracing::info!(booking = %booking.id, reservation = %reserve.id, "meeting rescheduled");
                         Ok(self.created_if_changed(booking, &reserve.id, &url))
                     }
@@ -122,8 +121,7 @@ impl Actor<'_> {
                 topic,
             } => {
                 self.delete_reservation(booking, &old).await?;
-                self.metrics
-                    .inc("lvb_meetings_total", &[("action", "moved")]);
+                self.metrics.inc(names::MEETINGS, &[("action", "moved")]);
                 self.create(booking, &trainer, end_time, &topic).await
             }
             Decision::Release { reservation } => {
@@ -186,15 +184,14 @@ impl Actor<'_> {
                     .await;
                 match result {
                     Ok(()) | Err(LarkError::NotFound { .. }) => {
-                        self.metrics
-                            .inc("lvb_meetings_total", &[("action", "deleted")]);
+                        self.metrics.inc(names::MEETINGS, &[("action", "deleted")]);
                         tracing::info!(booking = %booking.id, reservation = %res.reservation_id, "meeting deleted");
                     }
                     Err(
                         e @ (LarkError::PermissionDenied { .. } | LarkError::InvalidParams { .. }),
                     ) => {
                         self.metrics
-                            .inc("lvb_failures_total", &[("kind", "lark_delete_refused")]);
+                            .inc(names::FAILURES, &[("kind", "lark_delete_refused")]);
                         tracing::warn!(booking = %booking.id, reservation = %res.reservation_id, error = %e, "Lark refused to delete the reservation; it lapses on its own");
                     }
                     Err(source) => {
@@ -287,7 +284,7 @@ impl Actor<'_> {
             | LarkError::PermissionDenied { .. }
             | LarkError::NotFound { .. } => {
                 self.metrics
-                    .inc("lvb_failures_total", &[("kind", "lark_refused")]);
+                    .inc(names::FAILURES, &[("kind", "lark_refused")]);
                 tracing::warn!(booking = %booking.id, error = %e, "Lark refused the reservation");
                 Ok(self.status(
                     booking,
@@ -300,7 +297,7 @@ impl Actor<'_> {
             }
             source => {
                 self.metrics
-                    .inc("lvb_failures_total", &[("kind", "lark_unavailable")]);
+                    .inc(names::FAILURES, &[("kind", "lark_unavailable")]);
                 Err(PipelineError::Lark {
                     booking: booking.id.clone(),
                     source,

@@ -10,6 +10,7 @@ use super::model::{Booking, MeetingStatus};
 use super::outcome::PipelineError;
 use super::writeback::WriteBack;
 use crate::lark::ApplyError;
+use crate::metrics::names;
 use crate::tokens::trainer::{clip, TrainerRecord};
 
 impl Actor<'_> {
@@ -57,8 +58,7 @@ impl Actor<'_> {
             Ok(reserve) => {
                 self.journal(booking, &trainer.id, &reserve.id, &reserve.url, end_time)?;
                 self.store.clear_in_doubt(key)?;
-                self.metrics
-                    .inc("lvb_meetings_total", &[("action", "created")]);
+                self.metrics.inc(names::MEETINGS, &[("action", "created")]);
                 tracing::info!(booking = %booking.id, trainer = %trainer.id, reservation = %reserve.id, "meeting reserved");
                 Ok(Some(self.created(&booking.id, &reserve.id, &reserve.url)))
             }
@@ -67,7 +67,7 @@ impl Actor<'_> {
                 let now = Utc::now().timestamp_millis();
                 let applies = self.store.record_in_doubt_apply(key, &trainer.id, now)?;
                 self.metrics
-                    .inc("lvb_failures_total", &[("kind", "apply_answer_lost")]);
+                    .inc(names::FAILURES, &[("kind", "apply_answer_lost")]);
                 tracing::warn!(booking = %booking.id, trainer = %trainer.id, applies, error = %source, "the answer to a reserve apply was lost; a meeting may exist in Lark");
                 if applies >= max_applies {
                     return Ok(self.unconfirmed(booking, applies));
@@ -96,7 +96,7 @@ impl Actor<'_> {
             tracing::warn!(booking = %booking.id, "clearing a link that could not be confirmed");
         }
         self.metrics
-            .inc("lvb_failures_total", &[("kind", "apply_in_doubt")]);
+            .inc(names::FAILURES, &[("kind", "apply_in_doubt")]);
         tracing::error!(booking = %booking.id, applies, "booking failed: reserve applies in doubt");
         Some(self.meeting_write(&booking.id, None, MeetingStatus::Failed, Some(&reason)))
     }

@@ -16,11 +16,12 @@ use super::decide::{decide, Context};
 use super::model::{Booking, MeetingStatus};
 use super::outcome::{Acted, Outcome, PipelineError};
 use super::status::PipelineStatus;
-use super::writeback::{WriteBack, WRITES_PER_CALL};
+use super::writeback::{WriteBack, Written, WRITES_PER_CALL};
 use crate::config::Settings;
 use crate::ids::BookingId;
 use crate::lark::LarkClient;
-use crate::metrics::Metrics;
+use crate::metrics::{names, Metrics};
+use crate::progress::Progress;
 use crate::salesforce::SalesforceClient;
 use crate::store::Store;
 use crate::tokens::trainer::clip;
@@ -39,9 +40,52 @@ pub struct Summary {
     pub write_failures: usize,
     /// Bookings whose work failed and waits on the retry list for its own next try.
     pub retrying: usize,
+    /// Every booking counted in `failed` or `write_failures`, with the reason.
+    pub failures: Vec<BookingFailure>,
+}
+
+/// A booking a batch or sweep could not bring in step, and why.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct BookingFailure {
+    pub booking: String,
+    pub kind: BookingFailureKind,
+    /// Salesforce's error codes and messages, or the reason written on the booking.
+    pub reason: String,
+}
+
+/// What went wrong for one booking.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum BookingFailureKind {
+    /// Salesforce refused the booking's write-back (a validation rule, a locked record);
+    /// the booking is on the retry list, too.
+    WriteRefused,
+    /// The booking is now `Failed` (the reason is on the booking, too).
+    MeetingFailed,
 }
 
 impl Summary {
+    /// True when no booking failed and every write-back landed.
+    pub fn is_clean(&self) -> bool {
+        self.failed == 0 && self.write_failures == 0 && self.failures.is_empty()
+    }
+
+    /// The one-line summary `reconcile` prints.
+    pub fn line(&self) -> String {
+        format!(
+            "reconciled {} bookings: {} created, {} updated, {} cancelled, {} pending, {} failed, {} unchanged, {} write-backs refused, {} retrying",
+            self.bookings,
+            self.created,
+            self.updated,
+            self.cancelled,
+            self.pending,
+            self.failed,
+            self.unchanged,
+            self.write_failures,
+            self.retrying
+        )
+    }
+
     pub(super) fn add(&mut self, other: &Summary) {
         self.bookings += other.bookings;
         self.created += other.created;
@@ -52,6 +96,7 @@ impl Summary {
         self.unchanged += other.unchanged;
         self.write_failures += other.write_failures;
         self.retrying += other.retrying;
+        self.failures.extend(other.failures.iter().cloned());
     }
 
     fn count(&mut self, outcome: Outcome) {
@@ -77,6 +122,8 @@ pub struct Engine {
     pub(super) status: Arc<PipelineStatus>,
     /// Template fields that exist on the booking object, and those that do not.
     pub(super) topic_fields: OnceCell<(Vec<String>, Vec<String>)>,
+    /// Bookings a sweep found and has done (a one-shot `reconcile` shows it).
+    pub(super) progress: Progress,
 }
 
 impl Engine {
@@ -99,7 +146,13 @@ impl Engine {
             metrics,
             status,
             topic_fields: OnceCell::new(),
+            progress: Progress::default(),
         }
+    }
+
+    /// Bookings found and done by sweeps so far (for `reconcile`'s progress).
+    pub fn progress(&self) -> Progress {
+        self.progress.clone()
     }
 
     /// Reads the given bookings fresh and brings each in step.
@@ -136,6 +189,7 @@ impl Engine {
         let now = Utc::now();
         let concurrency = settings.processing.concurrency;
         let actor = &actor;
+        let progress = &self.progress;
         let work = async move {
             let results: Vec<(BookingId, Result<Outcome, PipelineError>)> =
                 futures::stream::iter(bookings)
@@ -164,6 +218,7 @@ impl Engine {
                                 Ok(outcome)
                             }
                             .await;
+                            progress.tick(1);
                             (booking.id, result)
                         }
                     })
@@ -177,8 +232,10 @@ impl Engine {
         let (results, refused) = tokio::join!(work, self.flush_writes(rx));
         // The collection call itself failed (Salesforce down): the whole batch retries,
         // and the journal makes that retry reuse what Lark already created.
-        let refused = refused?;
+        let Written { refused, failed } = refused?;
         summary.write_failures = refused.len();
+        summary.failures = failed;
+        summary.failures.extend(refused.iter().map(|r| r.failure()));
         let mut failing: Vec<(BookingId, String)> = refused
             .into_iter()
             .map(|r| {
@@ -217,7 +274,8 @@ impl Engine {
         if !gave_up.is_empty() {
             summary.retrying -= gave_up.len();
             summary.failed += gave_up.len();
-            self.write_failed(gave_up).await;
+            let failures = self.write_failed(gave_up).await;
+            summary.failures.extend(failures);
         }
         Ok(summary)
     }
@@ -242,7 +300,7 @@ impl Engine {
         if attempts >= p.max_attempts || started {
             self.store.clear_retry(id.as_str())?;
             self.metrics
-                .inc("lvb_failures_total", &[("kind", "retries_exhausted")]);
+                .inc(names::FAILURES, &[("kind", "retries_exhausted")]);
             tracing::error!(booking = %id, attempts, started, reason, "giving up on the booking");
             let tries = if attempts == 1 { "attempt" } else { "attempts" };
             let reason = clip(&format!("Gave up after {attempts} {tries}: {reason}"));
@@ -258,26 +316,54 @@ impl Engine {
         self.store
             .record_failed_attempt(id.as_str(), next_at, reason)?;
         self.metrics
-            .inc("lvb_failures_total", &[("kind", "booking_retry")]);
+            .inc(names::FAILURES, &[("kind", "booking_retry")]);
         tracing::warn!(booking = %id, attempts, retry_in_ms = delay.as_millis() as u64, reason, "booking work failed; retrying on its own backoff");
         Ok(None)
     }
 
     /// Writes the `Failed` status of bookings given up on; a refusal of even that write
     /// (or Salesforce down) is logged and counted, and the booking leaves the list anyway.
-    async fn write_failed(&self, writes: Vec<WriteBack>) {
+    /// Returns each booking given up on, with why.
+    async fn write_failed(&self, writes: Vec<WriteBack>) -> Vec<BookingFailure> {
+        let given_up: Vec<(BookingId, String)> = writes
+            .iter()
+            .map(|w| {
+                (
+                    w.booking_id.clone(),
+                    w.failed_reason(&self.settings.salesforce.booking)
+                        .unwrap_or_default(),
+                )
+            })
+            .collect();
         match self.write(writes).await {
-            Ok(refused) => {
+            Ok(Written {
+                refused,
+                failed: mut failures,
+            }) => {
                 for r in refused {
+                    failures.push(BookingFailure {
+                        booking: r.booking_id.to_string(),
+                        kind: BookingFailureKind::WriteRefused,
+                        reason: format!("Salesforce refused even the Failed status: {}", r.reason),
+                    });
                     self.metrics
-                        .inc("lvb_failures_total", &[("kind", "failed_status_refused")]);
+                        .inc(names::FAILURES, &[("kind", "failed_status_refused")]);
                     tracing::error!(booking = %r.booking_id, reason = %r.reason, "Salesforce refused even the Failed status; the booking needs an admin");
                 }
+                failures
             }
             Err(e) => {
                 self.metrics
-                    .inc("lvb_failures_total", &[("kind", "failed_status_refused")]);
+                    .inc(names::FAILURES, &[("kind", "failed_status_refused")]);
                 tracing::error!(error = %e, "could not write the Failed status of bookings given up on");
+                given_up
+                    .into_iter()
+                    .map(|(id, reason)| BookingFailure {
+                        booking: id.to_string(),
+                        kind: BookingFailureKind::MeetingFailed,
+                        reason: format!("{reason} (the Failed status could not be written: {e})"),
+                    })
+                    .collect()
             }
         }
     }

@@ -22,7 +22,7 @@ use super::status::PipelineStatus;
 use crate::config::Settings;
 use crate::ids::BookingId;
 use crate::lark::LarkClient;
-use crate::metrics::Metrics;
+use crate::metrics::{names, Metrics};
 use crate::salesforce::streaming::{run_subscriber, StreamItem, StreamStatus};
 use crate::salesforce::SalesforceClient;
 use crate::store::Store;
@@ -231,20 +231,27 @@ impl Engine {
         for item in items {
             match item {
                 StreamItem::Event(ev) => {
-                    self.metrics.inc("lvb_events_received_total", &[]);
+                    self.metrics.inc(names::EVENTS_RECEIVED, &[]);
                     if let Some(ts) = ev.commit_timestamp {
                         let lag = (Utc::now().timestamp_millis() - ts).max(0) as f64 / 1000.0;
-                        self.metrics.set("lvb_streaming_lag_seconds", &[], lag);
+                        self.metrics.set(names::STREAMING_LAG, &[], lag);
                     }
                     last_replay = Some(ev.replay_id);
                     first_replay.get_or_insert(ev.replay_id);
                     events += 1;
                     match self.event_ids(&ev, own_user.as_deref()) {
-                        EventWork::Ids(list) => ids.extend(list),
+                        EventWork::Ids(list) => {
+                            if let Some(ts) = ev.commit_timestamp {
+                                for id in &list {
+                                    self.metrics.change_committed(id.as_str(), ts);
+                                }
+                            }
+                            ids.extend(list)
+                        }
                         EventWork::Sweep => sweep = true,
                         EventWork::Skip(reason) => {
                             self.metrics
-                                .inc("lvb_events_skipped_total", &[("reason", reason)]);
+                                .inc(names::EVENTS_SKIPPED, &[("reason", reason)]);
                         }
                     }
                 }
@@ -252,7 +259,7 @@ impl Engine {
                     let replay = replay_id.map_or_else(|| "unknown".to_string(), |r| r.to_string());
                     tracing::warn!(replay_id = %replay, reason = %reason, "malformed event skipped");
                     self.metrics
-                        .inc("lvb_events_skipped_total", &[("reason", "malformed")]);
+                        .inc(names::EVENTS_SKIPPED, &[("reason", "malformed")]);
                     if let Some(r) = replay_id {
                         last_replay = Some(r);
                         first_replay.get_or_insert(r);
@@ -300,7 +307,7 @@ impl Engine {
                 Err(e) => {
                     let delay = delays.next().unwrap_or(BATCH_RETRY_MAX);
                     self.metrics
-                        .inc("lvb_failures_total", &[("kind", "batch_retry")]);
+                        .inc(names::FAILURES, &[("kind", "batch_retry")]);
                     tracing::warn!(error = %e, retry_in_ms = delay.as_millis() as u64, "batch failed; retrying");
                     let mut stop = shutdown.clone();
                     tokio::select! {
@@ -311,7 +318,9 @@ impl Engine {
                 }
             }
         }
-        self.metrics.add("lvb_events_processed_total", &[], events);
+        let done: Vec<&str> = ids.iter().map(BookingId::as_str).collect();
+        self.metrics.forget_changes(&done);
+        self.metrics.add(names::EVENTS_PROCESSED, &[], events);
         if let Some(replay) = last_replay {
             if let Err(e) = self
                 .store

@@ -25,9 +25,9 @@ pub mod status;
 pub mod sweeps;
 pub mod writeback;
 
-pub use engine::{Engine, Summary};
+pub use engine::{BookingFailure, BookingFailureKind, Engine, Summary};
 pub use intake::{AbortOnDrop, Processor, ProcessorHandle};
 pub use model::{Booking, MeetingStatus};
 pub use outcome::{Outcome, PipelineError};
 pub use status::PipelineStatus;
-pub use sweeps::RefreshSummary;
+pub use sweeps::{RefreshSummary, TrainerFailure};

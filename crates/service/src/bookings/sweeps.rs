@@ -27,6 +27,38 @@ pub struct RefreshSummary {
     pub disconnected: usize,
     pub failed: usize,
     pub skipped: usize,
+    /// What failed, trainer by trainer (and pass-wide failures with no trainer).
+    pub failures: Vec<TrainerFailure>,
+}
+
+/// A refresh-pass step that failed, and why.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct TrainerFailure {
+    /// The trainer's record id; `None` for a step of the whole pass.
+    pub trainer: Option<String>,
+    pub reason: String,
+}
+
+impl RefreshSummary {
+    /// The one-line summary `refresh-tokens` prints.
+    pub fn line(&self) -> String {
+        format!(
+            "refreshed: {}  failed: {}  disconnected: {}  skipped: {}  unchecked-cleared: {}",
+            self.refreshed, self.failed, self.disconnected, self.skipped, self.cleared
+        )
+    }
+
+    /// True when no step of the pass failed.
+    pub fn is_clean(&self) -> bool {
+        self.failed == 0 && self.failures.is_empty()
+    }
+
+    fn fail(&mut self, trainer: Option<&str>, reason: impl std::fmt::Display) {
+        self.failures.push(TrainerFailure {
+            trainer: trainer.map(str::to_string),
+            reason: reason.to_string(),
+        });
+    }
 }
 
 impl Engine {
@@ -51,6 +83,7 @@ impl Engine {
             // Journalled from a typed id; anything else is not ours to chase.
             .filter_map(|id| BookingId::parse(&id).ok())
             .collect();
+        self.progress.add_total(bookings.len() + vanished.len());
         let mut summary = self.process_bookings(bookings).await?;
         if !vanished.is_empty() {
             summary.add(&self.process_ids(&vanished).await?);
@@ -81,6 +114,10 @@ impl Engine {
         // Rotated tokens Salesforce refused earlier are retried until they land.
         if let Err(e) = self.tokens.replay_unconfirmed().await {
             tracing::warn!(error = %e, "some journalled tokens are still not in Salesforce");
+            summary.fail(
+                None,
+                format_args!("rotated tokens still not written to Salesforce: {e}"),
+            );
         }
         // Trainers an admin unchecked keep no tokens.
         match self.tokens.trainers_unchecked_with_tokens().await {
@@ -89,33 +126,46 @@ impl Engine {
                     match self.tokens.forget_unchecked(&t).await {
                         Ok(()) => summary.cleared += 1,
                         Err(e) => {
-                            tracing::warn!(trainer = %t.id, error = %e, "could not clear an unchecked trainer's tokens")
+                            tracing::warn!(trainer = %t.id, error = %e, "could not clear an unchecked trainer's tokens");
+                            summary.fail(
+                                Some(&t.id),
+                                format_args!(
+                                    "could not clear the tokens of an unchecked trainer: {e}"
+                                ),
+                            );
                         }
                     }
                 }
             }
-            Err(e) => tracing::warn!(error = %e, "refresh pass: could not list unchecked trainers"),
+            Err(e) => {
+                tracing::warn!(error = %e, "refresh pass: could not list unchecked trainers");
+                summary.fail(None, format_args!("could not list unchecked trainers: {e}"));
+            }
         }
         let trainers = match self.tokens.trainers_due().await {
             Ok(t) => t,
             Err(e) => {
                 tracing::error!(error = %e, "refresh pass: could not list trainers");
                 summary.failed += 1;
+                summary.fail(None, format_args!("could not list trainers: {e}"));
                 return summary;
             }
         };
         let outcomes = futures::stream::iter(trainers.into_iter().map(|t| {
             let tokens = self.tokens.clone();
-            async move { tokens.refresh_now(&t).await }
+            async move { (tokens.refresh_now(&t).await, t.id) }
         }))
         .buffer_unordered(REFRESH_CONCURRENCY)
         .collect::<Vec<_>>()
         .await;
-        for o in outcomes {
+        for (o, trainer) in outcomes {
             match o {
                 RefreshOutcome::Refreshed => summary.refreshed += 1,
                 RefreshOutcome::Disconnected(_) => summary.disconnected += 1,
-                RefreshOutcome::Failed(_) => summary.failed += 1,
+                RefreshOutcome::Failed(reason) => {
+                    summary.failed += 1;
+                    summary.fail(Some(trainer.as_str()), reason);
+                }
                 RefreshOutcome::Skipped(_) => summary.skipped += 1,
             }
         }

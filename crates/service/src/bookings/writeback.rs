@@ -8,11 +8,12 @@ use serde_json::{json, Map, Value};
 use tokio::sync::mpsc;
 use tokio::time::Instant;
 
-use super::engine::Engine;
+use super::engine::{BookingFailure, BookingFailureKind, Engine};
 use super::model::MeetingStatus;
 use super::outcome::PipelineError;
 use crate::config::BookingSettings;
 use crate::ids::BookingId;
+use crate::metrics::names;
 use crate::salesforce::soql::RecordId;
 
 /// Records per sObject Collections call (Salesforce's maximum).
@@ -74,6 +75,17 @@ impl WriteBack {
         write
     }
 
+    /// The reason written with a `Failed` status; None when the write sets another.
+    pub fn failed_reason(&self, settings: &BookingSettings) -> Option<String> {
+        (self.status == Some(MeetingStatus::Failed)).then(|| {
+            self.fields
+                .get(&settings.meeting_error_field)
+                .and_then(Value::as_str)
+                .unwrap_or("")
+                .to_string()
+        })
+    }
+
     /// Folds a later write for the same booking into this one (the later one wins).
     fn absorb(&mut self, later: WriteBack) {
         self.fields.extend(later.fields);
@@ -91,17 +103,44 @@ pub struct RefusedWrite {
     pub reason: String,
 }
 
+impl RefusedWrite {
+    /// The refusal as a summary's failure line.
+    pub fn failure(&self) -> BookingFailure {
+        BookingFailure {
+            booking: self.booking_id.to_string(),
+            kind: BookingFailureKind::WriteRefused,
+            reason: self.reason.clone(),
+        }
+    }
+}
+
+/// What write-backs came to, besides the records that landed as they were.
+#[derive(Debug, Default)]
+pub struct Written {
+    /// Records Salesforce refused.
+    pub refused: Vec<RefusedWrite>,
+    /// Bookings a landed write made `Failed`, with the reason written on them.
+    pub failed: Vec<BookingFailure>,
+}
+
+impl Written {
+    fn extend(&mut self, other: Written) {
+        self.refused.extend(other.refused);
+        self.failed.extend(other.failed);
+    }
+}
+
 impl Engine {
     /// Collects write-backs and sends them in collection calls of up to 200: at once when
     /// the batch is done or 200 are waiting, else [`WRITE_IDLE`] after the last one came
     /// in or [`WRITE_LINGER`] after the first, whichever is sooner. Returns the records
-    /// Salesforce refused.
+    /// Salesforce refused and the bookings written as `Failed`.
     pub(super) async fn flush_writes(
         &self,
         mut rx: mpsc::Receiver<WriteBack>,
-    ) -> Result<Vec<RefusedWrite>, PipelineError> {
+    ) -> Result<Written, PipelineError> {
         let mut pending: Vec<WriteBack> = Vec::new();
-        let mut refused = Vec::new();
+        let mut refused = Written::default();
         let mut first_at: Option<Instant> = None;
         let mut deadline: Option<Instant> = None;
         loop {
@@ -138,41 +177,61 @@ impl Engine {
         }
     }
 
-    /// One collections call; a refused record is logged, counted and returned.
-    pub(super) async fn write(
-        &self,
-        writes: Vec<WriteBack>,
-    ) -> Result<Vec<RefusedWrite>, PipelineError> {
+    /// One collections call; a refused record is logged, counted and returned, and so is
+    /// a booking written as `Failed`. A landed write carrying a link ends the booking's
+    /// latency measurement.
+    pub(super) async fn write(&self, writes: Vec<WriteBack>) -> Result<Written, PipelineError> {
         if writes.is_empty() {
-            return Ok(Vec::new());
+            return Ok(Written::default());
         }
-        let object = &self.settings.salesforce.booking.object;
+        let b = &self.settings.salesforce.booking;
+        let object = &b.object;
         let ids: Vec<BookingId> = writes.iter().map(|w| w.booking_id.clone()).collect();
+        // What each write says, read before the fields are handed over.
+        let said: Vec<(bool, Option<String>)> = writes
+            .iter()
+            .map(|w| {
+                let linked = w
+                    .fields
+                    .get(&b.link_field)
+                    .and_then(Value::as_str)
+                    .is_some_and(|l| !l.is_empty());
+                (linked, w.failed_reason(b))
+            })
+            .collect();
         let records: Vec<(RecordId, Map<String, Value>)> = writes
             .into_iter()
             .map(|w| (w.booking_id.record_id().clone(), w.fields))
             .collect();
         let results = self.salesforce.update_many(object, records).await?;
-        let mut refused = Vec::new();
-        for (id, r) in ids.into_iter().zip(results.iter()) {
+        let mut written = Written::default();
+        for ((id, r), (linked, failed)) in ids.into_iter().zip(results.iter()).zip(said) {
             if r.success {
+                if linked {
+                    self.metrics.link_written(id.as_str());
+                }
+                if let Some(reason) = failed {
+                    written.failed.push(BookingFailure {
+                        booking: id.to_string(),
+                        kind: BookingFailureKind::MeetingFailed,
+                        reason,
+                    });
+                }
                 continue;
             }
-            self.metrics.inc(
-                "lvb_failures_total",
-                &[("kind", "salesforce_write_rejected")],
-            );
+            self.metrics
+                .inc(names::FAILURES, &[("kind", "salesforce_write_rejected")]);
             let codes: Vec<String> = r
                 .errors
                 .iter()
                 .map(|e| format!("{}: {}", e.status_code, e.message))
                 .collect();
             tracing::error!(booking = %id, errors = ?codes, "Salesforce rejected the booking write-back");
-            refused.push(RefusedWrite {
+            written.refused.push(RefusedWrite {
                 booking_id: id,
                 reason: codes.join("; "),
             });
         }
-        Ok(refused)
+        Ok(written)
     }
 }

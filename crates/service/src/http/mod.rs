@@ -98,7 +98,7 @@ fn up(b: bool) -> &'static str {
 
 async fn metrics(State(app): State<HttpState>) -> impl IntoResponse {
     (
-        [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
+        [(header::CONTENT_TYPE, crate::metrics::CONTENT_TYPE)],
         app.metrics.render(),
     )
 }

@@ -10,7 +10,7 @@ use serde::Deserialize;
 
 use super::error::AppError;
 use super::pages::page;
-use crate::metrics::Metrics;
+use crate::metrics::{names, Metrics};
 use crate::tokens::connect::state::STATE_COOKIE;
 use crate::tokens::connect::{Begun, CallbackParams, Connected};
 use crate::tokens::{AuthCode, ConnectError, ConnectFlow, OAuthState};
@@ -84,7 +84,7 @@ pub async fn callback(
     };
     routes
         .metrics
-        .inc("lvb_oauth_connections_total", &[("outcome", outcome)]);
+        .inc(names::OAUTH_CONNECTIONS, &[("outcome", outcome)]);
     answer
 }
 

@@ -22,8 +22,8 @@ pub mod vc;
 
 use std::fmt;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::Arc;
-use std::time::Duration;
+use std::sync::{Arc, OnceLock};
+use std::time::{Duration, Instant};
 
 use secrecy::SecretString;
 use serde::de::DeserializeOwned;
@@ -31,6 +31,7 @@ use serde::Deserialize;
 use url::Url;
 
 use crate::config::{LarkSettings, OAuthVersion};
+use crate::metrics::{names, Metrics};
 use crate::retry::RetryPolicy;
 
 pub use calendar::{CalendarEvent, EventAttendee, EventTime, NewCalendarEvent};
@@ -74,6 +75,8 @@ struct Inner {
     calendar_pacers: calendar::Pacers,
     contact_pacer: Pacer,
     counts: Counters,
+    /// Where request durations go, once the app attaches its metrics.
+    metrics: OnceLock<Metrics>,
 }
 
 impl fmt::Debug for LarkClient {
@@ -147,6 +150,31 @@ enum CallKind {
     BatchGetId,
 }
 
+impl CallKind {
+    /// The `operation` label of the request-duration histogram.
+    fn operation(self) -> &'static str {
+        match self {
+            CallKind::TenantToken => "tenant_token",
+            CallKind::AppToken => "app_token",
+            CallKind::TokenExchange => "token_exchange",
+            CallKind::Refresh => "token_refresh",
+            CallKind::UserInfo => "user_info",
+            CallKind::Apply => "reserve_apply",
+            CallKind::Update => "reserve_update",
+            CallKind::Delete => "reserve_delete",
+            CallKind::Get => "reserve_get",
+            CallKind::Message => "message",
+            CallKind::CalendarPrimary => "calendar_primary",
+            CallKind::EventCreate => "event_create",
+            CallKind::EventPatch => "event_patch",
+            CallKind::EventGet => "event_get",
+            CallKind::EventDelete => "event_delete",
+            CallKind::EventAttendees => "event_attendees",
+            CallKind::BatchGetId => "batch_get_id",
+        }
+    }
+}
+
 #[derive(Default)]
 struct Counters([AtomicU64; 17]);
 
@@ -214,8 +242,15 @@ impl LarkClient {
                 calendar_pacers: calendar::Pacers::default(),
                 contact_pacer: Pacer::at_standard_limits(),
                 counts: Counters::default(),
+                metrics: OnceLock::new(),
             }),
         })
+    }
+
+    /// Records the duration of every request from now on in `metrics` (the first call
+    /// wins; every clone shares it).
+    pub fn record_metrics_in(&self, metrics: &Metrics) {
+        let _ = self.inner.metrics.set(metrics.clone());
     }
 
     /// Requests sent so far, per kind (retries included).
@@ -237,6 +272,20 @@ impl LarkClient {
         request: reqwest::RequestBuilder,
     ) -> Result<Answer, SendFailure> {
         self.inner.counts.bump(kind);
+        let started = Instant::now();
+        let answer = self.send_once(request).await;
+        if let Some(m) = self.inner.metrics.get() {
+            m.observe(
+                names::LARK_REQUEST_DURATION,
+                &[("operation", kind.operation())],
+                started.elapsed().as_secs_f64(),
+            );
+        }
+        answer
+    }
+
+    /// [`LarkClient::send`] without the bookkeeping.
+    async fn send_once(&self, request: reqwest::RequestBuilder) -> Result<Answer, SendFailure> {
         let response = request.send().await.map_err(SendFailure::from_reqwest)?;
         let status = response.status().as_u16();
         let retry_after = response

@@ -9,8 +9,8 @@
 //! user text: callers use [`super::soql`] for that.
 
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::Arc;
-use std::time::Duration;
+use std::sync::{Arc, OnceLock};
+use std::time::{Duration, Instant};
 
 use secrecy::ExposeSecret;
 use serde::Deserialize;
@@ -20,6 +20,7 @@ use super::auth::{self, Session};
 use super::error::SalesforceError;
 use super::soql::RecordId;
 use crate::config::{is_api_name, SalesforceSettings};
+use crate::metrics::{names, Metrics};
 use crate::retry::{with_retry, RetryPolicy};
 
 /// `User-Agent` of every request.
@@ -71,6 +72,20 @@ enum CallKind {
     Describe,
     Create,
     Delete,
+}
+
+impl CallKind {
+    /// The `operation` label of the request-duration histogram.
+    fn operation(self) -> &'static str {
+        match self {
+            CallKind::Query => "query",
+            CallKind::Update => "update",
+            CallKind::Composite => "composite_update",
+            CallKind::Describe => "describe",
+            CallKind::Create => "create",
+            CallKind::Delete => "delete",
+        }
+    }
 }
 
 #[derive(Default)]
@@ -230,6 +245,8 @@ struct Inner {
     generation: AtomicU64,
     counters: Counters,
     policy: RetryPolicy,
+    /// Where request durations go, once the app attaches its metrics.
+    metrics: OnceLock<Metrics>,
 }
 
 impl std::fmt::Debug for SalesforceClient {
@@ -264,8 +281,25 @@ impl SalesforceClient {
                 generation: AtomicU64::new(0),
                 counters: Counters::default(),
                 policy,
+                metrics: OnceLock::new(),
             }),
         })
+    }
+
+    /// Records the duration of every request from now on in `metrics` (the first call
+    /// wins; every clone shares it).
+    pub fn record_metrics_in(&self, metrics: &Metrics) {
+        let _ = self.inner.metrics.set(metrics.clone());
+    }
+
+    fn observe(&self, operation: &'static str, started: Instant) {
+        if let Some(m) = self.inner.metrics.get() {
+            m.observe(
+                names::SALESFORCE_REQUEST_DURATION,
+                &[("operation", operation)],
+                started.elapsed().as_secs_f64(),
+            );
+        }
     }
 
     /// The HTTP client REST calls use.
@@ -327,14 +361,18 @@ impl SalesforceClient {
 
     async fn login(&self) -> Result<Session, SalesforceError> {
         let generation = self.inner.generation.fetch_add(1, Ordering::SeqCst) + 1;
-        auth::login(
+        // Timed whole (its retries included): the token request lives in `auth`.
+        let started = Instant::now();
+        let session = auth::login(
             &self.inner.http,
             &self.inner.settings,
             &self.inner.policy,
             &self.inner.counters.auth,
             generation,
         )
-        .await
+        .await;
+        self.observe("login", started);
+        session
     }
 
     /// `{instance_url}/services/data/v{version}/{path}`.
@@ -392,21 +430,33 @@ impl SalesforceClient {
     {
         with_retry(&self.inner.policy, what, || async {
             self.inner.counters.of(kind).fetch_add(1, Ordering::Relaxed);
-            let response = build(&self.inner.http, session)
-                .bearer_auth(session.access_token.expose_secret())
-                .send()
-                .await
-                .map_err(SalesforceError::from_reqwest)?;
-            let status = response.status().as_u16();
-            let body = crate::outbound::read_capped(response, crate::outbound::SALESFORCE_BODY_CAP)
-                .await
-                .map_err(|e| match e {
-                    crate::outbound::ReadError::Transport(e) => SalesforceError::from_reqwest(e),
-                    crate::outbound::ReadError::TooLarge { cap } => SalesforceError::Unexpected {
-                        status,
-                        body: crate::outbound::ReadError::too_large_text(cap),
-                    },
-                })?;
+            let started = Instant::now();
+            let answer = async {
+                let response = build(&self.inner.http, session)
+                    .bearer_auth(session.access_token.expose_secret())
+                    .send()
+                    .await
+                    .map_err(SalesforceError::from_reqwest)?;
+                let status = response.status().as_u16();
+                let body =
+                    crate::outbound::read_capped(response, crate::outbound::SALESFORCE_BODY_CAP)
+                        .await
+                        .map_err(|e| match e {
+                            crate::outbound::ReadError::Transport(e) => {
+                                SalesforceError::from_reqwest(e)
+                            }
+                            crate::outbound::ReadError::TooLarge { cap } => {
+                                SalesforceError::Unexpected {
+                                    status,
+                                    body: crate::outbound::ReadError::too_large_text(cap),
+                                }
+                            }
+                        })?;
+                Ok::<_, SalesforceError>((status, body))
+            }
+            .await;
+            self.observe(kind.operation(), started);
+            let (status, body) = answer?;
             if status >= 500 {
                 return Err(SalesforceError::from_rest_response(status, &body));
             }

@@ -570,6 +570,16 @@ mod tests {
     }
 
     #[test]
+    fn bundled_sqlite_has_the_cve_2025_6965_fix() {
+        // 3.50.2 fixed CVE-2025-6965; `rusqlite` with `bundled` links the SQLite it ships.
+        assert!(
+            rusqlite::version_number() >= 3_050_002,
+            "SQLite {} predates 3.50.2",
+            rusqlite::version()
+        );
+    }
+
+    #[test]
     fn nonce_is_single_use() {
         let s = Store::in_memory().unwrap();
         let p = PendingAuth {

@@ -22,7 +22,8 @@ use tokio::sync::mpsc;
 use crate::config::Settings;
 use crate::ids::TrainerId;
 use crate::lark::{GrantFailure, LarkClient, LarkError, TokenGrant};
-use crate::metrics::Metrics;
+use crate::metrics::{names, Metrics};
+use crate::progress::Progress;
 use crate::salesforce::soql::{self, quote, RecordId};
 use crate::salesforce::{SalesforceClient, SalesforceError};
 use crate::store::{JournalledTokens, Store, StoreError};
@@ -74,6 +75,9 @@ pub enum RefreshOutcome {
     /// Nothing to do (not connected, or already fresh).
     Skipped(String),
 }
+
+/// Trainers' token updates per collection call of `rotate-key` (Salesforce's maximum).
+const ROTATE_PER_CALL: usize = 200;
 
 /// What `rotate-key` did.
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
@@ -350,17 +354,16 @@ impl TokenService {
             Ok(g) => g,
             Err(LarkError::InvalidGrant { kind, .. }) => {
                 let reason = disconnect_reason(&kind);
-                self.inner.metrics.inc(
-                    "lvb_token_refreshes_total",
-                    &[("outcome", grant_outcome(&kind))],
-                );
+                self.inner
+                    .metrics
+                    .inc(names::TOKEN_REFRESHES, &[("outcome", grant_outcome(&kind))]);
                 self.disconnect_with_reason(trainer, &reason).await?;
                 return Ok((RefreshOutcome::Disconnected(reason), None));
             }
             Err(e) => {
                 self.inner
                     .metrics
-                    .inc("lvb_token_refreshes_total", &[("outcome", "failed")]);
+                    .inc(names::TOKEN_REFRESHES, &[("outcome", "failed")]);
                 tracing::warn!(trainer = %trainer.id, error = %e, "token refresh failed; will retry later");
                 return Err(TokenError::Lark(e));
             }
@@ -376,7 +379,7 @@ impl TokenService {
         }
         self.inner
             .metrics
-            .inc("lvb_token_refreshes_total", &[("outcome", "ok")]);
+            .inc(names::TOKEN_REFRESHES, &[("outcome", "ok")]);
         tracing::info!(trainer = %trainer.id, "trainer tokens refreshed");
         if let Err(e) = self.write_journalled(&row).await {
             tracing::error!(trainer = %trainer.id, error = %e, "rotated tokens not yet in Salesforce; kept in the journal and retried later");
@@ -581,8 +584,9 @@ impl TokenService {
     /// primary key, through batched collection updates. Idempotent. Holds each trainer's
     /// single-flight lock until the journal is re-encrypted, so no refresh, connect or
     /// disconnect of theirs interleaves (design §3 rule 16). The caller holds the store
-    /// lock, so no service runs beside it and the one read cannot go stale.
-    pub async fn rotate_key(&self) -> Result<RotationSummary, TokenError> {
+    /// lock, so no service runs beside it and the one read cannot go stale. `progress`
+    /// counts trainers written, one collection call at a time.
+    pub async fn rotate_key(&self, progress: &Progress) -> Result<RotationSummary, TokenError> {
         let t = &self.inner.settings.salesforce.trainer;
         let vault = &self.inner.vault;
         // Long text areas cannot be filtered in SOQL, so select connected-at-some-point
@@ -634,11 +638,16 @@ impl TokenService {
                 updates.push((id, fields));
             }
         }
-        let results = self
-            .inner
-            .salesforce
-            .update_many(&t.object, updates)
-            .await?;
+        progress.add_total(updates.len());
+        let mut results = Vec::with_capacity(updates.len());
+        let mut updates = updates.into_iter().peekable();
+        while updates.peek().is_some() {
+            // One sObject Collections call at a time, so progress moves as they land.
+            let chunk: Vec<_> = updates.by_ref().take(ROTATE_PER_CALL).collect();
+            let n = chunk.len();
+            results.extend(self.inner.salesforce.update_many(&t.object, chunk).await?);
+            progress.tick(n);
+        }
         summary.write_failures = results.iter().filter(|r| !r.success).count();
         summary.journal_rows = self
             .inner

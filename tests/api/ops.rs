@@ -1,0 +1,476 @@
+//! What an operator sees, through the real binary against simulators started here:
+//! `/metrics` of a running `run` after a booking got its link (histograms, process
+//! metrics, build info), `check --json`, and `reconcile` failing loudly when Salesforce
+//! refuses a write-back.
+
+use std::process::{Child, Command, Output, Stdio};
+
+use lvb_simulators::launch::Simulators;
+use lvb_simulators::SF_HUMAN_USER_ID;
+use serde_json::{json, Value};
+
+use crate::helpers::{cookie_pair, get, insert_booking, wait_until, BOOKING};
+
+const BIN: &str = env!("CARGO_BIN_EXE_lark-vc-bridge");
+
+/// A config file pointing at running simulators, with fresh keys; `server` adds a
+/// `[server]` section.
+fn config_for(sims: &Simulators, dir: &std::path::Path, server: &str) -> std::path::PathBuf {
+    let path = dir.join("ops.toml");
+    let text = format!(
+        "{}\n[store]\npath = \"{}\"\n\n[security]\nencryption_key = \"{}\"\nstate_secret = \"{}\"\n{server}",
+        sims.config_snippet(),
+        dir.join("store.db").display(),
+        "cd".repeat(32),
+        "t".repeat(40),
+    );
+    std::fs::write(&path, text).unwrap();
+    path
+}
+
+/// Runs a one-shot command of the binary to the end (off the async runtime).
+async fn run_command(args: &[&str], config: &std::path::Path) -> Output {
+    let mut cmd = Command::new(BIN);
+    cmd.args(args)
+        .arg("--config")
+        .arg(config)
+        .env("RUST_LOG", "error");
+    tokio::task::spawn_blocking(move || cmd.output().expect("the binary runs"))
+        .await
+        .unwrap()
+}
+
+/// `lark-vc-bridge run` as a child process, killed when dropped.
+struct Running(Child);
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// A loopback port free right now (the child binds it a moment later).
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// The value of one sample (`name{labels}` exactly as rendered), if present.
+fn sample(text: &str, name: &str) -> Option<f64> {
+    text.lines().filter(|l| !l.starts_with('#')).find_map(|l| {
+        let (n, v) = l.rsplit_once(' ')?;
+        (n == name).then(|| v.parse().ok())?
+    })
+}
+
+/// A `[server]` section on a free loopback port, and the URL it serves.
+fn server_section() -> (String, String) {
+    let port = free_port();
+    let url = format!("http://127.0.0.1:{port}");
+    (
+        format!("\n[server]\nbind = \"127.0.0.1:{port}\"\npublic_url = \"{url}\"\n"),
+        url,
+    )
+}
+
+/// Starts `lark-vc-bridge run` and waits until `/readyz` answers 200.
+async fn start_run(config: &std::path::Path, url: &str) -> Running {
+    let run = Running(
+        Command::new(BIN)
+            .args(["run", "--config"])
+            .arg(config)
+            .env("RUST_LOG", "error")
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("run starts"),
+    );
+    wait_until("the binary is ready (/readyz 200)", || async {
+        reqwest::get(format!("{url}/readyz"))
+            .await
+            .is_ok_and(|r| r.status() == 200)
+    })
+    .await;
+    run
+}
+
+/// Adds a trainer with a Lark account, who connects through the running binary's OAuth
+/// routes as a browser would. Returns the trainer id.
+async fn connect_through(url: &str, sims: &Simulators, name: &str, email: &str) -> String {
+    sims.lark.add_user(email, name);
+    let trainer = sims.salesforce.insert(
+        "Onboarding_Trainer__c",
+        json!({ "Name": name, "Email__c": email }),
+        SF_HUMAN_USER_ID,
+    );
+    let start = get(&format!("{url}/oauth/lark/start?trainer={trainer}"), None).await;
+    assert_eq!(start.status, 302, "start: {}", start.body);
+    let cookie = cookie_pair(start.set_cookie.as_deref().expect("state cookie"));
+    let mut authorize = url::Url::parse(start.location.as_deref().unwrap()).unwrap();
+    authorize.query_pairs_mut().append_pair("sim_user", email);
+    let approved = get(authorize.as_str(), None).await;
+    assert_eq!(approved.status, 302, "authorize: {}", approved.body);
+    let done = get(approved.location.as_deref().unwrap(), Some(&cookie)).await;
+    assert_eq!(done.status, 200, "callback: {}", done.body);
+    trainer
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn metrics_of_the_running_binary_show_histograms_after_a_booking_gets_its_link() {
+    let sims = Simulators::start(0, 0).await.unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let (server, url) = server_section();
+    let config = config_for(&sims, dir.path(), &server);
+    let _run = start_run(&config, &url).await;
+
+    let trainer = connect_through(&url, &sims, "Mia", "mia@example.com").await;
+
+    // A booking created in Salesforce reaches the binary as a change event.
+    let booking = insert_booking(&sims.salesforce, &trainer, 24, 25, true);
+    let metrics = || async {
+        let response = reqwest::get(format!("{url}/metrics")).await.unwrap();
+        let content_type = response.headers()["content-type"]
+            .to_str()
+            .unwrap()
+            .to_string();
+        (content_type, response.text().await.unwrap())
+    };
+    wait_until("the booking's latency is observed", || async {
+        sample(&metrics().await.1, "lvb_booking_latency_seconds_count") == Some(1.0)
+    })
+    .await;
+    let link = sims.salesforce.get(BOOKING, &booking).unwrap()["Remote_Training_Meeting_Link__c"]
+        .as_str()
+        .map(str::to_string);
+    assert!(
+        link.is_some_and(|l| l.starts_with("https://")),
+        "the link is written"
+    );
+
+    let (content_type, text) = metrics().await;
+    assert!(
+        content_type.starts_with("application/openmetrics-text"),
+        "{content_type}"
+    );
+    assert!(text.ends_with("# EOF\n"), "{text}");
+    let latency = sample(&text, "lvb_booking_latency_seconds_sum").unwrap();
+    assert!(
+        latency > 0.0 && latency < 60.0,
+        "commit → link took {latency} s"
+    );
+    assert_eq!(
+        sample(
+            &text,
+            "lvb_lark_request_duration_seconds_count{operation=\"reserve_apply\"}"
+        ),
+        Some(1.0),
+        "one apply, timed: {text}"
+    );
+    assert_eq!(
+        sample(
+            &text,
+            "lvb_lark_request_duration_seconds_bucket{le=\"+Inf\",operation=\"reserve_apply\"}"
+        ),
+        Some(1.0),
+        "{text}"
+    );
+    for timed in [
+        "lvb_lark_request_duration_seconds_count{operation=\"token_exchange\"}",
+        "lvb_salesforce_request_duration_seconds_count{operation=\"login\"}",
+        "lvb_salesforce_request_duration_seconds_count{operation=\"query\"}",
+        "lvb_salesforce_request_duration_seconds_count{operation=\"composite_update\"}",
+    ] {
+        assert!(
+            sample(&text, timed).is_some_and(|n| n >= 1.0),
+            "{timed}: {text}"
+        );
+    }
+    assert_eq!(
+        sample(&text, "lvb_meetings_total{action=\"created\"}"),
+        Some(1.0)
+    );
+    assert_eq!(
+        sample(
+            &text,
+            &format!(
+                "lvb_build_info{{version=\"{}\"}}",
+                env!("CARGO_PKG_VERSION")
+            )
+        ),
+        Some(1.0)
+    );
+    assert!(sample(&text, "process_resident_memory_bytes").is_some_and(|b| b > 1e6));
+    assert!(sample(&text, "process_open_fds").is_some_and(|n| n >= 3.0));
+    assert!(sample(&text, "process_cpu_seconds_total").is_some_and(|s| s > 0.0));
+    let started = sample(&text, "process_start_time_seconds").unwrap();
+    let now = chrono::Utc::now().timestamp() as f64;
+    assert!(
+        started <= now && started > now - 600.0,
+        "{started} vs {now}"
+    );
+    // Labels carry kinds, never ids.
+    assert!(
+        !text.contains(&booking) && !text.contains(&trainer),
+        "{text}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn check_json_parses_and_keeps_the_exit_code() {
+    let sims = Simulators::start(0, 0).await.unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let config = config_for(&sims, dir.path(), "");
+
+    let out = run_command(&["check", "--json"], &config).await;
+    let report: Value = serde_json::from_slice(&out.stdout)
+        .unwrap_or_else(|e| panic!("not JSON ({e}): {}", String::from_utf8_lossy(&out.stdout)));
+    assert!(out.status.success(), "{report:#}");
+    assert_eq!(report["ok"], json!(true), "{report:#}");
+    let checks = report["checks"].as_array().unwrap();
+    let names: Vec<&str> = checks.iter().map(|c| c["name"].as_str().unwrap()).collect();
+    for name in [
+        "configuration valid",
+        "Salesforce login",
+        "fields of Training_Booking__c",
+        "streaming subscription",
+        "Lark app token",
+    ] {
+        assert!(names.contains(&name), "{name} missing: {names:?}");
+    }
+    for c in checks {
+        assert_eq!(c["ok"], json!(true), "{c}");
+        assert!(c["detail"].is_string(), "{c}");
+    }
+
+    sims.salesforce
+        .remove_field("Training_Booking__c", "Lark_Meeting_Status__c");
+    let out = run_command(&["check", "--json"], &config).await;
+    assert!(!out.status.success(), "a failed check still exits non-zero");
+    let report: Value = serde_json::from_slice(&out.stdout).expect("JSON on failure too");
+    assert_eq!(report["ok"], json!(false));
+    let fields = report["checks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["name"] == "fields of Training_Booking__c")
+        .expect("the fields check");
+    assert_eq!(fields["ok"], json!(false));
+    assert!(
+        fields["detail"]
+            .as_str()
+            .unwrap()
+            .contains("Training_Booking__c.Lark_Meeting_Status__c is missing"),
+        "{fields}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn check_json_of_a_bad_configuration_names_keys_without_secrets() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("bad.toml");
+    std::fs::write(&path, "[security]\nencryption_key = \"secret-not-a-key\"\n").unwrap();
+    let out = run_command(&["check", "--json"], &path).await;
+    assert!(!out.status.success());
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let report: Value = serde_json::from_str(&stdout).expect("JSON");
+    assert_eq!(report["ok"], json!(false));
+    assert_eq!(report["checks"][0]["name"], "configuration valid");
+    assert!(
+        report["checks"][0]["detail"]
+            .as_str()
+            .unwrap()
+            .contains("security.state_secret"),
+        "{report:#}"
+    );
+    assert!(!stdout.contains("secret-not-a-key"));
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn reconcile_exits_non_zero_and_names_a_write_back_salesforce_refused() {
+    let sims = Simulators::start(0, 0).await.unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let config = config_for(&sims, dir.path(), "");
+    // A trainer who has not connected: each booking's write-back is its pending status.
+    let trainer = sims.salesforce.insert(
+        "Onboarding_Trainer__c",
+        json!({ "Name": "Noor", "Email__c": "noor@example.com" }),
+        SF_HUMAN_USER_ID,
+    );
+    let refused = insert_booking(&sims.salesforce, &trainer, 24, 25, true);
+    let fine = insert_booking(&sims.salesforce, &trainer, 48, 49, true);
+    // The write-backs go in one collection call, in the bookings' end order: the first
+    // record is refused, as a validation rule would.
+    sims.salesforce.reject_writes(
+        BOOKING,
+        1,
+        "FIELD_CUSTOM_VALIDATION_EXCEPTION",
+        "Bookings are locked for audit",
+    );
+
+    let out = run_command(&["reconcile"], &config).await;
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "must fail:\n{stdout}\n{stderr}");
+    assert!(
+        stdout.contains("reconciled 2 bookings") && stdout.contains("1 write-backs refused"),
+        "{stdout}"
+    );
+    let line = stderr
+        .lines()
+        .find(|l| l.contains(&refused))
+        .unwrap_or_else(|| panic!("the refused booking is named:\n{stderr}"));
+    assert!(
+        line.contains("FIELD_CUSTOM_VALIDATION_EXCEPTION")
+            && line.contains("Bookings are locked for audit"),
+        "{line}"
+    );
+    assert!(!stderr.contains(&fine), "only the refused one: {stderr}");
+    assert_eq!(
+        sims.salesforce.get(BOOKING, &fine).unwrap()["Lark_Meeting_Status__c"],
+        json!("Pending Trainer Connection")
+    );
+
+    // Nothing refused any more: the next reconcile writes it and exits 0.
+    let out = run_command(&["reconcile"], &config).await;
+    assert!(
+        out.status.success(),
+        "{}\n{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(
+        sims.salesforce.get(BOOKING, &refused).unwrap()["Lark_Meeting_Status__c"],
+        json!("Pending Trainer Connection")
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn refresh_tokens_exits_non_zero_and_names_the_trainer_whose_refresh_failed() {
+    let sims = Simulators::start(0, 0).await.unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let (server, url) = server_section();
+    let config = config_for(&sims, dir.path(), &server);
+    // Refresh tokens that live an hour: inside the 48 h window, so the pass refreshes them.
+    sims.lark.set_token_lifetimes(7200, 3600);
+    let run = start_run(&config, &url).await;
+    let first = connect_through(&url, &sims, "Ola", "ola@example.com").await;
+    let second = connect_through(&url, &sims, "Pia", "pia@example.com").await;
+    drop(run);
+
+    // Lark's token endpoint is down (every retry included).
+    sims.lark.requests().clear();
+    sims.lark.faults().inject(
+        Some(axum::http::Method::POST),
+        "/open-apis/authen/v2/oauth/token",
+        100,
+        500,
+        r#"{"code":20050,"error":"server_error","error_description":"internal error"}"#,
+        &[],
+    );
+    let out = run_command(&["refresh-tokens"], &config).await;
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "must fail:\n{stdout}\n{stderr}");
+    assert!(stdout.contains("refreshed: 0  failed: 2"), "{stdout}");
+    let named: Vec<&str> = stderr
+        .lines()
+        .filter(|l| l.starts_with("failed: trainer "))
+        .collect();
+    assert_eq!(named.len(), 2, "{stderr}");
+    for trainer in [&first, &second] {
+        assert!(
+            named.iter().any(|l| l.contains(trainer.as_str())),
+            "{trainer} named: {stderr}"
+        );
+    }
+    assert!(
+        sims.lark
+            .requests()
+            .count_path("/open-apis/authen/v2/oauth/token")
+            >= 2,
+        "the refreshes were tried"
+    );
+
+    // Lark is back: the next pass refreshes both and exits 0.
+    sims.lark.faults().clear();
+    let out = run_command(&["refresh-tokens"], &config).await;
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(stdout.contains("refreshed: 2  failed: 0"), "{stdout}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn reconcile_over_many_bookings_shows_progress_on_stderr() {
+    let sims = Simulators::start(0, 0).await.unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let config = config_for(&sims, dir.path(), "");
+    let trainer = sims.salesforce.insert(
+        "Onboarding_Trainer__c",
+        json!({ "Name": "Raj", "Email__c": "raj@example.com" }),
+        SF_HUMAN_USER_ID,
+    );
+    for hours in 0..250 {
+        insert_booking(&sims.salesforce, &trainer, 24 + hours, 25 + hours, true);
+    }
+
+    let out = run_command(&["reconcile"], &config).await;
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stdout}\n{stderr}");
+    assert!(stdout.contains("reconciled 250 bookings"), "{stdout}");
+    for line in [
+        "reconcile: 100 of 250 bookings done",
+        "reconcile: 200 of 250 bookings done",
+    ] {
+        assert!(stderr.lines().any(|l| l == line), "{line:?} in:\n{stderr}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn rotate_key_over_many_trainers_shows_progress_on_stderr() {
+    let sims = Simulators::start(0, 0).await.unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let old_key = "ef".repeat(32);
+    let old = lark_vc_bridge::tokens::Vault::from_hex(&old_key, &[]).unwrap();
+    // Trainers whose tokens an earlier key encrypted (as a connected trainer's are).
+    for n in 0..150 {
+        sims.salesforce.insert(
+            "Onboarding_Trainer__c",
+            json!({
+                "Name": format!("Trainer {n}"),
+                "Email__c": format!("t{n}@example.com"),
+                "Lark_User_ID__c": format!("ou_{n}"),
+                "Lark_Access_Token__c": old.encrypt(&format!("u-access-{n}")),
+                "Lark_Refresh_Token__c": old.encrypt(&format!("ur-refresh-{n}")),
+            }),
+            SF_HUMAN_USER_ID,
+        );
+    }
+    let config = config_for(&sims, dir.path(), "");
+    let text = std::fs::read_to_string(&config).unwrap().replace(
+        "[security]\n",
+        &format!("[security]\nprevious_keys = [\"{old_key}\"]\n"),
+    );
+    std::fs::write(&config, text).unwrap();
+
+    let out = run_command(&["rotate-key"], &config).await;
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stdout}\n{stderr}");
+    assert!(stdout.contains("re-encrypted: 300"), "{stdout}");
+    assert!(
+        stderr
+            .lines()
+            .any(|l| l == "rotate-key: 150 of 150 trainers written"),
+        "{stderr}"
+    );
+    assert!(!stderr.contains("u-access-") && !stdout.contains("u-access-"));
+}
