@@ -8,6 +8,7 @@
 //! refreshes or clears them.
 
 pub mod connect;
+pub mod rotate;
 pub mod service;
 pub mod trainer;
 pub mod vault;
@@ -15,5 +16,6 @@ pub mod vault;
 // The secret types are Lark's (the client layer below issues and sends them).
 pub use crate::lark::secret::{AccessToken, AuthCode, OAuthState, PkceVerifier, RefreshToken};
 pub use connect::{ConnectError, ConnectFlow};
-pub use service::{RefreshOutcome, RotationSummary, TokenError, TokenService, TrainerEvent};
+pub use rotate::RotationSummary;
+pub use service::{RefreshOutcome, SkipReason, TokenError, TokenService, TrainerEvent};
 pub use vault::{Vault, VaultError};

@@ -16,21 +16,18 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
 use chrono::{DateTime, Utc};
-use serde_json::Value;
 use tokio::sync::mpsc;
 
 use crate::config::Settings;
 use crate::ids::TrainerId;
 use crate::lark::{GrantFailure, LarkClient, LarkError, TokenGrant};
 use crate::metrics::{names, Metrics};
-use crate::progress::Progress;
 use crate::salesforce::soql::{self, quote, RecordId};
 use crate::salesforce::{SalesforceClient, SalesforceError};
 use crate::store::{JournalledTokens, Store, StoreError};
 use crate::tokens::trainer::{
     connect_fields, disconnect_fields, from_unix, refresh_fields, EncryptedTokens, TrainerRecord,
-    F_ACCESS_TOKEN, F_CONNECTED, F_REFRESH_EXPIRES_AT, F_REFRESH_TOKEN, F_TOKEN_EXPIRES_AT,
-    F_USER_ID,
+    F_CONNECTED, F_REFRESH_EXPIRES_AT, F_TOKEN_EXPIRES_AT,
 };
 use crate::tokens::{AccessToken, RefreshToken, Vault};
 
@@ -65,47 +62,44 @@ pub enum TokenError {
 }
 
 /// Outcome of one refresh attempt, for summaries and metrics.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug)]
 pub enum RefreshOutcome {
     Refreshed,
-    /// Lark refused the refresh token; the trainer is now disconnected.
+    /// Lark refused the refresh token; the trainer is now disconnected (Lark's reason).
     Disconnected(String),
-    /// Retryable failure; the trainer stays connected.
-    Failed(String),
-    /// Nothing to do (not connected, or already fresh).
-    Skipped(String),
+    /// Retryable failure; the trainer stays connected. Keeps its source.
+    Failed(TokenError),
+    /// Nothing to do.
+    Skipped(SkipReason),
 }
 
-/// Trainers' token updates per collection call of `rotate-key` (Salesforce's maximum).
-const ROTATE_PER_CALL: usize = 200;
-
-/// What `rotate-key` did.
-#[derive(Debug, Default, Clone, PartialEq, Eq)]
-pub struct RotationSummary {
-    /// Token fields re-encrypted with the primary key.
-    pub rotated: usize,
-    /// Token fields already under the primary key.
-    pub current: usize,
-    /// One line per token field no configured key decrypts (trainer and field, no token).
-    pub undecryptable: Vec<String>,
-    /// Trainer records Salesforce refused to update.
-    pub write_failures: usize,
-    /// Journal rows re-encrypted.
-    pub journal_rows: usize,
+/// Why a refresh had nothing to do.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SkipReason {
+    /// The trainer is not connected.
+    NotConnected,
+    /// The trainer was disconnected while the refresh waited for its turn.
+    Disconnected,
+    /// No tokens are stored for the trainer.
+    NoTokens,
+    /// Someone refreshed since the timer's query.
+    AlreadyRefreshed,
+    /// Lark caps the refresh token's lifetime: refreshing again gains nothing yet.
+    NotExtendable,
 }
 
 /// Handle to the token service; cheap to clone.
 #[derive(Clone)]
 pub struct TokenService {
-    inner: Arc<Inner>,
+    pub(super) inner: Arc<Inner>,
 }
 
-struct Inner {
-    settings: Arc<Settings>,
-    salesforce: SalesforceClient,
+pub(super) struct Inner {
+    pub(super) settings: Arc<Settings>,
+    pub(super) salesforce: SalesforceClient,
     lark: LarkClient,
-    store: Store,
-    vault: Arc<Vault>,
+    pub(super) store: Store,
+    pub(super) vault: Arc<Vault>,
     metrics: Metrics,
     flights: Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>,
     /// Trainers this process disconnected (refused refresh, `disconnect`, admin uncheck);
@@ -300,17 +294,17 @@ impl TokenService {
     /// access token's expiry (the timer picked them for the refresh token's sake).
     pub async fn refresh_now(&self, trainer: &TrainerRecord) -> RefreshOutcome {
         if !trainer.connected {
-            return RefreshOutcome::Skipped("not connected".into());
+            return RefreshOutcome::Skipped(SkipReason::NotConnected);
         }
         let flight = self.flight(&trainer.id);
         let _guard = flight.lock().await;
         if self.is_disconnected(&trainer.id) {
-            return RefreshOutcome::Skipped("disconnected".into());
+            return RefreshOutcome::Skipped(SkipReason::Disconnected);
         }
         let state = match self.current_state(trainer) {
             Ok(Some(s)) => s,
-            Ok(None) => return RefreshOutcome::Skipped("no tokens stored".into()),
-            Err(e) => return RefreshOutcome::Failed(e.to_string()),
+            Ok(None) => return RefreshOutcome::Skipped(SkipReason::NoTokens),
+            Err(e) => return RefreshOutcome::Failed(e.into()),
         };
         // Someone refreshed since the timer's query: nothing to do.
         let window = chrono::Duration::from_std(self.inner.settings.refresh.refresh_token_window)
@@ -318,7 +312,7 @@ impl TokenService {
         let now = Utc::now();
         if let Some(exp) = state.refresh_expires_at {
             if exp - window > now {
-                return RefreshOutcome::Skipped("already refreshed".into());
+                return RefreshOutcome::Skipped(SkipReason::AlreadyRefreshed);
             }
             // The last refresh could not push the refresh token past the window (Lark
             // caps its lifetime): refreshing again gains nothing until the access token
@@ -328,13 +322,13 @@ impl TokenService {
             if let Some(refreshed_at) = state.refreshed_at {
                 let not_extendable = exp.timestamp() - refreshed_at < window.num_seconds();
                 if not_extendable && state.access_expires_at - skew > now {
-                    return RefreshOutcome::Skipped("refresh token cannot be extended".into());
+                    return RefreshOutcome::Skipped(SkipReason::NotExtendable);
                 }
             }
         }
         match self.refresh_locked(trainer, state).await {
             Ok((outcome, _)) => outcome,
-            Err(e) => RefreshOutcome::Failed(e.to_string()),
+            Err(e) => RefreshOutcome::Failed(e),
         }
     }
 
@@ -578,83 +572,6 @@ impl TokenService {
                 false
             }
         }
-    }
-
-    /// Re-encrypts every trainer's tokens (Salesforce and the local journal) with the
-    /// primary key, through batched collection updates. Idempotent. Holds each trainer's
-    /// single-flight lock until the journal is re-encrypted, so no refresh, connect or
-    /// disconnect of theirs interleaves (design §3 rule 16). The caller holds the store
-    /// lock, so no service runs beside it and the one read cannot go stale. `progress`
-    /// counts trainers written, one collection call at a time.
-    pub async fn rotate_key(&self, progress: &Progress) -> Result<RotationSummary, TokenError> {
-        let t = &self.inner.settings.salesforce.trainer;
-        let vault = &self.inner.vault;
-        // Long text areas cannot be filtered in SOQL, so select connected-at-some-point
-        // trainers and look at the token fields here.
-        let soql = format!(
-            "SELECT Id, {F_ACCESS_TOKEN}, {F_REFRESH_TOKEN} FROM {} WHERE {F_USER_ID} != null",
-            t.object
-        );
-        let rows = self.inner.salesforce.query(&soql).await?;
-        let mut ids: Vec<&str> = rows
-            .iter()
-            .filter_map(|row| row.get("Id").and_then(Value::as_str))
-            .collect();
-        ids.sort_unstable();
-        // In id order: nothing else takes more than one of these locks.
-        let mut guards = Vec::with_capacity(ids.len());
-        for id in ids {
-            guards.push(self.flight(id).lock_owned().await);
-        }
-        let mut summary = RotationSummary::default();
-        let mut updates = Vec::new();
-        for row in &rows {
-            let Some(id) = row
-                .get("Id")
-                .and_then(Value::as_str)
-                .and_then(|s| RecordId::parse(s).ok())
-            else {
-                continue;
-            };
-            let mut fields = serde_json::Map::new();
-            for f in [F_ACCESS_TOKEN, F_REFRESH_TOKEN] {
-                let Some(enc) = row.get(f).and_then(Value::as_str).filter(|s| !s.is_empty()) else {
-                    continue;
-                };
-                match vault.reencrypt(enc) {
-                    Ok(None) => summary.current += 1,
-                    Ok(Some(fresh)) => {
-                        fields.insert(f.to_string(), Value::String(fresh));
-                        summary.rotated += 1;
-                    }
-                    Err(e) => {
-                        summary.undecryptable.push(format!(
-                            "trainer {id}: {f} cannot be decrypted with any configured key: {e}"
-                        ));
-                    }
-                }
-            }
-            if !fields.is_empty() {
-                updates.push((id, fields));
-            }
-        }
-        progress.add_total(updates.len());
-        let mut results = Vec::with_capacity(updates.len());
-        let mut updates = updates.into_iter().peekable();
-        while updates.peek().is_some() {
-            // One sObject Collections call at a time, so progress moves as they land.
-            let chunk: Vec<_> = updates.by_ref().take(ROTATE_PER_CALL).collect();
-            let n = chunk.len();
-            results.extend(self.inner.salesforce.update_many(&t.object, chunk).await?);
-            progress.tick(n);
-        }
-        summary.write_failures = results.iter().filter(|r| !r.success).count();
-        summary.journal_rows = self
-            .inner
-            .store
-            .reencrypt_tokens(|enc| vault.reencrypt(enc).ok().flatten())?;
-        drop(guards);
-        Ok(summary)
     }
 
     /// Trainers the timer must refresh: connected, refresh token expiring within the window.
