@@ -28,6 +28,9 @@ pub(super) enum Service {
     },
 }
 
+/// `server.rate_limit_per_minute` for the benchmark's service: its largest valid value.
+const SEEDING_RATE_LIMIT: u32 = 100_000;
+
 impl Service {
     /// Starts the service in this process, or as `service_bin run` when given.
     pub(super) async fn start(
@@ -37,11 +40,15 @@ impl Service {
         dir: &Path,
     ) -> anyhow::Result<Service> {
         let store = dir.join("store.db");
+        let mut env = lvb_simulators::service_env(&sf.base_url(), &lark.base_url(), &store);
+        // Every trainer connects from this one loopback address while seeding: the
+        // per-address limit of the OAuth routes (rule 18) is for the public, not this.
+        env.push((
+            "LVB__SERVER__RATE_LIMIT_PER_MINUTE".into(),
+            SEEDING_RATE_LIMIT.to_string(),
+        ));
         let Some(service_bin) = service_bin else {
-            let settings = Settings::load_from(
-                None,
-                lvb_simulators::service_env(&sf.base_url(), &lark.base_url(), &store),
-            )?;
+            let settings = Settings::load_from(None, env)?;
             let app = App::build(settings).await?;
             let url = app.local_url();
             let shutdown = app.shutdown_handle();
@@ -65,11 +72,7 @@ impl Service {
                 cmd.env_remove(key);
             }
         }
-        cmd.envs(lvb_simulators::service_env(
-            &sf.base_url(),
-            &lark.base_url(),
-            &store,
-        ));
+        cmd.envs(env);
         cmd.envs([
             ("LVB__SERVER__BIND", format!("127.0.0.1:{port}")),
             (
