@@ -274,6 +274,10 @@ impl App {
                 Some(format!("the HTTP server {}", how_it_ended(ended)))
             }
         };
+        // A task that ended as shutdown was asked for ended as planned, whichever arm the
+        // select saw first (seen under load: the HTTP server's own shutdown watch woke it
+        // and it closed before this select looked at the shutdown arm).
+        let failure = failure.filter(|_| !*shutdown_tx.borrow());
         if let Some(what) = &failure {
             // Not ready from now on: nothing may route work here until it is restarted.
             readiness.set_streaming_subscription(false);
