@@ -10,8 +10,6 @@
 //! at Lark, so an apply that may have reached Lark and then timed out is handed back to
 //! the caller (whose journal reconciles it) instead of being sent again.
 
-use std::time::Duration;
-
 use serde::Deserialize;
 
 use secrecy::ExposeSecret;
@@ -19,7 +17,7 @@ use secrecy::ExposeSecret;
 use super::error::{lenient_i64, ErrorContext, LarkError, CODE_TENANT_TOKEN_INVALID};
 use super::secret::AccessToken;
 use super::{CallKind, Data, LarkClient, NotReplayable, Sensitivity};
-use crate::retry::{with_retry, RetryPolicy};
+use crate::retry::with_retry;
 
 /// Create a reservation.
 pub const APPLY_PATH: &str = "/open-apis/vc/v1/reserves/apply";
@@ -94,9 +92,6 @@ pub enum ApplyError {
     AnswerLost(#[source] LarkError),
 }
 
-/// Longest wait for an apply slot: one full minute window, plus margin.
-const PACER_WAIT_ALLOWANCE: Duration = Duration::from_secs(62);
-
 impl LarkClient {
     /// Reserves a meeting hosted by the token's user, valid until `end_time` (unix seconds;
     /// in the future and at most 30 days ahead, or Lark answers 121003).
@@ -110,14 +105,7 @@ impl LarkClient {
             "end_time": end_time.to_string(),
             "meeting_settings": { "topic": topic },
         });
-        // The wait for a pacer slot (up to a minute in a burst) must not count against
-        // the attempt's timeout: a request that was never sent cannot have reached Lark.
-        // reqwest's own request timeout still bounds the HTTP call itself.
-        let policy = RetryPolicy {
-            attempt_timeout: self.inner.policy.attempt_timeout + PACER_WAIT_ALLOWANCE,
-            ..self.inner.policy.clone()
-        };
-        let result = with_retry(&policy, "lark reserve apply", || async {
+        let result = with_retry(&self.paced_policy(), "lark reserve apply", || async {
             // Every attempt is a request Lark counts against the app's limit.
             self.inner.apply_pacer.acquire().await;
             let request = self
@@ -153,16 +141,7 @@ impl LarkClient {
         end_time: Option<i64>,
         topic: Option<&str>,
     ) -> Result<Reserve, LarkError> {
-        let mut body = serde_json::Map::new();
-        if let Some(end) = end_time {
-            body.insert("end_time".into(), end.to_string().into());
-        }
-        if let Some(topic) = topic {
-            body.insert(
-                "meeting_settings".into(),
-                serde_json::json!({ "topic": topic }),
-            );
-        }
+        let body = update_body(end_time, topic);
         let path = reserve_path(reserve_id)?;
         let Data { data }: Data<ReserveData> = self
             .user_call(
@@ -291,17 +270,8 @@ impl LarkClient {
         end_time: Option<i64>,
         topic: Option<&str>,
     ) -> Result<Reserve, LarkError> {
-        let mut body = serde_json::Map::new();
+        let mut body = update_body(end_time, topic);
         body.insert("owner_id".into(), owner_open_id.into());
-        if let Some(end) = end_time {
-            body.insert("end_time".into(), end.to_string().into());
-        }
-        if let Some(topic) = topic {
-            body.insert(
-                "meeting_settings".into(),
-                serde_json::json!({ "topic": topic }),
-            );
-        }
         let path = reserve_path(reserve_id)?;
         let Data { data }: Data<ReserveData> = self
             .tenant_call(
@@ -336,6 +306,24 @@ impl LarkClient {
             .await?;
         Ok(())
     }
+}
+
+/// The body of `PUT /reserves/{id}`: only what changes (Lark keeps what is left out).
+fn update_body(
+    end_time: Option<i64>,
+    topic: Option<&str>,
+) -> serde_json::Map<String, serde_json::Value> {
+    let mut body = serde_json::Map::new();
+    if let Some(end) = end_time {
+        body.insert("end_time".into(), end.to_string().into());
+    }
+    if let Some(topic) = topic {
+        body.insert(
+            "meeting_settings".into(),
+            serde_json::json!({ "topic": topic }),
+        );
+    }
+    body
 }
 
 /// `/open-apis/vc/v1/reserves/{id}`, refusing ids that would change the path (reserve ids

@@ -1,5 +1,7 @@
 //! Tests of [`super`] (vc.rs) against the Lark simulator.
 
+use std::time::Duration;
+
 use super::*;
 use crate::lark::pacing::APPLY_PER_SECOND;
 use crate::lark::test_support::{
