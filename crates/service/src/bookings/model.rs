@@ -12,6 +12,8 @@ use crate::tokens::trainer::{parse_sf_datetime, TrainerRecord};
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum MeetingStatus {
     Created,
+    /// Reserved by the app for a trainer who has not connected; the trainer hosts (rule 21).
+    CreatedByApp,
     PendingTrainerConnection,
     Failed,
     Cancelled,
@@ -19,8 +21,9 @@ pub enum MeetingStatus {
 
 impl MeetingStatus {
     /// Every value the service writes; the metadata test checks the picklist has them.
-    pub const ALL: [MeetingStatus; 4] = [
+    pub const ALL: [MeetingStatus; 5] = [
         MeetingStatus::Created,
+        MeetingStatus::CreatedByApp,
         MeetingStatus::PendingTrainerConnection,
         MeetingStatus::Failed,
         MeetingStatus::Cancelled,
@@ -30,6 +33,7 @@ impl MeetingStatus {
     pub fn as_str(self) -> &'static str {
         match self {
             MeetingStatus::Created => "Created",
+            MeetingStatus::CreatedByApp => "Created by App",
             MeetingStatus::PendingTrainerConnection => "Pending Trainer Connection",
             MeetingStatus::Failed => "Failed",
             MeetingStatus::Cancelled => "Cancelled",

@@ -64,7 +64,7 @@ impl Acted {
             Some(MeetingStatus::PendingTrainerConnection) => Outcome::Pending,
             Some(MeetingStatus::Failed) => Outcome::Failed,
             Some(MeetingStatus::Cancelled) => Outcome::Cancelled,
-            Some(MeetingStatus::Created) | None => planned,
+            Some(MeetingStatus::Created | MeetingStatus::CreatedByApp) | None => planned,
         };
         Acted { outcome, write }
     }

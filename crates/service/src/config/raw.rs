@@ -18,6 +18,9 @@ pub(super) struct Raw {
     pub(super) security: RawSecurity,
     pub(super) refresh: RawRefresh,
     pub(super) processing: RawProcessing,
+    pub(super) calendar: RawCalendar,
+    pub(super) meetings: RawMeetings,
+    pub(super) alerts: RawAlerts,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -76,6 +79,8 @@ pub(super) struct RawBooking {
     pub(super) reservation_field: Option<String>,
     pub(super) meeting_status_field: Option<String>,
     pub(super) meeting_error_field: Option<String>,
+    pub(super) attendee_email_field: Option<String>,
+    pub(super) calendar_event_field: Option<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -124,6 +129,28 @@ pub(super) struct RawProcessing {
     pub(super) retry_max_delay: Option<String>,
     pub(super) max_in_doubt_applies: Option<String>,
     pub(super) in_doubt_delay: Option<String>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(default)]
+pub(super) struct RawCalendar {
+    pub(super) enabled: Option<BoolLike>,
+    pub(super) timezone: Option<String>,
+    pub(super) reminder_minutes: Option<String>,
+    pub(super) description_template: Option<String>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(default)]
+pub(super) struct RawMeetings {
+    pub(super) unconnected: Option<String>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(default)]
+pub(super) struct RawAlerts {
+    pub(super) lark_chat_id: Option<String>,
+    pub(super) pending_horizon: Option<String>,
 }
 
 /// A list given either as a TOML array or, from the environment, as a comma-separated string.

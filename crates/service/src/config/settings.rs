@@ -18,6 +18,9 @@ pub struct Settings {
     pub security: SecuritySettings,
     pub refresh: RefreshSettings,
     pub processing: ProcessingSettings,
+    pub calendar: CalendarSettings,
+    pub meetings: MeetingsSettings,
+    pub alerts: AlertsSettings,
 }
 
 #[derive(Debug, Clone)]
@@ -172,6 +175,11 @@ pub struct BookingSettings {
     pub reservation_field: String,
     pub meeting_status_field: String,
     pub meeting_error_field: String,
+    /// Booking field with the guest's (merchant's) email, invited to the calendar event;
+    /// None = no guest (`salesforce.booking.attendee_email_field` empty).
+    pub attendee_email_field: Option<String>,
+    /// Written: the calendar event id (rule 20).
+    pub calendar_event_field: String,
 }
 
 impl BookingSettings {
@@ -181,12 +189,13 @@ impl BookingSettings {
     }
 
     /// Fields the service writes on the booking; a change touching only these is our own.
-    pub fn output_fields(&self) -> [&str; 4] {
+    pub fn output_fields(&self) -> [&str; 5] {
         [
             &self.link_field,
             &self.reservation_field,
             &self.meeting_status_field,
             &self.meeting_error_field,
+            &self.calendar_event_field,
         ]
     }
 }
@@ -238,13 +247,34 @@ pub struct LarkSettings {
     pub notify_trainers: bool,
     /// When set, only Lark accounts of this tenant may connect (`lark.tenant_key`).
     pub tenant_key: Option<String>,
+    /// `calendar.enabled`: the calendar scopes are asked for and required (rule 19).
+    pub calendar_scopes_requested: bool,
 }
+
+/// The user-token scopes the calendar needs: writing events on the primary calendar and
+/// reading which calendar is primary (Lark's calendar v4 pages: `calendar:calendar` for
+/// events, `calendar:calendar:readonly` for `calendars/primary`).
+pub const CALENDAR_SCOPES: [&str; 2] = ["calendar:calendar", "calendar:calendar:readonly"];
 
 impl LarkSettings {
     /// Scopes a trainer's consent must include for the connection to be saved (rule 19).
     /// Derived from the configuration, so work that needs more (the calendar) adds here.
     pub fn required_scopes(&self) -> Vec<&'static str> {
-        vec!["vc:reserve", "offline_access"]
+        let mut scopes = vec!["vc:reserve", "offline_access"];
+        if self.calendar_scopes_requested {
+            scopes.extend(CALENDAR_SCOPES);
+        }
+        scopes
+    }
+
+    /// The scopes the consent page asks for: `lark.scopes`, without the calendar ones
+    /// when `calendar.enabled` is false.
+    pub fn requested_scopes(&self) -> Vec<String> {
+        self.scopes
+            .iter()
+            .filter(|s| self.calendar_scopes_requested || !CALENDAR_SCOPES.contains(&s.as_str()))
+            .cloned()
+            .collect()
     }
 }
 
@@ -306,4 +336,51 @@ pub struct ProcessingSettings {
     pub max_in_doubt_applies: u32,
     /// Wait before re-applying after an apply whose answer was lost.
     pub in_doubt_delay: Duration,
+}
+
+/// `calendar.*` (rule 20).
+#[derive(Debug, Clone)]
+pub struct CalendarSettings {
+    /// Put each meeting on the host's primary Lark calendar.
+    pub enabled: bool,
+    /// IANA zone the event is written in.
+    pub timezone: String,
+    /// The event's one reminder, minutes before the start.
+    pub reminder_minutes: u32,
+    /// Event description; `{Field__c}` and `{link}` placeholders.
+    pub description_template: String,
+}
+
+impl CalendarSettings {
+    /// The booking fields the description template names (`{link}` is not a field).
+    pub fn description_fields(&self) -> Vec<String> {
+        template_fields(&self.description_template)
+            .into_iter()
+            .filter(|f| f != "link")
+            .collect()
+    }
+}
+
+/// What a remote booking whose trainer has not connected gets (`meetings.unconnected`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Unconnected {
+    /// Wait for the trainer: `Pending Trainer Connection`.
+    Pending,
+    /// The app reserves the meeting on the trainer's behalf (rule 21).
+    AppHosted,
+}
+
+/// `meetings.*`.
+#[derive(Debug, Clone)]
+pub struct MeetingsSettings {
+    pub unconnected: Unconnected,
+}
+
+/// `alerts.*` (rule 22).
+#[derive(Debug, Clone)]
+pub struct AlertsSettings {
+    /// The group chat (`oc_…`) alerts go to; None = alerts off.
+    pub lark_chat_id: Option<String>,
+    /// Alert when a booking this close to its start still has no meeting.
+    pub pending_horizon: Duration,
 }

@@ -137,6 +137,30 @@ impl Problems {
 }
 
 /// A Salesforce API name: starts with a letter; letters, digits and underscores.
+/// An IANA zone name as Lark takes it (`UTC`, `Asia/Singapore`, `America/Argentina/Salta`,
+/// `Etc/GMT+8`): letters, digits and `_ + -`, in `/`-separated parts. Whether the zone
+/// exists is Lark's to say; this catches typos such as spaces or an offset like `+08:00`.
+fn is_zone_name(name: &str) -> bool {
+    name.len() <= 64
+        && name.split('/').all(|part| {
+            part.chars().next().is_some_and(|c| c.is_ascii_alphabetic())
+                && part
+                    .chars()
+                    .all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '+' | '-'))
+        })
+}
+
+/// An optional field name: empty or absent = None.
+fn optional_api_name(p: &mut Problems, key: &str, value: Option<String>) -> Option<String> {
+    let name = value
+        .map(|v| v.trim().to_string())
+        .filter(|v| !v.is_empty())?;
+    if !is_api_name(&name) {
+        p.0.push(format!("{key} must be a field API name, got {name:?}"));
+    }
+    Some(name)
+}
+
 pub fn is_api_name(name: &str) -> bool {
     let mut chars = name.chars();
     matches!(chars.next(), Some(c) if c.is_ascii_alphabetic())
@@ -251,6 +275,15 @@ impl Raw {
                 "salesforce.booking.meeting_error_field",
                 b.meeting_error_field,
             ),
+            attendee_email_field: optional_api_name(
+                &mut p,
+                "salesforce.booking.attendee_email_field",
+                b.attendee_email_field,
+            ),
+            calendar_event_field: p.api_name(
+                "salesforce.booking.calendar_event_field",
+                b.calendar_event_field,
+            ),
         };
         if booking.remote_values.is_empty() {
             p.0.push("salesforce.booking.remote_values must name at least one value".into());
@@ -267,6 +300,74 @@ impl Raw {
             object: p.api_name("salesforce.trainer.object", t.object),
             email_field: p.api_name("salesforce.trainer.email_field", t.email_field),
             name_field: p.api_name("salesforce.trainer.name_field", t.name_field),
+        };
+
+        let c = self.calendar;
+        let calendar = CalendarSettings {
+            enabled: p.boolean("calendar.enabled", c.enabled, true),
+            timezone: p.required("calendar.timezone", c.timezone),
+            reminder_minutes: {
+                let text = p.required("calendar.reminder_minutes", c.reminder_minutes);
+                match text.parse::<u32>() {
+                    // Lark takes reminders up to 20160 minutes (14 days) ahead.
+                    Ok(n) if n <= 20_160 => n,
+                    _ => {
+                        if !text.is_empty() {
+                            p.0.push(format!(
+                                "calendar.reminder_minutes must be a whole number from 0 to 20160, got {text:?}"
+                            ));
+                        }
+                        15
+                    }
+                }
+            },
+            description_template: p
+                .required("calendar.description_template", c.description_template),
+        };
+        if !calendar.timezone.is_empty() && !is_zone_name(&calendar.timezone) {
+            p.0.push(format!(
+                "calendar.timezone must be an IANA zone name such as UTC or Europe/Paris, got {:?}",
+                calendar.timezone
+            ));
+        }
+        for field in calendar.description_fields() {
+            if !is_api_name(&field) {
+                p.0.push(format!(
+                    "calendar.description_template has a placeholder {{{field}}} that is neither {{link}} nor a field API name"
+                ));
+            }
+        }
+        let unconnected = match self
+            .meetings
+            .unconnected
+            .as_deref()
+            .map(str::trim)
+            .unwrap_or("pending")
+        {
+            "pending" | "" => Unconnected::Pending,
+            "app_hosted" => Unconnected::AppHosted,
+            other => {
+                p.0.push(format!(
+                    "meetings.unconnected must be pending or app_hosted, got {other:?}"
+                ));
+                Unconnected::Pending
+            }
+        };
+        let a = self.alerts;
+        let lark_chat_id = a
+            .lark_chat_id
+            .map(|c| c.trim().to_string())
+            .filter(|c| !c.is_empty());
+        if let Some(chat) = &lark_chat_id {
+            if !chat.starts_with("oc_") || !chat[3..].chars().all(|c| c.is_ascii_alphanumeric()) {
+                p.0.push(format!(
+                    "alerts.lark_chat_id must be a Lark group chat id (oc_ followed by letters and digits), got {chat:?}"
+                ));
+            }
+        }
+        let alerts = AlertsSettings {
+            lark_chat_id,
+            pending_horizon: p.duration("alerts.pending_horizon", a.pending_horizon),
         };
 
         let l = self.lark;
@@ -395,6 +496,7 @@ impl Raw {
                 scopes,
                 notify_trainers,
                 tenant_key,
+                calendar_scopes_requested: calendar.enabled,
             },
             security: SecuritySettings {
                 encryption_key,
@@ -412,6 +514,9 @@ impl Raw {
                 max_in_doubt_applies,
                 in_doubt_delay,
             },
+            calendar,
+            meetings: MeetingsSettings { unconnected },
+            alerts,
         })
     }
 }

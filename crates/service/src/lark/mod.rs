@@ -234,7 +234,7 @@ impl LarkClient {
                 app_id: settings.app_id.clone(),
                 app_secret: settings.app_secret.clone(),
                 oauth_version: settings.oauth_version,
-                scopes: settings.scopes.clone(),
+                scopes: settings.requested_scopes(),
                 policy,
                 tenant_token: TokenCache::default(),
                 app_token: TokenCache::default(),

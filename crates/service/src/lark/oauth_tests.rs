@@ -52,7 +52,7 @@ async fn authorize_url_has_every_parameter() {
     assert_eq!(q[2].1, REDIRECT);
     assert_eq!(
         q[3].1,
-        "vc:reserve offline_access contact:user.email:readonly"
+        "vc:reserve offline_access contact:user.email:readonly calendar:calendar calendar:calendar:readonly"
     );
     assert_eq!(q[4].1, "s t");
     assert_eq!(q[6].1, "S256");

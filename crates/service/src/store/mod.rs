@@ -18,6 +18,9 @@ use std::sync::{Arc, Mutex};
 
 use rusqlite::{params, Connection, OptionalExtension};
 
+mod alerts;
+mod calendar;
+mod contacts;
 mod retries;
 pub use retries::{InDoubtApply, RetryEntry};
 
@@ -176,6 +179,9 @@ impl Store {
         conn.busy_timeout(std::time::Duration::from_secs(5))?;
         conn.execute_batch(SCHEMA)?;
         conn.execute_batch(retries::SCHEMA)?;
+        conn.execute_batch(calendar::SCHEMA)?;
+        conn.execute_batch(contacts::SCHEMA)?;
+        conn.execute_batch(alerts::SCHEMA)?;
         Ok(Store {
             conn: Arc::new(Mutex::new(conn)),
         })

@@ -372,6 +372,7 @@ pub fn default_schema() -> Vec<ObjectDef> {
             "Lark Meeting Status",
             &[
                 "Created",
+                "Created by App",
                 "Pending Trainer Connection",
                 "Failed",
                 "Cancelled",

@@ -182,6 +182,7 @@ async fn describe_lists_fields_and_follows_removals() {
         status.picklist_values,
         vec![
             "Created",
+            "Created by App",
             "Pending Trainer Connection",
             "Failed",
             "Cancelled"
