@@ -64,7 +64,13 @@ async fn a_small_burst_is_linked_with_one_refresh_per_expired_trainer() {
     let m = &report.resources;
     assert!(m.peak_rss_mb > 0.0 && m.process_cpu_secs > 0.0, "{m:?}");
     assert!(m.simulators_cpu_secs.is_some());
-    assert_eq!(report.targets.len(), 6);
+    assert_eq!(report.targets.len(), 7);
+    let lark_target = report
+        .targets
+        .iter()
+        .find(|t| t.target.starts_with("Lark calls per booking"))
+        .expect("the Lark calls row");
+    assert_eq!(lark_target.met, Some(true), "{lark_target:?}");
     let refresh_target = report.targets.last().unwrap();
     assert_eq!(refresh_target.met, Some(true), "{refresh_target:?}");
     serde_json::to_string(&report).expect("serialises");
