@@ -246,7 +246,16 @@ async fn a_booking_near_its_start_without_a_meeting_is_alerted_once_and_a_refuse
         0.0
     );
 
+    // A sweep reads the upcoming bookings in one query, and the near ones without a
+    // meeting once more after processing them: one query more, however many there are.
+    let queries = || app.sf.requests().count(&Method::GET, "/query");
+    let before = queries();
     app.engine.reconcile().await.expect("sweep");
+    assert_eq!(
+        queries() - before,
+        2,
+        "the sweep's query and the near ones' re-read"
+    );
     assert_eq!(chat_texts(&app, &chat).len(), 1, "once a day");
     let app = restart(app).await;
     app.engine.reconcile().await.expect("sweep");

@@ -26,6 +26,10 @@ use crate::store::Store;
 const STALE_CLAIM_SECS: i64 = 10 * 60;
 /// Seconds in the alert "day" (UTC).
 const DAY_SECS: i64 = 24 * 3600;
+/// Longest one post may take, retries included: alerts are sent from the pipeline's write
+/// path and sweeps, which must not wait minutes on a Lark that hangs. A post that timed out
+/// counts as failed (and Lark drops a duplicate of it, by its uuid, if it did arrive).
+const ALERT_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(15);
 /// Longest alert text sent (Lark's text messages take far more; alerts stay readable).
 const MAX_ALERT_CHARS: usize = 1500;
 
@@ -122,12 +126,13 @@ impl Alerter {
             }
         }
         let text = clip(text, MAX_ALERT_CHARS);
-        match self
-            .inner
-            .lark
-            .send_text_to_chat(chat_id, &text, &message_uuid(&key, day))
-            .await
-        {
+        let uuid = message_uuid(&key, day);
+        let post = self.inner.lark.send_text_to_chat(chat_id, &text, &uuid);
+        let posted = match tokio::time::timeout(ALERT_TIMEOUT, post).await {
+            Ok(result) => result.map_err(|e| e.to_string()),
+            Err(_) => Err(format!("no answer within {ALERT_TIMEOUT:?}")),
+        };
+        match posted {
             Ok(()) => {
                 if let Err(e) = store.mark_alert_sent(&key, day) {
                     tracing::warn!(subject = %key, error = %e, "could not remember the alert");
@@ -165,7 +170,7 @@ impl Alerter {
         reason: &str,
         connect_link: &str,
     ) -> AlertOutcome {
-        let who = who(name, trainer_id);
+        let who = trainer_label(name, trainer_id);
         let text = format!(
             "Trainer {who} was disconnected from Lark: {reason}\n\
              Their remote bookings wait as Pending Trainer Connection until they reconnect: {connect_link}"
@@ -240,17 +245,12 @@ pub struct PendingBooking<'a> {
     pub record_url: Option<&'a str>,
 }
 
-/// `Ann (a0X…)`, or the id alone.
-fn who(name: Option<&str>, id: &str) -> String {
+/// A trainer as alerts and `remind` name them: `Ann (a0X…)`, or the id alone.
+pub fn trainer_label(name: Option<&str>, id: &str) -> String {
     match name {
         Some(n) if !n.trim().is_empty() => format!("{} ({id})", n.trim()),
         _ => id.to_string(),
     }
-}
-
-/// The trainer as an alert names them.
-pub fn trainer_label(name: Option<&str>, id: &str) -> String {
-    who(name, id)
 }
 
 /// The message `uuid` of an alert: the same subject on the same day gives the same one

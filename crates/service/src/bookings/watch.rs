@@ -11,6 +11,7 @@
 use std::collections::HashMap;
 
 use chrono::{DateTime, Utc};
+use futures::StreamExt;
 
 use super::engine::{BookingFailure, BookingFailureKind, Engine};
 use super::model::{Booking, MeetingStatus};
@@ -18,6 +19,10 @@ use crate::alerts::{trainer_label, PendingBooking};
 use crate::config::BookingSettings;
 use crate::ids::BookingId;
 use crate::metrics::names;
+
+/// Alerts posted at once (each bounded in time by the alerter), so a pass with many keeps
+/// the write path or the sweep waiting for about one post, not one after another.
+const ALERTS_AT_ONCE: usize = 4;
 
 /// The `meeting_status` label of a booking with a blank status.
 const NO_STATUS: &str = "none";
@@ -105,9 +110,9 @@ impl Engine {
         if !self.tokens.alerter().is_on() {
             return;
         }
-        for b in &still {
-            self.alert_no_meeting(b).await;
-        }
+        futures::stream::iter(&still)
+            .for_each_concurrent(ALERTS_AT_ONCE, |b| self.alert_no_meeting(b))
+            .await;
     }
 
     fn set_gauges(&self, census: &SweepCensus) {
@@ -163,16 +168,18 @@ impl Engine {
         if failed.is_empty() || !self.tokens.alerter().is_on() {
             return;
         }
-        for f in failed
+        let failed = failed
             .iter()
-            .filter(|f| f.kind == BookingFailureKind::MeetingFailed)
-        {
-            let url = self.record_url(&f.booking).await;
-            self.tokens
-                .alerter()
-                .booking_failed(&f.booking, &f.reason, url.as_deref())
-                .await;
-        }
+            .filter(|f| f.kind == BookingFailureKind::MeetingFailed);
+        futures::stream::iter(failed)
+            .for_each_concurrent(ALERTS_AT_ONCE, |f| async move {
+                let url = self.record_url(&f.booking).await;
+                self.tokens
+                    .alerter()
+                    .booking_failed(&f.booking, &f.reason, url.as_deref())
+                    .await;
+            })
+            .await;
     }
 
     /// `{instance_url}/{record id}`: Salesforce opens the record from there.
