@@ -173,7 +173,7 @@ impl Alerter {
         let who = trainer_label(name, trainer_id);
         let text = format!(
             "Trainer {who} was disconnected from Lark: {reason}\n\
-             Their remote bookings wait as Pending Trainer Connection until they reconnect: {connect_link}"
+             Their new remote bookings get no meeting from their own account until they reconnect here: {connect_link}"
         );
         self.send(&Subject::Disconnected(trainer_id.to_string()), &text)
             .await
