@@ -68,6 +68,14 @@ pub enum Command {
     },
     /// Re-encrypt every stored token with the current primary key.
     RotateKey,
+    /// Send the connect reminder to every not-connected trainer with upcoming remote
+    /// bookings (at most one a day each).
+    Remind {
+        /// Print who was reached, skipped or not reachable as JSON
+        /// ({"reached", "already_reminded", "unreachable", "failed"}).
+        #[arg(long)]
+        json: bool,
+    },
 }
 
 /// Runs the parsed command; the process exit code follows the result.
@@ -92,6 +100,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
     let settings = Settings::load(cli.config.as_deref())?;
     // One-shot commands build only what they need: no HTTP listener, and the work that
     // touches tokens or bookings under the store lock or inside the running service.
+    let mut json = false;
     let request = match cli.command {
         Command::Run => {
             let app = App::build(settings).await?;
@@ -101,6 +110,10 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Reconcile => Request::Reconcile,
         Command::RefreshTokens => Request::RefreshTokens,
         Command::Disconnect { trainer } => Request::Disconnect { trainer },
+        Command::Remind { json: as_json } => {
+            json = as_json;
+            Request::Remind
+        }
         Command::ConnectLink { trainer } => {
             // Reads Salesforce only: no lock needed.
             let core = Core::build(Arc::new(settings))?;
@@ -118,8 +131,10 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         }
     };
     let reply = lark_vc_bridge::app::run_command(settings, request).await?;
-    if !reply.output.is_empty() {
-        println!("{}", reply.output);
+    match (&reply.summary, json) {
+        (Some(summary), true) => println!("{}", serde_json::to_string_pretty(summary)?),
+        _ if !reply.output.is_empty() => println!("{}", reply.output),
+        _ => {}
     }
     // What failed, booking by booking or trainer by trainer (the same lines whether the
     // work ran here or in the running service).

@@ -881,3 +881,51 @@ fn xml_scanning_ignores_comments_and_unescapes() {
         ["One__c", "Two__c"]
     );
 }
+
+/// The dashboards (issue 14) sit in a shipped dashboard folder, run as the viewer (no user
+/// name baked in), and show shipped reports that can feed a dashboard: summary or matrix
+/// (a tabular report without a row limit cannot). One shows the connection rate, one the
+/// bookings by meeting status.
+#[test]
+fn dashboards_show_shipped_summary_reports_and_name_no_user() {
+    let root = repo_root().join("salesforce-metadata/force-app/main/default");
+    let mut problems = Vec::new();
+    let mut shown = Vec::new();
+    for folder in subdirectories(&root.join("dashboards")) {
+        let folder_meta = root.join(format!("dashboards/{folder}.dashboardFolder-meta.xml"));
+        if !folder_meta.is_file() {
+            problems.push(format!("dashboard folder {folder} has no folder file"));
+        }
+        for entry in fs::read_dir(root.join("dashboards").join(&folder)).unwrap() {
+            let path = entry.unwrap().path();
+            let xml = strip_comments(&fs::read_to_string(&path).unwrap());
+            let file = path.display().to_string();
+            if element(&xml, "dashboardType").as_deref() != Some("LoggedInUser") {
+                problems.push(format!("{file}: dashboardType is not LoggedInUser"));
+            }
+            if element(&xml, "runningUser").is_some() {
+                problems.push(format!("{file} names a running user"));
+            }
+            for report in elements(&xml, "report") {
+                let report_file = root.join(format!("reports/{}.report-meta.xml", report.trim()));
+                match fs::read_to_string(&report_file) {
+                    Ok(r) => {
+                        let format = element(&strip_comments(&r), "format");
+                        if !matches!(format.as_deref(), Some("Summary" | "Matrix")) {
+                            problems.push(format!("{file}: {report} is {format:?}"));
+                        }
+                        shown.push(report.trim().to_string());
+                    }
+                    Err(_) => problems.push(format!("{file}: no shipped report {report}")),
+                }
+            }
+        }
+    }
+    assert_none(problems);
+    for wanted in [
+        "Lark_VC_Bridge/Lark_Connections",
+        "Lark_VC_Bridge/Remote_Bookings_by_Meeting_Status",
+    ] {
+        assert!(shown.iter().any(|s| s == wanted), "{wanted} on a dashboard");
+    }
+}

@@ -8,7 +8,7 @@
 //!   running service sends back — the work runs inside the service, under the same
 //!   per-trainer single-flight and in the processor's own turn as everything else.
 //!
-//! `reconcile`, `refresh-tokens` and `disconnect` are delegated this way; `rotate-key`
+//! `reconcile`, `refresh-tokens`, `disconnect` and `remind` are delegated this way; `rotate-key`
 //! refuses while the service runs (it must use the keys of the configuration it was
 //! started with; see `src/cli.rs`). A new command (e.g. `remind`) is one [`Request`]
 //! variant and one arm in [`Commands::execute`].
@@ -25,7 +25,7 @@ use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
 use tokio::net::{UnixListener, UnixStream};
 use tokio::sync::watch;
 
-use crate::bookings::{Engine, ProcessorHandle, RefreshSummary, Summary};
+use crate::bookings::{Engine, ProcessorHandle, RefreshSummary, RemindSummary, Summary};
 use crate::progress::Progress;
 use crate::salesforce::soql::RecordId;
 use crate::store::lock::{sibling, StoreLock};
@@ -51,6 +51,8 @@ pub enum Request {
     RefreshTokens,
     /// Clear a trainer's tokens (record id or email).
     Disconnect { trainer: String },
+    /// Connect reminders to every not-connected trainer with upcoming remote bookings.
+    Remind,
 }
 
 impl Request {
@@ -60,6 +62,7 @@ impl Request {
             Request::Reconcile => "reconcile",
             Request::RefreshTokens => "refresh-tokens",
             Request::Disconnect { .. } => "disconnect",
+            Request::Remind => "remind",
         }
     }
 }
@@ -112,6 +115,29 @@ impl Reply {
         });
         Reply {
             output: s.line(),
+            error,
+            failures,
+            summary: serde_json::to_value(s).ok(),
+        }
+    }
+
+    /// A `remind`'s reply: fails (non-zero exit) when a reminder could not be sent for
+    /// another reason than the trainer being unreachable, naming each.
+    pub fn of_remind(s: &RemindSummary) -> Reply {
+        let failures: Vec<String> = s
+            .failed
+            .iter()
+            .map(|t| {
+                format!(
+                    "failed: trainer {}: {}",
+                    t.id,
+                    t.reason.as_deref().unwrap_or("")
+                )
+            })
+            .collect();
+        let error = (!failures.is_empty()).then(|| format!("{} reminders failed", failures.len()));
+        Reply {
+            output: s.lines(),
             error,
             failures,
             summary: serde_json::to_value(s).ok(),
@@ -304,6 +330,10 @@ impl Commands {
                 Ok(id) => Reply::ok(format!("disconnected trainer {id}")),
                 Err(e) => Reply::failed(String::new(), format!("{e:#}")),
             },
+            Request::Remind => match self.engine.remind_unconnected().await {
+                Ok(s) => Reply::of_remind(&s),
+                Err(e) => Reply::failed(String::new(), format!("remind failed: {e}")),
+            },
         }
     }
 
@@ -334,6 +364,7 @@ mod tests {
                 },
                 r#"{"command":"disconnect","trainer":"ann@example.com"}"#,
             ),
+            (Request::Remind, r#"{"command":"remind"}"#),
         ] {
             assert_eq!(serde_json::to_string(&request).unwrap(), wire);
             assert_eq!(serde_json::from_str::<Request>(wire).unwrap(), request);

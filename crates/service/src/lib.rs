@@ -5,6 +5,7 @@
 //! - [`telemetry`]  — tracing set-up (human or JSON logs)
 //! - [`retry`]      — the one retry helper: classification, jittered capped backoff, server hints
 //! - [`ids`]        — typed booking and trainer record ids, parsed once where they enter
+//! - [`alerts`]     — admin alerts to a Lark group chat, each subject at most once a day
 //! - [`store`]      — embedded SQLite: OAuth nonces, checkpoints, token and reservation journals
 //! - [`tokens`]     — the AES-GCM vault, the trainer's token fields, the single-flight token
 //!   service, the connect flow (`begin`/`finish`)
@@ -24,12 +25,13 @@
 //!
 //! Layers, bottom to top — a module uses only modules below it (`.ci/layers` checks; test
 //! code may wire any of them): config, retry, metrics, store, telemetry, outbound →
-//! salesforce, lark → ids → tokens → bookings → http, control → app, check.
+//! salesforce, lark → ids, alerts → tokens → bookings → http, control → app, check.
 //!
 //! The command line (`src/main.rs` of the workspace root) calls into this library; the
 //! simulators (`lvb-simulators`) and the benchmark (`lvb-bench`) are crates of their own,
 //! and nothing here depends on them.
 
+pub mod alerts;
 pub mod app;
 pub mod bookings;
 pub mod check;

@@ -49,6 +49,14 @@ pub mod names {
     pub const LARK_REQUEST_DURATION: &str = "lvb_lark_request_duration_seconds";
     /// Histogram: one HTTP request to Salesforce REST, by `operation`.
     pub const SALESFORCE_REQUEST_DURATION: &str = "lvb_salesforce_request_duration_seconds";
+    // Issue 14: admin alerts and the success measures (gauges set on each sweep).
+    /// Counter: admin alerts (rule 22), by `subject` (disconnected, failed, pending) and
+    /// `outcome` (sent, failed).
+    pub const ALERTS: &str = "lvb_alerts_total";
+    /// Gauge: trainers with upcoming remote bookings, by `connected` (true, false).
+    pub const TRAINERS_WITH_UPCOMING_BOOKINGS: &str = "lvb_trainers_with_upcoming_bookings";
+    /// Gauge: upcoming remote bookings, by `meeting_status` (the picklist value, or `none`).
+    pub const UPCOMING_BOOKINGS: &str = "lvb_upcoming_bookings";
     /// Info: `version` of the running binary (sample `lvb_build_info{version=…} 1`).
     pub const BUILD_INFO: &str = "lvb_build_info";
 }
@@ -68,16 +76,27 @@ const COUNTERS: &[(&str, &str)] = &[
         "Trainer token refreshes, by outcome",
     ),
     (names::OAUTH_CONNECTIONS, "OAuth callbacks, by outcome"),
+    (names::ALERTS, "Admin alerts, by subject and outcome"),
 ];
 
 /// Counters shown as 0 before their first event (they have no labels).
 const UNLABELLED_COUNTERS: &[&str] = &[names::EVENTS_RECEIVED, names::EVENTS_PROCESSED];
 
 /// Gauges: name and help.
-const GAUGES: &[(&str, &str)] = &[(
-    names::STREAMING_LAG,
-    "Seconds between an event's commit and its processing",
-)];
+const GAUGES: &[(&str, &str)] = &[
+    (
+        names::STREAMING_LAG,
+        "Seconds between an event's commit and its processing",
+    ),
+    (
+        names::TRAINERS_WITH_UPCOMING_BOOKINGS,
+        "Trainers with upcoming remote bookings, by whether they connected Lark (last sweep)",
+    ),
+    (
+        names::UPCOMING_BOOKINGS,
+        "Upcoming remote bookings, by meeting status (last sweep)",
+    ),
+];
 
 /// A booking waits for a batch, Lark and the write linger (3 s): seconds to minutes.
 const BOOKING_LATENCY_BUCKETS: &[f64] = &[

@@ -11,6 +11,8 @@
 //! - `sweeps`    — reconciliation, a trainer's bookings on (dis)connect, refresh passes
 //! - `outcome`   — what processing a booking came to, and the pipeline's error
 //! - `status`    — the pipeline status `/readyz` reports
+//! - `watch`     — the sweep's gauges and the booking alerts (Failed, no meeting near start)
+//! - `remind`    — the `remind` command: reminders to trainers not connected
 
 pub mod act;
 pub mod apply;
@@ -21,13 +23,16 @@ pub mod intake;
 pub mod model;
 pub mod outcome;
 pub mod queries;
+pub mod remind;
 pub mod status;
 pub mod sweeps;
+pub mod watch;
 pub mod writeback;
 
 pub use engine::{BookingFailure, BookingFailureKind, Engine, Summary};
 pub use intake::{AbortOnDrop, Processor, ProcessorHandle};
 pub use model::{Booking, MeetingStatus};
 pub use outcome::{Outcome, PipelineError};
+pub use remind::{RemindSummary, RemindedTrainer};
 pub use status::PipelineStatus;
 pub use sweeps::{RefreshSummary, TrainerFailure};

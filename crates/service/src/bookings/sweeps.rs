@@ -84,10 +84,13 @@ impl Engine {
             .filter_map(|id| BookingId::parse(&id).ok())
             .collect();
         self.progress.add_total(bookings.len() + vanished.len());
+        let census = self.census(&bookings, now);
         let mut summary = self.process_bookings(bookings).await?;
         if !vanished.is_empty() {
             summary.add(&self.process_ids(&vanished).await?);
         }
+        // Gauges, and alerts for bookings near their start still without a meeting.
+        self.after_sweep(census).await;
         tracing::info!(?summary, "reconciliation sweep done");
         Ok(summary)
     }

@@ -246,6 +246,8 @@ impl Engine {
                 reason: codes.join("; "),
             });
         }
+        // Admins hear of each booking that became Failed (rule 22).
+        self.alert_failed(&written.failed).await;
         Ok(written)
     }
 }

@@ -1,4 +1,121 @@
-//! (filled in by the alerts work)
+//! Which admin alerts (design §3 rule 22) went out today: one row per subject, so each
+//! subject is alerted at most once a UTC day, across restarts. A send is first *claimed*
+//! (so two paths of one process, or a delegated command, never both send it) and then
+//! marked sent; a failed send is released, so a later pass tries again.
+
+use rusqlite::params;
+
+use super::{Store, StoreError};
 
 /// Tables of this file, applied idempotently at open.
-pub(super) const SCHEMA: &str = "";
+pub(super) const SCHEMA: &str = r#"
+CREATE TABLE IF NOT EXISTS admin_alerts (
+    subject    TEXT PRIMARY KEY,
+    day        INTEGER NOT NULL,
+    sent       INTEGER NOT NULL,
+    claimed_at INTEGER NOT NULL
+);
+"#;
+
+/// Rows of days this far back are dropped (only today's matter).
+const KEPT_DAYS: i64 = 7;
+
+impl Store {
+    /// Claims the alert of `subject` for UTC day `day` at `now` (unix seconds): true when
+    /// it may be sent — no row for that day yet, or only a claim older than `stale_secs`
+    /// that was never marked sent (its sender died mid-send). False when it was sent
+    /// today or is being sent.
+    pub fn claim_alert(
+        &self,
+        subject: &str,
+        day: i64,
+        now: i64,
+        stale_secs: i64,
+    ) -> Result<bool, StoreError> {
+        self.with(|c| {
+            c.execute(
+                "DELETE FROM admin_alerts WHERE day < ?1",
+                params![day - KEPT_DAYS],
+            )?;
+            let changed = c.execute(
+                "INSERT INTO admin_alerts (subject, day, sent, claimed_at) VALUES (?1, ?2, 0, ?3)
+                 ON CONFLICT(subject) DO UPDATE SET day = excluded.day, sent = 0,
+                   claimed_at = excluded.claimed_at
+                 WHERE admin_alerts.day <> excluded.day
+                    OR (admin_alerts.sent = 0 AND admin_alerts.claimed_at <= ?4)",
+                params![subject, day, now, now - stale_secs],
+            )?;
+            Ok(changed == 1)
+        })
+    }
+
+    /// Lark accepted the claimed alert: it is not sent again that day.
+    pub fn mark_alert_sent(&self, subject: &str, day: i64) -> Result<(), StoreError> {
+        self.with(|c| {
+            c.execute(
+                "UPDATE admin_alerts SET sent = 1 WHERE subject = ?1 AND day = ?2",
+                params![subject, day],
+            )?;
+            Ok(())
+        })
+    }
+
+    /// The claimed alert could not be sent: forget the claim, so it is tried again.
+    pub fn release_alert(&self, subject: &str, day: i64) -> Result<(), StoreError> {
+        self.with(|c| {
+            c.execute(
+                "DELETE FROM admin_alerts WHERE subject = ?1 AND day = ?2 AND sent = 0",
+                params![subject, day],
+            )?;
+            Ok(())
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::store::Store;
+
+    #[test]
+    fn an_alert_is_claimed_once_a_day_and_a_failed_one_again() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(&dir.path().join("s.db")).unwrap();
+        let (day, now) = (20_000, 20_000 * 86_400 + 60);
+        assert!(store.claim_alert("failed:a", day, now, 600).unwrap());
+        assert!(
+            !store.claim_alert("failed:a", day, now + 1, 600).unwrap(),
+            "being sent"
+        );
+        assert!(store.claim_alert("failed:b", day, now, 600).unwrap());
+        store.release_alert("failed:a", day).unwrap();
+        assert!(
+            store.claim_alert("failed:a", day, now + 2, 600).unwrap(),
+            "released"
+        );
+        store.mark_alert_sent("failed:a", day).unwrap();
+        assert!(
+            !store
+                .claim_alert("failed:a", day, now + 10_000, 600)
+                .unwrap(),
+            "sent today, however long ago"
+        );
+        assert!(
+            store.claim_alert("failed:b", day, now + 601, 600).unwrap(),
+            "a stale claim never marked sent"
+        );
+        assert!(
+            store
+                .claim_alert("failed:a", day + 1, now + 86_400, 600)
+                .unwrap(),
+            "a new day"
+        );
+        drop(store);
+        let store = Store::open(&dir.path().join("s.db")).unwrap();
+        assert!(
+            !store
+                .claim_alert("failed:a", day + 1, now + 86_401, 600)
+                .unwrap(),
+            "remembered across a reopen"
+        );
+    }
+}

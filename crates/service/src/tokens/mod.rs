@@ -17,5 +17,7 @@ pub mod vault;
 pub use crate::lark::secret::{AccessToken, AuthCode, OAuthState, PkceVerifier, RefreshToken};
 pub use connect::{ConnectError, ConnectFlow};
 pub use rotate::RotationSummary;
-pub use service::{RefreshOutcome, SkipReason, TokenError, TokenService, TrainerEvent};
+pub use service::{
+    RefreshOutcome, ReminderOutcome, SkipReason, TokenError, TokenService, TrainerEvent,
+};
 pub use vault::{Vault, VaultError};

@@ -18,8 +18,10 @@ use std::sync::{Arc, Mutex};
 use chrono::{DateTime, Utc};
 use tokio::sync::mpsc;
 
+use crate::alerts::Alerter;
 use crate::config::Settings;
 use crate::ids::TrainerId;
+use crate::lark::error::CODE_IM_NO_AVAILABILITY;
 use crate::lark::{GrantFailure, LarkClient, LarkError, TokenGrant};
 use crate::metrics::{names, Metrics};
 use crate::salesforce::soql::{self, quote, RecordId};
@@ -33,6 +35,22 @@ use crate::tokens::{AccessToken, RefreshToken, Vault};
 
 /// Minimum time between two reconnect reminders to one trainer.
 pub const REMINDER_INTERVAL_SECS: i64 = 24 * 3600;
+
+/// What became of one connect reminder.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ReminderOutcome {
+    /// Sent now.
+    Sent,
+    /// `lark.notify_trainers = false` (the pipeline's reminders only).
+    Off,
+    /// The trainer already got one within [`REMINDER_INTERVAL_SECS`].
+    AlreadyReminded,
+    /// Lark cannot deliver to this trainer: no email on the record, or no Lark user the
+    /// bot can reach by it (Lark's 230013). Says which.
+    Unreachable(String),
+    /// Lark or the store failed; the next occasion tries again.
+    Failed(String),
+}
 
 /// Something the booking side must react to.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -101,6 +119,8 @@ pub(super) struct Inner {
     pub(super) store: Store,
     pub(super) vault: Arc<Vault>,
     metrics: Metrics,
+    /// Admin alerts (rule 22): a trainer Lark disconnected.
+    alerts: Alerter,
     flights: Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>,
     /// Trainers this process disconnected (refused refresh, `disconnect`, admin uncheck);
     /// cleared when they connect again.
@@ -128,8 +148,10 @@ impl TokenService {
         vault: Arc<Vault>,
         metrics: Metrics,
     ) -> TokenService {
+        let alerts = Alerter::new(&settings, lark.clone(), store.clone(), metrics.clone());
         TokenService {
             inner: Arc::new(Inner {
+                alerts,
                 settings,
                 salesforce,
                 lark,
@@ -152,6 +174,11 @@ impl TokenService {
         if let Some(tx) = self.inner.events.lock().expect("events").as_ref() {
             let _ = tx.send(event);
         }
+    }
+
+    /// The admin alerter (the booking side alerts through it, too).
+    pub fn alerter(&self) -> &Alerter {
+        &self.inner.alerts
     }
 
     /// The vault (for `rotate-key` and `check`).
@@ -524,26 +551,44 @@ impl TokenService {
         tracing::warn!(trainer = %trainer.id, reason, "Lark refused the refresh; trainer disconnected");
         self.disconnect_locked(&id, reason).await?;
         self.remind(trainer).await;
+        let link = self.inner.settings.server.connect_link(&trainer.id);
+        self.inner
+            .alerts
+            .trainer_disconnected(&trainer.id, trainer.name.as_deref(), reason, &link)
+            .await;
         Ok(())
     }
 
-    /// Sends the trainer a Lark message with their connect link, at most once per 24 h.
-    /// Failures are logged, never fatal: the status field already tells admins.
+    /// Sends the trainer a Lark message with their connect link, at most once per 24 h,
+    /// unless `lark.notify_trainers = false`. Failures are logged, never fatal: the status
+    /// field already tells admins. True when a message went out.
     pub async fn remind(&self, trainer: &TrainerRecord) -> bool {
-        let settings = &self.inner.settings;
-        if !settings.lark.notify_trainers {
+        if !self.inner.settings.lark.notify_trainers {
             return false;
         }
+        self.send_reminder(trainer).await == ReminderOutcome::Sent
+    }
+
+    /// The `remind` command's reminder: as [`TokenService::remind`], sharing its 24 h
+    /// limit, but sent whatever `lark.notify_trainers` says (an admin asked for it).
+    pub async fn remind_forced(&self, trainer: &TrainerRecord) -> ReminderOutcome {
+        self.send_reminder(trainer).await
+    }
+
+    async fn send_reminder(&self, trainer: &TrainerRecord) -> ReminderOutcome {
+        let settings = &self.inner.settings;
         let Some(email) = trainer.email.as_deref() else {
             tracing::info!(trainer = %trainer.id, "no reminder: trainer has no email");
-            return false;
+            return ReminderOutcome::Unreachable("the trainer record has no email".into());
         };
         let now = Utc::now().timestamp();
         match self.inner.store.last_reminder(&trainer.id) {
-            Ok(Some(last)) if now - last < REMINDER_INTERVAL_SECS => return false,
+            Ok(Some(last)) if now - last < REMINDER_INTERVAL_SECS => {
+                return ReminderOutcome::AlreadyReminded
+            }
             Err(e) => {
                 tracing::warn!(error = %e, "reminder state unreadable; not sending");
-                return false;
+                return ReminderOutcome::Failed(format!("reminder state unreadable: {e}"));
             }
             _ => {}
         }
@@ -565,11 +610,17 @@ impl TokenService {
                     tracing::warn!(error = %e, "could not remember the reminder");
                 }
                 tracing::info!(trainer = %trainer.id, "reconnect reminder sent");
-                true
+                ReminderOutcome::Sent
+            }
+            Err(LarkError::PermissionDenied { code, .. }) if code == CODE_IM_NO_AVAILABILITY => {
+                tracing::warn!(trainer = %trainer.id, "reconnect reminder: no Lark user the bot can reach by the trainer's email");
+                ReminderOutcome::Unreachable(format!(
+                    "Lark has no user the bot can reach by the email on the record (code {code})"
+                ))
             }
             Err(e) => {
                 tracing::warn!(trainer = %trainer.id, error = %e, "reconnect reminder failed");
-                false
+                ReminderOutcome::Failed(e.to_string())
             }
         }
     }

@@ -1,0 +1,293 @@
+//! Admin alerts (design §3 rule 22): with `alerts.lark_chat_id` set, the bot posts a
+//! plain-text message to that Lark group chat when a trainer is disconnected by Lark, when
+//! a booking becomes `Failed`, and when a booking near its start still has no meeting.
+//!
+//! Each [`Subject`] is alerted at most once a UTC day, remembered in the store (so across
+//! restarts). The message's `uuid` is derived from the subject and the day, so Lark drops
+//! a resend of the same alert. A send Lark refuses or that fails is logged and counted in
+//! `lvb_alerts_total{outcome="failed"}`, never fatal, and not remembered as sent: the next
+//! occasion (a sweep, the next refusal) tries again.
+//!
+//! This module only words and delivers alerts; the callers decide when something is
+//! alert-worthy. It sits below `tokens` (which alerts on disconnects) and knows no ids type.
+
+use std::sync::Arc;
+
+use chrono::{DateTime, Utc};
+use sha2::{Digest, Sha256};
+
+use crate::config::Settings;
+use crate::lark::LarkClient;
+use crate::metrics::{names, Metrics};
+use crate::store::Store;
+
+/// A claim on an alert older than this that was never marked sent belongs to a sender
+/// that died mid-send: the alert may be sent again.
+const STALE_CLAIM_SECS: i64 = 10 * 60;
+/// Seconds in the alert "day" (UTC).
+const DAY_SECS: i64 = 24 * 3600;
+/// Longest one post may take, retries included: alerts are sent from the pipeline's write
+/// path and sweeps, which must not wait minutes on a Lark that hangs. A post that timed out
+/// counts as failed (and Lark drops a duplicate of it, by its uuid, if it did arrive).
+const ALERT_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(15);
+/// Longest alert text sent (Lark's text messages take far more; alerts stay readable).
+const MAX_ALERT_CHARS: usize = 1500;
+
+/// What an alert is about; one alert a day each.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Subject {
+    /// A trainer (record id) whose refresh Lark refused.
+    Disconnected(String),
+    /// A booking (record id) written `Failed`.
+    Failed(String),
+    /// A booking (record id) near its start without a meeting.
+    Pending(String),
+}
+
+impl Subject {
+    /// The metrics label and key prefix.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Subject::Disconnected(_) => "disconnected",
+            Subject::Failed(_) => "failed",
+            Subject::Pending(_) => "pending",
+        }
+    }
+
+    /// The store key, e.g. `failed:a0B5g00000AbCdEAAV`.
+    pub fn key(&self) -> String {
+        let id = match self {
+            Subject::Disconnected(id) | Subject::Failed(id) | Subject::Pending(id) => id,
+        };
+        format!("{}:{id}", self.kind())
+    }
+}
+
+/// What became of one alert.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AlertOutcome {
+    /// `alerts.lark_chat_id` is not set.
+    Off,
+    /// Posted to the chat.
+    Sent,
+    /// Already posted today (or being posted right now).
+    AlreadySent,
+    /// Lark refused or could not be reached; tried again on the next occasion.
+    Failed,
+}
+
+/// Posts admin alerts; cheap to clone.
+#[derive(Clone)]
+pub struct Alerter {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    chat_id: Option<String>,
+    lark: LarkClient,
+    store: Store,
+    metrics: Metrics,
+}
+
+impl Alerter {
+    /// An alerter posting to `settings.alerts.lark_chat_id` (off when unset).
+    pub fn new(settings: &Settings, lark: LarkClient, store: Store, metrics: Metrics) -> Alerter {
+        Alerter {
+            inner: Arc::new(Inner {
+                chat_id: settings.alerts.lark_chat_id.clone(),
+                lark,
+                store,
+                metrics,
+            }),
+        }
+    }
+
+    /// True when alerts go somewhere.
+    pub fn is_on(&self) -> bool {
+        self.inner.chat_id.is_some()
+    }
+
+    /// Posts `text` about `subject`, unless it was posted today. Never fails: a failure
+    /// is logged, counted and left for the next occasion.
+    pub async fn send(&self, subject: &Subject, text: &str) -> AlertOutcome {
+        let Some(chat_id) = self.inner.chat_id.as_deref() else {
+            return AlertOutcome::Off;
+        };
+        let now = Utc::now().timestamp();
+        let day = now.div_euclid(DAY_SECS);
+        let key = subject.key();
+        let store = &self.inner.store;
+        match store.claim_alert(&key, day, now, STALE_CLAIM_SECS) {
+            Ok(true) => {}
+            Ok(false) => return AlertOutcome::AlreadySent,
+            Err(e) => {
+                tracing::warn!(subject = %key, error = %e, "alert state unreadable; not sending");
+                return self.failed(subject);
+            }
+        }
+        let text = clip(text, MAX_ALERT_CHARS);
+        let uuid = message_uuid(&key, day);
+        let post = self.inner.lark.send_text_to_chat(chat_id, &text, &uuid);
+        let posted = match tokio::time::timeout(ALERT_TIMEOUT, post).await {
+            Ok(result) => result.map_err(|e| e.to_string()),
+            Err(_) => Err(format!("no answer within {ALERT_TIMEOUT:?}")),
+        };
+        match posted {
+            Ok(()) => {
+                if let Err(e) = store.mark_alert_sent(&key, day) {
+                    tracing::warn!(subject = %key, error = %e, "could not remember the alert");
+                }
+                self.inner.metrics.inc(
+                    names::ALERTS,
+                    &[("subject", subject.kind()), ("outcome", "sent")],
+                );
+                tracing::info!(subject = %key, "admin alert posted");
+                AlertOutcome::Sent
+            }
+            Err(e) => {
+                if let Err(e) = store.release_alert(&key, day) {
+                    tracing::warn!(subject = %key, error = %e, "could not release the alert claim");
+                }
+                tracing::warn!(subject = %key, error = %e, "admin alert could not be posted; will try again");
+                self.failed(subject)
+            }
+        }
+    }
+
+    fn failed(&self, subject: &Subject) -> AlertOutcome {
+        self.inner.metrics.inc(
+            names::ALERTS,
+            &[("subject", subject.kind()), ("outcome", "failed")],
+        );
+        AlertOutcome::Failed
+    }
+
+    /// A trainer Lark disconnected (a refused refresh), with why and their connect link.
+    pub async fn trainer_disconnected(
+        &self,
+        trainer_id: &str,
+        name: Option<&str>,
+        reason: &str,
+        connect_link: &str,
+    ) -> AlertOutcome {
+        let who = trainer_label(name, trainer_id);
+        let text = format!(
+            "Trainer {who} was disconnected from Lark: {reason}\n\
+             Their new remote bookings get no meeting from their own account until they reconnect here: {connect_link}"
+        );
+        self.send(&Subject::Disconnected(trainer_id.to_string()), &text)
+            .await
+    }
+
+    /// A booking whose `Failed` status Salesforce accepted, with why and its record URL.
+    pub async fn booking_failed(
+        &self,
+        booking_id: &str,
+        reason: &str,
+        record_url: Option<&str>,
+    ) -> AlertOutcome {
+        let mut text =
+            format!("Booking {booking_id} has no Lark meeting: it is Failed. Reason: {reason}");
+        if let Some(url) = record_url {
+            text.push_str(&format!("\nOpen it in Salesforce: {url}"));
+        }
+        self.send(&Subject::Failed(booking_id.to_string()), &text)
+            .await
+    }
+
+    /// A booking starting soon that still has no meeting.
+    pub async fn booking_pending(&self, booking: &PendingBooking<'_>) -> AlertOutcome {
+        let PendingBooking {
+            booking_id,
+            start,
+            status,
+            reason,
+            trainer,
+            connect_link,
+            record_url,
+        } = booking;
+        let mut text = format!(
+            "Booking {booking_id} starts {} and still has no Lark meeting (status: {status}).",
+            start.format("%Y-%m-%d %H:%M UTC")
+        );
+        if let Some(reason) = reason {
+            text.push_str(&format!(" Reason: {reason}"));
+        }
+        if let Some(trainer) = trainer {
+            text.push_str(&format!("\nTrainer: {trainer}"));
+        }
+        if let Some(link) = connect_link {
+            text.push_str(&format!(
+                "\nThe trainer has not connected Lark; their connect link: {link}"
+            ));
+        }
+        if let Some(url) = record_url {
+            text.push_str(&format!("\nOpen it in Salesforce: {url}"));
+        }
+        self.send(&Subject::Pending(booking_id.to_string()), &text)
+            .await
+    }
+}
+
+/// What a "still no meeting" alert says about a booking.
+#[derive(Debug, Clone)]
+pub struct PendingBooking<'a> {
+    pub booking_id: &'a str,
+    pub start: DateTime<Utc>,
+    /// The meeting status shown on the booking (`none` when blank).
+    pub status: &'a str,
+    /// The reason shown on the booking.
+    pub reason: Option<&'a str>,
+    /// The trainer's name and id, when known.
+    pub trainer: Option<String>,
+    /// The trainer's connect link, when they have not connected.
+    pub connect_link: Option<String>,
+    pub record_url: Option<&'a str>,
+}
+
+/// A trainer as alerts and `remind` name them: `Ann (a0X…)`, or the id alone.
+pub fn trainer_label(name: Option<&str>, id: &str) -> String {
+    match name {
+        Some(n) if !n.trim().is_empty() => format!("{} ({id})", n.trim()),
+        _ => id.to_string(),
+    }
+}
+
+/// The message `uuid` of an alert: the same subject on the same day gives the same one
+/// (Lark drops the resend), within Lark's 50 characters.
+fn message_uuid(key: &str, day: i64) -> String {
+    let digest = Sha256::digest(format!("{key}|{day}").as_bytes());
+    format!("lvb-alert-{}", &hex::encode(digest)[..32])
+}
+
+fn clip(text: &str, max: usize) -> String {
+    match text.char_indices().nth(max) {
+        Some((cut, _)) => format!("{}…", &text[..cut]),
+        None => text.to_string(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::lark::messages::MAX_UUID_LEN;
+
+    #[test]
+    fn subjects_have_stable_keys_and_uuids_per_day() {
+        let s = Subject::Failed("a0B5g00000AbCdEAAV".into());
+        assert_eq!(s.key(), "failed:a0B5g00000AbCdEAAV");
+        assert_eq!(Subject::Disconnected("x".into()).key(), "disconnected:x");
+        let a = message_uuid(&s.key(), 20_000);
+        assert!(a.len() <= MAX_UUID_LEN, "{a}");
+        assert_eq!(a, message_uuid(&s.key(), 20_000));
+        assert_ne!(a, message_uuid(&s.key(), 20_001));
+        assert_ne!(a, message_uuid("pending:a0B5g00000AbCdEAAV", 20_000));
+    }
+
+    #[test]
+    fn long_texts_are_clipped() {
+        assert_eq!(clip("abc", 5), "abc");
+        assert_eq!(clip("abcdef", 3), "abc…");
+        assert_eq!(clip("ééé", 2), "éé…");
+    }
+}
