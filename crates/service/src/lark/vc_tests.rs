@@ -319,7 +319,10 @@ async fn without_the_app_permission_an_app_hosted_apply_is_refused_once() {
         .await
         .unwrap_err();
     assert!(
-        matches!(err, LarkError::PermissionDenied { code: 99991672, .. }),
+        matches!(
+            err,
+            ApplyError::Failed(LarkError::PermissionDenied { code: 99991672, .. })
+        ),
         "{err:?}"
     );
     let unknown_owner = {
@@ -331,7 +334,7 @@ async fn without_the_app_permission_an_app_hosted_apply_is_refused_once() {
     };
     assert!(matches!(
         unknown_owner,
-        LarkError::InvalidParams { code: 121003, .. }
+        ApplyError::Failed(LarkError::InvalidParams { code: 121003, .. })
     ));
     assert_eq!(client.call_counts().apply, 2, "refusals are not retried");
     assert!(sim.reserves().is_empty());
