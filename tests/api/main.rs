@@ -1,6 +1,7 @@
 //! The one integration-test binary: each module drives the real app or its parts over
 //! real HTTP on loopback against the built-in simulators.
 
+mod app_hosted;
 mod bookings;
 mod bounds;
 mod cli;
