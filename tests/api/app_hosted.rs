@@ -446,3 +446,37 @@ async fn reconcile_of_the_binary_with_app_hosted_config_reserves_for_unconnected
         lookups_before
     );
 }
+
+#[tokio::test]
+async fn check_names_the_app_permissions_app_hosting_needs_and_tries_the_lookup() {
+    let app = spawn_app_with(app_hosted).await;
+    let line = |lines: &[lark_vc_bridge::check::CheckLine]| {
+        lines
+            .iter()
+            .find(|l| l.what == "app-hosted meetings")
+            .cloned()
+            .expect("an app-hosted line")
+    };
+    let ok = line(&lark_vc_bridge::check::collect_with(&app.settings).await);
+    assert!(ok.ok, "{ok:?}");
+    assert!(
+        ok.detail.contains("vc:reserve") && ok.detail.contains("contact:user.id:readonly"),
+        "{ok:?}"
+    );
+    assert_eq!(lookups(&app), 1, "the lookup was tried");
+    assert_eq!(applies(&app), 0, "check reserves nothing");
+
+    app.lark.set_app_scope("contact:user.id:readonly", false);
+    let refused = line(&lark_vc_bridge::check::collect_with(&app.settings).await);
+    assert!(!refused.ok, "{refused:?}");
+    assert!(
+        refused.detail.contains("grant contact:user.id:readonly"),
+        "{refused:?}"
+    );
+
+    // The default mode has no such line.
+    let mut pending = app.settings.clone();
+    pending.meetings.unconnected = Unconnected::Pending;
+    let lines = lark_vc_bridge::check::collect_with(&pending).await;
+    assert!(!lines.iter().any(|l| l.what == "app-hosted meetings"));
+}
