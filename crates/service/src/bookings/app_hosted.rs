@@ -255,6 +255,15 @@ impl Actor<'_> {
 }
 
 impl Engine {
+    /// Keeps the app-hosted state bounded (called by sweeps, after the journal is pruned):
+    /// lookups older than the longest time one is trusted, and records of reservations
+    /// the journal no longer has.
+    pub(super) fn prune_app_hosted_state(&self, now: i64) -> Result<(), PipelineError> {
+        self.store.prune_contacts(now - CONTACT_FOUND_TTL_SECS)?;
+        self.store.prune_app_hosted(now - 3600)?;
+        Ok(())
+    }
+
     /// With `app_hosted`, looks up in one batch (per 50) the open_ids a batch of bookings
     /// will need — unconnected trainers of bookings without a reservation, not already
     /// remembered — so a sweep asks Lark once, not once per trainer. A failure is only

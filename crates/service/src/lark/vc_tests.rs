@@ -379,6 +379,21 @@ async fn a_lost_answer_is_told_apart_from_a_request_that_never_left() {
     );
 }
 
+#[tokio::test]
+async fn a_lost_answer_to_an_app_apply_is_in_doubt_and_not_sent_again() {
+    let (sim, client, _dir) = sim_and_client().await;
+    let ana_id = sim.add_user("ana@example.com", "Ana");
+    sim.faults().lose_answers(Some(Method::POST), APPLY_PATH, 1);
+    let err = client
+        .apply_reserve_for_owner(&ana_id, in_days(1), "t")
+        .await
+        .unwrap_err();
+    assert!(matches!(err, ApplyError::AnswerLost(_)), "{err:?}");
+    assert_eq!(sim.reserves().len(), 1, "the simulator did the work");
+    assert!(sim.reserves()[0].applied_by_app);
+    assert_eq!(client.call_counts().apply, 1, "not sent again");
+}
+
 #[test]
 fn recorded_reserve_parses_with_string_end_time() {
     let d: Data<ReserveData> =

@@ -142,6 +142,19 @@ impl Store {
         })
     }
 
+    /// Forgets app-hosted records made before `before` (unix seconds) whose booking no
+    /// longer has a journalled reservation (ended and pruned from the journal); returns how
+    /// many. A record is written just before its journal entry, so a fresh one is kept.
+    pub fn prune_app_hosted(&self, before: i64) -> Result<usize, StoreError> {
+        self.with(|c| {
+            c.execute(
+                "DELETE FROM app_hosted WHERE created_at < ?1
+                   AND booking_id NOT IN (SELECT booking_id FROM reservations)",
+                params![before],
+            )
+        })
+    }
+
     /// Forgets that the booking's reservation was app-hosted (it was deleted, or replaced).
     pub fn forget_app_hosted(&self, booking_id: &str) -> Result<(), StoreError> {
         self.with(|c| {
@@ -195,7 +208,32 @@ mod tests {
             ("r1", "ou_ana")
         );
         assert!(s.app_hosted("b2").unwrap().is_none());
-        s.forget_app_hosted("b1").unwrap();
+        let b2 = AppHostedEntry {
+            booking_id: "b2".into(),
+            reservation_id: "r2".into(),
+            owner_open_id: "ou_ana".into(),
+            trainer_id: "t1".into(),
+            created_at: 50,
+        };
+        s.record_app_hosted(&b2).unwrap();
+        s.record_reservation(
+            &crate::store::ReservationEntry {
+                booking_id: "b2".into(),
+                reservation_id: "r2".into(),
+                trainer_id: "t1".into(),
+                url: "u".into(),
+                end_time: 10,
+            },
+            50,
+        )
+        .unwrap();
+        assert_eq!(s.prune_app_hosted(100).unwrap(), 0, "made at 100: kept");
+        assert_eq!(
+            s.prune_app_hosted(101).unwrap(),
+            1,
+            "b1 has no journal entry"
+        );
         assert!(s.app_hosted("b1").unwrap().is_none());
+        s.forget_app_hosted("b1").unwrap();
     }
 }
