@@ -254,6 +254,11 @@ async fn an_app_without_the_permissions_leaves_bookings_pending_with_the_reason(
     let reason = field(&app, &second, ERROR).unwrap();
     assert!(reason.contains("contact:user.id:readonly"), "{reason}");
     assert_eq!(applies(&app), 1, "no apply without an owner");
+    assert_eq!(
+        metric(&app, r#"lvb_failures_total{kind="app_permission_missing"}"#).await,
+        2.0,
+        "one per refusal"
+    );
 
     // Granted again: the next sweep gives both their meetings.
     app.lark.set_app_scope("vc:reserve", true);
