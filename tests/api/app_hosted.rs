@@ -382,22 +382,39 @@ async fn a_lost_answer_to_an_app_apply_is_in_doubt_and_the_booking_knows_one_res
 
 const BIN: &str = env!("CARGO_BIN_EXE_lark-vc-bridge");
 
-#[tokio::test(flavor = "multi_thread")]
-async fn reconcile_of_the_binary_with_app_hosted_config_reserves_for_unconnected_trainers() {
-    let sims = Simulators::start(0, 0).await.unwrap();
-    let dir = tempfile::tempdir().unwrap();
-    let config = dir.path().join("app_hosted.toml");
+/// A config file for the binary against `sims`, with `meetings.unconnected = "app_hosted"`.
+fn app_hosted_config(sims: &Simulators, dir: &std::path::Path) -> std::path::PathBuf {
+    let config = dir.join("app_hosted.toml");
     std::fs::write(
         &config,
         format!(
             "{}\n[store]\npath = \"{}\"\n\n[security]\nencryption_key = \"{}\"\nstate_secret = \"{}\"\n\n[meetings]\nunconnected = \"app_hosted\"\n",
             sims.config_snippet(),
-            dir.path().join("store.db").display(),
+            dir.join("store.db").display(),
             "cd".repeat(32),
             "t".repeat(40),
         ),
     )
     .unwrap();
+    config
+}
+
+/// Runs `lark-vc-bridge reconcile --config <config>` to the end (off the async runtime).
+async fn reconcile_binary(config: &std::path::Path) -> std::process::Output {
+    let mut cmd = Command::new(BIN);
+    cmd.args(["reconcile", "--config"])
+        .arg(config)
+        .env("RUST_LOG", "error");
+    tokio::task::spawn_blocking(move || cmd.output().expect("the binary runs"))
+        .await
+        .unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn reconcile_of_the_binary_with_app_hosted_config_reserves_for_unconnected_trainers() {
+    let sims = Simulators::start(0, 0).await.unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let config = app_hosted_config(&sims, dir.path());
     let add_trainer = |name: &str, email: &str| {
         sims.salesforce.insert(
             "Onboarding_Trainer__c",
@@ -411,14 +428,7 @@ async fn reconcile_of_the_binary_with_app_hosted_config_reserves_for_unconnected
     let hosted = insert_booking(&sims.salesforce, &ivy, 24, 25, true);
     let waiting = insert_booking(&sims.salesforce, &jo, 48, 49, true);
 
-    let run = || {
-        let mut cmd = Command::new(BIN);
-        cmd.args(["reconcile", "--config"])
-            .arg(&config)
-            .env("RUST_LOG", "error");
-        tokio::task::spawn_blocking(move || cmd.output().expect("the binary runs"))
-    };
-    let out = run().await.unwrap();
+    let out = reconcile_binary(&config).await;
     let stdout = String::from_utf8_lossy(&out.stdout);
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(out.status.success(), "{stdout}\n{stderr}");
@@ -441,7 +451,7 @@ async fn reconcile_of_the_binary_with_app_hosted_config_reserves_for_unconnected
 
     // Run again: nothing to do, nothing asked of Lark (the miss is remembered across runs).
     let lookups_before = sims.lark.requests().count(&Method::POST, BATCH_GET_ID);
-    let out = run().await.unwrap();
+    let out = reconcile_binary(&config).await;
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert!(out.status.success(), "{stdout}");
     assert!(stdout.contains("0 created"), "{stdout}");
@@ -484,4 +494,50 @@ async fn check_names_the_app_permissions_app_hosting_needs_and_tries_the_lookup(
     pending.meetings.unconnected = Unconnected::Pending;
     let lines = lark_vc_bridge::check::collect_with(&pending).await;
     assert!(!lines.iter().any(|l| l.what == "app-hosted meetings"));
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_sweep_looks_up_sixty_unconnected_trainers_in_two_calls_and_reserves_each_once() {
+    let sims = Simulators::start(0, 0).await.unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let config = app_hosted_config(&sims, dir.path());
+    let bookings: Vec<String> = (0..60)
+        .map(|i| {
+            let email = format!("t{i}@example.com");
+            sims.lark.add_user(&email, &format!("T{i}"));
+            let trainer = sims.salesforce.insert(
+                "Onboarding_Trainer__c",
+                json!({ "Name": format!("T{i}"), "Email__c": email }),
+                SF_HUMAN_USER_ID,
+            );
+            insert_booking(&sims.salesforce, &trainer, 24 + i, 25 + i, true)
+        })
+        .collect();
+
+    let started = std::time::Instant::now();
+    let out = reconcile_binary(&config).await;
+    let took = started.elapsed();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        stdout.contains("reconciled 60 bookings: 60 created"),
+        "{stdout}"
+    );
+    let lookups = sims.lark.requests().count(&Method::POST, BATCH_GET_ID);
+    let applies = sims.lark.requests().count(&Method::POST, APPLY);
+    eprintln!("60 app-hosted bookings: {took:?}, {lookups} lookups, {applies} applies");
+    assert_eq!(
+        lookups, 2,
+        "60 emails in batches of 50, asked once before the bookings"
+    );
+    assert_eq!(applies, 60);
+    assert!(sims.lark.reserves().iter().all(|r| r.applied_by_app));
+    for b in &bookings {
+        let row = sims.salesforce.get(BOOKING, b).unwrap();
+        assert_eq!(row[STATUS], json!(BY_APP), "{row:?}");
+    }
 }
