@@ -274,6 +274,8 @@ impl Engine {
         }
         let now = Utc::now().timestamp();
         let mut emails: Vec<&str> = Vec::new();
+        // Bookings that will need a lookup (several may share a trainer).
+        let mut needing = 0;
         for booking in bookings {
             if booking.is_deleted || booking.reservation_id.is_some() {
                 continue;
@@ -285,16 +287,20 @@ impl Engine {
                 continue;
             };
             if emails.iter().any(|e| e.eq_ignore_ascii_case(email)) {
+                needing += 1;
                 continue;
             }
             match self.store.cached_contact(email) {
                 Ok(Some(c)) if fresh(&c, now) => continue,
-                Ok(_) => emails.push(email),
+                Ok(_) => {
+                    needing += 1;
+                    emails.push(email);
+                }
                 Err(e) => tracing::warn!(error = %e, "contact cache unreadable"),
             }
         }
-        // One trainer alone is looked up where it is needed.
-        if emails.len() < 2 {
+        // One booking alone looks its trainer up where it is needed.
+        if needing < 2 {
             return;
         }
         match self.lark.open_ids_by_email(&emails).await {
