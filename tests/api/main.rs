@@ -2,6 +2,7 @@
 //! real HTTP on loopback against the built-in simulators.
 
 mod alerts;
+mod app_hosted;
 mod bookings;
 mod bounds;
 mod cli;

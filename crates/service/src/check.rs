@@ -7,8 +7,8 @@ use std::path::Path;
 
 use serde_json::Value;
 
-use crate::config::Settings;
-use crate::lark::LarkClient;
+use crate::config::{Settings, Unconnected};
+use crate::lark::{LarkClient, LarkError};
 use crate::salesforce::rest::ObjectDescribe;
 use crate::salesforce::SalesforceClient;
 use crate::tokens::trainer::{
@@ -223,13 +223,38 @@ pub async fn collect_with(settings: &Settings) -> Vec<CheckLine> {
 
     // Lark.
     match LarkClient::new(&settings.lark) {
-        Ok(lark) => match lark.tenant_token().await {
-            Ok(_) => lines.push(pass("Lark app token", format!("app {} at {}", settings.lark.app_id, settings.lark.base_url))),
-            Err(e) => lines.push(fail("Lark app token", format!("{e}; check lark.app_id and lark.app_secret (Lark developer console → Credentials)"))),
-        },
+        Ok(lark) => {
+            match lark.tenant_token().await {
+                Ok(_) => lines.push(pass("Lark app token", format!("app {} at {}", settings.lark.app_id, settings.lark.base_url))),
+                Err(e) => lines.push(fail("Lark app token", format!("{e}; check lark.app_id and lark.app_secret (Lark developer console → Credentials)"))),
+            }
+            if settings.meetings.unconnected == Unconnected::AppHosted {
+                lines.push(app_hosted_line(&lark).await);
+            }
+        }
         Err(e) => lines.push(fail("Lark app token", format!("{e}; check lark.* keys"))),
     }
     lines
+}
+
+/// An address no Lark tenant has: asking for it shows whether the app may look users up
+/// by email without looking anyone up.
+const PROBE_EMAIL: &str = "lark-vc-bridge-check@example.invalid";
+
+/// `meetings.unconnected = "app_hosted"` (rule 21): the app permissions it needs, and
+/// whether the email lookup works with the app's token. The VC permission is only named:
+/// proving it would take a reservation, and `check` changes nothing.
+async fn app_hosted_line(lark: &LarkClient) -> CheckLine {
+    const WHAT: &str = "app-hosted meetings";
+    const NEEDS: &str = "the Lark app needs the tenant-level permissions vc:reserve (reserve meetings for users; used at the first app-hosted meeting, not tried here) and contact:user.id:readonly (find trainers by email)";
+    match lark.open_ids_by_email(&[PROBE_EMAIL]).await {
+        Ok(_) => pass(WHAT, format!("{NEEDS}; the email lookup works with the app's token")),
+        Err(e @ LarkError::PermissionDenied { .. }) => fail(
+            WHAT,
+            format!("{e}; {NEEDS}: grant contact:user.id:readonly in the Lark developer console (Permissions & Scopes) and publish a new app version"),
+        ),
+        Err(e) => fail(WHAT, format!("the email lookup failed: {e}; {NEEDS}")),
+    }
 }
 
 fn fields_line(object: &str, d: &ObjectDescribe, expected: &[(&str, &[&str])]) -> CheckLine {

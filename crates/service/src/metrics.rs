@@ -59,6 +59,10 @@ pub mod names {
     pub const UPCOMING_BOOKINGS: &str = "lvb_upcoming_bookings";
     /// Info: `version` of the running binary (sample `lvb_build_info{version=…} 1`).
     pub const BUILD_INFO: &str = "lvb_build_info";
+    // App-hosted meetings (rule 21).
+    /// Counter: meetings reserved, by `host`: `trainer` (with the trainer's own token) or
+    /// `app` (with the app's tenant token on behalf of a trainer who has not connected).
+    pub const MEETINGS_BY_HOST: &str = "lvb_meetings_reserved_total";
 }
 
 /// Counters: name and help.
@@ -77,6 +81,11 @@ const COUNTERS: &[(&str, &str)] = &[
     ),
     (names::OAUTH_CONNECTIONS, "OAuth callbacks, by outcome"),
     (names::ALERTS, "Admin alerts, by subject and outcome"),
+    // App-hosted meetings (rule 21).
+    (
+        names::MEETINGS_BY_HOST,
+        "Meetings reserved, by host: trainer (their own token) or app (tenant token on their behalf)",
+    ),
 ];
 
 /// Counters shown as 0 before their first event (they have no labels).

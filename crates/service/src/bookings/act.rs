@@ -8,7 +8,7 @@ use super::decide::{Decision, KnownReservation, PENDING_REASON};
 use super::model::{Booking, MeetingStatus};
 use super::outcome::{Acted, Outcome, PipelineError};
 use super::writeback::WriteBack;
-use crate::config::{BookingSettings, ProcessingSettings};
+use crate::config::{BookingSettings, MeetingsSettings, ProcessingSettings};
 use crate::ids::BookingId;
 use crate::lark::{ApplyError, LarkClient, LarkError};
 use crate::metrics::{names, Metrics};
@@ -25,6 +25,8 @@ pub struct Actor<'a> {
     pub tokens: &'a TokenService,
     pub store: &'a Store,
     pub metrics: &'a Metrics,
+    /// What an unconnected trainer's booking gets (rule 21: see `app_hosted`).
+    pub meetings: &'a MeetingsSettings,
 }
 
 pub(super) enum TokenOutcome {
@@ -62,11 +64,18 @@ impl Actor<'_> {
                 tracing::warn!(booking = %booking.id, reason = %reason, "booking cannot get a meeting");
                 Ok(self.status(booking, MeetingStatus::Failed, Some(&reason)))
             }
-            Decision::WriteBack { reservation } => Ok(Some(self.created(
-                id,
-                &reservation.reservation_id,
-                reservation.url.as_deref().unwrap_or(""),
-            ))),
+            Decision::WriteBack { reservation } => {
+                let status = self.hosted_status(booking, &reservation)?;
+                Ok(Some(self.meeting_write(
+                    id,
+                    Some((
+                        &reservation.reservation_id,
+                        reservation.url.as_deref().unwrap_or(""),
+                    )),
+                    status,
+                    None,
+                )))
+            }
             Decision::Create {
                 trainer,
                 end_time,
@@ -78,6 +87,11 @@ impl Actor<'_> {
                 end_time,
                 topic,
             } => {
+                if let Some(app) = self.app_hosted_reservation(booking, &reservation)? {
+                    return self
+                        .update_as_app(booking, &reservation, &app, &trainer, end_time, &topic)
+                        .await;
+                }
                 let token = match self.token(&trainer).await? {
                     TokenOutcome::Token(t) => t,
                     TokenOutcome::NotConnected => {
@@ -154,11 +168,14 @@ impl Actor<'_> {
     }
 
     /// Deletes a reservation with its host's token; a reservation already gone is fine.
-    async fn delete_reservation(
+    pub(super) async fn delete_reservation(
         &self,
         booking: &Booking,
         res: &KnownReservation,
     ) -> Result<(), PipelineError> {
+        if self.app_hosted_reservation(booking, res)?.is_some() {
+            return self.delete_as_app(booking, res).await;
+        }
         let own_trainer = booking.trainer.as_ref().filter(|t| {
             res.trainer_id
                 .as_ref()
@@ -326,7 +343,7 @@ impl Actor<'_> {
     }
 
     /// The status and reason, unless the booking already shows them.
-    fn status(
+    pub(super) fn status(
         &self,
         booking: &Booking,
         status: MeetingStatus,

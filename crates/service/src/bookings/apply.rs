@@ -9,7 +9,8 @@ use super::act::{Actor, TokenOutcome};
 use super::model::{Booking, MeetingStatus};
 use super::outcome::PipelineError;
 use super::writeback::WriteBack;
-use crate::lark::ApplyError;
+use crate::config::Unconnected;
+use crate::lark::{ApplyError, LarkError};
 use crate::metrics::names;
 use crate::tokens::trainer::{clip, TrainerRecord};
 
@@ -44,6 +45,9 @@ impl Actor<'_> {
             TokenOutcome::Token(t) => t,
             TokenOutcome::NotConnected => {
                 self.remind(booking).await;
+                if self.meetings.unconnected == Unconnected::AppHosted {
+                    return self.create_by_app(booking, trainer, end_time, topic).await;
+                }
                 return Ok(self.pending(booking));
             }
         };
@@ -59,27 +63,42 @@ impl Actor<'_> {
                 self.journal(booking, &trainer.id, &reserve.id, &reserve.url, end_time)?;
                 self.store.clear_in_doubt(key)?;
                 self.metrics.inc(names::MEETINGS, &[("action", "created")]);
+                self.metrics
+                    .inc(names::MEETINGS_BY_HOST, &[("host", "trainer")]);
                 tracing::info!(booking = %booking.id, trainer = %trainer.id, reservation = %reserve.id, "meeting reserved");
                 Ok(Some(self.created(&booking.id, &reserve.id, &reserve.url)))
             }
-            Err(ApplyError::AnswerLost(source)) => {
-                // Journalled before anything else: a restart must not forget it.
-                let now = Utc::now().timestamp_millis();
-                let applies = self.store.record_in_doubt_apply(key, &trainer.id, now)?;
-                self.metrics
-                    .inc(names::FAILURES, &[("kind", "apply_answer_lost")]);
-                tracing::warn!(booking = %booking.id, trainer = %trainer.id, applies, error = %source, "the answer to a reserve apply was lost; a meeting may exist in Lark");
-                if applies >= max_applies {
-                    return Ok(self.unconfirmed(booking, applies));
-                }
-                Err(PipelineError::ApplyInDoubt {
-                    booking: booking.id.clone(),
-                    applies,
-                    retry_at: now + delay_ms,
-                })
-            }
+            Err(ApplyError::AnswerLost(source)) => self.answer_lost(booking, trainer, &source),
             Err(ApplyError::Failed(e)) => self.lark_failure(booking, e),
         }
+    }
+
+    /// An apply (with the trainer's token or the app's) whose answer was lost: journalled
+    /// as in doubt; the booking waits out `processing.in_doubt_delay`, or is `Failed`
+    /// after the last allowed apply.
+    pub(super) fn answer_lost(
+        &self,
+        booking: &Booking,
+        trainer: &TrainerRecord,
+        source: &LarkError,
+    ) -> Result<Option<WriteBack>, PipelineError> {
+        let key = booking.id.as_str();
+        let max_applies = self.processing.max_in_doubt_applies;
+        let delay_ms = self.processing.in_doubt_delay.as_millis() as i64;
+        // Journalled before anything else: a restart must not forget it.
+        let now = Utc::now().timestamp_millis();
+        let applies = self.store.record_in_doubt_apply(key, &trainer.id, now)?;
+        self.metrics
+            .inc(names::FAILURES, &[("kind", "apply_answer_lost")]);
+        tracing::warn!(booking = %booking.id, trainer = %trainer.id, applies, error = %source, "the answer to a reserve apply was lost; a meeting may exist in Lark");
+        if applies >= max_applies {
+            return Ok(self.unconfirmed(booking, applies));
+        }
+        Err(PipelineError::ApplyInDoubt {
+            booking: booking.id.clone(),
+            applies,
+            retry_at: now + delay_ms,
+        })
     }
 
     /// `Failed` after the last apply in doubt: no link is shown, since none could be

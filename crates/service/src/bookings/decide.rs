@@ -5,9 +5,9 @@
 use chrono::{DateTime, Duration, Utc};
 
 use super::model::{render_topic, Booking, MeetingStatus};
-use crate::config::BookingSettings;
+use crate::config::{BookingSettings, Unconnected};
 use crate::ids::TrainerId;
-use crate::store::ReservationEntry;
+use crate::store::{AppHostedEntry, ReservationEntry};
 use crate::tokens::trainer::TrainerRecord;
 
 /// Lark keeps a reservation at most 30 days; we cap `end_time` an hour inside that so
@@ -84,6 +84,11 @@ pub struct Context<'a> {
     pub missing_topic_fields: &'a [String],
     /// Whether the trainer's email must be present (security.require_email_match).
     pub require_trainer_email: bool,
+    /// `meetings.unconnected`: with `AppHosted`, a trainer who has not connected still
+    /// gets a meeting, reserved by the app on their behalf (rule 21).
+    pub unconnected: Unconnected,
+    /// The store's record of an app-hosted reservation of this booking, if any.
+    pub app_hosted: Option<&'a AppHostedEntry>,
 }
 
 /// The end time Lark should hold for a booking ending at `end`.
@@ -126,10 +131,17 @@ pub fn decide(booking: &Booking, cx: &Context<'_>) -> Decision {
     };
     let end_time = capped_end(end, cx.now);
     let topic = render_topic(&s.topic_template, &booking.topic_values);
+    // Rule 21: an unconnected trainer's booking is reserved by the app, and a reservation
+    // the app made is changed with the app's token whoever has connected since.
+    let app_hosting = cx.unconnected == Unconnected::AppHosted;
+    let by_app = |res: &KnownReservation| {
+        cx.app_hosted
+            .is_some_and(|a| a.reservation_id == res.reservation_id)
+    };
 
     match known {
         Some(res) if res.trainer_id.as_ref().map(TrainerId::as_str) != Some(&trainer.id) => {
-            if !trainer.connected {
+            if !trainer.connected && !app_hosting {
                 // The old trainer's meeting must not stay on the booking while it waits.
                 return Decision::Release { reservation: res };
             }
@@ -154,7 +166,7 @@ pub fn decide(booking: &Booking, cx: &Context<'_>) -> Decision {
                 }
             };
             if needs_put {
-                if !trainer.connected {
+                if !trainer.connected && !by_app(&res) {
                     return pending(booking);
                 }
                 return Decision::Update {
@@ -164,7 +176,12 @@ pub fn decide(booking: &Booking, cx: &Context<'_>) -> Decision {
                     topic,
                 };
             }
-            if booking.shows_created(&res.reservation_id, None) {
+            let shows = if by_app(&res) {
+                MeetingStatus::CreatedByApp
+            } else {
+                MeetingStatus::Created
+            };
+            if booking.shows_meeting(shows, &res.reservation_id, None) {
                 Decision::Nothing
             } else {
                 Decision::WriteBack { reservation: res }
@@ -177,7 +194,7 @@ pub fn decide(booking: &Booking, cx: &Context<'_>) -> Decision {
                     "The booking's end time is in the past, so no meeting can be reserved.".into(),
                 );
             }
-            if !trainer.connected {
+            if !trainer.connected && !app_hosting {
                 return pending(booking);
             }
             Decision::Create {

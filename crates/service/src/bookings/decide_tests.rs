@@ -87,6 +87,8 @@ fn run(b: &Booking, j: Option<&ReservationEntry>) -> Decision {
             journal: j,
             missing_topic_fields: &[],
             require_trainer_email: true,
+            unconnected: Unconnected::Pending,
+            app_hosted: None,
         },
     )
 }
@@ -206,6 +208,8 @@ fn bad_data_fails_with_a_clear_reason() {
             journal: None,
             missing_topic_fields: &missing,
             require_trainer_email: true,
+            unconnected: Unconnected::Pending,
+            app_hosted: None,
         },
     );
     assert!(matches!(d, Decision::Fail { reason } if reason.contains("{Merchant_Name__c}")));
@@ -226,5 +230,103 @@ fn far_bookings_are_capped_and_renewed_daily() {
     assert!(matches!(
         run(&created(b.clone()), Some(&stale)),
         Decision::Update { end_time, .. } if end_time == cap
+    ));
+}
+
+fn run_app_hosted(
+    b: &Booking,
+    j: Option<&ReservationEntry>,
+    app: Option<&AppHostedEntry>,
+) -> Decision {
+    let s = settings();
+    decide(
+        b,
+        &Context {
+            settings: &s,
+            now: now(),
+            journal: j,
+            missing_topic_fields: &[],
+            require_trainer_email: true,
+            unconnected: Unconnected::AppHosted,
+            app_hosted: app,
+        },
+    )
+}
+
+fn app_record(reservation_id: &str) -> AppHostedEntry {
+    AppHostedEntry {
+        booking_id: "a0B000000000001EAA".into(),
+        reservation_id: reservation_id.into(),
+        owner_open_id: "ou_ann".into(),
+        trainer_id: T1.into(),
+        created_at: 0,
+    }
+}
+
+#[test]
+fn app_hosting_gives_unconnected_trainers_meetings_and_keeps_app_made_ones() {
+    let b = booking();
+    let end = b.end.unwrap().timestamp();
+    let mut p = b.clone();
+    p.trainer = Some(trainer(T1, false));
+    // Not connected → create anyway (the actor reserves with the tenant token), even when
+    // the booking already waits with the old reason.
+    assert!(
+        matches!(run_app_hosted(&p, None, None), Decision::Create { ref trainer, .. } if !trainer.connected)
+    );
+    p.meeting_status = Some(MeetingStatus::PendingTrainerConnection);
+    p.meeting_error = Some(PENDING_REASON.into());
+    assert!(matches!(
+        run_app_hosted(&p, None, None),
+        Decision::Create { .. }
+    ));
+    // ... which the pending mode leaves waiting.
+    assert_eq!(run(&p, None), Decision::Nothing);
+
+    // An app-made reservation shown as Created by App → nothing; shown as Created → the
+    // write-back corrects it.
+    let j = journal(T1, end);
+    let app = app_record(&j.reservation_id);
+    p.meeting_error = None;
+    let mut shown = created(p.clone());
+    shown.meeting_status = Some(MeetingStatus::CreatedByApp);
+    assert_eq!(
+        run_app_hosted(&shown, Some(&j), Some(&app)),
+        Decision::Nothing
+    );
+    assert!(matches!(
+        run_app_hosted(&created(p.clone()), Some(&j), Some(&app)),
+        Decision::WriteBack { .. }
+    ));
+    // A record of an older reservation does not make this one app-made.
+    assert!(matches!(
+        run_app_hosted(&shown, Some(&j), Some(&app_record("1"))),
+        Decision::WriteBack { .. }
+    ));
+    // Rescheduled: the app-made one is updated while the trainer is still unconnected;
+    // the trainer's own one waits for them.
+    let moved = journal(T1, end - 3600);
+    assert!(matches!(
+        run_app_hosted(&shown, Some(&moved), Some(&app)),
+        Decision::Update { end_time, .. } if end_time == end
+    ));
+    assert!(matches!(
+        run_app_hosted(&created(p.clone()), Some(&moved), None),
+        Decision::Pending { .. }
+    ));
+    // Trainer changed to an unconnected one → move (the new one gets an app-hosted
+    // meeting), not release.
+    assert!(matches!(
+        run_app_hosted(&shown, Some(&journal(T2, end)), None),
+        Decision::Move { ref trainer, .. } if trainer.id == T1 && !trainer.connected
+    ));
+    // Cancelled → cancel as always.
+    let mut cancelled = shown.clone();
+    cancelled.status = Some("Cancelled".into());
+    assert!(matches!(
+        run_app_hosted(&cancelled, Some(&j), Some(&app)),
+        Decision::Cancel {
+            reservation: Some(_)
+        }
     ));
 }

@@ -170,6 +170,7 @@ impl Engine {
         bookings: Vec<Booking>,
     ) -> Result<Summary, PipelineError> {
         let (_, missing) = self.topic_fields().await?;
+        self.prefetch_open_ids(&bookings).await;
         let settings = &self.settings;
         let actor = Actor {
             settings: &settings.salesforce.booking,
@@ -178,6 +179,7 @@ impl Engine {
             tokens: &self.tokens,
             store: &self.store,
             metrics: &self.metrics,
+            meetings: &settings.meetings,
         };
         let mut summary = Summary {
             bookings: bookings.len(),
@@ -198,6 +200,7 @@ impl Engine {
                         async move {
                             let result = async {
                                 let journal = actor.store.reservation(booking.id.as_str())?;
+                                let app_hosted = actor.store.app_hosted(booking.id.as_str())?;
                                 let decision = decide(
                                     &booking,
                                     &Context {
@@ -208,6 +211,8 @@ impl Engine {
                                         require_trainer_email: settings
                                             .security
                                             .require_email_match,
+                                        unconnected: settings.meetings.unconnected,
+                                        app_hosted: app_hosted.as_ref(),
                                     },
                                 );
                                 let Acted { outcome, write } =

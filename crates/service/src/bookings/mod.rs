@@ -7,6 +7,7 @@
 //! - `decide`    — the pure decision from a booking's current state
 //! - `act`       — carrying a decision out (Lark calls with the right token, the journal)
 //! - `apply`     — reserving a new meeting, and applies whose answer was lost
+//! - `app_hosted` — meetings the app reserves for a trainer who has not connected (rule 21)
 //! - `writeback` — the output fields and their batched delivery
 //! - `sweeps`    — reconciliation, a trainer's bookings on (dis)connect, refresh passes
 //! - `outcome`   — what processing a booking came to, and the pipeline's error
@@ -15,6 +16,7 @@
 //! - `remind`    — the `remind` command: reminders to trainers not connected
 
 pub mod act;
+pub mod app_hosted;
 pub mod apply;
 pub mod changes;
 pub mod decide;

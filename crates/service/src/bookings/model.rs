@@ -198,7 +198,17 @@ impl Booking {
     /// True when the booking already shows this reservation as `Created`, with `link`
     /// (any link when None) and no error.
     pub fn shows_created(&self, reservation_id: &str, link: Option<&str>) -> bool {
-        self.shows_status(MeetingStatus::Created, None)
+        self.shows_meeting(MeetingStatus::Created, reservation_id, link)
+    }
+
+    /// As [`Booking::shows_created`], with `status` (`Created` or `Created by App`).
+    pub fn shows_meeting(
+        &self,
+        status: MeetingStatus,
+        reservation_id: &str,
+        link: Option<&str>,
+    ) -> bool {
+        self.shows_status(status, None)
             && self.reservation_id.as_deref() == Some(reservation_id)
             && match link {
                 Some(l) => self.link.as_deref() == Some(l),

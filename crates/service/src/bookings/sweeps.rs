@@ -75,6 +75,7 @@ impl Engine {
         // A meeting an apply in doubt may have made lapses within Lark's 30 days.
         let lapsed = now - chrono::Duration::days(IN_DOUBT_KEPT_DAYS);
         self.store.prune_in_doubt(lapsed.timestamp_millis())?;
+        self.prune_app_hosted_state(now.timestamp())?;
         let vanished: Vec<BookingId> = self
             .store
             .reservation_booking_ids()?

@@ -212,18 +212,19 @@ impl LarkClient {
     /// Reserves a meeting owned and hosted by the user `owner_open_id`, applied with the
     /// app's tenant token (design §4 "Reserve for someone else": with the tenant token,
     /// `owner_id` is required and names the owner). Paced and never replayed once it may
-    /// have reached Lark, like [`LarkClient::apply_reserve`].
+    /// have reached Lark, like [`LarkClient::apply_reserve`]: an answer lost after sending
+    /// is [`ApplyError::AnswerLost`], for the caller's in-doubt handling (rule 13).
     pub async fn apply_reserve_for_owner(
         &self,
         owner_open_id: &str,
         end_time: i64,
         topic: &str,
-    ) -> Result<Reserve, LarkError> {
+    ) -> Result<Reserve, ApplyError> {
         if owner_open_id.trim().is_empty() {
-            return Err(LarkError::InvalidParams {
+            return Err(ApplyError::Failed(LarkError::InvalidParams {
                 code: 0,
                 msg: "an app-hosted reservation needs the owner's open_id".into(),
-            });
+            }));
         }
         let body = serde_json::json!({
             "end_time": end_time.to_string(),
@@ -259,7 +260,12 @@ impl LarkClient {
                 .map_err(NotReplayable::answered)
         })
         .await;
-        result.map_err(|f| f.error)
+        result.map_err(|f| match f.error {
+            LarkError::Timeout | LarkError::Transport(_) if f.may_have_reached => {
+                ApplyError::AnswerLost(f.error)
+            }
+            error => ApplyError::Failed(error),
+        })
     }
 
     /// Changes an app-hosted reservation's end time and/or topic, with the tenant token.

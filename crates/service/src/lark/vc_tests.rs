@@ -319,7 +319,10 @@ async fn without_the_app_permission_an_app_hosted_apply_is_refused_once() {
         .await
         .unwrap_err();
     assert!(
-        matches!(err, LarkError::PermissionDenied { code: 99991672, .. }),
+        matches!(
+            err,
+            ApplyError::Failed(LarkError::PermissionDenied { code: 99991672, .. })
+        ),
         "{err:?}"
     );
     let unknown_owner = {
@@ -331,7 +334,7 @@ async fn without_the_app_permission_an_app_hosted_apply_is_refused_once() {
     };
     assert!(matches!(
         unknown_owner,
-        LarkError::InvalidParams { code: 121003, .. }
+        ApplyError::Failed(LarkError::InvalidParams { code: 121003, .. })
     ));
     assert_eq!(client.call_counts().apply, 2, "refusals are not retried");
     assert!(sim.reserves().is_empty());
@@ -374,6 +377,21 @@ async fn a_lost_answer_is_told_apart_from_a_request_that_never_left() {
         matches!(err, ApplyError::Failed(LarkError::Transport(_))),
         "{err:?}"
     );
+}
+
+#[tokio::test]
+async fn a_lost_answer_to_an_app_apply_is_in_doubt_and_not_sent_again() {
+    let (sim, client, _dir) = sim_and_client().await;
+    let ana_id = sim.add_user("ana@example.com", "Ana");
+    sim.faults().lose_answers(Some(Method::POST), APPLY_PATH, 1);
+    let err = client
+        .apply_reserve_for_owner(&ana_id, in_days(1), "t")
+        .await
+        .unwrap_err();
+    assert!(matches!(err, ApplyError::AnswerLost(_)), "{err:?}");
+    assert_eq!(sim.reserves().len(), 1, "the simulator did the work");
+    assert!(sim.reserves()[0].applied_by_app);
+    assert_eq!(client.call_counts().apply, 1, "not sent again");
 }
 
 #[test]

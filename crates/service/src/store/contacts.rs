@@ -1,4 +1,239 @@
-//! (filled in by the contacts work)
+//! What app-hosted meetings (design §3 rule 21) remember: the Lark open_id found for a
+//! trainer's email (`contact/v3/users/batch_get_id`), with the time it was looked up so
+//! answers expire, and which bookings' reservations the app made with its tenant token
+//! (so their updates and deletes use the tenant token too, whoever connects later).
+//! Kept apart from the reservation journal, which stays as it is: the journal names the
+//! trainer as host for every reservation, app-hosted or not.
+
+use rusqlite::{params, OptionalExtension};
+
+use super::{Store, StoreError};
 
 /// Tables of this file, applied idempotently at open.
-pub(super) const SCHEMA: &str = "";
+pub(super) const SCHEMA: &str = r#"
+CREATE TABLE IF NOT EXISTS lark_contacts (
+    email      TEXT PRIMARY KEY,
+    open_id    TEXT,
+    checked_at INTEGER NOT NULL
+);
+CREATE TABLE IF NOT EXISTS app_hosted (
+    booking_id     TEXT PRIMARY KEY,
+    reservation_id TEXT NOT NULL,
+    owner_open_id  TEXT NOT NULL,
+    trainer_id     TEXT NOT NULL,
+    created_at     INTEGER NOT NULL
+);
+"#;
+
+/// A remembered answer of the email → open_id lookup.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CachedContact {
+    /// None: Lark knew no (active) user by this email when asked.
+    pub open_id: Option<String>,
+    /// When Lark was asked (unix seconds).
+    pub checked_at: i64,
+}
+
+/// A reservation the app applied with its tenant token, owned by `owner_open_id`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AppHostedEntry {
+    pub booking_id: String,
+    pub reservation_id: String,
+    /// The trainer's open_id, named as `owner_id` in apply, update and delete.
+    pub owner_open_id: String,
+    /// The trainer it was made for.
+    pub trainer_id: String,
+    /// When it was made (unix seconds).
+    pub created_at: i64,
+}
+
+/// Emails are matched case-insensitively, as Lark does.
+fn email_key(email: &str) -> String {
+    email.trim().to_lowercase()
+}
+
+impl Store {
+    /// The remembered lookup for `email`, whatever its age (the caller decides what is
+    /// fresh enough).
+    pub fn cached_contact(&self, email: &str) -> Result<Option<CachedContact>, StoreError> {
+        self.with(|c| {
+            c.query_row(
+                "SELECT open_id, checked_at FROM lark_contacts WHERE email = ?1",
+                params![email_key(email)],
+                |r| {
+                    Ok(CachedContact {
+                        open_id: r.get(0)?,
+                        checked_at: r.get(1)?,
+                    })
+                },
+            )
+            .optional()
+        })
+    }
+
+    /// Remembers what Lark answered for `email` (None: no such user) at `now`.
+    pub fn remember_contact(
+        &self,
+        email: &str,
+        open_id: Option<&str>,
+        now: i64,
+    ) -> Result<(), StoreError> {
+        self.with(|c| {
+            c.execute(
+                "INSERT INTO lark_contacts (email, open_id, checked_at) VALUES (?1, ?2, ?3)
+                 ON CONFLICT(email) DO UPDATE SET open_id = excluded.open_id, checked_at = excluded.checked_at",
+                params![email_key(email), open_id, now],
+            )?;
+            Ok(())
+        })
+    }
+
+    /// Forgets lookups made before `before` (unix seconds); returns how many.
+    pub fn prune_contacts(&self, before: i64) -> Result<usize, StoreError> {
+        self.with(|c| {
+            c.execute(
+                "DELETE FROM lark_contacts WHERE checked_at < ?1",
+                params![before],
+            )
+        })
+    }
+
+    /// Records that the app made this booking's reservation with its tenant token.
+    pub fn record_app_hosted(&self, e: &AppHostedEntry) -> Result<(), StoreError> {
+        self.with(|c| {
+            c.execute(
+                "INSERT INTO app_hosted (booking_id, reservation_id, owner_open_id, trainer_id, created_at)
+                 VALUES (?1, ?2, ?3, ?4, ?5)
+                 ON CONFLICT(booking_id) DO UPDATE SET reservation_id = excluded.reservation_id,
+                   owner_open_id = excluded.owner_open_id, trainer_id = excluded.trainer_id,
+                   created_at = excluded.created_at",
+                params![
+                    e.booking_id,
+                    e.reservation_id,
+                    e.owner_open_id,
+                    e.trainer_id,
+                    e.created_at
+                ],
+            )?;
+            Ok(())
+        })
+    }
+
+    /// The booking's app-hosted reservation record, if the app made one for it. The
+    /// caller compares `reservation_id` with the reservation the booking has now: a record
+    /// of an older one does not count.
+    pub fn app_hosted(&self, booking_id: &str) -> Result<Option<AppHostedEntry>, StoreError> {
+        self.with(|c| {
+            c.query_row(
+                "SELECT booking_id, reservation_id, owner_open_id, trainer_id, created_at FROM app_hosted
+                 WHERE booking_id = ?1",
+                params![booking_id],
+                |r| {
+                    Ok(AppHostedEntry {
+                        booking_id: r.get(0)?,
+                        reservation_id: r.get(1)?,
+                        owner_open_id: r.get(2)?,
+                        trainer_id: r.get(3)?,
+                        created_at: r.get(4)?,
+                    })
+                },
+            )
+            .optional()
+        })
+    }
+
+    /// Forgets app-hosted records made before `before` (unix seconds) whose booking no
+    /// longer has a journalled reservation (ended and pruned from the journal); returns how
+    /// many. A record is written just before its journal entry, so a fresh one is kept.
+    pub fn prune_app_hosted(&self, before: i64) -> Result<usize, StoreError> {
+        self.with(|c| {
+            c.execute(
+                "DELETE FROM app_hosted WHERE created_at < ?1
+                   AND booking_id NOT IN (SELECT booking_id FROM reservations)",
+                params![before],
+            )
+        })
+    }
+
+    /// Forgets that the booking's reservation was app-hosted (it was deleted, or replaced).
+    pub fn forget_app_hosted(&self, booking_id: &str) -> Result<(), StoreError> {
+        self.with(|c| {
+            c.execute(
+                "DELETE FROM app_hosted WHERE booking_id = ?1",
+                params![booking_id],
+            )?;
+            Ok(())
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn contacts_and_app_hosted_reservations_survive_reopen() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("store.db");
+        {
+            let s = Store::open(&path).unwrap();
+            s.remember_contact("Ana@Example.com ", Some("ou_ana"), 100)
+                .unwrap();
+            s.remember_contact("nobody@example.com", None, 200).unwrap();
+            s.record_app_hosted(&AppHostedEntry {
+                booking_id: "b1".into(),
+                reservation_id: "r1".into(),
+                owner_open_id: "ou_ana".into(),
+                trainer_id: "t1".into(),
+                created_at: 100,
+            })
+            .unwrap();
+        }
+        let s = Store::open(&path).unwrap();
+        let ana = s.cached_contact("ana@example.com").unwrap().unwrap();
+        assert_eq!(ana.open_id.as_deref(), Some("ou_ana"));
+        assert_eq!(ana.checked_at, 100);
+        let nobody = s.cached_contact("NOBODY@example.com").unwrap().unwrap();
+        assert_eq!(nobody.open_id, None, "a miss is remembered too");
+        assert!(s.cached_contact("else@example.com").unwrap().is_none());
+        assert_eq!(s.prune_contacts(150).unwrap(), 1);
+        assert!(s.cached_contact("ana@example.com").unwrap().is_none());
+
+        let hosted = s.app_hosted("b1").unwrap().unwrap();
+        assert_eq!(
+            (
+                hosted.reservation_id.as_str(),
+                hosted.owner_open_id.as_str()
+            ),
+            ("r1", "ou_ana")
+        );
+        assert!(s.app_hosted("b2").unwrap().is_none());
+        let b2 = AppHostedEntry {
+            booking_id: "b2".into(),
+            reservation_id: "r2".into(),
+            owner_open_id: "ou_ana".into(),
+            trainer_id: "t1".into(),
+            created_at: 50,
+        };
+        s.record_app_hosted(&b2).unwrap();
+        s.record_reservation(
+            &crate::store::ReservationEntry {
+                booking_id: "b2".into(),
+                reservation_id: "r2".into(),
+                trainer_id: "t1".into(),
+                url: "u".into(),
+                end_time: 10,
+            },
+            50,
+        )
+        .unwrap();
+        assert_eq!(s.prune_app_hosted(100).unwrap(), 0, "made at 100: kept");
+        assert_eq!(
+            s.prune_app_hosted(101).unwrap(),
+            1,
+            "b1 has no journal entry"
+        );
+        assert!(s.app_hosted("b1").unwrap().is_none());
+        s.forget_app_hosted("b1").unwrap();
+    }
+}

@@ -22,6 +22,7 @@ mod alerts;
 mod calendar;
 mod contacts;
 mod retries;
+pub use contacts::{AppHostedEntry, CachedContact};
 pub use retries::{InDoubtApply, RetryEntry};
 
 /// Schema, applied idempotently at open.
