@@ -7,6 +7,7 @@
 //! - `decide`    — the pure decision from a booking's current state
 //! - `act`       — carrying a decision out (Lark calls with the right token, the journal)
 //! - `apply`     — reserving a new meeting, and applies whose answer was lost
+//! - `calendar`  — the meeting's event on the host's Lark calendar (rule 20)
 //! - `writeback` — the output fields and their batched delivery
 //! - `sweeps`    — reconciliation, a trainer's bookings on (dis)connect, refresh passes
 //! - `outcome`   — what processing a booking came to, and the pipeline's error
@@ -14,6 +15,7 @@
 
 pub mod act;
 pub mod apply;
+pub mod calendar;
 pub mod changes;
 pub mod decide;
 pub mod engine;

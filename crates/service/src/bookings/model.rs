@@ -197,8 +197,14 @@ impl Booking {
 
     /// True when the booking already shows this reservation as `Created`, with `link`
     /// (any link when None) and no error.
+    /// A reason the calendar step wrote still counts as `Created` (the meeting is fine;
+    /// the calendar step itself clears it).
     pub fn shows_created(&self, reservation_id: &str, link: Option<&str>) -> bool {
-        self.shows_status(MeetingStatus::Created, None)
+        self.meeting_status == Some(MeetingStatus::Created)
+            && self
+                .meeting_error
+                .as_deref()
+                .is_none_or(super::calendar::is_calendar_reason)
             && self.reservation_id.as_deref() == Some(reservation_id)
             && match link {
                 Some(l) => self.link.as_deref() == Some(l),
