@@ -3,6 +3,7 @@
 
 mod bookings;
 mod bounds;
+mod calendar;
 mod cli;
 mod helpers;
 mod lifecycle;
