@@ -293,10 +293,11 @@ impl CalendarStep<'_> {
         if meeting_ok && !booking.is_deleted {
             let showing_calendar = showing.as_deref().is_some_and(is_calendar_reason);
             match &wanted_reason {
-                Some(r) if showing.is_none() || showing_calendar => {
-                    if showing.as_deref() != Some(r.as_str()) {
-                        set_field(&mut write, &booking.id, &b.meeting_error_field, json!(r));
-                    }
+                Some(r)
+                    if (showing.is_none() || showing_calendar)
+                        && showing.as_deref() != Some(r.as_str()) =>
+                {
+                    set_field(&mut write, &booking.id, &b.meeting_error_field, json!(r));
                 }
                 None if showing_calendar => {
                     set_field(&mut write, &booking.id, &b.meeting_error_field, Value::Null);

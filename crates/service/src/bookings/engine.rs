@@ -28,6 +28,9 @@ use crate::store::Store;
 use crate::tokens::trainer::clip;
 use crate::tokens::TokenService;
 
+/// One booking's result: its outcome and, when only its calendar step failed, why.
+type Processed = Result<(Outcome, Option<String>), PipelineError>;
+
 /// Counts of one batch or sweep.
 #[derive(Debug, Default, Clone, PartialEq, Eq, serde::Serialize)]
 pub struct Summary {
@@ -198,42 +201,38 @@ impl Engine {
         let actor = &actor;
         let progress = &self.progress;
         let work = async move {
-            let results: Vec<(BookingId, Result<(Outcome, Option<String>), PipelineError>)> =
-                futures::stream::iter(bookings)
-                    .map(|booking| {
-                        let tx = tx.clone();
-                        async move {
-                            let result = async {
-                                let journal = actor.store.reservation(booking.id.as_str())?;
-                                let decision = decide(
-                                    &booking,
-                                    &Context {
-                                        settings: &settings.salesforce.booking,
-                                        now,
-                                        journal: journal.as_ref(),
-                                        missing_topic_fields: missing,
-                                        require_trainer_email: settings
-                                            .security
-                                            .require_email_match,
-                                    },
-                                );
-                                let Acted { outcome, write } =
-                                    actor.act(&booking, decision).await?;
-                                let CalendarDone { write, retry } =
-                                    calendar.follow(&booking, write).await?;
-                                if let Some(w) = write {
-                                    let _ = tx.send(w).await;
-                                }
-                                Ok((outcome, retry))
+            let results: Vec<(BookingId, Processed)> = futures::stream::iter(bookings)
+                .map(|booking| {
+                    let tx = tx.clone();
+                    async move {
+                        let result = async {
+                            let journal = actor.store.reservation(booking.id.as_str())?;
+                            let decision = decide(
+                                &booking,
+                                &Context {
+                                    settings: &settings.salesforce.booking,
+                                    now,
+                                    journal: journal.as_ref(),
+                                    missing_topic_fields: missing,
+                                    require_trainer_email: settings.security.require_email_match,
+                                },
+                            );
+                            let Acted { outcome, write } = actor.act(&booking, decision).await?;
+                            let CalendarDone { write, retry } =
+                                calendar.follow(&booking, write).await?;
+                            if let Some(w) = write {
+                                let _ = tx.send(w).await;
                             }
-                            .await;
-                            progress.tick(1);
-                            (booking.id, result)
+                            Ok((outcome, retry))
                         }
-                    })
-                    .buffer_unordered(concurrency)
-                    .collect()
-                    .await;
+                        .await;
+                        progress.tick(1);
+                        (booking.id, result)
+                    }
+                })
+                .buffer_unordered(concurrency)
+                .collect()
+                .await;
             // Every sender is gone now: the flusher sees the end of the batch.
             drop(tx);
             results

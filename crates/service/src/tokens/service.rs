@@ -781,9 +781,25 @@ fn disconnect_reason(kind: &GrantFailure) -> String {
     format!("{what}. The trainer must reconnect using their connect link.")
 }
 
+/// True when a granted `scope` (space-separated) lacks one of the calendar scopes.
+pub fn lacks_calendar_scopes(scope: &str) -> bool {
+    crate::config::CALENDAR_SCOPES
+        .iter()
+        .any(|needed| !scope.split_whitespace().any(|g| g == *needed))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_grant_lacks_the_calendar_unless_both_scopes_are_in_it() {
+        assert!(lacks_calendar_scopes("vc:reserve offline_access"));
+        assert!(lacks_calendar_scopes("vc:reserve calendar:calendar"));
+        assert!(!lacks_calendar_scopes(
+            "vc:reserve calendar:calendar:readonly offline_access calendar:calendar"
+        ));
+    }
 
     #[test]
     fn lifetimes_from_lark_are_clamped_never_overflowed() {
@@ -797,11 +813,4 @@ mod tests {
         assert_eq!(expiry(now, -5, "expires_in"), now);
         assert_eq!(expiry(now, i64::MIN, "refresh_token_expires_in"), now);
     }
-}
-
-/// True when a granted `scope` (space-separated) lacks one of the calendar scopes.
-pub fn lacks_calendar_scopes(scope: &str) -> bool {
-    crate::config::CALENDAR_SCOPES
-        .iter()
-        .any(|needed| !scope.split_whitespace().any(|g| g == *needed))
 }
