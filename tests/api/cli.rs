@@ -94,13 +94,21 @@ async fn check_passes_when_everything_is_in_place_and_names_a_missing_field() {
         "✓ fields of Onboarding_Trainer__c",
         "✓ streaming subscription",
         "✓ Lark app token",
+        "✓ calendar scopes",
     ] {
         assert!(out.contains(line), "missing {line:?} in:\n{out}");
     }
     assert!(!out.contains('✗'), "{out}");
+    let scopes = out.lines().find(|l| l.contains("calendar scopes")).unwrap();
+    assert!(
+        scopes.contains("calendar:calendar, calendar:calendar:readonly"),
+        "names the scopes the Lark app needs: {scopes}"
+    );
 
     sims.salesforce
         .remove_field("Training_Booking__c", "Lark_Meeting_Status__c");
+    sims.salesforce
+        .remove_field("Training_Booking__c", "Lark_Calendar_Event_Id__c");
     let (ok, out) = tokio::task::spawn_blocking(move || run_check(&config))
         .await
         .unwrap();
@@ -112,6 +120,10 @@ async fn check_passes_when_everything_is_in_place_and_names_a_missing_field() {
     assert!(
         line.contains("Training_Booking__c.Lark_Meeting_Status__c is missing"),
         "{line}"
+    );
+    assert!(
+        line.contains("Training_Booking__c.Lark_Calendar_Event_Id__c is missing"),
+        "the calendar's event field is checked: {line}"
     );
     assert!(
         line.contains("deploy salesforce-metadata/"),
