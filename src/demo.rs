@@ -466,7 +466,7 @@ const EVENT_FIELD: &str = "Lark_Calendar_Event_Id__c";
 
 /// The calendar event the Lark simulator holds under this id.
 fn calendar_event(
-    lark: &lvb_simulators::LarkSim,
+    lark: &lvb_simulators::lark::LarkSim,
     event_id: &str,
 ) -> anyhow::Result<lvb_simulators::lark::SimEvent> {
     lark.calendar_events()
