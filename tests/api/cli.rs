@@ -32,6 +32,18 @@ fn demo_json_reports_the_final_state() {
         .starts_with("https://"));
     assert_eq!(bookings[1]["status"], "Cancelled");
     assert!(bookings[1]["link"].is_null());
+    // Rule 20 through the real binary: the live booking shows its calendar event, the
+    // cancelled one no longer does.
+    assert!(
+        bookings[0]["calendar_event_id"].is_string(),
+        "{}",
+        bookings[0]
+    );
+    assert!(
+        bookings[1]["calendar_event_id"].is_null(),
+        "{}",
+        bookings[1]
+    );
     for t in report["trainers"].as_array().unwrap() {
         assert_eq!(t["connected"], Value::Bool(true), "{t}");
     }
@@ -42,6 +54,11 @@ fn demo_json_reports_the_final_state() {
     assert_eq!(
         lark["messages"], 1,
         "one reminder to the trainer who had not connected: {lark}"
+    );
+    assert_eq!(
+        lark["calendar"], 8,
+        "per trainer one primary-calendar lookup, one create and one invitation, then one \
+         patch for the reschedule and one delete for the cancellation: {lark}"
     );
     assert!(report["steps"].as_array().unwrap().len() >= 10);
 }
