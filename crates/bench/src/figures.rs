@@ -203,6 +203,16 @@ pub(super) fn lark_kind(r: &RecordedRequest) -> &'static str {
         }
     } else if p.contains("/im/v1/messages") {
         "message"
+    } else if p.contains("/calendar/v4/calendars/primary") {
+        "calendar_primary"
+    } else if p.contains("/calendar/v4/") {
+        match r.method {
+            Method::POST if p.ends_with("/attendees") => "event_attendees",
+            Method::POST => "event_create",
+            Method::PATCH => "event_patch",
+            Method::DELETE => "event_delete",
+            _ => "event_get",
+        }
     } else {
         "other"
     }
