@@ -122,8 +122,10 @@ pub fn wanted_event(
     }
     let reservation = reservation?;
     // The host is the booking's own trainer (a Move has already made the new one host).
+    // Whether they are connected is for their token to say: a trainer disconnected for a
+    // while keeps the event their meeting already has, and gets one once they reconnect.
     let trainer = booking.trainer.as_ref()?;
-    if trainer.id != reservation.trainer_id || !trainer.connected {
+    if trainer.id != reservation.trainer_id {
         return None;
     }
     let (start, end) = (booking.start?, booking.end?);
@@ -795,7 +797,7 @@ mod tests {
     }
 
     #[test]
-    fn no_event_without_a_live_meeting_its_connected_host_or_the_calendar() {
+    fn no_event_without_a_live_meeting_its_host_or_the_calendar() {
         let s = settings();
         let r = reservation();
         let created = Some(MeetingStatus::Created);
@@ -819,9 +821,13 @@ mod tests {
         let mut deleted = booking();
         deleted.is_deleted = true;
         assert_eq!(wanted_event(&s, &deleted, created, Some(&r)), None);
+        // A disconnected host keeps the event (no delete they could not make anyway).
         let mut unconnected = booking();
         unconnected.trainer = Some(trainer(false));
-        assert_eq!(wanted_event(&s, &unconnected, created, Some(&r)), None);
+        assert!(wanted_event(&s, &unconnected, created, Some(&r)).is_some());
+        let mut no_trainer = booking();
+        no_trainer.trainer = None;
+        assert_eq!(wanted_event(&s, &no_trainer, created, Some(&r)), None);
         let mut other_host = r.clone();
         other_host.trainer_id = "a0T000000000002EAA".into();
         assert_eq!(
