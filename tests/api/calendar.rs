@@ -389,3 +389,57 @@ async fn a_trainer_without_the_calendar_scopes_gets_meetings_without_events_and_
     assert_eq!(app.lark.calendar_events().len(), 4, "one event each");
     assert_eq!(reminders(&app), 1, "still one reminder");
 }
+
+#[tokio::test]
+async fn events_go_with_meetings_that_end_and_never_come_for_a_waiting_booking() {
+    let app = spawn_app_with(calendar_on).await;
+    let (ann, _) = connected_trainer(&app, "Ann", "ann@example.com").await;
+    let cy = app.add_trainer("Cy", Some("cy@example.com"), true);
+    wait_ready(&app).await;
+
+    // A booking whose trainer has not connected: pending, no event, no calendar call.
+    let waiting = booking_with_guest(&app, &cy, 24, 25);
+    wait_until("the booking waits for Cy", || async {
+        field(&app, &waiting, STATUS).as_deref() == Some("Pending Trainer Connection")
+    })
+    .await;
+
+    // No longer remote, deleted, moved to a trainer who has not connected (released):
+    // each event is deleted, and the field cleared where the booking still exists.
+    let onsite = booking_with_guest(&app, &ann, 24, 25);
+    let deleted = booking_with_guest(&app, &ann, 48, 49);
+    let released = booking_with_guest(&app, &ann, 72, 73);
+    let mut events = Vec::new();
+    for b in [&onsite, &deleted, &released] {
+        events.push(wait_for_event_field(&app, b).await);
+    }
+    edit_booking(&app, &onsite, json!({"Service_Type__c": "Onsite"}));
+    app.sf.delete(BOOKING, &deleted, SF_HUMAN_USER_ID);
+    edit_booking(&app, &released, json!({"Trainer__c": cy}));
+    wait_until("every event is deleted", || async {
+        events.iter().all(|id| event(&app, id).deleted)
+    })
+    .await;
+    wait_until("the fields are cleared", || async {
+        field(&app, &onsite, EVENT).is_none() && field(&app, &released, EVENT).is_none()
+    })
+    .await;
+    assert_eq!(field(&app, &onsite, STATUS).as_deref(), Some("Cancelled"));
+    assert_eq!(
+        field(&app, &released, STATUS).as_deref(),
+        Some("Pending Trainer Connection")
+    );
+    wait_caught_up(&app).await;
+    assert_eq!(
+        app.lark.calendar_events().len(),
+        3,
+        "none for the waiting booking"
+    );
+    assert!(app.lark.calendar_events().iter().all(|e| e.deleted));
+    assert_eq!(
+        field(&app, &waiting, ERROR)
+            .as_deref()
+            .map(|e| e.contains("calendar")),
+        Some(false)
+    );
+}
