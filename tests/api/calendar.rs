@@ -443,3 +443,52 @@ async fn events_go_with_meetings_that_end_and_never_come_for_a_waiting_booking()
         Some(false)
     );
 }
+
+#[tokio::test]
+async fn an_event_deleted_while_the_meeting_stays_is_made_again_not_answered_from_its_key() {
+    let app = spawn_app_with(calendar_on).await;
+    let (ann, _) = connected_trainer(&app, "Ann", "ann@example.com").await;
+    wait_ready(&app).await;
+    let booking = booking_with_guest(&app, &ann, 24, 25);
+    let first = wait_for_event_field(&app, &booking).await;
+    let reservation = field(&app, &booking, "Lark_Reservation_Id__c").unwrap();
+
+    // Inverted times: Failed (the reservation is kept), the event deleted.
+    edit_booking(&app, &booking, json!({"Training_End__c": sf_time_in(23)}));
+    wait_until("the booking failed and its event is gone", || async {
+        field(&app, &booking, STATUS).as_deref() == Some("Failed") && event(&app, &first).deleted
+    })
+    .await;
+    wait_until("the event field is cleared", || async {
+        field(&app, &booking, EVENT).is_none()
+    })
+    .await;
+
+    // Fixed: the same reservation, and a new live event (a key naming the deleted one).
+    edit_booking(&app, &booking, json!({"Training_End__c": sf_time_in(26)}));
+    wait_until("the booking has a new event", || async {
+        field(&app, &booking, EVENT).is_some_and(|e| e != first)
+    })
+    .await;
+    let second = field(&app, &booking, EVENT).unwrap();
+    assert_eq!(field(&app, &booking, STATUS).as_deref(), Some("Created"));
+    assert_eq!(
+        field(&app, &booking, "Lark_Reservation_Id__c").as_deref(),
+        Some(reservation.as_str())
+    );
+    let e = event(&app, &second);
+    assert!(!e.deleted);
+    assert_eq!(
+        e.end.timestamp,
+        booking_time(&app, &booking, "Training_End__c")
+    );
+    assert_ne!(e.idempotency_key, event(&app, &first).idempotency_key);
+    assert_eq!(
+        app.lark
+            .calendar_events()
+            .iter()
+            .filter(|e| !e.deleted)
+            .count(),
+        1
+    );
+}

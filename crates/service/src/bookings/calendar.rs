@@ -322,10 +322,10 @@ impl CalendarStep<'_> {
     async fn carry_out(&self, booking: &Booking, plan: EventPlan) -> Result<(), StepError> {
         match plan {
             EventPlan::Nothing => Ok(()),
-            EventPlan::Create(wanted) => self.create(booking, &wanted, None).await,
+            EventPlan::Create(wanted) => self.create(booking, &wanted).await,
             EventPlan::Replace { old, wanted } => {
                 self.delete(booking, &old).await?;
-                self.create(booking, &wanted, None).await
+                self.create(booking, &wanted).await
             }
             EventPlan::Delete(old) => self.delete(booking, &old).await,
             EventPlan::Patch { entry, wanted } | EventPlan::Invite { entry, wanted } => {
@@ -358,12 +358,17 @@ impl CalendarStep<'_> {
                             tracing::info!(booking = %booking.id, event = %entry.event_id, "calendar event moved");
                         }
                         Err(LarkError::NotFound { .. }) => {
-                            // Deleted by hand in Lark: make a new one (a new key, since
-                            // the old key names the deleted event).
-                            self.actor
-                                .store
-                                .forget_calendar_event(booking.id.as_str())?;
-                            return self.create(booking, &wanted, Some(&entry.event_id)).await;
+                            // Deleted by hand in Lark: make a new one (with a new key, since
+                            // the old one names the deleted event).
+                            let store = self.actor.store;
+                            let id = booking.id.as_str();
+                            store.record_deleted_event(
+                                id,
+                                &entry.reservation_id,
+                                &entry.event_id,
+                            )?;
+                            store.forget_calendar_event(id)?;
+                            return self.create(booking, &wanted).await;
                         }
                         Err(e) => return Err(lark_step(e)),
                     }
@@ -414,12 +419,7 @@ impl CalendarStep<'_> {
         }
     }
 
-    async fn create(
-        &self,
-        booking: &Booking,
-        wanted: &WantedEvent,
-        replacing: Option<&str>,
-    ) -> Result<(), StepError> {
+    async fn create(&self, booking: &Booking, wanted: &WantedEvent) -> Result<(), StepError> {
         let Some((host, token)) = self.host_token(booking, &wanted.host_id).await? else {
             return Ok(());
         };
@@ -439,9 +439,11 @@ impl CalendarStep<'_> {
             }
         };
         // Stable across retries and restarts: a create whose answer was lost, sent again,
-        // gets the same event back.
+        // gets the same event back. After an event of this reservation was deleted (or
+        // vanished), the key also names that event, or Lark would answer the deleted one.
+        let deleted = store.deleted_event(booking.id.as_str(), &wanted.reservation_id)?;
         let mut parts = vec![booking.id.as_str(), wanted.reservation_id.as_str()];
-        if let Some(old) = replacing {
+        if let Some(old) = deleted.as_deref() {
             parts.push(old);
         }
         let key = idempotency_key(&parts);
@@ -539,6 +541,11 @@ impl CalendarStep<'_> {
             .await;
         match deleted {
             Ok(()) | Err(LarkError::NotFound { .. }) => {
+                store.record_deleted_event(
+                    booking.id.as_str(),
+                    &old.reservation_id,
+                    &old.event_id,
+                )?;
                 store.forget_calendar_event(booking.id.as_str())?;
                 self.actor
                     .metrics

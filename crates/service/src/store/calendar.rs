@@ -21,6 +21,11 @@ CREATE TABLE IF NOT EXISTS calendar_events (
     guest          TEXT,
     updated_at     INTEGER NOT NULL
 );
+CREATE TABLE IF NOT EXISTS calendar_deleted (
+    booking_id     TEXT PRIMARY KEY,
+    reservation_id TEXT NOT NULL,
+    event_id       TEXT NOT NULL
+);
 CREATE TABLE IF NOT EXISTS trainer_calendars (
     trainer_id        TEXT PRIMARY KEY,
     calendar_id       TEXT,
@@ -117,6 +122,41 @@ impl Store {
                 params![booking_id],
             )?;
             Ok(())
+        })
+    }
+
+    /// Remembers the event just deleted for a booking's reservation: an idempotency key
+    /// made from the same booking and reservation would give that deleted event back.
+    pub fn record_deleted_event(
+        &self,
+        booking_id: &str,
+        reservation_id: &str,
+        event_id: &str,
+    ) -> Result<(), StoreError> {
+        self.with(|c| {
+            c.execute(
+                "INSERT INTO calendar_deleted (booking_id, reservation_id, event_id) VALUES (?1, ?2, ?3)
+                 ON CONFLICT(booking_id) DO UPDATE SET reservation_id = excluded.reservation_id,
+                   event_id = excluded.event_id",
+                params![booking_id, reservation_id, event_id],
+            )?;
+            Ok(())
+        })
+    }
+
+    /// The last event deleted for this booking's reservation, if any.
+    pub fn deleted_event(
+        &self,
+        booking_id: &str,
+        reservation_id: &str,
+    ) -> Result<Option<String>, StoreError> {
+        self.with(|c| {
+            c.query_row(
+                "SELECT event_id FROM calendar_deleted WHERE booking_id = ?1 AND reservation_id = ?2",
+                params![booking_id, reservation_id],
+                |r| r.get(0),
+            )
+            .optional()
         })
     }
 
@@ -283,6 +323,14 @@ mod tests {
         assert_eq!(s.calendar_event("b1").unwrap(), Some(moved));
         s.forget_calendar_event("b1").unwrap();
         assert_eq!(s.calendar_event("b1").unwrap(), None);
+        assert_eq!(s.deleted_event("b1", "r1").unwrap(), None);
+        s.record_deleted_event("b1", "r1", "ev_0").unwrap();
+        s.record_deleted_event("b1", "r1", "ev_1").unwrap();
+        assert_eq!(
+            s.deleted_event("b1", "r1").unwrap().as_deref(),
+            Some("ev_1")
+        );
+        assert_eq!(s.deleted_event("b1", "r2").unwrap(), None);
     }
 
     #[test]
