@@ -492,3 +492,44 @@ async fn an_event_deleted_while_the_meeting_stays_is_made_again_not_answered_fro
         1
     );
 }
+
+#[tokio::test]
+async fn a_guest_email_lark_cannot_take_is_shown_once_not_retried_and_fixed_by_an_edit() {
+    // The guest's field holds a name here, not an email.
+    let app = spawn_app_with(|s| {
+        calendar_on(s);
+        s.salesforce.booking.attendee_email_field = Some("Merchant_Name__c".into());
+    })
+    .await;
+    let (ann, _) = connected_trainer(&app, "Ann", "ann@example.com").await;
+    wait_ready(&app).await;
+    let booking = booking_with_guest(&app, &ann, 24, 25);
+    let event_id = wait_for_event_field(&app, &booking).await;
+    wait_until("the booking says why the guest is missing", || async {
+        field(&app, &booking, ERROR).is_some_and(|e| e.contains("not an email address"))
+    })
+    .await;
+    assert_eq!(field(&app, &booking, STATUS).as_deref(), Some("Created"));
+    assert!(event(&app, &event_id).attendees.is_empty());
+    wait_caught_up(&app).await;
+    assert!(
+        app.store.retry_entry(&booking).unwrap().is_none(),
+        "the same request would be refused again: not retried"
+    );
+
+    edit_booking(
+        &app,
+        &booking,
+        json!({"Merchant_Name__c": "ops@acme.example"}),
+    );
+    wait_until("the guest is invited and the reason cleared", || async {
+        field(&app, &booking, ERROR).is_none() && !event(&app, &event_id).attendees.is_empty()
+    })
+    .await;
+    let e = event(&app, &event_id);
+    assert_eq!(
+        e.attendees[0].third_party_email.as_deref(),
+        Some("ops@acme.example")
+    );
+    assert_eq!(app.lark.calendar_events().len(), 1, "the same event");
+}

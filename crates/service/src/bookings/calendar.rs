@@ -168,6 +168,10 @@ pub struct CalendarDone {
 enum StepError {
     /// The trainer's token lacks the calendar scopes (99991679).
     MissingScope,
+    /// Lark (or the client, before sending) refused the request itself — e.g. a guest
+    /// email that is not one: shown on the booking, not retried (the same request would
+    /// be refused again; the next change of the booking tries anew).
+    Refused(LarkError),
     Lark(LarkError),
     Pipeline(PipelineError),
 }
@@ -189,6 +193,7 @@ fn lark_step(e: LarkError) -> StepError {
         LarkError::PermissionDenied { code, .. } if code == MISSING_USER_SCOPE => {
             StepError::MissingScope
         }
+        e @ LarkError::InvalidParams { .. } => StepError::Refused(e),
         other => StepError::Lark(other),
     }
 }
@@ -236,12 +241,17 @@ impl CalendarStep<'_> {
             plan_event(wanted, entry)
         };
         let result = self.carry_out(booking, plan).await;
+        let mut retry = true;
         let reason = match result {
             Ok(()) => None,
             Err(StepError::Pipeline(e @ PipelineError::Store(_))) => return Err(e),
             Err(StepError::MissingScope) => {
                 missing_scope = true;
                 None
+            }
+            Err(StepError::Refused(e)) => {
+                retry = false;
+                Some(e.to_string())
             }
             Err(StepError::Lark(e)) => Some(e.to_string()),
             Err(StepError::Pipeline(e)) => Some(e.to_string()),
@@ -315,7 +325,7 @@ impl CalendarStep<'_> {
         }
         Ok(CalendarDone {
             write,
-            retry: reason,
+            retry: reason.filter(|_| retry),
         })
     }
 
