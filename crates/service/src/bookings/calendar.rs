@@ -637,17 +637,32 @@ impl Engine {
             tracing::warn!(booking = %id, reason, "session started; no more calendar retries");
             return Ok(());
         }
-        let attempts = self
-            .store
-            .retry_entry(id.as_str())?
-            .map_or(0, |e| e.attempts)
-            + 1;
+        let attempts = self.attempts_so_far(id, true)? + 1;
         let delay = retry_delay(attempts, self.settings.processing.retry_max_delay);
         let next_at = now.timestamp_millis() + delay.as_millis() as i64;
         let reason = format!("{CALENDAR_REASON}{reason}");
         self.store
             .record_failed_attempt(id.as_str(), next_at, &reason)?;
         Ok(())
+    }
+
+    /// Failed attempts on the booking's retry list that count for this kind of failure:
+    /// the calendar step's and the meeting's are counted apart, so calendar retries (which
+    /// never make a booking `Failed`) do not bring a meeting failure closer to `Failed`.
+    /// An entry of the other kind is dropped (that work has since succeeded).
+    pub(super) fn attempts_so_far(
+        &self,
+        id: &BookingId,
+        calendar: bool,
+    ) -> Result<u32, PipelineError> {
+        match self.store.retry_entry(id.as_str())? {
+            Some(e) if is_calendar_reason(&e.last_reason) == calendar => Ok(e.attempts),
+            Some(_) => {
+                self.store.clear_retry(id.as_str())?;
+                Ok(0)
+            }
+            None => Ok(0),
+        }
     }
 }
 

@@ -305,11 +305,7 @@ impl Engine {
         reason: &str,
     ) -> Result<Option<WriteBack>, PipelineError> {
         let p = &self.settings.processing;
-        let attempts = self
-            .store
-            .retry_entry(id.as_str())?
-            .map_or(0, |e| e.attempts)
-            + 1;
+        let attempts = self.attempts_so_far(id, false)? + 1;
         let started = start.is_some_and(|s| s <= now);
         if attempts >= p.max_attempts || started {
             self.store.clear_retry(id.as_str())?;
