@@ -28,8 +28,8 @@ use crate::store::Store;
 use crate::tokens::trainer::clip;
 use crate::tokens::TokenService;
 
-/// One booking's result: its outcome and, when only its calendar step failed, why.
-type Processed = Result<(Outcome, Option<String>), PipelineError>;
+/// Where one booking ended up and, when only its calendar step failed, why.
+type Processed = (Outcome, Option<String>);
 
 /// Counts of one batch or sweep.
 #[derive(Debug, Default, Clone, PartialEq, Eq, serde::Serialize)]
@@ -201,38 +201,42 @@ impl Engine {
         let actor = &actor;
         let progress = &self.progress;
         let work = async move {
-            let results: Vec<(BookingId, Processed)> = futures::stream::iter(bookings)
-                .map(|booking| {
-                    let tx = tx.clone();
-                    async move {
-                        let result = async {
-                            let journal = actor.store.reservation(booking.id.as_str())?;
-                            let decision = decide(
-                                &booking,
-                                &Context {
-                                    settings: &settings.salesforce.booking,
-                                    now,
-                                    journal: journal.as_ref(),
-                                    missing_topic_fields: missing,
-                                    require_trainer_email: settings.security.require_email_match,
-                                },
-                            );
-                            let Acted { outcome, write } = actor.act(&booking, decision).await?;
-                            let CalendarDone { write, retry } =
-                                calendar.follow(&booking, write).await?;
-                            if let Some(w) = write {
-                                let _ = tx.send(w).await;
+            let results: Vec<(BookingId, Result<Processed, PipelineError>)> =
+                futures::stream::iter(bookings)
+                    .map(|booking| {
+                        let tx = tx.clone();
+                        async move {
+                            let result = async {
+                                let journal = actor.store.reservation(booking.id.as_str())?;
+                                let decision = decide(
+                                    &booking,
+                                    &Context {
+                                        settings: &settings.salesforce.booking,
+                                        now,
+                                        journal: journal.as_ref(),
+                                        missing_topic_fields: missing,
+                                        require_trainer_email: settings
+                                            .security
+                                            .require_email_match,
+                                    },
+                                );
+                                let Acted { outcome, write } =
+                                    actor.act(&booking, decision).await?;
+                                let CalendarDone { write, retry } =
+                                    calendar.follow(&booking, write).await?;
+                                if let Some(w) = write {
+                                    let _ = tx.send(w).await;
+                                }
+                                Ok((outcome, retry))
                             }
-                            Ok((outcome, retry))
+                            .await;
+                            progress.tick(1);
+                            (booking.id, result)
                         }
-                        .await;
-                        progress.tick(1);
-                        (booking.id, result)
-                    }
-                })
-                .buffer_unordered(concurrency)
-                .collect()
-                .await;
+                    })
+                    .buffer_unordered(concurrency)
+                    .collect()
+                    .await;
             // Every sender is gone now: the flusher sees the end of the batch.
             drop(tx);
             results
