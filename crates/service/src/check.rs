@@ -163,12 +163,16 @@ pub async fn collect_with(settings: &Settings) -> Vec<CheckLine> {
                         (&b.meeting_error_field, &["string", "textarea"]),
                     ];
                     let topic = b.topic_fields();
+                    let description_fields = settings.calendar.description_fields();
                     for f in &topic {
                         expected.push((f.as_str(), &["string", "textarea", "picklist", "email", "phone", "url", "double", "int", "reference", "id", "datetime", "date"]));
                     }
                     if settings.calendar.enabled {
                         // Rule 20: the event id is written, the guest's email read.
                         expected.push((&b.calendar_event_field, &["string"]));
+                        for f in description_fields.iter() {
+                            expected.push((f.as_str(), &["string", "textarea", "picklist", "email", "phone", "url", "double", "int", "reference", "id", "datetime", "date"]));
+                        }
                         if let Some(f) = &b.attendee_email_field {
                             expected.push((f.as_str(), &["email", "string"]));
                         }

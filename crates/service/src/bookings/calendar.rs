@@ -135,6 +135,10 @@ pub fn wanted_event(
     let b = &settings.salesforce.booking;
     let summary = render_topic(&b.topic_template, &booking.topic_values);
     let mut values = booking.topic_values.clone();
+    // A field the object lacks (left out of the query) reads as empty, not as `{Field}`.
+    for f in settings.calendar.description_fields() {
+        values.entry(f).or_insert(Value::Null);
+    }
     values.insert("link".into(), Value::String(reservation.url.clone()));
     let description = render_topic(&settings.calendar.description_template, &values);
     let guest = b
@@ -818,6 +822,13 @@ mod tests {
         );
         assert_eq!(w.meeting_url, "https://vc.example/j/1");
         assert_eq!(w.guest.as_deref(), Some("m@acme.example"));
+        let mut odd = settings();
+        odd.calendar.description_template = "{Nope__c}Join {link}".into();
+        let w = wanted_event(&odd, &b, Some(MeetingStatus::Created), Some(&reservation())).unwrap();
+        assert_eq!(
+            w.description, "Join https://vc.example/j/1",
+            "a missing field reads empty"
+        );
         // Created by App counts too, once the trainer hosts with their own connection.
         assert!(wanted_event(
             &s,
