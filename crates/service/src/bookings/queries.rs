@@ -25,6 +25,10 @@ pub enum TrainerBookings {
     All,
     /// Those waiting for the trainer to connect (the trainer just connected).
     Pending,
+    /// Those waiting, and those whose meeting exists: with the calendar on, a (re)connect
+    /// puts meetings made while the trainer lacked the calendar scopes on their calendar.
+    /// New bookings (no status yet) stay with the stream, which times their first link.
+    PendingOrMeeting,
 }
 
 /// The booking fields the calendar reads besides the topic's (rule 20).
@@ -151,6 +155,13 @@ impl Engine {
                 " AND {} = {}",
                 b.meeting_status_field,
                 quote(MeetingStatus::PendingTrainerConnection.as_str())
+            ),
+            TrainerBookings::PendingOrMeeting => format!(
+                " AND {} IN ({}, {}, {})",
+                b.meeting_status_field,
+                quote(MeetingStatus::PendingTrainerConnection.as_str()),
+                quote(MeetingStatus::Created.as_str()),
+                quote(MeetingStatus::CreatedByApp.as_str())
             ),
         };
         let soql = format!(

@@ -101,9 +101,9 @@ impl Engine {
         let (trainer, which) = match event {
             // With the calendar on, a (re)connect also puts meetings that already exist
             // on the trainer's calendar (a trainer who lacked the calendar scopes until
-            // now): their other bookings decide `Nothing` and cost no Lark call.
+            // now); those already on it decide `Nothing` and cost no Lark call.
             TrainerEvent::Connected(id) if self.settings.calendar.enabled => {
-                (id, TrainerBookings::All)
+                (id, TrainerBookings::PendingOrMeeting)
             }
             TrainerEvent::Connected(id) => (id, TrainerBookings::Pending),
             TrainerEvent::Disconnected(id) => (id, TrainerBookings::All),
