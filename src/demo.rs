@@ -105,7 +105,7 @@ pub async fn run(json: bool) -> anyhow::Result<()> {
         std::process::id(),
         lvb_simulators::wire::random_hex(4)
     ));
-    let settings = Settings::load_from(
+    let mut settings = Settings::load_from(
         None,
         lvb_simulators::service_env(
             &sf.base_url(),
@@ -113,6 +113,8 @@ pub async fn run(json: bool) -> anyhow::Result<()> {
             &store_dir.join("store.db"),
         ),
     )?;
+    // The merchant's email on the booking: invited to the session's calendar event.
+    settings.salesforce.booking.attendee_email_field = Some("Merchant_Email__c".into());
     let app = App::build(settings).await?;
     let url = app.local_url();
     let shutdown = app.shutdown_handle();
@@ -164,7 +166,8 @@ pub async fn run(json: bool) -> anyhow::Result<()> {
             "Training_End__c": (start + chrono::Duration::hours(1)).to_rfc3339(),
             "Service_Type__c": "Remote",
             "Status__c": "Scheduled",
-            "Merchant_Name__c": "Acme Coffee"
+            "Merchant_Name__c": "Acme Coffee",
+            "Merchant_Email__c": "owner@acme-coffee.example"
         }),
         SF_HUMAN_USER_ID,
     );
@@ -184,6 +187,21 @@ pub async fn run(json: bool) -> anyhow::Result<()> {
         "booking {booking_a}: Lark_Meeting_Status__c = Created, link {}",
         link_a.as_str().unwrap_or("")
     ));
+    n.wait("the session is on the trainer's Lark calendar", || async {
+        field(sf.get(BOOKING, &booking_a), EVENT_FIELD).is_string()
+    })
+    .await?;
+    let event_a = text(&field(sf.get(BOOKING, &booking_a), EVENT_FIELD));
+    let ev = calendar_event(lark, &event_a)?;
+    n.say(format!(
+        "{}'s primary Lark calendar has event {event_a} \"{}\" {} to {} ({}), joining through the link; guests invited: {}",
+        a.name,
+        ev.summary,
+        ev.start.timestamp,
+        ev.end.timestamp,
+        ev.start.timezone,
+        guests(&ev)
+    ));
 
     // 3. A booking for B, who has not connected.
     let start_b = Utc::now() + chrono::Duration::days(5);
@@ -196,7 +214,8 @@ pub async fn run(json: bool) -> anyhow::Result<()> {
             "Training_End__c": (start_b + chrono::Duration::minutes(90)).to_rfc3339(),
             "Service_Type__c": "Remote",
             "Status__c": "Scheduled",
-            "Merchant_Name__c": "Blue Bottle"
+            "Merchant_Name__c": "Blue Bottle",
+            "Merchant_Email__c": "hello@bluebottle.example"
         }),
         SF_HUMAN_USER_ID,
     );
@@ -236,6 +255,17 @@ pub async fn run(json: bool) -> anyhow::Result<()> {
         .as_str()
         .unwrap_or("")
     ));
+    n.wait(
+        "the session is on the second trainer's calendar",
+        || async { field(sf.get(BOOKING, &booking_b), EVENT_FIELD).is_string() },
+    )
+    .await?;
+    let event_b = text(&field(sf.get(BOOKING, &booking_b), EVENT_FIELD));
+    n.say(format!(
+        "{}'s calendar has event {event_b}; guests invited: {}",
+        b.name,
+        guests(&calendar_event(lark, &event_b)?)
+    ));
 
     // 5. Reschedule A's booking: same link, one PUT.
     let new_end = start + chrono::Duration::minutes(90);
@@ -262,6 +292,14 @@ pub async fn run(json: bool) -> anyhow::Result<()> {
         bail!("the link changed on reschedule");
     }
     n.say("the reservation's end time was updated in Lark; the link is unchanged");
+    n.wait("the calendar event moved with the booking", || async {
+        calendar_event(lark, &event_a).is_ok_and(|e| e.end.timestamp == new_end.timestamp())
+    })
+    .await?;
+    n.say(format!(
+        "calendar event {event_a} now ends at {} (the same event, patched)",
+        new_end.timestamp()
+    ));
 
     // 6. Cancel B's booking.
     sf.update(
@@ -283,6 +321,18 @@ pub async fn run(json: bool) -> anyhow::Result<()> {
     n.say(format!(
         "booking {booking_b}: Cancelled, link cleared, Lark reservation deleted"
     ));
+    n.wait(
+        "the calendar event is deleted and its id cleared",
+        || async {
+            calendar_event(lark, &event_b).is_ok_and(|e| e.deleted)
+                && field(sf.get(BOOKING, &booking_b), EVENT_FIELD).is_null()
+        },
+    )
+    .await?;
+    n.say(format!(
+        "calendar event {event_b} deleted from {}'s calendar; {EVENT_FIELD} cleared",
+        b.name
+    ));
 
     shutdown.trigger();
     service
@@ -302,6 +352,7 @@ pub async fn run(json: bool) -> anyhow::Result<()> {
                 "status": r.get("Lark_Meeting_Status__c"),
                 "link": r.get("Remote_Training_Meeting_Link__c"),
                 "reservation_id": r.get("Lark_Reservation_Id__c"),
+                "calendar_event_id": r.get(EVENT_FIELD),
             })
         })
         .collect();
@@ -336,6 +387,7 @@ pub async fn run(json: bool) -> anyhow::Result<()> {
         "update": lark_log.count(&Method::PUT, "/vc/v1/reserves/"),
         "delete": lark_log.count(&Method::DELETE, "/vc/v1/reserves/"),
         "messages": lark_log.count_path("/im/v1/messages"),
+        "calendar": lark_log.count_path("/calendar/v4/"),
     });
 
     if json {
@@ -407,6 +459,34 @@ async fn connect(
         })
     })
     .await
+}
+
+/// The booking field the service writes the calendar event id to.
+const EVENT_FIELD: &str = "Lark_Calendar_Event_Id__c";
+
+/// The calendar event the Lark simulator holds under this id.
+fn calendar_event(
+    lark: &lvb_simulators::lark::LarkSim,
+    event_id: &str,
+) -> anyhow::Result<lvb_simulators::lark::SimEvent> {
+    lark.calendar_events()
+        .into_iter()
+        .find(|e| e.event_id == event_id)
+        .with_context(|| format!("Lark has no calendar event {event_id}"))
+}
+
+/// The event's external guests, for the narration.
+fn guests(event: &lvb_simulators::lark::SimEvent) -> String {
+    let list: Vec<&str> = event
+        .attendees
+        .iter()
+        .filter_map(|a| a.third_party_email.as_deref())
+        .collect();
+    if list.is_empty() {
+        "none".into()
+    } else {
+        list.join(", ")
+    }
 }
 
 fn field(record: Option<Map<String, Value>>, name: &str) -> Value {

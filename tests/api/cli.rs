@@ -32,6 +32,18 @@ fn demo_json_reports_the_final_state() {
         .starts_with("https://"));
     assert_eq!(bookings[1]["status"], "Cancelled");
     assert!(bookings[1]["link"].is_null());
+    // Rule 20 through the real binary: the live booking shows its calendar event, the
+    // cancelled one no longer does.
+    assert!(
+        bookings[0]["calendar_event_id"].is_string(),
+        "{}",
+        bookings[0]
+    );
+    assert!(
+        bookings[1]["calendar_event_id"].is_null(),
+        "{}",
+        bookings[1]
+    );
     for t in report["trainers"].as_array().unwrap() {
         assert_eq!(t["connected"], Value::Bool(true), "{t}");
     }
@@ -42,6 +54,11 @@ fn demo_json_reports_the_final_state() {
     assert_eq!(
         lark["messages"], 1,
         "one reminder to the trainer who had not connected: {lark}"
+    );
+    assert_eq!(
+        lark["calendar"], 8,
+        "per trainer one primary-calendar lookup, one create and one invitation, then one \
+         patch for the reschedule and one delete for the cancellation: {lark}"
     );
     assert!(report["steps"].as_array().unwrap().len() >= 10);
 }
@@ -94,13 +111,21 @@ async fn check_passes_when_everything_is_in_place_and_names_a_missing_field() {
         "✓ fields of Onboarding_Trainer__c",
         "✓ streaming subscription",
         "✓ Lark app token",
+        "✓ calendar scopes",
     ] {
         assert!(out.contains(line), "missing {line:?} in:\n{out}");
     }
     assert!(!out.contains('✗'), "{out}");
+    let scopes = out.lines().find(|l| l.contains("calendar scopes")).unwrap();
+    assert!(
+        scopes.contains("calendar:calendar, calendar:calendar:readonly"),
+        "names the scopes the Lark app needs: {scopes}"
+    );
 
     sims.salesforce
         .remove_field("Training_Booking__c", "Lark_Meeting_Status__c");
+    sims.salesforce
+        .remove_field("Training_Booking__c", "Lark_Calendar_Event_Id__c");
     let (ok, out) = tokio::task::spawn_blocking(move || run_check(&config))
         .await
         .unwrap();
@@ -112,6 +137,10 @@ async fn check_passes_when_everything_is_in_place_and_names_a_missing_field() {
     assert!(
         line.contains("Training_Booking__c.Lark_Meeting_Status__c is missing"),
         "{line}"
+    );
+    assert!(
+        line.contains("Training_Booking__c.Lark_Calendar_Event_Id__c is missing"),
+        "the calendar's event field is checked: {line}"
     );
     assert!(
         line.contains("deploy salesforce-metadata/"),

@@ -5,6 +5,7 @@ mod alerts;
 mod app_hosted;
 mod bookings;
 mod bounds;
+mod calendar;
 mod cli;
 mod helpers;
 mod lifecycle;

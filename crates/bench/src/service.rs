@@ -47,6 +47,9 @@ impl Service {
             "LVB__SERVER__RATE_LIMIT_PER_MINUTE".into(),
             SEEDING_RATE_LIMIT.to_string(),
         ));
+        // `LVB__CALENDAR__…` of the bench's own environment reach the service, so a run
+        // with `LVB__CALENDAR__ENABLED=false` measures the pipeline without calendar events.
+        env.extend(std::env::vars().filter(|(k, _)| k.starts_with("LVB__CALENDAR__")));
         let Some(service_bin) = service_bin else {
             let settings = Settings::load_from(None, env)?;
             let app = App::build(settings).await?;

@@ -163,8 +163,19 @@ pub async fn collect_with(settings: &Settings) -> Vec<CheckLine> {
                         (&b.meeting_error_field, &["string", "textarea"]),
                     ];
                     let topic = b.topic_fields();
+                    let description_fields = settings.calendar.description_fields();
                     for f in &topic {
                         expected.push((f.as_str(), &["string", "textarea", "picklist", "email", "phone", "url", "double", "int", "reference", "id", "datetime", "date"]));
+                    }
+                    if settings.calendar.enabled {
+                        // Rule 20: the event id is written, the guest's email read.
+                        expected.push((&b.calendar_event_field, &["string"]));
+                        for f in description_fields.iter() {
+                            expected.push((f.as_str(), &["string", "textarea", "picklist", "email", "phone", "url", "double", "int", "reference", "id", "datetime", "date"]));
+                        }
+                        if let Some(f) = &b.attendee_email_field {
+                            expected.push((f.as_str(), &["email", "string"]));
+                        }
                     }
                     lines.push(fields_line(&b.object, &d, &expected));
                     if let Some(status) = d.field(&b.meeting_status_field) {
@@ -221,6 +232,8 @@ pub async fn collect_with(settings: &Settings) -> Vec<CheckLine> {
         )),
     }
 
+    lines.push(calendar_line(settings));
+
     // Lark.
     match LarkClient::new(&settings.lark) {
         Ok(lark) => {
@@ -255,6 +268,34 @@ async fn app_hosted_line(lark: &LarkClient) -> CheckLine {
         ),
         Err(e) => fail(WHAT, format!("the email lookup failed: {e}; {NEEDS}")),
     }
+}
+
+/// Which calendar scopes the Lark app needs (rule 20), or that the calendar is off.
+fn calendar_line(settings: &Settings) -> CheckLine {
+    if !settings.calendar.enabled {
+        return pass(
+            "calendar",
+            "off (calendar.enabled = false): meetings get no calendar event",
+        );
+    }
+    let requested = settings.lark.requested_scopes();
+    let missing: Vec<&str> = crate::config::CALENDAR_SCOPES
+        .into_iter()
+        .filter(|s| !requested.iter().any(|r| r == s))
+        .collect();
+    if !missing.is_empty() {
+        return fail(
+            "calendar scopes",
+            format!("lark.scopes lacks {missing:?}; add them (and enable them for the Lark app) or set calendar.enabled = false"),
+        );
+    }
+    pass(
+        "calendar scopes",
+        format!(
+            "the Lark app needs the user scopes {} (developer console → Permissions & Scopes); trainers who connected without them get meetings without events and one reminder to reconnect",
+            crate::config::CALENDAR_SCOPES.join(", ")
+        ),
+    )
 }
 
 fn fields_line(object: &str, d: &ObjectDescribe, expected: &[(&str, &[&str])]) -> CheckLine {

@@ -12,6 +12,7 @@ use rand::Rng;
 use tokio::sync::{mpsc, OnceCell};
 
 use super::act::Actor;
+use super::calendar::{CalendarDone, CalendarStep};
 use super::decide::{decide, Context};
 use super::model::{Booking, MeetingStatus};
 use super::outcome::{Acted, Outcome, PipelineError};
@@ -26,6 +27,9 @@ use crate::salesforce::SalesforceClient;
 use crate::store::Store;
 use crate::tokens::trainer::clip;
 use crate::tokens::TokenService;
+
+/// Where one booking ended up and, when only its calendar step failed, why.
+type Processed = (Outcome, Option<String>);
 
 /// Counts of one batch or sweep.
 #[derive(Debug, Default, Clone, PartialEq, Eq, serde::Serialize)]
@@ -169,7 +173,7 @@ impl Engine {
         &self,
         bookings: Vec<Booking>,
     ) -> Result<Summary, PipelineError> {
-        let (_, missing) = self.topic_fields().await?;
+        let (present, missing) = self.topic_fields().await?;
         self.prefetch_open_ids(&bookings).await;
         let settings = &self.settings;
         let actor = Actor {
@@ -181,6 +185,12 @@ impl Engine {
             metrics: &self.metrics,
             meetings: &settings.meetings,
         };
+        let calendar = CalendarStep {
+            actor: &actor,
+            settings,
+            field_present: present.contains(&settings.salesforce.booking.calendar_event_field),
+        };
+        let calendar = &calendar;
         let mut summary = Summary {
             bookings: bookings.len(),
             ..Summary::default()
@@ -193,7 +203,7 @@ impl Engine {
         let actor = &actor;
         let progress = &self.progress;
         let work = async move {
-            let results: Vec<(BookingId, Result<Outcome, PipelineError>)> =
+            let results: Vec<(BookingId, Result<Processed, PipelineError>)> =
                 futures::stream::iter(bookings)
                     .map(|booking| {
                         let tx = tx.clone();
@@ -217,10 +227,12 @@ impl Engine {
                                 );
                                 let Acted { outcome, write } =
                                     actor.act(&booking, decision).await?;
+                                let CalendarDone { write, retry } =
+                                    calendar.follow(&booking, write).await?;
                                 if let Some(w) = write {
                                     let _ = tx.send(w).await;
                                 }
-                                Ok(outcome)
+                                Ok((outcome, retry))
                             }
                             .await;
                             progress.tick(1);
@@ -250,10 +262,16 @@ impl Engine {
             .collect();
         for (id, result) in results {
             match result {
-                Ok(outcome) => {
+                Ok((outcome, calendar_retry)) => {
                     summary.count(outcome);
                     if !failing.iter().any(|(f, _)| f == &id) {
-                        self.store.clear_retry(id.as_str())?;
+                        match calendar_retry {
+                            Some(reason) => {
+                                let start = starts.get(&id).copied().flatten();
+                                self.retry_calendar_later(&id, start, now, &reason)?;
+                            }
+                            None => self.store.clear_retry(id.as_str())?,
+                        }
                     }
                 }
                 Err(PipelineError::ApplyInDoubt { retry_at, .. }) => {
@@ -296,11 +314,7 @@ impl Engine {
         reason: &str,
     ) -> Result<Option<WriteBack>, PipelineError> {
         let p = &self.settings.processing;
-        let attempts = self
-            .store
-            .retry_entry(id.as_str())?
-            .map_or(0, |e| e.attempts)
-            + 1;
+        let attempts = self.attempts_so_far(id, false)? + 1;
         let started = start.is_some_and(|s| s <= now);
         if attempts >= p.max_attempts || started {
             self.store.clear_retry(id.as_str())?;
@@ -413,7 +427,7 @@ const RETRY_READ_FAILURE_DELAY: Duration = Duration::from_secs(5);
 
 /// The wait before attempt `attempts + 1`: doubling from [`RETRY_BASE_DELAY`], capped at
 /// `max`, with "equal jitter" (between half and all of it) so failing bookings spread out.
-fn retry_delay(attempts: u32, max: Duration) -> Duration {
+pub(super) fn retry_delay(attempts: u32, max: Duration) -> Duration {
     let exp = RETRY_BASE_DELAY.saturating_mul(1u32 << attempts.saturating_sub(1).min(20));
     let capped = exp.min(max);
     capped.mul_f64(rand::thread_rng().gen_range(0.5..=1.0))

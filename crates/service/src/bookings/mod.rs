@@ -8,6 +8,7 @@
 //! - `act`       — carrying a decision out (Lark calls with the right token, the journal)
 //! - `apply`     — reserving a new meeting, and applies whose answer was lost
 //! - `app_hosted` — meetings the app reserves for a trainer who has not connected (rule 21)
+//! - `calendar`  — the meeting's event on the host's Lark calendar (rule 20)
 //! - `writeback` — the output fields and their batched delivery
 //! - `sweeps`    — reconciliation, a trainer's bookings on (dis)connect, refresh passes
 //! - `outcome`   — what processing a booking came to, and the pipeline's error
@@ -18,6 +19,7 @@
 pub mod act;
 pub mod app_hosted;
 pub mod apply;
+pub mod calendar;
 pub mod changes;
 pub mod decide;
 pub mod engine;

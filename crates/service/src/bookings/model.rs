@@ -197,6 +197,8 @@ impl Booking {
 
     /// True when the booking already shows this reservation as `Created`, with `link`
     /// (any link when None) and no error.
+    /// A reason the calendar step wrote still counts as `Created` (the meeting is fine;
+    /// the calendar step itself clears it).
     pub fn shows_created(&self, reservation_id: &str, link: Option<&str>) -> bool {
         self.shows_meeting(MeetingStatus::Created, reservation_id, link)
     }
@@ -208,7 +210,11 @@ impl Booking {
         reservation_id: &str,
         link: Option<&str>,
     ) -> bool {
-        self.shows_status(status, None)
+        self.meeting_status == Some(status)
+            && self
+                .meeting_error
+                .as_deref()
+                .is_none_or(super::calendar::is_calendar_reason)
             && self.reservation_id.as_deref() == Some(reservation_id)
             && match link {
                 Some(l) => self.link.as_deref() == Some(l),

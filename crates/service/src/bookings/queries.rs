@@ -25,15 +25,39 @@ pub enum TrainerBookings {
     All,
     /// Those waiting for the trainer to connect (the trainer just connected).
     Pending,
+    /// Those waiting, and those whose meeting exists: with the calendar on, a (re)connect
+    /// puts meetings made while the trainer lacked the calendar scopes on their calendar.
+    /// New bookings (no status yet) stay with the stream, which times their first link.
+    PendingOrMeeting,
+}
+
+/// The booking fields the calendar reads besides the topic's (rule 20).
+fn calendar_fields(settings: &crate::config::Settings) -> Vec<String> {
+    let c = &settings.calendar;
+    if !c.enabled {
+        return vec![];
+    }
+    let b = &settings.salesforce.booking;
+    let mut fields = c.description_fields();
+    fields.push(b.calendar_event_field.clone());
+    fields.extend(b.attendee_email_field.clone());
+    fields
 }
 
 impl Engine {
-    /// Topic template fields split into (existing, missing), from one describe.
+    /// The extra booking fields read, split into (existing, missing), from one describe:
+    /// the topic template's and — with the calendar on — the description template's, the
+    /// event field and the guest's email field. Only topic fields count as missing (a
+    /// booking whose topic cannot be rendered fails); the others are read when they exist.
     pub(super) async fn topic_fields(&self) -> Result<&(Vec<String>, Vec<String>), PipelineError> {
         self.topic_fields
             .get_or_try_init(|| async {
                 let b = &self.settings.salesforce.booking;
-                let wanted = b.topic_fields();
+                let topic = b.topic_fields();
+                let mut wanted = topic.clone();
+                wanted.extend(calendar_fields(&self.settings));
+                let mut seen = std::collections::HashSet::new();
+                wanted.retain(|f| seen.insert(f.to_ascii_lowercase()));
                 if wanted.is_empty() {
                     return Ok((vec![], vec![]));
                 }
@@ -43,9 +67,14 @@ impl Engine {
                         source,
                     }
                 })?;
-                let (present, missing): (Vec<String>, Vec<String>) = wanted
+                let (present, absent): (Vec<String>, Vec<String>) = wanted
                     .into_iter()
                     .partition(|f| describe.field(f).is_some());
+                let (missing, other): (Vec<String>, Vec<String>) =
+                    absent.into_iter().partition(|f| topic.contains(f));
+                if !other.is_empty() {
+                    tracing::error!(?other, object = %b.object, "calendar fields that do not exist are left out");
+                }
                 if !missing.is_empty() {
                     tracing::error!(?missing, object = %b.object, "topic_template names fields that do not exist");
                 }
@@ -126,6 +155,13 @@ impl Engine {
                 " AND {} = {}",
                 b.meeting_status_field,
                 quote(MeetingStatus::PendingTrainerConnection.as_str())
+            ),
+            TrainerBookings::PendingOrMeeting => format!(
+                " AND {} IN ({}, {}, {})",
+                b.meeting_status_field,
+                quote(MeetingStatus::PendingTrainerConnection.as_str()),
+                quote(MeetingStatus::Created.as_str()),
+                quote(MeetingStatus::CreatedByApp.as_str())
             ),
         };
         let soql = format!(

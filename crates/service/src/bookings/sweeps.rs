@@ -103,6 +103,12 @@ impl Engine {
         event: &TrainerEvent,
     ) -> Result<Summary, PipelineError> {
         let (trainer, which) = match event {
+            // With the calendar on, a (re)connect also puts meetings that already exist
+            // on the trainer's calendar (a trainer who lacked the calendar scopes until
+            // now); those already on it decide `Nothing` and cost no Lark call.
+            TrainerEvent::Connected(id) if self.settings.calendar.enabled => {
+                (id, TrainerBookings::PendingOrMeeting)
+            }
             TrainerEvent::Connected(id) => (id, TrainerBookings::Pending),
             TrainerEvent::Disconnected(id) => (id, TrainerBookings::All),
         };

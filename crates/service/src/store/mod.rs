@@ -22,6 +22,7 @@ mod alerts;
 mod calendar;
 mod contacts;
 mod retries;
+pub use calendar::{CalendarEventEntry, TrainerCalendar};
 pub use contacts::{AppHostedEntry, CachedContact};
 pub use retries::{InDoubtApply, RetryEntry};
 
@@ -373,6 +374,11 @@ impl Store {
         self.with(|c| {
             c.execute(
                 "DELETE FROM token_journal WHERE trainer_id = ?1",
+                params![trainer_id],
+            )?;
+            // What their grant allowed goes with the tokens (the calendar's cache, too).
+            c.execute(
+                "DELETE FROM trainer_calendars WHERE trainer_id = ?1",
                 params![trainer_id],
             )?;
             Ok(())

@@ -246,6 +246,14 @@ impl TokenService {
         self.inner
             .store
             .journal_tokens(&journal_row(trainer_id.as_str(), &tokens, now, true))?;
+        // What the consent granted decides whether their meetings get calendar events
+        // (a connection made while the calendar was off lacks its scopes; rule 20).
+        let scope = grant.scope.as_deref();
+        self.inner.store.record_connect_scope(
+            trainer_id.as_str(),
+            scope,
+            scope.is_some_and(lacks_calendar_scopes),
+        )?;
         self.inner
             .disconnected
             .lock()
@@ -401,6 +409,16 @@ impl TokenService {
         self.inner
             .metrics
             .inc(names::TOKEN_REFRESHES, &[("outcome", "ok")]);
+        if let Some(scope) = grant.scope.as_deref() {
+            let lacks = lacks_calendar_scopes(scope);
+            if let Err(e) = self
+                .inner
+                .store
+                .record_refreshed_scope(&trainer.id, scope, lacks)
+            {
+                tracing::warn!(trainer = %trainer.id, error = %e, "could not record the refreshed grant's scope");
+            }
+        }
         tracing::info!(trainer = %trainer.id, "trainer tokens refreshed");
         if let Err(e) = self.write_journalled(&row).await {
             tracing::error!(trainer = %trainer.id, error = %e, "rotated tokens not yet in Salesforce; kept in the journal and retried later");
@@ -814,9 +832,25 @@ fn disconnect_reason(kind: &GrantFailure) -> String {
     format!("{what}. The trainer must reconnect using their connect link.")
 }
 
+/// True when a granted `scope` (space-separated) lacks one of the calendar scopes.
+pub fn lacks_calendar_scopes(scope: &str) -> bool {
+    crate::config::CALENDAR_SCOPES
+        .iter()
+        .any(|needed| !scope.split_whitespace().any(|g| g == *needed))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_grant_lacks_the_calendar_unless_both_scopes_are_in_it() {
+        assert!(lacks_calendar_scopes("vc:reserve offline_access"));
+        assert!(lacks_calendar_scopes("vc:reserve calendar:calendar"));
+        assert!(!lacks_calendar_scopes(
+            "vc:reserve calendar:calendar:readonly offline_access calendar:calendar"
+        ));
+    }
 
     #[test]
     fn lifetimes_from_lark_are_clamped_never_overflowed() {

@@ -383,7 +383,14 @@ pub fn default_schema() -> Vec<ObjectDef> {
             "Lark_Meeting_Error__c",
             "Lark Meeting Error",
             255,
-        ));
+        ))
+        .with_field(FieldDef::text(
+            "Lark_Calendar_Event_Id__c",
+            "Lark Calendar Event Id",
+            255,
+        ))
+        // The guest a test can invite (`salesforce.booking.attendee_email_field`).
+        .with_field(FieldDef::email("Merchant_Email__c", "Merchant Email"));
     let trainer = ObjectDef::custom(TRAINER_OBJECT, "Onboarding Trainer", "a0T")
         .with_field(FieldDef::email("Email__c", "Email"))
         .with_field(FieldDef::text("Lark_User_ID__c", "Lark User ID", 64))

@@ -1,0 +1,890 @@
+//! The session on the host's Lark calendar (design §3 rule 20): after a booking's meeting
+//! is settled, the event that goes with it — created with the host's user token and an
+//! idempotency key from the booking and the reservation, its start and end patched on a
+//! reschedule, deleted (with the old host's token) on a trainer change, a cancellation or
+//! a release. The decision ([`plan_event`]) is pure; [`CalendarStep`] carries it out.
+//!
+//! A calendar failure never costs the meeting: the status stays, the reason goes to the
+//! error field, and the step is retried on the booking's own backoff without ever making
+//! the booking `Failed`. The event id rides in the write-back the meeting already makes.
+
+use chrono::{DateTime, Utc};
+use serde_json::{json, Map, Value};
+
+use super::act::{Actor, TokenOutcome};
+use super::engine::{retry_delay, Engine};
+use super::model::{render_topic, Booking, MeetingStatus};
+use super::outcome::PipelineError;
+use super::writeback::WriteBack;
+use crate::config::Settings;
+use crate::ids::{BookingId, TrainerId};
+use crate::lark::calendar::{idempotency_key, EventTime, NewCalendarEvent};
+use crate::lark::{LarkClient, LarkError};
+use crate::metrics::names;
+use crate::store::{CalendarEventEntry, ReservationEntry};
+use crate::tokens::trainer::{clip, TrainerRecord};
+use crate::tokens::AccessToken;
+
+/// How the error field starts when only the calendar step failed; a booking showing it is
+/// still rightly `Created` (the decision does not rewrite it), and the step clears it.
+pub const CALENDAR_REASON: &str =
+    "The meeting is ready, but it could not be put on the trainer's Lark calendar: ";
+
+/// Lark's code for a user access token that lacks the scope a call needs: "the user access
+/// token has not been granted the required user authorization… request user
+/// re-authorization" (open.larkoffice.com/document/faq/trouble-shooting/
+/// how-to-resolve-error-99991679). Only a new consent fixes it, so it is not retried.
+pub const MISSING_USER_SCOPE: i64 = 99991679;
+
+/// True when an error field's text is the calendar step's.
+pub fn is_calendar_reason(reason: &str) -> bool {
+    reason.starts_with(CALENDAR_REASON)
+}
+
+/// The event a booking should have.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct WantedEvent {
+    /// The host (the reservation's trainer).
+    pub host_id: String,
+    pub reservation_id: String,
+    pub start: i64,
+    pub end: i64,
+    pub summary: String,
+    pub description: String,
+    pub meeting_url: String,
+    /// The external guest's email.
+    pub guest: Option<String>,
+}
+
+/// What the booking's event needs.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum EventPlan {
+    /// Already right.
+    Nothing,
+    /// Make the event (none is journalled).
+    Create(WantedEvent),
+    /// Same host and reservation: set start and end (and invite the guest if not yet).
+    Patch {
+        entry: CalendarEventEntry,
+        wanted: WantedEvent,
+    },
+    /// Same host, same times, the guest not yet invited.
+    Invite {
+        entry: CalendarEventEntry,
+        wanted: WantedEvent,
+    },
+    /// Another host or another reservation: delete the old event, make the new one.
+    Replace {
+        old: CalendarEventEntry,
+        wanted: WantedEvent,
+    },
+    /// No event is wanted any more.
+    Delete(CalendarEventEntry),
+}
+
+/// Decides what the event needs from what is wanted and what the journal holds. Pure.
+pub fn plan_event(wanted: Option<WantedEvent>, entry: Option<CalendarEventEntry>) -> EventPlan {
+    match (wanted, entry) {
+        (None, None) => EventPlan::Nothing,
+        (None, Some(old)) => EventPlan::Delete(old),
+        (Some(wanted), None) => EventPlan::Create(wanted),
+        (Some(wanted), Some(entry)) => {
+            if entry.trainer_id != wanted.host_id || entry.reservation_id != wanted.reservation_id {
+                EventPlan::Replace { old: entry, wanted }
+            } else if entry.start != wanted.start || entry.end != wanted.end {
+                EventPlan::Patch { entry, wanted }
+            } else if wanted.guest.is_some() && entry.guest != wanted.guest {
+                EventPlan::Invite { entry, wanted }
+            } else {
+                EventPlan::Nothing
+            }
+        }
+    }
+}
+
+/// The event a booking should have after this pass, or None. `status` is the status the
+/// booking has once this pass's write lands; `reservation` the journal after the meeting
+/// step. Pure.
+pub fn wanted_event(
+    settings: &Settings,
+    booking: &Booking,
+    status: Option<MeetingStatus>,
+    reservation: Option<&ReservationEntry>,
+) -> Option<WantedEvent> {
+    if !settings.calendar.enabled || booking.is_deleted {
+        return None;
+    }
+    if !matches!(
+        status,
+        Some(MeetingStatus::Created | MeetingStatus::CreatedByApp)
+    ) {
+        return None;
+    }
+    let reservation = reservation?;
+    // The host is the booking's own trainer (a Move has already made the new one host).
+    // Whether they are connected is for their token to say: a trainer disconnected for a
+    // while keeps the event their meeting already has, and gets one once they reconnect.
+    let trainer = booking.trainer.as_ref()?;
+    if trainer.id != reservation.trainer_id {
+        return None;
+    }
+    let (start, end) = (booking.start?, booking.end?);
+    if end <= start || reservation.url.is_empty() {
+        return None;
+    }
+    let b = &settings.salesforce.booking;
+    let summary = render_topic(&b.topic_template, &booking.topic_values);
+    let mut values = booking.topic_values.clone();
+    // A field the object lacks (left out of the query) reads as empty, not as `{Field}`.
+    for f in settings.calendar.description_fields() {
+        values.entry(f).or_insert(Value::Null);
+    }
+    values.insert("link".into(), Value::String(reservation.url.clone()));
+    let description = render_topic(&settings.calendar.description_template, &values);
+    let guest = b
+        .attendee_email_field
+        .as_deref()
+        .and_then(|f| booking.topic_values.get(f))
+        .and_then(Value::as_str)
+        .map(str::to_string);
+    Some(WantedEvent {
+        host_id: trainer.id.clone(),
+        reservation_id: reservation.reservation_id.clone(),
+        start: start.timestamp(),
+        end: end.timestamp(),
+        summary,
+        description,
+        meeting_url: reservation.url.clone(),
+        guest,
+    })
+}
+
+/// What the calendar step came to for one booking.
+#[derive(Debug)]
+pub struct CalendarDone {
+    /// The write-back, with the event field (and the error field) folded in.
+    pub write: Option<WriteBack>,
+    /// Why the step must be tried again (on the booking's own backoff), if it must.
+    pub retry: Option<String>,
+}
+
+/// A calendar call that failed, and whether it is the trainer's missing consent.
+enum StepError {
+    /// The trainer's token lacks the calendar scopes (99991679).
+    MissingScope,
+    /// Lark (or the client, before sending) refused the request itself — e.g. a guest
+    /// email that is not one: shown on the booking, not retried (the same request would
+    /// be refused again; the next change of the booking tries anew).
+    Refused(LarkError),
+    Lark(LarkError),
+    Pipeline(PipelineError),
+}
+
+impl From<PipelineError> for StepError {
+    fn from(e: PipelineError) -> StepError {
+        StepError::Pipeline(e)
+    }
+}
+
+impl From<crate::store::StoreError> for StepError {
+    fn from(e: crate::store::StoreError) -> StepError {
+        StepError::Pipeline(e.into())
+    }
+}
+
+fn lark_step(e: LarkError) -> StepError {
+    match e {
+        LarkError::PermissionDenied { code, .. } if code == MISSING_USER_SCOPE => {
+            StepError::MissingScope
+        }
+        e @ LarkError::InvalidParams { .. } => StepError::Refused(e),
+        other => StepError::Lark(other),
+    }
+}
+
+/// Carries out the calendar step after the meeting step.
+pub struct CalendarStep<'a> {
+    pub actor: &'a Actor<'a>,
+    pub settings: &'a Settings,
+    /// Whether the booking object has the event field (describe); without it the id is
+    /// kept in the journal only.
+    pub field_present: bool,
+}
+
+impl CalendarStep<'_> {
+    /// Brings the booking's event in step with its meeting, folding what to write into
+    /// `write`. Only the store failing is an error; Lark failures come back as `retry`.
+    pub async fn follow(
+        &self,
+        booking: &Booking,
+        write: Option<WriteBack>,
+    ) -> Result<CalendarDone, PipelineError> {
+        let b = &self.settings.salesforce.booking;
+        let id = booking.id.as_str();
+        let status = write
+            .as_ref()
+            .and_then(|w| w.status)
+            .or(booking.meeting_status);
+        let entry = self.actor.store.calendar_event(id)?;
+        if !self.settings.calendar.enabled && entry.is_none() {
+            return Ok(CalendarDone { write, retry: None });
+        }
+        let reservation = self.actor.store.reservation(id)?;
+        let mut wanted = wanted_event(self.settings, booking, status, reservation.as_ref());
+        let mut missing_scope = false;
+        if let Some(w) = &wanted {
+            if self.actor.store.trainer_calendar(&w.host_id)?.lacks_scope {
+                missing_scope = true;
+                // Nothing can be made; an event already there stays as it is.
+                wanted = None;
+            }
+        }
+        let plan = if missing_scope {
+            EventPlan::Nothing
+        } else {
+            plan_event(wanted, entry)
+        };
+        let result = self.carry_out(booking, plan).await;
+        let mut retry = true;
+        let reason = match result {
+            Ok(()) => None,
+            Err(StepError::Pipeline(e @ PipelineError::Store(_))) => return Err(e),
+            Err(StepError::MissingScope) => {
+                missing_scope = true;
+                None
+            }
+            Err(StepError::Refused(e)) => {
+                retry = false;
+                Some(e.to_string())
+            }
+            Err(StepError::Lark(e)) => Some(e.to_string()),
+            Err(StepError::Pipeline(e)) => Some(e.to_string()),
+        };
+        if missing_scope {
+            self.scope_missing(booking).await?;
+        }
+        let mut write = write;
+        // The event field: what the journal now says.
+        let shown = booking
+            .topic_values
+            .get(&b.calendar_event_field)
+            .and_then(Value::as_str)
+            .map(str::to_string);
+        let journalled = self
+            .actor
+            .store
+            .calendar_event(id)?
+            .map(|e| e.event_id)
+            .filter(|_| !booking.is_deleted);
+        let field_wanted = self.field_present && !booking.is_deleted && shown != journalled;
+        if field_wanted {
+            set_field(
+                &mut write,
+                &booking.id,
+                &b.calendar_event_field,
+                journalled.map_or(Value::Null, |e| json!(e)),
+            );
+        }
+        // The error field: the calendar's reason while the meeting itself is fine.
+        let meeting_ok = matches!(
+            status,
+            Some(MeetingStatus::Created | MeetingStatus::CreatedByApp)
+        );
+        let own_reason = write
+            .as_ref()
+            .and_then(|w| w.fields.get(&b.meeting_error_field))
+            .map(|v| v.as_str().map(str::to_string));
+        // What the error field will show: this pass's write, else what the booking shows.
+        let showing = match &own_reason {
+            Some(r) => r.clone(),
+            None => booking.meeting_error.clone(),
+        };
+        let wanted_reason = match (&reason, missing_scope) {
+            (Some(r), _) => Some(clip(&format!("{CALENDAR_REASON}{r}"))),
+            (None, true) => Some(clip(&format!(
+                "{CALENDAR_REASON}the trainer's Lark connection does not allow calendar access; they were asked to reconnect."
+            ))),
+            (None, false) => None,
+        };
+        if meeting_ok && !booking.is_deleted {
+            let showing_calendar = showing.as_deref().is_some_and(is_calendar_reason);
+            match &wanted_reason {
+                Some(r)
+                    if (showing.is_none() || showing_calendar)
+                        && showing.as_deref() != Some(r.as_str()) =>
+                {
+                    set_field(&mut write, &booking.id, &b.meeting_error_field, json!(r));
+                }
+                None if showing_calendar => {
+                    set_field(&mut write, &booking.id, &b.meeting_error_field, Value::Null);
+                }
+                _ => {}
+            }
+        }
+        if let Some(r) = &reason {
+            self.actor
+                .metrics
+                .inc(names::FAILURES, &[("kind", "calendar_failed")]);
+            tracing::warn!(booking = %booking.id, error = %r, "calendar step failed; the meeting stands, retrying on the booking's backoff");
+        }
+        Ok(CalendarDone {
+            write,
+            retry: reason.filter(|_| retry),
+        })
+    }
+
+    async fn carry_out(&self, booking: &Booking, plan: EventPlan) -> Result<(), StepError> {
+        match plan {
+            EventPlan::Nothing => Ok(()),
+            EventPlan::Create(wanted) => self.create(booking, &wanted).await,
+            EventPlan::Replace { old, wanted } => {
+                self.delete(booking, &old).await?;
+                self.create(booking, &wanted).await
+            }
+            EventPlan::Delete(old) => self.delete(booking, &old).await,
+            EventPlan::Patch { entry, wanted } | EventPlan::Invite { entry, wanted } => {
+                let Some((host, token)) = self.host_token(booking, &entry.trainer_id).await? else {
+                    return Ok(());
+                };
+                let mut entry = entry;
+                if entry.start != wanted.start || entry.end != wanted.end {
+                    let (start, end) = (self.time(wanted.start), self.time(wanted.end));
+                    let (cal, ev) = (entry.calendar_id.clone(), entry.event_id.clone());
+                    let patched = self
+                        .actor
+                        .with_token_retry(&host, token.clone(), |lark: LarkClient, t| {
+                            let (cal, ev, start, end) =
+                                (cal.clone(), ev.clone(), start.clone(), end.clone());
+                            async move {
+                                lark.patch_calendar_event_times(&t, &cal, &ev, &start, &end, true)
+                                    .await
+                            }
+                        })
+                        .await;
+                    match patched {
+                        Ok(_) => {
+                            entry.start = wanted.start;
+                            entry.end = wanted.end;
+                            self.record(&entry)?;
+                            self.actor
+                                .metrics
+                                .inc(names::MEETINGS, &[("action", "event_moved")]);
+                            tracing::info!(booking = %booking.id, event = %entry.event_id, "calendar event moved");
+                        }
+                        Err(LarkError::NotFound { .. }) => {
+                            // Deleted by hand in Lark: make a new one (with a new key, since
+                            // the old one names the deleted event).
+                            let store = self.actor.store;
+                            let id = booking.id.as_str();
+                            store.record_deleted_event(
+                                id,
+                                &entry.reservation_id,
+                                &entry.event_id,
+                            )?;
+                            store.forget_calendar_event(id)?;
+                            return self.create(booking, &wanted).await;
+                        }
+                        Err(e) => return Err(lark_step(e)),
+                    }
+                }
+                self.invite(booking, &host, token, entry, &wanted).await
+            }
+        }
+    }
+
+    fn time(&self, timestamp: i64) -> EventTime {
+        EventTime {
+            timestamp,
+            timezone: self.settings.calendar.timezone.clone(),
+        }
+    }
+
+    fn record(&self, entry: &CalendarEventEntry) -> Result<(), StepError> {
+        Ok(self
+            .actor
+            .store
+            .record_calendar_event(entry, Utc::now().timestamp())?)
+    }
+
+    /// The host's record and token; None when they are not connected (no event then).
+    async fn host_token(
+        &self,
+        booking: &Booking,
+        host_id: &str,
+    ) -> Result<Option<(TrainerRecord, AccessToken)>, StepError> {
+        let host = match booking.trainer.as_ref().filter(|t| t.id == host_id) {
+            Some(t) => Some(t.clone()),
+            None => match TrainerId::parse(host_id) {
+                Ok(id) => self
+                    .actor
+                    .tokens
+                    .trainer(id.record_id())
+                    .await
+                    .map_err(|e| StepError::Pipeline(e.into()))?,
+                Err(_) => None,
+            },
+        };
+        let Some(host) = host else {
+            return Ok(None);
+        };
+        match self.actor.token(&host).await? {
+            TokenOutcome::Token(t) => Ok(Some((host, t))),
+            TokenOutcome::NotConnected => Ok(None),
+        }
+    }
+
+    async fn create(&self, booking: &Booking, wanted: &WantedEvent) -> Result<(), StepError> {
+        let Some((host, token)) = self.host_token(booking, &wanted.host_id).await? else {
+            return Ok(());
+        };
+        let store = self.actor.store;
+        let calendar_id = match store.trainer_calendar(&host.id)?.calendar_id {
+            Some(c) => c,
+            None => {
+                let c = self
+                    .actor
+                    .with_token_retry(&host, token.clone(), |lark: LarkClient, t| async move {
+                        lark.primary_calendar_id(&t).await
+                    })
+                    .await
+                    .map_err(lark_step)?;
+                store.save_primary_calendar(&host.id, &c)?;
+                c
+            }
+        };
+        // Stable across retries and restarts: a create whose answer was lost, sent again,
+        // gets the same event back. After an event of this reservation was deleted (or
+        // vanished), the key also names that event, or Lark would answer the deleted one.
+        let deleted = store.deleted_event(booking.id.as_str(), &wanted.reservation_id)?;
+        let mut parts = vec![booking.id.as_str(), wanted.reservation_id.as_str()];
+        if let Some(old) = deleted.as_deref() {
+            parts.push(old);
+        }
+        let key = idempotency_key(&parts);
+        let event = NewCalendarEvent {
+            summary: wanted.summary.clone(),
+            description: wanted.description.clone(),
+            start: self.time(wanted.start),
+            end: self.time(wanted.end),
+            meeting_url: wanted.meeting_url.clone(),
+            reminder_minutes: i64::from(self.settings.calendar.reminder_minutes),
+        };
+        let created = self
+            .actor
+            .with_token_retry(&host, token.clone(), |lark: LarkClient, t| {
+                let (cal, key, event) = (calendar_id.clone(), key.clone(), event.clone());
+                async move { lark.create_calendar_event(&t, &cal, &key, &event).await }
+            })
+            .await;
+        let created = match created {
+            Ok(c) => c,
+            Err(e @ LarkError::NotFound { .. }) => {
+                // The cached calendar is gone: look it up again next time.
+                store.forget_primary_calendar(&host.id)?;
+                return Err(lark_step(e));
+            }
+            Err(e) => return Err(lark_step(e)),
+        };
+        let entry = CalendarEventEntry {
+            booking_id: booking.id.to_string(),
+            trainer_id: host.id.clone(),
+            calendar_id: calendar_id.clone(),
+            event_id: created.event_id.clone(),
+            reservation_id: wanted.reservation_id.clone(),
+            start: wanted.start,
+            end: wanted.end,
+            guest: None,
+        };
+        // Journalled the moment Lark answered.
+        self.record(&entry)?;
+        self.actor
+            .metrics
+            .inc(names::MEETINGS, &[("action", "event_created")]);
+        tracing::info!(booking = %booking.id, trainer = %host.id, event = %entry.event_id, "calendar event created");
+        self.invite(booking, &host, token, entry, wanted).await
+    }
+
+    /// Invites the guest unless the journal says they are.
+    async fn invite(
+        &self,
+        booking: &Booking,
+        host: &TrainerRecord,
+        token: AccessToken,
+        mut entry: CalendarEventEntry,
+        wanted: &WantedEvent,
+    ) -> Result<(), StepError> {
+        let Some(guest) = wanted.guest.clone() else {
+            return Ok(());
+        };
+        if entry.guest.as_deref() == Some(guest.as_str()) {
+            return Ok(());
+        }
+        let (cal, ev) = (entry.calendar_id.clone(), entry.event_id.clone());
+        self.actor
+            .with_token_retry(host, token, |lark: LarkClient, t| {
+                let (cal, ev, guest) = (cal.clone(), ev.clone(), guest.clone());
+                async move {
+                    lark.add_calendar_guests(&t, &cal, &ev, &[guest.as_str()], true)
+                        .await
+                }
+            })
+            .await
+            .map_err(lark_step)?;
+        entry.guest = Some(guest);
+        self.record(&entry)?;
+        tracing::info!(booking = %booking.id, event = %entry.event_id, "guest invited to the calendar event");
+        Ok(())
+    }
+
+    /// Deletes the journalled event with its host's token; an event already gone, or a
+    /// host no longer connected (the event cannot be reached), ends the journal entry.
+    async fn delete(&self, booking: &Booking, old: &CalendarEventEntry) -> Result<(), StepError> {
+        let store = self.actor.store;
+        let Some((host, token)) = self.host_token(booking, &old.trainer_id).await? else {
+            tracing::warn!(booking = %booking.id, event = %old.event_id, "the event's host is not connected; the event cannot be deleted");
+            store.forget_calendar_event(booking.id.as_str())?;
+            return Ok(());
+        };
+        let (cal, ev) = (old.calendar_id.clone(), old.event_id.clone());
+        let deleted = self
+            .actor
+            .with_token_retry(&host, token, |lark: LarkClient, t| {
+                let (cal, ev) = (cal.clone(), ev.clone());
+                async move { lark.delete_calendar_event(&t, &cal, &ev).await }
+            })
+            .await;
+        match deleted {
+            Ok(()) | Err(LarkError::NotFound { .. }) => {
+                store.record_deleted_event(
+                    booking.id.as_str(),
+                    &old.reservation_id,
+                    &old.event_id,
+                )?;
+                store.forget_calendar_event(booking.id.as_str())?;
+                self.actor
+                    .metrics
+                    .inc(names::MEETINGS, &[("action", "event_deleted")]);
+                tracing::info!(booking = %booking.id, event = %old.event_id, "calendar event deleted");
+                Ok(())
+            }
+            Err(e) => Err(lark_step(e)),
+        }
+    }
+
+    /// The host lacks the calendar scopes: remember it (no more calendar calls for them
+    /// until they reconnect) and send their one reconnect reminder.
+    async fn scope_missing(&self, booking: &Booking) -> Result<(), PipelineError> {
+        let Some(trainer) = &booking.trainer else {
+            return Ok(());
+        };
+        let store = self.actor.store;
+        store.mark_lacks_calendar_scope(&trainer.id)?;
+        let lark = &self.settings.lark;
+        if !lark.notify_trainers {
+            return Ok(());
+        }
+        let Some(email) = trainer.email.as_deref() else {
+            return Ok(());
+        };
+        if !store.claim_scope_reminder(&trainer.id, Utc::now().timestamp())? {
+            return Ok(());
+        }
+        let link = self.settings.server.connect_link(&trainer.id);
+        let name = trainer.name.as_deref().unwrap_or("there");
+        let text = format!(
+            "Hi {name}, your remote training meetings are ready, but they cannot be put on your Lark calendar: your Lark connection does not allow calendar access. Please reconnect here and allow calendar access: {link}"
+        );
+        // One per connection: Lark deduplicates a retried send by uuid, too.
+        let uuid = format!("lvb-calendar-scope-{}", trainer.id);
+        match self
+            .actor
+            .lark
+            .send_text_by_email(email, &text, &uuid)
+            .await
+        {
+            Ok(()) => {
+                tracing::info!(trainer = %trainer.id, "calendar reconnect reminder sent");
+            }
+            Err(e) => {
+                tracing::warn!(trainer = %trainer.id, error = %e, "calendar reconnect reminder failed; the next booking tries again");
+                store.release_scope_reminder(&trainer.id)?;
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Sets one field in the booking's write-back, making a write of that field alone when
+/// the meeting step wrote nothing.
+fn set_field(write: &mut Option<WriteBack>, id: &BookingId, field: &str, value: Value) {
+    let w = write.get_or_insert_with(|| WriteBack {
+        booking_id: id.clone(),
+        status: None,
+        fields: Map::new(),
+    });
+    w.fields.insert(field.to_string(), value);
+}
+
+impl Engine {
+    /// A booking whose meeting is fine but whose calendar step failed: back on the retry
+    /// list on its own backoff — never `Failed` for the calendar's sake. Once the session
+    /// has started the event no longer matters: the retries end, the reason stays.
+    pub(super) fn retry_calendar_later(
+        &self,
+        id: &BookingId,
+        start: Option<DateTime<Utc>>,
+        now: DateTime<Utc>,
+        reason: &str,
+    ) -> Result<(), PipelineError> {
+        if start.is_some_and(|s| s <= now) {
+            self.store.clear_retry(id.as_str())?;
+            tracing::warn!(booking = %id, reason, "session started; no more calendar retries");
+            return Ok(());
+        }
+        let attempts = self.attempts_so_far(id, true)? + 1;
+        let delay = retry_delay(attempts, self.settings.processing.retry_max_delay);
+        let next_at = now.timestamp_millis() + delay.as_millis() as i64;
+        let reason = format!("{CALENDAR_REASON}{reason}");
+        self.store
+            .record_failed_attempt(id.as_str(), next_at, &reason)?;
+        Ok(())
+    }
+
+    /// Failed attempts on the booking's retry list that count for this kind of failure:
+    /// the calendar step's and the meeting's are counted apart, so calendar retries (which
+    /// never make a booking `Failed`) do not bring a meeting failure closer to `Failed`.
+    /// An entry of the other kind is dropped (that work has since succeeded).
+    pub(super) fn attempts_so_far(
+        &self,
+        id: &BookingId,
+        calendar: bool,
+    ) -> Result<u32, PipelineError> {
+        match self.store.retry_entry(id.as_str())? {
+            Some(e) if is_calendar_reason(&e.last_reason) == calendar => Ok(e.attempts),
+            Some(_) => {
+                self.store.clear_retry(id.as_str())?;
+                Ok(0)
+            }
+            None => Ok(0),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn wanted() -> WantedEvent {
+        WantedEvent {
+            host_id: "t1".into(),
+            reservation_id: "r1".into(),
+            start: 100,
+            end: 200,
+            summary: "s".into(),
+            description: "d".into(),
+            meeting_url: "u".into(),
+            guest: Some("m@x.com".into()),
+        }
+    }
+
+    fn entry() -> CalendarEventEntry {
+        CalendarEventEntry {
+            booking_id: "b".into(),
+            trainer_id: "t1".into(),
+            calendar_id: "c".into(),
+            event_id: "e".into(),
+            reservation_id: "r1".into(),
+            start: 100,
+            end: 200,
+            guest: Some("m@x.com".into()),
+        }
+    }
+
+    #[test]
+    fn plans_follow_the_meeting() {
+        assert_eq!(plan_event(None, None), EventPlan::Nothing);
+        assert_eq!(
+            plan_event(Some(wanted()), Some(entry())),
+            EventPlan::Nothing
+        );
+        assert_eq!(
+            plan_event(Some(wanted()), None),
+            EventPlan::Create(wanted())
+        );
+        assert_eq!(plan_event(None, Some(entry())), EventPlan::Delete(entry()));
+        let mut moved = wanted();
+        moved.end = 300;
+        assert!(matches!(
+            plan_event(Some(moved), Some(entry())),
+            EventPlan::Patch { .. }
+        ));
+        let mut other_host = wanted();
+        other_host.host_id = "t2".into();
+        assert!(matches!(
+            plan_event(Some(other_host), Some(entry())),
+            EventPlan::Replace { .. }
+        ));
+        let mut new_reservation = wanted();
+        new_reservation.reservation_id = "r2".into();
+        assert!(matches!(
+            plan_event(Some(new_reservation), Some(entry())),
+            EventPlan::Replace { .. }
+        ));
+        let mut uninvited = entry();
+        uninvited.guest = None;
+        assert!(matches!(
+            plan_event(Some(wanted()), Some(uninvited)),
+            EventPlan::Invite { .. }
+        ));
+    }
+
+    const T1: &str = "a0T000000000001EAA";
+
+    fn settings() -> Settings {
+        let env = [
+            ("LVB__SALESFORCE__CLIENT_ID", "c"),
+            ("LVB__SALESFORCE__CLIENT_SECRET", "s"),
+            ("LVB__LARK__APP_ID", "a"),
+            ("LVB__LARK__APP_SECRET", "s"),
+            ("LVB__SECURITY__ENCRYPTION_KEY", &"ab".repeat(32)),
+            ("LVB__SECURITY__STATE_SECRET", &"s".repeat(32)),
+            (
+                "LVB__SALESFORCE__BOOKING__ATTENDEE_EMAIL_FIELD",
+                "Merchant_Email__c",
+            ),
+            ("LVB__CALENDAR__TIMEZONE", "Europe/Paris"),
+        ]
+        .map(|(k, v)| (k.to_string(), v.to_string()));
+        Settings::load_from(None, env).unwrap()
+    }
+
+    fn trainer(connected: bool) -> TrainerRecord {
+        TrainerRecord {
+            id: T1.into(),
+            name: Some("Ann".into()),
+            email: Some("ann@example.com".into()),
+            lark_user_id: None,
+            access_enc: None,
+            refresh_enc: None,
+            access_expires_at: None,
+            refresh_expires_at: None,
+            connected,
+        }
+    }
+
+    fn booking() -> Booking {
+        let start: DateTime<Utc> = "2026-11-28T08:00:00Z".parse().unwrap();
+        let mut values = Map::new();
+        values.insert("Merchant_Name__c".into(), "Acme".into());
+        values.insert("Merchant_Email__c".into(), "m@acme.example".into());
+        Booking {
+            id: BookingId::parse("a0B000000000001EAA").unwrap(),
+            is_deleted: false,
+            trainer_id: Some(TrainerId::parse(T1).unwrap()),
+            trainer: Some(trainer(true)),
+            start: Some(start),
+            end: Some(start + chrono::Duration::hours(1)),
+            bad_times: false,
+            service_type: Some("Remote".into()),
+            status: Some("Scheduled".into()),
+            link: Some("https://vc.example/j/1".into()),
+            reservation_id: Some("r1".into()),
+            meeting_status: Some(MeetingStatus::Created),
+            meeting_error: None,
+            topic_values: values,
+        }
+    }
+
+    fn reservation() -> ReservationEntry {
+        ReservationEntry {
+            booking_id: "a0B000000000001EAA".into(),
+            reservation_id: "r1".into(),
+            trainer_id: T1.into(),
+            url: "https://vc.example/j/1".into(),
+            end_time: 0,
+        }
+    }
+
+    #[test]
+    fn a_created_meeting_wants_its_event_built_from_the_booking() {
+        let s = settings();
+        let b = booking();
+        let w = wanted_event(&s, &b, Some(MeetingStatus::Created), Some(&reservation()))
+            .expect("an event");
+        assert_eq!(w.host_id, T1);
+        assert_eq!(w.reservation_id, "r1");
+        assert_eq!(w.start, b.start.unwrap().timestamp());
+        assert_eq!(w.end, b.end.unwrap().timestamp());
+        assert_eq!(w.summary, "Remote Training: Acme");
+        assert_eq!(
+            w.description,
+            "Remote training for Acme. Join: https://vc.example/j/1"
+        );
+        assert_eq!(w.meeting_url, "https://vc.example/j/1");
+        assert_eq!(w.guest.as_deref(), Some("m@acme.example"));
+        let mut odd = settings();
+        odd.calendar.description_template = "{Nope__c}Join {link}".into();
+        let w = wanted_event(&odd, &b, Some(MeetingStatus::Created), Some(&reservation())).unwrap();
+        assert_eq!(
+            w.description, "Join https://vc.example/j/1",
+            "a missing field reads empty"
+        );
+        // Created by App counts too, once the trainer hosts with their own connection.
+        assert!(wanted_event(
+            &s,
+            &b,
+            Some(MeetingStatus::CreatedByApp),
+            Some(&reservation())
+        )
+        .is_some());
+    }
+
+    #[test]
+    fn no_event_without_a_live_meeting_its_host_or_the_calendar() {
+        let s = settings();
+        let r = reservation();
+        let created = Some(MeetingStatus::Created);
+        for status in [
+            None,
+            Some(MeetingStatus::Cancelled),
+            Some(MeetingStatus::Failed),
+            Some(MeetingStatus::PendingTrainerConnection),
+        ] {
+            assert_eq!(
+                wanted_event(&s, &booking(), status, Some(&r)),
+                None,
+                "{status:?}"
+            );
+        }
+        assert_eq!(
+            wanted_event(&s, &booking(), created, None),
+            None,
+            "no reservation"
+        );
+        let mut deleted = booking();
+        deleted.is_deleted = true;
+        assert_eq!(wanted_event(&s, &deleted, created, Some(&r)), None);
+        // A disconnected host keeps the event (no delete they could not make anyway).
+        let mut unconnected = booking();
+        unconnected.trainer = Some(trainer(false));
+        assert!(wanted_event(&s, &unconnected, created, Some(&r)).is_some());
+        let mut no_trainer = booking();
+        no_trainer.trainer = None;
+        assert_eq!(wanted_event(&s, &no_trainer, created, Some(&r)), None);
+        let mut other_host = r.clone();
+        other_host.trainer_id = "a0T000000000002EAA".into();
+        assert_eq!(
+            wanted_event(&s, &booking(), created, Some(&other_host)),
+            None
+        );
+        let mut off = settings();
+        off.calendar.enabled = false;
+        assert_eq!(wanted_event(&off, &booking(), created, Some(&r)), None);
+    }
+
+    #[test]
+    fn calendar_reasons_are_recognised() {
+        assert!(is_calendar_reason(&format!("{CALENDAR_REASON}x")));
+        assert!(!is_calendar_reason("Lark refused the meeting"));
+    }
+}
