@@ -541,3 +541,67 @@ async fn a_sweep_looks_up_sixty_unconnected_trainers_in_two_calls_and_reserves_e
         assert_eq!(row[STATUS], json!(BY_APP), "{row:?}");
     }
 }
+
+/// Rules 20 and 21 together: an app-hosted meeting has no calendar event while its
+/// trainer has not connected (the calendar needs their token) and shows no calendar
+/// error; once they connect, the existing meeting gets its event on their calendar with
+/// its link unchanged, and the booking stays `Created by App` with no error.
+#[tokio::test]
+async fn an_app_hosted_meeting_gets_its_calendar_event_once_the_trainer_connects() {
+    let app = spawn_app_with(app_hosted).await;
+    assert!(
+        app.settings.calendar.enabled,
+        "the calendar is on by default"
+    );
+    let trainer = app.add_trainer("Ivy", Some("ivy@example.com"), true);
+    let ivy = open_id_of(&app, "ivy@example.com");
+    wait_ready(&app).await;
+    let booking = create_booking(&app, &trainer, 48, 49, true);
+    wait_for_status(&app, &booking, BY_APP).await;
+    wait_caught_up(&app).await;
+    let before = assert_app_hosted(&app, &booking, &ivy);
+    let calendar_calls = |app: &TestApp| {
+        app.lark
+            .requests()
+            .matching(|r| r.path.starts_with("/open-apis/calendar/"))
+            .len()
+    };
+    assert_eq!(
+        calendar_calls(&app),
+        0,
+        "no calendar call without the host's token"
+    );
+    assert!(app.lark.calendar_events().is_empty());
+    assert!(field(&app, &booking, "Lark_Calendar_Event_Id__c").is_none());
+
+    let done = connect(&app, &trainer, "ivy@example.com").await;
+    assert_eq!(done.status, 200, "{}", done.body);
+    wait_until(
+        "the app-hosted meeting's event is on Ivy's calendar",
+        || async { field(&app, &booking, "Lark_Calendar_Event_Id__c").is_some() },
+    )
+    .await;
+    let event_id = field(&app, &booking, "Lark_Calendar_Event_Id__c").unwrap();
+    let events: Vec<_> = app
+        .lark
+        .calendar_events()
+        .into_iter()
+        .filter(|e| !e.deleted)
+        .collect();
+    assert_eq!(events.len(), 1, "{events:?}");
+    let e = &events[0];
+    assert_eq!(e.event_id, event_id);
+    assert_eq!(
+        e.organizer_open_id, ivy,
+        "made with the trainer's own token"
+    );
+    assert_eq!(e.calendar_id, app.lark.primary_calendar_id(&ivy));
+    assert_eq!(
+        e.vchat["meeting_url"],
+        json!(before.url),
+        "the meeting's link"
+    );
+    let after = assert_app_hosted(&app, &booking, &ivy);
+    assert_eq!(after.id, before.id, "the app-hosted meeting stays");
+    assert_eq!(applies(&app), 1, "no meeting was made again");
+}
