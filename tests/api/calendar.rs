@@ -127,6 +127,21 @@ async fn a_meeting_gets_one_event_on_its_trainers_calendar_that_follows_the_book
     );
     assert_eq!(e.start.timezone, "UTC");
     assert_eq!(e.summary, "Remote Training: Acme", "the meeting topic");
+    // Issue 13 item 4: the reservation's topic and the event's summary come from one
+    // template, and the meeting is not recorded unless meetings.auto_record says so.
+    let reservation = field(&app, &booking, "Lark_Reservation_Id__c").expect("reservation");
+    let reserve = app
+        .lark
+        .reserves()
+        .into_iter()
+        .find(|r| r.id == reservation)
+        .expect("Lark holds the reservation");
+    assert_eq!(reserve.topic.as_deref(), Some(e.summary.as_str()));
+    assert_eq!(
+        reserve.auto_record,
+        Some(false),
+        "auto_record off by default"
+    );
     assert!(
         e.description.contains("Acme") && e.description.contains(&link),
         "{}",

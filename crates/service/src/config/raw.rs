@@ -144,6 +144,7 @@ pub(super) struct RawCalendar {
 #[serde(default)]
 pub(super) struct RawMeetings {
     pub(super) unconnected: Option<String>,
+    pub(super) auto_record: Option<BoolLike>,
 }
 
 #[derive(Debug, Default, Deserialize)]

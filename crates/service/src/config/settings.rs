@@ -249,6 +249,8 @@ pub struct LarkSettings {
     pub tenant_key: Option<String>,
     /// `calendar.enabled`: the calendar scopes are asked for and required (rule 19).
     pub calendar_scopes_requested: bool,
+    /// `meetings.auto_record`, sent in every reservation's `meeting_settings`.
+    pub auto_record: bool,
 }
 
 /// The user-token scopes the calendar needs: writing events on the primary calendar and
@@ -374,6 +376,8 @@ pub enum Unconnected {
 #[derive(Debug, Clone)]
 pub struct MeetingsSettings {
     pub unconnected: Unconnected,
+    /// `meetings.auto_record`: Lark records the meeting on its own (off unless configured).
+    pub auto_record: bool,
 }
 
 /// `alerts.*` (rule 22).

@@ -237,3 +237,78 @@ fn encryption_keys_are_redacted_in_debug() {
     assert!(EncryptionKey::from_hex(&"ab".repeat(31)).is_none());
     assert!(EncryptionKey::from_hex(&"zz".repeat(32)).is_none());
 }
+
+#[test]
+fn calendar_meetings_and_alerts_keys_load_and_are_checked() {
+    let s = Settings::load_from(None, valid_env()).expect("valid");
+    assert!(s.calendar.enabled);
+    assert_eq!(s.calendar.timezone, "UTC");
+    assert_eq!(s.calendar.reminder_minutes, 15);
+    assert_eq!(s.calendar.description_fields(), vec!["Merchant_Name__c"]);
+    assert_eq!(s.meetings.unconnected, Unconnected::Pending);
+    assert!(!s.meetings.auto_record && !s.lark.auto_record);
+    assert_eq!(s.alerts.lark_chat_id, None);
+    assert_eq!(s.alerts.pending_horizon, Duration::from_secs(48 * 3600));
+    assert_eq!(s.salesforce.booking.attendee_email_field, None);
+    assert!(s
+        .lark
+        .required_scopes()
+        .contains(&"calendar:calendar:readonly"));
+
+    let mut e = valid_env();
+    e.extend(env(&[
+        ("LVB__CALENDAR__ENABLED", "false"),
+        ("LVB__MEETINGS__UNCONNECTED", "app_hosted"),
+        ("LVB__MEETINGS__AUTO_RECORD", "true"),
+        (
+            "LVB__ALERTS__LARK_CHAT_ID",
+            "oc_a0553eda9014c201e6969b478895c230",
+        ),
+        (
+            "LVB__SALESFORCE__BOOKING__ATTENDEE_EMAIL_FIELD",
+            "Merchant_Email__c",
+        ),
+    ]));
+    let s = Settings::load_from(None, e).expect("valid");
+    assert_eq!(s.meetings.unconnected, Unconnected::AppHosted);
+    assert!(
+        s.meetings.auto_record && s.lark.auto_record,
+        "mirrored for the client"
+    );
+    assert!(!s
+        .lark
+        .required_scopes()
+        .iter()
+        .any(|x| x.starts_with("calendar")));
+    assert!(!s
+        .lark
+        .requested_scopes()
+        .iter()
+        .any(|x| x.starts_with("calendar")));
+    assert_eq!(
+        s.salesforce.booking.attendee_email_field.as_deref(),
+        Some("Merchant_Email__c")
+    );
+
+    let mut e = valid_env();
+    e.extend(env(&[
+        ("LVB__CALENDAR__TIMEZONE", "+08:00"),
+        ("LVB__CALENDAR__REMINDER_MINUTES", "99999"),
+        ("LVB__MEETINGS__UNCONNECTED", "app"),
+        ("LVB__ALERTS__LARK_CHAT_ID", "general"),
+        ("LVB__ALERTS__PENDING_HORIZON", "soon"),
+    ]));
+    let problems = Settings::load_from(None, e).unwrap_err().problems;
+    for key in [
+        "calendar.timezone",
+        "calendar.reminder_minutes",
+        "meetings.unconnected",
+        "alerts.lark_chat_id",
+        "alerts.pending_horizon",
+    ] {
+        assert!(
+            problems.iter().any(|p| p.starts_with(key)),
+            "{key} not named in {problems:?}"
+        );
+    }
+}

@@ -353,6 +353,7 @@ impl Raw {
                 Unconnected::Pending
             }
         };
+        let auto_record = p.boolean("meetings.auto_record", self.meetings.auto_record, false);
         let a = self.alerts;
         let lark_chat_id = a
             .lark_chat_id
@@ -497,6 +498,7 @@ impl Raw {
                 notify_trainers,
                 tenant_key,
                 calendar_scopes_requested: calendar.enabled,
+                auto_record,
             },
             security: SecuritySettings {
                 encryption_key,
@@ -515,7 +517,10 @@ impl Raw {
                 in_doubt_delay,
             },
             calendar,
-            meetings: MeetingsSettings { unconnected },
+            meetings: MeetingsSettings {
+                unconnected,
+                auto_record,
+            },
             alerts,
         })
     }

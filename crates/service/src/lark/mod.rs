@@ -71,6 +71,8 @@ struct Inner {
     tenant_token: TokenCache,
     app_token: TokenCache,
     apply_pacer: Pacer,
+    /// `meetings.auto_record` for new reservations.
+    auto_record: bool,
     /// One pacer per calendar method: Lark limits each method separately.
     calendar_pacers: calendar::Pacers,
     contact_pacer: Pacer,
@@ -239,6 +241,7 @@ impl LarkClient {
                 tenant_token: TokenCache::default(),
                 app_token: TokenCache::default(),
                 apply_pacer: Pacer::for_reserve_apply(),
+                auto_record: settings.auto_record,
                 calendar_pacers: calendar::Pacers::default(),
                 contact_pacer: Pacer::at_standard_limits(),
                 counts: Counters::default(),

@@ -93,6 +93,15 @@ pub enum ApplyError {
 }
 
 impl LarkClient {
+    /// A new reservation's `meeting_settings`: the topic (the calendar event's summary comes
+    /// from the same template) and `auto_record` (`meetings.auto_record`, false unless
+    /// configured). Field names and types: `ReserveMeetingSetting` of the official SDK
+    /// (larksuite/oapi-sdk-python `lark_oapi/api/vc/v1/model/reserve_meeting_setting.py`:
+    /// `topic: str`, `auto_record: bool`).
+    fn meeting_settings(&self, topic: &str) -> serde_json::Value {
+        serde_json::json!({ "topic": topic, "auto_record": self.inner.auto_record })
+    }
+
     /// Reserves a meeting hosted by the token's user, valid until `end_time` (unix seconds;
     /// in the future and at most 30 days ahead, or Lark answers 121003).
     pub async fn apply_reserve(
@@ -103,7 +112,7 @@ impl LarkClient {
     ) -> Result<Reserve, ApplyError> {
         let body = serde_json::json!({
             "end_time": end_time.to_string(),
-            "meeting_settings": { "topic": topic },
+            "meeting_settings": self.meeting_settings(topic),
         });
         let result = with_retry(&self.paced_policy(), "lark reserve apply", || async {
             // Every attempt is a request Lark counts against the app's limit.
@@ -229,7 +238,7 @@ impl LarkClient {
         let body = serde_json::json!({
             "end_time": end_time.to_string(),
             "owner_id": owner_open_id,
-            "meeting_settings": { "topic": topic },
+            "meeting_settings": self.meeting_settings(topic),
         });
         let result = with_retry(&self.paced_policy(), "lark reserve apply (app)", || async {
             let token = self.tenant_token().await.map_err(|error| NotReplayable {

@@ -37,6 +37,11 @@ async fn apply_update_get_delete_with_owner_checks() {
     assert_eq!(held.len(), 1);
     assert_eq!(held[0].owner_open_id, ana_id);
     assert_eq!(held[0].topic.as_deref(), Some("Remote Training: Acme"));
+    assert_eq!(
+        held[0].auto_record,
+        Some(false),
+        "meetings.auto_record is off by default"
+    );
 
     let later = in_days(5);
     let updated = client
@@ -402,4 +407,24 @@ fn recorded_reserve_parses_with_string_end_time() {
     assert_eq!(r.end_time, 1_608_888_867);
     assert_eq!(r.meeting_no, "112000358");
     assert!(r.app_link.is_some());
+}
+
+#[tokio::test]
+async fn auto_record_is_sent_when_configured() {
+    let (sim, _, dir) = sim_and_client().await;
+    sim.add_user("ana@example.com", "Ana");
+    let mut settings = crate::config::Settings::for_simulators(
+        "http://127.0.0.1:9",
+        &sim.base_url(),
+        &dir.path().join("store.db"),
+    )
+    .expect("settings");
+    settings.lark.auto_record = true;
+    let client = LarkClient::new(&settings.lark).expect("client");
+    let ana = connect(&sim, &client, "ana@example.com").await;
+    client
+        .apply_reserve(&ana.access_token, in_days(1), "Recorded")
+        .await
+        .unwrap();
+    assert_eq!(sim.reserves()[0].auto_record, Some(true));
 }

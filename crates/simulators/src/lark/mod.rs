@@ -98,6 +98,8 @@ pub struct SimReserve {
     pub end_time: i64,
     /// `meeting_settings.topic`.
     pub topic: Option<String>,
+    /// `meeting_settings.auto_record` as applied (None when left out).
+    pub auto_record: Option<bool>,
     /// Deleted through the API (kept so tests can see it).
     pub deleted: bool,
     /// When the apply request was accepted (simulator clock), for pacing checks.

@@ -136,6 +136,15 @@ fn topic(body: &Value) -> Result<Option<String>, Refusal> {
     }
 }
 
+/// `meeting_settings.auto_record`: a boolean in the SDK's `ReserveMeetingSetting`.
+fn auto_record(body: &Value) -> Result<Option<bool>, Refusal> {
+    match body.get("meeting_settings").map(|s| s.get("auto_record")) {
+        None | Some(None) | Some(Some(Value::Null)) => Ok(None),
+        Some(Some(Value::Bool(b))) => Ok(Some(*b)),
+        Some(Some(_)) => Err(FIELD_VALIDATION_FAILED),
+    }
+}
+
 fn parse_body(body: &Bytes) -> Result<Value, Refusal> {
     let value: Value = serde_json::from_slice(body).map_err(|_| FIELD_VALIDATION_FAILED)?;
     if value.is_object() {
@@ -196,8 +205,13 @@ pub(super) async fn apply(
         Ok(t) => t,
         Err(r) => return r.into_response(),
     };
+    let auto_record = match auto_record(&body) {
+        Ok(a) => a,
+        Err(r) => return r.into_response(),
+    };
     let meeting_no = random_digits(9);
     let reserve = SimReserve {
+        auto_record,
         id: format!("69{}", random_digits(17)),
         owner_open_id: owner,
         url: format!("https://vc.larksuite.com/j/{meeting_no}"),
