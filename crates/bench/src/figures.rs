@@ -499,9 +499,11 @@ pub(super) fn targets(
             met: Some(burst.salesforce_calls_per_booking <= 0.05),
         },
     ];
-    // Issue 13: the calendar adds Lark calls per booking; each Lark method has its own
-    // 1000/min and 50/s, so each kind's average rate over the burst is put against them,
-    // and any 429 counts against the target.
+    // Issue 13: the calendar adds Lark calls per booking. Lark limits each method on its
+    // own (50/s and 1000/min, sliding windows) and the service paces each method to
+    // those; the request log has no times, so the busiest method's average rate over the
+    // burst is shown (a burst spanning two minute windows averages above 1000/min while
+    // no window holds more), and a 429 from any method is what misses the target.
     let minutes = (burst.wall_secs / 60.0).max(f64::EPSILON);
     let busiest_kind = burst
         .lark_calls
@@ -516,16 +518,15 @@ pub(super) fn targets(
         .map(|(_, v)| v)
         .sum();
     rows.push(TargetRow {
-        target: "Lark calls per booking reported; every method under Lark's 1000/min, no 429".into(),
+        target: "Lark calls per booking reported; each method paced under Lark's limits, no 429"
+            .into(),
         measured: format!(
-            "{:.2} Lark calls per booking {:?}; busiest method {} at {:.0}/min ({:.0} % of 1000/min); {} answered 429",
+            "{:.2} Lark calls per booking {:?}; busiest method {} averaging {:.0}/min over the burst (apply's busiest minute: {}); {} answered 429",
             per_booking,
             burst.lark_calls_per_booking,
             busiest_kind.as_ref().map_or("none", |(k, _)| k.as_str()),
             busiest_kind.as_ref().map_or(0.0, |(_, r)| *r),
-            busiest_kind
-                .as_ref()
-                .map_or(0.0, |(_, r)| 100.0 * r / LARK_APPLY_PER_MINUTE as f64),
+            burst.busiest_minute_applies,
             burst.lark_rate_limited
         ),
         met: Some(burst.lark_rate_limited == 0),
