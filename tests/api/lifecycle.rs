@@ -490,3 +490,152 @@ async fn run_survives_a_lifetime_of_i64_max_from_lark() {
         .contains("out-of-range token lifetime; clamped"));
     assert!(!service.log().contains("panicked"));
 }
+
+/// Rules 20–22 from outside, against the real `run` and the real `reconcile` beside it:
+/// a connected trainer's booking gets its meeting and an event on their primary calendar
+/// with the merchant invited; an unconnected trainer's booking gets a meeting the app
+/// reserves on their behalf (`Created by App`); a booking that cannot have a meeting is
+/// `Failed` and alerted in the admins' chat with its id; a booking near its start that
+/// still has no meeting is alerted on the sweep — and nothing is alerted twice.
+#[tokio::test]
+async fn run_puts_the_session_on_the_calendar_hosts_for_the_unconnected_and_alerts_admins() {
+    let sims = Simulators::start(0, 0).await.unwrap();
+    let trainers = sims.seed_trainers();
+    let (alice, bruno, dana) = (&trainers[0], &trainers[1], &trainers[3]);
+    assert!(!dana.has_lark_account);
+    let chat = sims.lark.create_chat("Training admins");
+    let dir = tempfile::tempdir().unwrap();
+    let mut env = shared_env(&sims, dir.path());
+    env.extend(
+        [
+            ("LVB__MEETINGS__UNCONNECTED", "app_hosted"),
+            ("LVB__ALERTS__LARK_CHAT_ID", chat.as_str()),
+            (
+                "LVB__SALESFORCE__BOOKING__ATTENDEE_EMAIL_FIELD",
+                "Merchant_Email__c",
+            ),
+        ]
+        .map(|(k, v)| (k.to_string(), v.to_string())),
+    );
+    let service = RunningService::start(&env, dir.path(), "run");
+    service.wait_ready().await;
+    let c = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap();
+    let (status, body) = crate::bounds::connect_with(
+        &c,
+        &service.url,
+        &alice.id,
+        &[("sim_user", alice.email.as_str())],
+    )
+    .await;
+    assert_eq!(status, 200, "{body}");
+
+    let booking = |trainer: &str, start: i64, end: i64, guest: Option<&str>| {
+        sims.salesforce.insert(
+            "Training_Booking__c",
+            json!({
+                "Name": "Booking",
+                "Trainer__c": trainer,
+                "Training_Start__c": crate::helpers::sf_time_in(start),
+                "Training_End__c": crate::helpers::sf_time_in(end),
+                "Service_Type__c": "Remote",
+                "Status__c": "Scheduled",
+                "Merchant_Name__c": "Acme",
+                "Merchant_Email__c": guest,
+            }),
+            SF_HUMAN_USER_ID,
+        )
+    };
+    let field = |id: &str, f: &str| {
+        sims.salesforce
+            .get("Training_Booking__c", id)
+            .and_then(|b| b.get(f)?.as_str().map(str::to_string))
+    };
+    let own = booking(&alice.id, 72, 73, Some("owner@acme.example"));
+    let on_behalf = booking(&bruno.id, 96, 97, None);
+    let broken = booking(&alice.id, 120, 119, None);
+    let waiting = booking(&dana.id, 24, 25, None);
+    wait_until("the four bookings are settled", || async {
+        field(&own, "Lark_Calendar_Event_Id__c").is_some()
+            && field(&on_behalf, "Lark_Meeting_Status__c").as_deref() == Some("Created by App")
+            && field(&broken, "Lark_Meeting_Status__c").as_deref() == Some("Failed")
+            && field(&waiting, "Lark_Meeting_Status__c").as_deref()
+                == Some("Pending Trainer Connection")
+    })
+    .await;
+
+    // Rule 20: the event is on Alice's primary calendar, with the link and the guest.
+    let open_id = |email: &str| {
+        sims.lark
+            .users()
+            .into_iter()
+            .find(|u| u.email == email)
+            .unwrap()
+            .open_id
+    };
+    let event_id = field(&own, "Lark_Calendar_Event_Id__c").unwrap();
+    let events = sims.lark.calendar_events();
+    let event = events.iter().find(|e| e.event_id == event_id).unwrap();
+    assert_eq!(
+        event.calendar_id,
+        sims.lark.primary_calendar_id(&open_id(&alice.email))
+    );
+    assert_eq!(
+        event.vchat["meeting_url"],
+        json!(field(&own, "Remote_Training_Meeting_Link__c").unwrap())
+    );
+    assert_eq!(
+        event.attendees[0].third_party_email.as_deref(),
+        Some("owner@acme.example")
+    );
+    assert_eq!(
+        events.iter().filter(|e| !e.deleted).count(),
+        1,
+        "{events:?}"
+    );
+
+    // Rule 21: Bruno's meeting was reserved by the app, owned by him.
+    let rid = field(&on_behalf, "Lark_Reservation_Id__c").unwrap();
+    let reserve = sims
+        .lark
+        .reserves()
+        .into_iter()
+        .find(|r| r.id == rid)
+        .unwrap();
+    assert!(reserve.applied_by_app);
+    assert_eq!(reserve.owner_open_id, open_id(&bruno.email));
+
+    // Rule 22: the Failed booking is alerted once, with its id.
+    let messages = || sims.lark.chat_messages(&chat);
+    wait_until("the Failed booking is alerted", || async {
+        messages().iter().any(|m| m.text.contains(&broken))
+    })
+    .await;
+    // A sweep (reconcile, delegated to the running service) alerts the booking near its
+    // start that has no meeting; a second sweep alerts nothing new.
+    let (ok, out, err) = one_shot(&env, &["reconcile"]).await;
+    assert!(ok, "{out}\n{err}");
+    let after_first = messages();
+    assert_eq!(
+        after_first
+            .iter()
+            .filter(|m| m.text.contains(&waiting))
+            .count(),
+        1,
+        "{after_first:?}"
+    );
+    assert_eq!(
+        after_first
+            .iter()
+            .filter(|m| m.text.contains(&broken))
+            .count(),
+        1,
+        "{after_first:?}"
+    );
+    let (ok, out, err) = one_shot(&env, &["reconcile"]).await;
+    assert!(ok, "{out}\n{err}");
+    assert_eq!(messages().len(), after_first.len(), "nothing alerted twice");
+    assert!(!service.log().contains("panicked"), "{}", service.log());
+}
