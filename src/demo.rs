@@ -194,11 +194,11 @@ pub async fn run(json: bool) -> anyhow::Result<()> {
     let event_a = text(&field(sf.get(BOOKING, &booking_a), EVENT_FIELD));
     let ev = calendar_event(lark, &event_a)?;
     n.say(format!(
-        "{}'s primary Lark calendar has event {event_a} \"{}\" {} to {} ({}), joining through the link; guests invited: {}",
+        "{}'s primary Lark calendar has event {event_a} \"{}\" {} to {} (written in zone {}), joining through the link; guests invited: {}",
         a.name,
         ev.summary,
-        ev.start.timestamp,
-        ev.end.timestamp,
+        when(ev.start.timestamp),
+        when(ev.end.timestamp),
         ev.start.timezone,
         guests(&ev)
     ));
@@ -298,7 +298,7 @@ pub async fn run(json: bool) -> anyhow::Result<()> {
     .await?;
     n.say(format!(
         "calendar event {event_a} now ends at {} (the same event, patched)",
-        new_end.timestamp()
+        when(new_end.timestamp())
     ));
 
     // 6. Cancel B's booking.
@@ -513,4 +513,11 @@ fn summary(calls: &Value) -> String {
                 .join(", ")
         })
         .unwrap_or_default()
+}
+
+/// An event time (unix seconds, as Lark holds it) for the narration, in UTC.
+fn when(unix: i64) -> String {
+    chrono::DateTime::from_timestamp(unix, 0)
+        .map(|t| t.format("%Y-%m-%d %H:%M UTC").to_string())
+        .unwrap_or_else(|| unix.to_string())
 }
