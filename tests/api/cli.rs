@@ -266,3 +266,70 @@ fn check_names_each_credential_the_chosen_flow_lacks() {
         "jwt_bearer needs no client secret: {stdout}"
     );
 }
+
+/// `check` with `alerts.lark_chat_id` (rule 22) asks Lark whether the bot is in the chat,
+/// read-only: a chat the bot is in passes, one it was removed from fails with the fix,
+/// an id that names no chat fails naming the key — and nothing is ever posted.
+#[tokio::test(flavor = "multi_thread")]
+async fn check_says_whether_the_bot_can_post_to_the_alerts_chat() {
+    let sims = Simulators::start(0, 0).await.unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let config = config_for(&sims, dir.path());
+    let base = std::fs::read_to_string(&config).unwrap();
+    let chat = sims.lark.create_chat("Training admins");
+    let with_chat = |chat: &str| {
+        let path = dir.path().join(format!("{chat}.toml"));
+        std::fs::write(
+            &path,
+            format!("{base}\n[alerts]\nlark_chat_id = \"{chat}\"\n"),
+        )
+        .unwrap();
+        path
+    };
+    let line_of = |out: &str| {
+        out.lines()
+            .find(|l| l.contains("admin alerts chat"))
+            .unwrap_or_else(|| panic!("no alerts line in:\n{out}"))
+            .to_string()
+    };
+
+    let ok_config = with_chat(&chat);
+    let (ok, out) = tokio::task::spawn_blocking(move || run_check(&ok_config))
+        .await
+        .unwrap();
+    assert!(ok, "{out}");
+    assert!(line_of(&out).starts_with('✓'), "{out}");
+
+    sims.lark.remove_bot_from_chat(&chat);
+    let removed = with_chat(&chat);
+    let (ok, out) = tokio::task::spawn_blocking(move || run_check(&removed))
+        .await
+        .unwrap();
+    assert!(!ok, "{out}");
+    let line = line_of(&out);
+    assert!(
+        line.starts_with('✗') && line.contains("not a member") && line.contains("add the bot"),
+        "{line}"
+    );
+
+    let unknown = with_chat("oc_0000000000000000");
+    let (ok, out) = tokio::task::spawn_blocking(move || run_check(&unknown))
+        .await
+        .unwrap();
+    assert!(!ok, "{out}");
+    let line = line_of(&out);
+    assert!(
+        line.starts_with('✗') && line.contains("alerts.lark_chat_id"),
+        "{line}"
+    );
+    assert!(
+        sims.lark.chat_messages(&chat).is_empty(),
+        "check posts nothing"
+    );
+
+    // Without the key there is no such line.
+    let (_, out) = tokio::task::spawn_blocking(move || run_check(&config))
+        .await
+        .unwrap();
+    assert!(!out.contains("admin alerts chat"), "{out}");
+}

@@ -898,6 +898,7 @@ def check_lark_calendar_and_app(r: Report, sim: Simulate, ctx: dict) -> None:
         CreateChatRequestBody,
         CreateMessageRequest,
         CreateMessageRequestBody,
+        IsInChatChatMembersRequest,
     )
     from lark_oapi.api.vc.v1 import (
         ApplyReserveRequest,
@@ -1006,6 +1007,22 @@ def check_lark_calendar_and_app(r: Report, sim: Simulate, ctx: dict) -> None:
             "lark-oapi im.v1.message.create (receive_id_type=chat_id): code 0, in that chat",
             posted.success() and posted.data.chat_id == chat_id,
             (posted.code, posted.msg),
+        )
+        member = client.im.v1.chat_members.is_in_chat(
+            IsInChatChatMembersRequest.builder().chat_id(chat_id).build()
+        )
+        r.check(
+            "lark-oapi im.v1.chat_members.is_in_chat (tenant token): the bot is in its chat",
+            member.success() and member.data.is_in_chat is True,
+            (member.code, member.msg),
+        )
+        nowhere = client.im.v1.chat_members.is_in_chat(
+            IsInChatChatMembersRequest.builder().chat_id("oc_0000000000000000").build()
+        )
+        r.check(
+            "lark-oapi im.v1.chat_members.is_in_chat (unknown chat): code 232006",
+            not nowhere.success() and nowhere.code == 232006,
+            (nowhere.code, nowhere.msg),
         )
 
     # Calendar v4 with the trainer's user token.

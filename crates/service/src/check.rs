@@ -244,10 +244,34 @@ pub async fn collect_with(settings: &Settings) -> Vec<CheckLine> {
             if settings.meetings.unconnected == Unconnected::AppHosted {
                 lines.push(app_hosted_line(&lark).await);
             }
+            if let Some(chat) = &settings.alerts.lark_chat_id {
+                lines.push(alerts_line(&lark, chat).await);
+            }
         }
         Err(e) => lines.push(fail("Lark app token", format!("{e}; check lark.* keys"))),
     }
     lines
+}
+
+/// `alerts.lark_chat_id` (rule 22): the bot must be a member of the chat, or every alert
+/// is refused (230002) and admins hear nothing. Read-only: nothing is posted.
+async fn alerts_line(lark: &LarkClient, chat: &str) -> CheckLine {
+    const WHAT: &str = "admin alerts chat";
+    match lark.bot_in_chat(chat).await {
+        Ok(true) => pass(WHAT, format!("the app's bot is a member of {chat}")),
+        Ok(false) => fail(
+            WHAT,
+            format!("the app's bot is not a member of {chat}, so Lark would refuse every alert; add the bot to the chat (chat settings → Bots → Add Bot)"),
+        ),
+        Err(e @ LarkError::PermissionDenied { .. }) => fail(
+            WHAT,
+            format!("{e}; the app needs im:message:send_as_bot to post and one of im:chat:readonly or im:chat.members:read for this check (developer console → Permissions & Scopes)"),
+        ),
+        Err(e) => fail(
+            WHAT,
+            format!("{e}; check alerts.lark_chat_id (the oc_… id of a group chat of your tenant)"),
+        ),
+    }
 }
 
 /// An address no Lark tenant has: asking for it shows whether the app may look users up

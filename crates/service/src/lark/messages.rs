@@ -14,6 +14,8 @@ use crate::retry::with_retry;
 
 /// Send a message.
 pub const MESSAGES_PATH: &str = "/open-apis/im/v1/messages";
+/// Prefix of a chat's path (`{CHATS_PATH}/{chat_id}/members/is_in_chat`).
+pub const CHATS_PATH: &str = "/open-apis/im/v1/chats";
 /// Lark's limit on the dedup `uuid`.
 pub const MAX_UUID_LEN: usize = 50;
 
@@ -38,6 +40,35 @@ impl LarkClient {
         uuid: &str,
     ) -> Result<(), LarkError> {
         self.send_text("chat_id", chat_id, text, uuid).await
+    }
+
+    /// Whether the app's bot is a member of the group chat `chat_id` (`check` asks before
+    /// alerts go there). `GET /open-apis/im/v1/chats/{chat_id}/members/is_in_chat` with the
+    /// tenant token → `data.is_in_chat`; needs one of the app scopes `im:chat`,
+    /// `im:chat:readonly` or `im:chat.members:read`; an id that names no chat is 232006
+    /// (HTTP 400). Source: open.feishu.cn/document/server-docs/group/chat-member/is_in_chat
+    /// (mirrored in wxkingstar/doc-hub-mcp `feishu/003-服务端API/group/chat-member/is_in_chat.md`).
+    pub async fn bot_in_chat(&self, chat_id: &str) -> Result<bool, LarkError> {
+        #[derive(serde::Deserialize)]
+        struct Membership {
+            #[serde(default)]
+            is_in_chat: bool,
+        }
+        let super::Data { data }: super::Data<Membership> = self
+            .tenant_call(
+                "lark is_in_chat",
+                CallKind::ChatMembership,
+                Sensitivity::Plain,
+                None,
+                |token| {
+                    self.inner
+                        .http
+                        .get(self.url(&format!("{CHATS_PATH}/{chat_id}/members/is_in_chat")))
+                        .bearer_auth(token)
+                },
+            )
+            .await?;
+        Ok(data.is_in_chat)
     }
 
     async fn send_text(

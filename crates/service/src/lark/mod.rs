@@ -128,6 +128,8 @@ pub struct LarkCallCounts {
     pub event_attendees: u64,
     /// `POST /open-apis/contact/v3/users/batch_get_id`.
     pub batch_get_id: u64,
+    /// `GET /open-apis/im/v1/chats/{chat_id}/members/is_in_chat` (`check`).
+    pub chat_membership: u64,
 }
 
 /// Kinds of request, for the counters.
@@ -150,6 +152,7 @@ enum CallKind {
     EventDelete,
     EventAttendees,
     BatchGetId,
+    ChatMembership,
 }
 
 impl CallKind {
@@ -173,12 +176,13 @@ impl CallKind {
             CallKind::EventDelete => "event_delete",
             CallKind::EventAttendees => "event_attendees",
             CallKind::BatchGetId => "batch_get_id",
+            CallKind::ChatMembership => "chat_membership",
         }
     }
 }
 
 #[derive(Default)]
-struct Counters([AtomicU64; 17]);
+struct Counters([AtomicU64; 18]);
 
 impl Counters {
     fn bump(&self, kind: CallKind) {
@@ -205,6 +209,7 @@ impl Counters {
             event_delete: get(CallKind::EventDelete),
             event_attendees: get(CallKind::EventAttendees),
             batch_get_id: get(CallKind::BatchGetId),
+            chat_membership: get(CallKind::ChatMembership),
         }
     }
 }

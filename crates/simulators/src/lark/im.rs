@@ -10,6 +10,11 @@
 //! Source: open.feishu.cn/document/server-docs/im-v1/message/create (mirrored in
 //! wxkingstar/doc-hub-mcp `feishu/003-服务端API/im-v1/message/create.md`, 错误码).
 //!
+//! `GET /open-apis/im/v1/chats/{chat_id}/members/is_in_chat` with the tenant token →
+//! `data.is_in_chat` for the bot; an id that names no chat is 232006 "Your request
+//! specifies a chat_id which is invalid." (HTTP 400)
+//! (`feishu/003-服务端API/group/chat-member/is_in_chat.md`).
+//!
 //! Group chats come from `POST /open-apis/im/v1/chats` with the tenant token (the chat is
 //! created by the app, so its bot is a member): `{name, description, chat_mode, chat_type,
 //! …}` → `data.{chat_id: "oc_…", name, description, chat_mode, chat_type, owner_id_type,
@@ -207,4 +212,26 @@ pub(super) async fn create_chat(
         "external": false,
         "tenant_key": SIM_TENANT_KEY,
     }))
+}
+
+/// `GET /open-apis/im/v1/chats/{chat_id}/members/is_in_chat`: whether the app's bot is
+/// a member of the chat.
+pub(super) async fn is_in_chat(
+    State(shared): State<Arc<Shared>>,
+    axum::extract::Path(chat_id): axum::extract::Path<String>,
+    headers: HeaderMap,
+) -> Response {
+    let now = Instant::now();
+    let state = shared.lock();
+    if let Err(refused) = state.check_tenant_token(bearer(&headers), now) {
+        return refused.into_response();
+    }
+    match state.chats.iter().find(|c| c.chat_id == chat_id) {
+        Some(chat) => lark_ok(json!({ "is_in_chat": chat.bot_is_member })),
+        None => lark_error(
+            StatusCode::BAD_REQUEST,
+            232006,
+            "Your request specifies a chat_id which is invalid.",
+        ),
+    }
 }

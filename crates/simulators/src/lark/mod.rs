@@ -529,6 +529,10 @@ impl LarkSim {
             .route("/open-apis/im/v1/messages", post(im::send_message))
             .route("/open-apis/im/v1/chats", post(im::create_chat))
             .route(
+                "/open-apis/im/v1/chats/{chat_id}/members/is_in_chat",
+                get(im::is_in_chat),
+            )
+            .route(
                 "/open-apis/calendar/v4/calendars/primary",
                 post(calendar::primary),
             )
