@@ -209,6 +209,21 @@ async fn a_meeting_gets_one_event_on_its_trainers_calendar_that_follows_the_book
         Some(event_id.as_str())
     );
 
+    // The merchant renamed: the same event's summary and description follow the
+    // templates (one more patch), and a pass with nothing changed patches nothing.
+    edit_booking(&app, &booking, json!({"Merchant_Name__c": "Acme Roasters"}));
+    wait_until("the event's text follows the booking", || async {
+        event(&app, &event_id).summary == "Remote Training: Acme Roasters"
+    })
+    .await;
+    let e = event(&app, &event_id);
+    assert!(e.description.contains("Acme Roasters") && e.description.contains(&link));
+    assert_eq!(e.patches, 2);
+    assert_eq!(creates(&app), 1, "still the one event");
+    edit_booking(&app, &booking, json!({"Status__c": "Confirmed"}));
+    wait_caught_up(&app).await;
+    assert_eq!(event(&app, &event_id).patches, 2, "nothing to patch");
+
     // Trainer change: deleted from Ann's calendar with her token, made on Bo's.
     edit_booking(&app, &booking, json!({"Trainer__c": bo}));
     wait_until("the event moved to Bo's calendar", || async {

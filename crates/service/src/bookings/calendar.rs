@@ -56,6 +56,21 @@ pub struct WantedEvent {
     pub guest: Option<String>,
 }
 
+impl WantedEvent {
+    /// A digest of the summary and description: the journal keeps it, so a change of the
+    /// fields the templates name (a merchant renamed) patches the event's text as a
+    /// reschedule patches its times.
+    pub fn content(&self) -> String {
+        use sha2::{Digest, Sha256};
+        let digest = Sha256::new()
+            .chain_update(self.summary.as_bytes())
+            .chain_update([0u8])
+            .chain_update(self.description.as_bytes())
+            .finalize();
+        digest[..8].iter().map(|b| format!("{b:02x}")).collect()
+    }
+}
+
 /// What the booking's event needs.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum EventPlan {
@@ -91,7 +106,10 @@ pub fn plan_event(wanted: Option<WantedEvent>, entry: Option<CalendarEventEntry>
         (Some(wanted), Some(entry)) => {
             if entry.trainer_id != wanted.host_id || entry.reservation_id != wanted.reservation_id {
                 EventPlan::Replace { old: entry, wanted }
-            } else if entry.start != wanted.start || entry.end != wanted.end {
+            } else if entry.start != wanted.start
+                || entry.end != wanted.end
+                || entry.content != wanted.content()
+            {
                 EventPlan::Patch { entry, wanted }
             } else if wanted.guest.is_some() && entry.guest != wanted.guest {
                 EventPlan::Invite { entry, wanted }
@@ -347,16 +365,25 @@ impl CalendarStep<'_> {
                     return Ok(());
                 };
                 let mut entry = entry;
-                if entry.start != wanted.start || entry.end != wanted.end {
+                let text_changed = entry.content != wanted.content();
+                if entry.start != wanted.start || entry.end != wanted.end || text_changed {
                     let (start, end) = (self.time(wanted.start), self.time(wanted.end));
                     let (cal, ev) = (entry.calendar_id.clone(), entry.event_id.clone());
+                    let text =
+                        text_changed.then(|| (wanted.summary.clone(), wanted.description.clone()));
                     let patched = self
                         .actor
                         .with_token_retry(&host, token.clone(), |lark: LarkClient, t| {
-                            let (cal, ev, start, end) =
-                                (cal.clone(), ev.clone(), start.clone(), end.clone());
+                            let (cal, ev, start, end, text) = (
+                                cal.clone(),
+                                ev.clone(),
+                                start.clone(),
+                                end.clone(),
+                                text.clone(),
+                            );
                             async move {
-                                lark.patch_calendar_event_times(&t, &cal, &ev, &start, &end, true)
+                                let text = text.as_ref().map(|(s, d)| (s.as_str(), d.as_str()));
+                                lark.patch_calendar_event(&t, &cal, &ev, &start, &end, text, true)
                                     .await
                             }
                         })
@@ -365,6 +392,7 @@ impl CalendarStep<'_> {
                         Ok(_) => {
                             entry.start = wanted.start;
                             entry.end = wanted.end;
+                            entry.content = wanted.content();
                             self.record(&entry)?;
                             self.actor
                                 .metrics
@@ -494,6 +522,7 @@ impl CalendarStep<'_> {
             start: wanted.start,
             end: wanted.end,
             guest: None,
+            content: wanted.content(),
         };
         // Journalled the moment Lark answered.
         self.record(&entry)?;
@@ -697,6 +726,7 @@ mod tests {
             start: 100,
             end: 200,
             guest: Some("m@x.com".into()),
+            content: wanted().content(),
         }
     }
 
@@ -718,6 +748,16 @@ mod tests {
             plan_event(Some(moved), Some(entry())),
             EventPlan::Patch { .. }
         ));
+        let mut renamed = wanted();
+        renamed.summary = "Remote Training: Acme Roasters".into();
+        assert_ne!(renamed.content(), wanted().content());
+        assert!(matches!(
+            plan_event(Some(renamed), Some(entry())),
+            EventPlan::Patch { .. }
+        ));
+        let mut new_text = wanted();
+        new_text.description = "Join at u".into();
+        assert_ne!(new_text.content(), wanted().content());
         let mut other_host = wanted();
         other_host.host_id = "t2".into();
         assert!(matches!(

@@ -167,12 +167,17 @@ struct CreateBody<'a> {
     free_busy_status: &'static str,
 }
 
-/// Body of the patch request: start and end only take effect together.
+/// Body of the patch request: start and end only take effect together; summary and
+/// description are left out unless they change.
 #[derive(Serialize)]
 struct PatchTimesBody<'a> {
     need_notification: bool,
     start_time: TimeInfo<'a>,
     end_time: TimeInfo<'a>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    summary: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    description: Option<&'a str>,
 }
 
 #[derive(Serialize)]
@@ -377,11 +382,38 @@ impl LarkClient {
         end: &EventTime,
         notify_attendees: bool,
     ) -> Result<CalendarEvent, LarkError> {
+        self.patch_calendar_event(
+            token,
+            calendar_id,
+            event_id,
+            start,
+            end,
+            None,
+            notify_attendees,
+        )
+        .await
+    }
+
+    /// As [`LarkClient::patch_calendar_event_times`], also setting the summary and the
+    /// description when `text` is given (`summary`, `description` of the patch body).
+    #[allow(clippy::too_many_arguments)]
+    pub async fn patch_calendar_event(
+        &self,
+        token: &AccessToken,
+        calendar_id: &str,
+        event_id: &str,
+        start: &EventTime,
+        end: &EventTime,
+        text: Option<(&str, &str)>,
+        notify_attendees: bool,
+    ) -> Result<CalendarEvent, LarkError> {
         let path = event_path(calendar_id, event_id)?;
         let body = PatchTimesBody {
             need_notification: notify_attendees,
             start_time: start.into(),
             end_time: end.into(),
+            summary: text.map(|(s, _)| s),
+            description: text.map(|(_, d)| d),
         };
         let Data { data }: Data<EventData> = self
             .paced_user_call(

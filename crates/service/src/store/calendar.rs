@@ -19,6 +19,7 @@ CREATE TABLE IF NOT EXISTS calendar_events (
     start_time     INTEGER NOT NULL,
     end_time       INTEGER NOT NULL,
     guest          TEXT,
+    content        TEXT NOT NULL DEFAULT '',
     updated_at     INTEGER NOT NULL
 );
 CREATE TABLE IF NOT EXISTS calendar_deleted (
@@ -50,6 +51,9 @@ pub struct CalendarEventEntry {
     pub end: i64,
     /// The external guest invited so far (None until the invitation went through).
     pub guest: Option<String>,
+    /// A digest of the summary and description as last set in Lark
+    /// (`bookings::calendar::WantedEvent::content`); empty when unknown.
+    pub content: String,
 }
 
 /// What the store knows of one trainer's calendar.
@@ -76,12 +80,12 @@ impl Store {
     ) -> Result<(), StoreError> {
         self.with(|c| {
             c.execute(
-                "INSERT INTO calendar_events (booking_id, trainer_id, calendar_id, event_id, reservation_id, start_time, end_time, guest, updated_at)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)
+                "INSERT INTO calendar_events (booking_id, trainer_id, calendar_id, event_id, reservation_id, start_time, end_time, guest, content, updated_at)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)
                  ON CONFLICT(booking_id) DO UPDATE SET trainer_id = excluded.trainer_id, calendar_id = excluded.calendar_id,
                    event_id = excluded.event_id, reservation_id = excluded.reservation_id, start_time = excluded.start_time,
-                   end_time = excluded.end_time, guest = excluded.guest, updated_at = excluded.updated_at",
-                params![e.booking_id, e.trainer_id, e.calendar_id, e.event_id, e.reservation_id, e.start, e.end, e.guest, now],
+                   end_time = excluded.end_time, guest = excluded.guest, content = excluded.content, updated_at = excluded.updated_at",
+                params![e.booking_id, e.trainer_id, e.calendar_id, e.event_id, e.reservation_id, e.start, e.end, e.guest, e.content, now],
             )?;
             Ok(())
         })
@@ -94,7 +98,7 @@ impl Store {
     ) -> Result<Option<CalendarEventEntry>, StoreError> {
         self.with(|c| {
             c.query_row(
-                "SELECT booking_id, trainer_id, calendar_id, event_id, reservation_id, start_time, end_time, guest
+                "SELECT booking_id, trainer_id, calendar_id, event_id, reservation_id, start_time, end_time, guest, content
                  FROM calendar_events WHERE booking_id = ?1",
                 params![booking_id],
                 |r| {
@@ -107,6 +111,7 @@ impl Store {
                         start: r.get(5)?,
                         end: r.get(6)?,
                         guest: r.get(7)?,
+                        content: r.get(8)?,
                     })
                 },
             )
@@ -308,6 +313,7 @@ mod tests {
             start: 100,
             end: 200,
             guest: None,
+            content: "abc".into(),
         }
     }
 
