@@ -220,6 +220,18 @@ async fn a_meeting_gets_one_event_on_its_trainers_calendar_that_follows_the_book
     assert!(e.description.contains("Acme Roasters") && e.description.contains(&link));
     assert_eq!(e.patches, 2);
     assert_eq!(creates(&app), 1, "still the one event");
+    // ... and so does the meeting's topic: the same reservation, its link unchanged.
+    wait_until("the meeting's topic follows the booking", || async {
+        app.lark.reserves().iter().any(|r| {
+            r.id == reservation && r.topic.as_deref() == Some("Remote Training: Acme Roasters")
+        })
+    })
+    .await;
+    assert_eq!(field(&app, &booking, LINK).as_deref(), Some(link.as_str()));
+    assert_eq!(
+        field(&app, &booking, "Lark_Reservation_Id__c").as_deref(),
+        Some(reservation.as_str())
+    );
     edit_booking(&app, &booking, json!({"Status__c": "Confirmed"}));
     wait_caught_up(&app).await;
     assert_eq!(event(&app, &event_id).patches, 2, "nothing to patch");

@@ -102,7 +102,13 @@ impl Actor<'_> {
                 let result = self
                     .with_token_retry(&trainer, token, |lark, t| {
                         let rid = reservation.reservation_id.clone();
-                        async move { lark.update_reserve(&t, &rid, Some(end_time), None).await }
+                        // The topic too: it follows the template's fields (a merchant renamed)
+                        // as the calendar event's summary does.
+                        let topic = topic.clone();
+                        async move {
+                            lark.update_reserve(&t, &rid, Some(end_time), Some(&topic))
+                                .await
+                        }
                     })
                     .await;
                 match result {
@@ -114,7 +120,7 @@ impl Actor<'_> {
                         } else {
                             reserve.url.clone()
                         };
-                        self.journal(booking, &trainer.id, &reserve.id, &url, end_time)?;
+                        self.journal(booking, &trainer.id, &reserve.id, &url, end_time, &topic)?;
                         self.metrics.inc(names::MEETINGS, &[("action", "updated")]);
                         tracing::info!(booking = %booking.id, reservation = %reserve.id, "meeting rescheduled");
                         Ok(self.created_if_changed(booking, &reserve.id, &url))
@@ -278,6 +284,7 @@ impl Actor<'_> {
         reservation_id: &str,
         url: &str,
         end_time: i64,
+        topic: &str,
     ) -> Result<(), PipelineError> {
         Ok(self.store.record_reservation(
             &ReservationEntry {
@@ -286,6 +293,7 @@ impl Actor<'_> {
                 trainer_id: trainer_id.to_string(),
                 url: url.to_string(),
                 end_time,
+                topic: Some(topic.to_string()),
             },
             Utc::now().timestamp(),
         )?)

@@ -110,7 +110,14 @@ impl Actor<'_> {
                     trainer_id: trainer.id.clone(),
                     created_at: Utc::now().timestamp(),
                 })?;
-                self.journal(booking, &trainer.id, &reserve.id, &reserve.url, end_time)?;
+                self.journal(
+                    booking,
+                    &trainer.id,
+                    &reserve.id,
+                    &reserve.url,
+                    end_time,
+                    topic,
+                )?;
                 self.store.clear_in_doubt(booking.id.as_str())?;
                 self.metrics.inc(names::MEETINGS, &[("action", "created")]);
                 self.metrics
@@ -155,7 +162,7 @@ impl Actor<'_> {
                 &app.owner_open_id,
                 &res.reservation_id,
                 Some(end_time),
-                None,
+                Some(topic),
             )
             .await;
         match result {
@@ -167,7 +174,7 @@ impl Actor<'_> {
                 };
                 // An update keeps the reservation's id.
                 let rid = &res.reservation_id;
-                self.journal(booking, &trainer.id, rid, &url, end_time)?;
+                self.journal(booking, &trainer.id, rid, &url, end_time, topic)?;
                 self.metrics.inc(names::MEETINGS, &[("action", "updated")]);
                 tracing::info!(booking = %booking.id, reservation = %rid, "app-hosted meeting rescheduled");
                 let shown = booking.shows_meeting(MeetingStatus::CreatedByApp, rid, Some(&url));

@@ -60,7 +60,14 @@ impl Actor<'_> {
             .await;
         match result {
             Ok(reserve) => {
-                self.journal(booking, &trainer.id, &reserve.id, &reserve.url, end_time)?;
+                self.journal(
+                    booking,
+                    &trainer.id,
+                    &reserve.id,
+                    &reserve.url,
+                    end_time,
+                    topic,
+                )?;
                 self.store.clear_in_doubt(key)?;
                 self.metrics.inc(names::MEETINGS, &[("action", "created")]);
                 self.metrics

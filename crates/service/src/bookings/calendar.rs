@@ -842,6 +842,7 @@ mod tests {
             trainer_id: T1.into(),
             url: "https://vc.example/j/1".into(),
             end_time: 0,
+            topic: None,
         }
     }
 

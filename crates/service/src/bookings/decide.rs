@@ -28,6 +28,8 @@ pub struct KnownReservation {
     /// The end time we last set, if journalled.
     pub end_time: Option<i64>,
     pub url: Option<String>,
+    /// The topic we last set, if journalled.
+    pub topic: Option<String>,
 }
 
 /// What a booking needs.
@@ -165,8 +167,14 @@ pub fn decide(booking: &Booking, cx: &Context<'_>) -> Decision {
                     }
                 }
             };
-            if needs_put {
-                if !trainer.connected && !by_app(&res) {
+            // The topic's fields changed (a merchant renamed): the meeting follows, as
+            // the calendar event's summary does. Unknown (not journalled) is left alone.
+            // Only a token that can change the meeting retitles it: a new name alone never
+            // sends a live meeting back to waiting.
+            let can_change = trainer.connected || by_app(&res);
+            let retitled = can_change && res.topic.as_deref().is_some_and(|t| t != topic);
+            if needs_put || retitled {
+                if !can_change {
                     return pending(booking);
                 }
                 return Decision::Update {
@@ -244,6 +252,7 @@ fn known_reservation(
             trainer_id: TrainerId::parse(&j.trainer_id).ok(),
             end_time: Some(j.end_time),
             url: Some(j.url.clone()),
+            topic: j.topic.clone(),
         });
     }
     let id = booking.reservation_id.clone()?;
@@ -253,6 +262,7 @@ fn known_reservation(
         trainer_id: booking.trainer_id.clone(),
         end_time: None,
         url: booking.link.clone(),
+        topic: None,
     })
 }
 

@@ -67,6 +67,7 @@ fn journal(trainer: &str, end: i64) -> ReservationEntry {
         trainer_id: trainer.into(),
         url: "https://vc.larksuite.com/j/123456789".into(),
         end_time: end,
+        topic: Some("Remote Training: Acme".into()),
     }
 }
 
@@ -329,4 +330,34 @@ fn app_hosting_gives_unconnected_trainers_meetings_and_keeps_app_made_ones() {
             reservation: Some(_)
         }
     ));
+}
+
+#[test]
+fn a_topic_field_renamed_updates_the_reservation_and_an_unknown_topic_does_not() {
+    let end = now() + Duration::days(2) + Duration::hours(1);
+    let j = journal(T1, end.timestamp());
+    let b = created(booking());
+    assert_eq!(run(&b, Some(&j)), Decision::Nothing);
+    let mut renamed = b.clone();
+    renamed
+        .topic_values
+        .insert("Merchant_Name__c".into(), "Acme Roasters".into());
+    match run(&renamed, Some(&j)) {
+        Decision::Update {
+            end_time, topic, ..
+        } => {
+            assert_eq!(end_time, end.timestamp());
+            assert_eq!(topic, "Remote Training: Acme Roasters");
+        }
+        other => panic!("expected an update, got {other:?}"),
+    }
+    // A journal entry from before topics were kept: no churn.
+    let mut old = j.clone();
+    old.topic = None;
+    assert_eq!(run(&renamed, Some(&old)), Decision::Nothing);
+    // The host has not connected (and the app did not make it): the meeting stays as it
+    // is, not sent back to waiting over a new name.
+    let mut unconnected = renamed.clone();
+    unconnected.trainer = Some(trainer(T1, false));
+    assert_eq!(run(&unconnected, Some(&j)), Decision::Nothing);
 }

@@ -223,6 +223,7 @@ mod tests {
                 trainer_id: "t1".into(),
                 url: "u".into(),
                 end_time: 10,
+                topic: None,
             },
             50,
         )

@@ -149,6 +149,9 @@ pub struct ReservationEntry {
     pub trainer_id: String,
     pub url: String,
     pub end_time: i64,
+    /// The meeting topic as last set in Lark; None when not journalled (entries written
+    /// before topics were kept).
+    pub topic: Option<String>,
 }
 
 impl Store {
@@ -181,6 +184,7 @@ impl Store {
         conn.busy_timeout(std::time::Duration::from_secs(5))?;
         conn.execute_batch(SCHEMA)?;
         conn.execute_batch(retries::SCHEMA)?;
+        add_column_once(&conn, "reservations", "topic", "TEXT")?;
         conn.execute_batch(calendar::SCHEMA)?;
         conn.execute_batch(contacts::SCHEMA)?;
         conn.execute_batch(alerts::SCHEMA)?;
@@ -425,12 +429,12 @@ impl Store {
     pub fn record_reservation(&self, e: &ReservationEntry, now: i64) -> Result<(), StoreError> {
         self.with(|c| {
             c.execute(
-                "INSERT INTO reservations (booking_id, reservation_id, trainer_id, url, end_time, updated_at)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6)
+                "INSERT INTO reservations (booking_id, reservation_id, trainer_id, url, end_time, topic, updated_at)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)
                  ON CONFLICT(booking_id) DO UPDATE SET reservation_id = excluded.reservation_id,
                    trainer_id = excluded.trainer_id, url = excluded.url, end_time = excluded.end_time,
-                   updated_at = excluded.updated_at",
-                params![e.booking_id, e.reservation_id, e.trainer_id, e.url, e.end_time, now],
+                   topic = excluded.topic, updated_at = excluded.updated_at",
+                params![e.booking_id, e.reservation_id, e.trainer_id, e.url, e.end_time, e.topic, now],
             )?;
             Ok(())
         })
@@ -440,7 +444,7 @@ impl Store {
     pub fn reservation(&self, booking_id: &str) -> Result<Option<ReservationEntry>, StoreError> {
         self.with(|c| {
             c.query_row(
-                "SELECT booking_id, reservation_id, trainer_id, url, end_time FROM reservations WHERE booking_id = ?1",
+                "SELECT booking_id, reservation_id, trainer_id, url, end_time, topic FROM reservations WHERE booking_id = ?1",
                 params![booking_id],
                 |r| {
                     Ok(ReservationEntry {
@@ -449,6 +453,7 @@ impl Store {
                         trainer_id: r.get(2)?,
                         url: r.get(3)?,
                         end_time: r.get(4)?,
+                        topic: r.get(5)?,
                     })
                 },
             )
@@ -524,6 +529,27 @@ fn row_to_tokens(r: &rusqlite::Row<'_>) -> rusqlite::Result<JournalledTokens> {
         refreshed_at: r.get(5)?,
         confirmed: r.get::<_, i64>(6)? != 0,
     })
+}
+
+/// Adds a column to a table of a store made by an earlier version, once: `ALTER TABLE`
+/// has no `IF NOT EXISTS`, so the table's columns are looked at first.
+fn add_column_once(
+    conn: &Connection,
+    table: &str,
+    column: &str,
+    definition: &str,
+) -> Result<(), StoreError> {
+    let present: i64 = conn.query_row(
+        "SELECT COUNT(*) FROM pragma_table_info(?1) WHERE name = ?2",
+        params![table, column],
+        |r| r.get(0),
+    )?;
+    if present == 0 {
+        conn.execute_batch(&format!(
+            "ALTER TABLE {table} ADD COLUMN {column} {definition};"
+        ))?;
+    }
+    Ok(())
 }
 
 #[cfg(test)]
@@ -650,6 +676,7 @@ mod tests {
                     trainer_id: "t1".into(),
                     url: "https://vc/j/1".into(),
                     end_time: 99,
+                    topic: Some("t".into()),
                 },
                 5,
             )
@@ -672,5 +699,35 @@ mod tests {
         assert_eq!(s.reservation("b1").unwrap().unwrap().reservation_id, "r1");
         s.forget_reservation("b1").unwrap();
         assert!(s.reservation("b1").unwrap().is_none());
+    }
+
+    #[test]
+    fn a_store_from_before_topics_were_kept_gains_the_column_and_keeps_its_rows() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("old.db");
+        {
+            let c = Connection::open(&path).unwrap();
+            c.execute_batch(
+                "CREATE TABLE reservations (booking_id TEXT PRIMARY KEY, reservation_id TEXT NOT NULL,
+                   trainer_id TEXT NOT NULL, url TEXT NOT NULL, end_time INTEGER NOT NULL,
+                   updated_at INTEGER NOT NULL);
+                 INSERT INTO reservations VALUES ('b1', 'r1', 't1', 'https://vc/j/1', 99, 5);",
+            )
+            .unwrap();
+        }
+        for _ in 0..2 {
+            // Twice: the second open finds the column and adds nothing.
+            let s = Store::open(&path).unwrap();
+            let old = s.reservation("b1").unwrap().unwrap();
+            assert_eq!((old.reservation_id.as_str(), old.topic), ("r1", None));
+        }
+        let s = Store::open(&path).unwrap();
+        let mut e = s.reservation("b1").unwrap().unwrap();
+        e.topic = Some("Remote Training: Acme".into());
+        s.record_reservation(&e, 6).unwrap();
+        assert_eq!(
+            s.reservation("b1").unwrap().unwrap().topic.as_deref(),
+            Some("Remote Training: Acme")
+        );
     }
 }
