@@ -5,7 +5,7 @@
 //! is not remembered, so the next sweep posts it. `remind` runs as the real binary, once
 //! on its own and once delegated to a running `run`.
 
-use std::process::{Child, Command, Output, Stdio};
+use std::process::{Command, Output, Stdio};
 
 use axum::http::Method;
 use lark_vc_bridge::config::Settings;
@@ -16,11 +16,11 @@ use lvb_simulators::SF_HUMAN_USER_ID;
 use serde_json::{json, Value};
 
 use crate::helpers::{
-    capture_logs, connected_trainer, create_booking, edit_booking, field, insert_booking, metric,
-    sf_time_in, sim_settings, start_app, wait_caught_up, wait_ready, wait_until, TestApp, BOOKING,
+    binary_config, capture_logs, connected_trainer, create_booking, edit_booking, field,
+    insert_booking, metric, run_command, sf_time_in, sim_settings, start_app, wait_caught_up,
+    wait_ready, wait_until, KillOnDrop, TestApp, BIN, BOOKING,
 };
 
-const BIN: &str = env!("CARGO_BIN_EXE_lark-vc-bridge");
 const STATUS: &str = "Lark_Meeting_Status__c";
 const MESSAGES_PATH: &str = "/open-apis/im/v1/messages";
 /// Issued refresh tokens expire inside the 48 h refresh window: the timer picks them.
@@ -273,37 +273,7 @@ async fn a_booking_near_its_start_without_a_meeting_is_alerted_once_and_a_refuse
 /// A config file for the binary against `sims`, with `lark.notify_trainers = false`
 /// (which must not silence `remind`) and `extra` sections.
 fn config_for(sims: &Simulators, dir: &std::path::Path, extra: &str) -> std::path::PathBuf {
-    let path = dir.join("remind.toml");
-    let text = format!(
-        "{}notify_trainers = false\n\n[store]\npath = \"{}\"\n\n[security]\nencryption_key = \"{}\"\nstate_secret = \"{}\"\n{extra}",
-        sims.config_snippet(),
-        dir.join("store.db").display(),
-        "ab".repeat(32),
-        "r".repeat(40),
-    );
-    std::fs::write(&path, text).unwrap();
-    path
-}
-
-async fn run_bin(args: &[&str], config: &std::path::Path) -> Output {
-    let mut cmd = Command::new(BIN);
-    cmd.args(args)
-        .arg("--config")
-        .arg(config)
-        .env("RUST_LOG", "error");
-    tokio::task::spawn_blocking(move || cmd.output().expect("the binary runs"))
-        .await
-        .unwrap()
-}
-
-/// `run` as a child process, killed when dropped.
-struct Running(Child);
-
-impl Drop for Running {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
+    binary_config(sims, dir, "remind.toml", "notify_trainers = false\n", extra)
 }
 
 fn trainer(sims: &Simulators, name: &str, email: &str, lark: bool) -> String {
@@ -361,7 +331,7 @@ async fn remind_twice_reaches_each_unconnected_trainer_once_alone_and_through_ru
         SF_HUMAN_USER_ID,
     );
 
-    let first = run_bin(&["remind"], &config).await;
+    let first = run_command(&["remind"], &config).await;
     assert!(
         first.status.success(),
         "{}",
@@ -386,7 +356,7 @@ async fn remind_twice_reaches_each_unconnected_trainer_once_alone_and_through_ru
     }
 
     // Again: nobody is messaged; Ann is reported as already reminded.
-    let second = run_bin(&["remind", "--json"], &config).await;
+    let second = run_command(&["remind", "--json"], &config).await;
     assert!(second.status.success());
     let summary: Value = serde_json::from_slice(&second.stdout).expect("JSON");
     assert_eq!(summary["reached"], json!([]));
@@ -396,7 +366,7 @@ async fn remind_twice_reaches_each_unconnected_trainer_once_alone_and_through_ru
 
     // While `run` holds the store, `remind` is done by it: a new trainer is reached
     // once, Ann is still within her day.
-    let _run = Running(
+    let _run = KillOnDrop(
         Command::new(BIN)
             .args(["run", "--config"])
             .arg(&config)
@@ -414,7 +384,7 @@ async fn remind_twice_reaches_each_unconnected_trainer_once_alone_and_through_ru
     .await;
     let eve = trainer(&sims, "Eve", "eve@example.com", true);
     insert_booking(&sims.salesforce, &eve, 30, 31, true);
-    let delegated = run_bin(&["remind"], &config).await;
+    let delegated = run_command(&["remind"], &config).await;
     assert!(
         delegated.status.success(),
         "{}",
@@ -427,7 +397,7 @@ async fn remind_twice_reaches_each_unconnected_trainer_once_alone_and_through_ru
         "{out}"
     );
     assert_eq!(messages_to(&sims, "eve@example.com"), 1);
-    let again = run_bin(&["remind"], &config).await;
+    let again = run_command(&["remind"], &config).await;
     assert!(stdout(&again).starts_with("reminded: 0  already reminded today: 2"));
     assert_eq!(messages_to(&sims, "eve@example.com"), 1);
     assert_eq!(messages_to(&sims, "ann@example.com"), 1);

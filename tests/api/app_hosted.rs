@@ -17,7 +17,7 @@ use serde_json::{json, Value};
 
 use crate::helpers::{
     connect, create_booking, edit_booking, field, insert_booking, metric, open_id_of, sf_time_in,
-    spawn_app_with, wait_caught_up, wait_ready, wait_until, TestApp, BOOKING,
+    spawn_app_with, wait_caught_up, wait_ready, wait_until, TestApp, BIN, BOOKING,
 };
 
 const APPLY: &str = "/open-apis/vc/v1/reserves/apply";
@@ -380,23 +380,10 @@ async fn a_lost_answer_to_an_app_apply_is_in_doubt_and_the_booking_knows_one_res
     );
 }
 
-const BIN: &str = env!("CARGO_BIN_EXE_lark-vc-bridge");
-
 /// A config file for the binary against `sims`, with `meetings.unconnected = "app_hosted"`.
 fn app_hosted_config(sims: &Simulators, dir: &std::path::Path) -> std::path::PathBuf {
-    let config = dir.join("app_hosted.toml");
-    std::fs::write(
-        &config,
-        format!(
-            "{}\n[store]\npath = \"{}\"\n\n[security]\nencryption_key = \"{}\"\nstate_secret = \"{}\"\n\n[meetings]\nunconnected = \"app_hosted\"\n",
-            sims.config_snippet(),
-            dir.join("store.db").display(),
-            "cd".repeat(32),
-            "t".repeat(40),
-        ),
-    )
-    .unwrap();
-    config
+    let meetings = "\n[meetings]\nunconnected = \"app_hosted\"\n";
+    crate::helpers::binary_config(sims, dir, "app_hosted.toml", "", meetings)
 }
 
 /// Runs `lark-vc-bridge reconcile --config <config>` to the end (off the async runtime).

@@ -464,17 +464,11 @@ async fn run_binary(
     server_toml: &str,
 ) -> RunningBinary {
     use std::io::BufRead;
-    let config = dir.join("run.toml");
-    let text = format!(
-        "{}\n[server]\nbind = \"127.0.0.1:0\"\npublic_url = \"http://127.0.0.1:0\"\n{server_toml}\n\n\
-         [store]\npath = \"{}\"\n\n[security]\nencryption_key = \"{}\"\nstate_secret = \"{}\"\n",
-        sims.config_snippet(),
-        dir.join("store.db").display(),
-        "cd".repeat(32),
-        "s".repeat(40),
+    let server = format!(
+        "\n[server]\nbind = \"127.0.0.1:0\"\npublic_url = \"http://127.0.0.1:0\"\n{server_toml}\n"
     );
-    std::fs::write(&config, text).unwrap();
-    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_lark-vc-bridge"))
+    let config = crate::helpers::binary_config(sims, dir, "run.toml", "", &server);
+    let mut child = std::process::Command::new(crate::helpers::BIN)
         .args(["run", "--config"])
         .arg(&config)
         .env("RUST_LOG", "info")

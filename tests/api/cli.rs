@@ -6,7 +6,7 @@ use std::process::Command;
 use lvb_simulators::launch::Simulators;
 use serde_json::Value;
 
-const BIN: &str = env!("CARGO_BIN_EXE_lark-vc-bridge");
+use crate::helpers::{binary_config, BIN};
 
 #[test]
 fn demo_json_reports_the_final_state() {
@@ -65,16 +65,7 @@ fn demo_json_reports_the_final_state() {
 
 /// A config file pointing at running simulators, with fresh keys.
 fn config_for(sims: &Simulators, dir: &std::path::Path) -> std::path::PathBuf {
-    let path = dir.join("check.toml");
-    let text = format!(
-        "{}\n[store]\npath = \"{}\"\n\n[security]\nencryption_key = \"{}\"\nstate_secret = \"{}\"\n",
-        sims.config_snippet(),
-        dir.join("store.db").display(),
-        "ab".repeat(32),
-        "s".repeat(40),
-    );
-    std::fs::write(&path, text).unwrap();
-    path
+    binary_config(sims, dir, "check.toml", "", "")
 }
 
 fn run_check(config: &std::path::Path) -> (bool, String) {

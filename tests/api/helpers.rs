@@ -426,3 +426,54 @@ pub fn booking_time(app: &TestApp, booking: &str, name: &str) -> i64 {
         .expect("Salesforce DateTime")
         .timestamp()
 }
+
+// ---------------------------------------------------------------------------------------
+// The real binary (cli.rs, ops.rs, alerts.rs, app_hosted.rs, server_waits.rs, bounds.rs).
+
+/// The `lark-vc-bridge` binary under test.
+pub const BIN: &str = env!("CARGO_BIN_EXE_lark-vc-bridge");
+
+/// Writes `dir/name`, a config file for the binary against `sims`: the simulators' keys,
+/// a store in `dir` and valid keys. `lark_keys` go into the `[lark]` section (the
+/// snippet's last), `extra` (whole sections) after the rest.
+pub fn binary_config(
+    sims: &lvb_simulators::launch::Simulators,
+    dir: &std::path::Path,
+    name: &str,
+    lark_keys: &str,
+    extra: &str,
+) -> std::path::PathBuf {
+    let path = dir.join(name);
+    let text = format!(
+        "{}{lark_keys}\n[store]\npath = \"{}\"\n\n[security]\nencryption_key = \"{}\"\nstate_secret = \"{}\"\n{extra}",
+        sims.config_snippet(),
+        dir.join("store.db").display(),
+        "cd".repeat(32),
+        "t".repeat(40),
+    );
+    std::fs::write(&path, text).unwrap();
+    path
+}
+
+/// Runs a one-shot command of the binary with `--config` to the end (off the async
+/// runtime).
+pub async fn run_command(args: &[&str], config: &std::path::Path) -> std::process::Output {
+    let mut cmd = std::process::Command::new(BIN);
+    cmd.args(args)
+        .arg("--config")
+        .arg(config)
+        .env("RUST_LOG", "error");
+    tokio::task::spawn_blocking(move || cmd.output().expect("the binary runs"))
+        .await
+        .unwrap()
+}
+
+/// A child process (e.g. `run`), killed when dropped.
+pub struct KillOnDrop(pub std::process::Child);
+
+impl Drop for KillOnDrop {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}

@@ -19,7 +19,7 @@ use serde_json::{json, Value};
 
 use crate::helpers::{captured_logs, connected_trainer, spawn_app, wait_ready, wait_until};
 
-const BIN: &str = env!("CARGO_BIN_EXE_lark-vc-bridge");
+use crate::helpers::BIN;
 const TRAINER: &str = "Onboarding_Trainer__c";
 const TOKEN_PATH: &str = "/open-apis/authen/v2/oauth/token";
 

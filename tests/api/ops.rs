@@ -3,52 +3,16 @@
 //! metrics, build info), `check --json`, and `reconcile` failing loudly when Salesforce
 //! refuses a write-back.
 
-use std::process::{Child, Command, Output, Stdio};
+use std::process::{Command, Stdio};
 
 use lvb_simulators::launch::Simulators;
 use lvb_simulators::SF_HUMAN_USER_ID;
 use serde_json::{json, Value};
 
-use crate::helpers::{cookie_pair, get, insert_booking, wait_until, BOOKING};
-
-const BIN: &str = env!("CARGO_BIN_EXE_lark-vc-bridge");
-
-/// A config file pointing at running simulators, with fresh keys; `server` adds a
-/// `[server]` section.
-fn config_for(sims: &Simulators, dir: &std::path::Path, server: &str) -> std::path::PathBuf {
-    let path = dir.join("ops.toml");
-    let text = format!(
-        "{}\n[store]\npath = \"{}\"\n\n[security]\nencryption_key = \"{}\"\nstate_secret = \"{}\"\n{server}",
-        sims.config_snippet(),
-        dir.join("store.db").display(),
-        "cd".repeat(32),
-        "t".repeat(40),
-    );
-    std::fs::write(&path, text).unwrap();
-    path
-}
-
-/// Runs a one-shot command of the binary to the end (off the async runtime).
-async fn run_command(args: &[&str], config: &std::path::Path) -> Output {
-    let mut cmd = Command::new(BIN);
-    cmd.args(args)
-        .arg("--config")
-        .arg(config)
-        .env("RUST_LOG", "error");
-    tokio::task::spawn_blocking(move || cmd.output().expect("the binary runs"))
-        .await
-        .unwrap()
-}
-
-/// `lark-vc-bridge run` as a child process, killed when dropped.
-struct Running(Child);
-
-impl Drop for Running {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
+use crate::helpers::{
+    binary_config, cookie_pair, get, insert_booking, run_command, wait_until, KillOnDrop, BIN,
+    BOOKING,
+};
 
 /// A loopback port free right now (the child binds it a moment later).
 fn free_port() -> u16 {
@@ -78,8 +42,8 @@ fn server_section() -> (String, String) {
 }
 
 /// Starts `lark-vc-bridge run` and waits until `/readyz` answers 200.
-async fn start_run(config: &std::path::Path, url: &str) -> Running {
-    let run = Running(
+async fn start_run(config: &std::path::Path, url: &str) -> KillOnDrop {
+    let run = KillOnDrop(
         Command::new(BIN)
             .args(["run", "--config"])
             .arg(config)
@@ -124,7 +88,7 @@ async fn metrics_of_the_running_binary_show_histograms_after_a_booking_gets_its_
     let sims = Simulators::start(0, 0).await.unwrap();
     let dir = tempfile::tempdir().unwrap();
     let (server, url) = server_section();
-    let config = config_for(&sims, dir.path(), &server);
+    let config = binary_config(&sims, dir.path(), "ops.toml", "", &server);
     let _run = start_run(&config, &url).await;
 
     let trainer = connect_through(&url, &sims, "Mia", "mia@example.com").await;
@@ -223,7 +187,7 @@ async fn metrics_of_the_running_binary_show_histograms_after_a_booking_gets_its_
 async fn check_json_parses_and_keeps_the_exit_code() {
     let sims = Simulators::start(0, 0).await.unwrap();
     let dir = tempfile::tempdir().unwrap();
-    let config = config_for(&sims, dir.path(), "");
+    let config = binary_config(&sims, dir.path(), "ops.toml", "", "");
 
     let out = run_command(&["check", "--json"], &config).await;
     let report: Value = serde_json::from_slice(&out.stdout)
@@ -293,7 +257,7 @@ async fn check_json_of_a_bad_configuration_names_keys_without_secrets() {
 async fn reconcile_exits_non_zero_and_names_a_write_back_salesforce_refused() {
     let sims = Simulators::start(0, 0).await.unwrap();
     let dir = tempfile::tempdir().unwrap();
-    let config = config_for(&sims, dir.path(), "");
+    let config = binary_config(&sims, dir.path(), "ops.toml", "", "");
     // A trainer who has not connected: each booking's write-back is its pending status.
     let trainer = sims.salesforce.insert(
         "Onboarding_Trainer__c",
@@ -353,7 +317,7 @@ async fn refresh_tokens_exits_non_zero_and_names_the_trainer_whose_refresh_faile
     let sims = Simulators::start(0, 0).await.unwrap();
     let dir = tempfile::tempdir().unwrap();
     let (server, url) = server_section();
-    let config = config_for(&sims, dir.path(), &server);
+    let config = binary_config(&sims, dir.path(), "ops.toml", "", &server);
     // Refresh tokens that live an hour: inside the 48 h window, so the pass refreshes them.
     sims.lark.set_token_lifetimes(7200, 3600);
     let run = start_run(&config, &url).await;
@@ -411,7 +375,7 @@ async fn refresh_tokens_exits_non_zero_and_names_the_trainer_whose_refresh_faile
 async fn reconcile_over_many_bookings_shows_progress_on_stderr() {
     let sims = Simulators::start(0, 0).await.unwrap();
     let dir = tempfile::tempdir().unwrap();
-    let config = config_for(&sims, dir.path(), "");
+    let config = binary_config(&sims, dir.path(), "ops.toml", "", "");
     let trainer = sims.salesforce.insert(
         "Onboarding_Trainer__c",
         json!({ "Name": "Raj", "Email__c": "raj@example.com" }),
@@ -454,7 +418,7 @@ async fn rotate_key_over_many_trainers_shows_progress_on_stderr() {
             SF_HUMAN_USER_ID,
         );
     }
-    let config = config_for(&sims, dir.path(), "");
+    let config = binary_config(&sims, dir.path(), "ops.toml", "", "");
     let text = std::fs::read_to_string(&config).unwrap().replace(
         "[security]\n",
         &format!("[security]\nprevious_keys = [\"{old_key}\"]\n"),

@@ -296,7 +296,7 @@ async fn the_binary_sweeps_at_first_start_and_goes_on_past_a_lost_answer_and_a_r
         ]
         .map(|(k, v)| (k.to_string(), v)),
     );
-    let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_lark-vc-bridge"))
+    let mut child = tokio::process::Command::new(crate::helpers::BIN)
         .arg("run")
         .envs(env)
         .stdout(std::process::Stdio::null())

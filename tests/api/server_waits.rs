@@ -7,9 +7,9 @@ use std::time::{Duration, Instant};
 use lark_vc_bridge::salesforce::streaming::MAX_ADVICE_INTERVAL;
 use lvb_simulators::launch::Simulators;
 
-use crate::helpers::insert_booking;
+use crate::helpers::{binary_config, insert_booking};
 
-const BIN: &str = env!("CARGO_BIN_EXE_lark-vc-bridge");
+use crate::helpers::BIN;
 
 /// `/meta/connect` requests the Salesforce simulator has answered.
 fn connects(sims: &Simulators) -> usize {
@@ -42,18 +42,8 @@ async fn a_ten_hour_advice_interval_delays_the_stream_only_up_to_the_cap() {
         .advise_interval(Some(Duration::from_secs(10 * 3600)));
     let trainer = sims.seed_trainers().remove(0);
     let dir = tempfile::tempdir().unwrap();
-    let config = dir.path().join("run.toml");
-    std::fs::write(
-        &config,
-        format!(
-            "{}\n[server]\nbind = \"127.0.0.1:0\"\n\n[store]\npath = \"{}\"\n\n[security]\nencryption_key = \"{}\"\nstate_secret = \"{}\"\n",
-            sims.config_snippet(),
-            dir.path().join("store.db").display(),
-            "ab".repeat(32),
-            "s".repeat(40),
-        ),
-    )
-    .unwrap();
+    let server = "\n[server]\nbind = \"127.0.0.1:0\"\n";
+    let config = binary_config(&sims, dir.path(), "run.toml", "", server);
     let mut service = tokio::process::Command::new(BIN)
         .args(["run", "--config"])
         .arg(&config)

@@ -14,7 +14,7 @@ use sha2::Digest;
 use tokio::io::{AsyncBufReadExt, BufReader};
 use tokio::process::{Child, Command};
 
-const BIN: &str = env!("CARGO_BIN_EXE_lark-vc-bridge");
+use crate::helpers::BIN;
 /// How long `simulate` may take to print its banner.
 const STARTUP_DEADLINE: Duration = Duration::from_secs(60);
 const REDIRECT: &str = "http://127.0.0.1:9/oauth/lark/callback";

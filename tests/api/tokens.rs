@@ -976,7 +976,7 @@ state_secret = "{state}"
 
 /// Runs `lark-vc-bridge rotate-key`; returns its summary line.
 async fn rotate_key(config: &Path) -> String {
-    let out = tokio::process::Command::new(env!("CARGO_BIN_EXE_lark-vc-bridge"))
+    let out = tokio::process::Command::new(crate::helpers::BIN)
         .arg("--config")
         .arg(config)
         .arg("rotate-key")
