@@ -92,6 +92,19 @@ pub enum ApplyError {
     AnswerLost(#[source] LarkError),
 }
 
+impl From<NotReplayable> for ApplyError {
+    /// A timeout or broken connection after the request may have reached Lark is an
+    /// answer lost (rule 13); anything else failed outright.
+    fn from(f: NotReplayable) -> ApplyError {
+        match f.error {
+            LarkError::Timeout | LarkError::Transport(_) if f.may_have_reached => {
+                ApplyError::AnswerLost(f.error)
+            }
+            error => ApplyError::Failed(error),
+        }
+    }
+}
+
 impl LarkClient {
     /// A new reservation's `meeting_settings`: the topic (the calendar event's summary comes
     /// from the same template) and `auto_record` (`meetings.auto_record`, false unless
@@ -114,32 +127,11 @@ impl LarkClient {
             "end_time": end_time.to_string(),
             "meeting_settings": self.meeting_settings(topic),
         });
-        let result = with_retry(&self.paced_policy(), "lark reserve apply", || async {
-            // Every attempt is a request Lark counts against the app's limit.
-            self.inner.apply_pacer.acquire().await;
-            let request = self
-                .inner
-                .http
-                .post(self.url(APPLY_PATH))
-                .bearer_auth(token.secret())
-                .json(&body);
-            // Apply creates a new meeting each time: never replay one that may have landed.
-            let answer = self
-                .send(CallKind::Apply, request)
-                .await
-                .map_err(NotReplayable::unanswered)?;
-            answer
-                .decode::<Data<ReserveData>>(ErrorContext::Api, Sensitivity::Secret)
-                .map(|d| d.data.reserve.into_reserve())
-                .map_err(NotReplayable::answered)
+        let result = with_retry(&self.paced_policy(), "lark reserve apply", || {
+            self.apply_once(token.secret(), &body)
         })
         .await;
-        result.map_err(|f| match f.error {
-            LarkError::Timeout | LarkError::Transport(_) if f.may_have_reached => {
-                ApplyError::AnswerLost(f.error)
-            }
-            error => ApplyError::Failed(error),
-        })
+        result.map_err(ApplyError::from)
     }
 
     /// Changes a reservation's end time and/or topic; the id and link stay the same.
@@ -246,35 +238,45 @@ impl LarkClient {
                 // Nothing was applied yet: the tenant token is fetched first.
                 may_have_reached: false,
             })?;
-            self.inner.apply_pacer.acquire().await;
-            let request = self
-                .inner
-                .http
-                .post(self.url(APPLY_PATH))
-                .bearer_auth(token.expose_secret())
-                .json(&body);
-            let answer = self
-                .send(CallKind::Apply, request)
-                .await
-                .map_err(NotReplayable::unanswered)?;
-            let decoded =
-                answer.decode::<Data<ReserveData>>(ErrorContext::Api, Sensitivity::Secret);
-            if let Err(LarkError::Retryable { code, .. }) = &decoded {
+            let applied = self.apply_once(token.expose_secret(), &body).await;
+            if let Err(NotReplayable {
+                error: LarkError::Retryable { code, .. },
+                ..
+            }) = &applied
+            {
                 if *code == CODE_TENANT_TOKEN_INVALID {
                     self.forget_tenant_token(&token).await;
                 }
             }
-            decoded
-                .map(|d| d.data.reserve.into_reserve())
-                .map_err(NotReplayable::answered)
+            applied
         })
         .await;
-        result.map_err(|f| match f.error {
-            LarkError::Timeout | LarkError::Transport(_) if f.may_have_reached => {
-                ApplyError::AnswerLost(f.error)
-            }
-            error => ApplyError::Failed(error),
-        })
+        result.map_err(ApplyError::from)
+    }
+
+    /// One apply request, for either token: paced (every attempt is a request Lark counts
+    /// against the app's limit) and never replayed once it may have landed, since apply
+    /// creates a new meeting each time.
+    async fn apply_once(
+        &self,
+        bearer: &str,
+        body: &serde_json::Value,
+    ) -> Result<Reserve, NotReplayable> {
+        self.inner.apply_pacer.acquire().await;
+        let request = self
+            .inner
+            .http
+            .post(self.url(APPLY_PATH))
+            .bearer_auth(bearer)
+            .json(body);
+        let answer = self
+            .send(CallKind::Apply, request)
+            .await
+            .map_err(NotReplayable::unanswered)?;
+        answer
+            .decode::<Data<ReserveData>>(ErrorContext::Api, Sensitivity::Secret)
+            .map(|d| d.data.reserve.into_reserve())
+            .map_err(NotReplayable::answered)
     }
 
     /// Changes an app-hosted reservation's end time and/or topic, with the tenant token.
