@@ -350,13 +350,11 @@ async fn a_trainer_without_the_calendar_scopes_gets_meetings_without_events_and_
     let app = spawn_app_with(|s| {
         calendar_on(s);
         s.calendar.enabled = false;
-        s.lark.calendar_scopes_requested = false;
     })
     .await;
     let (ann, _) = connected_trainer(&app, "Ann", "ann@example.com").await;
     let (sf, lark, mut settings, dir) = app.stop().await;
     settings.calendar.enabled = true;
-    settings.lark.calendar_scopes_requested = true;
     let app = start_app(sf, lark, settings, dir).await;
     // As if she had connected before scopes were recorded: Lark's refusal (99991679)
     // must teach the service what the grant would have.

@@ -62,7 +62,7 @@ impl Core {
         let vault = Arc::new(Vault::from_settings(&settings.security));
         let salesforce = SalesforceClient::new(&settings.salesforce)
             .context("building the Salesforce client")?;
-        let lark = LarkClient::new(&settings.lark).context("building the Lark client")?;
+        let lark = LarkClient::for_service(&settings).context("building the Lark client")?;
         let metrics = Metrics::default();
         salesforce.record_metrics_in(&metrics);
         lark.record_metrics_in(&metrics);

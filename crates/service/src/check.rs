@@ -235,7 +235,7 @@ pub async fn collect_with(settings: &Settings) -> Vec<CheckLine> {
     lines.push(calendar_line(settings));
 
     // Lark.
-    match LarkClient::new(&settings.lark) {
+    match LarkClient::for_service(settings) {
         Ok(lark) => {
             match lark.tenant_token().await {
                 Ok(_) => lines.push(pass("Lark app token", format!("app {} at {}", settings.lark.app_id, settings.lark.base_url))),
@@ -302,7 +302,7 @@ fn calendar_line(settings: &Settings) -> CheckLine {
             "off (calendar.enabled = false): meetings get no calendar event",
         );
     }
-    let requested = settings.lark.requested_scopes();
+    let requested = settings.requested_scopes();
     let missing: Vec<&str> = crate::config::CALENDAR_SCOPES
         .into_iter()
         .filter(|s| !requested.iter().any(|r| r == s))

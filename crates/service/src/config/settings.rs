@@ -247,10 +247,6 @@ pub struct LarkSettings {
     pub notify_trainers: bool,
     /// When set, only Lark accounts of this tenant may connect (`lark.tenant_key`).
     pub tenant_key: Option<String>,
-    /// `calendar.enabled`: the calendar scopes are asked for and required (rule 19).
-    pub calendar_scopes_requested: bool,
-    /// `meetings.auto_record`, sent in every reservation's `meeting_settings`.
-    pub auto_record: bool,
 }
 
 /// The user-token scopes the calendar needs: writing events on the primary calendar and
@@ -258,12 +254,12 @@ pub struct LarkSettings {
 /// events, `calendar:calendar:readonly` for `calendars/primary`).
 pub const CALENDAR_SCOPES: [&str; 2] = ["calendar:calendar", "calendar:calendar:readonly"];
 
-impl LarkSettings {
-    /// Scopes a trainer's consent must include for the connection to be saved (rule 19).
-    /// Derived from the configuration, so work that needs more (the calendar) adds here.
+impl Settings {
+    /// Scopes a trainer's consent must include for the connection to be saved (rule 19):
+    /// the calendar ones too when `calendar.enabled`.
     pub fn required_scopes(&self) -> Vec<&'static str> {
         let mut scopes = vec!["vc:reserve", "offline_access"];
-        if self.calendar_scopes_requested {
+        if self.calendar.enabled {
             scopes.extend(CALENDAR_SCOPES);
         }
         scopes
@@ -272,9 +268,10 @@ impl LarkSettings {
     /// The scopes the consent page asks for: `lark.scopes`, without the calendar ones
     /// when `calendar.enabled` is false.
     pub fn requested_scopes(&self) -> Vec<String> {
-        self.scopes
+        self.lark
+            .scopes
             .iter()
-            .filter(|s| self.calendar_scopes_requested || !CALENDAR_SCOPES.contains(&s.as_str()))
+            .filter(|s| self.calendar.enabled || !CALENDAR_SCOPES.contains(&s.as_str()))
             .cloned()
             .collect()
     }
@@ -376,7 +373,8 @@ pub enum Unconnected {
 #[derive(Debug, Clone)]
 pub struct MeetingsSettings {
     pub unconnected: Unconnected,
-    /// `meetings.auto_record`: Lark records the meeting on its own (off unless configured).
+    /// `meetings.auto_record`: Lark records the meeting on its own (off unless configured);
+    /// [`crate::lark::LarkClient::for_service`] sends it with every new reservation.
     pub auto_record: bool,
 }
 

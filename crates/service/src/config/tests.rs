@@ -246,14 +246,11 @@ fn calendar_meetings_and_alerts_keys_load_and_are_checked() {
     assert_eq!(s.calendar.reminder_minutes, 15);
     assert_eq!(s.calendar.description_fields(), vec!["Merchant_Name__c"]);
     assert_eq!(s.meetings.unconnected, Unconnected::Pending);
-    assert!(!s.meetings.auto_record && !s.lark.auto_record);
+    assert!(!s.meetings.auto_record);
     assert_eq!(s.alerts.lark_chat_id, None);
     assert_eq!(s.alerts.pending_horizon, Duration::from_secs(48 * 3600));
     assert_eq!(s.salesforce.booking.attendee_email_field, None);
-    assert!(s
-        .lark
-        .required_scopes()
-        .contains(&"calendar:calendar:readonly"));
+    assert!(s.required_scopes().contains(&"calendar:calendar:readonly"));
 
     let mut e = valid_env();
     e.extend(env(&[
@@ -271,17 +268,12 @@ fn calendar_meetings_and_alerts_keys_load_and_are_checked() {
     ]));
     let s = Settings::load_from(None, e).expect("valid");
     assert_eq!(s.meetings.unconnected, Unconnected::AppHosted);
-    assert!(
-        s.meetings.auto_record && s.lark.auto_record,
-        "mirrored for the client"
-    );
+    assert!(s.meetings.auto_record);
     assert!(!s
-        .lark
         .required_scopes()
         .iter()
         .any(|x| x.starts_with("calendar")));
     assert!(!s
-        .lark
         .requested_scopes()
         .iter()
         .any(|x| x.starts_with("calendar")));

@@ -497,8 +497,6 @@ impl Raw {
                 scopes,
                 notify_trainers,
                 tenant_key,
-                calendar_scopes_requested: calendar.enabled,
-                auto_record,
             },
             security: SecuritySettings {
                 encryption_key,

@@ -30,7 +30,7 @@ use serde::de::DeserializeOwned;
 use serde::Deserialize;
 use url::Url;
 
-use crate::config::{LarkSettings, OAuthVersion};
+use crate::config::{LarkSettings, OAuthVersion, Settings};
 use crate::metrics::{names, Metrics};
 use crate::retry::RetryPolicy;
 
@@ -215,7 +215,19 @@ impl Counters {
 }
 
 impl LarkClient {
-    /// Builds the client (and its one HTTP client) from validated settings.
+    /// The service's client: the consent page asks for [`Settings::requested_scopes`]
+    /// and new reservations carry `meetings.auto_record`.
+    pub fn for_service(settings: &Settings) -> Result<LarkClient, LarkError> {
+        Self::build(
+            &settings.lark,
+            RetryPolicy::default(),
+            settings.requested_scopes(),
+            settings.meetings.auto_record,
+        )
+    }
+
+    /// A client from the `[lark]` settings alone: every scope of `lark.scopes` asked
+    /// for, `auto_record` off (tests of the client itself).
     pub fn new(settings: &LarkSettings) -> Result<LarkClient, LarkError> {
         Self::with_retry_policy(settings, RetryPolicy::default())
     }
@@ -224,6 +236,15 @@ impl LarkClient {
     pub fn with_retry_policy(
         settings: &LarkSettings,
         policy: RetryPolicy,
+    ) -> Result<LarkClient, LarkError> {
+        Self::build(settings, policy, settings.scopes.clone(), false)
+    }
+
+    fn build(
+        settings: &LarkSettings,
+        policy: RetryPolicy,
+        scopes: Vec<String>,
+        auto_record: bool,
     ) -> Result<LarkClient, LarkError> {
         let http = reqwest::Client::builder()
             .user_agent(USER_AGENT)
@@ -241,12 +262,12 @@ impl LarkClient {
                 app_id: settings.app_id.clone(),
                 app_secret: settings.app_secret.clone(),
                 oauth_version: settings.oauth_version,
-                scopes: settings.requested_scopes(),
+                scopes,
                 policy,
                 tenant_token: TokenCache::default(),
                 app_token: TokenCache::default(),
                 apply_pacer: Pacer::for_reserve_apply(),
-                auto_record: settings.auto_record,
+                auto_record,
                 calendar_pacers: calendar::Pacers::default(),
                 contact_pacer: Pacer::at_standard_limits(),
                 counts: Counters::default(),

@@ -419,8 +419,8 @@ async fn auto_record_is_sent_when_configured() {
         &dir.path().join("store.db"),
     )
     .expect("settings");
-    settings.lark.auto_record = true;
-    let client = LarkClient::new(&settings.lark).expect("client");
+    settings.meetings.auto_record = true;
+    let client = LarkClient::for_service(&settings).expect("client");
     let ana = connect(&sim, &client, "ana@example.com").await;
     client
         .apply_reserve(&ana.access_token, in_days(1), "Recorded")

@@ -310,7 +310,7 @@ impl ConnectFlow {
                 other => ConnectError::LarkUnavailable(other),
             })?;
         let missing = missing_scopes(
-            &inner.settings.lark.required_scopes(),
+            &inner.settings.required_scopes(),
             grant.scope.as_deref(),
             grant.refresh_token.is_some(),
         );
