@@ -359,6 +359,8 @@ impl Engine {
                 refused,
                 failed: mut failures,
             }) => {
+                // Rule 22: these became Failed just now (the batch's links are out).
+                self.alert_failed(&failures).await;
                 for r in refused {
                     failures.push(BookingFailure {
                         booking: r.booking_id.to_string(),

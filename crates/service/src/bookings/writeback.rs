@@ -144,12 +144,26 @@ impl Engine {
     /// [`WRITE_IDLE_BURST`]) after the last one came in or [`WRITE_LINGER`] after the
     /// first, whichever is sooner. Returns the records
     /// Salesforce refused and the bookings written as `Failed`.
+    ///
+    /// Admins hear of each booking that became `Failed` (rule 22) once the batch's
+    /// write-backs are out — also those that landed before a later call failed — never
+    /// between them: an alert is a Lark call, and no link waits for one (rule 14).
     pub(super) async fn flush_writes(
         &self,
-        mut rx: mpsc::Receiver<WriteBack>,
+        rx: mpsc::Receiver<WriteBack>,
     ) -> Result<Written, PipelineError> {
+        let mut written = Written::default();
+        let result = self.collect_writes(rx, &mut written).await;
+        self.alert_failed(&written.failed).await;
+        result.map(|()| written)
+    }
+
+    async fn collect_writes(
+        &self,
+        mut rx: mpsc::Receiver<WriteBack>,
+        written: &mut Written,
+    ) -> Result<(), PipelineError> {
         let mut pending: Vec<WriteBack> = Vec::new();
-        let mut refused = Written::default();
         let mut first_at: Option<Instant> = None;
         let mut deadline: Option<Instant> = None;
         loop {
@@ -175,17 +189,17 @@ impl Engine {
                     };
                     deadline = Some((first + WRITE_LINGER).min(now + idle));
                     if pending.len() >= WRITES_PER_CALL {
-                        refused.extend(self.write(std::mem::take(&mut pending)).await?);
+                        written.extend(self.write(std::mem::take(&mut pending)).await?);
                         (first_at, deadline) = (None, None);
                     }
                 }
                 Some(None) => {
-                    refused.extend(self.write(std::mem::take(&mut pending)).await?);
+                    written.extend(self.write(std::mem::take(&mut pending)).await?);
                     (first_at, deadline) = (None, None);
                 }
                 None => {
-                    refused.extend(self.write(std::mem::take(&mut pending)).await?);
-                    return Ok(refused);
+                    written.extend(self.write(std::mem::take(&mut pending)).await?);
+                    return Ok(());
                 }
             }
         }
@@ -246,8 +260,6 @@ impl Engine {
                 reason: codes.join("; "),
             });
         }
-        // Admins hear of each booking that became Failed (rule 22).
-        self.alert_failed(&written.failed).await;
         Ok(written)
     }
 }
