@@ -9,7 +9,7 @@ use super::model::{Booking, MeetingStatus};
 use super::outcome::{Acted, Outcome, PipelineError};
 use super::writeback::WriteBack;
 use crate::config::{BookingSettings, MeetingsSettings, ProcessingSettings};
-use crate::ids::BookingId;
+use crate::ids::{BookingId, TrainerId};
 use crate::lark::{ApplyError, LarkClient, LarkError};
 use crate::metrics::{names, Metrics};
 use crate::store::{ReservationEntry, Store};
@@ -182,15 +182,9 @@ impl Actor<'_> {
         if self.app_hosted_reservation(booking, res)?.is_some() {
             return self.delete_as_app(booking, res).await;
         }
-        let own_trainer = booking.trainer.as_ref().filter(|t| {
-            res.trainer_id
-                .as_ref()
-                .is_some_and(|host| host.as_str() == t.id)
-        });
-        let host = match (own_trainer, &res.trainer_id) {
-            (Some(t), _) => Some(t.clone()),
-            (None, Some(host)) => self.tokens.trainer(host.record_id()).await?,
-            (None, None) => None,
+        let host = match &res.trainer_id {
+            Some(host) => self.host(booking, host).await?,
+            None => None,
         };
         let token = match &host {
             Some(h) => self.token(h).await?,
@@ -230,6 +224,19 @@ impl Actor<'_> {
             }
         }
         Ok(self.store.forget_reservation(booking.id.as_str())?)
+    }
+
+    /// The trainer record of `host`: the booking's own trainer when it is them (read with
+    /// the booking), else read from Salesforce (a meeting or event of a previous trainer).
+    pub(super) async fn host(
+        &self,
+        booking: &Booking,
+        host: &TrainerId,
+    ) -> Result<Option<TrainerRecord>, PipelineError> {
+        match booking.trainer.as_ref().filter(|t| t.id == host.as_str()) {
+            Some(t) => Ok(Some(t.clone())),
+            None => Ok(self.tokens.trainer(host.record_id()).await?),
+        }
     }
 
     pub(super) async fn token(

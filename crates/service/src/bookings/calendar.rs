@@ -440,17 +440,9 @@ impl CalendarStep<'_> {
         booking: &Booking,
         host_id: &str,
     ) -> Result<Option<(TrainerRecord, AccessToken)>, StepError> {
-        let host = match booking.trainer.as_ref().filter(|t| t.id == host_id) {
-            Some(t) => Some(t.clone()),
-            None => match TrainerId::parse(host_id) {
-                Ok(id) => self
-                    .actor
-                    .tokens
-                    .trainer(id.record_id())
-                    .await
-                    .map_err(|e| StepError::Pipeline(e.into()))?,
-                Err(_) => None,
-            },
+        let host = match TrainerId::parse(host_id) {
+            Ok(id) => self.actor.host(booking, &id).await?,
+            Err(_) => None,
         };
         let Some(host) = host else {
             return Ok(None);
