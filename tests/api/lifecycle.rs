@@ -100,6 +100,18 @@ impl RunningService {
             .map(|r| r.status().as_u16())
     }
 
+    /// Connects `trainer` through this service's OAuth routes as the Lark user `email`,
+    /// the way a browser does.
+    async fn connect(&self, trainer: &str, email: &str) {
+        let browser = reqwest::Client::builder()
+            .redirect(reqwest::redirect::Policy::none())
+            .build()
+            .unwrap();
+        lvb_simulators::browser::connect_trainer(&browser, &self.url, trainer, email, |_| {})
+            .await
+            .unwrap_or_else(|e| panic!("{email} connects: {e:#}"));
+    }
+
     async fn wait_ready(&self) {
         wait_until("`run` is ready (/readyz 200)", || async {
             self.status_of("/readyz").await == Some(200)
@@ -198,13 +210,7 @@ async fn admin_commands_while_run_is_up_are_done_by_it_or_refused() {
     );
     let service = RunningService::start(&env, dir.path(), "run");
     service.wait_ready().await;
-    let browser = reqwest::Client::builder()
-        .redirect(reqwest::redirect::Policy::none())
-        .build()
-        .unwrap();
-    lvb_simulators::browser::connect_trainer(&browser, &service.url, &trainer, email, |_| {})
-        .await
-        .expect("Ann connects");
+    service.connect(&trainer, email).await;
     sims.lark.set_token_lifetimes(7200, 604_800);
     let record = sims.salesforce.get(TRAINER, &trainer).unwrap();
     assert_eq!(record["Lark_Connected__c"], json!(true));
@@ -297,13 +303,7 @@ async fn a_delegated_refresh_tokens_names_each_failure_and_exits_non_zero() {
     );
     let service = RunningService::start(&env, dir.path(), "run");
     service.wait_ready().await;
-    let browser = reqwest::Client::builder()
-        .redirect(reqwest::redirect::Policy::none())
-        .build()
-        .unwrap();
-    lvb_simulators::browser::connect_trainer(&browser, &service.url, &trainer, email, |_| {})
-        .await
-        .expect("Bea connects");
+    service.connect(&trainer, email).await;
 
     // Lark's token endpoint is down (every retry included).
     sims.lark.faults().inject(
@@ -463,13 +463,7 @@ async fn run_survives_a_lifetime_of_i64_max_from_lark() {
     );
     let service = RunningService::start(&env, dir.path(), "run");
     service.wait_ready().await;
-    let browser = reqwest::Client::builder()
-        .redirect(reqwest::redirect::Policy::none())
-        .build()
-        .unwrap();
-    lvb_simulators::browser::connect_trainer(&browser, &service.url, &trainer, email, |_| {})
-        .await
-        .expect("Ann connects");
+    service.connect(&trainer, email).await;
     let record = sims.salesforce.get(TRAINER, &trainer).unwrap();
     assert_eq!(record["Lark_Connected__c"], json!(true));
     let cap = chrono::Utc::now() + chrono::Duration::seconds(MAX_TOKEN_LIFETIME_SECS);
@@ -519,18 +513,7 @@ async fn run_puts_the_session_on_the_calendar_hosts_for_the_unconnected_and_aler
     );
     let service = RunningService::start(&env, dir.path(), "run");
     service.wait_ready().await;
-    let c = reqwest::Client::builder()
-        .redirect(reqwest::redirect::Policy::none())
-        .build()
-        .unwrap();
-    let (status, body) = crate::bounds::connect_with(
-        &c,
-        &service.url,
-        &alice.id,
-        &[("sim_user", alice.email.as_str())],
-    )
-    .await;
-    assert_eq!(status, 200, "{body}");
+    service.connect(&alice.id, &alice.email).await;
 
     let booking = |trainer: &str, start: i64, end: i64, guest: Option<&str>| {
         sims.salesforce.insert(
