@@ -664,6 +664,24 @@ async fn call(
     (status, response.json().await.unwrap())
 }
 
+/// Creates an event on `calendar` with `token` (no idempotency key); returns its path.
+async fn create_event(sim: &LarkSim, calendar: &str, token: &str, start: i64, end: i64) -> String {
+    let (status, created) = call(
+        sim,
+        Method::POST,
+        &events_path(calendar),
+        token,
+        Some(event_body(start, end)),
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK, "{created}");
+    let event_id = created["data"]["event"]["event_id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    format!("{}/{event_id}", events_path(calendar))
+}
+
 fn events_path(calendar_id: &str) -> String {
     format!("/open-apis/calendar/v4/calendars/{calendar_id}/events")
 }
@@ -863,19 +881,7 @@ async fn calendars_and_events_belong_to_their_owner() {
     let bo_token = user_token(&sim, "bo@example.com", CALENDAR_SCOPES).await;
     let calendar = sim.primary_calendar_id(&ana);
     let start = unix_now() + 3600;
-    let (_, created) = call(
-        &sim,
-        Method::POST,
-        &events_path(&calendar),
-        &ana_token,
-        Some(event_body(start, start + 60)),
-    )
-    .await;
-    let event_id = created["data"]["event"]["event_id"]
-        .as_str()
-        .unwrap()
-        .to_string();
-    let event_path = format!("{}/{event_id}", events_path(&calendar));
+    let event_path = create_event(&sim, &calendar, &ana_token, start, start + 60).await;
 
     let (status, body) = call(
         &sim,
@@ -946,19 +952,7 @@ async fn patch_moves_start_and_end_together_and_delete_marks_the_event() {
     let token = user_token(&sim, "ana@example.com", CALENDAR_SCOPES).await;
     let calendar = sim.primary_calendar_id(&ana);
     let start = unix_now() + 3600;
-    let (_, created) = call(
-        &sim,
-        Method::POST,
-        &events_path(&calendar),
-        &token,
-        Some(event_body(start, start + 3600)),
-    )
-    .await;
-    let event_id = created["data"]["event"]["event_id"]
-        .as_str()
-        .unwrap()
-        .to_string();
-    let event_path = format!("{}/{event_id}", events_path(&calendar));
+    let event_path = create_event(&sim, &calendar, &token, start, start + 3600).await;
 
     // Only one of the two: ignored.
     let (status, body) = call(
@@ -1063,19 +1057,8 @@ async fn attendees_are_added_once_with_their_notification_choice() {
     let token = user_token(&sim, "ana@example.com", CALENDAR_SCOPES).await;
     let calendar = sim.primary_calendar_id(&ana);
     let start = unix_now() + 3600;
-    let (_, created) = call(
-        &sim,
-        Method::POST,
-        &events_path(&calendar),
-        &token,
-        Some(event_body(start, start + 60)),
-    )
-    .await;
-    let event_id = created["data"]["event"]["event_id"]
-        .as_str()
-        .unwrap()
-        .to_string();
-    let path = format!("{}/{event_id}/attendees", events_path(&calendar));
+    let event_path = create_event(&sim, &calendar, &token, start, start + 60).await;
+    let path = format!("{event_path}/attendees");
     let guest = json!({
         "attendees": [{ "type": "third_party", "third_party_email": "merchant@shop.example" }],
         "need_notification": true,
