@@ -113,21 +113,23 @@ fn assert_not_connected_nothing_stored(app: &TestApp, trainer: &str) {
     );
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_flood_of_unknown_ids_costs_one_query_each_and_is_rate_limited() {
-    let app = spawn_app().await;
-    let trainer = app.add_trainer("Ann", Some("ann@example.com"), true);
-    let ids = unknown_ids(30);
-    // 300 requests over 30 ids, from 5 addresses: 60 each, exactly the per-minute limit.
-    let requests: Vec<(u8, String)> = (0..300)
-        .map(|i| (10 + (i % 5) as u8, ids[i % 30].clone()))
-        .collect();
-    let clients: Vec<reqwest::Client> = (10..15).map(client_from).collect();
-    let base = app.url.clone();
-    let flood = futures::stream::iter(requests)
-        .map(|(addr, id)| {
-            let c = clients[(addr - 10) as usize].clone();
-            let url = format!("{base}/oauth/lark/start?trainer={id}");
+/// The flood both the in-process and the binary test send: 300 `/oauth/lark/start` over
+/// the 30 unknown `ids` from five addresses from `first_addr` (60 each, exactly the
+/// per-minute limit), 16 at a time, while `/healthz` is polled from `first_addr` and Ann
+/// connects `trainer` from `browser_addr`. Asserts every flood answer is 404 and the
+/// connect succeeded; returns how long it all took.
+async fn flood_while_connecting(
+    base: &str,
+    ids: &[String],
+    first_addr: u8,
+    browser_addr: u8,
+    trainer: &str,
+) -> Duration {
+    let clients: Vec<reqwest::Client> = (first_addr..first_addr + 5).map(client_from).collect();
+    let flood = futures::stream::iter(0..300usize)
+        .map(|i| {
+            let c = clients[i % 5].clone();
+            let url = format!("{base}/oauth/lark/start?trainer={}", ids[i % 30]);
             async move {
                 let r = c.get(url).send().await.unwrap();
                 assert_security_headers("flood", r.headers());
@@ -136,20 +138,19 @@ async fn a_flood_of_unknown_ids_costs_one_query_each_and_is_rate_limited() {
         })
         .buffer_unordered(16)
         .collect::<Vec<u16>>();
-    // Meanwhile: health stays up, and a trainer from another address connects.
     let health = async {
-        let c = client_from(10);
+        let c = client_from(first_addr);
         for _ in 0..20 {
-            let r = c.get(format!("{}/healthz", app.url)).send().await.unwrap();
+            let r = c.get(format!("{base}/healthz")).send().await.unwrap();
             assert_eq!(r.status(), 200);
             assert_security_headers("healthz", r.headers());
         }
     };
-    let trainer_browser = client_from(20);
+    let trainer_browser = client_from(browser_addr);
     let connect = connect_with(
         &trainer_browser,
-        &app.url,
-        &trainer,
+        base,
+        trainer,
         &[("sim_user", "ann@example.com")],
     );
     let started = Instant::now();
@@ -157,6 +158,15 @@ async fn a_flood_of_unknown_ids_costs_one_query_each_and_is_rate_limited() {
     let took = started.elapsed();
     assert!(statuses.iter().all(|s| *s == 404), "{statuses:?}");
     assert_eq!(connect_status, 200, "{connect_body}");
+    took
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_flood_of_unknown_ids_costs_one_query_each_and_is_rate_limited() {
+    let app = spawn_app().await;
+    let trainer = app.add_trainer("Ann", Some("ann@example.com"), true);
+    let ids = unknown_ids(30);
+    let took = flood_while_connecting(&app.url, &ids, 10, 20, &trainer).await;
     assert!(connected(&app, &trainer));
     let queries = flood_queries(app.sf.requests());
     println!("flood: 300 starts over 30 unknown ids → {queries} Salesforce queries in {took:?}");
@@ -516,39 +526,7 @@ async fn the_real_binary_bounds_its_endpoints() {
     // The flood: 300 starts over 30 unknown ids from 5 addresses, a trainer connecting
     // from a sixth meanwhile, health checked throughout.
     let ids = unknown_ids(30);
-    let clients: Vec<reqwest::Client> = (110..115).map(client_from).collect();
-    let flood = futures::stream::iter(0..300usize)
-        .map(|i| {
-            let c = clients[i % 5].clone();
-            let url = format!("{}/oauth/lark/start?trainer={}", bin.url, ids[i % 30]);
-            async move {
-                let r = c.get(url).send().await.unwrap();
-                assert_security_headers("flood", r.headers());
-                r.status().as_u16()
-            }
-        })
-        .buffer_unordered(16)
-        .collect::<Vec<u16>>();
-    let health = async {
-        let c = client_from(110);
-        for _ in 0..20 {
-            let r = c.get(format!("{}/healthz", bin.url)).send().await.unwrap();
-            assert_eq!(r.status(), 200);
-            assert_security_headers("healthz", r.headers());
-        }
-    };
-    let trainer_browser = client_from(120);
-    let connect = connect_with(
-        &trainer_browser,
-        &bin.url,
-        &trainer,
-        &[("sim_user", "ann@example.com")],
-    );
-    let started = Instant::now();
-    let (statuses, (), (connect_status, connect_body)) = tokio::join!(flood, health, connect);
-    let took = started.elapsed();
-    assert!(statuses.iter().all(|s| *s == 404), "{statuses:?}");
-    assert_eq!(connect_status, 200, "{connect_body}");
+    let took = flood_while_connecting(&bin.url, &ids, 110, 120, &trainer).await;
     let t = sims
         .salesforce
         .get("Onboarding_Trainer__c", &trainer)
