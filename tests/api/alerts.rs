@@ -18,10 +18,9 @@ use serde_json::{json, Value};
 use crate::helpers::{
     binary_config, capture_logs, connected_trainer, create_booking, edit_booking, field,
     insert_booking, metric, run_command, sf_time_in, sim_settings, start_app, wait_caught_up,
-    wait_ready, wait_until, KillOnDrop, TestApp, BIN, BOOKING,
+    wait_for_status, wait_ready, wait_until, KillOnDrop, TestApp, BIN, BOOKING,
 };
 
-const STATUS: &str = "Lark_Meeting_Status__c";
 const MESSAGES_PATH: &str = "/open-apis/im/v1/messages";
 /// Issued refresh tokens expire inside the 48 h refresh window: the timer picks them.
 const REFRESH_SOON_SECS: i64 = 3600;
@@ -56,13 +55,6 @@ fn chat_texts(app: &TestApp, chat: &str) -> Vec<String> {
         .into_iter()
         .map(|m| m.text)
         .collect()
-}
-
-async fn wait_for_status(app: &TestApp, booking: &str, status: &str) {
-    wait_until(&format!("booking {booking} shows {status}"), || async {
-        field(app, booking, STATUS).as_deref() == Some(status)
-    })
-    .await;
 }
 
 /// Connects (again) with tokens whose refresh token expires within the refresh window,

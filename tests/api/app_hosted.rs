@@ -17,7 +17,7 @@ use serde_json::{json, Value};
 
 use crate::helpers::{
     connect, create_booking, edit_booking, field, insert_booking, metric, open_id_of, sf_time_in,
-    spawn_app_with, wait_caught_up, wait_ready, wait_until, TestApp, BIN, BOOKING,
+    spawn_app_with, wait_caught_up, wait_for_status, wait_ready, wait_until, TestApp, BIN, BOOKING,
 };
 
 const APPLY: &str = "/open-apis/vc/v1/reserves/apply";
@@ -54,13 +54,6 @@ fn reserve_calls(app: &TestApp, method: Method) -> Vec<lvb_simulators::common::R
     app.lark
         .requests()
         .matching(|r| r.method == method && r.path.starts_with(RESERVES) && r.path != APPLY)
-}
-
-async fn wait_for_status(app: &TestApp, booking: &str, status: &str) {
-    wait_until(&format!("booking {booking} is {status}"), || async {
-        field(app, booking, STATUS).as_deref() == Some(status)
-    })
-    .await;
 }
 
 /// Asserts the booking shows `Created by App` with a live reservation the app applied

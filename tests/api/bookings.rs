@@ -12,7 +12,7 @@ use serde_json::{json, Value};
 use crate::helpers::{
     booking_time, checkpoint, connect, connected_trainer, create_booking, edit_booking, field,
     insert_booking, metric, open_id_of, sf_time_in, spawn_app, spawn_app_with, start_app,
-    wait_caught_up, wait_ready, wait_until, TestApp, BOOKING,
+    wait_caught_up, wait_for_status, wait_ready, wait_until, TestApp, BOOKING,
 };
 
 const APPLY: &str = "/open-apis/vc/v1/reserves/apply";
@@ -73,13 +73,6 @@ async fn wait_for_link(app: &TestApp, booking: &str) -> String {
     })
     .await;
     field(app, booking, LINK).unwrap()
-}
-
-async fn wait_for_status(app: &TestApp, booking: &str, status: &str) {
-    wait_until(&format!("booking {booking} is {status}"), || async {
-        field(app, booking, STATUS).as_deref() == Some(status)
-    })
-    .await;
 }
 
 /// The reservation Lark holds under this id.

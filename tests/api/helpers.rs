@@ -340,6 +340,14 @@ pub fn field(app: &TestApp, booking: &str, name: &str) -> Option<String> {
         .map(str::to_string)
 }
 
+/// Waits until the booking's `Lark_Meeting_Status__c` is `status`.
+pub async fn wait_for_status(app: &TestApp, booking: &str, status: &str) {
+    wait_until(&format!("booking {booking} is {status}"), || async {
+        field(app, booking, "Lark_Meeting_Status__c").as_deref() == Some(status)
+    })
+    .await;
+}
+
 /// Waits until `/readyz` answers 200 (Salesforce login and live subscription): events
 /// raised after this are seen even on a first start from `latest`.
 pub async fn wait_ready(app: &TestApp) {

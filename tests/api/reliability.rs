@@ -11,7 +11,7 @@ use lvb_simulators::salesforce::SalesforceSim;
 
 use crate::helpers::{
     connected_trainer, create_booking, field, insert_booking, metric, open_id_of, spawn_app_with,
-    start_app, wait_ready, wait_until, TestApp,
+    start_app, wait_for_status, wait_ready, wait_until, TestApp,
 };
 
 const APPLY: &str = "/open-apis/vc/v1/reserves/apply";
@@ -41,13 +41,6 @@ fn writes_of(app: &TestApp, booking: &str) -> usize {
                 && r.body.contains(booking)
         })
         .len()
-}
-
-async fn wait_for_status(app: &TestApp, booking: &str, status: &str) {
-    wait_until(&format!("booking {booking} is {status}"), || async {
-        field(app, booking, STATUS).as_deref() == Some(status)
-    })
-    .await;
 }
 
 #[tokio::test]

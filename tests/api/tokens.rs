@@ -21,7 +21,8 @@ use secrecy::ExposeSecret;
 use serde_json::{json, Map, Value};
 
 use crate::helpers::{
-    self, captured_logs, connect, spawn_app, spawn_app_with, start_app, wait_until, TestApp,
+    self, captured_logs, connect, spawn_app, spawn_app_with, start_app, wait_for_status,
+    wait_ready, wait_until, TestApp,
 };
 
 const TRAINER: &str = "Onboarding_Trainer__c";
@@ -131,14 +132,6 @@ fn trainer_patches(app: &TestApp, id: &str) -> Vec<RecordedRequest> {
         .matching(|r| r.method == Method::PATCH && r.path.ends_with(&path))
 }
 
-async fn wait_ready(app: &TestApp) {
-    let url = format!("{}/readyz", app.url);
-    wait_until("the app is ready (streaming subscribed)", || async {
-        reqwest::get(&url).await.is_ok_and(|r| r.status() == 200)
-    })
-    .await;
-}
-
 /// A remote booking three days out for `trainer`, created by a Salesforce user.
 fn remote_booking(app: &TestApp, trainer: &str, merchant: &str) -> String {
     let start = chrono::Utc::now() + chrono::Duration::days(3);
@@ -155,16 +148,6 @@ fn remote_booking(app: &TestApp, trainer: &str, merchant: &str) -> String {
         }),
         SF_HUMAN_USER_ID,
     )
-}
-
-async fn wait_for_status(app: &TestApp, booking: &str, status: &str) {
-    wait_until(&format!("booking {booking} is {status}"), || async {
-        app.booking(booking)
-            .get("Lark_Meeting_Status__c")
-            .and_then(Value::as_str)
-            == Some(status)
-    })
-    .await;
 }
 
 async fn metrics_text(app: &TestApp) -> String {
