@@ -170,10 +170,15 @@ async fn metrics_of_the_running_binary_show_histograms_after_a_booking_gets_its_
     assert!(sample(&text, "process_resident_memory_bytes").is_some_and(|b| b > 1e6));
     assert!(sample(&text, "process_open_fds").is_some_and(|n| n >= 3.0));
     assert!(sample(&text, "process_cpu_seconds_total").is_some_and(|s| s > 0.0));
+    // The start time is `btime` (whole seconds since the epoch, from /proc/stat) plus
+    // the process's start in clock ticks after boot: exact to a tick after boot, but the
+    // boot instant itself is only known to the second. So it is compared with the wall
+    // clock at the same (fractional) precision and allowed that one second: a process
+    // scraped in its first second used to fail `started <= whole-second now`.
     let started = sample(&text, "process_start_time_seconds").unwrap();
-    let now = chrono::Utc::now().timestamp() as f64;
+    let now = chrono::Utc::now().timestamp_micros() as f64 / 1e6;
     assert!(
-        started <= now && started > now - 600.0,
+        started <= now + 1.0 && started > now - 600.0,
         "{started} vs {now}"
     );
     // Labels carry kinds, never ids.
