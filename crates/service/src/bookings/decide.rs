@@ -312,5 +312,4 @@ fn valid_parts<'b>(
 }
 
 #[cfg(test)]
-#[path = "decide_tests.rs"]
 mod tests;

@@ -53,25 +53,12 @@ impl Settings {
     }
 }
 
-#[cfg(test)]
-impl Settings {
-    /// Settings for the unit tests: every key valid, pointing at the simulators at the
-    /// given URLs, listening on any free port (see `App::build`).
-    pub(crate) fn for_simulators(
-        sf_login_url: &str,
-        lark_base_url: &str,
-        store_path: &Path,
-    ) -> Result<Settings, ConfigError> {
-        Self::load_from(
-            None,
-            lvb_simulators::service_env(sf_login_url, lark_base_url, store_path),
-        )
-    }
-}
-
 /// Random bytes as hex (generated keys for the simulators and demo).
 pub fn random_hex(bytes: usize) -> String {
     let mut buf = vec![0u8; bytes];
     rand::RngCore::fill_bytes(&mut rand::rngs::OsRng, &mut buf);
     hex::encode(buf)
 }
+
+#[cfg(test)]
+mod test_support;

@@ -589,5 +589,4 @@ fn event_path(calendar_id: &str, event_id: &str) -> Result<String, LarkError> {
 }
 
 #[cfg(test)]
-#[path = "calendar_tests.rs"]
 mod tests;

@@ -340,5 +340,4 @@ impl LarkClient {
 }
 
 #[cfg(test)]
-#[path = "oauth_tests.rs"]
 mod tests;

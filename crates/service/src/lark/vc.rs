@@ -361,5 +361,4 @@ fn reserve_path(reserve_id: &str) -> Result<String, LarkError> {
 }
 
 #[cfg(test)]
-#[path = "vc_tests.rs"]
 mod tests;

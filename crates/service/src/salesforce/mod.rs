@@ -21,4 +21,4 @@ pub use rest::{
 pub use soql::{id_list, quote, InvalidRecordId, RecordId};
 
 #[cfg(test)]
-mod tests;
+pub(crate) mod test_support;

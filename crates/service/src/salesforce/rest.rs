@@ -685,3 +685,6 @@ fn parse_query_page(status: u16, body: &[u8]) -> Result<QueryPage, SalesforceErr
     }
     serde_json::from_slice(body).map_err(|_| unexpected(status, body))
 }
+
+#[cfg(test)]
+mod tests;

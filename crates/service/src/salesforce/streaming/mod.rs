@@ -18,13 +18,9 @@
 //! - `cometd.rs` — the transport: HTTP, session, cookies, backoff, the conversation's phases
 //! - `bayeux.rs` — the Bayeux messages: handshake, subscribe, connect, `advice`, refusals
 //! - `subscriber.rs` — the loop that moves items onto the processor's channel
-//! - `tests.rs` — the transport against the Salesforce simulator; `offline_tests.rs` —
-//!   refusal classification, backoff and the caps on server-sent waits, without a server
 
 mod bayeux;
 mod cometd;
-#[cfg(test)]
-mod offline_tests;
 mod subscriber;
 #[cfg(test)]
 mod tests;

@@ -300,7 +300,7 @@ async fn server_errors_on_refresh_are_retried_and_string_codes_parse() {
         V2_TOKEN_PATH,
         1,
         400,
-        include_str!("../../../../fixtures/lark/v2_refresh_expired_string_code.json"),
+        include_str!("../../../../../fixtures/lark/v2_refresh_expired_string_code.json"),
         &[],
     );
     let err = client
@@ -320,14 +320,14 @@ async fn server_errors_on_refresh_are_retried_and_string_codes_parse() {
 #[test]
 fn recorded_responses_parse() {
     let v2: V2Grant = serde_json::from_str(include_str!(
-        "../../../../fixtures/lark/v2_token_success.json"
+        "../../../../../fixtures/lark/v2_token_success.json"
     ))
     .unwrap();
     let g = v2.into_grant().unwrap();
     assert_eq!(g.expires_in, 7200);
     assert_eq!(g.refresh_expires_in, Some(604800));
     let v1: Data<V1Grant> = serde_json::from_str(include_str!(
-        "../../../../fixtures/lark/v1_oidc_access_token.json"
+        "../../../../../fixtures/lark/v1_oidc_access_token.json"
     ))
     .unwrap();
     assert_eq!(
@@ -335,7 +335,7 @@ fn recorded_responses_parse() {
         Some(2592000)
     );
     let info: Data<UserInfoData> =
-        serde_json::from_str(include_str!("../../../../fixtures/lark/user_info.json")).unwrap();
+        serde_json::from_str(include_str!("../../../../../fixtures/lark/user_info.json")).unwrap();
     assert!(info.data.open_id.starts_with("ou_"));
 }
 

@@ -1,14 +1,71 @@
-//! Login flows, session caching and re-login.
-
-use std::path::PathBuf;
-
-use axum::http::Method;
+//! Login: the JWT audience, the login flows, session caching and re-login.
 
 use super::*;
 use crate::config::SalesforceAuth;
-use crate::salesforce::*;
+use crate::salesforce::test_support::*;
+use axum::http::Method;
 use lvb_simulators::salesforce::{SF_PASSWORD, SF_USERNAME, TEST_JWT_PRIVATE_KEY_PATH};
 use lvb_simulators::{SF_CLIENT_ID, SF_CLIENT_SECRET, SF_INTEGRATION_USER_ID};
+use std::path::PathBuf;
+
+#[test]
+fn audience_follows_the_login_host() {
+    for (login, aud) in [
+        (
+            "https://login.salesforce.com",
+            "https://login.salesforce.com",
+        ),
+        (
+            "https://test.salesforce.com/",
+            "https://test.salesforce.com",
+        ),
+        (
+            "https://acme.my.salesforce.com",
+            "https://login.salesforce.com",
+        ),
+        (
+            "https://acme--uat.sandbox.my.salesforce.com",
+            "https://test.salesforce.com",
+        ),
+        (
+            "https://acme.force.com/customers",
+            "https://acme.force.com/customers",
+        ),
+        ("http://127.0.0.1:4567", "http://127.0.0.1:4567"),
+    ] {
+        assert_eq!(jwt_audience(&Url::parse(login).unwrap()), aud, "{login}");
+    }
+}
+
+#[test]
+fn token_url_keeps_a_site_path() {
+    assert_eq!(
+        token_url(&Url::parse("https://acme.force.com/customers").unwrap()),
+        "https://acme.force.com/customers/services/oauth2/token"
+    );
+}
+
+#[test]
+fn a_malformed_success_body_is_never_quoted() {
+    let body = br#"{"access_token":"00Dsecret!token","instance_url":"nope","id":"x"}"#;
+    let err = parse_token_response(body, 1).unwrap_err();
+    let text = format!("{err} {err:?}");
+    assert!(!text.contains("00Dsecret"), "{text}");
+}
+
+#[test]
+fn session_debug_hides_the_token() {
+    let session = parse_token_response(
+        br#"{"access_token":"00Dsecret!token","instance_url":"https://x.my.salesforce.com","id":"https://login.salesforce.com/id/00D000000000001EAA/005000000000001AAA"}"#,
+        3,
+    )
+    .unwrap();
+    assert_eq!(session.user_id.as_str(), "005000000000001AAA");
+    assert_eq!(session.generation, 3);
+    assert!(!format!("{session:?}").contains("00Dsecret"));
+}
+
+// Login flows, session caching and re-login.
 
 #[tokio::test]
 async fn client_credentials_login_is_cached() {

@@ -1,14 +1,5 @@
-//! The real [`SalesforceClient`] against the Salesforce simulator over loopback HTTP:
-//! login flows, re-login, paging, collections, error mapping, and the change events
-//! writes raise.
-//!
-//! - `login.rs` — the login flows, session caching and re-login
-//! - `records.rs` — queries, paging, relationship fields, collections, the changes writes raise
-//! - `errors.rs` — error mapping, retries, limits, describe, quoting
-
-mod errors;
-mod login;
-mod records;
+//! Shared set-up for the Salesforce client's tests: the real client against the
+//! Salesforce simulator over loopback HTTP, with retries that do not really wait.
 
 use std::time::Duration;
 
@@ -20,18 +11,18 @@ use crate::config::Settings;
 use crate::retry::RetryPolicy;
 use lvb_simulators::salesforce::SalesforceSim;
 
-const BOOKING: &str = "Training_Booking__c";
-const TRAINER: &str = "Onboarding_Trainer__c";
-const TOKEN_PATH: &str = "/services/oauth2/token";
+pub(crate) const BOOKING: &str = "Training_Booking__c";
+pub(crate) const TRAINER: &str = "Onboarding_Trainer__c";
+pub(crate) const TOKEN_PATH: &str = "/services/oauth2/token";
 
-struct Env {
-    sim: SalesforceSim,
-    client: SalesforceClient,
-    _dir: tempfile::TempDir,
+pub(crate) struct Env {
+    pub(crate) sim: SalesforceSim,
+    pub(crate) client: SalesforceClient,
+    pub(crate) _dir: tempfile::TempDir,
 }
 
 /// Retries without real waiting: the tests count attempts, not seconds.
-fn fast_policy() -> RetryPolicy {
+pub(crate) fn fast_policy() -> RetryPolicy {
     RetryPolicy {
         max_attempts: 3,
         initial_delay: Duration::from_millis(1),
@@ -41,7 +32,9 @@ fn fast_policy() -> RetryPolicy {
     }
 }
 
-async fn env_with(configure: impl FnOnce(&mut crate::config::SalesforceSettings)) -> Env {
+pub(crate) async fn env_with(
+    configure: impl FnOnce(&mut crate::config::SalesforceSettings),
+) -> Env {
     let sim = SalesforceSim::start(0).await.expect("simulator starts");
     let dir = tempfile::tempdir().expect("tempdir");
     let mut settings = Settings::for_simulators(
@@ -60,18 +53,18 @@ async fn env_with(configure: impl FnOnce(&mut crate::config::SalesforceSettings)
     }
 }
 
-async fn env() -> Env {
+pub(crate) async fn env() -> Env {
     env_with(|_| {}).await
 }
 
-fn token_calls(sim: &SalesforceSim) -> usize {
+pub(crate) fn token_calls(sim: &SalesforceSim) -> usize {
     sim.requests().count(&Method::POST, TOKEN_PATH)
 }
 
-fn fields(v: Value) -> Map<String, Value> {
+pub(crate) fn fields(v: Value) -> Map<String, Value> {
     v.as_object().expect("object").clone()
 }
 
-fn id(s: &str) -> RecordId {
+pub(crate) fn id(s: &str) -> RecordId {
     RecordId::parse(s).expect("valid id")
 }

@@ -164,7 +164,7 @@ async fn rate_limit_answer_is_waited_out_then_succeeds() {
         APPLY_PATH,
         1,
         429,
-        include_str!("../../../../fixtures/lark/rate_limited.json"),
+        include_str!("../../../../../fixtures/lark/rate_limited.json"),
         &[
             ("x-ogw-ratelimit-reset", "3"),
             ("x-ogw-ratelimit-limit", "50"),
@@ -401,8 +401,10 @@ async fn a_lost_answer_to_an_app_apply_is_in_doubt_and_not_sent_again() {
 
 #[test]
 fn recorded_reserve_parses_with_string_end_time() {
-    let d: Data<ReserveData> =
-        serde_json::from_str(include_str!("../../../../fixtures/lark/reserve_apply.json")).unwrap();
+    let d: Data<ReserveData> = serde_json::from_str(include_str!(
+        "../../../../../fixtures/lark/reserve_apply.json"
+    ))
+    .unwrap();
     let r = d.data.reserve.into_reserve();
     assert_eq!(r.end_time, 1_608_888_867);
     assert_eq!(r.meeting_no, "112000358");

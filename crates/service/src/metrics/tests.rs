@@ -1,0 +1,75 @@
+use super::*;
+
+#[test]
+fn renders_counters_gauges_and_histograms() {
+    let m = Metrics::default();
+    m.inc(names::MEETINGS, &[("action", "created")]);
+    m.inc(names::MEETINGS, &[("action", "created")]);
+    m.set(names::STREAMING_LAG, &[], 1.5);
+    m.observe(
+        names::LARK_REQUEST_DURATION,
+        &[("operation", "reserve_apply")],
+        0.02,
+    );
+    let text = m.render();
+    assert!(
+        text.contains("lvb_meetings_total{action=\"created\"} 2\n"),
+        "{text}"
+    );
+    assert!(text.contains("lvb_streaming_lag_seconds 1.5\n"), "{text}");
+    assert!(text.contains("lvb_events_received_total 0\n"), "{text}");
+    assert!(
+        text.contains(
+            "lvb_lark_request_duration_seconds_bucket{le=\"0.025\",operation=\"reserve_apply\"} 1\n"
+        ) || text.contains(
+            "lvb_lark_request_duration_seconds_bucket{operation=\"reserve_apply\",le=\"0.025\"} 1\n"
+        ),
+        "{text}"
+    );
+    assert!(
+        text.contains("# TYPE lvb_booking_latency_seconds histogram\n")
+            && text.contains("lvb_booking_latency_seconds_count 0\n"),
+        "{text}"
+    );
+    if cfg!(target_os = "linux") {
+        assert!(
+            text.contains("# TYPE process_cpu_seconds counter\n"),
+            "{text}"
+        );
+    }
+    assert!(
+        text.contains(&format!(
+            "lvb_build_info{{version=\"{}\"}} 1\n",
+            env!("CARGO_PKG_VERSION")
+        )),
+        "{text}"
+    );
+    assert!(text.ends_with("# EOF\n"), "{text}");
+    assert_eq!(m.get(names::MEETINGS, &[("action", "created")]), 2);
+}
+
+#[test]
+fn booking_latency_runs_from_the_earliest_commit_to_the_link() {
+    let m = Metrics::default();
+    let now = chrono::Utc::now().timestamp_millis();
+    m.change_committed("a01000000000001AAA", now - 2_000);
+    m.change_committed("a01000000000001AAA", now - 1_000);
+    m.change_committed("a01000000000002AAA", now - 1_000);
+    m.link_written("a01000000000001AAA");
+    // Forgotten before its link: not measured.
+    m.forget_changes(&["a01000000000002AAA"]);
+    m.link_written("a01000000000002AAA");
+    let text = m.render();
+    assert!(
+        text.contains("lvb_booking_latency_seconds_count 1\n"),
+        "{text}"
+    );
+    assert!(
+        text.contains("lvb_booking_latency_seconds_bucket{le=\"1.0\"} 0\n"),
+        "2 s from the earlier commit: {text}"
+    );
+    assert!(
+        text.contains("lvb_booking_latency_seconds_bucket{le=\"2.5\"} 1\n"),
+        "{text}"
+    );
+}

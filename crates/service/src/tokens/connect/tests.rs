@@ -1,0 +1,98 @@
+use super::*;
+
+#[test]
+fn missing_scopes_are_named_in_config_order() {
+    let required = ["vc:reserve", "offline_access"];
+    assert!(missing_scopes(&required, Some("offline_access vc:reserve"), true).is_empty());
+    assert_eq!(
+        missing_scopes(&required, Some("offline_access"), true),
+        ["vc:reserve"]
+    );
+    assert_eq!(
+        missing_scopes(&required, Some("vc:reserve"), false),
+        ["offline_access"]
+    );
+    assert_eq!(
+        missing_scopes(&required, Some("vc:reserve offline_access"), false),
+        ["offline_access"],
+        "no refresh token came"
+    );
+    assert_eq!(
+        missing_scopes(&required, None, true),
+        ["vc:reserve", "offline_access"]
+    );
+}
+
+/// Rule 16: saving a connection waits for a refresh in flight for the same trainer
+/// (which holds the trainer's lock), so the refresh can never land after it.
+#[tokio::test]
+async fn saving_a_connection_waits_for_the_trainers_lock() {
+    use crate::lark::TokenGrant;
+    use crate::tokens::{AccessToken, RefreshToken};
+    use lvb_simulators::salesforce::SalesforceSim;
+
+    let sf = SalesforceSim::start(0).await.unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let settings = Arc::new(
+        Settings::for_simulators(
+            &sf.base_url(),
+            "http://127.0.0.1:9",
+            &dir.path().join("s.db"),
+        )
+        .unwrap(),
+    );
+    let trainer = sf.insert(
+        "Onboarding_Trainer__c",
+        serde_json::json!({ "Name": "Ann", "Email__c": "ann@example.com" }),
+        lvb_simulators::SF_HUMAN_USER_ID,
+    );
+    let tokens = TokenService::new(
+        settings.clone(),
+        crate::salesforce::SalesforceClient::new(&settings.salesforce).unwrap(),
+        LarkClient::new(&settings.lark).unwrap(),
+        Store::in_memory().unwrap(),
+        Arc::new(Vault::from_settings(&settings.security)),
+        crate::metrics::Metrics::default(),
+    );
+    let id = RecordId::parse(&trainer).unwrap();
+    let grant = TokenGrant {
+        access_token: AccessToken::new("u-new"),
+        expires_in: 7200,
+        refresh_token: Some(RefreshToken::new("ur-new")),
+        refresh_expires_in: Some(604_800),
+        scope: Some("vc:reserve offline_access".into()),
+    };
+    let writes = || {
+        sf.requests().count(
+            &axum::http::Method::PATCH,
+            "/sobjects/Onboarding_Trainer__c/",
+        )
+    };
+
+    let flight = tokens.flight(id.as_str());
+    let held = flight.lock().await;
+    let mut saving = tokio::spawn({
+        let tokens = tokens.clone();
+        let id = id.clone();
+        async move { tokens.connect(&id, "ou_ann", grant).await }
+    });
+    // Unlocked, the save takes a few milliseconds on loopback; held, it must not
+    // finish at all.
+    let waited = tokio::time::timeout(std::time::Duration::from_millis(500), &mut saving).await;
+    assert!(waited.is_err(), "the save waits for the lock");
+    assert_eq!(writes(), 0);
+    drop(held);
+    saving.await.unwrap().unwrap();
+    assert_eq!(writes(), 1);
+    assert_eq!(
+        sf.get("Onboarding_Trainer__c", &trainer).unwrap()["Lark_Connected__c"],
+        true
+    );
+}
+
+#[test]
+fn emails_are_masked() {
+    assert_eq!(mask_email("ann.trainer@example.com"), "a***@example.com");
+    assert_eq!(mask_email("x"), "***");
+    assert!(!mask_email("ann@example.com").contains("ann@"));
+}
