@@ -119,7 +119,8 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             let core = Core::build(Arc::new(settings))?;
             let t = core
                 .tokens
-                .find_trainer(&trainer)
+                .trainers()
+                .find(&trainer)
                 .await?
                 .with_context(|| format!("no trainer found for {trainer:?}"))?;
             println!("{}", core.settings.server.connect_link(&t.id));

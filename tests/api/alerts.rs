@@ -15,11 +15,14 @@ use lvb_simulators::salesforce::SalesforceSim;
 use lvb_simulators::SF_HUMAN_USER_ID;
 use serde_json::{json, Value};
 
+use crate::helpers::tid;
 use crate::helpers::{
     binary_config, capture_logs, connected_trainer, create_booking, edit_booking, field,
     insert_booking, metric, run_command, sf_time_in, sim_settings, start_app, wait_caught_up,
     wait_for_status, wait_ready, wait_until, KillOnDrop, TestApp, BIN, BOOKING,
 };
+use lark_vc_bridge::bookings::reconcile;
+use lark_vc_bridge::tokens::refresh_pass;
 
 const MESSAGES_PATH: &str = "/open-apis/im/v1/messages";
 /// Issued refresh tokens expire inside the 48 h refresh window: the timer picks them.
@@ -68,7 +71,7 @@ async fn connect_then_revoke(app: &TestApp, trainer: &str, email: &str, open_id:
         .set_token_lifetimes(DEFAULT_ACCESS_SECS, DEFAULT_REFRESH_SECS);
     assert_eq!(hop.status, 200, "{}", hop.body);
     app.lark.revoke(open_id);
-    let pass = app.engine.refresh_pass().await;
+    let pass = refresh_pass(&app.tokens).await;
     assert_eq!(pass.disconnected, 1, "{pass:?}");
     assert_eq!(app.trainer(trainer)["Lark_Connected__c"], json!(false));
 }
@@ -85,12 +88,12 @@ async fn a_trainer_lark_disconnects_is_alerted_once_a_day_even_across_a_restart(
     assert!(chat_texts(&app, &chat).is_empty(), "nothing to alert yet");
 
     app.lark.revoke(&open_id);
-    let pass = app.engine.refresh_pass().await;
+    let pass = refresh_pass(&app.tokens).await;
     assert_eq!(pass.disconnected, 1, "{pass:?}");
 
     let texts = chat_texts(&app, &chat);
     assert_eq!(texts.len(), 1, "one alert: {texts:?}");
-    let link = app.settings.server.connect_link(&trainer);
+    let link = app.settings.server.connect_link(&tid(&trainer));
     for part in ["Ann Alert", trainer.as_str(), "revoked", link.as_str()] {
         assert!(texts[0].contains(part), "names {part}: {}", texts[0]);
     }
@@ -191,7 +194,7 @@ async fn a_booking_near_its_start_without_a_meeting_is_alerted_once_and_a_refuse
         r#"{"code":230002,"msg":"Bot/User can NOT be out of the chat."}"#,
         &[],
     );
-    app.engine.reconcile().await.expect("sweep");
+    reconcile(&app.engine).await.expect("sweep");
     assert!(chat_texts(&app, &chat).is_empty());
     assert_eq!(
         metric(
@@ -201,10 +204,10 @@ async fn a_booking_near_its_start_without_a_meeting_is_alerted_once_and_a_refuse
         .await,
         1.0
     );
-    app.engine.reconcile().await.expect("sweep");
+    reconcile(&app.engine).await.expect("sweep");
     let texts = chat_texts(&app, &chat);
     assert_eq!(texts.len(), 1, "{texts:?}");
-    let link = app.settings.server.connect_link(&trainer);
+    let link = app.settings.server.connect_link(&tid(&trainer));
     for part in [
         near.as_str(),
         "Pending Trainer Connection",
@@ -242,7 +245,7 @@ async fn a_booking_near_its_start_without_a_meeting_is_alerted_once_and_a_refuse
     // meeting once more after processing them: one query more, however many there are.
     let queries = || app.sf.requests().count(&Method::GET, "/query");
     let before = queries();
-    app.engine.reconcile().await.expect("sweep");
+    reconcile(&app.engine).await.expect("sweep");
     assert_eq!(
         queries() - before,
         2,
@@ -250,7 +253,7 @@ async fn a_booking_near_its_start_without_a_meeting_is_alerted_once_and_a_refuse
     );
     assert_eq!(chat_texts(&app, &chat).len(), 1, "once a day");
     let app = restart(app).await;
-    app.engine.reconcile().await.expect("sweep");
+    reconcile(&app.engine).await.expect("sweep");
     assert_eq!(
         chat_texts(&app, &chat).len(),
         1,

@@ -15,10 +15,12 @@ use lvb_simulators::launch::Simulators;
 use lvb_simulators::SF_HUMAN_USER_ID;
 use serde_json::{json, Value};
 
+use crate::helpers::bid;
 use crate::helpers::{
     connect, create_booking, edit_booking, field, insert_booking, metric, open_id_of, sf_time_in,
     spawn_app_with, wait_caught_up, wait_for_status, wait_ready, wait_until, TestApp, BIN, BOOKING,
 };
+use lark_vc_bridge::bookings::reconcile;
 
 const APPLY: &str = "/open-apis/vc/v1/reserves/apply";
 const RESERVES: &str = "/open-apis/vc/v1/reserves/";
@@ -109,7 +111,11 @@ async fn an_unconnected_trainer_gets_a_meeting_the_app_reserves_for_them_and_cha
         reminded(&app, "bo@example.com", &trainer)
     })
     .await;
-    let hosted = app.store.app_hosted(&booking).unwrap().expect("recorded");
+    let hosted = app
+        .store
+        .app_hosted(&bid(&booking))
+        .unwrap()
+        .expect("recorded");
     assert_eq!(
         (
             hosted.reservation_id.as_str(),
@@ -175,7 +181,7 @@ async fn an_unconnected_trainer_gets_a_meeting_the_app_reserves_for_them_and_cha
     wait_for_status(&app, &second, "Cancelled").await;
     let second_rid = app
         .store
-        .reservation(&second)
+        .reservation(&bid(&second))
         .unwrap()
         .map(|e| e.reservation_id);
     assert_eq!(second_rid, None, "forgotten");
@@ -186,7 +192,7 @@ async fn an_unconnected_trainer_gets_a_meeting_the_app_reserves_for_them_and_cha
         1,
         "only the new trainer's meeting is live"
     );
-    assert!(app.store.app_hosted(&second).unwrap().is_none());
+    assert!(app.store.app_hosted(&bid(&second)).unwrap().is_none());
 }
 
 #[tokio::test]
@@ -208,8 +214,8 @@ async fn a_trainer_without_a_lark_account_waits_with_the_reason_and_lark_is_not_
     wait_caught_up(&app).await;
 
     // Not a tight retry: nothing on the retry list, and a sweep uses the remembered miss.
-    assert!(app.store.retry_entry(&booking).unwrap().is_none());
-    let summary = app.engine.reconcile().await.unwrap();
+    assert!(app.store.retry_entry(&bid(&booking)).unwrap().is_none());
+    let summary = reconcile(&app.engine).await.unwrap();
     assert_eq!((summary.pending, summary.failed), (1, 0), "{summary:?}");
     assert_eq!(lookups(&app), 1, "the miss is remembered");
     assert_eq!(applies(&app), 0);
@@ -235,7 +241,7 @@ async fn an_app_without_the_permissions_leaves_bookings_pending_with_the_reason(
     assert!(app.lark.reserves().is_empty());
     wait_caught_up(&app).await;
     assert!(
-        app.store.retry_entry(&booking).unwrap().is_none(),
+        app.store.retry_entry(&bid(&booking)).unwrap().is_none(),
         "no tight retry"
     );
 
@@ -256,7 +262,7 @@ async fn an_app_without_the_permissions_leaves_bookings_pending_with_the_reason(
     // Granted again: the next sweep gives both their meetings.
     app.lark.set_app_scope("vc:reserve", true);
     app.lark.set_app_scope("contact:user.id:readonly", true);
-    let summary = app.engine.reconcile().await.unwrap();
+    let summary = reconcile(&app.engine).await.unwrap();
     assert_eq!(summary.created, 2, "{summary:?}");
     assert_app_hosted(&app, &booking, &open_id_of(&app, "ed@example.com"));
     assert_app_hosted(&app, &second, &open_id_of(&app, "flo@example.com"));
@@ -348,7 +354,7 @@ async fn a_lost_answer_to_an_app_apply_is_in_doubt_and_the_booking_knows_one_res
     );
     assert_eq!(
         app.store
-            .reservation(&booking)
+            .reservation(&bid(&booking))
             .unwrap()
             .unwrap()
             .reservation_id,
@@ -356,13 +362,13 @@ async fn a_lost_answer_to_an_app_apply_is_in_doubt_and_the_booking_knows_one_res
     );
     assert_eq!(
         app.store
-            .app_hosted(&booking)
+            .app_hosted(&bid(&booking))
             .unwrap()
             .unwrap()
             .reservation_id,
         known.id
     );
-    assert!(app.store.in_doubt_apply(&booking).unwrap().is_none());
+    assert!(app.store.in_doubt_apply(&bid(&booking)).unwrap().is_none());
     assert_eq!(
         metric(&app, r#"lvb_failures_total{kind="apply_answer_lost"}"#).await,
         1.0

@@ -12,6 +12,7 @@ use reqwest::header::HeaderMap;
 use serde_json::Value;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
+use crate::helpers::tid;
 use crate::helpers::{cookie_pair, spawn_app, spawn_app_with, TestApp};
 
 /// The headers every answer carries (rule 18).
@@ -108,7 +109,10 @@ fn assert_not_connected_nothing_stored(app: &TestApp, trainer: &str) {
     );
     assert_eq!(patches, 0, "no write reached Salesforce");
     assert!(
-        app.store.journalled_tokens(trainer).unwrap().is_none(),
+        app.store
+            .journalled_tokens(&tid(trainer))
+            .unwrap()
+            .is_none(),
         "nothing journalled"
     );
 }
@@ -210,7 +214,7 @@ async fn a_flood_of_unknown_ids_costs_one_query_each_and_is_rate_limited() {
     assert_eq!(other.status(), 404, "another address is not limited");
     assert_eq!(flood_queries(app.sf.requests()), 30, "still cached");
     // No flow was recorded for any refused start.
-    let now = chrono::Utc::now().timestamp();
+    let now = chrono::Utc::now();
     assert_eq!(app.store.pending_auths(now).unwrap(), 0);
 }
 
@@ -603,7 +607,7 @@ async fn a_passed_around_link_costs_one_query_a_minute_and_few_stored_flows() {
         .matching(|r| r.path.contains("/query") && r.query.contains(&trainer))
         .len();
     assert_eq!(lookups, 1, "one Salesforce query for 40 starts");
-    let now = chrono::Utc::now().timestamp();
+    let now = chrono::Utc::now();
     assert_eq!(
         app.store.pending_auths(now).unwrap(),
         lark_vc_bridge::store::MAX_PENDING_AUTHS_PER_TRAINER,

@@ -10,6 +10,7 @@ use lvb_simulators::lark::SimEvent;
 use lvb_simulators::SF_HUMAN_USER_ID;
 use serde_json::json;
 
+use crate::helpers::{bid, tid};
 use crate::helpers::{
     booking_time, connect, connected_trainer, edit_booking, field, open_id_of, sf_time_in,
     spawn_app_with, start_app, wait_caught_up, wait_ready, wait_until, TestApp, BOOKING,
@@ -339,7 +340,7 @@ async fn a_calendar_failure_keeps_the_meeting_and_is_retried_until_it_heals() {
     // The batch takes it off the list right after its write-back lands.
     wait_until(
         "the booking is off the retry list once it healed",
-        || async { app.store.retry_entry(&booking).unwrap().is_none() },
+        || async { app.store.retry_entry(&bid(&booking)).unwrap().is_none() },
     )
     .await;
 }
@@ -358,7 +359,7 @@ async fn a_trainer_without_the_calendar_scopes_gets_meetings_without_events_and_
     let app = start_app(sf, lark, settings, dir).await;
     // As if she had connected before scopes were recorded: Lark's refusal (99991679)
     // must teach the service what the grant would have.
-    app.store.forget_trainer_calendar(&ann).unwrap();
+    app.store.forget_trainer_calendar(&tid(&ann)).unwrap();
     wait_ready(&app).await;
 
     let first = booking_with_guest(&app, &ann, 24, 25);
@@ -393,10 +394,10 @@ async fn a_trainer_without_the_calendar_scopes_gets_meetings_without_events_and_
         assert!(field(&app, b, EVENT).is_none());
     }
     assert_eq!(reminders(&app), 1, "exactly one reminder");
-    assert!(app.store.trainer_calendar(&ann).unwrap().lacks_scope);
+    assert!(app.store.trainer_calendar(&tid(&ann)).unwrap().lacks_scope);
     // No error loop: nothing waits on the retry list, and once known, no calendar call.
     for b in [&first, &second, &third] {
-        assert!(app.store.retry_entry(b).unwrap().is_none());
+        assert!(app.store.retry_entry(&bid(b)).unwrap().is_none());
     }
     let refused = app
         .lark
@@ -412,7 +413,7 @@ async fn a_trainer_without_the_calendar_scopes_gets_meetings_without_events_and_
     // without an edit, and new ones too.
     let done = connect(&app, &ann, "ann@example.com").await;
     assert_eq!(done.status, 200, "{}", done.body);
-    assert!(!app.store.trainer_calendar(&ann).unwrap().lacks_scope);
+    assert!(!app.store.trainer_calendar(&tid(&ann)).unwrap().lacks_scope);
     let fourth = booking_with_guest(&app, &ann, 96, 97);
     for b in [&first, &second, &third, &fourth] {
         let event_id = wait_for_event_field(&app, b).await;
@@ -553,7 +554,7 @@ async fn a_guest_email_lark_cannot_take_is_shown_once_not_retried_and_fixed_by_a
     assert!(event(&app, &event_id).attendees.is_empty());
     wait_caught_up(&app).await;
     assert!(
-        app.store.retry_entry(&booking).unwrap().is_none(),
+        app.store.retry_entry(&bid(&booking)).unwrap().is_none(),
         "the same request would be refused again: not retried"
     );
 

@@ -9,6 +9,7 @@ use std::time::Duration;
 
 use lark_vc_bridge::app::{App, ShutdownHandle};
 use lark_vc_bridge::config::Settings;
+use lark_vc_bridge::ids::{BookingId, ReplayId, TrainerId};
 use lark_vc_bridge::store::Store;
 use lark_vc_bridge::tokens::TokenService;
 use lvb_simulators::lark::LarkSim;
@@ -377,12 +378,18 @@ pub fn open_id_of(app: &TestApp, email: &str) -> String {
         .open_id
 }
 
-/// The replay checkpoint the app saved for its channel.
+/// The replay id of the last event the app checkpointed for its channel (it resumes right
+/// after it).
 pub fn checkpoint(app: &TestApp) -> Option<i64> {
-    app.store
+    match app
+        .store
         .checkpoint(&app.settings.salesforce.streaming.channel)
-        .expect("checkpoint readable")
-        .map(|(replay, _)| replay)
+        .expect("checkpoint readable")?
+        .resume
+    {
+        ReplayId::After(id) => Some(id),
+        other => panic!("a checkpoint is after an event, not {other}"),
+    }
 }
 
 /// Waits until the app has checkpointed every event the hub published so far (so the
@@ -484,4 +491,14 @@ impl Drop for KillOnDrop {
         let _ = self.0.kill();
         let _ = self.0.wait();
     }
+}
+
+/// A booking id the tests hold as text, typed for the library's API.
+pub fn bid(id: &str) -> BookingId {
+    BookingId::parse(id).expect("a booking id")
+}
+
+/// A trainer id the tests hold as text, typed for the library's API.
+pub fn tid(id: &str) -> TrainerId {
+    TrainerId::parse(id).expect("a trainer id")
 }

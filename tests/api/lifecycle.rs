@@ -8,15 +8,15 @@ use std::process::{ExitStatus, Stdio};
 use std::time::Duration;
 
 use axum::http::Method;
-use lark_vc_bridge::salesforce::soql::RecordId;
+use lark_vc_bridge::salesforce::values::parse_datetime;
 use lark_vc_bridge::tokens::service::MAX_TOKEN_LIFETIME_SECS;
-use lark_vc_bridge::tokens::trainer::parse_sf_datetime;
 use lark_vc_bridge::tokens::AccessToken;
 use lvb_simulators::common::RecordedRequest;
 use lvb_simulators::launch::Simulators;
 use lvb_simulators::SF_HUMAN_USER_ID;
 use serde_json::{json, Value};
 
+use crate::helpers::tid;
 use crate::helpers::{captured_logs, connected_trainer, spawn_app, wait_ready, wait_until};
 
 use crate::helpers::BIN;
@@ -414,7 +414,7 @@ async fn absurd_token_lifetimes_from_lark_are_clamped() {
     let (id, open_id) = connected_trainer(&app, "Ann", "ann@example.com").await;
     let expiry = |field: &str| {
         let record = app.trainer(&id);
-        parse_sf_datetime(record[field].as_str().expect(field)).expect(field)
+        parse_datetime(record[field].as_str().expect(field)).expect(field)
     };
     let now = chrono::Utc::now();
     let cap = chrono::Duration::seconds(MAX_TOKEN_LIFETIME_SECS);
@@ -428,12 +428,7 @@ async fn absurd_token_lifetimes_from_lark_are_clamped() {
     }
     // A refresh answered with the same lifetimes: Lark rejected the access token.
     let (access, _) = app.lark.current_tokens(&open_id).unwrap();
-    let trainer = app
-        .tokens
-        .trainer(&RecordId::parse(&id).unwrap())
-        .await
-        .unwrap()
-        .unwrap();
+    let trainer = app.tokens.trainers().get(&tid(&id)).await.unwrap().unwrap();
     app.tokens
         .access_token_after_rejection(&trainer, &AccessToken::new(access.clone()))
         .await
@@ -468,7 +463,7 @@ async fn run_survives_a_lifetime_of_i64_max_from_lark() {
     assert_eq!(record["Lark_Connected__c"], json!(true));
     let cap = chrono::Utc::now() + chrono::Duration::seconds(MAX_TOKEN_LIFETIME_SECS);
     for field in ["Lark_Token_Expires_At__c", "Lark_Refresh_Expires_At__c"] {
-        let at = parse_sf_datetime(record[field].as_str().expect(field)).expect(field);
+        let at = parse_datetime(record[field].as_str().expect(field)).expect(field);
         assert!(
             at <= cap && at > cap - chrono::Duration::minutes(5),
             "{field} = {at}"

@@ -8,6 +8,7 @@ use lvb_simulators::{LARK_APP_ID, LARK_APP_SECRET, SF_CLIENT_SECRET};
 use secrecy::ExposeSecret;
 use serde_json::Value;
 
+use crate::helpers::tid;
 use crate::helpers::{authorize, captured_logs, connect, cookie_pair, get, spawn_app, TestApp};
 
 const TRAINER_OBJECT_PATH: &str = "/sobjects/Onboarding_Trainer__c/";
@@ -320,7 +321,10 @@ async fn salesforce_refusing_the_write_stores_nothing() {
     assert_ne!(t.get("Lark_Connected__c"), Some(&Value::Bool(true)));
     assert!(t.get("Lark_Access_Token__c").is_none_or(Value::is_null));
     assert!(
-        app.store.journalled_tokens(&trainer).unwrap().is_none(),
+        app.store
+            .journalled_tokens(&tid(&trainer))
+            .unwrap()
+            .is_none(),
         "nothing journalled"
     );
 }

@@ -12,11 +12,13 @@ use lvb_simulators::salesforce::SalesforceSim;
 use lvb_simulators::{SF_HUMAN_USER_ID, SF_INTEGRATION_USER_ID};
 use serde_json::json;
 
+use crate::helpers::bid;
 use crate::helpers::{
     booking_time, captured_logs, checkpoint, connected_trainer, create_booking, field,
     insert_booking, last_booking_event, metric, sim_settings, spawn_app, start_app, wait_caught_up,
     wait_ready, wait_until, TestApp, BOOKING,
 };
+use lark_vc_bridge::ids::ReplayId;
 
 const APPLY: &str = "/open-apis/vc/v1/reserves/apply";
 const LINK: &str = "Remote_Training_Meeting_Link__c";
@@ -371,8 +373,12 @@ async fn graceful_shutdown_finishes_the_booking_in_flight_and_saves_the_checkpoi
         .store
         .checkpoint(&app.settings.salesforce.streaming.channel)
         .unwrap()
-        .map(|(r, _)| r);
-    assert_eq!(saved, Some(event), "checkpoint is the last processed event");
+        .map(|c| c.resume);
+    assert_eq!(
+        saved,
+        Some(ReplayId::After(event)),
+        "checkpoint is the last processed event"
+    );
     assert_eq!(app.sf.hub().client_count(), 0, "said goodbye to the hub");
 }
 
@@ -395,8 +401,10 @@ async fn a_restart_after_an_outage_longer_than_retention_sweeps() {
     let (sf, lark, settings, dir) = app.stop().await;
     // The checkpoint was saved 73 hours ago: its events are past the 72-hour retention.
     let store = Store::open(&settings.store.path).unwrap();
-    let long_ago = chrono::Utc::now().timestamp() - 73 * 3600;
-    store.save_checkpoint(&channel, saved, long_ago).unwrap();
+    let long_ago = chrono::Utc::now() - chrono::Duration::hours(73);
+    store
+        .save_checkpoint(&channel, ReplayId::After(saved), long_ago)
+        .unwrap();
     drop(store);
     let missed = insert_booking(&sf, &trainer, 30, 31, true);
     sf.hub().forget_events_before(sf.hub().last_replay_id() + 1);
@@ -462,14 +470,14 @@ async fn a_capped_reservation_is_renewed_by_the_periodic_sweep_with_the_same_lin
     wait_caught_up(&app).await;
     let mut entry = app
         .store
-        .reservation(&booking)
+        .reservation(&bid(&booking))
         .unwrap()
         .expect("journalled");
     let link = field(&app, &booking, LINK);
 
-    entry.end_time = chrono::Utc::now().timestamp() + 10 * 86_400;
+    entry.end_time = chrono::Utc::now() + chrono::Duration::days(10);
     app.store
-        .record_reservation(&entry, chrono::Utc::now().timestamp())
+        .record_reservation(&entry, chrono::Utc::now())
         .unwrap();
     processor.request_reconcile();
     wait_until("the reservation is renewed with a PUT", || async {

@@ -8,9 +8,9 @@ use std::time::Duration;
 
 use axum::http::Method;
 use lark_vc_bridge::config::{EncryptionKey, OAuthVersion, Settings};
-use lark_vc_bridge::salesforce::soql::RecordId;
+use lark_vc_bridge::salesforce::values::parse_datetime;
 use lark_vc_bridge::store::Store;
-use lark_vc_bridge::tokens::trainer::{parse_sf_datetime, TrainerRecord};
+use lark_vc_bridge::tokens::trainer::TrainerRecord;
 use lark_vc_bridge::tokens::{TokenError, Vault};
 use lvb_simulators::lark::{LarkSim, DEFAULT_ACCESS_SECS, DEFAULT_REFRESH_SECS};
 use lvb_simulators::salesforce::SalesforceSim;
@@ -20,10 +20,12 @@ use lvb_simulators::{
 use secrecy::ExposeSecret;
 use serde_json::{json, Map, Value};
 
+use crate::helpers::tid;
 use crate::helpers::{
     self, captured_logs, connect, spawn_app, spawn_app_with, start_app, wait_for_status,
     wait_ready, wait_until, TestApp,
 };
+use lark_vc_bridge::tokens::refresh_pass;
 
 const TRAINER: &str = "Onboarding_Trainer__c";
 const BOOKING: &str = "Training_Booking__c";
@@ -58,7 +60,8 @@ async fn connected_with_lifetimes(
 /// The trainer as the service reads it (a fresh SOQL read).
 async fn fresh(app: &TestApp, id: &str) -> TrainerRecord {
     app.tokens
-        .trainer(&RecordId::parse(id).unwrap())
+        .trainers()
+        .get(&tid(id))
         .await
         .expect("trainer query")
         .expect("trainer exists")
@@ -208,7 +211,7 @@ async fn twenty_concurrent_callers_share_one_refresh() {
     assert_sf_holds_current(&app, &id, &open_id);
     let journal = app
         .store
-        .journalled_tokens(&id)
+        .journalled_tokens(&tid(&id))
         .unwrap()
         .expect("journalled");
     assert!(journal.confirmed, "Salesforce confirmed the rotated pair");
@@ -269,7 +272,7 @@ async fn a_token_write_that_fails_three_times_still_lands() {
     assert_sf_holds_current(&app, &id, &open_id);
     let journal = app
         .store
-        .journalled_tokens(&id)
+        .journalled_tokens(&tid(&id))
         .unwrap()
         .expect("journalled");
     assert!(
@@ -311,7 +314,7 @@ async fn tokens_journalled_before_a_crash_are_written_at_start_up() {
                 .unconfirmed_tokens()
                 .unwrap()
                 .iter()
-                .any(|r| r.trainer_id == id);
+                .any(|r| r.trainer_id.as_str() == id);
             journalled && trainer_patches(&app, &id).iter().any(|r| r.status == 503)
         },
     )
@@ -373,7 +376,7 @@ async fn tokens_salesforce_refused_are_written_by_the_next_refresh_pass() {
     );
     assert_eq!(app.store.unconfirmed_tokens().unwrap().len(), 1);
 
-    app.engine.refresh_pass().await;
+    refresh_pass(&app.tokens).await;
 
     assert_sf_holds_current(&app, &id, &open_id);
     assert!(app.store.unconfirmed_tokens().unwrap().is_empty());
@@ -415,7 +418,7 @@ fn assert_disconnected(app: &TestApp, id: &str) {
         assert!(blank(t.get(f)), "{f} cleared");
     }
     assert!(
-        app.store.journalled_tokens(id).unwrap().is_none(),
+        app.store.journalled_tokens(&tid(id)).unwrap().is_none(),
         "no journalled tokens left to use"
     );
 }
@@ -444,7 +447,7 @@ async fn a_revoked_refresh_token_disconnects_and_reminds_once_a_day() {
     assert_eq!(messages.len(), 1, "one reminder");
     assert_eq!(messages[0].receive_id_type, "email");
     assert_eq!(messages[0].receive_id, email);
-    let link = app.settings.server.connect_link(&id);
+    let link = app.settings.server.connect_link(&tid(&id));
     assert!(
         messages[0].text.contains(&link),
         "carries {link}: {}",
@@ -710,7 +713,7 @@ async fn the_timer_refreshes_exactly_the_trainers_inside_the_window() {
 
     let engine = app.engine.clone();
     let pass_started = chrono::Utc::now();
-    let summary = engine.refresh_pass().await;
+    let summary = refresh_pass(engine.tokens()).await;
 
     assert_eq!(
         (
@@ -734,13 +737,13 @@ async fn the_timer_refreshes_exactly_the_trainers_inside_the_window() {
     for (id, old) in [(&in_1h, &b1), (&in_10h, &b10)] {
         let now = app.trainer(id);
         let refresh_exp =
-            parse_sf_datetime(&text(&now, "Lark_Refresh_Expires_At__c").unwrap()).unwrap();
+            parse_datetime(&text(&now, "Lark_Refresh_Expires_At__c").unwrap()).unwrap();
         assert!(
             refresh_exp > chrono::Utc::now() + chrono::Duration::days(6),
             "the new refresh token's lifetime is Lark's: {refresh_exp}"
         );
         let last = |r: &Map<String, Value>| {
-            parse_sf_datetime(&text(r, "Lark_Last_Token_Refresh__c").unwrap()).unwrap()
+            parse_datetime(&text(r, "Lark_Last_Token_Refresh__c").unwrap()).unwrap()
         };
         // Recorded by the pass (the service writes it to the second).
         assert_ne!(last(&now), last(old), "Lark_Last_Token_Refresh__c recorded");
@@ -754,7 +757,7 @@ async fn the_timer_refreshes_exactly_the_trainers_inside_the_window() {
     );
 
     // The next pass finds nothing due.
-    let again = engine.refresh_pass().await;
+    let again = refresh_pass(engine.tokens()).await;
     assert_eq!(again.refreshed, 0, "{again:?}");
     assert_eq!(refresh_calls(&app).len(), 2);
 }
@@ -774,8 +777,8 @@ async fn a_refresh_token_that_cannot_be_extended_sends_one_reminder() {
     app.lark.set_token_lifetimes(DEFAULT_ACCESS_SECS, 10 * 3600);
 
     let engine = app.engine.clone();
-    engine.refresh_pass().await;
-    engine.refresh_pass().await;
+    refresh_pass(engine.tokens()).await;
+    refresh_pass(engine.tokens()).await;
 
     assert_eq!(app.trainer(&id)["Lark_Connected__c"], json!(true));
     let messages = app.lark.bot_messages();
@@ -783,7 +786,7 @@ async fn a_refresh_token_that_cannot_be_extended_sends_one_reminder() {
     assert_eq!(messages[0].receive_id, email);
     assert!(messages[0]
         .text
-        .contains(&app.settings.server.connect_link(&id)));
+        .contains(&app.settings.server.connect_link(&tid(&id))));
 }
 
 // ---------------------------------------------------------------------------------------
@@ -842,10 +845,7 @@ async fn a_disconnected_trainer_gets_pending_bookings_and_no_lark_call() {
     wait_ready(&app).await;
 
     app.tokens
-        .disconnect(
-            &RecordId::parse(&id).unwrap(),
-            "Disconnected by an administrator.",
-        )
+        .disconnect(&tid(&id), "Disconnected by an administrator.")
         .await
         .expect("disconnect");
     assert_disconnected(&app, &id);
@@ -896,14 +896,14 @@ async fn an_admin_unchecking_connected_stops_all_use_and_clears_the_tokens() {
         "no reservation call"
     );
     assert!(refresh_calls(&app).is_empty(), "no refresh");
-    let summary = app.engine.refresh_pass().await;
+    let summary = refresh_pass(&app.tokens).await;
     assert_eq!(summary.refreshed, 0, "the timer leaves them alone");
     assert!(refresh_calls(&app).is_empty());
 
     // The tokens must not stay behind in Salesforce or in the journal.
     let t = app.trainer(&id);
     let sf_cleared = blank(t.get("Lark_Access_Token__c")) && blank(t.get("Lark_Refresh_Token__c"));
-    let journal_cleared = app.store.journalled_tokens(&id).unwrap().is_none();
+    let journal_cleared = app.store.journalled_tokens(&tid(&id)).unwrap().is_none();
     assert!(
         sf_cleared && journal_cleared,
         "tokens cleared (Salesforce: {sf_cleared}, local journal: {journal_cleared})"
@@ -1032,7 +1032,10 @@ async fn rotate_key_reencrypts_every_token_with_the_new_key_alone() {
                 "{field} no longer opens with the old key"
             );
         }
-        let j = store.journalled_tokens(id).unwrap().expect("journalled");
+        let j = store
+            .journalled_tokens(&tid(id))
+            .unwrap()
+            .expect("journalled");
         assert!(
             new_only.decrypt(&j.access_enc).is_ok(),
             "journal re-encrypted too"

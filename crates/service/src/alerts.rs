@@ -13,19 +13,18 @@
 
 use std::sync::Arc;
 
-use chrono::{DateTime, Utc};
+use chrono::{DateTime, NaiveDate, Utc};
 use sha2::{Digest, Sha256};
 
 use crate::config::Settings;
+use crate::ids::{BookingId, TrainerId};
 use crate::lark::LarkClient;
 use crate::metrics::{names, Metrics};
 use crate::store::Store;
 
 /// A claim on an alert older than this that was never marked sent belongs to a sender
 /// that died mid-send: the alert may be sent again.
-const STALE_CLAIM_SECS: i64 = 10 * 60;
-/// Seconds in the alert "day" (UTC).
-const DAY_SECS: i64 = 24 * 3600;
+const STALE_CLAIM: std::time::Duration = std::time::Duration::from_secs(10 * 60);
 /// Longest one post may take, retries included: alerts are sent from the pipeline's write
 /// path and sweeps, which must not wait minutes on a Lark that hangs. A post that timed out
 /// counts as failed (and Lark drops a duplicate of it, by its uuid, if it did arrive).
@@ -36,12 +35,12 @@ const MAX_ALERT_CHARS: usize = 1500;
 /// What an alert is about; one alert a day each.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Subject {
-    /// A trainer (record id) whose refresh Lark refused.
-    Disconnected(String),
-    /// A booking (record id) written `Failed`.
-    Failed(String),
-    /// A booking (record id) near its start without a meeting.
-    Pending(String),
+    /// A trainer whose refresh Lark refused.
+    Disconnected(TrainerId),
+    /// A booking written `Failed`.
+    Failed(BookingId),
+    /// A booking near its start without a meeting.
+    Pending(BookingId),
 }
 
 impl Subject {
@@ -57,7 +56,8 @@ impl Subject {
     /// The store key, e.g. `failed:a0B5g00000AbCdEAAV`.
     pub fn key(&self) -> String {
         let id = match self {
-            Subject::Disconnected(id) | Subject::Failed(id) | Subject::Pending(id) => id,
+            Subject::Disconnected(id) => id.as_str(),
+            Subject::Failed(id) | Subject::Pending(id) => id.as_str(),
         };
         format!("{}:{id}", self.kind())
     }
@@ -113,11 +113,11 @@ impl Alerter {
         let Some(chat_id) = self.inner.chat_id.as_deref() else {
             return AlertOutcome::Off;
         };
-        let now = Utc::now().timestamp();
-        let day = now.div_euclid(DAY_SECS);
+        let now = Utc::now();
+        let day = now.date_naive();
         let key = subject.key();
         let store = &self.inner.store;
-        match store.claim_alert(&key, day, now, STALE_CLAIM_SECS) {
+        match store.claim_alert(&key, now, STALE_CLAIM) {
             Ok(true) => {}
             Ok(false) => return AlertOutcome::AlreadySent,
             Err(e) => {
@@ -165,34 +165,33 @@ impl Alerter {
     /// A trainer Lark disconnected (a refused refresh), with why and their connect link.
     pub async fn trainer_disconnected(
         &self,
-        trainer_id: &str,
+        trainer: &TrainerId,
         name: Option<&str>,
         reason: &str,
         connect_link: &str,
     ) -> AlertOutcome {
-        let who = trainer_label(name, trainer_id);
+        let who = trainer_label(name, trainer);
         let text = format!(
             "Trainer {who} was disconnected from Lark: {reason}\n\
              Their new remote bookings get no meeting from their own account until they reconnect here: {connect_link}"
         );
-        self.send(&Subject::Disconnected(trainer_id.to_string()), &text)
+        self.send(&Subject::Disconnected(trainer.clone()), &text)
             .await
     }
 
     /// A booking whose `Failed` status Salesforce accepted, with why and its record URL.
     pub async fn booking_failed(
         &self,
-        booking_id: &str,
+        booking: &BookingId,
         reason: &str,
         record_url: Option<&str>,
     ) -> AlertOutcome {
         let mut text =
-            format!("Booking {booking_id} has no Lark meeting: it is Failed. Reason: {reason}");
+            format!("Booking {booking} has no Lark meeting: it is Failed. Reason: {reason}");
         if let Some(url) = record_url {
             text.push_str(&format!("\nOpen it in Salesforce: {url}"));
         }
-        self.send(&Subject::Failed(booking_id.to_string()), &text)
-            .await
+        self.send(&Subject::Failed(booking.clone()), &text).await
     }
 
     /// A booking starting soon that still has no meeting.
@@ -224,7 +223,7 @@ impl Alerter {
         if let Some(url) = record_url {
             text.push_str(&format!("\nOpen it in Salesforce: {url}"));
         }
-        self.send(&Subject::Pending(booking_id.to_string()), &text)
+        self.send(&Subject::Pending((*booking_id).clone()), &text)
             .await
     }
 }
@@ -232,7 +231,7 @@ impl Alerter {
 /// What a "still no meeting" alert says about a booking.
 #[derive(Debug, Clone)]
 pub struct PendingBooking<'a> {
-    pub booking_id: &'a str,
+    pub booking_id: &'a BookingId,
     pub start: DateTime<Utc>,
     /// The meeting status shown on the booking (`none` when blank).
     pub status: &'a str,
@@ -246,7 +245,7 @@ pub struct PendingBooking<'a> {
 }
 
 /// A trainer as alerts and `remind` name them: `Ann (a0X…)`, or the id alone.
-pub fn trainer_label(name: Option<&str>, id: &str) -> String {
+pub fn trainer_label(name: Option<&str>, id: &TrainerId) -> String {
     match name {
         Some(n) if !n.trim().is_empty() => format!("{} ({id})", n.trim()),
         _ => id.to_string(),
@@ -255,7 +254,7 @@ pub fn trainer_label(name: Option<&str>, id: &str) -> String {
 
 /// The message `uuid` of an alert: the same subject on the same day gives the same one
 /// (Lark drops the resend), within Lark's 50 characters.
-fn message_uuid(key: &str, day: i64) -> String {
+fn message_uuid(key: &str, day: NaiveDate) -> String {
     let digest = Sha256::digest(format!("{key}|{day}").as_bytes());
     format!("lvb-alert-{}", &hex::encode(digest)[..32])
 }

@@ -13,7 +13,7 @@ use anyhow::Context;
 use tokio::net::TcpListener;
 use tokio::sync::{mpsc, watch};
 
-use crate::bookings::{AbortOnDrop, PipelineStatus, Processor, ProcessorHandle};
+use crate::bookings::{AbortOnDrop, Engine, PipelineStatus, Processor, ProcessorHandle};
 use crate::config::Settings;
 use crate::control::ControlSocket;
 use crate::http::{self, HttpState};
@@ -66,6 +66,8 @@ impl Core {
         let metrics = Metrics::default();
         salesforce.record_metrics_in(&metrics);
         lark.record_metrics_in(&metrics);
+        // Connects and disconnects reach the processor, whichever path made them.
+        let (events_tx, events_rx) = mpsc::unbounded_channel();
         let tokens = TokenService::new(
             settings.clone(),
             salesforce.clone(),
@@ -73,11 +75,10 @@ impl Core {
             store.clone(),
             vault.clone(),
             metrics.clone(),
+            events_tx,
         );
-        let (events_tx, events_rx) = mpsc::unbounded_channel();
-        tokens.set_event_sink(events_tx);
         let readiness = Arc::new(PipelineStatus::default());
-        let (processor_task, processor) = Processor::new(
+        let engine = Arc::new(Engine::new(
             settings.clone(),
             salesforce.clone(),
             lark.clone(),
@@ -85,8 +86,8 @@ impl Core {
             store.clone(),
             metrics.clone(),
             readiness.clone(),
-            events_rx,
-        );
+        ));
+        let (processor_task, processor) = Processor::new(engine, events_rx);
         Ok(Core {
             settings,
             salesforce,

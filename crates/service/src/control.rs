@@ -25,11 +25,13 @@ use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
 use tokio::net::{UnixListener, UnixStream};
 use tokio::sync::watch;
 
-use crate::bookings::{Engine, ProcessorHandle, RefreshSummary, RemindSummary, Summary};
+use crate::bookings::{
+    reconcile, remind_unconnected, Engine, ProcessorHandle, ReconcileError, RemindSummary, Summary,
+};
+use crate::ids::TrainerId;
 use crate::progress::Progress;
-use crate::salesforce::soql::RecordId;
 use crate::store::lock::{sibling, StoreLock};
-use crate::tokens::TokenService;
+use crate::tokens::{refresh_pass, RefreshSummary, TokenService};
 
 /// Longest request line the service reads (a trainer id or email is far shorter).
 const MAX_REQUEST_BYTES: u64 = 16 * 1024;
@@ -150,7 +152,10 @@ impl Reply {
             .failures
             .iter()
             .map(|f| {
-                let who = f.trainer.as_deref().unwrap_or("(the pass)");
+                let who = f
+                    .trainer
+                    .as_ref()
+                    .map_or_else(|| "(the pass)".to_string(), ToString::to_string);
                 format!("failed: trainer {who}: {}", f.reason)
             })
             .collect();
@@ -317,7 +322,7 @@ impl Commands {
                             .watch(Progress::EVERY, |done, total| {
                                 eprintln!("reconcile: {done} of {total} bookings done")
                             });
-                        self.engine.reconcile().await.map_err(|e| e.to_string())
+                        reconcile(&self.engine).await.map_err(ReconcileError::from)
                     }
                 };
                 match result {
@@ -325,26 +330,28 @@ impl Commands {
                     Err(e) => Reply::failed(String::new(), format!("reconciliation failed: {e}")),
                 }
             }
-            Request::RefreshTokens => Reply::of_refresh(&self.engine.refresh_pass().await),
+            Request::RefreshTokens => Reply::of_refresh(&refresh_pass(&self.tokens).await),
             Request::Disconnect { trainer } => match self.disconnect(trainer).await {
                 Ok(id) => Reply::ok(format!("disconnected trainer {id}")),
                 Err(e) => Reply::failed(String::new(), format!("{e:#}")),
             },
-            Request::Remind => match self.engine.remind_unconnected().await {
+            Request::Remind => match remind_unconnected(&self.engine).await {
                 Ok(s) => Reply::of_remind(&s),
                 Err(e) => Reply::failed(String::new(), format!("remind failed: {e}")),
             },
         }
     }
 
-    async fn disconnect(&self, id_or_email: &str) -> anyhow::Result<String> {
+    async fn disconnect(&self, id_or_email: &str) -> anyhow::Result<TrainerId> {
         let trainer = self
             .tokens
-            .find_trainer(id_or_email)
+            .trainers()
+            .find(id_or_email)
             .await?
             .with_context(|| format!("no trainer found for {id_or_email:?}"))?;
-        let id = RecordId::parse(&trainer.id)?;
-        self.tokens.disconnect(&id, ADMIN_DISCONNECT_REASON).await?;
+        self.tokens
+            .disconnect(&trainer.id, ADMIN_DISCONNECT_REASON)
+            .await?;
         Ok(trainer.id)
     }
 }

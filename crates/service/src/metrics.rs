@@ -12,6 +12,7 @@ use std::collections::HashMap;
 use std::sync::atomic::AtomicU64;
 use std::sync::{Arc, Mutex};
 
+use chrono::{DateTime, Utc};
 use prometheus_client::encoding::text::encode;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::{Family, MetricConstructor};
@@ -19,6 +20,61 @@ use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::Histogram;
 use prometheus_client::metrics::info::Info;
 use prometheus_client::registry::Registry;
+
+use crate::ids::BookingId;
+
+/// The kinds of [`names::FAILURES`] (its `kind` label): every failure the service counts,
+/// named once here.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Failure {
+    /// A booking's work failed and waits on the retry list (rule 14).
+    BookingRetry,
+    /// A booking's retries are spent (or its session started): it is `Failed`.
+    RetriesExhausted,
+    /// A failed batch of stream events is tried again.
+    BatchRetry,
+    /// A booking's data cannot get a meeting (times, trainer, template).
+    BookingInvalid,
+    /// Lark refused a reservation (parameters, permission).
+    LarkRefused,
+    /// Lark could not be reached or failed for a booking; tried again.
+    LarkUnavailable,
+    /// Lark refused to delete a reservation; it lapses on its own.
+    LarkDeleteRefused,
+    /// The answer to a reserve apply was lost (rule 13).
+    ApplyAnswerLost,
+    /// A booking is `Failed` after its applies in doubt.
+    ApplyInDoubt,
+    /// The app lacks a permission app-hosted meetings need (rule 21).
+    AppPermissionMissing,
+    /// The calendar step failed; the meeting stands (rule 20).
+    CalendarFailed,
+    /// Salesforce refused a booking's write-back.
+    SalesforceWriteRejected,
+    /// Salesforce refused even the `Failed` status of a booking given up on.
+    FailedStatusRefused,
+}
+
+impl Failure {
+    /// The `kind` label.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Failure::BookingRetry => "booking_retry",
+            Failure::RetriesExhausted => "retries_exhausted",
+            Failure::BatchRetry => "batch_retry",
+            Failure::BookingInvalid => "booking_invalid",
+            Failure::LarkRefused => "lark_refused",
+            Failure::LarkUnavailable => "lark_unavailable",
+            Failure::LarkDeleteRefused => "lark_delete_refused",
+            Failure::ApplyAnswerLost => "apply_answer_lost",
+            Failure::ApplyInDoubt => "apply_in_doubt",
+            Failure::AppPermissionMissing => "app_permission_missing",
+            Failure::CalendarFailed => "calendar_failed",
+            Failure::SalesforceWriteRejected => "salesforce_write_rejected",
+            Failure::FailedStatusRefused => "failed_status_refused",
+        }
+    }
+}
 
 /// The `Content-Type` of [`Metrics::render`]'s output.
 pub const CONTENT_TYPE: &str = "application/openmetrics-text; version=1.0.0; charset=utf-8";
@@ -164,7 +220,7 @@ struct Inner {
     gauges: HashMap<&'static str, Family<Labels, Gauge<f64, AtomicU64>>>,
     histograms: HashMap<&'static str, Family<Labels, Histogram, Buckets>>,
     /// Booking id → earliest commit (ms since the epoch) of a change not yet linked.
-    changes: Mutex<HashMap<String, i64>>,
+    changes: Mutex<HashMap<BookingId, DateTime<Utc>>>,
 }
 
 impl Default for Metrics {
@@ -259,40 +315,40 @@ impl Metrics {
             .unwrap_or(0)
     }
 
-    /// A change to `booking_id` committed in Salesforce at `commit_ms` (the event's
+    /// A change to `booking` committed in Salesforce at `committed` (the event's
     /// `commitTimestamp`); the earliest one counts until the booking's link is written.
-    pub fn change_committed(&self, booking_id: &str, commit_ms: i64) {
+    pub fn change_committed(&self, booking: &BookingId, committed: DateTime<Utc>) {
         let mut changes = self.inner.changes.lock().expect("metrics");
-        if let Some(earliest) = changes.get_mut(booking_id) {
-            *earliest = (*earliest).min(commit_ms);
+        if let Some(earliest) = changes.get_mut(booking) {
+            *earliest = (*earliest).min(committed);
         } else if changes.len() < MAX_TRACKED_CHANGES {
-            changes.insert(booking_id.to_string(), commit_ms);
+            changes.insert(booking.clone(), committed);
         }
     }
 
     /// The meeting link of `booking_id` landed in Salesforce: observes the time since its
     /// pending change's commit in [`names::BOOKING_LATENCY`] (nothing if none is pending).
-    pub fn link_written(&self, booking_id: &str) {
-        let commit = self
-            .inner
-            .changes
-            .lock()
-            .expect("metrics")
-            .remove(booking_id);
-        if let Some(commit_ms) = commit {
-            let now_ms = chrono::Utc::now().timestamp_millis();
-            let seconds = (now_ms - commit_ms).max(0) as f64 / 1000.0;
+    pub fn link_written(&self, booking: &BookingId) {
+        let commit = self.inner.changes.lock().expect("metrics").remove(booking);
+        if let Some(committed) = commit {
+            let elapsed = Utc::now().signed_duration_since(committed);
+            let seconds = elapsed.num_milliseconds().max(0) as f64 / 1000.0;
             self.observe(names::BOOKING_LATENCY, &[], seconds);
         }
     }
 
     /// The work for these bookings' changes is over (a batch ended): whatever did not
     /// end in a link (a cancellation, a pending trainer) is not measured.
-    pub fn forget_changes<S: AsRef<str>>(&self, booking_ids: &[S]) {
+    pub fn forget_changes(&self, bookings: &[BookingId]) {
         let mut changes = self.inner.changes.lock().expect("metrics");
-        for id in booking_ids {
-            changes.remove(id.as_ref());
+        for id in bookings {
+            changes.remove(id);
         }
+    }
+
+    /// Counts one failure of `kind` in [`names::FAILURES`].
+    pub fn failure(&self, kind: Failure) {
+        self.inc(names::FAILURES, &[("kind", kind.as_str())]);
     }
 
     /// The OpenMetrics text exposition ([`CONTENT_TYPE`]).

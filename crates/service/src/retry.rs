@@ -1,8 +1,10 @@
 //! The one retry helper: a per-attempt timeout, an explicit classification of each error
 //! (retry or not), exponential backoff with jitter and a cap (from `backon`), and server
 //! hints (Lark's `x-ogw-ratelimit-reset`) taking precedence over the computed delay, capped
-//! by [`RetryPolicy::max_hinted_delay`]. The streaming client keeps its own loop, which
-//! follows Salesforce's `advice` (capped there) and takes its delays from [`backoff`].
+//! by [`RetryPolicy::max_hinted_delay`]. Loops that wait between attempts of their own take
+//! their delays from here too: the streaming client (which follows Salesforce's `advice`,
+//! capped there) and the processor's failed batches from [`backoff`], and the durable
+//! per-booking retry list, whose attempts outlive any one loop, from [`delay_for_attempt`].
 
 use std::future::Future;
 use std::time::Duration;
@@ -67,6 +69,16 @@ pub fn backoff(min: Duration, max: Duration) -> backon::ExponentialBackoff {
         .with_jitter()
         .without_max_times()
         .build()
+}
+
+/// The wait before attempt `attempt + 1` of something retried across restarts (so no
+/// iterator can carry the count): doubling from `base`, capped at `max`, with "equal
+/// jitter" (between half and all of it) so that many failing at once spread out.
+pub fn delay_for_attempt(attempt: u32, base: Duration, max: Duration) -> Duration {
+    let exponential = base.saturating_mul(1u32 << attempt.saturating_sub(1).min(20));
+    exponential
+        .min(max)
+        .mul_f64(rand::Rng::gen_range(&mut rand::thread_rng(), 0.5..=1.0))
 }
 
 /// Runs `op` until it succeeds, fails permanently, or the attempts are spent.

@@ -1,8 +1,8 @@
 //! Which bookings a change event is about (design §3 rules 2 and 8): the ids it names,
 //! parsed once here; a sweep for wildcards and overflow; nothing for other objects and
-//! for the service's own writes.
+//! for the service's own writes. Pure.
 
-use super::engine::Engine;
+use crate::config::SalesforceSettings;
 use crate::ids::BookingId;
 use crate::salesforce::events::{ChangeEvent, ChangeKind};
 
@@ -10,49 +10,55 @@ use crate::salesforce::events::{ChangeEvent, ChangeKind};
 /// fields is our own.
 const SYSTEM_FIELDS: [&str; 3] = ["LastModifiedDate", "SystemModstamp", "LastModifiedById"];
 
-impl Engine {
-    /// The booking ids an event's work is about (parsed here, once), or why it has none.
-    pub(super) fn event_ids(&self, ev: &ChangeEvent, own_user: Option<&str>) -> EventWork {
-        let booking = &self.settings.salesforce.booking;
-        if self.settings.salesforce.streaming.is_platform_event() {
-            return EventWork::ids(&ev.record_ids);
-        }
-        if !ev.entity.is_empty() && ev.entity != booking.object {
-            return EventWork::Skip("other_object");
-        }
-        // A wildcard id ("a0B*") stands for many records: only a sweep covers it.
-        if ev.record_ids.iter().any(|id| id.contains('*')) {
-            return EventWork::Sweep;
-        }
-        match ev.kind {
-            ChangeKind::GapOverflow => return EventWork::Sweep,
-            ChangeKind::GapCreate
-            | ChangeKind::GapUpdate
-            | ChangeKind::GapDelete
-            | ChangeKind::GapUndelete => return EventWork::ids(&ev.record_ids),
-            _ => {}
-        }
-        if own_user.is_some() && ev.commit_user.as_deref() == own_user {
-            return EventWork::Skip("own_write");
-        }
-        if ev.kind == ChangeKind::Update && !ev.changed_fields.is_empty() {
-            let outputs = booking.output_fields();
-            let only_outputs = ev.changed_fields.iter().all(|f| {
-                outputs.iter().any(|o| o.eq_ignore_ascii_case(f))
-                    || SYSTEM_FIELDS.iter().any(|s| s.eq_ignore_ascii_case(f))
-            });
-            if only_outputs {
-                return EventWork::Skip("output_fields_only");
-            }
-        }
-        EventWork::ids(&ev.record_ids)
+/// The booking ids an event's work is about (parsed here, once), or why it has none.
+/// `own_user` is the integration user's id (a change it committed is our own write).
+pub fn event_work(
+    settings: &SalesforceSettings,
+    ev: &ChangeEvent,
+    own_user: Option<&str>,
+) -> EventWork {
+    let booking = &settings.booking;
+    if settings.streaming.is_platform_event() {
+        return EventWork::ids(&ev.record_ids);
     }
+    if !ev.entity.is_empty() && ev.entity != booking.object {
+        return EventWork::Skip("other_object");
+    }
+    // A wildcard id ("a0B*") stands for many records: only a sweep covers it.
+    if ev.record_ids.iter().any(|id| id.contains('*')) {
+        return EventWork::Sweep;
+    }
+    match ev.kind {
+        ChangeKind::GapOverflow => return EventWork::Sweep,
+        ChangeKind::GapCreate
+        | ChangeKind::GapUpdate
+        | ChangeKind::GapDelete
+        | ChangeKind::GapUndelete => return EventWork::ids(&ev.record_ids),
+        _ => {}
+    }
+    if own_user.is_some() && ev.commit_user.as_deref() == own_user {
+        return EventWork::Skip("own_write");
+    }
+    if ev.kind == ChangeKind::Update && !ev.changed_fields.is_empty() {
+        let outputs = booking.output_fields();
+        let only_outputs = ev.changed_fields.iter().all(|f| {
+            outputs.iter().any(|o| o.eq_ignore_ascii_case(f))
+                || SYSTEM_FIELDS.iter().any(|s| s.eq_ignore_ascii_case(f))
+        });
+        if only_outputs {
+            return EventWork::Skip("output_fields_only");
+        }
+    }
+    EventWork::ids(&ev.record_ids)
 }
 
 /// What an event asks of the pipeline.
-pub(super) enum EventWork {
+pub enum EventWork {
+    /// Read these bookings fresh and bring them in step.
     Ids(Vec<BookingId>),
+    /// Only a sweep covers it (a wildcard id, an overflow).
     Sweep,
+    /// Nothing to do, and why (the `reason` label of skipped events).
     Skip(&'static str),
 }
 

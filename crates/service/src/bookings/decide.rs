@@ -1,10 +1,14 @@
 //! The decision (design §3 rule 4): a pure function of a booking's current state, the
 //! reservation journal and the clock — "this booking needs: create / update / move /
-//! delete / pending / fail / nothing". No I/O here; `act` carries decisions out.
+//! delete / pending / fail / nothing" — naming everything acting needs: which reservation,
+//! whose token changes it (the host trainer's, or the app's for a reservation the app made,
+//! rule 21), and whose token reserves a new one. No I/O here; `act` carries decisions out
+//! and never decides again.
 
 use chrono::{DateTime, Duration, Utc};
 
 use super::model::{render_topic, Booking, MeetingStatus};
+use super::outcome::Outcome;
 use crate::config::{BookingSettings, Unconnected};
 use crate::ids::TrainerId;
 use crate::store::{AppHostedEntry, ReservationEntry};
@@ -25,11 +29,34 @@ pub struct KnownReservation {
     /// The trainer who hosts it (whose token can change or delete it); None when neither
     /// the journal nor the booking names one.
     pub trainer_id: Option<TrainerId>,
-    /// The end time we last set, if journalled.
-    pub end_time: Option<i64>,
+    /// Set when the app made it with its tenant token (rule 21): the trainer's open_id it
+    /// was made for. Changes and the delete then use the app's token.
+    pub app_owner: Option<String>,
+    /// The end time we last set, if journalled (whole seconds).
+    pub end_time: Option<DateTime<Utc>>,
     pub url: Option<String>,
     /// The topic we last set, if journalled.
     pub topic: Option<String>,
+}
+
+impl KnownReservation {
+    /// The status a booking with this reservation shows: `Created by App` while it is one
+    /// the app made, `Created` otherwise.
+    pub fn status(&self) -> MeetingStatus {
+        match self.app_owner {
+            Some(_) => MeetingStatus::CreatedByApp,
+            None => MeetingStatus::Created,
+        }
+    }
+}
+
+/// Whose token reserves a new meeting.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Reserver {
+    /// The trainer's own user token (they are connected, as far as the booking's read says).
+    Trainer,
+    /// The app's tenant token, for a trainer who has not connected (rule 21).
+    App,
 }
 
 /// What a booking needs.
@@ -37,25 +64,28 @@ pub struct KnownReservation {
 pub enum Decision {
     /// Already right: no Lark call, no Salesforce write.
     Nothing,
-    /// Reserve a meeting hosted by `trainer` (the booking's connected trainer).
+    /// Reserve a meeting hosted by `trainer` (the booking's trainer), with `via`'s token.
     Create {
         trainer: TrainerRecord,
-        end_time: i64,
+        via: Reserver,
+        end_time: DateTime<Utc>,
         topic: String,
     },
-    /// `PUT` the reservation's end time (reschedule, or renewal of a capped reservation)
-    /// with its host's token; `topic` is for a new reservation if Lark lost this one.
+    /// `PUT` the reservation's end time and topic (reschedule, renewal of a capped
+    /// reservation, a merchant renamed) with its host's token — the app's when the app made
+    /// it; `trainer` hosts a new reservation if Lark lost this one.
     Update {
         reservation: KnownReservation,
-        host: TrainerRecord,
-        end_time: i64,
+        trainer: TrainerRecord,
+        end_time: DateTime<Utc>,
         topic: String,
     },
-    /// The trainer changed: delete with the old trainer's token, create with the new.
+    /// The trainer changed: delete with the old host's token, create with `via`'s.
     Move {
         old: KnownReservation,
         trainer: TrainerRecord,
-        end_time: i64,
+        via: Reserver,
+        end_time: DateTime<Utc>,
         topic: String,
     },
     /// Cancelled, deleted, no longer remote: delete the reservation (if any), clear the
@@ -93,15 +123,37 @@ pub struct Context<'a> {
     pub app_hosted: Option<&'a AppHostedEntry>,
 }
 
+impl Decision {
+    /// The outcome the decision aims at, before anything is tried.
+    pub fn planned_outcome(&self) -> Outcome {
+        match self {
+            Decision::Nothing => Outcome::Unchanged,
+            Decision::Create { .. } | Decision::Move { .. } | Decision::WriteBack { .. } => {
+                Outcome::Created
+            }
+            Decision::Update { .. } => Outcome::Updated,
+            Decision::Cancel { .. } => Outcome::Cancelled,
+            Decision::Pending { .. } | Decision::Release { .. } => Outcome::Pending,
+            Decision::Fail { .. } => Outcome::Failed,
+        }
+    }
+}
+
+/// A time as Lark keeps it: whole seconds (the journal's precision, too), so what we
+/// computed and what we journalled compare alike.
+pub fn lark_time(t: DateTime<Utc>) -> DateTime<Utc> {
+    DateTime::from_timestamp(t.timestamp(), 0).unwrap_or(t)
+}
+
 /// The end time Lark should hold for a booking ending at `end`.
-pub fn capped_end(end: DateTime<Utc>, now: DateTime<Utc>) -> i64 {
-    end.min(now + MAX_RESERVATION_AHEAD).timestamp()
+pub fn capped_end(end: DateTime<Utc>, now: DateTime<Utc>) -> DateTime<Utc> {
+    lark_time(end.min(now + MAX_RESERVATION_AHEAD))
 }
 
 /// Decides what a booking needs.
 pub fn decide(booking: &Booking, cx: &Context<'_>) -> Decision {
     let s = cx.settings;
-    let known = known_reservation(booking, cx.journal);
+    let known = known_reservation(booking, cx.journal, cx.app_hosted);
 
     let cancelled = booking
         .status
@@ -136,13 +188,14 @@ pub fn decide(booking: &Booking, cx: &Context<'_>) -> Decision {
     // Rule 21: an unconnected trainer's booking is reserved by the app, and a reservation
     // the app made is changed with the app's token whoever has connected since.
     let app_hosting = cx.unconnected == Unconnected::AppHosted;
-    let by_app = |res: &KnownReservation| {
-        cx.app_hosted
-            .is_some_and(|a| a.reservation_id == res.reservation_id)
+    let via = if trainer.connected {
+        Reserver::Trainer
+    } else {
+        Reserver::App
     };
 
     match known {
-        Some(res) if res.trainer_id.as_ref().map(TrainerId::as_str) != Some(&trainer.id) => {
+        Some(res) if res.trainer_id.as_ref() != Some(&trainer.id) => {
             if !trainer.connected && !app_hosting {
                 // The old trainer's meeting must not stay on the booking while it waits.
                 return Decision::Release { reservation: res };
@@ -150,6 +203,7 @@ pub fn decide(booking: &Booking, cx: &Context<'_>) -> Decision {
             Decision::Move {
                 old: res,
                 trainer: trainer.clone(),
+                via,
                 end_time,
                 topic,
             }
@@ -159,11 +213,11 @@ pub fn decide(booking: &Booking, cx: &Context<'_>) -> Decision {
                 // Not journalled: we cannot know what Lark holds, so set it.
                 None => true,
                 Some(current) => {
-                    let uncapped = end.timestamp() == end_time;
+                    let uncapped = lark_time(end) == end_time;
                     if uncapped {
                         current != end_time
                     } else {
-                        current < end_time - RENEW_SLACK.num_seconds() || current > end_time
+                        current < end_time - RENEW_SLACK || current > end_time
                     }
                 }
             };
@@ -171,7 +225,7 @@ pub fn decide(booking: &Booking, cx: &Context<'_>) -> Decision {
             // the calendar event's summary does. Unknown (not journalled) is left alone.
             // Only a token that can change the meeting retitles it: a new name alone never
             // sends a live meeting back to waiting.
-            let can_change = trainer.connected || by_app(&res);
+            let can_change = trainer.connected || res.app_owner.is_some();
             let retitled = can_change && res.topic.as_deref().is_some_and(|t| t != topic);
             if needs_put || retitled {
                 if !can_change {
@@ -179,17 +233,12 @@ pub fn decide(booking: &Booking, cx: &Context<'_>) -> Decision {
                 }
                 return Decision::Update {
                     reservation: res,
-                    host: trainer.clone(),
+                    trainer: trainer.clone(),
                     end_time,
                     topic,
                 };
             }
-            let shows = if by_app(&res) {
-                MeetingStatus::CreatedByApp
-            } else {
-                MeetingStatus::Created
-            };
-            if booking.shows_meeting(shows, &res.reservation_id, None) {
+            if booking.shows_meeting(res.status(), &res.reservation_id, None) {
                 Decision::Nothing
             } else {
                 Decision::WriteBack { reservation: res }
@@ -207,6 +256,7 @@ pub fn decide(booking: &Booking, cx: &Context<'_>) -> Decision {
             }
             Decision::Create {
                 trainer: trainer.clone(),
+                via,
                 end_time,
                 topic,
             }
@@ -240,30 +290,36 @@ fn fail_once(booking: &Booking, reason: String) -> Decision {
 }
 
 /// What we know of the booking's reservation: the journal (authoritative: written the
-/// moment Lark answered) or, failing that, the id on the booking.
+/// moment Lark answered) or, failing that, the id on the booking; and whether the app made
+/// it (the app's record names this very reservation).
 fn known_reservation(
     booking: &Booking,
     journal: Option<&ReservationEntry>,
+    app_hosted: Option<&AppHostedEntry>,
 ) -> Option<KnownReservation> {
-    if let Some(j) = journal {
-        return Some(KnownReservation {
+    let mut known = match journal {
+        Some(j) => KnownReservation {
             reservation_id: j.reservation_id.clone(),
-            // Written by us from a typed id; an unreadable one means "host unknown".
-            trainer_id: TrainerId::parse(&j.trainer_id).ok(),
+            trainer_id: Some(j.trainer_id.clone()),
+            app_owner: None,
             end_time: Some(j.end_time),
             url: Some(j.url.clone()),
             topic: j.topic.clone(),
-        });
-    }
-    let id = booking.reservation_id.clone()?;
-    // Without a journal entry, assume the booking's current trainer hosts it.
-    Some(KnownReservation {
-        reservation_id: id,
-        trainer_id: booking.trainer_id.clone(),
-        end_time: None,
-        url: booking.link.clone(),
-        topic: None,
-    })
+        },
+        // Without a journal entry, assume the booking's current trainer hosts it.
+        None => KnownReservation {
+            reservation_id: booking.reservation_id.clone()?,
+            trainer_id: booking.trainer_id.clone(),
+            app_owner: None,
+            end_time: None,
+            url: booking.link.clone(),
+            topic: None,
+        },
+    };
+    known.app_owner = app_hosted
+        .filter(|a| a.reservation_id == known.reservation_id)
+        .map(|a| a.owner_open_id.clone());
+    Some(known)
 }
 
 /// What a meeting needs from a remote booking (its trainer and end), or why it cannot

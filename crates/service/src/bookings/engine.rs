@@ -1,6 +1,11 @@
 //! The engine: what every path into the pipeline shares (stream batches, sweeps, trainer
-//! events, one-shot commands) — read bookings fresh, `decide`, `act` (up to
-//! `processing.concurrency` bookings at once) and hand write-backs to the batched writer.
+//! events, due retries, one-shot commands) — read bookings fresh, `decide`, `act` (up to
+//! `processing.concurrency` bookings at once), follow with the calendar step, hand the
+//! write-backs to the [`WriteBatcher`], and put what failed on the [`RetryList`].
+//!
+//! Its one verb is [`Engine::process`] (and [`Engine::process_ids`], which reads the
+//! bookings first); the parts it is built from are reachable read-only for the sweeps,
+//! the stream intake and the commands, which are free functions over it.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -8,130 +13,61 @@ use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 use futures::StreamExt;
-use rand::Rng;
-use tokio::sync::{mpsc, OnceCell};
+use tokio::sync::mpsc;
 
-use super::act::Actor;
+use super::act::{Acted, Actor};
+use super::app_host::AppHost;
 use super::calendar::{CalendarDone, CalendarStep};
 use super::decide::{decide, Context};
+use super::host_token::HostTokens;
+use super::meetings::Meetings;
 use super::model::{Booking, MeetingStatus};
-use super::outcome::{Acted, Outcome, PipelineError};
+use super::notices::BookingAlerts;
+use super::outcome::{BookingFailure, BookingFailureKind, Outcome, PipelineError, Summary};
+use super::reader::{BookingReader, TemplateFields};
+use super::retries::{RetryList, Verdict};
 use super::status::PipelineStatus;
-use super::writeback::{WriteBack, Written, WRITES_PER_CALL};
+use super::writeback::{WriteBack, WriteBatcher, Written, WRITES_PER_CALL};
 use crate::config::Settings;
 use crate::ids::BookingId;
 use crate::lark::LarkClient;
-use crate::metrics::{names, Metrics};
+use crate::metrics::{Failure, Metrics};
 use crate::progress::Progress;
+use crate::salesforce::values::clip;
 use crate::salesforce::SalesforceClient;
-use crate::store::Store;
-use crate::tokens::trainer::clip;
+use crate::store::{RetryKind, Store};
 use crate::tokens::TokenService;
 
+/// Due retries taken at once.
+const RETRIES_PER_BATCH: usize = 200;
+/// Wait before due retries are read again after the read itself failed.
+const RETRY_READ_FAILURE_DELAY: chrono::Duration = chrono::Duration::seconds(5);
+
 /// Where one booking ended up and, when only its calendar step failed, why.
-type Processed = (Outcome, Option<String>);
-
-/// Counts of one batch or sweep.
-#[derive(Debug, Default, Clone, PartialEq, Eq, serde::Serialize)]
-pub struct Summary {
-    pub bookings: usize,
-    pub created: usize,
-    pub updated: usize,
-    pub cancelled: usize,
-    pub pending: usize,
-    pub failed: usize,
-    pub unchanged: usize,
-    pub write_failures: usize,
-    /// Bookings whose work failed and waits on the retry list for its own next try.
-    pub retrying: usize,
-    /// Every booking counted in `failed` or `write_failures`, with the reason.
-    pub failures: Vec<BookingFailure>,
-}
-
-/// A booking a batch or sweep could not bring in step, and why.
-#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
-pub struct BookingFailure {
-    pub booking: String,
-    pub kind: BookingFailureKind,
-    /// Salesforce's error codes and messages, or the reason written on the booking.
-    pub reason: String,
-}
-
-/// What went wrong for one booking.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
-#[serde(rename_all = "snake_case")]
-pub enum BookingFailureKind {
-    /// Salesforce refused the booking's write-back (a validation rule, a locked record);
-    /// the booking is on the retry list, too.
-    WriteRefused,
-    /// The booking is now `Failed` (the reason is on the booking, too).
-    MeetingFailed,
-}
-
-impl Summary {
-    /// True when no booking failed and every write-back landed.
-    pub fn is_clean(&self) -> bool {
-        self.failed == 0 && self.write_failures == 0 && self.failures.is_empty()
-    }
-
-    /// The one-line summary `reconcile` prints.
-    pub fn line(&self) -> String {
-        format!(
-            "reconciled {} bookings: {} created, {} updated, {} cancelled, {} pending, {} failed, {} unchanged, {} write-backs refused, {} retrying",
-            self.bookings,
-            self.created,
-            self.updated,
-            self.cancelled,
-            self.pending,
-            self.failed,
-            self.unchanged,
-            self.write_failures,
-            self.retrying
-        )
-    }
-
-    pub(super) fn add(&mut self, other: &Summary) {
-        self.bookings += other.bookings;
-        self.created += other.created;
-        self.updated += other.updated;
-        self.cancelled += other.cancelled;
-        self.pending += other.pending;
-        self.failed += other.failed;
-        self.unchanged += other.unchanged;
-        self.write_failures += other.write_failures;
-        self.retrying += other.retrying;
-        self.failures.extend(other.failures.iter().cloned());
-    }
-
-    fn count(&mut self, outcome: Outcome) {
-        match outcome {
-            Outcome::Unchanged => self.unchanged += 1,
-            Outcome::Created => self.created += 1,
-            Outcome::Updated => self.updated += 1,
-            Outcome::Cancelled => self.cancelled += 1,
-            Outcome::Pending => self.pending += 1,
-            Outcome::Failed => self.failed += 1,
-        }
-    }
-}
+type Handled = (Outcome, Option<String>);
 
 /// Everything a batch needs; shared by the processor loop and one-shot commands.
 pub struct Engine {
-    pub(super) settings: Arc<Settings>,
-    pub(super) salesforce: SalesforceClient,
-    pub(super) lark: LarkClient,
-    pub(super) tokens: TokenService,
-    pub(super) store: Store,
-    pub(super) metrics: Metrics,
-    pub(super) status: Arc<PipelineStatus>,
-    /// Template fields that exist on the booking object, and those that do not.
-    pub(super) topic_fields: OnceCell<(Vec<String>, Vec<String>)>,
+    settings: Arc<Settings>,
+    salesforce: SalesforceClient,
+    lark: LarkClient,
+    tokens: TokenService,
+    store: Store,
+    metrics: Metrics,
+    status: Arc<PipelineStatus>,
+    reader: BookingReader,
+    hosts: HostTokens,
+    app: AppHost,
+    meetings: Meetings,
+    writer: WriteBatcher,
+    retries: RetryList,
+    alerts: BookingAlerts,
     /// Bookings a sweep found and has done (a one-shot `reconcile` shows it).
-    pub(super) progress: Progress,
+    progress: Progress,
 }
 
 impl Engine {
-    /// Builds the engine.
+    /// Builds the engine and the parts it owns.
     pub fn new(
         settings: Arc<Settings>,
         salesforce: SalesforceClient,
@@ -141,6 +77,29 @@ impl Engine {
         metrics: Metrics,
         status: Arc<PipelineStatus>,
     ) -> Engine {
+        let reader = BookingReader::new(settings.clone(), salesforce.clone());
+        let hosts = HostTokens::new(lark.clone(), tokens.clone());
+        let app = AppHost::new(
+            settings.meetings.unconnected,
+            lark.clone(),
+            store.clone(),
+            metrics.clone(),
+        );
+        let meetings = Meetings::new(
+            settings.clone(),
+            lark.clone(),
+            store.clone(),
+            metrics.clone(),
+            hosts.clone(),
+            app.clone(),
+        );
+        let writer = WriteBatcher::new(settings.clone(), salesforce.clone(), metrics.clone());
+        let retries = RetryList::new(store.clone(), &settings.processing, metrics.clone());
+        let alerts = BookingAlerts::new(
+            settings.clone(),
+            tokens.alerter().clone(),
+            salesforce.clone(),
+        );
         Engine {
             settings,
             salesforce,
@@ -149,14 +108,70 @@ impl Engine {
             store,
             metrics,
             status,
-            topic_fields: OnceCell::new(),
+            reader,
+            hosts,
+            app,
+            meetings,
+            writer,
+            retries,
+            alerts,
             progress: Progress::default(),
         }
     }
 
+    /// The settings the engine was built with.
+    pub fn settings(&self) -> &Settings {
+        &self.settings
+    }
+
+    /// Reads bookings fresh.
+    pub fn reader(&self) -> &BookingReader {
+        &self.reader
+    }
+
+    /// The Salesforce client (the stream's session, the integration user).
+    pub fn salesforce(&self) -> &SalesforceClient {
+        &self.salesforce
+    }
+
+    /// The token service (reminders, refresh passes).
+    pub fn tokens(&self) -> &TokenService {
+        &self.tokens
+    }
+
+    /// The store (checkpoints, journals).
+    pub fn store(&self) -> &Store {
+        &self.store
+    }
+
+    /// The metrics.
+    pub fn metrics(&self) -> &Metrics {
+        &self.metrics
+    }
+
+    /// The pipeline status `/readyz` reports.
+    pub fn status(&self) -> &Arc<PipelineStatus> {
+        &self.status
+    }
+
+    /// Admin alerts about bookings.
+    pub fn alerts(&self) -> &BookingAlerts {
+        &self.alerts
+    }
+
+    /// App-hosted meetings' lookups (sweeps prune them).
+    pub fn app_host(&self) -> &AppHost {
+        &self.app
+    }
+
+    /// The retry list.
+    pub fn retries(&self) -> &RetryList {
+        &self.retries
+    }
+
     /// Bookings found and done by sweeps so far (for `reconcile`'s progress).
-    pub fn progress(&self) -> Progress {
-        self.progress.clone()
+    pub fn progress(&self) -> &Progress {
+        &self.progress
     }
 
     /// Reads the given bookings fresh and brings each in step.
@@ -164,136 +179,88 @@ impl Engine {
         if ids.is_empty() {
             return Ok(Summary::default());
         }
-        let bookings = self.bookings_by_id(ids).await?;
-        self.process_bookings(bookings).await
+        let bookings = self.reader.by_ids(ids).await?;
+        self.process(bookings).await
     }
 
-    /// Decides and acts for each booking (bounded concurrency), batching write-backs.
-    pub(super) async fn process_bookings(
-        &self,
-        bookings: Vec<Booking>,
-    ) -> Result<Summary, PipelineError> {
-        let (present, missing) = self.topic_fields().await?;
-        self.prefetch_open_ids(&bookings).await;
-        let settings = &self.settings;
-        let actor = Actor {
-            settings: &settings.salesforce.booking,
-            processing: &settings.processing,
-            lark: &self.lark,
-            tokens: &self.tokens,
-            store: &self.store,
-            metrics: &self.metrics,
-            meetings: &settings.meetings,
-        };
-        let calendar = CalendarStep {
-            actor: &actor,
-            settings,
-            field_present: present.contains(&settings.salesforce.booking.calendar_event_field),
-        };
-        let calendar = &calendar;
+    /// Decides and acts for each booking (bounded concurrency), batching write-backs;
+    /// puts what failed on the retry list, and writes `Failed` for what it gave up on.
+    pub async fn process(&self, bookings: Vec<Booking>) -> Result<Summary, PipelineError> {
+        let fields = self.reader.template_fields().await?;
+        self.app.prefetch(&bookings).await;
         let mut summary = Summary {
             bookings: bookings.len(),
             ..Summary::default()
         };
         let starts: HashMap<BookingId, Option<DateTime<Utc>>> =
             bookings.iter().map(|b| (b.id.clone(), b.start)).collect();
-        let (tx, rx) = mpsc::channel::<WriteBack>(WRITES_PER_CALL * 2);
         let now = Utc::now();
-        let concurrency = settings.processing.concurrency;
-        let actor = &actor;
-        let progress = &self.progress;
+        let (tx, rx) = mpsc::channel::<WriteBack>(WRITES_PER_CALL * 2);
         let work = async move {
-            let results: Vec<(BookingId, Result<Processed, PipelineError>)> =
+            let results: Vec<(BookingId, Result<Handled, PipelineError>)> =
                 futures::stream::iter(bookings)
                     .map(|booking| {
                         let tx = tx.clone();
                         async move {
-                            let result = async {
-                                let journal = actor.store.reservation(booking.id.as_str())?;
-                                let app_hosted = actor.store.app_hosted(booking.id.as_str())?;
-                                let decision = decide(
-                                    &booking,
-                                    &Context {
-                                        settings: &settings.salesforce.booking,
-                                        now,
-                                        journal: journal.as_ref(),
-                                        missing_topic_fields: missing,
-                                        require_trainer_email: settings
-                                            .security
-                                            .require_email_match,
-                                        unconnected: settings.meetings.unconnected,
-                                        app_hosted: app_hosted.as_ref(),
-                                    },
-                                );
-                                let Acted { outcome, write } =
-                                    actor.act(&booking, decision).await?;
-                                let CalendarDone { write, retry } =
-                                    calendar.follow(&booking, write).await?;
-                                if let Some(w) = write {
-                                    let _ = tx.send(w).await;
-                                }
-                                Ok((outcome, retry))
-                            }
-                            .await;
-                            progress.tick(1);
+                            let result = self.handle(&booking, fields, now, &tx).await;
+                            self.progress.tick(1);
                             (booking.id, result)
                         }
                     })
-                    .buffer_unordered(concurrency)
+                    .buffer_unordered(self.settings.processing.concurrency)
                     .collect()
                     .await;
-            // Every sender is gone now: the flusher sees the end of the batch.
+            // Every sender is gone now: the batcher sees the end of the batch.
             drop(tx);
             results
         };
-        let (results, refused) = tokio::join!(work, self.flush_writes(rx));
+        let (results, written) = tokio::join!(work, self.flush(rx));
         // The collection call itself failed (Salesforce down): the whole batch retries,
         // and the journal makes that retry reuse what Lark already created.
-        let Written { refused, failed } = refused?;
+        let Written { refused, failed } = written?;
         summary.write_failures = refused.len();
         summary.failures = failed;
         summary.failures.extend(refused.iter().map(|r| r.failure()));
-        let mut failing: Vec<(BookingId, String)> = refused
+        let mut failing: Vec<(BookingId, RetryKind, String)> = refused
             .into_iter()
             .map(|r| {
                 let reason = format!("Salesforce refused the meeting fields: {}", r.reason);
-                (r.booking_id, reason)
+                (r.booking_id, RetryKind::WriteBack, reason)
             })
             .collect();
         for (id, result) in results {
+            let start = starts.get(&id).copied().flatten();
             match result {
                 Ok((outcome, calendar_retry)) => {
                     summary.count(outcome);
-                    if !failing.iter().any(|(f, _)| f == &id) {
-                        match calendar_retry {
-                            Some(reason) => {
-                                let start = starts.get(&id).copied().flatten();
-                                self.retry_calendar_later(&id, start, now, &reason)?;
-                            }
-                            None => self.store.clear_retry(id.as_str())?,
-                        }
+                    if failing.iter().any(|(f, ..)| f == &id) {
+                        continue;
+                    }
+                    match calendar_retry {
+                        Some(reason) => self.retry_calendar(&id, start, now, &reason)?,
+                        None => self.retries.clear(&id)?,
                     }
                 }
                 Err(PipelineError::ApplyInDoubt { retry_at, .. }) => {
                     summary.retrying += 1;
                     let reason =
                         "Waiting to reserve again after a reservation whose answer was lost.";
-                    self.store.defer_retry(id.as_str(), retry_at, reason)?;
+                    self.retries
+                        .wait(&id, RetryKind::InDoubt, retry_at, reason)?;
                 }
                 // Not one booking's failure: nothing can go on until the store works.
                 Err(e @ PipelineError::Store(_)) => return Err(e),
-                Err(e) => failing.push((id, e.to_string())),
+                Err(e) => failing.push((id, RetryKind::Meeting, e.to_string())),
             }
         }
         summary.retrying += failing.len();
-        let starts = &starts;
-        let gave_up = failing
-            .into_iter()
-            .filter_map(|(id, reason)| {
-                let start = starts.get(&id).copied().flatten();
-                self.retry_later(&id, start, now, &reason).transpose()
-            })
-            .collect::<Result<Vec<WriteBack>, PipelineError>>()?;
+        let mut gave_up = Vec::new();
+        for (id, kind, reason) in failing {
+            let start = starts.get(&id).copied().flatten();
+            if let Some(write) = self.retry_later(&id, kind, start, now, &reason)? {
+                gave_up.push(write);
+            }
+        }
         if !gave_up.is_empty() {
             summary.retrying -= gave_up.len();
             summary.failed += gave_up.len();
@@ -303,84 +270,148 @@ impl Engine {
         Ok(summary)
     }
 
-    /// Puts a booking whose work failed on the retry list with a jittered backoff, or,
-    /// after `processing.max_attempts` or once its session has started, returns the
-    /// `Failed` write that ends its retries (rule 14).
+    /// One booking: decide from its current state and the journal, act, follow with the
+    /// calendar step, and hand the write-back to the batcher.
+    #[tracing::instrument(name = "booking", skip_all, fields(booking = %booking.id))]
+    async fn handle(
+        &self,
+        booking: &Booking,
+        fields: &TemplateFields,
+        now: DateTime<Utc>,
+        writes: &mpsc::Sender<WriteBack>,
+    ) -> Result<Handled, PipelineError> {
+        let settings = &self.settings;
+        let journal = self.store.reservation(&booking.id)?;
+        let app_hosted = self.store.app_hosted(&booking.id)?;
+        let decision = decide(
+            booking,
+            &Context {
+                settings: &settings.salesforce.booking,
+                now,
+                journal: journal.as_ref(),
+                missing_topic_fields: &fields.missing_topic,
+                require_trainer_email: settings.security.require_email_match,
+                unconnected: settings.meetings.unconnected,
+                app_hosted: app_hosted.as_ref(),
+            },
+        );
+        tracing::debug!(?decision, "decided");
+        let actor = Actor {
+            settings: &settings.salesforce.booking,
+            meetings: &self.meetings,
+            hosts: &self.hosts,
+            metrics: &self.metrics,
+        };
+        let Acted { outcome, write } = actor.act(booking, decision).await?;
+        let calendar = CalendarStep {
+            settings,
+            store: &self.store,
+            lark: &self.lark,
+            hosts: &self.hosts,
+            metrics: &self.metrics,
+            field_present: fields
+                .present
+                .contains(&settings.salesforce.booking.calendar_event_field),
+        };
+        let CalendarDone { write, retry } = calendar.follow(booking, write).await?;
+        if let Some(w) = write {
+            // The receiver lives until every booking of the batch is done.
+            let _ = writes.send(w).await;
+        }
+        Ok((outcome, retry))
+    }
+
+    /// Sends the batch's write-backs; admins hear of each booking that became `Failed`
+    /// (rule 22) once they are out — also those that landed before a later call failed —
+    /// never between them: an alert is a Lark call, and no link waits for one (rule 14).
+    async fn flush(&self, rx: mpsc::Receiver<WriteBack>) -> Result<Written, PipelineError> {
+        let mut written = Written::default();
+        let result = self.writer.flush(rx, &mut written).await;
+        self.alerts.failed(&written.failed).await;
+        result.map(|()| written)
+    }
+
+    /// Puts a booking whose work failed back on the retry list, or, after
+    /// `processing.max_attempts` or once its session has started, returns the `Failed`
+    /// write that ends its retries (rule 14).
     fn retry_later(
+        &self,
+        id: &BookingId,
+        kind: RetryKind,
+        start: Option<DateTime<Utc>>,
+        now: DateTime<Utc>,
+        reason: &str,
+    ) -> Result<Option<WriteBack>, PipelineError> {
+        match self.retries.failed(id, kind, start, now, reason)? {
+            Verdict::Later => Ok(None),
+            Verdict::GiveUp { attempts } => {
+                self.metrics.failure(Failure::RetriesExhausted);
+                tracing::error!(booking = %id, attempts, reason, "giving up on the booking");
+                let tries = if attempts == 1 { "attempt" } else { "attempts" };
+                let reason = clip(&format!("Gave up after {attempts} {tries}: {reason}"));
+                Ok(Some(WriteBack::status(
+                    &self.settings.salesforce.booking,
+                    id,
+                    MeetingStatus::Failed,
+                    Some(&reason),
+                )))
+            }
+        }
+    }
+
+    /// A booking whose meeting is fine but whose calendar step failed: back on the retry
+    /// list on its own count — never `Failed` for the calendar's sake. Once the session
+    /// has started the event no longer matters: the retries end, the reason stays.
+    fn retry_calendar(
         &self,
         id: &BookingId,
         start: Option<DateTime<Utc>>,
         now: DateTime<Utc>,
         reason: &str,
-    ) -> Result<Option<WriteBack>, PipelineError> {
-        let p = &self.settings.processing;
-        let attempts = self.attempts_so_far(id, false)? + 1;
-        let started = start.is_some_and(|s| s <= now);
-        if attempts >= p.max_attempts || started {
-            self.store.clear_retry(id.as_str())?;
-            self.metrics
-                .inc(names::FAILURES, &[("kind", "retries_exhausted")]);
-            tracing::error!(booking = %id, attempts, started, reason, "giving up on the booking");
-            let tries = if attempts == 1 { "attempt" } else { "attempts" };
-            let reason = clip(&format!("Gave up after {attempts} {tries}: {reason}"));
-            return Ok(Some(WriteBack::status(
-                &self.settings.salesforce.booking,
-                id,
-                MeetingStatus::Failed,
-                Some(&reason),
-            )));
+    ) -> Result<(), PipelineError> {
+        if let Verdict::GiveUp { .. } =
+            self.retries
+                .failed(id, RetryKind::Calendar, start, now, reason)?
+        {
+            tracing::warn!(booking = %id, reason, "session started; no more calendar retries");
         }
-        let delay = retry_delay(attempts, p.retry_max_delay);
-        let next_at = now.timestamp_millis() + delay.as_millis() as i64;
-        self.store
-            .record_failed_attempt(id.as_str(), next_at, reason)?;
-        self.metrics
-            .inc(names::FAILURES, &[("kind", "booking_retry")]);
-        tracing::warn!(booking = %id, attempts, retry_in_ms = delay.as_millis() as u64, reason, "booking work failed; retrying on its own backoff");
-        Ok(None)
+        Ok(())
     }
 
     /// Writes the `Failed` status of bookings given up on; a refusal of even that write
     /// (or Salesforce down) is logged and counted, and the booking leaves the list anyway.
     /// Returns each booking given up on, with why.
     async fn write_failed(&self, writes: Vec<WriteBack>) -> Vec<BookingFailure> {
+        let b = &self.settings.salesforce.booking;
         let given_up: Vec<(BookingId, String)> = writes
             .iter()
-            .map(|w| {
-                (
-                    w.booking_id.clone(),
-                    w.failed_reason(&self.settings.salesforce.booking)
-                        .unwrap_or_default(),
-                )
-            })
+            .map(|w| (w.booking_id.clone(), w.failed_reason(b).unwrap_or_default()))
             .collect();
-        match self.write(writes).await {
+        match self.writer.write(writes).await {
             Ok(Written {
                 refused,
                 failed: mut failures,
             }) => {
                 // Rule 22: these became Failed just now (the batch's links are out).
-                self.alert_failed(&failures).await;
+                self.alerts.failed(&failures).await;
                 for r in refused {
+                    self.metrics.failure(Failure::FailedStatusRefused);
+                    tracing::error!(booking = %r.booking_id, reason = %r.reason, "Salesforce refused even the Failed status; the booking needs an admin");
                     failures.push(BookingFailure {
-                        booking: r.booking_id.to_string(),
+                        booking: r.booking_id,
                         kind: BookingFailureKind::WriteRefused,
                         reason: format!("Salesforce refused even the Failed status: {}", r.reason),
                     });
-                    self.metrics
-                        .inc(names::FAILURES, &[("kind", "failed_status_refused")]);
-                    tracing::error!(booking = %r.booking_id, reason = %r.reason, "Salesforce refused even the Failed status; the booking needs an admin");
                 }
                 failures
             }
             Err(e) => {
-                self.metrics
-                    .inc(names::FAILURES, &[("kind", "failed_status_refused")]);
+                self.metrics.failure(Failure::FailedStatusRefused);
                 tracing::error!(error = %e, "could not write the Failed status of bookings given up on");
                 given_up
                     .into_iter()
                     .map(|(id, reason)| BookingFailure {
-                        booking: id.to_string(),
+                        booking: id,
                         kind: BookingFailureKind::MeetingFailed,
                         reason: format!("{reason} (the Failed status could not be written: {e})"),
                     })
@@ -390,50 +421,36 @@ impl Engine {
     }
 
     /// Processes the bookings whose retry is due; returns how many were due.
-    pub(super) async fn run_due_retries(&self) -> Result<usize, PipelineError> {
-        let now = Utc::now().timestamp_millis();
-        let due = self.store.due_retries(now, RETRIES_PER_BATCH)?;
-        let ids: Vec<BookingId> = due
-            .iter()
-            .filter_map(|e| BookingId::parse(&e.booking_id).ok())
-            .collect();
-        if ids.len() < due.len() {
-            // Never written by us; drop what cannot be a booking.
-            for e in due
-                .iter()
-                .filter(|e| BookingId::parse(&e.booking_id).is_err())
-            {
-                self.store.clear_retry(&e.booking_id)?;
-            }
-        }
+    pub async fn run_due_retries(&self) -> Result<usize, PipelineError> {
+        let now = Utc::now();
+        let due = self.retries.due(now, RETRIES_PER_BATCH)?;
+        let ids: Vec<BookingId> = due.iter().map(|e| e.booking_id.clone()).collect();
         if let Err(e) = self.process_ids(&ids).await {
             // Reading the bookings failed (Salesforce down): not these bookings' fault, so
             // no attempt is counted; they wait a little and come again.
-            let later = now + RETRY_READ_FAILURE_DELAY.as_millis() as i64;
+            let later = now + RETRY_READ_FAILURE_DELAY;
             for entry in &due {
-                self.store
-                    .defer_retry(&entry.booking_id, later, &entry.last_reason)?;
+                self.retries
+                    .wait(&entry.booking_id, entry.kind, later, &entry.last_reason)?;
             }
             return Err(e);
         }
         Ok(due.len())
     }
+
+    /// When the soonest booking on the retry list is due, if any.
+    pub fn next_retry(&self) -> Option<tokio::time::Instant> {
+        let at = match self.retries.next_due() {
+            Ok(at) => at?,
+            Err(e) => {
+                tracing::error!(error = %e, "could not read the retry list");
+                return None;
+            }
+        };
+        let wait = at
+            .signed_duration_since(Utc::now())
+            .to_std()
+            .unwrap_or(Duration::ZERO);
+        Some(tokio::time::Instant::now() + wait)
+    }
 }
-
-/// First wait before a failing booking is tried again (doubling from here).
-const RETRY_BASE_DELAY: Duration = Duration::from_secs(2);
-/// Due retries taken at once.
-const RETRIES_PER_BATCH: usize = 200;
-/// Wait before due retries are read again after the read itself failed.
-const RETRY_READ_FAILURE_DELAY: Duration = Duration::from_secs(5);
-
-/// The wait before attempt `attempts + 1`: doubling from [`RETRY_BASE_DELAY`], capped at
-/// `max`, with "equal jitter" (between half and all of it) so failing bookings spread out.
-pub(super) fn retry_delay(attempts: u32, max: Duration) -> Duration {
-    let exp = RETRY_BASE_DELAY.saturating_mul(1u32 << attempts.saturating_sub(1).min(20));
-    let capped = exp.min(max);
-    capped.mul_f64(rand::thread_rng().gen_range(0.5..=1.0))
-}
-
-#[cfg(test)]
-mod tests;

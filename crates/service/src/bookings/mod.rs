@@ -1,42 +1,52 @@
-//! The booking pipeline: bookings → Lark meetings.
+//! The booking pipeline: bookings → Lark meetings. Files from the bottom up; each uses
+//! only those above it in this list (`.ci/layers` checks):
 //!
-//! - `intake`    — the processor task: stream batches, coalescing, the replay checkpoint
-//! - `changes`   — which bookings a change event is about
-//! - `queries`   — every booking SOQL (by id, upcoming, a trainer's)
-//! - `model`     — a booking as read, parsed into typed fields
-//! - `decide`    — the pure decision from a booking's current state
-//! - `act`       — carrying a decision out (Lark calls with the right token, the journal)
-//! - `apply`     — reserving a new meeting, and applies whose answer was lost
-//! - `app_hosted` — meetings the app reserves for a trainer who has not connected (rule 21)
-//! - `calendar`  — the meeting's event on the host's Lark calendar (rule 20)
-//! - `writeback` — the output fields and their batched delivery
-//! - `sweeps`    — reconciliation, a trainer's bookings on (dis)connect, refresh passes
-//! - `outcome`   — what processing a booking came to, and the pipeline's error
-//! - `status`    — the pipeline status `/readyz` reports
-//! - `watch`     — the sweep's gauges and the booking alerts (Failed, no meeting near start)
-//! - `remind`    — the `remind` command: reminders to trainers not connected
+//! - `status`     — the pipeline status `/readyz` reports
+//! - `outcome`    — what processing came to: outcome, summary, failures, the pipeline's error
+//! - `model`      — a booking as read, parsed into typed fields
+//! - `decide`     — the pure decision from a booking's current state, naming whose token acts
+//! - `changes`    — which bookings a change event is about
+//! - `retries`    — the durable retry list's rules: kinds, counts, backoff, giving up
+//! - `writeback`  — the output fields and their batched delivery (`WriteBatcher`)
+//! - `reader`     — every booking SOQL (by id, upcoming, a trainer's) and the one describe
+//! - `notices`    — admin alerts about bookings (Failed, no meeting near start)
+//! - `host_token` — a host's user token: calls with it, the host's record, reminders
+//! - `app_host`   — trainers' open_ids for meetings the app reserves (rule 21)
+//! - `meetings`   — reservations in Lark with the named token, the journal, applies in doubt
+//! - `act`        — carrying a decision out into a reservation and a write-back
+//! - `calendar`   — the meeting's event on the host's Lark calendar (rule 20)
+//! - `engine`     — the one verb: read, decide, act, calendar, write back, retry list
+//! - `watch`      — the sweep's gauges and its "still no meeting" alerts
+//! - `sweeps`     — reconciliation, a trainer's bookings on (dis)connect
+//! - `intake`     — stream batches: coalescing, the replay checkpoint, where to start
+//! - `remind`     — the `remind` command: reminders to trainers not connected
+//! - `processor`  — the loop that owns the pipeline's turn
 
 pub mod act;
-pub mod app_hosted;
-pub mod apply;
+pub mod app_host;
 pub mod calendar;
 pub mod changes;
 pub mod decide;
 pub mod engine;
+pub mod host_token;
 pub mod intake;
+pub mod meetings;
 pub mod model;
+pub mod notices;
 pub mod outcome;
-pub mod queries;
+pub mod processor;
+pub mod reader;
 pub mod remind;
+pub mod retries;
 pub mod status;
 pub mod sweeps;
 pub mod watch;
 pub mod writeback;
 
-pub use engine::{BookingFailure, BookingFailureKind, Engine, Summary};
-pub use intake::{AbortOnDrop, Processor, ProcessorHandle};
+pub use engine::Engine;
 pub use model::{Booking, MeetingStatus};
-pub use outcome::{Outcome, PipelineError};
-pub use remind::{RemindSummary, RemindedTrainer};
+pub use outcome::{BookingFailure, BookingFailureKind, Outcome, PipelineError, Summary};
+pub use processor::{AbortOnDrop, Processor, ProcessorHandle, ReconcileError};
+pub use remind::{remind_unconnected, RemindSummary, RemindedTrainer};
 pub use status::PipelineStatus;
-pub use sweeps::{RefreshSummary, TrainerFailure};
+pub use sweeps::reconcile;

@@ -1,12 +1,14 @@
 //! The booking as the processor sees it: read fresh from Salesforce (with its trainer, in
-//! one query), parsed into typed fields using the configured field names. Pure.
+//! one query), parsed into typed fields using the configured field names — including what
+//! its error field says, so nothing downstream reads that text again. Pure.
 
 use chrono::{DateTime, Utc};
 use serde_json::{Map, Value};
 
 use crate::config::{BookingSettings, TrainerSettings};
 use crate::ids::{BookingId, TrainerId};
-use crate::tokens::trainer::{parse_sf_datetime, TrainerRecord};
+use crate::salesforce::values::parse_datetime;
+use crate::tokens::trainer::TrainerRecord;
 
 /// `Lark_Meeting_Status__c` values (design §2.5).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -65,9 +67,17 @@ pub struct Booking {
     pub reservation_id: Option<String>,
     pub meeting_status: Option<MeetingStatus>,
     pub meeting_error: Option<String>,
+    /// The error field shows the calendar step's reason (the meeting itself is fine).
+    pub calendar_error: bool,
     /// Values of the topic template's fields, as text.
     pub topic_values: Map<String, Value>,
 }
+
+/// How the error field starts when only the calendar step failed; a booking showing it is
+/// still rightly `Created` (the decision does not rewrite it), and the step clears it.
+/// Read back from Salesforce in [`Booking::from_row`], once.
+pub const CALENDAR_REASON: &str =
+    "The meeting is ready, but it could not be put on the trainer's Lark calendar: ";
 
 /// The relationship name of a custom lookup (`Trainer__c` → `Trainer__r`).
 pub fn relationship_name(lookup_field: &str) -> String {
@@ -132,10 +142,16 @@ impl Booking {
             .and_then(|r| TrainerRecord::from_row(t, r));
         let start_raw = text(row, &b.start_field);
         let end_raw = text(row, &b.end_field);
-        let start = start_raw.as_deref().and_then(parse_sf_datetime);
-        let end = end_raw.as_deref().and_then(parse_sf_datetime);
+        let start = start_raw.as_deref().and_then(parse_datetime);
+        let end = end_raw.as_deref().and_then(parse_datetime);
         let bad_times =
             (start_raw.is_some() && start.is_none()) || (end_raw.is_some() && end.is_none());
+        let meeting_error = text(row, &b.meeting_error_field);
+        // The one place the error field's text is looked at: the calendar step's reasons
+        // carry its fixed prefix (the field holds what we wrote, or what an admin typed).
+        let calendar_error = meeting_error
+            .as_deref()
+            .is_some_and(|e| e.strip_prefix(CALENDAR_REASON).is_some());
         let mut topic_values = Map::new();
         for f in topic_fields {
             topic_values.insert(
@@ -162,7 +178,8 @@ impl Booking {
             meeting_status: text(row, &b.meeting_status_field)
                 .as_deref()
                 .and_then(MeetingStatus::parse),
-            meeting_error: text(row, &b.meeting_error_field),
+            meeting_error,
+            calendar_error,
             topic_values,
         })
     }
@@ -186,8 +203,30 @@ impl Booking {
             reservation_id: None,
             meeting_status: None,
             meeting_error: None,
+            calendar_error: false,
             topic_values: Map::new(),
         }
+    }
+
+    /// True for a booking that should have a meeting: not deleted, not cancelled, remote.
+    pub fn is_live_remote(&self, s: &BookingSettings) -> bool {
+        let cancelled = self
+            .status
+            .as_deref()
+            .is_some_and(|v| s.cancelled_values.iter().any(|c| c == v));
+        let remote = self
+            .service_type
+            .as_deref()
+            .is_some_and(|v| s.remote_values.iter().any(|r| r == v));
+        !self.is_deleted && !cancelled && remote
+    }
+
+    /// True when the booking shows a meeting (`Created` or `Created by App`).
+    pub fn shows_a_meeting(&self) -> bool {
+        matches!(
+            self.meeting_status,
+            Some(MeetingStatus::Created | MeetingStatus::CreatedByApp)
+        )
     }
 
     /// True when the booking already shows this status and reason (nothing to write).
@@ -211,10 +250,7 @@ impl Booking {
         link: Option<&str>,
     ) -> bool {
         self.meeting_status == Some(status)
-            && self
-                .meeting_error
-                .as_deref()
-                .is_none_or(super::calendar::is_calendar_reason)
+            && (self.meeting_error.is_none() || self.calendar_error)
             && self.reservation_id.as_deref() == Some(reservation_id)
             && match link {
                 Some(l) => self.link.as_deref() == Some(l),

@@ -1,10 +1,11 @@
-//! What processing one booking came to ([`Outcome`], with the write-back it needs), and
-//! why it could not be finished ([`PipelineError`], keeping the source error).
+//! What processing bookings came to: one booking's [`Outcome`], a batch's or sweep's
+//! [`Summary`] with the bookings that failed ([`BookingFailure`]), and why work could not be
+//! finished now ([`PipelineError`], keeping the source error). Plain data, at the bottom of
+//! the pipeline: every other file may use it, it uses none of them.
 
-use super::decide::Decision;
-use super::model::MeetingStatus;
-use super::writeback::WriteBack;
-use crate::ids::BookingId;
+use chrono::{DateTime, Utc};
+
+use crate::ids::{BookingId, TrainerId};
 use crate::lark::LarkError;
 use crate::salesforce::SalesforceError;
 use crate::store::StoreError;
@@ -27,46 +28,89 @@ pub enum Outcome {
     Failed,
 }
 
-impl Outcome {
-    /// The outcome a decision aims at, before anything is tried.
-    pub fn planned(decision: &Decision) -> Outcome {
-        match decision {
-            Decision::Nothing => Outcome::Unchanged,
-            Decision::Create { .. } | Decision::Move { .. } | Decision::WriteBack { .. } => {
-                Outcome::Created
-            }
-            Decision::Update { .. } => Outcome::Updated,
-            Decision::Cancel { .. } => Outcome::Cancelled,
-            Decision::Pending { .. } | Decision::Release { .. } => Outcome::Pending,
-            Decision::Fail { .. } => Outcome::Failed,
-        }
+/// Counts of one batch or sweep.
+#[derive(Debug, Default, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct Summary {
+    pub bookings: usize,
+    pub created: usize,
+    pub updated: usize,
+    pub cancelled: usize,
+    pub pending: usize,
+    pub failed: usize,
+    pub unchanged: usize,
+    pub write_failures: usize,
+    /// Bookings whose work failed and waits on the retry list for its own next try.
+    pub retrying: usize,
+    /// Every booking counted in `failed` or `write_failures`, with the reason.
+    pub failures: Vec<BookingFailure>,
+}
+
+/// A booking a batch or sweep could not bring in step, and why.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct BookingFailure {
+    pub booking: BookingId,
+    pub kind: BookingFailureKind,
+    /// Salesforce's error codes and messages, or the reason written on the booking.
+    pub reason: String,
+}
+
+/// What went wrong for one booking.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum BookingFailureKind {
+    /// Salesforce refused the booking's write-back (a validation rule, a locked record);
+    /// the booking is on the retry list, too.
+    WriteRefused,
+    /// The booking is now `Failed` (the reason is on the booking, too).
+    MeetingFailed,
+}
+
+impl Summary {
+    /// True when no booking failed and every write-back landed.
+    pub fn is_clean(&self) -> bool {
+        self.failed == 0 && self.write_failures == 0 && self.failures.is_empty()
     }
-}
 
-/// A decision carried out: where the booking ended up and what to write on it.
-#[derive(Debug)]
-pub struct Acted {
-    pub outcome: Outcome,
-    pub write: Option<WriteBack>,
-}
+    /// The one-line summary `reconcile` prints.
+    pub fn line(&self) -> String {
+        format!(
+            "reconciled {} bookings: {} created, {} updated, {} cancelled, {} pending, {} failed, {} unchanged, {} write-backs refused, {} retrying",
+            self.bookings,
+            self.created,
+            self.updated,
+            self.cancelled,
+            self.pending,
+            self.failed,
+            self.unchanged,
+            self.write_failures,
+            self.retrying
+        )
+    }
 
-impl Acted {
-    /// The planned outcome, unless the status written says otherwise (a create that found
-    /// the trainer disconnected writes Pending; one Lark refused writes Failed) — or, when
-    /// nothing needed writing, the status the booking `shows` already says so.
-    pub fn new(planned: Outcome, write: Option<WriteBack>, shows: Option<MeetingStatus>) -> Acted {
-        let status = match &write {
-            Some(w) => w.status,
-            None if matches!(planned, Outcome::Created | Outcome::Updated) => shows,
-            None => None,
-        };
-        let outcome = match status {
-            Some(MeetingStatus::PendingTrainerConnection) => Outcome::Pending,
-            Some(MeetingStatus::Failed) => Outcome::Failed,
-            Some(MeetingStatus::Cancelled) => Outcome::Cancelled,
-            Some(MeetingStatus::Created | MeetingStatus::CreatedByApp) | None => planned,
-        };
-        Acted { outcome, write }
+    /// Adds another batch's counts to these.
+    pub fn add(&mut self, other: &Summary) {
+        self.bookings += other.bookings;
+        self.created += other.created;
+        self.updated += other.updated;
+        self.cancelled += other.cancelled;
+        self.pending += other.pending;
+        self.failed += other.failed;
+        self.unchanged += other.unchanged;
+        self.write_failures += other.write_failures;
+        self.retrying += other.retrying;
+        self.failures.extend(other.failures.iter().cloned());
+    }
+
+    /// Counts one booking's outcome.
+    pub fn count(&mut self, outcome: Outcome) {
+        match outcome {
+            Outcome::Unchanged => self.unchanged += 1,
+            Outcome::Created => self.created += 1,
+            Outcome::Updated => self.updated += 1,
+            Outcome::Cancelled => self.cancelled += 1,
+            Outcome::Pending => self.pending += 1,
+            Outcome::Failed => self.failed += 1,
+        }
     }
 }
 
@@ -93,17 +137,17 @@ pub enum PipelineError {
     /// No access token could be had for a trainer, for now.
     #[error("token for trainer {trainer}: {source}")]
     Token {
-        trainer: String,
+        trainer: TrainerId,
         #[source]
         source: TokenError,
     },
     /// A reserve apply's answer was lost (rule 13): the booking waits until `retry_at`
-    /// (unix milliseconds) before another apply.
+    /// before another apply.
     #[error("booking {booking}: the answer to reserve apply {applies} was lost; applying again after the in-doubt delay")]
     ApplyInDoubt {
         booking: BookingId,
         applies: u32,
-        retry_at: i64,
+        retry_at: DateTime<Utc>,
     },
     /// The local store failed.
     #[error(transparent)]

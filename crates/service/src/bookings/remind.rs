@@ -13,8 +13,8 @@ use serde::Serialize;
 
 use super::engine::Engine;
 use super::outcome::PipelineError;
-use super::watch::is_live_remote;
 use crate::alerts::trainer_label;
+use crate::ids::TrainerId;
 use crate::tokens::trainer::TrainerRecord;
 use crate::tokens::ReminderOutcome;
 
@@ -24,7 +24,7 @@ const REMIND_CONCURRENCY: usize = 4;
 /// One trainer in a [`RemindSummary`].
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct RemindedTrainer {
-    pub id: String,
+    pub id: TrainerId,
     pub name: Option<String>,
     /// Why they could not be reached, or what failed.
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -95,53 +95,50 @@ impl RemindSummary {
     }
 }
 
-impl Engine {
-    /// Sends the connect reminder to every not-connected trainer with upcoming remote
-    /// bookings (one query for the bookings with their trainers, then one message each).
-    pub async fn remind_unconnected(&self) -> Result<RemindSummary, PipelineError> {
-        let s = &self.settings.salesforce.booking;
-        let bookings = self.upcoming_bookings(Utc::now()).await?;
-        let trainers: BTreeMap<String, TrainerRecord> = bookings
-            .into_iter()
-            .filter(|b| is_live_remote(b, s))
-            .filter_map(|b| b.trainer)
-            .filter(|t| !t.connected)
-            .map(|t| (t.id.clone(), t))
-            .collect();
-        let outcomes: Vec<(TrainerRecord, ReminderOutcome)> =
-            futures::stream::iter(trainers.into_values().map(|t| async move {
-                let outcome = self.tokens.remind_forced(&t).await;
-                (t, outcome)
-            }))
-            .buffered(REMIND_CONCURRENCY)
-            .collect()
-            .await;
-        let mut summary = RemindSummary::default();
-        for (t, outcome) in outcomes {
-            match outcome {
-                ReminderOutcome::Sent => summary.reached.push(RemindedTrainer::of(&t, None)),
-                ReminderOutcome::AlreadyReminded => {
-                    summary.already_reminded.push(RemindedTrainer::of(&t, None))
-                }
-                ReminderOutcome::Unreachable(why) => {
-                    summary.unreachable.push(RemindedTrainer::of(&t, Some(why)))
-                }
-                ReminderOutcome::Failed(why) => {
-                    summary.failed.push(RemindedTrainer::of(&t, Some(why)))
-                }
-                // Never answered for a forced reminder.
-                ReminderOutcome::Off => {}
+/// Sends the connect reminder to every not-connected trainer with upcoming remote
+/// bookings (one query for the bookings with their trainers, then one message each).
+pub async fn remind_unconnected(engine: &Engine) -> Result<RemindSummary, PipelineError> {
+    let s = &engine.settings().salesforce.booking;
+    let bookings = engine.reader().upcoming(Utc::now()).await?;
+    let trainers: BTreeMap<String, TrainerRecord> = bookings
+        .into_iter()
+        .filter(|b| b.is_live_remote(s))
+        .filter_map(|b| b.trainer)
+        .filter(|t| !t.connected)
+        .map(|t| (t.id.to_string(), t))
+        .collect();
+    let reminders = engine.tokens().reminders();
+    let outcomes: Vec<(TrainerRecord, ReminderOutcome)> =
+        futures::stream::iter(trainers.into_values().map(|t| async move {
+            let outcome = reminders.remind_forced(&t).await;
+            (t, outcome)
+        }))
+        .buffered(REMIND_CONCURRENCY)
+        .collect()
+        .await;
+    let mut summary = RemindSummary::default();
+    for (t, outcome) in outcomes {
+        match outcome {
+            ReminderOutcome::Sent => summary.reached.push(RemindedTrainer::of(&t, None)),
+            ReminderOutcome::AlreadyReminded => {
+                summary.already_reminded.push(RemindedTrainer::of(&t, None))
             }
+            ReminderOutcome::Unreachable(why) => {
+                summary.unreachable.push(RemindedTrainer::of(&t, Some(why)))
+            }
+            ReminderOutcome::Failed(why) => summary.failed.push(RemindedTrainer::of(&t, Some(why))),
+            // Never answered for a forced reminder.
+            ReminderOutcome::Off => {}
         }
-        tracing::info!(
-            reached = summary.reached.len(),
-            already = summary.already_reminded.len(),
-            unreachable = summary.unreachable.len(),
-            failed = summary.failed.len(),
-            "remind done"
-        );
-        Ok(summary)
     }
+    tracing::info!(
+        reached = summary.reached.len(),
+        already = summary.already_reminded.len(),
+        unreachable = summary.unreachable.len(),
+        failed = summary.failed.len(),
+        "remind done"
+    );
+    Ok(summary)
 }
 
 #[cfg(test)]

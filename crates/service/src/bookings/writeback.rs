@@ -1,20 +1,22 @@
-//! Write-back: the output fields a booking gets ([`WriteBack`]) and their delivery in
-//! sObject Collections calls of up to 200 records. A record Salesforce refuses (a
-//! validation rule, a locked record) is reported back per record; the others land.
+//! Write-back: the output fields a booking gets ([`WriteBack`]) and their delivery by the
+//! [`WriteBatcher`] in sObject Collections calls of up to 200 records. A record Salesforce
+//! refuses (a validation rule, a locked record) is reported back per record; the others
+//! land. It writes and reports; what to do about a refusal is the engine's.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use serde_json::{json, Map, Value};
 use tokio::sync::mpsc;
 use tokio::time::Instant;
 
-use super::engine::{BookingFailure, BookingFailureKind, Engine};
 use super::model::MeetingStatus;
-use super::outcome::PipelineError;
-use crate::config::BookingSettings;
+use super::outcome::{BookingFailure, BookingFailureKind, PipelineError};
+use crate::config::{BookingSettings, Settings};
 use crate::ids::BookingId;
-use crate::metrics::names;
+use crate::metrics::{Failure, Metrics};
 use crate::salesforce::soql::RecordId;
+use crate::salesforce::SalesforceClient;
 
 /// Records per sObject Collections call (Salesforce's maximum).
 pub const WRITES_PER_CALL: usize = 200;
@@ -115,7 +117,7 @@ impl RefusedWrite {
     /// The refusal as a summary's failure line.
     pub fn failure(&self) -> BookingFailure {
         BookingFailure {
-            booking: self.booking_id.to_string(),
+            booking: self.booking_id.clone(),
             kind: BookingFailureKind::WriteRefused,
             reason: self.reason.clone(),
         }
@@ -132,33 +134,38 @@ pub struct Written {
 }
 
 impl Written {
-    fn extend(&mut self, other: Written) {
+    /// Adds another call's refusals and `Failed` bookings to these.
+    pub fn extend(&mut self, other: Written) {
         self.refused.extend(other.refused);
         self.failed.extend(other.failed);
     }
 }
 
-impl Engine {
-    /// Collects write-backs and sends them in collection calls of up to 200: at once when
-    /// the batch is done or 200 are waiting, else [`WRITE_IDLE`] (in a burst
-    /// [`WRITE_IDLE_BURST`]) after the last one came in or [`WRITE_LINGER`] after the
-    /// first, whichever is sooner. Returns the records
-    /// Salesforce refused and the bookings written as `Failed`.
-    ///
-    /// Admins hear of each booking that became `Failed` (rule 22) once the batch's
-    /// write-backs are out — also those that landed before a later call failed — never
-    /// between them: an alert is a Lark call, and no link waits for one (rule 14).
-    pub(super) async fn flush_writes(
-        &self,
-        rx: mpsc::Receiver<WriteBack>,
-    ) -> Result<Written, PipelineError> {
-        let mut written = Written::default();
-        let result = self.collect_writes(rx, &mut written).await;
-        self.alert_failed(&written.failed).await;
-        result.map(|()| written)
+/// Sends write-backs to Salesforce in collection calls; cheap to clone.
+#[derive(Clone)]
+pub struct WriteBatcher {
+    settings: Arc<Settings>,
+    salesforce: SalesforceClient,
+    metrics: Metrics,
+}
+
+impl WriteBatcher {
+    /// Writes with `salesforce` to the booking object `settings` names.
+    pub fn new(settings: Arc<Settings>, salesforce: SalesforceClient, metrics: Metrics) -> Self {
+        WriteBatcher {
+            settings,
+            salesforce,
+            metrics,
+        }
     }
 
-    async fn collect_writes(
+    /// Collects write-backs and sends them in collection calls of up to 200: at once when
+    /// the batch is done (the channel closed) or 200 are waiting, else [`WRITE_IDLE`] (in
+    /// a burst [`WRITE_IDLE_BURST`]) after the last one came in or [`WRITE_LINGER`] after
+    /// the first, whichever is sooner. Adds the records Salesforce refused and the bookings
+    /// written as `Failed` to `written` — also those of calls that landed before one failed
+    /// (then the error is returned).
+    pub async fn flush(
         &self,
         mut rx: mpsc::Receiver<WriteBack>,
         written: &mut Written,
@@ -208,7 +215,7 @@ impl Engine {
     /// One collections call; a refused record is logged, counted and returned, and so is
     /// a booking written as `Failed`. A landed write carrying a link ends the booking's
     /// latency measurement.
-    pub(super) async fn write(&self, writes: Vec<WriteBack>) -> Result<Written, PipelineError> {
+    pub async fn write(&self, writes: Vec<WriteBack>) -> Result<Written, PipelineError> {
         if writes.is_empty() {
             return Ok(Written::default());
         }
@@ -236,19 +243,18 @@ impl Engine {
         for ((id, r), (linked, failed)) in ids.into_iter().zip(results.iter()).zip(said) {
             if r.success {
                 if linked {
-                    self.metrics.link_written(id.as_str());
+                    self.metrics.link_written(&id);
                 }
                 if let Some(reason) = failed {
                     written.failed.push(BookingFailure {
-                        booking: id.to_string(),
+                        booking: id.clone(),
                         kind: BookingFailureKind::MeetingFailed,
                         reason,
                     });
                 }
                 continue;
             }
-            self.metrics
-                .inc(names::FAILURES, &[("kind", "salesforce_write_rejected")]);
+            self.metrics.failure(Failure::SalesforceWriteRejected);
             let codes: Vec<String> = r
                 .errors
                 .iter()

@@ -8,6 +8,8 @@ use std::time::Duration;
 use secrecy::{ExposeSecret, SecretBox, SecretString};
 use url::Url;
 
+use crate::ids::{ReplayId, TrainerId};
+
 /// Validated settings of the whole service.
 #[derive(Debug, Clone)]
 pub struct Settings {
@@ -47,9 +49,9 @@ impl ServerSettings {
     }
 
     /// The connect link a trainer clicks.
-    pub fn connect_link(&self, trainer_id: &str) -> String {
+    pub fn connect_link(&self, trainer: &TrainerId) -> String {
         format!(
-            "{}/oauth/lark/start?trainer={trainer_id}",
+            "{}/oauth/lark/start?trainer={trainer}",
             self.public_url.as_str().trim_end_matches('/')
         )
     }
@@ -136,11 +138,11 @@ pub enum ReplayFrom {
 }
 
 impl ReplayFrom {
-    /// The Bayeux replay id this stands for.
-    pub fn replay_id(self) -> i64 {
+    /// The subscription position this stands for.
+    pub fn position(self) -> ReplayId {
         match self {
-            ReplayFrom::Latest => -1,
-            ReplayFrom::Earliest => -2,
+            ReplayFrom::Latest => ReplayId::Latest,
+            ReplayFrom::Earliest => ReplayId::Earliest,
         }
     }
 }

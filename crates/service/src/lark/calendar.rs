@@ -15,6 +15,7 @@
 //! the request models of larksuite/oapi-sdk-go `service/calendar/v4` (`TimeInfo.Timestamp`
 //! is a string of unix seconds; `need_notification` of delete is a query string).
 
+use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
@@ -53,12 +54,12 @@ impl Default for Pacers {
     }
 }
 
-/// A point in time as the calendar takes it: unix seconds, and the IANA zone the event
-/// is written in (e.g. `UTC`, `Europe/Paris`).
+/// A point in time as the calendar takes it (sent as unix seconds), and the IANA zone
+/// the event is written in (e.g. `UTC`, `Europe/Paris`).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct EventTime {
-    /// Unix seconds.
-    pub timestamp: i64,
+    /// The instant (whole seconds reach Lark).
+    pub at: DateTime<Utc>,
     /// IANA zone name.
     pub timezone: String,
 }
@@ -87,10 +88,10 @@ pub struct CalendarEvent {
     pub event_id: String,
     /// The organizer's calendar.
     pub calendar_id: String,
-    /// Start, unix seconds.
-    pub start: i64,
-    /// End, unix seconds.
-    pub end: i64,
+    /// Start, as Lark keeps it (whole seconds); None when the answer left it out.
+    pub start: Option<DateTime<Utc>>,
+    /// End, likewise.
+    pub end: Option<DateTime<Utc>>,
     /// `vchat.meeting_url`, when the event has one.
     pub meeting_url: Option<String>,
 }
@@ -132,7 +133,7 @@ struct TimeInfo<'a> {
 impl<'a> From<&'a EventTime> for TimeInfo<'a> {
     fn from(t: &'a EventTime) -> Self {
         TimeInfo {
-            timestamp: t.timestamp.to_string(),
+            timestamp: t.at.timestamp().to_string(),
             timezone: &t.timezone,
         }
     }
@@ -241,7 +242,10 @@ struct EventBody {
 
 impl EventBody {
     fn into_event(self, calendar_id: &str) -> CalendarEvent {
-        let at = |t: Option<TimeBody>| t.and_then(|t| t.timestamp).unwrap_or(0);
+        let at = |t: Option<TimeBody>| {
+            t.and_then(|t| t.timestamp)
+                .and_then(|s| DateTime::from_timestamp(s, 0))
+        };
         CalendarEvent {
             event_id: self.event_id,
             calendar_id: if self.organizer_calendar_id.is_empty() {

@@ -10,6 +10,7 @@
 //! at Lark, so an apply that may have reached Lark and then timed out is handed back to
 //! the caller (whose journal reconciles it) instead of being sent again.
 
+use chrono::{DateTime, Utc};
 use serde::Deserialize;
 
 use secrecy::ExposeSecret;
@@ -38,8 +39,8 @@ pub struct Reserve {
     pub app_link: Option<String>,
     /// Live-stream link, when Lark gives one.
     pub live_link: Option<String>,
-    /// When the reservation expires (unix seconds).
-    pub end_time: i64,
+    /// When the reservation expires; None when Lark's answer left it out.
+    pub end_time: Option<DateTime<Utc>>,
 }
 
 /// `data` of apply/update/get: `{reserve: {...}}`.
@@ -73,7 +74,7 @@ impl ReserveBody {
             url: self.url,
             app_link: non_empty(self.app_link),
             live_link: non_empty(self.live_link),
-            end_time: self.end_time.unwrap_or(0),
+            end_time: self.end_time.and_then(|s| DateTime::from_timestamp(s, 0)),
         }
     }
 }
@@ -115,16 +116,16 @@ impl LarkClient {
         serde_json::json!({ "topic": topic, "auto_record": self.inner.auto_record })
     }
 
-    /// Reserves a meeting hosted by the token's user, valid until `end_time` (unix seconds;
-    /// in the future and at most 30 days ahead, or Lark answers 121003).
+    /// Reserves a meeting hosted by the token's user, valid until `end_time` (in the
+    /// future and at most 30 days ahead, or Lark answers 121003; sent in whole seconds).
     pub async fn apply_reserve(
         &self,
         token: &AccessToken,
-        end_time: i64,
+        end_time: DateTime<Utc>,
         topic: &str,
     ) -> Result<Reserve, ApplyError> {
         let body = serde_json::json!({
-            "end_time": end_time.to_string(),
+            "end_time": unix_seconds(end_time),
             "meeting_settings": self.meeting_settings(topic),
         });
         let result = with_retry(&self.paced_policy(), "lark reserve apply", || {
@@ -139,7 +140,7 @@ impl LarkClient {
         &self,
         token: &AccessToken,
         reserve_id: &str,
-        end_time: Option<i64>,
+        end_time: Option<DateTime<Utc>>,
         topic: Option<&str>,
     ) -> Result<Reserve, LarkError> {
         let body = update_body(end_time, topic);
@@ -218,7 +219,7 @@ impl LarkClient {
     pub async fn apply_reserve_for_owner(
         &self,
         owner_open_id: &str,
-        end_time: i64,
+        end_time: DateTime<Utc>,
         topic: &str,
     ) -> Result<Reserve, ApplyError> {
         if owner_open_id.trim().is_empty() {
@@ -228,7 +229,7 @@ impl LarkClient {
             }));
         }
         let body = serde_json::json!({
-            "end_time": end_time.to_string(),
+            "end_time": unix_seconds(end_time),
             "owner_id": owner_open_id,
             "meeting_settings": self.meeting_settings(topic),
         });
@@ -284,7 +285,7 @@ impl LarkClient {
         &self,
         owner_open_id: &str,
         reserve_id: &str,
-        end_time: Option<i64>,
+        end_time: Option<DateTime<Utc>>,
         topic: Option<&str>,
     ) -> Result<Reserve, LarkError> {
         let mut body = update_body(end_time, topic);
@@ -327,12 +328,12 @@ impl LarkClient {
 
 /// The body of `PUT /reserves/{id}`: only what changes (Lark keeps what is left out).
 fn update_body(
-    end_time: Option<i64>,
+    end_time: Option<DateTime<Utc>>,
     topic: Option<&str>,
 ) -> serde_json::Map<String, serde_json::Value> {
     let mut body = serde_json::Map::new();
     if let Some(end) = end_time {
-        body.insert("end_time".into(), end.to_string().into());
+        body.insert("end_time".into(), unix_seconds(end).into());
     }
     if let Some(topic) = topic {
         body.insert(
@@ -358,6 +359,12 @@ fn reserve_path(reserve_id: &str) -> Result<String, LarkError> {
         });
     }
     Ok(format!("{RESERVES_PATH}/{reserve_id}"))
+}
+
+/// A time as the reserve endpoints take it: unix seconds, as a string (Lark's reference
+/// shows `"end_time": "1608888867"`; the SDK sends a number, and Lark takes either).
+fn unix_seconds(t: DateTime<Utc>) -> String {
+    t.timestamp().to_string()
 }
 
 #[cfg(test)]

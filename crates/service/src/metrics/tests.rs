@@ -51,14 +51,18 @@ fn renders_counters_gauges_and_histograms() {
 #[test]
 fn booking_latency_runs_from_the_earliest_commit_to_the_link() {
     let m = Metrics::default();
-    let now = chrono::Utc::now().timestamp_millis();
-    m.change_committed("a01000000000001AAA", now - 2_000);
-    m.change_committed("a01000000000001AAA", now - 1_000);
-    m.change_committed("a01000000000002AAA", now - 1_000);
-    m.link_written("a01000000000001AAA");
+    let now = chrono::Utc::now();
+    let (one, two) = (
+        BookingId::parse("a01000000000001AAA").unwrap(),
+        BookingId::parse("a01000000000002AAA").unwrap(),
+    );
+    m.change_committed(&one, now - chrono::Duration::seconds(2));
+    m.change_committed(&one, now - chrono::Duration::seconds(1));
+    m.change_committed(&two, now - chrono::Duration::seconds(1));
+    m.link_written(&one);
     // Forgotten before its link: not measured.
-    m.forget_changes(&["a01000000000002AAA"]);
-    m.link_written("a01000000000002AAA");
+    m.forget_changes(std::slice::from_ref(&two));
+    m.link_written(&two);
     let text = m.render();
     assert!(
         text.contains("lvb_booking_latency_seconds_count 1\n"),

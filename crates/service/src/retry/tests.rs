@@ -90,3 +90,16 @@ async fn attempts_are_capped_and_slow_attempts_time_out() {
     assert_eq!(r, Err(E::Timeout));
     assert_eq!(calls.load(Ordering::SeqCst), 3);
 }
+
+#[test]
+fn delays_for_counted_attempts_double_with_jitter_up_to_the_cap() {
+    let (base, cap) = (Duration::from_secs(2), Duration::from_secs(60));
+    for attempt in 1..=12 {
+        let d = delay_for_attempt(attempt, base, cap);
+        let full = base.saturating_mul(1 << (attempt - 1)).min(cap);
+        assert!(d <= full && d >= full / 2, "{attempt}: {d:?} vs {full:?}");
+    }
+    assert!(delay_for_attempt(3, base, Duration::from_millis(100)) <= Duration::from_millis(100));
+    // Absurd counts neither overflow nor panic.
+    assert!(delay_for_attempt(u32::MAX, base, cap) <= cap);
+}

@@ -10,6 +10,7 @@
 //! Message shapes: see `fixtures/cdc/README.md` (recorded CDC events from the EMP Connector
 //! README; gap and overflow events from the Change Data Capture Developer Guide).
 
+use chrono::{DateTime, Utc};
 use serde_json::{Map, Value};
 
 /// The "empty" record id an overflow event carries in `recordIds` (Change Data Capture
@@ -112,8 +113,8 @@ pub struct ChangeEvent {
     /// `changedFields`, as sent: field names, including `LastModifiedDate` on updates
     /// and compound paths such as `Name.FirstName` for some standard objects.
     pub changed_fields: Vec<String>,
-    /// `commitTimestamp`, milliseconds since the epoch.
-    pub commit_timestamp: Option<i64>,
+    /// `commitTimestamp` (sent as milliseconds since the epoch).
+    pub commit_timestamp: Option<DateTime<Utc>>,
     /// `transactionKey` (CDC) or `EventUuid` (platform event).
     pub transaction_key: Option<String>,
     /// `sequenceNumber` within the transaction.
@@ -209,7 +210,10 @@ fn parse_change_event(
             None | Some(Value::Null) => Vec::new(),
             some => string_list(some, "changedFields")?,
         },
-        commit_timestamp: header.get("commitTimestamp").and_then(Value::as_i64),
+        commit_timestamp: header
+            .get("commitTimestamp")
+            .and_then(Value::as_i64)
+            .and_then(DateTime::from_timestamp_millis),
         transaction_key: non_empty_str(header.get("transactionKey")),
         sequence_number: header.get("sequenceNumber").and_then(Value::as_i64),
     })
@@ -236,7 +240,7 @@ fn parse_platform_event(
         commit_timestamp: payload
             .get("CreatedDate")
             .and_then(Value::as_str)
-            .and_then(parse_datetime_millis),
+            .and_then(super::values::parse_datetime),
         transaction_key: non_empty_str(message.pointer("/data/event/EventUuid")),
         sequence_number: None,
     })
@@ -261,14 +265,6 @@ fn string_list(value: Option<&Value>, name: &str) -> Result<Vec<String>, String>
                 .ok_or_else(|| format!("{name} holds a non-string: {v}"))
         })
         .collect()
-}
-
-/// `2020-08-06T06:22:19.000Z` (CometD JSON) or `2020-08-06T06:22:19.000+0000` (REST).
-fn parse_datetime_millis(text: &str) -> Option<i64> {
-    chrono::DateTime::parse_from_rfc3339(text)
-        .or_else(|_| chrono::DateTime::parse_from_str(text, "%Y-%m-%dT%H:%M:%S%.f%z"))
-        .ok()
-        .map(|t| t.timestamp_millis())
 }
 
 #[cfg(test)]

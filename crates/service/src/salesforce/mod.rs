@@ -1,5 +1,6 @@
-//! Salesforce client: login ([`auth`]), REST ([`rest`]), SOQL literal escaping and record
-//! ids ([`soql`]), the one error type ([`error`]), typed change events ([`events`]) and the
+//! Salesforce client: login ([`auth`]), REST ([`rest`]), SOQL literal escaping ([`soql`]),
+//! field values ([`values`]: DateTime text, Text(255) clipping), the one error type
+//! ([`error`]), typed change events ([`events`]) and the
 //! Streaming API subscriber ([`streaming`]), which uses [`rest::http_client_builder`] and
 //! [`SalesforceClient::session`].
 //!
@@ -12,6 +13,7 @@ pub mod events;
 pub mod rest;
 pub mod soql;
 pub mod streaming;
+pub mod values;
 
 pub use auth::Session;
 pub use error::SalesforceError;

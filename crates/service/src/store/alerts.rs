@@ -3,8 +3,10 @@
 //! (so two paths of one process, or a delegated command, never both send it) and then
 //! marked sent; a failed send is released, so a later pass tries again.
 
+use chrono::{DateTime, NaiveDate, Utc};
 use rusqlite::params;
 
+use super::values::secs;
 use super::{Store, StoreError};
 
 /// Tables of this file, applied idempotently at open.
@@ -20,18 +22,23 @@ CREATE TABLE IF NOT EXISTS admin_alerts (
 /// Rows of days this far back are dropped (only today's matter).
 const KEPT_DAYS: i64 = 7;
 
+/// A UTC day as the `day` column holds it: days since 1970-01-01.
+fn day_number(day: NaiveDate) -> i64 {
+    (day - NaiveDate::default()).num_days()
+}
+
 impl Store {
-    /// Claims the alert of `subject` for UTC day `day` at `now` (unix seconds): true when
-    /// it may be sent — no row for that day yet, or only a claim older than `stale_secs`
-    /// that was never marked sent (its sender died mid-send). False when it was sent
-    /// today or is being sent.
+    /// Claims the alert of `subject` for the UTC day of `now`: true when it may be sent —
+    /// no row for that day yet, or only a claim older than `stale` that was never marked
+    /// sent (its sender died mid-send). False when it was sent that day or is being sent.
     pub fn claim_alert(
         &self,
         subject: &str,
-        day: i64,
-        now: i64,
-        stale_secs: i64,
+        now: DateTime<Utc>,
+        stale: std::time::Duration,
     ) -> Result<bool, StoreError> {
+        let day = day_number(now.date_naive());
+        let stale_before = secs(now) - stale.as_secs().min(i64::MAX as u64) as i64;
         self.with(|c| {
             c.execute(
                 "DELETE FROM admin_alerts WHERE day < ?1",
@@ -43,14 +50,15 @@ impl Store {
                    claimed_at = excluded.claimed_at
                  WHERE admin_alerts.day <> excluded.day
                     OR (admin_alerts.sent = 0 AND admin_alerts.claimed_at <= ?4)",
-                params![subject, day, now, now - stale_secs],
+                params![subject, day, secs(now), stale_before],
             )?;
             Ok(changed == 1)
         })
     }
 
     /// Lark accepted the claimed alert: it is not sent again that day.
-    pub fn mark_alert_sent(&self, subject: &str, day: i64) -> Result<(), StoreError> {
+    pub fn mark_alert_sent(&self, subject: &str, day: NaiveDate) -> Result<(), StoreError> {
+        let day = day_number(day);
         self.with(|c| {
             c.execute(
                 "UPDATE admin_alerts SET sent = 1 WHERE subject = ?1 AND day = ?2",
@@ -61,7 +69,8 @@ impl Store {
     }
 
     /// The claimed alert could not be sent: forget the claim, so it is tried again.
-    pub fn release_alert(&self, subject: &str, day: i64) -> Result<(), StoreError> {
+    pub fn release_alert(&self, subject: &str, day: NaiveDate) -> Result<(), StoreError> {
+        let day = day_number(day);
         self.with(|c| {
             c.execute(
                 "DELETE FROM admin_alerts WHERE subject = ?1 AND day = ?2 AND sent = 0",

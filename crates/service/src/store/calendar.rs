@@ -4,9 +4,12 @@
 //! at every connect), the scopes their consent granted, whether they are known to lack the
 //! calendar scopes, and whether their one calendar reconnect reminder went out.
 
+use chrono::{DateTime, Utc};
 use rusqlite::{params, OptionalExtension};
 
+use super::values::{at_secs, secs};
 use super::{Store, StoreError};
+use crate::ids::{BookingId, TrainerId};
 
 /// Tables of this file, applied idempotently at open.
 pub(super) const SCHEMA: &str = r#"
@@ -39,16 +42,16 @@ CREATE TABLE IF NOT EXISTS trainer_calendars (
 /// The event journal's row for one booking.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct CalendarEventEntry {
-    pub booking_id: String,
+    pub booking_id: BookingId,
     /// The host whose calendar holds the event (whose token can move or delete it).
-    pub trainer_id: String,
+    pub trainer_id: TrainerId,
     pub calendar_id: String,
     pub event_id: String,
     /// The reservation whose link the event carries.
     pub reservation_id: String,
-    /// Unix seconds, as last set in Lark.
-    pub start: i64,
-    pub end: i64,
+    /// Start and end as last set in Lark (whole seconds, as Lark keeps them).
+    pub start: DateTime<Utc>,
+    pub end: DateTime<Utc>,
     /// The external guest invited so far (None until the invitation went through).
     pub guest: Option<String>,
     /// A digest of the summary and description as last set in Lark
@@ -76,7 +79,7 @@ impl Store {
     pub fn record_calendar_event(
         &self,
         e: &CalendarEventEntry,
-        now: i64,
+        now: DateTime<Utc>,
     ) -> Result<(), StoreError> {
         self.with(|c| {
             c.execute(
@@ -85,7 +88,7 @@ impl Store {
                  ON CONFLICT(booking_id) DO UPDATE SET trainer_id = excluded.trainer_id, calendar_id = excluded.calendar_id,
                    event_id = excluded.event_id, reservation_id = excluded.reservation_id, start_time = excluded.start_time,
                    end_time = excluded.end_time, guest = excluded.guest, content = excluded.content, updated_at = excluded.updated_at",
-                params![e.booking_id, e.trainer_id, e.calendar_id, e.event_id, e.reservation_id, e.start, e.end, e.guest, e.content, now],
+                params![e.booking_id, e.trainer_id, e.calendar_id, e.event_id, e.reservation_id, secs(e.start), secs(e.end), e.guest, e.content, secs(now)],
             )?;
             Ok(())
         })
@@ -94,13 +97,13 @@ impl Store {
     /// The journalled event of a booking.
     pub fn calendar_event(
         &self,
-        booking_id: &str,
+        booking: &BookingId,
     ) -> Result<Option<CalendarEventEntry>, StoreError> {
         self.with(|c| {
             c.query_row(
                 "SELECT booking_id, trainer_id, calendar_id, event_id, reservation_id, start_time, end_time, guest, content
                  FROM calendar_events WHERE booking_id = ?1",
-                params![booking_id],
+                params![booking],
                 |r| {
                     Ok(CalendarEventEntry {
                         booking_id: r.get(0)?,
@@ -108,8 +111,8 @@ impl Store {
                         calendar_id: r.get(2)?,
                         event_id: r.get(3)?,
                         reservation_id: r.get(4)?,
-                        start: r.get(5)?,
-                        end: r.get(6)?,
+                        start: at_secs(r.get(5)?),
+                        end: at_secs(r.get(6)?),
                         guest: r.get(7)?,
                         content: r.get(8)?,
                     })
@@ -120,11 +123,11 @@ impl Store {
     }
 
     /// Forgets a booking's event (it was deleted in Lark, or is gone).
-    pub fn forget_calendar_event(&self, booking_id: &str) -> Result<(), StoreError> {
+    pub fn forget_calendar_event(&self, booking: &BookingId) -> Result<(), StoreError> {
         self.with(|c| {
             c.execute(
                 "DELETE FROM calendar_events WHERE booking_id = ?1",
-                params![booking_id],
+                params![booking],
             )?;
             Ok(())
         })
@@ -134,7 +137,7 @@ impl Store {
     /// made from the same booking and reservation would give that deleted event back.
     pub fn record_deleted_event(
         &self,
-        booking_id: &str,
+        booking: &BookingId,
         reservation_id: &str,
         event_id: &str,
     ) -> Result<(), StoreError> {
@@ -143,7 +146,7 @@ impl Store {
                 "INSERT INTO calendar_deleted (booking_id, reservation_id, event_id) VALUES (?1, ?2, ?3)
                  ON CONFLICT(booking_id) DO UPDATE SET reservation_id = excluded.reservation_id,
                    event_id = excluded.event_id",
-                params![booking_id, reservation_id, event_id],
+                params![booking, reservation_id, event_id],
             )?;
             Ok(())
         })
@@ -152,13 +155,13 @@ impl Store {
     /// The last event deleted for this booking's reservation, if any.
     pub fn deleted_event(
         &self,
-        booking_id: &str,
+        booking: &BookingId,
         reservation_id: &str,
     ) -> Result<Option<String>, StoreError> {
         self.with(|c| {
             c.query_row(
                 "SELECT event_id FROM calendar_deleted WHERE booking_id = ?1 AND reservation_id = ?2",
-                params![booking_id, reservation_id],
+                params![booking, reservation_id],
                 |r| r.get(0),
             )
             .optional()
@@ -166,11 +169,11 @@ impl Store {
     }
 
     /// What is known of a trainer's calendar (all unknown when nothing is).
-    pub fn trainer_calendar(&self, trainer_id: &str) -> Result<TrainerCalendar, StoreError> {
+    pub fn trainer_calendar(&self, trainer: &TrainerId) -> Result<TrainerCalendar, StoreError> {
         self.with(|c| {
             c.query_row(
                 "SELECT calendar_id, granted_scope, lacks_scope, scope_reminded_at FROM trainer_calendars WHERE trainer_id = ?1",
-                params![trainer_id],
+                params![trainer],
                 |r| {
                     Ok(TrainerCalendar {
                         calendar_id: r.get(0)?,
@@ -188,25 +191,25 @@ impl Store {
     /// Caches a trainer's primary calendar id.
     pub fn save_primary_calendar(
         &self,
-        trainer_id: &str,
+        trainer: &TrainerId,
         calendar_id: &str,
     ) -> Result<(), StoreError> {
         self.with(|c| {
             c.execute(
                 "INSERT INTO trainer_calendars (trainer_id, calendar_id) VALUES (?1, ?2)
                  ON CONFLICT(trainer_id) DO UPDATE SET calendar_id = excluded.calendar_id",
-                params![trainer_id, calendar_id],
+                params![trainer, calendar_id],
             )?;
             Ok(())
         })
     }
 
     /// Drops a cached primary calendar id Lark no longer knows.
-    pub fn forget_primary_calendar(&self, trainer_id: &str) -> Result<(), StoreError> {
+    pub fn forget_primary_calendar(&self, trainer: &TrainerId) -> Result<(), StoreError> {
         self.with(|c| {
             c.execute(
                 "UPDATE trainer_calendars SET calendar_id = NULL WHERE trainer_id = ?1",
-                params![trainer_id],
+                params![trainer],
             )?;
             Ok(())
         })
@@ -216,7 +219,7 @@ impl Store {
     /// and a fresh start (the calendar is looked up again, a new reminder may go out).
     pub fn record_connect_scope(
         &self,
-        trainer_id: &str,
+        trainer: &TrainerId,
         scope: Option<&str>,
         lacks_scope: bool,
     ) -> Result<(), StoreError> {
@@ -226,7 +229,7 @@ impl Store {
                  VALUES (?1, NULL, ?2, ?3, NULL)
                  ON CONFLICT(trainer_id) DO UPDATE SET calendar_id = NULL, granted_scope = excluded.granted_scope,
                    lacks_scope = excluded.lacks_scope, scope_reminded_at = NULL",
-                params![trainer_id, scope, lacks_scope as i64],
+                params![trainer, scope, lacks_scope as i64],
             )?;
             Ok(())
         })
@@ -235,7 +238,7 @@ impl Store {
     /// A refresh answered with a `scope`: keep it (the reminder state stays).
     pub fn record_refreshed_scope(
         &self,
-        trainer_id: &str,
+        trainer: &TrainerId,
         scope: &str,
         lacks_scope: bool,
     ) -> Result<(), StoreError> {
@@ -244,19 +247,19 @@ impl Store {
                 "INSERT INTO trainer_calendars (trainer_id, granted_scope, lacks_scope) VALUES (?1, ?2, ?3)
                  ON CONFLICT(trainer_id) DO UPDATE SET granted_scope = excluded.granted_scope,
                    lacks_scope = excluded.lacks_scope",
-                params![trainer_id, scope, lacks_scope as i64],
+                params![trainer, scope, lacks_scope as i64],
             )?;
             Ok(())
         })
     }
 
     /// Lark refused a calendar call of this trainer for a missing scope.
-    pub fn mark_lacks_calendar_scope(&self, trainer_id: &str) -> Result<(), StoreError> {
+    pub fn mark_lacks_calendar_scope(&self, trainer: &TrainerId) -> Result<(), StoreError> {
         self.with(|c| {
             c.execute(
                 "INSERT INTO trainer_calendars (trainer_id, lacks_scope) VALUES (?1, 1)
                  ON CONFLICT(trainer_id) DO UPDATE SET lacks_scope = 1",
-                params![trainer_id],
+                params![trainer],
             )?;
             Ok(())
         })
@@ -264,35 +267,39 @@ impl Store {
 
     /// Claims the trainer's one calendar reconnect reminder: true for the one caller that
     /// may send it (concurrent bookings of one trainer race here, not in Lark).
-    pub fn claim_scope_reminder(&self, trainer_id: &str, now: i64) -> Result<bool, StoreError> {
+    pub fn claim_scope_reminder(
+        &self,
+        trainer: &TrainerId,
+        now: DateTime<Utc>,
+    ) -> Result<bool, StoreError> {
         self.with(|c| {
             let claimed = c.execute(
                 "INSERT INTO trainer_calendars (trainer_id, scope_reminded_at) VALUES (?1, ?2)
                  ON CONFLICT(trainer_id) DO UPDATE SET scope_reminded_at = excluded.scope_reminded_at
                  WHERE scope_reminded_at IS NULL",
-                params![trainer_id, now],
+                params![trainer, secs(now)],
             )?;
             Ok(claimed == 1)
         })
     }
 
     /// Gives the claim back (the reminder could not be sent; the next booking tries).
-    pub fn release_scope_reminder(&self, trainer_id: &str) -> Result<(), StoreError> {
+    pub fn release_scope_reminder(&self, trainer: &TrainerId) -> Result<(), StoreError> {
         self.with(|c| {
             c.execute(
                 "UPDATE trainer_calendars SET scope_reminded_at = NULL WHERE trainer_id = ?1",
-                params![trainer_id],
+                params![trainer],
             )?;
             Ok(())
         })
     }
 
     /// Forgets what is known of a trainer's calendar (their tokens were forgotten).
-    pub fn forget_trainer_calendar(&self, trainer_id: &str) -> Result<(), StoreError> {
+    pub fn forget_trainer_calendar(&self, trainer: &TrainerId) -> Result<(), StoreError> {
         self.with(|c| {
             c.execute(
                 "DELETE FROM trainer_calendars WHERE trainer_id = ?1",
-                params![trainer_id],
+                params![trainer],
             )?;
             Ok(())
         })

@@ -5,9 +5,12 @@
 //! Kept apart from the reservation journal, which stays as it is: the journal names the
 //! trainer as host for every reservation, app-hosted or not.
 
+use chrono::{DateTime, Utc};
 use rusqlite::{params, OptionalExtension};
 
+use super::values::{at_secs, secs};
 use super::{Store, StoreError};
+use crate::ids::{BookingId, TrainerId};
 
 /// Tables of this file, applied idempotently at open.
 pub(super) const SCHEMA: &str = r#"
@@ -30,21 +33,21 @@ CREATE TABLE IF NOT EXISTS app_hosted (
 pub struct CachedContact {
     /// None: Lark knew no (active) user by this email when asked.
     pub open_id: Option<String>,
-    /// When Lark was asked (unix seconds).
-    pub checked_at: i64,
+    /// When Lark was asked (whole seconds).
+    pub checked_at: DateTime<Utc>,
 }
 
 /// A reservation the app applied with its tenant token, owned by `owner_open_id`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct AppHostedEntry {
-    pub booking_id: String,
+    pub booking_id: BookingId,
     pub reservation_id: String,
     /// The trainer's open_id, named as `owner_id` in apply, update and delete.
     pub owner_open_id: String,
     /// The trainer it was made for.
-    pub trainer_id: String,
-    /// When it was made (unix seconds).
-    pub created_at: i64,
+    pub trainer_id: TrainerId,
+    /// When it was made (whole seconds).
+    pub created_at: DateTime<Utc>,
 }
 
 /// Emails are matched case-insensitively, as Lark does.
@@ -63,7 +66,7 @@ impl Store {
                 |r| {
                     Ok(CachedContact {
                         open_id: r.get(0)?,
-                        checked_at: r.get(1)?,
+                        checked_at: at_secs(r.get(1)?),
                     })
                 },
             )
@@ -76,24 +79,24 @@ impl Store {
         &self,
         email: &str,
         open_id: Option<&str>,
-        now: i64,
+        now: DateTime<Utc>,
     ) -> Result<(), StoreError> {
         self.with(|c| {
             c.execute(
                 "INSERT INTO lark_contacts (email, open_id, checked_at) VALUES (?1, ?2, ?3)
                  ON CONFLICT(email) DO UPDATE SET open_id = excluded.open_id, checked_at = excluded.checked_at",
-                params![email_key(email), open_id, now],
+                params![email_key(email), open_id, secs(now)],
             )?;
             Ok(())
         })
     }
 
-    /// Forgets lookups made before `before` (unix seconds); returns how many.
-    pub fn prune_contacts(&self, before: i64) -> Result<usize, StoreError> {
+    /// Forgets lookups made before `before`; returns how many.
+    pub fn prune_contacts(&self, before: DateTime<Utc>) -> Result<usize, StoreError> {
         self.with(|c| {
             c.execute(
                 "DELETE FROM lark_contacts WHERE checked_at < ?1",
-                params![before],
+                params![secs(before)],
             )
         })
     }
@@ -112,7 +115,7 @@ impl Store {
                     e.reservation_id,
                     e.owner_open_id,
                     e.trainer_id,
-                    e.created_at
+                    secs(e.created_at)
                 ],
             )?;
             Ok(())
@@ -122,19 +125,19 @@ impl Store {
     /// The booking's app-hosted reservation record, if the app made one for it. The
     /// caller compares `reservation_id` with the reservation the booking has now: a record
     /// of an older one does not count.
-    pub fn app_hosted(&self, booking_id: &str) -> Result<Option<AppHostedEntry>, StoreError> {
+    pub fn app_hosted(&self, booking: &BookingId) -> Result<Option<AppHostedEntry>, StoreError> {
         self.with(|c| {
             c.query_row(
                 "SELECT booking_id, reservation_id, owner_open_id, trainer_id, created_at FROM app_hosted
                  WHERE booking_id = ?1",
-                params![booking_id],
+                params![booking],
                 |r| {
                     Ok(AppHostedEntry {
                         booking_id: r.get(0)?,
                         reservation_id: r.get(1)?,
                         owner_open_id: r.get(2)?,
                         trainer_id: r.get(3)?,
-                        created_at: r.get(4)?,
+                        created_at: at_secs(r.get(4)?),
                     })
                 },
             )
@@ -142,25 +145,25 @@ impl Store {
         })
     }
 
-    /// Forgets app-hosted records made before `before` (unix seconds) whose booking no
+    /// Forgets app-hosted records made before `before` whose booking no
     /// longer has a journalled reservation (ended and pruned from the journal); returns how
     /// many. A record is written just before its journal entry, so a fresh one is kept.
-    pub fn prune_app_hosted(&self, before: i64) -> Result<usize, StoreError> {
+    pub fn prune_app_hosted(&self, before: DateTime<Utc>) -> Result<usize, StoreError> {
         self.with(|c| {
             c.execute(
                 "DELETE FROM app_hosted WHERE created_at < ?1
                    AND booking_id NOT IN (SELECT booking_id FROM reservations)",
-                params![before],
+                params![secs(before)],
             )
         })
     }
 
     /// Forgets that the booking's reservation was app-hosted (it was deleted, or replaced).
-    pub fn forget_app_hosted(&self, booking_id: &str) -> Result<(), StoreError> {
+    pub fn forget_app_hosted(&self, booking: &BookingId) -> Result<(), StoreError> {
         self.with(|c| {
             c.execute(
                 "DELETE FROM app_hosted WHERE booking_id = ?1",
-                params![booking_id],
+                params![booking],
             )?;
             Ok(())
         })

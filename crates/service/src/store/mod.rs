@@ -16,17 +16,23 @@ pub mod lock;
 use std::path::Path;
 use std::sync::{Arc, Mutex};
 
+use chrono::{DateTime, Utc};
 use rusqlite::{params, Connection, OptionalExtension};
+
+use crate::ids::{BookingId, ReplayId, TrainerId};
+use values::{at_secs, secs};
 
 mod alerts;
 mod calendar;
 mod contacts;
 mod retries;
+mod values;
 pub use calendar::{CalendarEventEntry, TrainerCalendar};
 pub use contacts::{AppHostedEntry, CachedContact};
-pub use retries::{InDoubtApply, RetryEntry};
+pub use retries::{InDoubtApply, RetryEntry, RetryKind};
 
-/// Schema, applied idempotently at open.
+/// Schema, applied idempotently at open. Times are unix seconds unless a column says
+/// otherwise.
 const SCHEMA: &str = r#"
 CREATE TABLE IF NOT EXISTS oauth_pending (
     nonce        TEXT PRIMARY KEY,
@@ -97,9 +103,9 @@ impl std::fmt::Debug for Store {
 /// A PKCE verifier and trainer recorded when an OAuth flow started.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct PendingAuth {
-    pub trainer_id: String,
+    pub trainer_id: TrainerId,
     pub verifier_enc: String,
-    pub expires_at: i64,
+    pub expires_at: DateTime<Utc>,
 }
 
 /// Connect flows started and not yet expired, across all trainers; past it a start is
@@ -117,6 +123,15 @@ pub enum PendingSaved {
     Full,
 }
 
+/// Where a channel's work is done up to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Checkpoint {
+    /// Where a resubscription resumes (right after the last event whose work is done).
+    pub resume: ReplayId,
+    /// When it was saved (whole seconds).
+    pub saved_at: DateTime<Utc>,
+}
+
 /// Outcome of consuming an OAuth nonce.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum NonceUse {
@@ -131,12 +146,13 @@ pub enum NonceUse {
 /// Rotated tokens for one trainer, encrypted, as journalled.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct JournalledTokens {
-    pub trainer_id: String,
+    pub trainer_id: TrainerId,
     pub access_enc: String,
     pub refresh_enc: Option<String>,
-    pub access_expires_at: i64,
-    pub refresh_expires_at: Option<i64>,
-    pub refreshed_at: i64,
+    pub access_expires_at: DateTime<Utc>,
+    pub refresh_expires_at: Option<DateTime<Utc>>,
+    /// When they were refreshed (kept in whole seconds: it also names this rotation).
+    pub refreshed_at: DateTime<Utc>,
     /// True once Salesforce holds these tokens.
     pub confirmed: bool,
 }
@@ -144,11 +160,13 @@ pub struct JournalledTokens {
 /// The reservation journal's row for one booking.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ReservationEntry {
-    pub booking_id: String,
+    pub booking_id: BookingId,
     pub reservation_id: String,
-    pub trainer_id: String,
+    /// The host: whose token changes or deletes it.
+    pub trainer_id: TrainerId,
     pub url: String,
-    pub end_time: i64,
+    /// The end time Lark holds (whole seconds, as Lark keeps it).
+    pub end_time: DateTime<Utc>,
     /// The meeting topic as last set in Lark; None when not journalled (entries written
     /// before topics were kept).
     pub topic: Option<String>,
@@ -184,6 +202,7 @@ impl Store {
         conn.busy_timeout(std::time::Duration::from_secs(5))?;
         conn.execute_batch(SCHEMA)?;
         conn.execute_batch(retries::SCHEMA)?;
+        retries::migrate(&conn)?;
         add_column_once(&conn, "reservations", "topic", "TEXT")?;
         conn.execute_batch(calendar::SCHEMA)?;
         conn.execute_batch(contacts::SCHEMA)?;
@@ -208,12 +227,12 @@ impl Store {
         &self,
         nonce: &str,
         pending: &PendingAuth,
-        now: i64,
+        now: DateTime<Utc>,
     ) -> Result<PendingSaved, StoreError> {
         self.with(|c| {
             c.execute(
                 "DELETE FROM oauth_pending WHERE expires_at < ?1",
-                params![now],
+                params![secs(now)],
             )?;
             let open: i64 =
                 c.query_row("SELECT COUNT(*) FROM oauth_pending", [], |r| r.get(0))?;
@@ -227,29 +246,29 @@ impl Store {
             )?;
             c.execute(
                 "INSERT INTO oauth_pending (nonce, trainer_id, verifier_enc, expires_at) VALUES (?1, ?2, ?3, ?4)",
-                params![nonce, pending.trainer_id, pending.verifier_enc, pending.expires_at],
+                params![nonce, pending.trainer_id, pending.verifier_enc, secs(pending.expires_at)],
             )?;
             Ok(PendingSaved::Saved)
         })
     }
 
     /// Open connect flows (started, not yet finished, not expired).
-    pub fn pending_auths(&self, now: i64) -> Result<i64, StoreError> {
+    pub fn pending_auths(&self, now: DateTime<Utc>) -> Result<i64, StoreError> {
         self.with(|c| {
             c.query_row(
                 "SELECT COUNT(*) FROM oauth_pending WHERE expires_at >= ?1 AND consumed_at IS NULL",
-                params![now],
+                params![secs(now)],
                 |r| r.get(0),
             )
         })
     }
 
     /// Marks a nonce used, atomically; a second call for the same nonce says `AlreadyUsed`.
-    pub fn consume_nonce(&self, nonce: &str, now: i64) -> Result<NonceUse, StoreError> {
+    pub fn consume_nonce(&self, nonce: &str, now: DateTime<Utc>) -> Result<NonceUse, StoreError> {
         self.with(|c| {
             let updated = c.execute(
                 "UPDATE oauth_pending SET consumed_at = ?2 WHERE nonce = ?1 AND consumed_at IS NULL",
-                params![nonce, now],
+                params![nonce, secs(now)],
             )?;
             let row = c
                 .query_row(
@@ -259,7 +278,7 @@ impl Store {
                         Ok(PendingAuth {
                             trainer_id: r.get(0)?,
                             verifier_enc: r.get(1)?,
-                            expires_at: r.get(2)?,
+                            expires_at: at_secs(r.get(2)?),
                         })
                     },
                 )
@@ -274,30 +293,35 @@ impl Store {
 
     // --- Checkpoints -------------------------------------------------------------------
 
-    /// The last replay id whose work is done, for a channel.
-    pub fn checkpoint(&self, channel: &str) -> Result<Option<(i64, i64)>, StoreError> {
+    /// Where a channel's work is done up to, and when that was saved.
+    pub fn checkpoint(&self, channel: &str) -> Result<Option<Checkpoint>, StoreError> {
         self.with(|c| {
             c.query_row(
                 "SELECT replay_id, updated_at FROM checkpoints WHERE channel = ?1",
                 params![channel],
-                |r| Ok((r.get(0)?, r.get(1)?)),
+                |r| {
+                    Ok(Checkpoint {
+                        resume: ReplayId::from_wire(r.get(0)?),
+                        saved_at: at_secs(r.get(1)?),
+                    })
+                },
             )
             .optional()
         })
     }
 
-    /// Saves a channel's checkpoint.
+    /// Saves a channel's checkpoint: a resubscription resumes from `resume`.
     pub fn save_checkpoint(
         &self,
         channel: &str,
-        replay_id: i64,
-        now: i64,
+        resume: ReplayId,
+        now: DateTime<Utc>,
     ) -> Result<(), StoreError> {
         self.with(|c| {
             c.execute(
                 "INSERT INTO checkpoints (channel, replay_id, updated_at) VALUES (?1, ?2, ?3)
                  ON CONFLICT(channel) DO UPDATE SET replay_id = excluded.replay_id, updated_at = excluded.updated_at",
-                params![channel, replay_id, now],
+                params![channel, resume.wire(), secs(now)],
             )?;
             Ok(())
         })
@@ -322,9 +346,9 @@ impl Store {
                     t.trainer_id,
                     t.access_enc,
                     t.refresh_enc,
-                    t.access_expires_at,
-                    t.refresh_expires_at,
-                    t.refreshed_at,
+                    secs(t.access_expires_at),
+                    t.refresh_expires_at.map(secs),
+                    secs(t.refreshed_at),
                     t.confirmed as i64
                 ],
             );
@@ -335,11 +359,15 @@ impl Store {
 
     /// Marks a trainer's journalled tokens as held by Salesforce, if they are still the
     /// ones refreshed at `refreshed_at` (a newer rotation stays unconfirmed).
-    pub fn confirm_tokens(&self, trainer_id: &str, refreshed_at: i64) -> Result<(), StoreError> {
+    pub fn confirm_tokens(
+        &self,
+        trainer: &TrainerId,
+        refreshed_at: DateTime<Utc>,
+    ) -> Result<(), StoreError> {
         self.with(|c| {
             c.execute(
                 "UPDATE token_journal SET confirmed = 1 WHERE trainer_id = ?1 AND refreshed_at = ?2",
-                params![trainer_id, refreshed_at],
+                params![trainer, secs(refreshed_at)],
             )?;
             Ok(())
         })
@@ -348,13 +376,13 @@ impl Store {
     /// A trainer's journalled tokens.
     pub fn journalled_tokens(
         &self,
-        trainer_id: &str,
+        trainer: &TrainerId,
     ) -> Result<Option<JournalledTokens>, StoreError> {
         self.with(|c| {
             c.query_row(
                 "SELECT trainer_id, access_enc, refresh_enc, access_expires_at, refresh_expires_at, refreshed_at, confirmed
                  FROM token_journal WHERE trainer_id = ?1",
-                params![trainer_id],
+                params![trainer],
                 row_to_tokens,
             )
             .optional()
@@ -374,16 +402,16 @@ impl Store {
     }
 
     /// Forgets a trainer's journalled tokens (disconnect).
-    pub fn forget_tokens(&self, trainer_id: &str) -> Result<(), StoreError> {
+    pub fn forget_tokens(&self, trainer: &TrainerId) -> Result<(), StoreError> {
         self.with(|c| {
             c.execute(
                 "DELETE FROM token_journal WHERE trainer_id = ?1",
-                params![trainer_id],
+                params![trainer],
             )?;
             // What their grant allowed goes with the tokens (the calendar's cache, too).
             c.execute(
                 "DELETE FROM trainer_calendars WHERE trainer_id = ?1",
-                params![trainer_id],
+                params![trainer],
             )?;
             Ok(())
         })
@@ -426,7 +454,11 @@ impl Store {
     // --- Reservation journal -----------------------------------------------------------
 
     /// Records the reservation Lark just created or changed for a booking.
-    pub fn record_reservation(&self, e: &ReservationEntry, now: i64) -> Result<(), StoreError> {
+    pub fn record_reservation(
+        &self,
+        e: &ReservationEntry,
+        now: DateTime<Utc>,
+    ) -> Result<(), StoreError> {
         self.with(|c| {
             c.execute(
                 "INSERT INTO reservations (booking_id, reservation_id, trainer_id, url, end_time, topic, updated_at)
@@ -434,25 +466,25 @@ impl Store {
                  ON CONFLICT(booking_id) DO UPDATE SET reservation_id = excluded.reservation_id,
                    trainer_id = excluded.trainer_id, url = excluded.url, end_time = excluded.end_time,
                    topic = excluded.topic, updated_at = excluded.updated_at",
-                params![e.booking_id, e.reservation_id, e.trainer_id, e.url, e.end_time, e.topic, now],
+                params![e.booking_id, e.reservation_id, e.trainer_id, e.url, secs(e.end_time), e.topic, secs(now)],
             )?;
             Ok(())
         })
     }
 
     /// The journalled reservation of a booking.
-    pub fn reservation(&self, booking_id: &str) -> Result<Option<ReservationEntry>, StoreError> {
+    pub fn reservation(&self, booking: &BookingId) -> Result<Option<ReservationEntry>, StoreError> {
         self.with(|c| {
             c.query_row(
                 "SELECT booking_id, reservation_id, trainer_id, url, end_time, topic FROM reservations WHERE booking_id = ?1",
-                params![booking_id],
+                params![booking],
                 |r| {
                     Ok(ReservationEntry {
                         booking_id: r.get(0)?,
                         reservation_id: r.get(1)?,
                         trainer_id: r.get(2)?,
                         url: r.get(3)?,
-                        end_time: r.get(4)?,
+                        end_time: at_secs(r.get(4)?),
                         topic: r.get(5)?,
                     })
                 },
@@ -462,31 +494,35 @@ impl Store {
     }
 
     /// Every journalled reservation's booking id (sweeps look for bookings that vanished).
-    pub fn reservation_booking_ids(&self) -> Result<Vec<String>, StoreError> {
+    /// Rows are written from typed ids; one that does not read as an id is not ours to
+    /// chase and is left out.
+    pub fn reservation_booking_ids(&self) -> Result<Vec<BookingId>, StoreError> {
         self.with(|c| {
             let mut stmt = c.prepare("SELECT booking_id FROM reservations ORDER BY booking_id")?;
-            let rows = stmt.query_map([], |r| r.get(0))?;
-            rows.collect()
+            let rows = stmt.query_map([], |r| r.get::<_, String>(0))?;
+            rows.map(|r| r.map(|id| BookingId::parse(&id).ok()))
+                .filter_map(Result::transpose)
+                .collect()
         })
     }
 
-    /// Forgets reservations that ended before `before` (unix seconds): Lark has let
-    /// them lapse, and sweeps need not look at them again. Returns how many.
-    pub fn prune_reservations(&self, before: i64) -> Result<usize, StoreError> {
+    /// Forgets reservations that ended before `before`: Lark has let them lapse, and
+    /// sweeps need not look at them again. Returns how many.
+    pub fn prune_reservations(&self, before: DateTime<Utc>) -> Result<usize, StoreError> {
         self.with(|c| {
             c.execute(
                 "DELETE FROM reservations WHERE end_time < ?1",
-                params![before],
+                params![secs(before)],
             )
         })
     }
 
     /// Forgets a booking's reservation (it was deleted in Lark).
-    pub fn forget_reservation(&self, booking_id: &str) -> Result<(), StoreError> {
+    pub fn forget_reservation(&self, booking: &BookingId) -> Result<(), StoreError> {
         self.with(|c| {
             c.execute(
                 "DELETE FROM reservations WHERE booking_id = ?1",
-                params![booking_id],
+                params![booking],
             )?;
             Ok(())
         })
@@ -495,24 +531,28 @@ impl Store {
     // --- Reminders ---------------------------------------------------------------------
 
     /// When the last reconnect reminder went to this trainer.
-    pub fn last_reminder(&self, trainer_id: &str) -> Result<Option<i64>, StoreError> {
+    pub fn last_reminder(&self, trainer: &TrainerId) -> Result<Option<DateTime<Utc>>, StoreError> {
         self.with(|c| {
             c.query_row(
                 "SELECT sent_at FROM reminders WHERE trainer_id = ?1",
-                params![trainer_id],
-                |r| r.get(0),
+                params![trainer],
+                |r| r.get(0).map(at_secs),
             )
             .optional()
         })
     }
 
     /// Remembers that a reminder went out now.
-    pub fn record_reminder(&self, trainer_id: &str, now: i64) -> Result<(), StoreError> {
+    pub fn record_reminder(
+        &self,
+        trainer: &TrainerId,
+        now: DateTime<Utc>,
+    ) -> Result<(), StoreError> {
         self.with(|c| {
             c.execute(
                 "INSERT INTO reminders (trainer_id, sent_at) VALUES (?1, ?2)
                  ON CONFLICT(trainer_id) DO UPDATE SET sent_at = excluded.sent_at",
-                params![trainer_id, now],
+                params![trainer, secs(now)],
             )?;
             Ok(())
         })
@@ -524,9 +564,9 @@ fn row_to_tokens(r: &rusqlite::Row<'_>) -> rusqlite::Result<JournalledTokens> {
         trainer_id: r.get(0)?,
         access_enc: r.get(1)?,
         refresh_enc: r.get(2)?,
-        access_expires_at: r.get(3)?,
-        refresh_expires_at: r.get(4)?,
-        refreshed_at: r.get(5)?,
+        access_expires_at: at_secs(r.get(3)?),
+        refresh_expires_at: r.get::<_, Option<i64>>(4)?.map(at_secs),
+        refreshed_at: at_secs(r.get(5)?),
         confirmed: r.get::<_, i64>(6)? != 0,
     })
 }
@@ -552,5 +592,7 @@ fn add_column_once(
     Ok(())
 }
 
+#[cfg(test)]
+mod test_support;
 #[cfg(test)]
 mod tests;

@@ -1,30 +1,34 @@
 use super::*;
+use crate::store::test_support::{at, b, t};
 
 #[test]
 fn pending_flows_are_pruned_and_bounded() {
     let s = Store::in_memory().unwrap();
-    let pending = |trainer: &str, expires_at: i64| PendingAuth {
-        trainer_id: trainer.into(),
+    let pending = |trainer: u32, expires_at: i64| PendingAuth {
+        trainer_id: t(trainer),
         verifier_enc: "enc".into(),
-        expires_at,
+        expires_at: at(expires_at),
     };
     // One trainer starting over and over keeps only the newest flows.
     for i in 0..8 {
         let saved = s
-            .save_pending_auth(&format!("t{i}"), &pending("T1", 1_000 + i), 500)
+            .save_pending_auth(&format!("t{i}"), &pending(1, 1_000 + i), at(500))
             .unwrap();
         assert_eq!(saved, PendingSaved::Saved);
     }
-    assert_eq!(s.pending_auths(500).unwrap(), MAX_PENDING_AUTHS_PER_TRAINER);
-    assert_eq!(s.consume_nonce("t0", 501).unwrap(), NonceUse::Unknown);
+    assert_eq!(
+        s.pending_auths(at(500)).unwrap(),
+        MAX_PENDING_AUTHS_PER_TRAINER
+    );
+    assert_eq!(s.consume_nonce("t0", at(501)).unwrap(), NonceUse::Unknown);
     assert!(matches!(
-        s.consume_nonce("t7", 501).unwrap(),
+        s.consume_nonce("t7", at(501)).unwrap(),
         NonceUse::Fresh(_)
     ));
     // Expired flows go at the next start.
-    s.save_pending_auth("late", &pending("T2", 3_000), 2_000)
+    s.save_pending_auth("late", &pending(2, 3_000), at(2_000))
         .unwrap();
-    assert_eq!(s.pending_auths(0).unwrap(), 1);
+    assert_eq!(s.pending_auths(at(0)).unwrap(), 1);
 
     // Full: nothing more is written until flows expire.
     s.with(|c| {
@@ -32,20 +36,23 @@ fn pending_flows_are_pruned_and_bounded() {
         for i in 1..MAX_PENDING_AUTHS {
             tx.execute(
                 "INSERT INTO oauth_pending (nonce, trainer_id, verifier_enc, expires_at) VALUES (?1, ?2, 'e', 3000)",
-                params![format!("bulk{i}"), format!("B{i}")],
+                params![format!("bulk{i}"), t(i as u32 + 100)],
             )?;
         }
         tx.commit()
     })
     .unwrap();
     assert_eq!(
-        s.save_pending_auth("over", &pending("T3", 3_000), 2_000)
+        s.save_pending_auth("over", &pending(3, 3_000), at(2_000))
             .unwrap(),
         PendingSaved::Full
     );
-    assert_eq!(s.consume_nonce("over", 2_001).unwrap(), NonceUse::Unknown);
     assert_eq!(
-        s.save_pending_auth("after", &pending("T3", 9_000), 3_001)
+        s.consume_nonce("over", at(2_001)).unwrap(),
+        NonceUse::Unknown
+    );
+    assert_eq!(
+        s.save_pending_auth("after", &pending(3, 9_000), at(3_001))
             .unwrap(),
         PendingSaved::Saved,
         "expired flows make room"
@@ -66,17 +73,20 @@ fn bundled_sqlite_has_the_cve_2025_6965_fix() {
 fn nonce_is_single_use() {
     let s = Store::in_memory().unwrap();
     let p = PendingAuth {
-        trainer_id: "a0T000000000001AAA".into(),
+        trainer_id: t(1),
         verifier_enc: "enc".into(),
-        expires_at: 1_000,
+        expires_at: at(1_000),
     };
     assert_eq!(
-        s.save_pending_auth("n1", &p, 500).unwrap(),
+        s.save_pending_auth("n1", &p, at(500)).unwrap(),
         PendingSaved::Saved
     );
-    assert_eq!(s.consume_nonce("n1", 600).unwrap(), NonceUse::Fresh(p));
-    assert_eq!(s.consume_nonce("n1", 601).unwrap(), NonceUse::AlreadyUsed);
-    assert_eq!(s.consume_nonce("nope", 601).unwrap(), NonceUse::Unknown);
+    assert_eq!(s.consume_nonce("n1", at(600)).unwrap(), NonceUse::Fresh(p));
+    assert_eq!(
+        s.consume_nonce("n1", at(601)).unwrap(),
+        NonceUse::AlreadyUsed
+    );
+    assert_eq!(s.consume_nonce("nope", at(601)).unwrap(), NonceUse::Unknown);
 }
 
 #[cfg(unix)]
@@ -86,7 +96,8 @@ fn the_store_and_its_journal_files_are_private() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("store.db");
     let s = Store::open(&path).unwrap();
-    s.save_checkpoint("/data/X__ChangeEvent", 1, 1).unwrap();
+    s.save_checkpoint("/data/X__ChangeEvent", ReplayId::After(1), at(1))
+        .unwrap();
     for file in ["store.db", "store.db-wal", "store.db-shm"] {
         let mode = std::fs::metadata(dir.path().join(file))
             .unwrap()
@@ -102,47 +113,51 @@ fn checkpoints_and_journals_survive_reopen() {
     let path = dir.path().join("sub/store.db");
     {
         let s = Store::open(&path).unwrap();
-        s.save_checkpoint("/data/X__ChangeEvent", 42, 10).unwrap();
+        s.save_checkpoint("/data/X__ChangeEvent", ReplayId::After(42), at(10))
+            .unwrap();
         s.journal_tokens(&JournalledTokens {
-            trainer_id: "t1".into(),
+            trainer_id: t(1),
             access_enc: "a".into(),
             refresh_enc: Some("r".into()),
-            access_expires_at: 1,
-            refresh_expires_at: Some(2),
-            refreshed_at: 3,
+            access_expires_at: at(1),
+            refresh_expires_at: Some(at(2)),
+            refreshed_at: at(3),
             confirmed: false,
         })
         .unwrap();
         s.record_reservation(
             &ReservationEntry {
-                booking_id: "b1".into(),
+                booking_id: b(1),
                 reservation_id: "r1".into(),
-                trainer_id: "t1".into(),
+                trainer_id: t(1),
                 url: "https://vc/j/1".into(),
-                end_time: 99,
+                end_time: at(99),
                 topic: Some("t".into()),
             },
-            5,
+            at(5),
         )
         .unwrap();
     }
     let s = Store::open(&path).unwrap();
     assert_eq!(
         s.checkpoint("/data/X__ChangeEvent").unwrap(),
-        Some((42, 10))
+        Some(Checkpoint {
+            resume: ReplayId::After(42),
+            saved_at: at(10)
+        })
     );
     assert_eq!(s.unconfirmed_tokens().unwrap().len(), 1);
-    s.confirm_tokens("t1", 999).unwrap();
+    s.confirm_tokens(&t(1), at(999)).unwrap();
     assert_eq!(
         s.unconfirmed_tokens().unwrap().len(),
         1,
         "stale confirm ignored"
     );
-    s.confirm_tokens("t1", 3).unwrap();
+    s.confirm_tokens(&t(1), at(3)).unwrap();
     assert!(s.unconfirmed_tokens().unwrap().is_empty());
-    assert_eq!(s.reservation("b1").unwrap().unwrap().reservation_id, "r1");
-    s.forget_reservation("b1").unwrap();
-    assert!(s.reservation("b1").unwrap().is_none());
+    assert_eq!(s.reservation(&b(1)).unwrap().unwrap().reservation_id, "r1");
+    s.forget_reservation(&b(1)).unwrap();
+    assert!(s.reservation(&b(1)).unwrap().is_none());
 }
 
 #[test]
@@ -154,23 +169,27 @@ fn a_store_from_before_topics_were_kept_gains_the_column_and_keeps_its_rows() {
         c.execute_batch(
             "CREATE TABLE reservations (booking_id TEXT PRIMARY KEY, reservation_id TEXT NOT NULL,
                trainer_id TEXT NOT NULL, url TEXT NOT NULL, end_time INTEGER NOT NULL,
-               updated_at INTEGER NOT NULL);
-             INSERT INTO reservations VALUES ('b1', 'r1', 't1', 'https://vc/j/1', 99, 5);",
+               updated_at INTEGER NOT NULL);",
+        )
+        .unwrap();
+        c.execute(
+            "INSERT INTO reservations VALUES (?1, 'r1', ?2, 'https://vc/j/1', 99, 5)",
+            params![b(1), t(1)],
         )
         .unwrap();
     }
     for _ in 0..2 {
         // Twice: the second open finds the column and adds nothing.
         let s = Store::open(&path).unwrap();
-        let old = s.reservation("b1").unwrap().unwrap();
+        let old = s.reservation(&b(1)).unwrap().unwrap();
         assert_eq!((old.reservation_id.as_str(), old.topic), ("r1", None));
     }
     let s = Store::open(&path).unwrap();
-    let mut e = s.reservation("b1").unwrap().unwrap();
+    let mut e = s.reservation(&b(1)).unwrap().unwrap();
     e.topic = Some("Remote Training: Acme".into());
-    s.record_reservation(&e, 6).unwrap();
+    s.record_reservation(&e, at(6)).unwrap();
     assert_eq!(
-        s.reservation("b1").unwrap().unwrap().topic.as_deref(),
+        s.reservation(&b(1)).unwrap().unwrap().topic.as_deref(),
         Some("Remote Training: Acme")
     );
 }

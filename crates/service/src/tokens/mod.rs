@@ -8,16 +8,20 @@
 //! refreshes or clears them.
 
 pub mod connect;
+pub mod refresh;
+pub mod reminders;
 pub mod rotate;
 pub mod service;
 pub mod trainer;
+pub mod trainers;
 pub mod vault;
 
 // The secret types are Lark's (the client layer below issues and sends them).
 pub use crate::lark::secret::{AccessToken, AuthCode, OAuthState, PkceVerifier, RefreshToken};
 pub use connect::{ConnectError, ConnectFlow};
+pub use refresh::{refresh_pass, RefreshSummary, TrainerFailure};
+pub use reminders::{ReminderOutcome, Reminders};
 pub use rotate::RotationSummary;
-pub use service::{
-    RefreshOutcome, ReminderOutcome, SkipReason, TokenError, TokenService, TrainerEvent,
-};
+pub use service::{RefreshOutcome, SkipReason, TokenError, TokenService, TrainerEvent};
+pub use trainers::Trainers;
 pub use vault::{Vault, VaultError};

@@ -6,6 +6,7 @@ use serde_json::Value;
 use super::service::TokenError;
 use super::trainer::{F_ACCESS_TOKEN, F_REFRESH_TOKEN, F_USER_ID};
 use super::TokenService;
+use crate::ids::TrainerId;
 use crate::progress::Progress;
 use crate::salesforce::soql::RecordId;
 
@@ -44,15 +45,16 @@ impl TokenService {
             t.object
         );
         let rows = self.inner.salesforce.query(&soql).await?;
-        let mut ids: Vec<&str> = rows
+        let mut ids: Vec<TrainerId> = rows
             .iter()
             .filter_map(|row| row.get("Id").and_then(Value::as_str))
+            .filter_map(|id| TrainerId::parse(id).ok())
             .collect();
-        ids.sort_unstable();
+        ids.sort_unstable_by(|a, b| a.as_str().cmp(b.as_str()));
         // In id order: nothing else takes more than one of these locks.
         let mut guards = Vec::with_capacity(ids.len());
         for id in ids {
-            guards.push(self.flight(id).lock_owned().await);
+            guards.push(self.flight(&id).lock_owned().await);
         }
         let mut summary = RotationSummary::default();
         let mut updates = Vec::new();

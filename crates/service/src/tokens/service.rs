@@ -21,36 +21,16 @@ use tokio::sync::mpsc;
 use crate::alerts::Alerter;
 use crate::config::Settings;
 use crate::ids::TrainerId;
-use crate::lark::error::CODE_IM_NO_AVAILABILITY;
 use crate::lark::{GrantFailure, LarkClient, LarkError, TokenGrant};
 use crate::metrics::{names, Metrics};
-use crate::salesforce::soql::{self, quote, RecordId};
 use crate::salesforce::{SalesforceClient, SalesforceError};
 use crate::store::{JournalledTokens, Store, StoreError};
+use crate::tokens::reminders::Reminders;
 use crate::tokens::trainer::{
-    connect_fields, disconnect_fields, from_unix, refresh_fields, EncryptedTokens, TrainerRecord,
-    F_CONNECTED, F_REFRESH_EXPIRES_AT, F_TOKEN_EXPIRES_AT,
+    connect_fields, disconnect_fields, refresh_fields, EncryptedTokens, TrainerRecord,
 };
+use crate::tokens::trainers::Trainers;
 use crate::tokens::{AccessToken, RefreshToken, Vault};
-
-/// Minimum time between two reconnect reminders to one trainer.
-pub const REMINDER_INTERVAL_SECS: i64 = 24 * 3600;
-
-/// What became of one connect reminder.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum ReminderOutcome {
-    /// Sent now.
-    Sent,
-    /// `lark.notify_trainers = false` (the pipeline's reminders only).
-    Off,
-    /// The trainer already got one within [`REMINDER_INTERVAL_SECS`].
-    AlreadyReminded,
-    /// Lark cannot deliver to this trainer: no email on the record, or no Lark user the
-    /// bot can reach by it (Lark's 230013). Says which.
-    Unreachable(String),
-    /// Lark or the store failed; the next occasion tries again.
-    Failed(String),
-}
 
 /// Something the booking side must react to.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -59,6 +39,15 @@ pub enum TrainerEvent {
     Connected(TrainerId),
     /// The trainer lost their connection: their open bookings become pending.
     Disconnected(TrainerId),
+}
+
+impl TrainerEvent {
+    /// The trainer it is about.
+    pub fn trainer(&self) -> &TrainerId {
+        match self {
+            TrainerEvent::Connected(t) | TrainerEvent::Disconnected(t) => t,
+        }
+    }
 }
 
 /// Why no access token could be had.
@@ -75,8 +64,8 @@ pub enum TokenError {
     #[error("{0}")]
     Store(#[from] StoreError),
     /// A stored token could not be decrypted (wrong key, or altered).
-    #[error("stored token for trainer {trainer_id} cannot be decrypted: {reason}")]
-    Undecryptable { trainer_id: String, reason: String },
+    #[error("stored token for trainer {trainer} cannot be decrypted: {reason}")]
+    Undecryptable { trainer: TrainerId, reason: String },
 }
 
 /// Outcome of one refresh attempt, for summaries and metrics.
@@ -121,17 +110,22 @@ pub(super) struct Inner {
     metrics: Metrics,
     /// Admin alerts (rule 22): a trainer Lark disconnected.
     alerts: Alerter,
-    flights: Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>,
+    /// Reads of trainer records.
+    trainers: Trainers,
+    /// Connect reminders.
+    reminders: Reminders,
+    flights: Mutex<HashMap<TrainerId, Arc<tokio::sync::Mutex<()>>>>,
     /// Trainers this process disconnected (refused refresh, `disconnect`, admin uncheck);
     /// cleared when they connect again.
-    disconnected: Mutex<std::collections::HashSet<String>>,
-    events: Mutex<Option<mpsc::UnboundedSender<TrainerEvent>>>,
+    disconnected: Mutex<std::collections::HashSet<TrainerId>>,
+    /// Where connects and disconnects are told (the booking processor).
+    events: mpsc::UnboundedSender<TrainerEvent>,
 }
 
 /// Current, decrypted-on-demand token state of one trainer.
 struct TokenState {
     /// When the journal's tokens were refreshed (None when read from Salesforce).
-    refreshed_at: Option<i64>,
+    refreshed_at: Option<DateTime<Utc>>,
     access_enc: String,
     refresh_enc: Option<String>,
     access_expires_at: DateTime<Utc>,
@@ -139,7 +133,8 @@ struct TokenState {
 }
 
 impl TokenService {
-    /// Builds the service.
+    /// Builds the service; connects and disconnects are told on `events` (the booking
+    /// processor's receiver; a closed one is fine for one-shot commands).
     pub fn new(
         settings: Arc<Settings>,
         salesforce: SalesforceClient,
@@ -147,11 +142,16 @@ impl TokenService {
         store: Store,
         vault: Arc<Vault>,
         metrics: Metrics,
+        events: mpsc::UnboundedSender<TrainerEvent>,
     ) -> TokenService {
         let alerts = Alerter::new(&settings, lark.clone(), store.clone(), metrics.clone());
+        let trainers = Trainers::new(settings.clone(), salesforce.clone());
+        let reminders = Reminders::new(settings.clone(), lark.clone(), store.clone());
         TokenService {
             inner: Arc::new(Inner {
                 alerts,
+                trainers,
+                reminders,
                 settings,
                 salesforce,
                 lark,
@@ -160,20 +160,24 @@ impl TokenService {
                 metrics,
                 flights: Mutex::new(HashMap::new()),
                 disconnected: Mutex::new(std::collections::HashSet::new()),
-                events: Mutex::new(None),
+                events,
             }),
         }
     }
 
-    /// Where [`TrainerEvent`]s go (the booking processor).
-    pub fn set_event_sink(&self, tx: mpsc::UnboundedSender<TrainerEvent>) {
-        *self.inner.events.lock().expect("events") = Some(tx);
+    fn emit(&self, event: TrainerEvent) {
+        // Nobody listening (a one-shot command) is fine: the event is only a nudge.
+        let _ = self.inner.events.send(event);
     }
 
-    fn emit(&self, event: TrainerEvent) {
-        if let Some(tx) = self.inner.events.lock().expect("events").as_ref() {
-            let _ = tx.send(event);
-        }
+    /// Reads of trainer records.
+    pub fn trainers(&self) -> &Trainers {
+        &self.inner.trainers
+    }
+
+    /// Connect reminders.
+    pub fn reminders(&self) -> &Reminders {
+        &self.inner.reminders
     }
 
     /// The admin alerter (the booking side alerts through it, too).
@@ -186,54 +190,17 @@ impl TokenService {
         &self.inner.vault
     }
 
-    /// Trainers matching a SOQL condition (built by the callers below from validated
-    /// ids, quoted literals and fixed field names only).
-    async fn query_trainers(&self, condition: &str) -> Result<Vec<TrainerRecord>, SalesforceError> {
-        let t = &self.inner.settings.salesforce.trainer;
-        let soql = format!(
-            "SELECT {} FROM {} WHERE {condition}",
-            TrainerRecord::select_fields(t),
-            t.object,
-        );
-        let rows = self.inner.salesforce.query(&soql).await?;
-        Ok(rows
-            .iter()
-            .filter_map(|r| TrainerRecord::from_row(t, r))
-            .collect())
-    }
-
-    /// Reads one trainer from Salesforce.
-    pub async fn trainer(&self, id: &RecordId) -> Result<Option<TrainerRecord>, SalesforceError> {
-        let found = self
-            .query_trainers(&format!("Id = {}", quote(id.as_str())))
-            .await?;
-        Ok(found.into_iter().next())
-    }
-
-    /// Finds a trainer by record id or email (commands).
-    pub async fn find_trainer(
-        &self,
-        id_or_email: &str,
-    ) -> Result<Option<TrainerRecord>, SalesforceError> {
-        if let Ok(id) = RecordId::parse(id_or_email) {
-            return self.trainer(&id).await;
-        }
-        let email_field = &self.inner.settings.salesforce.trainer.email_field;
-        let condition = format!("{email_field} = {} LIMIT 2", quote(id_or_email.trim()));
-        Ok(self.query_trainers(&condition).await?.into_iter().next())
-    }
-
     /// Saves the tokens of a trainer who just connected: one Salesforce write with every
     /// status field, then the journal. Nothing is stored when the write fails. Holds the
     /// trainer's single-flight lock, so a refresh that started with older tokens finishes
     /// before, and a later one reads these (rule 16: a reconnect is never overwritten).
     pub async fn connect(
         &self,
-        trainer_id: &RecordId,
+        trainer: &TrainerId,
         open_id: &str,
         grant: TokenGrant,
     ) -> Result<(), TokenError> {
-        let flight = self.flight(trainer_id.as_str());
+        let flight = self.flight(trainer);
         let _guard = flight.lock().await;
         let now = Utc::now();
         let tokens = self.encrypt_grant(&grant, None, now);
@@ -241,16 +208,16 @@ impl TokenService {
         let object = &self.inner.settings.salesforce.trainer.object;
         self.inner
             .salesforce
-            .update(object, trainer_id, fields)
+            .update(object, trainer.record_id(), fields)
             .await?;
         self.inner
             .store
-            .journal_tokens(&journal_row(trainer_id.as_str(), &tokens, now, true))?;
+            .journal_tokens(&journal_row(trainer, &tokens, now, true))?;
         // What the consent granted decides whether their meetings get calendar events
         // (a connection made while the calendar was off lacks its scopes; rule 20).
         let scope = grant.scope.as_deref();
         self.inner.store.record_connect_scope(
-            trainer_id.as_str(),
+            trainer,
             scope,
             scope.is_some_and(lacks_calendar_scopes),
         )?;
@@ -258,9 +225,9 @@ impl TokenService {
             .disconnected
             .lock()
             .expect("disconnected")
-            .remove(trainer_id.as_str());
-        tracing::info!(trainer = %trainer_id, "trainer connected Lark");
-        self.emit(TrainerEvent::Connected(TrainerId::from(trainer_id.clone())));
+            .remove(trainer);
+        tracing::info!(trainer = %trainer, "trainer connected Lark");
+        self.emit(TrainerEvent::Connected(trainer.clone()));
         Ok(())
     }
 
@@ -355,7 +322,7 @@ impl TokenService {
             let skew = chrono::Duration::from_std(self.inner.settings.refresh.access_token_skew)
                 .unwrap_or_default();
             if let Some(refreshed_at) = state.refreshed_at {
-                let not_extendable = exp.timestamp() - refreshed_at < window.num_seconds();
+                let not_extendable = exp.signed_duration_since(refreshed_at) < window;
                 if not_extendable && state.access_expires_at - skew > now {
                     return RefreshOutcome::Skipped(SkipReason::NotExtendable);
                 }
@@ -432,7 +399,7 @@ impl TokenService {
             .is_some_and(|exp| exp < now + window)
         {
             tracing::info!(trainer = %trainer.id, "refresh token cannot be extended past the window; reminding the trainer");
-            self.remind(trainer).await;
+            self.inner.reminders.remind(trainer).await;
         }
         Ok((RefreshOutcome::Refreshed, Some(grant.access_token)))
     }
@@ -456,12 +423,10 @@ impl TokenService {
         if !self.mark_disconnected(&trainer.id) {
             return Ok(());
         }
-        let Ok(id) = RecordId::parse(&trainer.id) else {
-            return Ok(());
-        };
         let object = &self.inner.settings.salesforce.trainer.object;
         let fields = disconnect_fields("Disconnected in Salesforce (Lark Connected unchecked); the stored Lark tokens were cleared. The trainer can reconnect with their connect link.");
-        if let Err(e) = self.inner.salesforce.update(object, &id, fields).await {
+        let id = trainer.id.record_id();
+        if let Err(e) = self.inner.salesforce.update(object, id, fields).await {
             self.inner
                 .disconnected
                 .lock()
@@ -475,20 +440,18 @@ impl TokenService {
 
     /// Writes journalled tokens to Salesforce (retrying) and marks them confirmed.
     async fn write_journalled(&self, row: &JournalledTokens) -> Result<(), TokenError> {
-        let id = RecordId::parse(&row.trainer_id).map_err(|_| TokenError::NotConnected {
-            reason: "invalid trainer id in the journal".into(),
-        })?;
         let tokens = EncryptedTokens {
             access_enc: row.access_enc.clone(),
             refresh_enc: row.refresh_enc.clone(),
-            access_expires_at: from_unix(row.access_expires_at),
-            refresh_expires_at: row.refresh_expires_at.map(from_unix),
+            access_expires_at: row.access_expires_at,
+            refresh_expires_at: row.refresh_expires_at,
         };
-        let fields = refresh_fields(&tokens, from_unix(row.refreshed_at));
+        let fields = refresh_fields(&tokens, row.refreshed_at);
         let object = &self.inner.settings.salesforce.trainer.object;
         // The client already retries 5xx and timeouts with backoff; what still fails
         // stays in the journal for the next refresh pass or start-up.
-        self.inner.salesforce.update(object, &id, fields).await?;
+        let id = row.trainer_id.record_id();
+        self.inner.salesforce.update(object, id, fields).await?;
         self.inner
             .store
             .confirm_tokens(&row.trainer_id, row.refreshed_at)?;
@@ -532,29 +495,23 @@ impl TokenService {
     /// Clears a trainer's tokens and marks them not connected (the `disconnect` command).
     /// Takes the trainer's single-flight lock, so a refresh in flight finishes first and
     /// never writes its rotated tokens back over the disconnect (design §3 rule 16).
-    pub async fn disconnect(&self, trainer_id: &RecordId, reason: &str) -> Result<(), TokenError> {
-        let flight = self.flight(trainer_id.as_str());
+    pub async fn disconnect(&self, trainer: &TrainerId, reason: &str) -> Result<(), TokenError> {
+        let flight = self.flight(trainer);
         let _guard = flight.lock().await;
-        self.disconnect_locked(trainer_id, reason).await
+        self.disconnect_locked(trainer, reason).await
     }
 
     /// [`TokenService::disconnect`] with the trainer's lock already held (a refused refresh).
-    async fn disconnect_locked(
-        &self,
-        trainer_id: &RecordId,
-        reason: &str,
-    ) -> Result<(), TokenError> {
+    async fn disconnect_locked(&self, trainer: &TrainerId, reason: &str) -> Result<(), TokenError> {
         let object = &self.inner.settings.salesforce.trainer.object;
-        self.inner.store.forget_tokens(trainer_id.as_str())?;
-        self.mark_disconnected(trainer_id.as_str());
+        self.inner.store.forget_tokens(trainer)?;
+        self.mark_disconnected(trainer);
         self.inner
             .salesforce
-            .update(object, trainer_id, disconnect_fields(reason))
+            .update(object, trainer.record_id(), disconnect_fields(reason))
             .await?;
-        tracing::info!(trainer = %trainer_id, "trainer disconnected");
-        self.emit(TrainerEvent::Disconnected(TrainerId::from(
-            trainer_id.clone(),
-        )));
+        tracing::info!(trainer = %trainer, "trainer disconnected");
+        self.emit(TrainerEvent::Disconnected(trainer.clone()));
         Ok(())
     }
 
@@ -563,12 +520,9 @@ impl TokenService {
         trainer: &TrainerRecord,
         reason: &str,
     ) -> Result<(), TokenError> {
-        let id = RecordId::parse(&trainer.id).map_err(|_| TokenError::NotConnected {
-            reason: "invalid trainer id".into(),
-        })?;
         tracing::warn!(trainer = %trainer.id, reason, "Lark refused the refresh; trainer disconnected");
-        self.disconnect_locked(&id, reason).await?;
-        self.remind(trainer).await;
+        self.disconnect_locked(&trainer.id, reason).await?;
+        self.inner.reminders.remind(trainer).await;
         let link = self.inner.settings.server.connect_link(&trainer.id);
         self.inner
             .alerts
@@ -577,120 +531,32 @@ impl TokenService {
         Ok(())
     }
 
-    /// Sends the trainer a Lark message with their connect link, at most once per 24 h,
-    /// unless `lark.notify_trainers = false`. Failures are logged, never fatal: the status
-    /// field already tells admins. True when a message went out.
-    pub async fn remind(&self, trainer: &TrainerRecord) -> bool {
-        if !self.inner.settings.lark.notify_trainers {
-            return false;
-        }
-        self.send_reminder(trainer).await == ReminderOutcome::Sent
-    }
-
-    /// The `remind` command's reminder: as [`TokenService::remind`], sharing its 24 h
-    /// limit, but sent whatever `lark.notify_trainers` says (an admin asked for it).
-    pub async fn remind_forced(&self, trainer: &TrainerRecord) -> ReminderOutcome {
-        self.send_reminder(trainer).await
-    }
-
-    async fn send_reminder(&self, trainer: &TrainerRecord) -> ReminderOutcome {
-        let settings = &self.inner.settings;
-        let Some(email) = trainer.email.as_deref() else {
-            tracing::info!(trainer = %trainer.id, "no reminder: trainer has no email");
-            return ReminderOutcome::Unreachable("the trainer record has no email".into());
-        };
-        let now = Utc::now().timestamp();
-        match self.inner.store.last_reminder(&trainer.id) {
-            Ok(Some(last)) if now - last < REMINDER_INTERVAL_SECS => {
-                return ReminderOutcome::AlreadyReminded
-            }
-            Err(e) => {
-                tracing::warn!(error = %e, "reminder state unreadable; not sending");
-                return ReminderOutcome::Failed(format!("reminder state unreadable: {e}"));
-            }
-            _ => {}
-        }
-        let link = settings.server.connect_link(&trainer.id);
-        let name = trainer.name.as_deref().unwrap_or("there");
-        let text = format!(
-            "Hi {name}, your Lark account needs to be (re)connected so your remote training sessions get their meetings. Connect here: {link}"
-        );
-        // One uuid per trainer per day: Lark deduplicates a retried send.
-        let uuid = format!("lvb-remind-{}-{}", trainer.id, now / REMINDER_INTERVAL_SECS);
-        match self
-            .inner
-            .lark
-            .send_text_by_email(email, &text, &uuid)
-            .await
-        {
-            Ok(()) => {
-                if let Err(e) = self.inner.store.record_reminder(&trainer.id, now) {
-                    tracing::warn!(error = %e, "could not remember the reminder");
-                }
-                tracing::info!(trainer = %trainer.id, "reconnect reminder sent");
-                ReminderOutcome::Sent
-            }
-            Err(LarkError::PermissionDenied { code, .. }) if code == CODE_IM_NO_AVAILABILITY => {
-                tracing::warn!(trainer = %trainer.id, "reconnect reminder: no Lark user the bot can reach by the trainer's email");
-                ReminderOutcome::Unreachable(format!(
-                    "Lark has no user the bot can reach by the email on the record (code {code})"
-                ))
-            }
-            Err(e) => {
-                tracing::warn!(trainer = %trainer.id, error = %e, "reconnect reminder failed");
-                ReminderOutcome::Failed(e.to_string())
-            }
-        }
-    }
-
-    /// Trainers the timer must refresh: connected, refresh token expiring within the window.
-    pub async fn trainers_due(&self) -> Result<Vec<TrainerRecord>, SalesforceError> {
-        let window = chrono::Duration::from_std(self.inner.settings.refresh.refresh_token_window)
-            .unwrap_or_default();
-        let horizon = soql::datetime(Utc::now() + window);
-        self.query_trainers(&format!(
-            "{F_CONNECTED} = true AND {F_REFRESH_EXPIRES_AT} != null AND {F_REFRESH_EXPIRES_AT} < {horizon}"
-        ))
-        .await
-    }
-
     /// Remembers that this process disconnected the trainer, so callers holding an
     /// older read of the record never refresh with the refused tokens. Returns false
     /// when it was already marked.
-    fn mark_disconnected(&self, trainer_id: &str) -> bool {
+    fn mark_disconnected(&self, trainer: &TrainerId) -> bool {
         self.inner
             .disconnected
             .lock()
             .expect("disconnected")
-            .insert(trainer_id.to_string())
+            .insert(trainer.clone())
     }
 
-    fn is_disconnected(&self, trainer_id: &str) -> bool {
+    fn is_disconnected(&self, trainer: &TrainerId) -> bool {
         self.inner
             .disconnected
             .lock()
             .expect("disconnected")
-            .contains(trainer_id)
-    }
-
-    /// Connected trainers whose checkbox an admin unchecked while tokens remain (the
-    /// DateTime expiry fields can be filtered; the token fields cannot).
-    pub async fn trainers_unchecked_with_tokens(
-        &self,
-    ) -> Result<Vec<TrainerRecord>, SalesforceError> {
-        self.query_trainers(&format!(
-            "{F_CONNECTED} = false AND ({F_TOKEN_EXPIRES_AT} != null OR {F_REFRESH_EXPIRES_AT} != null)"
-        ))
-        .await
+            .contains(trainer)
     }
 
     /// The trainer's single-flight lock: every path that touches their tokens holds it.
-    pub(crate) fn flight(&self, trainer_id: &str) -> Arc<tokio::sync::Mutex<()>> {
+    pub(crate) fn flight(&self, trainer: &TrainerId) -> Arc<tokio::sync::Mutex<()>> {
         self.inner
             .flights
             .lock()
             .expect("flights")
-            .entry(trainer_id.to_string())
+            .entry(trainer.clone())
             .or_default()
             .clone()
     }
@@ -716,8 +582,8 @@ impl TokenService {
                 refreshed_at: Some(j.refreshed_at),
                 access_enc: j.access_enc,
                 refresh_enc: j.refresh_enc,
-                access_expires_at: from_unix(j.access_expires_at),
-                refresh_expires_at: j.refresh_expires_at.map(from_unix),
+                access_expires_at: j.access_expires_at,
+                refresh_expires_at: j.refresh_expires_at,
             });
         // The same pair in both: Salesforce's copy. Different pairs: the newer, compared
         // in whole seconds (the journal keeps seconds, Salesforce milliseconds) — compared
@@ -735,12 +601,12 @@ impl TokenService {
         })
     }
 
-    fn decrypt(&self, trainer_id: &str, enc: &str) -> Result<String, TokenError> {
+    fn decrypt(&self, trainer: &TrainerId, enc: &str) -> Result<String, TokenError> {
         self.inner
             .vault
             .decrypt(enc)
             .map_err(|e| TokenError::Undecryptable {
-                trainer_id: trainer_id.to_string(),
+                trainer: trainer.clone(),
                 reason: e.to_string(),
             })
     }
@@ -793,18 +659,18 @@ fn expiry(now: DateTime<Utc>, seconds: i64, field: &str) -> DateTime<Utc> {
 }
 
 fn journal_row(
-    trainer_id: &str,
+    trainer: &TrainerId,
     t: &EncryptedTokens,
     now: DateTime<Utc>,
     confirmed: bool,
 ) -> JournalledTokens {
     JournalledTokens {
-        trainer_id: trainer_id.to_string(),
+        trainer_id: trainer.clone(),
         access_enc: t.access_enc.clone(),
         refresh_enc: t.refresh_enc.clone(),
-        access_expires_at: t.access_expires_at.timestamp(),
-        refresh_expires_at: t.refresh_expires_at.map(|d| d.timestamp()),
-        refreshed_at: now.timestamp(),
+        access_expires_at: t.access_expires_at,
+        refresh_expires_at: t.refresh_expires_at,
+        refreshed_at: now,
         confirmed,
     }
 }

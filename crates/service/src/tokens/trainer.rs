@@ -2,10 +2,12 @@
 //! §2.4, reading them from a Salesforce row, and building the writes that connect,
 //! refresh or disconnect a trainer. Pure: no I/O here.
 
-use chrono::{DateTime, TimeZone, Utc};
+use chrono::{DateTime, Utc};
 use serde_json::{json, Map, Value};
 
 use crate::config::TrainerSettings;
+use crate::ids::TrainerId;
+use crate::salesforce::values::{clip, datetime_value, parse_datetime};
 
 /// `Lark_User_ID__c`: the Lark open_id.
 pub const F_USER_ID: &str = "Lark_User_ID__c";
@@ -39,13 +41,10 @@ pub const WRITTEN_FIELDS: [&str; 9] = [
     F_CONNECTION_ERROR,
 ];
 
-/// Salesforce text fields cap at 255 characters.
-pub const TEXT_FIELD_MAX: usize = 255;
-
 /// A trainer row with its connection state; tokens still encrypted.
 #[derive(Debug, Clone, PartialEq)]
 pub struct TrainerRecord {
-    pub id: String,
+    pub id: TrainerId,
     pub name: Option<String>,
     pub email: Option<String>,
     pub lark_user_id: Option<String>,
@@ -88,48 +87,21 @@ impl TrainerRecord {
                 .map(String::from)
         };
         Some(TrainerRecord {
-            id: text("Id")?,
+            // Salesforce only ever returns a valid id; a row without one is no trainer.
+            id: text("Id").and_then(|id| TrainerId::parse(&id).ok())?,
             name: text(&t.name_field),
             email: text(&t.email_field),
             lark_user_id: text(F_USER_ID),
             access_enc: text(F_ACCESS_TOKEN),
             refresh_enc: text(F_REFRESH_TOKEN),
-            access_expires_at: text(F_TOKEN_EXPIRES_AT).and_then(|s| parse_sf_datetime(&s)),
-            refresh_expires_at: text(F_REFRESH_EXPIRES_AT).and_then(|s| parse_sf_datetime(&s)),
+            access_expires_at: text(F_TOKEN_EXPIRES_AT).and_then(|s| parse_datetime(&s)),
+            refresh_expires_at: text(F_REFRESH_EXPIRES_AT).and_then(|s| parse_datetime(&s)),
             connected: row
                 .get(F_CONNECTED)
                 .and_then(Value::as_bool)
                 .unwrap_or(false),
         })
     }
-}
-
-/// Parses Salesforce's DateTime format (`2026-11-26T10:00:00.000+0000`) or RFC 3339.
-pub fn parse_sf_datetime(s: &str) -> Option<DateTime<Utc>> {
-    DateTime::parse_from_rfc3339(s)
-        .or_else(|_| DateTime::parse_from_str(s, "%Y-%m-%dT%H:%M:%S%.f%z"))
-        .ok()
-        .map(|d| d.with_timezone(&Utc))
-}
-
-/// Formats a time for a Salesforce DateTime field.
-pub fn sf_datetime(t: DateTime<Utc>) -> Value {
-    Value::String(t.format("%Y-%m-%dT%H:%M:%S%.3fZ").to_string())
-}
-
-/// Unix seconds → UTC time (clamped to the epoch on nonsense).
-pub fn from_unix(secs: i64) -> DateTime<Utc> {
-    Utc.timestamp_opt(secs, 0).single().unwrap_or_default()
-}
-
-/// Trims a message to Salesforce's 255-character text limit, on a char boundary.
-pub fn clip(message: &str) -> String {
-    if message.chars().count() <= TEXT_FIELD_MAX {
-        return message.to_string();
-    }
-    let mut s: String = message.chars().take(TEXT_FIELD_MAX - 1).collect();
-    s.push('…');
-    s
 }
 
 /// Encrypted tokens and their lifetimes, ready to be written.
@@ -149,7 +121,7 @@ pub fn connect_fields(
 ) -> Map<String, Value> {
     let mut m = refresh_fields(tokens, now);
     m.insert(F_USER_ID.into(), json!(open_id));
-    m.insert(F_CONNECTED_AT.into(), sf_datetime(now));
+    m.insert(F_CONNECTED_AT.into(), datetime_value(now));
     m.insert(F_CONNECTED.into(), json!(true));
     m.insert(F_CONNECTION_ERROR.into(), Value::Null);
     m
@@ -165,12 +137,12 @@ pub fn refresh_fields(tokens: &EncryptedTokens, now: DateTime<Utc>) -> Map<Strin
     }
     m.insert(
         F_TOKEN_EXPIRES_AT.into(),
-        sf_datetime(tokens.access_expires_at),
+        datetime_value(tokens.access_expires_at),
     );
     if let Some(r) = tokens.refresh_expires_at {
-        m.insert(F_REFRESH_EXPIRES_AT.into(), sf_datetime(r));
+        m.insert(F_REFRESH_EXPIRES_AT.into(), datetime_value(r));
     }
-    m.insert(F_LAST_REFRESH.into(), sf_datetime(now));
+    m.insert(F_LAST_REFRESH.into(), datetime_value(now));
     m
 }
 
@@ -189,6 +161,3 @@ pub fn disconnect_fields(reason: &str) -> Map<String, Value> {
     m.insert(F_CONNECTION_ERROR.into(), json!(clip(reason)));
     m
 }
-
-#[cfg(test)]
-mod tests;

@@ -27,7 +27,7 @@ fn now() -> DateTime<Utc> {
 
 fn trainer(id: &str, connected: bool) -> TrainerRecord {
     TrainerRecord {
-        id: id.into(),
+        id: TrainerId::parse(id).unwrap(),
         name: Some("Ann".into()),
         email: Some("ann@example.com".into()),
         lark_user_id: None,
@@ -56,15 +56,16 @@ fn booking() -> Booking {
         reservation_id: None,
         meeting_status: None,
         meeting_error: None,
+        calendar_error: false,
         topic_values: topic,
     }
 }
 
-fn journal(trainer: &str, end: i64) -> ReservationEntry {
+fn journal(trainer: &str, end: DateTime<Utc>) -> ReservationEntry {
     ReservationEntry {
-        booking_id: "a0B000000000001EAA".into(),
+        booking_id: BookingId::parse("a0B000000000001EAA").unwrap(),
         reservation_id: "6911188411934433".into(),
-        trainer_id: trainer.into(),
+        trainer_id: TrainerId::parse(trainer).unwrap(),
         url: "https://vc.larksuite.com/j/123456789".into(),
         end_time: end,
         topic: Some("Remote Training: Acme".into()),
@@ -97,9 +98,9 @@ fn run(b: &Booking, j: Option<&ReservationEntry>) -> Decision {
 #[test]
 fn decisions_table() {
     let b = booking();
-    let end = b.end.unwrap().timestamp();
+    let end = b.end.unwrap();
     let j_same = journal(T1, end);
-    let j_old_end = journal(T1, end - 3600);
+    let j_old_end = journal(T1, end - Duration::hours(1));
     let j_other = journal(T2, end);
 
     // New remote booking with a connected trainer → create.
@@ -107,6 +108,7 @@ fn decisions_table() {
         run(&b, None),
         Decision::Create {
             trainer: trainer(T1, true),
+            via: Reserver::Trainer,
             end_time: end,
             topic: "Remote Training: Acme".into()
         }
@@ -130,7 +132,7 @@ fn decisions_table() {
     // Trainer changed → move from the old trainer.
     assert!(matches!(
         run(&created(b.clone()), Some(&j_other)),
-        Decision::Move { ref old, ref trainer, .. } if old.trainer_id.as_ref().unwrap().as_str() == T2 && trainer.id == T1
+        Decision::Move { ref old, ref trainer, .. } if old.trainer_id.as_ref().unwrap().as_str() == T2 && trainer.id.as_str() == T1
     ));
     // Cancelled / onsite / deleted → cancel, and nothing once cleared.
     for mutate in [
@@ -221,13 +223,13 @@ fn far_bookings_are_capped_and_renewed_daily() {
     let mut b = booking();
     b.start = Some(now() + Duration::days(60));
     b.end = Some(now() + Duration::days(60) + Duration::hours(1));
-    let cap = (now() + MAX_RESERVATION_AHEAD).timestamp();
+    let cap = now() + MAX_RESERVATION_AHEAD;
     assert!(matches!(run(&b, None), Decision::Create { end_time, .. } if end_time == cap));
     // Set a few hours ago: within the slack, nothing to do.
-    let recent = journal(T1, cap - 3 * 3600);
+    let recent = journal(T1, cap - Duration::hours(3));
     assert_eq!(run(&created(b.clone()), Some(&recent)), Decision::Nothing);
     // Set two days ago: renew to the new cap.
-    let stale = journal(T1, cap - 2 * 86_400);
+    let stale = journal(T1, cap - Duration::days(2));
     assert!(matches!(
         run(&created(b.clone()), Some(&stale)),
         Decision::Update { end_time, .. } if end_time == cap
@@ -256,18 +258,18 @@ fn run_app_hosted(
 
 fn app_record(reservation_id: &str) -> AppHostedEntry {
     AppHostedEntry {
-        booking_id: "a0B000000000001EAA".into(),
+        booking_id: BookingId::parse("a0B000000000001EAA").unwrap(),
         reservation_id: reservation_id.into(),
         owner_open_id: "ou_ann".into(),
-        trainer_id: T1.into(),
-        created_at: 0,
+        trainer_id: TrainerId::parse(T1).unwrap(),
+        created_at: now(),
     }
 }
 
 #[test]
 fn app_hosting_gives_unconnected_trainers_meetings_and_keeps_app_made_ones() {
     let b = booking();
-    let end = b.end.unwrap().timestamp();
+    let end = b.end.unwrap();
     let mut p = b.clone();
     p.trainer = Some(trainer(T1, false));
     // Not connected → create anyway (the actor reserves with the tenant token), even when
@@ -306,7 +308,7 @@ fn app_hosting_gives_unconnected_trainers_meetings_and_keeps_app_made_ones() {
     ));
     // Rescheduled: the app-made one is updated while the trainer is still unconnected;
     // the trainer's own one waits for them.
-    let moved = journal(T1, end - 3600);
+    let moved = journal(T1, end - Duration::hours(1));
     assert!(matches!(
         run_app_hosted(&shown, Some(&moved), Some(&app)),
         Decision::Update { end_time, .. } if end_time == end
@@ -319,7 +321,7 @@ fn app_hosting_gives_unconnected_trainers_meetings_and_keeps_app_made_ones() {
     // meeting), not release.
     assert!(matches!(
         run_app_hosted(&shown, Some(&journal(T2, end)), None),
-        Decision::Move { ref trainer, .. } if trainer.id == T1 && !trainer.connected
+        Decision::Move { ref trainer, .. } if trainer.id.as_str() == T1 && !trainer.connected
     ));
     // Cancelled → cancel as always.
     let mut cancelled = shown.clone();
@@ -335,7 +337,7 @@ fn app_hosting_gives_unconnected_trainers_meetings_and_keeps_app_made_ones() {
 #[test]
 fn a_topic_field_renamed_updates_the_reservation_and_an_unknown_topic_does_not() {
     let end = now() + Duration::days(2) + Duration::hours(1);
-    let j = journal(T1, end.timestamp());
+    let j = journal(T1, end);
     let b = created(booking());
     assert_eq!(run(&b, Some(&j)), Decision::Nothing);
     let mut renamed = b.clone();
@@ -346,7 +348,7 @@ fn a_topic_field_renamed_updates_the_reservation_and_an_unknown_topic_does_not()
         Decision::Update {
             end_time, topic, ..
         } => {
-            assert_eq!(end_time, end.timestamp());
+            assert_eq!(end_time, end);
             assert_eq!(topic, "Remote Training: Acme Roasters");
         }
         other => panic!("expected an update, got {other:?}"),

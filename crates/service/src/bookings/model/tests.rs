@@ -23,3 +23,32 @@ fn topic_is_rendered_from_values() {
         "Remote Training: Acme"
     );
 }
+
+#[test]
+fn the_calendar_steps_reason_is_recognised_once_when_the_row_is_read() {
+    let settings = crate::config::Settings::load_from(
+        None,
+        [
+            ("LVB__SALESFORCE__CLIENT_ID", "c"),
+            ("LVB__SALESFORCE__CLIENT_SECRET", "s"),
+            ("LVB__LARK__APP_ID", "a"),
+            ("LVB__LARK__APP_SECRET", "s"),
+            ("LVB__SECURITY__ENCRYPTION_KEY", &"ab".repeat(32)),
+            ("LVB__SECURITY__STATE_SECRET", &"s".repeat(32)),
+        ]
+        .map(|(k, v)| (k.to_string(), v.to_string())),
+    )
+    .unwrap();
+    let b = &settings.salesforce.booking;
+    let row = |error: &str| {
+        let mut row = Map::new();
+        row.insert("Id".into(), "a0B000000000001EAA".into());
+        row.insert(b.meeting_error_field.clone(), error.into());
+        row
+    };
+    let read =
+        |error: &str| Booking::from_row(b, &settings.salesforce.trainer, &[], &row(error)).unwrap();
+    assert!(read(&format!("{CALENDAR_REASON}Lark is down")).calendar_error);
+    assert!(!read("Lark refused the meeting").calendar_error);
+    assert!(!read("").calendar_error);
+}

@@ -1,8 +1,8 @@
 use super::*;
 
-fn trainer(id: &str, name: &str, reason: Option<&str>) -> RemindedTrainer {
+fn trainer(n: u8, name: &str, reason: Option<&str>) -> RemindedTrainer {
     RemindedTrainer {
-        id: id.into(),
+        id: TrainerId::parse(&format!("a0T00000000000{n}")).unwrap(),
         name: Some(name.into()),
         reason: reason.map(str::to_string),
     }
@@ -11,10 +11,10 @@ fn trainer(id: &str, name: &str, reason: Option<&str>) -> RemindedTrainer {
 #[test]
 fn every_trainer_is_named_with_what_became_of_their_reminder() {
     let summary = RemindSummary {
-        reached: vec![trainer("a0T1", "Ann", None)],
-        already_reminded: vec![trainer("a0T2", "Bo", None)],
-        unreachable: vec![trainer("a0T3", "Cy", Some("no Lark account"))],
-        failed: vec![trainer("a0T4", "Di", Some("Lark unavailable"))],
+        reached: vec![trainer(1, "Ann", None)],
+        already_reminded: vec![trainer(2, "Bo", None)],
+        unreachable: vec![trainer(3, "Cy", Some("no Lark account"))],
+        failed: vec![trainer(4, "Di", Some("Lark unavailable"))],
     };
     let text = summary.lines();
     let lines: Vec<&str> = text.lines().collect();

@@ -4,6 +4,8 @@ use std::time::Duration;
 
 use axum::http::Method;
 
+use chrono::{DateTime, Utc};
+
 use super::*;
 use crate::lark::test_support::{eventually, settle, sim_and_client, FrozenClock, REDIRECT};
 use crate::lark::TokenGrant;
@@ -68,16 +70,16 @@ async fn connect_with_scopes(
     grant
 }
 
-fn new_event(start: i64) -> NewCalendarEvent {
+fn new_event(start: DateTime<Utc>) -> NewCalendarEvent {
     NewCalendarEvent {
         summary: "Remote Training: Acme".into(),
         description: "Remote training for Acme. Join: https://vc.larksuite.com/j/1".into(),
         start: EventTime {
-            timestamp: start,
+            at: start,
             timezone: "Europe/Paris".into(),
         },
         end: EventTime {
-            timestamp: start + 3600,
+            at: start + hours(1.0),
             timezone: "Europe/Paris".into(),
         },
         meeting_url: "https://vc.larksuite.com/j/123456789".into(),
@@ -85,8 +87,14 @@ fn new_event(start: i64) -> NewCalendarEvent {
     }
 }
 
-fn tomorrow() -> i64 {
-    chrono::Utc::now().timestamp() + 86_400
+/// This time tomorrow, in whole seconds (what Lark keeps, so it compares with answers).
+fn tomorrow() -> DateTime<Utc> {
+    let t = Utc::now() + chrono::Duration::days(1);
+    DateTime::from_timestamp(t.timestamp(), 0).unwrap()
+}
+
+fn hours(n: f64) -> chrono::Duration {
+    chrono::Duration::seconds((n * 3600.0) as i64)
 }
 
 #[test]
@@ -120,7 +128,10 @@ async fn an_event_is_made_once_moved_shared_with_the_guest_and_deleted() {
         .create_calendar_event(token, &calendar, &key, &new_event(start))
         .await
         .unwrap();
-    assert_eq!((event.start, event.end), (start, start + 3600));
+    assert_eq!(
+        (event.start, event.end),
+        (Some(start), Some(start + hours(1.0)))
+    );
     assert_eq!(event.calendar_id, calendar);
     assert_eq!(
         event.meeting_url.as_deref(),
@@ -165,11 +176,11 @@ async fn an_event_is_made_once_moved_shared_with_the_guest_and_deleted() {
     assert!(invited[0].notified, "the guest gets the invitation");
 
     let moved_start = EventTime {
-        timestamp: start + 7200,
+        at: start + hours(2.0),
         timezone: "UTC".into(),
     };
     let moved_end = EventTime {
-        timestamp: start + 9000,
+        at: start + hours(2.5),
         timezone: "UTC".into(),
     };
     let moved = client
@@ -184,7 +195,10 @@ async fn an_event_is_made_once_moved_shared_with_the_guest_and_deleted() {
         .await
         .unwrap();
     assert_eq!(moved.event_id, event.event_id);
-    assert_eq!((moved.start, moved.end), (start + 7200, start + 9000));
+    assert_eq!(
+        (moved.start, moved.end),
+        (Some(start + hours(2.0)), Some(start + hours(2.5)))
+    );
     let read = client
         .get_calendar_event(token, &calendar, &event.event_id)
         .await
@@ -269,7 +283,7 @@ async fn lark_refusals_are_classified_and_not_retried() {
         LarkError::NotFound { code: 191000, .. }
     ));
     let mut inverted = new_event(tomorrow());
-    inverted.end.timestamp = inverted.start.timestamp - 1;
+    inverted.end.at = inverted.start.at - chrono::Duration::seconds(1);
     let params = client
         .create_calendar_event(&ana.access_token, &ana_calendar, &key, &inverted)
         .await

@@ -8,6 +8,7 @@ use serde_json::{json, Value};
 
 use super::cometd::{CometdTransport, Delay, Failure, Phase};
 use super::{StreamError, StreamItem, LONG_POLL_MARGIN, META_REQUEST_TIMEOUT};
+use crate::ids::ReplayId;
 use crate::retry::{RetryHint, Retryable};
 use crate::salesforce::error::SalesforceError;
 use crate::salesforce::events::parse_event;
@@ -58,14 +59,14 @@ impl CometdTransport {
         fallback: Option<String>,
     ) -> Result<Vec<StreamItem>, Failure> {
         let replay_from = if fallback.is_some() {
-            -1
+            ReplayId::Latest
         } else {
             self.resume_from()
         };
         let id = self.message_id();
         let channel = self.channel.clone();
         let mut replay = serde_json::Map::new();
-        replay.insert(channel.clone(), json!(replay_from));
+        replay.insert(channel.clone(), json!(replay_from.wire()));
         let request = json!([{
             "channel": "/meta/subscribe",
             "clientId": self.client_id,
@@ -82,7 +83,7 @@ impl CometdTransport {
         let reply =
             find_reply(&replies, "/meta/subscribe").ok_or_else(|| protocol(retry.clone()))?;
         if successful(reply) {
-            tracing::info!(channel = %self.channel, replay_from, "subscribed");
+            tracing::info!(channel = %self.channel, replay_from = %replay_from, "subscribed");
             self.phase = Phase::Connect;
             self.subscribed_once = true;
             self.succeeded();
@@ -98,7 +99,7 @@ impl CometdTransport {
         if fallback.is_none() && is_invalid_replay_error(&error) {
             tracing::warn!(
                 channel = %self.channel,
-                replay_id = replay_from,
+                replay_id = %replay_from,
                 error = %error,
                 "replay id no longer valid; resubscribing for new events only"
             );

@@ -14,6 +14,7 @@ use super::{
     DEFAULT_MAX_BACKOFF, DEFAULT_MIN_BACKOFF, DISCONNECT_TIMEOUT, LONG_POLL_MARGIN,
 };
 use crate::config::StreamingSettings;
+use crate::ids::ReplayId;
 use crate::salesforce::auth::Session;
 use crate::salesforce::rest::{http_client_builder, SalesforceClient};
 
@@ -56,8 +57,8 @@ pub struct CometdTransport {
     pub(super) http: reqwest::Client,
     pub(super) channel: String,
     pub(super) booking_id_field: String,
-    pub(super) start_from: i64,
-    pub(super) checkpoint: Box<dyn Fn() -> Option<i64> + Send + Sync>,
+    pub(super) start_from: ReplayId,
+    pub(super) checkpoint: Box<dyn Fn() -> Option<ReplayId> + Send + Sync>,
     pub(super) status: StatusReporter,
     pub(super) session: Option<Arc<Session>>,
     pub(super) client_id: Option<String>,
@@ -94,8 +95,8 @@ impl CometdTransport {
     pub fn new(
         client: SalesforceClient,
         settings: &StreamingSettings,
-        start_from: i64,
-        checkpoint: impl Fn() -> Option<i64> + Send + Sync + 'static,
+        start_from: ReplayId,
+        checkpoint: impl Fn() -> Option<ReplayId> + Send + Sync + 'static,
         status: StatusReporter,
     ) -> Result<Self, StreamError> {
         let http = http_client_builder()
@@ -150,12 +151,12 @@ impl CometdTransport {
 
     /// Where a subscription starts: `start_from` the first time; afterwards the
     /// processor's checkpoint, else what this run already handed over, else `start_from`.
-    pub(super) fn resume_from(&self) -> i64 {
+    pub(super) fn resume_from(&self) -> ReplayId {
         if !self.subscribed_once {
             return self.start_from;
         }
         (self.checkpoint)()
-            .or(self.last_delivered)
+            .or(self.last_delivered.map(ReplayId::After))
             .unwrap_or(self.start_from)
     }
 

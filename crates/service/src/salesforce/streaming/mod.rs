@@ -33,6 +33,7 @@ use tokio::sync::watch;
 
 use super::error::SalesforceError;
 use super::events::ChangeEvent;
+use crate::ids::ReplayId;
 
 pub use bayeux::{MAX_ADVICE_INTERVAL, MAX_CONNECT_HOLD};
 pub use cometd::CometdTransport;
@@ -73,8 +74,8 @@ pub enum StreamItem {
     },
     /// A (re)subscription succeeded; events after `replay_from` follow.
     Subscribed {
-        /// The replay id subscribed from (`-1`, `-2` or a checkpoint).
-        replay_from: i64,
+        /// Where it subscribed from (`-1`, `-2` or a checkpoint).
+        replay_from: ReplayId,
     },
 }
 

@@ -8,6 +8,7 @@ use tokio::sync::{mpsc, watch};
 use super::cometd::CometdTransport;
 use super::{EventTransport, StatusReporter, StreamError, StreamItem, StreamStatus};
 use crate::config::StreamingSettings;
+use crate::ids::ReplayId;
 use crate::salesforce::rest::SalesforceClient;
 
 /// Moves items from `transport` onto `tx` until `shutdown` turns true (or its sender is
@@ -65,8 +66,8 @@ async fn shutdown_requested(shutdown: &mut watch::Receiver<bool>) {
 pub async fn run_subscriber(
     client: SalesforceClient,
     settings: StreamingSettings,
-    start_from: i64,
-    checkpoint: impl Fn() -> Option<i64> + Send + Sync + 'static,
+    start_from: ReplayId,
+    checkpoint: impl Fn() -> Option<ReplayId> + Send + Sync + 'static,
     tx: mpsc::Sender<StreamItem>,
     mut shutdown: watch::Receiver<bool>,
     status: watch::Sender<StreamStatus>,
@@ -84,8 +85,13 @@ pub async fn check_subscription(
     settings: &StreamingSettings,
     within: Duration,
 ) -> Result<(), StreamError> {
-    let mut transport =
-        CometdTransport::new(client, settings, -1, || None, StatusReporter::detached())?;
+    let mut transport = CometdTransport::new(
+        client,
+        settings,
+        ReplayId::Latest,
+        || None,
+        StatusReporter::detached(),
+    )?;
     let outcome = tokio::time::timeout(within, async {
         loop {
             let items = transport.next().await?;

@@ -6,6 +6,7 @@ use super::bayeux::*;
 use super::cometd::*;
 use super::*;
 use crate::config::Settings;
+use crate::ids::ReplayId;
 use crate::retry::RetryPolicy;
 use crate::salesforce::events::ChangeKind as EventKind;
 use crate::salesforce::rest::SalesforceClient;
@@ -123,8 +124,8 @@ fn spawn_subscriber(org: &Org, channel: &str, start_from: i64, capacity: usize) 
     let mut transport = CometdTransport::new(
         org.client(),
         &streaming,
-        start_from,
-        move || *saved.lock().unwrap(),
+        ReplayId::from_wire(start_from),
+        move || saved.lock().unwrap().map(ReplayId::After),
         reporter.clone(),
     )
     .expect("transport")
@@ -180,7 +181,12 @@ async fn until(what: &str, cond: impl Fn() -> bool) {
 async fn delivers_changes_in_order_whatever_their_place_in_the_response() {
     let org = Org::start().await;
     let mut sub = spawn_subscriber(&org, CHANNEL, -1, 16);
-    assert_eq!(sub.next().await, StreamItem::Subscribed { replay_from: -1 });
+    assert_eq!(
+        sub.next().await,
+        StreamItem::Subscribed {
+            replay_from: ReplayId::Latest
+        }
+    );
     assert!(sub.status.borrow().subscribed);
 
     let mut expected_replay = org.base;
@@ -236,7 +242,12 @@ async fn delivers_changes_in_order_whatever_their_place_in_the_response() {
 async fn a_dropped_client_resubscribes_from_the_checkpoint_without_loss_or_duplicates() {
     let org = Org::start().await;
     let mut sub = spawn_subscriber(&org, CHANNEL, -1, 16);
-    assert_eq!(sub.next().await, StreamItem::Subscribed { replay_from: -1 });
+    assert_eq!(
+        sub.next().await,
+        StreamItem::Subscribed {
+            replay_from: ReplayId::Latest
+        }
+    );
 
     org.change(0, "Confirmed");
     org.change(1, "Confirmed");
@@ -252,7 +263,7 @@ async fn a_dropped_client_resubscribes_from_the_checkpoint_without_loss_or_dupli
     assert_eq!(
         sub.next().await,
         StreamItem::Subscribed {
-            replay_from: a.replay_id
+            replay_from: ReplayId::After(a.replay_id)
         }
     );
     let c = sub.next_event().await;
@@ -283,7 +294,12 @@ async fn an_expired_replay_id_falls_back_to_new_events_and_reports_the_gap() {
         ),
         other => panic!("expected a replay gap, got {other:?}"),
     }
-    assert_eq!(sub.next().await, StreamItem::Subscribed { replay_from: -1 });
+    assert_eq!(
+        sub.next().await,
+        StreamItem::Subscribed {
+            replay_from: ReplayId::Latest
+        }
+    );
 
     org.change(2, "Confirmed");
     let event = sub.next_event().await;
@@ -303,7 +319,12 @@ async fn an_expired_replay_id_falls_back_to_new_events_and_reports_the_gap() {
 async fn an_expired_session_logs_in_once_more_and_carries_on() {
     let org = Org::start().await;
     let mut sub = spawn_subscriber(&org, CHANNEL, -1, 16);
-    assert_eq!(sub.next().await, StreamItem::Subscribed { replay_from: -1 });
+    assert_eq!(
+        sub.next().await,
+        StreamItem::Subscribed {
+            replay_from: ReplayId::Latest
+        }
+    );
     org.change(0, "Confirmed");
     let first = sub.next_event().await;
     assert_eq!(org.logins(), 1);
@@ -312,7 +333,7 @@ async fn an_expired_session_logs_in_once_more_and_carries_on() {
     assert_eq!(
         sub.next().await,
         StreamItem::Subscribed {
-            replay_from: first.replay_id
+            replay_from: ReplayId::After(first.replay_id)
         },
         "resumes after the last event handed over"
     );
@@ -329,7 +350,12 @@ async fn an_expired_session_logs_in_once_more_and_carries_on() {
 async fn gap_overflow_and_malformed_events_flow_through_and_the_stream_goes_on() {
     let org = Org::start().await;
     let mut sub = spawn_subscriber(&org, CHANNEL, -1, 16);
-    assert_eq!(sub.next().await, StreamItem::Subscribed { replay_from: -1 });
+    assert_eq!(
+        sub.next().await,
+        StreamItem::Subscribed {
+            replay_from: ReplayId::Latest
+        }
+    );
 
     let ids = [org.bookings[0].as_str(), org.bookings[1].as_str()];
     org.hub.inject_gap(BOOKING_OBJECT, "GAP_UPDATE", &ids);
@@ -365,7 +391,12 @@ async fn an_empty_long_poll_just_reconnects() {
     let org = Org::start().await;
     org.hub.set_connect_timeout(Duration::from_millis(100));
     let mut sub = spawn_subscriber(&org, CHANNEL, -1, 16);
-    assert_eq!(sub.next().await, StreamItem::Subscribed { replay_from: -1 });
+    assert_eq!(
+        sub.next().await,
+        StreamItem::Subscribed {
+            replay_from: ReplayId::Latest
+        }
+    );
 
     until("four empty long polls", || {
         org.answered("/meta/connect") >= 4
@@ -393,7 +424,12 @@ async fn server_errors_are_retried_with_backoff() {
         &[],
     );
     let mut sub = spawn_subscriber(&org, CHANNEL, -1, 16);
-    assert_eq!(sub.next().await, StreamItem::Subscribed { replay_from: -1 });
+    assert_eq!(
+        sub.next().await,
+        StreamItem::Subscribed {
+            replay_from: ReplayId::Latest
+        }
+    );
     let statuses: Vec<u16> = org
         .sim
         .requests()
@@ -435,7 +471,12 @@ async fn check_subscription_probes_and_says_goodbye() {
 async fn a_full_channel_holds_the_stream_without_losing_events() {
     let org = Org::start().await;
     let mut sub = spawn_subscriber(&org, CHANNEL, -1, 1);
-    assert_eq!(sub.next().await, StreamItem::Subscribed { replay_from: -1 });
+    assert_eq!(
+        sub.next().await,
+        StreamItem::Subscribed {
+            replay_from: ReplayId::Latest
+        }
+    );
     for n in 0..5 {
         org.change(n % 3, STATUSES[n % 4]);
     }
@@ -449,7 +490,12 @@ async fn a_full_channel_holds_the_stream_without_losing_events() {
 async fn shutdown_disconnects_and_marks_the_stream_down() {
     let org = Org::start().await;
     let mut sub = spawn_subscriber(&org, CHANNEL, -1, 16);
-    assert_eq!(sub.next().await, StreamItem::Subscribed { replay_from: -1 });
+    assert_eq!(
+        sub.next().await,
+        StreamItem::Subscribed {
+            replay_from: ReplayId::Latest
+        }
+    );
     assert_eq!(org.hub.client_count(), 1);
     let status = sub.status.clone();
     sub.stop().await.expect("clean stop");
@@ -485,7 +531,12 @@ async fn platform_event_channels_name_the_booking() {
     let org = Org::start().await;
     org.hub.register_platform_event("/event/Booking_Change__e");
     let mut sub = spawn_subscriber(&org, "/event/Booking_Change__e", -1, 16);
-    assert_eq!(sub.next().await, StreamItem::Subscribed { replay_from: -1 });
+    assert_eq!(
+        sub.next().await,
+        StreamItem::Subscribed {
+            replay_from: ReplayId::Latest
+        }
+    );
     org.hub.publish_platform_event(
         "/event/Booking_Change__e",
         json!({"Booking_Id__c": org.bookings[0]}),
@@ -505,14 +556,19 @@ async fn run_subscriber_is_spawnable_and_keeps_the_token_out_of_debug() {
     let task = tokio::spawn(run_subscriber(
         org.client(),
         org.settings.salesforce.streaming.clone(),
-        -1,
+        ReplayId::Latest,
         || None,
         tx,
         shutdown_rx,
         status_tx,
     ));
     let item = tokio::time::timeout(DEADLINE, rx.recv()).await.unwrap();
-    assert_eq!(item, Some(StreamItem::Subscribed { replay_from: -1 }));
+    assert_eq!(
+        item,
+        Some(StreamItem::Subscribed {
+            replay_from: ReplayId::Latest
+        })
+    );
     assert!(status.borrow().subscribed);
     shutdown.send(true).unwrap();
     tokio::time::timeout(DEADLINE, task)
@@ -526,7 +582,7 @@ async fn run_subscriber_is_spawnable_and_keeps_the_token_out_of_debug() {
     let mut transport = CometdTransport::new(
         client,
         &org.settings.salesforce.streaming,
-        -1,
+        ReplayId::Latest,
         || None,
         StatusReporter::detached(),
     )
@@ -629,7 +685,7 @@ fn offline_transport() -> CometdTransport {
     CometdTransport::new(
         client,
         &settings.salesforce.streaming,
-        -1,
+        ReplayId::Latest,
         || None,
         StatusReporter::detached(),
     )

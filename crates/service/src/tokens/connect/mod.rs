@@ -17,12 +17,12 @@ pub mod state;
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
-use chrono::Utc;
+use chrono::{DateTime, Utc};
 use url::Url;
 
 use crate::config::Settings;
+use crate::ids::TrainerId;
 use crate::lark::{LarkClient, LarkError, LarkUser};
-use crate::salesforce::soql::RecordId;
 use crate::salesforce::SalesforceError;
 use crate::store::{NonceUse, PendingAuth, PendingSaved, Store, StoreError};
 use crate::tokens::trainer::TrainerRecord;
@@ -123,7 +123,7 @@ impl From<StoreError> for ConnectError {
 /// A started flow: where to send the browser, and the cookie that binds it.
 pub struct Begun {
     /// The trainer the flow is for.
-    pub trainer_id: RecordId,
+    pub trainer_id: TrainerId,
     /// Lark's authorize page with every parameter.
     pub authorize_url: Url,
     /// The value of the binding cookie (the state's nonce).
@@ -151,7 +151,7 @@ pub struct CallbackParams {
 /// A trainer who just connected.
 #[derive(Debug)]
 pub struct Connected {
-    pub trainer_id: RecordId,
+    pub trainer_id: TrainerId,
     /// The trainer's name in Salesforce.
     pub trainer_name: Option<String>,
     /// The Lark account's display name (or open_id).
@@ -210,7 +210,7 @@ impl ConnectFlow {
         if raw.is_empty() {
             return Err(ConnectError::MissingTrainer);
         }
-        let trainer_id = RecordId::parse(raw).map_err(|_| ConnectError::MalformedTrainer)?;
+        let trainer_id = TrainerId::parse(raw).map_err(|_| ConnectError::MalformedTrainer)?;
         if !inner.startable.contains(trainer_id.as_str()) {
             let trainer = self.known_trainer(&trainer_id).await?;
             if inner.settings.security.require_email_match && trainer.email.is_none() {
@@ -219,19 +219,19 @@ impl ConnectFlow {
             inner.startable.insert(trainer_id.as_str());
         }
 
-        let now = Utc::now().timestamp();
+        let now = Utc::now();
         let issued = state::issue(
             &inner.settings.security.state_secret,
             trainer_id.as_str(),
-            now,
+            now.timestamp(),
         );
         let (verifier, challenge) = state::pkce_pair();
         let saved = inner.store.save_pending_auth(
             &issued.nonce,
             &PendingAuth {
-                trainer_id: trainer_id.to_string(),
+                trainer_id: trainer_id.clone(),
                 verifier_enc: inner.vault.encrypt(verifier.secret()),
-                expires_at: issued.expires_at,
+                expires_at: DateTime::from_timestamp(issued.expires_at, 0).unwrap_or(now),
             },
             now,
         )?;
@@ -274,12 +274,16 @@ impl ConnectFlow {
             return Err(ConnectError::MissingParameters);
         };
 
-        let now = Utc::now().timestamp();
-        let verified = state::verify(&inner.settings.security.state_secret, &raw_state, now)
-            .map_err(|e| match e {
-                StateError::Expired => ConnectError::StateExpired,
-                other => ConnectError::StateForged(other),
-            })?;
+        let now = Utc::now();
+        let verified = state::verify(
+            &inner.settings.security.state_secret,
+            &raw_state,
+            now.timestamp(),
+        )
+        .map_err(|e| match e {
+            StateError::Expired => ConnectError::StateExpired,
+            other => ConnectError::StateForged(other),
+        })?;
         if !state::cookie_matches(cookie, &verified.nonce) {
             return Err(ConnectError::CookieMismatch);
         }
@@ -288,11 +292,10 @@ impl ConnectFlow {
             NonceUse::AlreadyUsed => return Err(ConnectError::StateReused),
             NonceUse::Unknown => return Err(ConnectError::StateUnknown),
         };
-        if pending.trainer_id != verified.trainer_id {
+        if pending.trainer_id.as_str() != verified.trainer_id {
             return Err(ConnectError::StateMismatch);
         }
-        let trainer_id =
-            RecordId::parse(&verified.trainer_id).map_err(|_| ConnectError::StateMismatch)?;
+        let trainer_id = pending.trainer_id;
         let verifier = inner
             .vault
             .decrypt(&pending.verifier_enc)
@@ -352,7 +355,7 @@ impl ConnectFlow {
     }
 
     /// The trainer, from Salesforce unless it said within the hour that there is none.
-    async fn known_trainer(&self, id: &RecordId) -> Result<TrainerRecord, ConnectError> {
+    async fn known_trainer(&self, id: &TrainerId) -> Result<TrainerRecord, ConnectError> {
         let inner = &self.inner;
         if inner.unknown.contains(id.as_str()) {
             return Err(ConnectError::UnknownTrainer);
@@ -388,10 +391,11 @@ impl ConnectFlow {
         }
     }
 
-    async fn read_trainer(&self, id: &RecordId) -> Result<Option<TrainerRecord>, ConnectError> {
+    async fn read_trainer(&self, id: &TrainerId) -> Result<Option<TrainerRecord>, ConnectError> {
         self.inner
             .tokens
-            .trainer(id)
+            .trainers()
+            .get(id)
             .await
             .map_err(ConnectError::SalesforceUnavailable)
     }

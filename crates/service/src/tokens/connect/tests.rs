@@ -53,8 +53,9 @@ async fn saving_a_connection_waits_for_the_trainers_lock() {
         Store::in_memory().unwrap(),
         Arc::new(Vault::from_settings(&settings.security)),
         crate::metrics::Metrics::default(),
+        tokio::sync::mpsc::unbounded_channel().0,
     );
-    let id = RecordId::parse(&trainer).unwrap();
+    let id = crate::ids::TrainerId::parse(&trainer).unwrap();
     let grant = TokenGrant {
         access_token: AccessToken::new("u-new"),
         expires_in: 7200,
@@ -69,7 +70,7 @@ async fn saving_a_connection_waits_for_the_trainers_lock() {
         )
     };
 
-    let flight = tokens.flight(id.as_str());
+    let flight = tokens.flight(&id);
     let held = flight.lock().await;
     let mut saving = tokio::spawn({
         let tokens = tokens.clone();

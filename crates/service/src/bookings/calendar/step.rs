@@ -1,181 +1,33 @@
-//! The session on the host's Lark calendar (design §3 rule 20): after a booking's meeting
-//! is settled, the event that goes with it — created with the host's user token and an
-//! idempotency key from the booking and the reservation, its start and end patched on a
-//! reschedule, deleted (with the old host's token) on a trainer change, a cancellation or
-//! a release. The decision ([`plan_event`]) is pure; [`CalendarStep`] carries it out.
-//!
-//! A calendar failure never costs the meeting: the status stays, the reason goes to the
-//! error field, and the step is retried on the booking's own backoff without ever making
-//! the booking `Failed`. The event id rides in the write-back the meeting already makes.
+//! Carrying the calendar plan out (design §3 rule 20): after a booking's meeting is
+//! settled, the event that goes with it — created with the host's user token and an
+//! idempotency key from the booking and the reservation, its times and text patched on a
+//! change, deleted (with the old host's token) on a trainer change, a cancellation or a
+//! release — journalled the moment Lark answers. The event id rides in the write-back the
+//! meeting already makes; a calendar failure never costs the meeting.
 
 use chrono::{DateTime, Utc};
 use serde_json::{json, Map, Value};
 
-use super::act::{Actor, TokenOutcome};
-use super::engine::{retry_delay, Engine};
-use super::model::{render_topic, Booking, MeetingStatus};
-use super::outcome::PipelineError;
-use super::writeback::WriteBack;
+use super::plan::{plan_event, wanted_event, EventPlan, WantedEvent};
+use crate::bookings::host_token::HostTokens;
+use crate::bookings::model::{Booking, MeetingStatus, CALENDAR_REASON};
+use crate::bookings::outcome::PipelineError;
+use crate::bookings::writeback::WriteBack;
 use crate::config::Settings;
 use crate::ids::{BookingId, TrainerId};
 use crate::lark::calendar::{idempotency_key, EventTime, NewCalendarEvent};
 use crate::lark::{LarkClient, LarkError};
-use crate::metrics::names;
-use crate::store::{CalendarEventEntry, ReservationEntry};
-use crate::tokens::trainer::{clip, TrainerRecord};
+use crate::metrics::{names, Failure, Metrics};
+use crate::salesforce::values::clip;
+use crate::store::{CalendarEventEntry, Store};
+use crate::tokens::trainer::TrainerRecord;
 use crate::tokens::AccessToken;
-
-/// How the error field starts when only the calendar step failed; a booking showing it is
-/// still rightly `Created` (the decision does not rewrite it), and the step clears it.
-pub const CALENDAR_REASON: &str =
-    "The meeting is ready, but it could not be put on the trainer's Lark calendar: ";
 
 /// Lark's code for a user access token that lacks the scope a call needs: "the user access
 /// token has not been granted the required user authorization… request user
 /// re-authorization" (open.larkoffice.com/document/faq/trouble-shooting/
 /// how-to-resolve-error-99991679). Only a new consent fixes it, so it is not retried.
 pub const MISSING_USER_SCOPE: i64 = 99991679;
-
-/// True when an error field's text is the calendar step's.
-pub fn is_calendar_reason(reason: &str) -> bool {
-    reason.starts_with(CALENDAR_REASON)
-}
-
-/// The event a booking should have.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct WantedEvent {
-    /// The host (the reservation's trainer).
-    pub host_id: String,
-    pub reservation_id: String,
-    pub start: i64,
-    pub end: i64,
-    pub summary: String,
-    pub description: String,
-    pub meeting_url: String,
-    /// The external guest's email.
-    pub guest: Option<String>,
-}
-
-impl WantedEvent {
-    /// A digest of the summary and description: the journal keeps it, so a change of the
-    /// fields the templates name (a merchant renamed) patches the event's text as a
-    /// reschedule patches its times.
-    pub fn content(&self) -> String {
-        use sha2::{Digest, Sha256};
-        let digest = Sha256::new()
-            .chain_update(self.summary.as_bytes())
-            .chain_update([0u8])
-            .chain_update(self.description.as_bytes())
-            .finalize();
-        digest[..8].iter().map(|b| format!("{b:02x}")).collect()
-    }
-}
-
-/// What the booking's event needs.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum EventPlan {
-    /// Already right.
-    Nothing,
-    /// Make the event (none is journalled).
-    Create(WantedEvent),
-    /// Same host and reservation: set start and end (and invite the guest if not yet).
-    Patch {
-        entry: CalendarEventEntry,
-        wanted: WantedEvent,
-    },
-    /// Same host, same times, the guest not yet invited.
-    Invite {
-        entry: CalendarEventEntry,
-        wanted: WantedEvent,
-    },
-    /// Another host or another reservation: delete the old event, make the new one.
-    Replace {
-        old: CalendarEventEntry,
-        wanted: WantedEvent,
-    },
-    /// No event is wanted any more.
-    Delete(CalendarEventEntry),
-}
-
-/// Decides what the event needs from what is wanted and what the journal holds. Pure.
-pub fn plan_event(wanted: Option<WantedEvent>, entry: Option<CalendarEventEntry>) -> EventPlan {
-    match (wanted, entry) {
-        (None, None) => EventPlan::Nothing,
-        (None, Some(old)) => EventPlan::Delete(old),
-        (Some(wanted), None) => EventPlan::Create(wanted),
-        (Some(wanted), Some(entry)) => {
-            if entry.trainer_id != wanted.host_id || entry.reservation_id != wanted.reservation_id {
-                EventPlan::Replace { old: entry, wanted }
-            } else if entry.start != wanted.start
-                || entry.end != wanted.end
-                || entry.content != wanted.content()
-            {
-                EventPlan::Patch { entry, wanted }
-            } else if wanted.guest.is_some() && entry.guest != wanted.guest {
-                EventPlan::Invite { entry, wanted }
-            } else {
-                EventPlan::Nothing
-            }
-        }
-    }
-}
-
-/// The event a booking should have after this pass, or None. `status` is the status the
-/// booking has once this pass's write lands; `reservation` the journal after the meeting
-/// step. Pure.
-pub fn wanted_event(
-    settings: &Settings,
-    booking: &Booking,
-    status: Option<MeetingStatus>,
-    reservation: Option<&ReservationEntry>,
-) -> Option<WantedEvent> {
-    if !settings.calendar.enabled || booking.is_deleted {
-        return None;
-    }
-    if !matches!(
-        status,
-        Some(MeetingStatus::Created | MeetingStatus::CreatedByApp)
-    ) {
-        return None;
-    }
-    let reservation = reservation?;
-    // The host is the booking's own trainer (a Move has already made the new one host).
-    // Whether they are connected is for their token to say: a trainer disconnected for a
-    // while keeps the event their meeting already has, and gets one once they reconnect.
-    let trainer = booking.trainer.as_ref()?;
-    if trainer.id != reservation.trainer_id {
-        return None;
-    }
-    let (start, end) = (booking.start?, booking.end?);
-    if end <= start || reservation.url.is_empty() {
-        return None;
-    }
-    let b = &settings.salesforce.booking;
-    let summary = render_topic(&b.topic_template, &booking.topic_values);
-    let mut values = booking.topic_values.clone();
-    // A field the object lacks (left out of the query) reads as empty, not as `{Field}`.
-    for f in settings.calendar.description_fields() {
-        values.entry(f).or_insert(Value::Null);
-    }
-    values.insert("link".into(), Value::String(reservation.url.clone()));
-    let description = render_topic(&settings.calendar.description_template, &values);
-    let guest = b
-        .attendee_email_field
-        .as_deref()
-        .and_then(|f| booking.topic_values.get(f))
-        .and_then(Value::as_str)
-        .map(str::to_string);
-    Some(WantedEvent {
-        host_id: trainer.id.clone(),
-        reservation_id: reservation.reservation_id.clone(),
-        start: start.timestamp(),
-        end: end.timestamp(),
-        summary,
-        description,
-        meeting_url: reservation.url.clone(),
-        guest,
-    })
-}
 
 /// What the calendar step came to for one booking.
 #[derive(Debug)]
@@ -220,10 +72,13 @@ fn lark_step(e: LarkError) -> StepError {
     }
 }
 
-/// Carries out the calendar step after the meeting step.
+/// Carries out the calendar step after the meeting step; borrowed per batch.
 pub struct CalendarStep<'a> {
-    pub actor: &'a Actor<'a>,
     pub settings: &'a Settings,
+    pub store: &'a Store,
+    pub lark: &'a LarkClient,
+    pub hosts: &'a HostTokens,
+    pub metrics: &'a Metrics,
     /// Whether the booking object has the event field (describe); without it the id is
     /// kept in the journal only.
     pub field_present: bool,
@@ -238,20 +93,20 @@ impl CalendarStep<'_> {
         write: Option<WriteBack>,
     ) -> Result<CalendarDone, PipelineError> {
         let b = &self.settings.salesforce.booking;
-        let id = booking.id.as_str();
+        let id = &booking.id;
         let status = write
             .as_ref()
             .and_then(|w| w.status)
             .or(booking.meeting_status);
-        let entry = self.actor.store.calendar_event(id)?;
+        let entry = self.store.calendar_event(id)?;
         if !self.settings.calendar.enabled && entry.is_none() {
             return Ok(CalendarDone { write, retry: None });
         }
-        let reservation = self.actor.store.reservation(id)?;
+        let reservation = self.store.reservation(id)?;
         let mut wanted = wanted_event(self.settings, booking, status, reservation.as_ref());
         let mut missing_scope = false;
         if let Some(w) = &wanted {
-            if self.actor.store.trainer_calendar(&w.host_id)?.lacks_scope {
+            if self.store.trainer_calendar(&w.host_id)?.lacks_scope {
                 missing_scope = true;
                 // Nothing can be made; an event already there stays as it is.
                 wanted = None;
@@ -289,7 +144,6 @@ impl CalendarStep<'_> {
             .and_then(Value::as_str)
             .map(str::to_string);
         let journalled = self
-            .actor
             .store
             .calendar_event(id)?
             .map(|e| e.event_id)
@@ -312,10 +166,11 @@ impl CalendarStep<'_> {
             .as_ref()
             .and_then(|w| w.fields.get(&b.meeting_error_field))
             .map(|v| v.as_str().map(str::to_string));
-        // What the error field will show: this pass's write, else what the booking shows.
-        let showing = match &own_reason {
-            Some(r) => r.clone(),
-            None => booking.meeting_error.clone(),
+        // What the error field will show: this pass's write (the meeting step never writes
+        // a calendar reason), else what the booking shows.
+        let (showing, showing_calendar) = match &own_reason {
+            Some(r) => (r.clone(), false),
+            None => (booking.meeting_error.clone(), booking.calendar_error),
         };
         let wanted_reason = match (&reason, missing_scope) {
             (Some(r), _) => Some(clip(&format!("{CALENDAR_REASON}{r}"))),
@@ -325,7 +180,6 @@ impl CalendarStep<'_> {
             (None, false) => None,
         };
         if meeting_ok && !booking.is_deleted {
-            let showing_calendar = showing.as_deref().is_some_and(is_calendar_reason);
             match &wanted_reason {
                 Some(r)
                     if (showing.is_none() || showing_calendar)
@@ -340,10 +194,8 @@ impl CalendarStep<'_> {
             }
         }
         if let Some(r) = &reason {
-            self.actor
-                .metrics
-                .inc(names::FAILURES, &[("kind", "calendar_failed")]);
-            tracing::warn!(booking = %booking.id, error = %r, "calendar step failed; the meeting stands, retrying on the booking's backoff");
+            self.metrics.failure(Failure::CalendarFailed);
+            tracing::warn!(error = %r, "calendar step failed; the meeting stands, retrying on the booking's backoff");
         }
         Ok(CalendarDone {
             write,
@@ -372,7 +224,7 @@ impl CalendarStep<'_> {
                     let text =
                         text_changed.then(|| (wanted.summary.clone(), wanted.description.clone()));
                     let patched = self
-                        .actor
+                        .hosts
                         .with_token_retry(&host, token.clone(), |lark: LarkClient, t| {
                             let (cal, ev, start, end, text) = (
                                 cal.clone(),
@@ -394,16 +246,15 @@ impl CalendarStep<'_> {
                             entry.end = wanted.end;
                             entry.content = wanted.content();
                             self.record(&entry)?;
-                            self.actor
-                                .metrics
+                            self.metrics
                                 .inc(names::MEETINGS, &[("action", "event_moved")]);
-                            tracing::info!(booking = %booking.id, event = %entry.event_id, "calendar event moved");
+                            tracing::info!(event = %entry.event_id, "calendar event moved");
                         }
                         Err(LarkError::NotFound { .. }) => {
                             // Deleted by hand in Lark: make a new one (with a new key, since
                             // the old one names the deleted event).
-                            let store = self.actor.store;
-                            let id = booking.id.as_str();
+                            let store = self.store;
+                            let id = &booking.id;
                             store.record_deleted_event(
                                 id,
                                 &entry.reservation_id,
@@ -415,54 +266,41 @@ impl CalendarStep<'_> {
                         Err(e) => return Err(lark_step(e)),
                     }
                 }
-                self.invite(booking, &host, token, entry, &wanted).await
+                self.invite(&host, token, entry, &wanted).await
             }
         }
     }
 
-    fn time(&self, timestamp: i64) -> EventTime {
+    fn time(&self, at: DateTime<Utc>) -> EventTime {
         EventTime {
-            timestamp,
+            at,
             timezone: self.settings.calendar.timezone.clone(),
         }
     }
 
     fn record(&self, entry: &CalendarEventEntry) -> Result<(), StepError> {
-        Ok(self
-            .actor
-            .store
-            .record_calendar_event(entry, Utc::now().timestamp())?)
+        Ok(self.store.record_calendar_event(entry, Utc::now())?)
     }
 
     /// The host's record and token; None when they are not connected (no event then).
     async fn host_token(
         &self,
         booking: &Booking,
-        host_id: &str,
+        host: &TrainerId,
     ) -> Result<Option<(TrainerRecord, AccessToken)>, StepError> {
-        let host = match TrainerId::parse(host_id) {
-            Ok(id) => self.actor.host(booking, &id).await?,
-            Err(_) => None,
-        };
-        let Some(host) = host else {
-            return Ok(None);
-        };
-        match self.actor.token(&host).await? {
-            TokenOutcome::Token(t) => Ok(Some((host, t))),
-            TokenOutcome::NotConnected => Ok(None),
-        }
+        Ok(self.hosts.host_token(booking, host).await?)
     }
 
     async fn create(&self, booking: &Booking, wanted: &WantedEvent) -> Result<(), StepError> {
         let Some((host, token)) = self.host_token(booking, &wanted.host_id).await? else {
             return Ok(());
         };
-        let store = self.actor.store;
+        let store = self.store;
         let calendar_id = match store.trainer_calendar(&host.id)?.calendar_id {
             Some(c) => c,
             None => {
                 let c = self
-                    .actor
+                    .hosts
                     .with_token_retry(&host, token.clone(), |lark: LarkClient, t| async move {
                         lark.primary_calendar_id(&t).await
                     })
@@ -475,7 +313,7 @@ impl CalendarStep<'_> {
         // Stable across retries and restarts: a create whose answer was lost, sent again,
         // gets the same event back. After an event of this reservation was deleted (or
         // vanished), the key also names that event, or Lark would answer the deleted one.
-        let deleted = store.deleted_event(booking.id.as_str(), &wanted.reservation_id)?;
+        let deleted = store.deleted_event(&booking.id, &wanted.reservation_id)?;
         let mut parts = vec![booking.id.as_str(), wanted.reservation_id.as_str()];
         if let Some(old) = deleted.as_deref() {
             parts.push(old);
@@ -490,7 +328,7 @@ impl CalendarStep<'_> {
             reminder_minutes: i64::from(self.settings.calendar.reminder_minutes),
         };
         let created = self
-            .actor
+            .hosts
             .with_token_retry(&host, token.clone(), |lark: LarkClient, t| {
                 let (cal, key, event) = (calendar_id.clone(), key.clone(), event.clone());
                 async move { lark.create_calendar_event(&t, &cal, &key, &event).await }
@@ -506,7 +344,7 @@ impl CalendarStep<'_> {
             Err(e) => return Err(lark_step(e)),
         };
         let entry = CalendarEventEntry {
-            booking_id: booking.id.to_string(),
+            booking_id: booking.id.clone(),
             trainer_id: host.id.clone(),
             calendar_id: calendar_id.clone(),
             event_id: created.event_id.clone(),
@@ -518,17 +356,15 @@ impl CalendarStep<'_> {
         };
         // Journalled the moment Lark answered.
         self.record(&entry)?;
-        self.actor
-            .metrics
+        self.metrics
             .inc(names::MEETINGS, &[("action", "event_created")]);
-        tracing::info!(booking = %booking.id, trainer = %host.id, event = %entry.event_id, "calendar event created");
-        self.invite(booking, &host, token, entry, wanted).await
+        tracing::info!(trainer = %host.id, event = %entry.event_id, "calendar event created");
+        self.invite(&host, token, entry, wanted).await
     }
 
     /// Invites the guest unless the journal says they are.
     async fn invite(
         &self,
-        booking: &Booking,
         host: &TrainerRecord,
         token: AccessToken,
         mut entry: CalendarEventEntry,
@@ -541,7 +377,7 @@ impl CalendarStep<'_> {
             return Ok(());
         }
         let (cal, ev) = (entry.calendar_id.clone(), entry.event_id.clone());
-        self.actor
+        self.hosts
             .with_token_retry(host, token, |lark: LarkClient, t| {
                 let (cal, ev, guest) = (cal.clone(), ev.clone(), guest.clone());
                 async move {
@@ -553,22 +389,22 @@ impl CalendarStep<'_> {
             .map_err(lark_step)?;
         entry.guest = Some(guest);
         self.record(&entry)?;
-        tracing::info!(booking = %booking.id, event = %entry.event_id, "guest invited to the calendar event");
+        tracing::info!(event = %entry.event_id, "guest invited to the calendar event");
         Ok(())
     }
 
     /// Deletes the journalled event with its host's token; an event already gone, or a
     /// host no longer connected (the event cannot be reached), ends the journal entry.
     async fn delete(&self, booking: &Booking, old: &CalendarEventEntry) -> Result<(), StepError> {
-        let store = self.actor.store;
+        let store = self.store;
         let Some((host, token)) = self.host_token(booking, &old.trainer_id).await? else {
-            tracing::warn!(booking = %booking.id, event = %old.event_id, "the event's host is not connected; the event cannot be deleted");
-            store.forget_calendar_event(booking.id.as_str())?;
+            tracing::warn!(event = %old.event_id, "the event's host is not connected; the event cannot be deleted");
+            store.forget_calendar_event(&booking.id)?;
             return Ok(());
         };
         let (cal, ev) = (old.calendar_id.clone(), old.event_id.clone());
         let deleted = self
-            .actor
+            .hosts
             .with_token_retry(&host, token, |lark: LarkClient, t| {
                 let (cal, ev) = (cal.clone(), ev.clone());
                 async move { lark.delete_calendar_event(&t, &cal, &ev).await }
@@ -576,16 +412,11 @@ impl CalendarStep<'_> {
             .await;
         match deleted {
             Ok(()) | Err(LarkError::NotFound { .. }) => {
-                store.record_deleted_event(
-                    booking.id.as_str(),
-                    &old.reservation_id,
-                    &old.event_id,
-                )?;
-                store.forget_calendar_event(booking.id.as_str())?;
-                self.actor
-                    .metrics
+                store.record_deleted_event(&booking.id, &old.reservation_id, &old.event_id)?;
+                store.forget_calendar_event(&booking.id)?;
+                self.metrics
                     .inc(names::MEETINGS, &[("action", "event_deleted")]);
-                tracing::info!(booking = %booking.id, event = %old.event_id, "calendar event deleted");
+                tracing::info!(event = %old.event_id, "calendar event deleted");
                 Ok(())
             }
             Err(e) => Err(lark_step(e)),
@@ -598,7 +429,7 @@ impl CalendarStep<'_> {
         let Some(trainer) = &booking.trainer else {
             return Ok(());
         };
-        let store = self.actor.store;
+        let store = self.store;
         store.mark_lacks_calendar_scope(&trainer.id)?;
         let lark = &self.settings.lark;
         if !lark.notify_trainers {
@@ -607,7 +438,7 @@ impl CalendarStep<'_> {
         let Some(email) = trainer.email.as_deref() else {
             return Ok(());
         };
-        if !store.claim_scope_reminder(&trainer.id, Utc::now().timestamp())? {
+        if !store.claim_scope_reminder(&trainer.id, Utc::now())? {
             return Ok(());
         }
         let link = self.settings.server.connect_link(&trainer.id);
@@ -617,12 +448,7 @@ impl CalendarStep<'_> {
         );
         // One per connection: Lark deduplicates a retried send by uuid, too.
         let uuid = format!("lvb-calendar-scope-{}", trainer.id);
-        match self
-            .actor
-            .lark
-            .send_text_by_email(email, &text, &uuid)
-            .await
-        {
+        match self.lark.send_text_by_email(email, &text, &uuid).await {
             Ok(()) => {
                 tracing::info!(trainer = %trainer.id, "calendar reconnect reminder sent");
             }
@@ -645,51 +471,3 @@ fn set_field(write: &mut Option<WriteBack>, id: &BookingId, field: &str, value: 
     });
     w.fields.insert(field.to_string(), value);
 }
-
-impl Engine {
-    /// A booking whose meeting is fine but whose calendar step failed: back on the retry
-    /// list on its own backoff — never `Failed` for the calendar's sake. Once the session
-    /// has started the event no longer matters: the retries end, the reason stays.
-    pub(super) fn retry_calendar_later(
-        &self,
-        id: &BookingId,
-        start: Option<DateTime<Utc>>,
-        now: DateTime<Utc>,
-        reason: &str,
-    ) -> Result<(), PipelineError> {
-        if start.is_some_and(|s| s <= now) {
-            self.store.clear_retry(id.as_str())?;
-            tracing::warn!(booking = %id, reason, "session started; no more calendar retries");
-            return Ok(());
-        }
-        let attempts = self.attempts_so_far(id, true)? + 1;
-        let delay = retry_delay(attempts, self.settings.processing.retry_max_delay);
-        let next_at = now.timestamp_millis() + delay.as_millis() as i64;
-        let reason = format!("{CALENDAR_REASON}{reason}");
-        self.store
-            .record_failed_attempt(id.as_str(), next_at, &reason)?;
-        Ok(())
-    }
-
-    /// Failed attempts on the booking's retry list that count for this kind of failure:
-    /// the calendar step's and the meeting's are counted apart, so calendar retries (which
-    /// never make a booking `Failed`) do not bring a meeting failure closer to `Failed`.
-    /// An entry of the other kind is dropped (that work has since succeeded).
-    pub(super) fn attempts_so_far(
-        &self,
-        id: &BookingId,
-        calendar: bool,
-    ) -> Result<u32, PipelineError> {
-        match self.store.retry_entry(id.as_str())? {
-            Some(e) if is_calendar_reason(&e.last_reason) == calendar => Ok(e.attempts),
-            Some(_) => {
-                self.store.clear_retry(id.as_str())?;
-                Ok(0)
-            }
-            None => Ok(0),
-        }
-    }
-}
-
-#[cfg(test)]
-mod tests;

@@ -1,15 +1,21 @@
-//! Booking queries: every SOQL the pipeline sends about bookings, in one place — by id
+//! Reading bookings: every SOQL the pipeline sends about bookings, in one place — by id
 //! (with `queryAll`, so deleted rows come back), the upcoming ones a sweep looks at, and
 //! a trainer's upcoming ones — each reading the booking with its trainer in one query.
+//! The [`BookingReader`] also owns the one describe of the booking object that says which
+//! template fields exist.
+
+use std::sync::Arc;
 
 use chrono::{DateTime, Utc};
 use serde_json::{Map, Value};
+use tokio::sync::OnceCell;
 
-use super::engine::Engine;
 use super::model::{select_fields, Booking, MeetingStatus};
 use super::outcome::PipelineError;
+use crate::config::Settings;
 use crate::ids::{BookingId, TrainerId};
 use crate::salesforce::soql::{self, quote, RecordId};
+use crate::salesforce::SalesforceClient;
 
 /// Ids per SOQL `IN (...)` list: 200 ids keep the GET URL near 5 KB, well inside limits.
 const IDS_PER_QUERY: usize = 200;
@@ -31,6 +37,22 @@ pub enum TrainerBookings {
     PendingOrMeeting,
 }
 
+/// The template fields of the booking object: those that exist (read with every booking),
+/// and the topic template's that do not (a booking whose topic cannot be rendered fails).
+#[derive(Debug, Clone, Default)]
+pub struct TemplateFields {
+    pub present: Vec<String>,
+    pub missing_topic: Vec<String>,
+}
+
+/// Reads bookings fresh from Salesforce; cheap to clone.
+#[derive(Clone)]
+pub struct BookingReader {
+    settings: Arc<Settings>,
+    salesforce: SalesforceClient,
+    fields: Arc<OnceCell<TemplateFields>>,
+}
+
 /// The booking fields the calendar reads besides the topic's (rule 20).
 fn calendar_fields(settings: &crate::config::Settings) -> Vec<String> {
     let c = &settings.calendar;
@@ -44,13 +66,21 @@ fn calendar_fields(settings: &crate::config::Settings) -> Vec<String> {
     fields
 }
 
-impl Engine {
-    /// The extra booking fields read, split into (existing, missing), from one describe:
-    /// the topic template's and — with the calendar on — the description template's, the
-    /// event field and the guest's email field. Only topic fields count as missing (a
-    /// booking whose topic cannot be rendered fails); the others are read when they exist.
-    pub(super) async fn topic_fields(&self) -> Result<&(Vec<String>, Vec<String>), PipelineError> {
-        self.topic_fields
+impl BookingReader {
+    /// Reads with `salesforce` the booking object `settings` names.
+    pub fn new(settings: Arc<Settings>, salesforce: SalesforceClient) -> BookingReader {
+        BookingReader {
+            settings,
+            salesforce,
+            fields: Arc::new(OnceCell::new()),
+        }
+    }
+
+    /// The extra booking fields read, from one describe: the topic template's and — with
+    /// the calendar on — the description template's, the event field and the guest's email
+    /// field. Only topic fields count as missing; the others are read when they exist.
+    pub async fn template_fields(&self) -> Result<&TemplateFields, PipelineError> {
+        self.fields
             .get_or_try_init(|| async {
                 let b = &self.settings.salesforce.booking;
                 let topic = b.topic_fields();
@@ -59,7 +89,7 @@ impl Engine {
                 let mut seen = std::collections::HashSet::new();
                 wanted.retain(|f| seen.insert(f.to_ascii_lowercase()));
                 if wanted.is_empty() {
-                    return Ok((vec![], vec![]));
+                    return Ok(TemplateFields::default());
                 }
                 let describe = self.salesforce.describe(&b.object).await.map_err(|source| {
                     PipelineError::Describe {
@@ -78,26 +108,26 @@ impl Engine {
                 if !missing.is_empty() {
                     tracing::error!(?missing, object = %b.object, "topic_template names fields that do not exist");
                 }
-                Ok((present, missing))
+                Ok(TemplateFields {
+                    present,
+                    missing_topic: missing,
+                })
             })
             .await
     }
 
     async fn select_list(&self) -> Result<String, PipelineError> {
-        let (present, _) = self.topic_fields().await?;
+        let fields = self.template_fields().await?;
         Ok(select_fields(
             &self.settings.salesforce.booking,
             &self.settings.salesforce.trainer,
-            present,
+            &fields.present,
         ))
     }
 
     /// The given bookings as they are now; an id Salesforce no longer returns at all
     /// (purged) comes back as a deleted booking.
-    pub(super) async fn bookings_by_id(
-        &self,
-        ids: &[BookingId],
-    ) -> Result<Vec<Booking>, PipelineError> {
+    pub async fn by_ids(&self, ids: &[BookingId]) -> Result<Vec<Booking>, PipelineError> {
         let fields = self.select_list().await?;
         let object = &self.settings.salesforce.booking.object;
         let mut rows = Vec::new();
@@ -119,10 +149,7 @@ impl Engine {
     }
 
     /// Remote (or reserved) bookings ending between `now` and the sweep horizon.
-    pub(super) async fn upcoming_bookings(
-        &self,
-        now: DateTime<Utc>,
-    ) -> Result<Vec<Booking>, PipelineError> {
+    pub async fn upcoming(&self, now: DateTime<Utc>) -> Result<Vec<Booking>, PipelineError> {
         let b = &self.settings.salesforce.booking;
         let fields = self.select_list().await?;
         let horizon = now + chrono::Duration::days(SWEEP_HORIZON_DAYS);
@@ -142,7 +169,7 @@ impl Engine {
     }
 
     /// A trainer's bookings that have not ended yet.
-    pub(super) async fn trainer_bookings(
+    pub async fn of_trainer(
         &self,
         trainer: &TrainerId,
         which: TrainerBookings,
@@ -177,11 +204,12 @@ impl Engine {
     }
 
     async fn parse_rows(&self, rows: &[Map<String, Value>]) -> Result<Vec<Booking>, PipelineError> {
-        let (present, _) = self.topic_fields().await?;
+        let fields = self.template_fields().await?;
         let b = &self.settings.salesforce.booking;
+        let t = &self.settings.salesforce.trainer;
         Ok(rows
             .iter()
-            .filter_map(|r| Booking::from_row(b, &self.settings.salesforce.trainer, present, r))
+            .filter_map(|r| Booking::from_row(b, t, &fields.present, r))
             .collect())
     }
 }

@@ -1,11 +1,22 @@
 use super::*;
+use crate::ids::BookingId;
+use crate::tokens::trainer::TrainerRecord;
+use serde_json::Map;
+
+fn tid(n: u8) -> TrainerId {
+    TrainerId::parse(&format!("a0T00000000000{n}")).unwrap()
+}
+
+fn at(secs: i64) -> DateTime<Utc> {
+    DateTime::from_timestamp(secs, 0).unwrap()
+}
 
 fn wanted() -> WantedEvent {
     WantedEvent {
-        host_id: "t1".into(),
+        host_id: tid(1),
         reservation_id: "r1".into(),
-        start: 100,
-        end: 200,
+        start: at(100),
+        end: at(200),
         summary: "s".into(),
         description: "d".into(),
         meeting_url: "u".into(),
@@ -15,13 +26,13 @@ fn wanted() -> WantedEvent {
 
 fn entry() -> CalendarEventEntry {
     CalendarEventEntry {
-        booking_id: "b".into(),
-        trainer_id: "t1".into(),
+        booking_id: BookingId::parse("a0B000000000009EAA").unwrap(),
+        trainer_id: tid(1),
         calendar_id: "c".into(),
         event_id: "e".into(),
         reservation_id: "r1".into(),
-        start: 100,
-        end: 200,
+        start: at(100),
+        end: at(200),
         guest: Some("m@x.com".into()),
         content: wanted().content(),
     }
@@ -40,7 +51,7 @@ fn plans_follow_the_meeting() {
     );
     assert_eq!(plan_event(None, Some(entry())), EventPlan::Delete(entry()));
     let mut moved = wanted();
-    moved.end = 300;
+    moved.end = at(300);
     assert!(matches!(
         plan_event(Some(moved), Some(entry())),
         EventPlan::Patch { .. }
@@ -56,7 +67,7 @@ fn plans_follow_the_meeting() {
     new_text.description = "Join at u".into();
     assert_ne!(new_text.content(), wanted().content());
     let mut other_host = wanted();
-    other_host.host_id = "t2".into();
+    other_host.host_id = tid(2);
     assert!(matches!(
         plan_event(Some(other_host), Some(entry())),
         EventPlan::Replace { .. }
@@ -97,7 +108,7 @@ fn settings() -> Settings {
 
 fn trainer(connected: bool) -> TrainerRecord {
     TrainerRecord {
-        id: T1.into(),
+        id: TrainerId::parse(T1).unwrap(),
         name: Some("Ann".into()),
         email: Some("ann@example.com".into()),
         lark_user_id: None,
@@ -128,17 +139,18 @@ fn booking() -> Booking {
         reservation_id: Some("r1".into()),
         meeting_status: Some(MeetingStatus::Created),
         meeting_error: None,
+        calendar_error: false,
         topic_values: values,
     }
 }
 
 fn reservation() -> ReservationEntry {
     ReservationEntry {
-        booking_id: "a0B000000000001EAA".into(),
+        booking_id: BookingId::parse("a0B000000000001EAA").unwrap(),
         reservation_id: "r1".into(),
-        trainer_id: T1.into(),
+        trainer_id: TrainerId::parse(T1).unwrap(),
         url: "https://vc.example/j/1".into(),
-        end_time: 0,
+        end_time: at(0),
         topic: None,
     }
 }
@@ -149,10 +161,10 @@ fn a_created_meeting_wants_its_event_built_from_the_booking() {
     let b = booking();
     let w =
         wanted_event(&s, &b, Some(MeetingStatus::Created), Some(&reservation())).expect("an event");
-    assert_eq!(w.host_id, T1);
+    assert_eq!(w.host_id.as_str(), T1);
     assert_eq!(w.reservation_id, "r1");
-    assert_eq!(w.start, b.start.unwrap().timestamp());
-    assert_eq!(w.end, b.end.unwrap().timestamp());
+    assert_eq!(w.start, b.start.unwrap());
+    assert_eq!(w.end, b.end.unwrap());
     assert_eq!(w.summary, "Remote Training: Acme");
     assert_eq!(
         w.description,
@@ -210,7 +222,7 @@ fn no_event_without_a_live_meeting_its_host_or_the_calendar() {
     no_trainer.trainer = None;
     assert_eq!(wanted_event(&s, &no_trainer, created, Some(&r)), None);
     let mut other_host = r.clone();
-    other_host.trainer_id = "a0T000000000002EAA".into();
+    other_host.trainer_id = TrainerId::parse("a0T000000000002EAA").unwrap();
     assert_eq!(
         wanted_event(&s, &booking(), created, Some(&other_host)),
         None
@@ -218,10 +230,4 @@ fn no_event_without_a_live_meeting_its_host_or_the_calendar() {
     let mut off = settings();
     off.calendar.enabled = false;
     assert_eq!(wanted_event(&off, &booking(), created, Some(&r)), None);
-}
-
-#[test]
-fn calendar_reasons_are_recognised() {
-    assert!(is_calendar_reason(&format!("{CALENDAR_REASON}x")));
-    assert!(!is_calendar_reason("Lark refused the meeting"));
 }
