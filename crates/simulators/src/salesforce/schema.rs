@@ -214,6 +214,10 @@ impl FieldDef {
 
     /// The describe entry of this field (the keys clients read, with Salesforce's names).
     pub fn describe(&self) -> Value {
+        let checkbox_default = match self.field_type {
+            FieldType::Boolean => json!(false),
+            _ => Value::Null,
+        };
         json!({
             "name": self.name,
             "label": self.label,
@@ -226,7 +230,7 @@ impl FieldDef {
             "nillable": !matches!(self.field_type, FieldType::Boolean | FieldType::Id),
             // A Checkbox is never blank: Salesforce fills in its default (false) on create.
             "defaultedOnCreate": self.field_type == FieldType::Boolean,
-            "defaultValue": if self.field_type == FieldType::Boolean { json!(false) } else { Value::Null },
+            "defaultValue": checkbox_default,
             "precision": self.precision,
             "scale": self.scale,
             "digits": 0,
