@@ -3,7 +3,10 @@
 //! An admin deploys `salesforce-metadata/` and runs the service on `config/default.toml`;
 //! every field the service then reads or writes must exist, every meeting status it writes
 //! must be a value of the restricted picklist, and the permission sets, the Change Data
-//! Capture selection and the reports must match. A field renamed on one side only (in the
+//! Capture selection and the reports must match. The attendance fields (design §2.4, rule 29)
+//! must have the types the design gives them, and the simulated org (`lvb_simulators`) must
+//! describe every shipped field as the deploy creates it, so tests against the simulator see
+//! the org an admin gets. A field renamed on one side only (in the
 //! metadata or in the configuration) fails `default_configuration_only_uses_fields_that_exist`;
 //! `a_field_renamed_on_either_side_is_caught` proves that on every run.
 //!
@@ -13,6 +16,7 @@
 //! The XML files are our own, so they are read by plain string scanning, not an XML parser.
 
 use lark_vc_bridge::bookings::MeetingStatus;
+use lvb_simulators::salesforce::schema::{default_schema, FieldType, ObjectDef};
 use std::collections::{BTreeMap, BTreeSet};
 use std::fs;
 use std::path::{Path, PathBuf};
@@ -35,6 +39,30 @@ const TRAINER_TOKEN_FIELDS: [&str; 2] = ["Lark_Access_Token__c", "Lark_Refresh_T
 /// A `Text` field caps at 255 characters, which is why the original 500-character plan failed.
 /// Lark documents user tokens as up to ~2 KB, so hex at rest needs more than design §2.4's 4096.
 const TOKEN_FIELD_MIN_LENGTH: u32 = 8192;
+
+/// Booking fields the service writes from a meeting's Lark events (design §2.4, rule 29), with
+/// the metadata type the design gives each. Their names are fixed by the design, like the
+/// trainer's; the session status, whose name is configurable, is checked through
+/// `salesforce.booking.session_status_field`.
+const BOOKING_ATTENDANCE_FIELDS: [(&str, &str); 6] = [
+    ("Lark_Session_Started_At__c", "DateTime"),
+    ("Lark_Session_Ended_At__c", "DateTime"),
+    ("Lark_Trainer_Joined_At__c", "DateTime"),
+    ("Lark_Participants__c", "Number"),
+    ("Lark_Guest_Joined__c", "Checkbox"),
+    ("Lark_Recording_Url__c", "Url"),
+];
+
+/// `Lark_Participants__c` is Number(4,0) (design §2.4): precision and scale.
+const PARTICIPANTS_PRECISION_SCALE: (u32, u32) = (4, 0);
+
+/// The session statuses the service writes (design §2.4, rule 29).
+const SESSION_STATUS_VALUES: [&str; 3] = ["In Progress", "Completed", "No Show"];
+
+/// The default of `salesforce.booking.session_status_field` (design §2.2). It stands in while
+/// `config/default.toml` does not have the key yet (the attendance work of issue 23 adds it);
+/// once it does, the configured name is the one checked.
+const DEFAULT_SESSION_STATUS_FIELD: &str = "Lark_Session_Status__c";
 
 /// The permission set the integration user gets.
 const INTEGRATION_PERMISSION_SET: &str = "Lark_VC_Bridge_Integration";
@@ -78,6 +106,9 @@ struct ServiceUse {
     trainer_object: String,
     fields: Vec<FieldUse>,
     meeting_status_field: String,
+    session_status_field: String,
+    trainer_field: String,
+    start_field: String,
     service_type_field: String,
     remote_values: Vec<String>,
     status_field: String,
@@ -112,12 +143,31 @@ impl ServiceUse {
             ("salesforce.booking.reservation_field", true),
             ("salesforce.booking.meeting_status_field", true),
             ("salesforce.booking.meeting_error_field", true),
+            ("salesforce.booking.calendar_event_field", true),
         ] {
             fields.push(FieldUse {
                 source: key.to_string(),
                 object: booking.clone(),
                 field: get(key),
                 written,
+            });
+        }
+        let session_status_field = lookup(config, "salesforce.booking.session_status_field")
+            .and_then(|v| v.as_str())
+            .unwrap_or(DEFAULT_SESSION_STATUS_FIELD)
+            .to_string();
+        fields.push(FieldUse {
+            source: "salesforce.booking.session_status_field".to_string(),
+            object: booking.clone(),
+            field: session_status_field.clone(),
+            written: true,
+        });
+        for (field, _) in BOOKING_ATTENDANCE_FIELDS {
+            fields.push(FieldUse {
+                source: "BOOKING_ATTENDANCE_FIELDS (design §2.4)".to_string(),
+                object: booking.clone(),
+                field: field.to_string(),
+                written: true,
             });
         }
         let template = get("salesforce.booking.topic_template");
@@ -149,6 +199,8 @@ impl ServiceUse {
             });
         }
         let meeting_status_field = get("salesforce.booking.meeting_status_field");
+        let trainer_field = get("salesforce.booking.trainer_field");
+        let start_field = get("salesforce.booking.start_field");
         let service_type_field = get("salesforce.booking.service_type_field");
         let status_field = get("salesforce.booking.status_field");
         let streaming_channel = get("salesforce.streaming.channel");
@@ -176,6 +228,9 @@ impl ServiceUse {
             trainer_object: trainer,
             fields,
             meeting_status_field,
+            session_status_field,
+            trainer_field,
+            start_field,
             service_type_field,
             remote_values,
             status_field,
@@ -213,7 +268,13 @@ fn placeholders(template: &str) -> Vec<String> {
 #[derive(Debug, Clone, Default)]
 struct FieldDef {
     kind: String,
+    label: String,
     length: Option<u32>,
+    precision: Option<u32>,
+    scale: Option<u32>,
+    default_value: Option<String>,
+    /// A formula field: computed by Salesforce, never written.
+    formula: bool,
     restricted: bool,
     picklist_values: Vec<String>,
 }
@@ -238,6 +299,16 @@ struct PermissionSet {
     objects: BTreeMap<String, ObjectAccess>,
 }
 
+/// One `<criteriaItems>` of a report's filter.
+#[derive(Debug, Clone)]
+struct ReportFilter {
+    file: String,
+    object: String,
+    field: String,
+    operator: String,
+    value: String,
+}
+
 /// A field named by a report type or a report.
 #[derive(Debug, Clone)]
 struct ReportReference {
@@ -260,6 +331,8 @@ struct Metadata {
     /// `(report file, <reportType>)` of every report.
     reports: Vec<(String, String)>,
     report_references: Vec<ReportReference>,
+    /// Every report filter criterion.
+    report_filters: Vec<ReportFilter>,
     /// Files that could not be read or contradict their own names.
     problems: Vec<String>,
 }
@@ -303,6 +376,17 @@ impl Metadata {
                 let report_type = element(&xml, "reportType").unwrap_or_default();
                 md.reports
                     .push((format!("reports/{folder}/{name}"), report_type));
+                for item in elements(&xml, "criteriaItems") {
+                    let column = element(item, "column").unwrap_or_default();
+                    let (object, field) = column.split_once('$').unwrap_or(("", &column));
+                    md.report_filters.push(ReportFilter {
+                        file: format!("reports/{folder}/{name}"),
+                        object: object.to_string(),
+                        field: field.to_string(),
+                        operator: element(item, "operator").unwrap_or_default(),
+                        value: element(item, "value").unwrap_or_default(),
+                    });
+                }
                 for tag in ["field", "column", "sortColumn"] {
                     for reference in elements(&xml, tag) {
                         let reference = unescape(reference.trim());
@@ -330,9 +414,18 @@ impl Metadata {
                         "objects/{object}/fields/{name}.field-meta.xml: <fullName> does not match the file name"
                     ));
                 }
+                // A picklist value carries its own <label> and <default>: read the field's own
+                // elements from the text before <valueSet>.
+                let own = xml.split("<valueSet>").next().unwrap_or_default();
+                let number = |tag: &str| element(own, tag).and_then(|n| n.parse().ok());
                 let definition = FieldDef {
-                    kind: element(&xml, "type").unwrap_or_default(),
-                    length: element(&xml, "length").and_then(|l| l.parse().ok()),
+                    kind: element(own, "type").unwrap_or_default(),
+                    label: element(own, "label").unwrap_or_default(),
+                    length: number("length"),
+                    precision: number("precision"),
+                    scale: number("scale"),
+                    default_value: element(own, "defaultValue"),
+                    formula: element(own, "formula").is_some(),
                     restricted: element(&xml, "restricted").as_deref() == Some("true"),
                     picklist_values: elements(&xml, "value")
                         .into_iter()
@@ -542,35 +635,23 @@ fn missing_fields(service: &ServiceUse, md: &Metadata) -> Vec<String> {
 }
 
 fn picklist_problems(service: &ServiceUse, md: &Metadata) -> Vec<String> {
-    let mut problems = Vec::new();
-    let (object, field) = (&service.booking_object, &service.meeting_status_field);
-    match md.shipped_field(object, field) {
-        None => problems.push(format!("{object}.{field} (meeting status) is not shipped")),
-        Some(definition) => {
-            if definition.kind != "Picklist" || !definition.restricted {
-                problems.push(format!(
-                    "{object}.{field} must be a restricted Picklist, is {} (restricted: {})",
-                    definition.kind, definition.restricted
-                ));
-            }
-            let shipped: BTreeSet<&str> = definition
-                .picklist_values
-                .iter()
-                .map(String::as_str)
-                .collect();
-            let written: BTreeSet<&str> = meeting_status_values().into_iter().collect();
-            for value in written.difference(&shipped) {
-                problems.push(format!(
-                    "the service writes meeting status {value:?}, which is not a value of {object}.{field}"
-                ));
-            }
-            for value in shipped.difference(&written) {
-                problems.push(format!(
-                    "{object}.{field} offers {value:?}, which the service never writes (design §2.5)"
-                ));
-            }
-        }
-    }
+    let object = &service.booking_object;
+    let mut problems = restricted_picklist_problems(
+        md,
+        object,
+        &service.meeting_status_field,
+        "meeting status",
+        &meeting_status_values(),
+        "design §2.5",
+    );
+    problems.extend(restricted_picklist_problems(
+        md,
+        object,
+        &service.session_status_field,
+        "session status",
+        &SESSION_STATUS_VALUES,
+        "design §2.4, rule 29",
+    ));
     for (key, field, values) in [
         (
             "salesforce.booking.remote_values",
@@ -589,6 +670,90 @@ fn picklist_problems(service: &ServiceUse, md: &Metadata) -> Vec<String> {
                 "{key} has {value:?}, which is not a known value of {object}.{field} \
                  (values_relied_on in existing-fields.json)"
             ));
+        }
+    }
+    problems
+}
+
+/// `object.field` is a shipped restricted picklist offering exactly the values the service
+/// writes: a value it lacks would be refused (INVALID_OR_NULL_FOR_RESTRICTED_PICKLIST), a value
+/// it has extra would never appear.
+fn restricted_picklist_problems(
+    md: &Metadata,
+    object: &str,
+    field: &str,
+    what: &str,
+    written: &[&str],
+    source: &str,
+) -> Vec<String> {
+    let mut problems = Vec::new();
+    let Some(definition) = md.shipped_field(object, field) else {
+        return vec![format!("{object}.{field} ({what}) is not shipped")];
+    };
+    if definition.kind != "Picklist" || !definition.restricted {
+        problems.push(format!(
+            "{object}.{field} must be a restricted Picklist, is {} (restricted: {})",
+            definition.kind, definition.restricted
+        ));
+    }
+    let shipped: BTreeSet<&str> = definition
+        .picklist_values
+        .iter()
+        .map(String::as_str)
+        .collect();
+    let written: BTreeSet<&str> = written.iter().copied().collect();
+    for value in written.difference(&shipped) {
+        problems.push(format!(
+            "the service writes {what} {value:?}, which is not a value of {object}.{field}"
+        ));
+    }
+    for value in shipped.difference(&written) {
+        problems.push(format!(
+            "{object}.{field} offers {value:?}, which the service never writes ({source})"
+        ));
+    }
+    problems
+}
+
+/// The attendance fields have the types design §2.4 gives them.
+fn attendance_field_problems(service: &ServiceUse, md: &Metadata) -> Vec<String> {
+    let object = &service.booking_object;
+    let mut problems = Vec::new();
+    for (field, kind) in BOOKING_ATTENDANCE_FIELDS {
+        let Some(definition) = md.shipped_field(object, field) else {
+            problems.push(format!(
+                "{object}.{field} (attendance, design §2.4) is not shipped"
+            ));
+            continue;
+        };
+        if definition.kind != kind {
+            problems.push(format!(
+                "{object}.{field} must be a {kind} field (design §2.4), is {}",
+                definition.kind
+            ));
+        }
+        let shape = (definition.precision, definition.scale);
+        match kind {
+            "Number"
+                if shape
+                    != (
+                        Some(PARTICIPANTS_PRECISION_SCALE.0),
+                        Some(PARTICIPANTS_PRECISION_SCALE.1),
+                    ) =>
+            {
+                problems.push(format!(
+                    "{object}.{field} must be Number{PARTICIPANTS_PRECISION_SCALE:?}, \
+                     has (precision, scale) {shape:?}"
+                ));
+            }
+            // Salesforce requires a Checkbox's default; the service writes the real value later.
+            "Checkbox" if definition.default_value.as_deref() != Some("false") => {
+                problems.push(format!(
+                    "{object}.{field} must default to false, defaults to {:?}",
+                    definition.default_value
+                ));
+            }
+            _ => {}
         }
     }
     problems
@@ -740,6 +905,217 @@ fn report_problems(service: &ServiceUse, md: &Metadata) -> Vec<String> {
     problems
 }
 
+/// The admin permission set reads every shipped field of the trainer and booking objects but
+/// the tokens (its reports show them) and edits none: the service owns these values.
+fn admin_permission_problems(service: &ServiceUse, md: &Metadata) -> Vec<String> {
+    let Some(admin) = md.permission_sets.get(ADMIN_PERMISSION_SET) else {
+        return vec![format!(
+            "permission set {ADMIN_PERMISSION_SET} is not shipped"
+        )];
+    };
+    let mut problems = Vec::new();
+    for object in [&service.booking_object, &service.trainer_object] {
+        for field in md
+            .shipped
+            .get(object.as_str())
+            .into_iter()
+            .flatten()
+            .map(|(f, _)| f)
+        {
+            if *object == service.trainer_object && TRAINER_TOKEN_FIELDS.contains(&field.as_str()) {
+                continue; // permission_problems: no one but the integration user sees tokens.
+            }
+            let name = format!("{object}.{field}");
+            let access = admin.fields.get(&name).copied().unwrap_or_default();
+            if !access.read {
+                problems.push(format!("{ADMIN_PERMISSION_SET} must grant read on {name}"));
+            }
+            if access.edit {
+                problems.push(format!(
+                    "{ADMIN_PERMISSION_SET} must not grant edit on {name}: the service writes it"
+                ));
+            }
+        }
+    }
+    problems
+}
+
+/// A report criterion on a picklist names only values the picklist has (shipped values, or the
+/// pre-existing values relied on); several values are comma-separated and match any of them.
+fn report_filter_problems(md: &Metadata) -> Vec<String> {
+    let mut problems = Vec::new();
+    for filter in &md.report_filters {
+        let picklist = md
+            .shipped_field(&filter.object, &filter.field)
+            .is_some_and(|d| d.kind == "Picklist")
+            || md
+                .pre_existing_field(&filter.object, &filter.field)
+                .is_some_and(|values| !values.is_empty());
+        if !picklist {
+            continue;
+        }
+        let known = md.picklist_values(&filter.object, &filter.field);
+        for value in filter.value.split(',').map(str::trim) {
+            if !known.iter().any(|k| k == value) {
+                problems.push(format!(
+                    "{} filters {}.{} on {value:?}, which is not one of its values {known:?}",
+                    filter.file, filter.object, filter.field
+                ));
+            }
+        }
+    }
+    problems
+}
+
+/// Lengths a real deploy refuses but neither the schema check nor the converter sees, as
+/// `(file suffix, element, limit)`; the first such element of a file is the component's own.
+/// A custom field's label: 40 (help.salesforce.com, article 000381913); a permission set's
+/// description: 255 (Metadata API, PermissionSet: "Limit: 255 characters"); a report's name
+/// and description: 40 and 255, a dashboard's description: 255 (Object Reference, Report and
+/// Dashboard: Name string(40), Description "Limit: 255 characters").
+const TEXT_LIMITS: [(&str, &str, usize); 5] = [
+    (".field-meta.xml", "label", 40),
+    (".permissionset-meta.xml", "description", 255),
+    (".report-meta.xml", "name", 40),
+    (".report-meta.xml", "description", 255),
+    (".dashboard-meta.xml", "description", 255),
+];
+
+/// `(path, text without comments)` of every `*-meta.xml` under `dir`, sorted.
+fn metadata_files(dir: &Path) -> Vec<(String, String)> {
+    let mut files = Vec::new();
+    let mut pending = vec![dir.to_path_buf()];
+    while let Some(current) = pending.pop() {
+        for entry in fs::read_dir(&current).into_iter().flatten().flatten() {
+            let path = entry.path();
+            if path.is_dir() {
+                pending.push(path);
+            } else if path.to_string_lossy().ends_with("-meta.xml") {
+                let text = fs::read_to_string(&path)
+                    .unwrap_or_else(|e| panic!("cannot read {}: {e}", path.display()));
+                let relative = path.strip_prefix(dir).unwrap_or(&path);
+                files.push((relative.display().to_string(), strip_comments(&text)));
+            }
+        }
+    }
+    files.sort();
+    files
+}
+
+fn text_limit_problems(files: &[(String, String)]) -> Vec<String> {
+    let mut problems = Vec::new();
+    for (path, xml) in files {
+        for (suffix, tag, limit) in TEXT_LIMITS {
+            if !path.ends_with(suffix) {
+                continue;
+            }
+            if let Some(text) = element(xml, tag) {
+                let length = text.chars().count();
+                if length > limit {
+                    problems.push(format!(
+                        "{path}: <{tag}> has {length} characters, Salesforce allows {limit}"
+                    ));
+                }
+            }
+        }
+    }
+    problems
+}
+
+/// The simulated org (`lvb_simulators`) has every shipped field of the trainer and booking
+/// objects as the deploy creates it — label, type, length, Number precision and scale,
+/// picklist values — and every pre-existing field the service reads, so the tests that run
+/// against the simulator see the org an admin gets.
+fn simulator_problems(service: &ServiceUse, md: &Metadata, schema: &[ObjectDef]) -> Vec<String> {
+    let mut problems = Vec::new();
+    for object in [&service.booking_object, &service.trainer_object] {
+        let Some(simulated) = schema.iter().find(|o| o.name == *object) else {
+            problems.push(format!("the simulator has no object {object}"));
+            continue;
+        };
+        for (field, shipped) in md.shipped.get(object.as_str()).into_iter().flatten() {
+            let Some(sim) = simulated.field(field) else {
+                problems.push(format!("the simulator's {object} has no field {field}"));
+                continue;
+            };
+            let name = format!("{object}.{field}");
+            if sim.label != shipped.label {
+                problems.push(format!(
+                    "{name}: the simulator labels it {:?}, the metadata {:?}",
+                    sim.label, shipped.label
+                ));
+            }
+            if shipped.formula {
+                // Only computed-ness is compared: the simulator computes the connect link as
+                // the plain URL, not the HTML of the formula's HYPERLINK().
+                if !sim.calculated || sim.updateable {
+                    problems.push(format!("{name}: a formula, but writable in the simulator"));
+                }
+                continue;
+            }
+            let expected = match shipped.kind.as_str() {
+                "Text" => FieldType::String,
+                "LongTextArea" => FieldType::TextArea,
+                "Url" => FieldType::Url,
+                "Email" => FieldType::Email,
+                "Picklist" => FieldType::Picklist,
+                "DateTime" => FieldType::DateTime,
+                "Checkbox" => FieldType::Boolean,
+                "Number" => FieldType::Double,
+                other => {
+                    problems.push(format!("{name}: no simulator type known for {other}"));
+                    continue;
+                }
+            };
+            if sim.field_type != expected {
+                problems.push(format!(
+                    "{name}: the simulator types it {:?}, the metadata {}",
+                    sim.field_type, shipped.kind
+                ));
+            }
+            if let Some(length) = shipped.length {
+                if sim.length != length {
+                    problems.push(format!(
+                        "{name}: length {} in the simulator, {length} in the metadata",
+                        sim.length
+                    ));
+                }
+            }
+            if expected == FieldType::Double
+                && (Some(sim.precision), Some(sim.scale)) != (shipped.precision, shipped.scale)
+            {
+                problems.push(format!(
+                    "{name}: Number({}, {}) in the simulator, ({:?}, {:?}) in the metadata",
+                    sim.precision, sim.scale, shipped.precision, shipped.scale
+                ));
+            }
+            if expected == FieldType::Picklist
+                && (sim.picklist != shipped.picklist_values || sim.restricted != shipped.restricted)
+            {
+                problems.push(format!(
+                    "{name}: the simulator offers {:?} (restricted: {}), the metadata {:?} \
+                     (restricted: {})",
+                    sim.picklist, sim.restricted, shipped.picklist_values, shipped.restricted
+                ));
+            }
+        }
+        for field in md
+            .existing
+            .get(object.as_str())
+            .into_iter()
+            .flatten()
+            .map(|(f, _)| f)
+        {
+            if simulated.field(field).is_none() {
+                problems.push(format!(
+                    "the simulator's {object} lacks the pre-existing field {field}"
+                ));
+            }
+        }
+    }
+    problems
+}
+
 fn assert_none(problems: Vec<String>) {
     assert!(problems.is_empty(), "\n{}\n", problems.join("\n"));
 }
@@ -755,7 +1131,7 @@ fn default_configuration_only_uses_fields_that_exist() {
 }
 
 #[test]
-fn meeting_status_picklist_holds_exactly_the_values_the_service_writes() {
+fn status_picklists_hold_exactly_the_values_the_service_writes() {
     let service = ServiceUse::from_config(&default_config());
     assert_none(picklist_problems(&service, &shipped_metadata()));
 }
@@ -782,6 +1158,211 @@ fn change_data_capture_is_selected_for_the_configured_channel() {
 fn reports_use_existing_fields_and_never_tokens() {
     let service = ServiceUse::from_config(&default_config());
     assert_none(report_problems(&service, &shipped_metadata()));
+}
+
+#[test]
+fn attendance_fields_have_the_designed_types() {
+    let service = ServiceUse::from_config(&default_config());
+    assert_none(attendance_field_problems(&service, &shipped_metadata()));
+}
+
+#[test]
+fn the_admin_permission_set_reads_every_status_field_and_edits_none() {
+    let service = ServiceUse::from_config(&default_config());
+    assert_none(admin_permission_problems(&service, &shipped_metadata()));
+}
+
+#[test]
+fn report_filters_name_only_values_their_picklists_have() {
+    assert_none(report_filter_problems(&shipped_metadata()));
+}
+
+#[test]
+fn names_and_descriptions_fit_salesforce_limits() {
+    let files = metadata_files(&repo_root().join("salesforce-metadata/force-app"));
+    assert!(files.len() > 30, "found {} metadata files", files.len());
+    assert_none(text_limit_problems(&files));
+}
+
+#[test]
+fn the_simulator_describes_every_shipped_field_as_deployed() {
+    let service = ServiceUse::from_config(&default_config());
+    assert_none(simulator_problems(
+        &service,
+        &shipped_metadata(),
+        &default_schema(),
+    ));
+}
+
+/// Design §2.4: a report "Training attendance" (sessions by session status, by trainer) and a
+/// dashboard component showing completed vs no-show over the last 30 days.
+#[test]
+fn attendance_report_and_dashboard_component_follow_the_design() {
+    let service = ServiceUse::from_config(&default_config());
+    let md = shipped_metadata();
+    let root = repo_root().join("salesforce-metadata/force-app/main/default");
+    let read = |relative: &str| {
+        let path = root.join(relative);
+        strip_comments(
+            &fs::read_to_string(&path)
+                .unwrap_or_else(|e| panic!("cannot read {}: {e}", path.display())),
+        )
+    };
+    let column = |field: &str| format!("{}${field}", service.booking_object);
+    let groupings = |xml: &str| -> Vec<String> {
+        elements(xml, "groupingsDown")
+            .into_iter()
+            .filter_map(|g| element(g, "field"))
+            .collect()
+    };
+    let status_column = column(&service.session_status_field);
+
+    let report = read("reports/Lark_VC_Bridge/Training_Attendance.report-meta.xml");
+    assert_eq!(
+        element(&report, "name").as_deref(),
+        Some("Training attendance")
+    );
+    assert_eq!(element(&report, "format").as_deref(), Some("Summary"));
+    assert_eq!(
+        groupings(&report),
+        [status_column.clone(), column(&service.trainer_field)],
+        "by session status, then by trainer"
+    );
+
+    // The dashboard component whose report is grouped by session status alone.
+    let dashboards = root.join("dashboards");
+    let mut sources = Vec::new();
+    for (path, xml) in metadata_files(&dashboards) {
+        if !path.ends_with(".dashboard-meta.xml") {
+            continue;
+        }
+        for component in elements(&xml, "components") {
+            let name = element(component, "report").unwrap_or_default();
+            let source = read(&format!("reports/{name}.report-meta.xml"));
+            if groupings(&source) == [status_column.clone()] {
+                sources.push(name);
+            }
+        }
+    }
+    assert_eq!(sources.len(), 1, "one attendance component: {sources:?}");
+    let file = format!("reports/{}", sources[0]);
+    let criteria: Vec<&ReportFilter> = md
+        .report_filters
+        .iter()
+        .filter(|f| f.file == file)
+        .collect();
+    let statuses: BTreeSet<&str> = criteria
+        .iter()
+        .filter(|f| f.field == service.session_status_field && f.operator == "equals")
+        .flat_map(|f| f.value.split(','))
+        .collect();
+    assert_eq!(
+        statuses,
+        BTreeSet::from(["Completed", "No Show"]),
+        "completed vs no-show"
+    );
+    assert!(
+        criteria.iter().any(|f| f.field == service.start_field
+            && f.operator == "equals"
+            && f.value == "LAST_N_DAYS:30"),
+        "the last 30 days of scheduled starts: {criteria:?}"
+    );
+}
+
+/// The attendance checks fail when they should: a missing session status, a mistyped field,
+/// an admin set that cannot read a status, a misspelt filter value, an overlong name and a
+/// field the simulator lacks are each reported.
+#[test]
+fn the_attendance_checks_catch_what_they_guard() {
+    let service = ServiceUse::from_config(&default_config());
+    let metadata = shipped_metadata();
+    let mentions = |problems: &[String], needle: &str| problems.iter().any(|p| p.contains(needle));
+    let booking = service.booking_object.clone();
+
+    let mut changed = metadata.clone();
+    let fields = changed.shipped.get_mut(&booking).expect("booking fields");
+    fields
+        .get_mut(&service.session_status_field)
+        .expect("session status is shipped")
+        .picklist_values
+        .retain(|v| v != "No Show");
+    fields
+        .get_mut("Lark_Participants__c")
+        .expect("participants are shipped")
+        .scale = Some(2);
+    fields
+        .get_mut("Lark_Guest_Joined__c")
+        .expect("guest joined is shipped")
+        .default_value = None;
+    let problems = picklist_problems(&service, &changed);
+    assert!(
+        mentions(&problems, "session status \"No Show\""),
+        "{problems:?}"
+    );
+    let problems = attendance_field_problems(&service, &changed);
+    assert!(
+        mentions(&problems, "Lark_Participants__c must be Number"),
+        "{problems:?}"
+    );
+    assert!(
+        mentions(&problems, "Lark_Guest_Joined__c must default to false"),
+        "{problems:?}"
+    );
+    let problems = simulator_problems(&service, &changed, &default_schema());
+    assert!(
+        mentions(&problems, "Number(4, 0) in the simulator"),
+        "{problems:?}"
+    );
+    assert!(
+        mentions(&problems, "Lark_Session_Status__c: the simulator offers"),
+        "{problems:?}"
+    );
+
+    let mut changed = metadata.clone();
+    changed
+        .permission_sets
+        .get_mut(ADMIN_PERMISSION_SET)
+        .expect("admin set")
+        .fields
+        .remove(&format!("{booking}.Lark_Trainer_Joined_At__c"));
+    let problems = admin_permission_problems(&service, &changed);
+    assert!(
+        mentions(
+            &problems,
+            "read on Training_Booking__c.Lark_Trainer_Joined_At__c"
+        ),
+        "{problems:?}"
+    );
+
+    let mut changed = metadata.clone();
+    for filter in &mut changed.report_filters {
+        filter.value = filter.value.replace("No Show", "No-Show");
+    }
+    let problems = report_filter_problems(&changed);
+    assert!(mentions(&problems, "\"No-Show\""), "{problems:?}");
+
+    let files = [(
+        "reports/X/Y.report-meta.xml".to_string(),
+        format!("<Report><name>{}</name></Report>", "n".repeat(41)),
+    )];
+    let problems = text_limit_problems(&files);
+    assert!(
+        mentions(&problems, "<name> has 41 characters, Salesforce allows 40"),
+        "{problems:?}"
+    );
+
+    let schema: Vec<ObjectDef> = default_schema()
+        .into_iter()
+        .map(|mut object| {
+            object.fields.retain(|f| f.name != "Lark_Recording_Url__c");
+            object
+        })
+        .collect();
+    let problems = simulator_problems(&service, &metadata, &schema);
+    assert!(
+        mentions(&problems, "has no field Lark_Recording_Url__c"),
+        "{problems:?}"
+    );
 }
 
 /// The checks above are only worth something if they fail; rename a field on each side.
@@ -885,7 +1466,8 @@ fn xml_scanning_ignores_comments_and_unescapes() {
 /// The dashboards (issue 14) sit in a shipped dashboard folder, run as the viewer (no user
 /// name baked in), and show shipped reports that can feed a dashboard: summary or matrix
 /// (a tabular report without a row limit cannot). One shows the connection rate, one the
-/// bookings by meeting status.
+/// bookings by meeting status; `attendance_report_and_dashboard_component_follow_the_design`
+/// checks the attendance one.
 #[test]
 fn dashboards_show_shipped_summary_reports_and_name_no_user() {
     let root = repo_root().join("salesforce-metadata/force-app/main/default");

@@ -3,7 +3,7 @@
 //! resolution, and the validation and normalisation of every written value.
 //!
 //! Value formats follow the REST API: DateTime as `2026-11-26T10:00:00.000+0000` (UTC),
-//! Checkbox as JSON booleans, ids in their 18-character form.
+//! Checkbox as JSON booleans, Number as doubles (`2.0`), ids in their 18-character form.
 
 use chrono::{DateTime, FixedOffset, Utc};
 use serde_json::{json, Value};
@@ -84,6 +84,11 @@ pub struct FieldDef {
     pub field_type: FieldType,
     /// Maximum length of text fields (0 for others).
     pub length: u32,
+    /// Total digits of a Number field (0 for others); with [`FieldDef::scale`] it bounds the
+    /// value: at most `precision - scale` digits left of the decimal point.
+    pub precision: u32,
+    /// Digits right of the decimal point of a Number field (0 for others).
+    pub scale: u32,
     /// Picklist values, in order.
     pub picklist: Vec<String>,
     /// A restricted picklist rejects values not in [`FieldDef::picklist`].
@@ -107,6 +112,8 @@ impl FieldDef {
             label: label.to_string(),
             field_type,
             length: 0,
+            precision: 0,
+            scale: 0,
             picklist: Vec::new(),
             restricted: false,
             reference_to: None,
@@ -159,9 +166,14 @@ impl FieldDef {
         FieldDef::base(name, label, FieldType::Boolean)
     }
 
-    /// Number.
-    pub fn number(name: &str, label: &str) -> FieldDef {
-        FieldDef::base(name, label, FieldType::Double)
+    /// Number(`precision`, `scale`): `precision` digits in all, `scale` of them decimals, as
+    /// the field's metadata declares them (`Lark_Participants__c` is Number(4,0)).
+    pub fn number(name: &str, label: &str, precision: u32, scale: u32) -> FieldDef {
+        FieldDef {
+            precision,
+            scale,
+            ..FieldDef::base(name, label, FieldType::Double)
+        }
     }
 
     /// Picklist; `restricted` rejects other values.
@@ -202,6 +214,10 @@ impl FieldDef {
 
     /// The describe entry of this field (the keys clients read, with Salesforce's names).
     pub fn describe(&self) -> Value {
+        let checkbox_default = match self.field_type {
+            FieldType::Boolean => json!(false),
+            _ => Value::Null,
+        };
         json!({
             "name": self.name,
             "label": self.label,
@@ -212,6 +228,12 @@ impl FieldDef {
             "createable": self.updateable,
             "updateable": self.updateable,
             "nillable": !matches!(self.field_type, FieldType::Boolean | FieldType::Id),
+            // A Checkbox is never blank: Salesforce fills in its default (false) on create.
+            "defaultedOnCreate": self.field_type == FieldType::Boolean,
+            "defaultValue": checkbox_default,
+            "precision": self.precision,
+            "scale": self.scale,
+            "digits": 0,
             "restrictedPicklist": self.restricted,
             "picklistValues": self.picklist.iter().map(|v| json!({
                 "active": true,
@@ -364,7 +386,7 @@ pub fn default_schema() -> Vec<ObjectDef> {
         ))
         .with_field(FieldDef::text(
             "Lark_Reservation_Id__c",
-            "Lark Reservation Id",
+            "Lark Reservation ID",
             64,
         ))
         .with_field(FieldDef::picklist(
@@ -386,9 +408,39 @@ pub fn default_schema() -> Vec<ObjectDef> {
         ))
         .with_field(FieldDef::text(
             "Lark_Calendar_Event_Id__c",
-            "Lark Calendar Event Id",
+            "Lark Calendar Event ID",
             255,
         ))
+        // Attendance (design §2.4, rule 29), as salesforce-metadata/ ships them.
+        .with_field(FieldDef::picklist(
+            "Lark_Session_Status__c",
+            "Lark Session Status",
+            &["In Progress", "Completed", "No Show"],
+            true,
+        ))
+        .with_field(FieldDef::datetime(
+            "Lark_Session_Started_At__c",
+            "Lark Session Started At",
+        ))
+        .with_field(FieldDef::datetime(
+            "Lark_Session_Ended_At__c",
+            "Lark Session Ended At",
+        ))
+        .with_field(FieldDef::datetime(
+            "Lark_Trainer_Joined_At__c",
+            "Lark Trainer Joined At",
+        ))
+        .with_field(FieldDef::number(
+            "Lark_Participants__c",
+            "Lark Participants",
+            4,
+            0,
+        ))
+        .with_field(FieldDef::checkbox(
+            "Lark_Guest_Joined__c",
+            "Lark Guest Joined",
+        ))
+        .with_field(FieldDef::url("Lark_Recording_Url__c", "Lark Recording URL"))
         // The guest a test can invite (`salesforce.booking.attendee_email_field`).
         .with_field(FieldDef::email("Merchant_Email__c", "Merchant Email"));
     let trainer = ObjectDef::custom(TRAINER_OBJECT, "Onboarding Trainer", "a0T")
@@ -407,11 +459,11 @@ pub fn default_schema() -> Vec<ObjectDef> {
         ))
         .with_field(FieldDef::datetime(
             "Lark_Token_Expires_At__c",
-            "Lark Token Expires At",
+            "Lark Access Token Expires At",
         ))
         .with_field(FieldDef::datetime(
             "Lark_Refresh_Expires_At__c",
-            "Lark Refresh Expires At",
+            "Lark Refresh Token Expires At",
         ))
         .with_field(FieldDef::datetime(
             "Lark_Connected_At__c",
@@ -485,7 +537,8 @@ pub fn cdc_datetime(stored: &str) -> String {
 // Error codes and message shapes as Salesforce returns them: STRING_TOO_LONG
 // ("Label: data value too large: … (max length=n)"), INVALID_OR_NULL_FOR_RESTRICTED_PICKLIST
 // ("Label: bad value for restricted picklist field: v"), INVALID_EMAIL_ADDRESS,
-// JSON_PARSER_ERROR for a value of the wrong JSON type.
+// NUMBER_OUTSIDE_VALID_RANGE (see `check_number_range`), JSON_PARSER_ERROR for a value of the
+// wrong JSON type.
 pub fn normalise_value(field: &FieldDef, value: &Value) -> Result<Value, FieldError> {
     let wrong_type = |expected: &str| {
         FieldError::new(
@@ -510,9 +563,9 @@ pub fn normalise_value(field: &FieldDef, value: &Value) -> Result<Value, FieldEr
             Value::Bool(_) => Ok(value.clone()),
             _ => Err(wrong_type("boolean")),
         },
-        FieldType::Double => match value {
-            Value::Number(_) => Ok(value.clone()),
-            _ => Err(wrong_type("double")),
+        FieldType::Double => match value.as_f64() {
+            Some(number) => check_number_range(field, number, value),
+            None => Err(wrong_type("double")),
         },
         FieldType::DateTime => match value.as_str().and_then(parse_datetime) {
             Some(t) => Ok(Value::String(format_datetime(t))),
@@ -579,6 +632,28 @@ pub fn normalise_value(field: &FieldDef, value: &Value) -> Result<Value, FieldEr
             Ok(Value::String(text))
         }
     }
+}
+
+/// A Number field's value: stored as a double, so it reads back as `2.0` (Salesforce keeps
+/// custom Number fields as doubles and the REST API answers `1234567.0` for `1234567`:
+/// help.salesforce.com article 000221617). Only digits left of the decimal point are bounded,
+/// by `precision - scale`; extra decimals are kept as sent, since the API does not round them
+/// (article 000387302, "Number Field Stores More Decimal Places Than Defined When Set via API").
+/// Beyond the bound: NUMBER_OUTSIDE_VALID_RANGE, "Label: value outside of valid range on numeric
+/// field: 100.0".
+fn check_number_range(field: &FieldDef, number: f64, sent: &Value) -> Result<Value, FieldError> {
+    let integer_digits = field.precision.saturating_sub(field.scale);
+    if field.precision > 0 && number.abs().trunc() >= 10f64.powi(integer_digits as i32) {
+        return Err(FieldError::new(
+            "NUMBER_OUTSIDE_VALID_RANGE",
+            format!(
+                "{}: value outside of valid range on numeric field: {sent}",
+                field.label
+            ),
+            &field.name,
+        ));
+    }
+    Ok(json!(number))
 }
 
 fn looks_like_email(text: &str) -> bool {

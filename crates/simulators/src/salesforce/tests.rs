@@ -561,3 +561,92 @@ async fn a_validation_rule_refuses_one_record_alone_inside_a_collection() {
     let results: Value = write().await.unwrap().json().await.unwrap();
     assert_eq!(results[1]["success"], json!(true), "lifted");
 }
+
+/// The attendance fields of design §2.4 through the wire, the way the service writes them:
+/// a new booking's checkbox reads false, a batched write of all seven lands, the count reads
+/// back as a double, and an out-of-range count is refused for that record alone.
+#[tokio::test]
+async fn attendance_fields_round_trip_through_collections() {
+    let sim = SalesforceSim::start(0).await.unwrap();
+    let (http, token) = login(&sim).await;
+    let a = sim.insert(BOOKING, json!({"Merchant_Name__c": "A"}), SF_HUMAN_USER_ID);
+    let b = sim.insert(BOOKING, json!({"Merchant_Name__c": "B"}), SF_HUMAN_USER_ID);
+    let record_url = format!(
+        "{}/services/data/{V}/sobjects/{BOOKING}/{a}",
+        sim.base_url()
+    );
+    let read = || async {
+        http.get(&record_url)
+            .header("Authorization", bearer(&token))
+            .send()
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap()
+    };
+    let fresh: Value = serde_json::from_str(&read().await).unwrap();
+    assert_eq!(fresh["Lark_Guest_Joined__c"], json!(false));
+    assert_eq!(fresh["Lark_Participants__c"], Value::Null);
+    assert_eq!(fresh["Lark_Session_Status__c"], Value::Null);
+
+    let response = http
+        .patch(format!(
+            "{}/services/data/{V}/composite/sobjects",
+            sim.base_url()
+        ))
+        .header("Authorization", bearer(&token))
+        .json(&json!({"allOrNone": false, "records": [
+            {"attributes": {"type": BOOKING}, "id": a,
+             "Lark_Session_Status__c": "Completed",
+             "Lark_Session_Started_At__c": "2026-11-26T10:01:00Z",
+             "Lark_Trainer_Joined_At__c": "2026-11-26T10:02:00Z",
+             "Lark_Session_Ended_At__c": "2026-11-26T11:00:00Z",
+             "Lark_Participants__c": 2,
+             "Lark_Guest_Joined__c": true,
+             "Lark_Recording_Url__c": "https://meetings.larksuite.com/minutes/obcn123"},
+            {"attributes": {"type": BOOKING}, "id": b, "Lark_Participants__c": 10000},
+        ]}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::OK);
+    let results: Value = response.json().await.unwrap();
+    assert_eq!(results[0], json!({"id": a, "success": true, "errors": []}));
+    assert_eq!(
+        results[1],
+        json!({"success": false, "errors": [{
+            "statusCode": "NUMBER_OUTSIDE_VALID_RANGE",
+            "message": "Lark Participants: value outside of valid range on numeric field: 10000",
+            "fields": ["Lark_Participants__c"],
+        }]})
+    );
+
+    let text = read().await;
+    assert!(
+        text.contains(r#""Lark_Participants__c":2.0"#),
+        "a Number reads back as a double: {text}"
+    );
+    let stored: Value = serde_json::from_str(&text).unwrap();
+    assert_eq!(stored["Lark_Session_Status__c"], json!("Completed"));
+    assert_eq!(
+        stored["Lark_Session_Ended_At__c"],
+        json!("2026-11-26T11:00:00.000+0000")
+    );
+    assert_eq!(stored["Lark_Guest_Joined__c"], json!(true));
+    assert_eq!(
+        stored["Lark_Recording_Url__c"],
+        json!("https://meetings.larksuite.com/minutes/obcn123")
+    );
+    assert_eq!(
+        sim.get(BOOKING, &b).unwrap()["Lark_Participants__c"],
+        Value::Null,
+        "the refused record is unchanged"
+    );
+    let last = sim.changes().pop().unwrap();
+    assert_eq!(last.record_id, a);
+    assert!(last
+        .changed_fields
+        .iter()
+        .any(|f| f == "Lark_Participants__c"));
+}
