@@ -21,12 +21,14 @@ pub mod calendar;
 pub mod contact;
 pub mod events;
 mod im;
+pub mod meetings;
 mod oauth;
 pub mod rate;
 mod vc;
 
 pub use calendar::{SimAttendee, SimEvent, SimTime};
 pub use events::LongConnection;
+pub use meetings::{LeaveReason, MeetingError, MeetingLife, Person, SimMeeting, SimParticipant};
 
 use std::collections::{HashMap, HashSet, VecDeque};
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -262,6 +264,10 @@ struct State {
     denied_app_scopes: HashSet<String>,
     /// Users whose every user-token call is refused with (status, code).
     failing_users: HashMap<String, (StatusCode, i64)>,
+    /// Meetings of the reservations ([`meetings`]).
+    meetings: meetings::Meetings,
+    /// `meetings/list_by_no` has its own limit, 100 per minute.
+    list_by_no_limits: rate::MethodLimits,
 }
 
 impl Default for State {
@@ -287,6 +293,8 @@ impl Default for State {
             chats: Vec::new(),
             denied_app_scopes: HashSet::new(),
             failing_users: HashMap::new(),
+            meetings: meetings::Meetings::default(),
+            list_by_no_limits: rate::MethodLimits::new(0, meetings::rest::LIST_BY_NO_PER_MINUTE),
         }
     }
 }
@@ -566,6 +574,27 @@ impl LarkSim {
                 "/open-apis/contact/v3/users/batch_get_id",
                 post(contact::batch_get_id),
             )
+            .route(
+                "/open-apis/vc/v1/meetings/list_by_no",
+                get(meetings::rest::list_by_no),
+            )
+            .route(
+                "/open-apis/vc/v1/meetings/{meeting_id}",
+                get(meetings::rest::get_meeting),
+            )
+            .route("/sim/meetings", get(meetings::drive::list))
+            .route("/sim/meetings/start", post(meetings::drive::start))
+            .route("/sim/meetings/{meeting}/join", post(meetings::drive::join))
+            .route(
+                "/sim/meetings/{meeting}/leave",
+                post(meetings::drive::leave),
+            )
+            .route("/sim/meetings/{meeting}/end", post(meetings::drive::end))
+            .route(
+                "/sim/meetings/{meeting}/recording",
+                post(meetings::drive::recording),
+            )
+            .route("/sim/events", get(meetings::drive::events))
             .route(events::ENDPOINT_PATH, post(events::endpoint))
             .route(events::SOCKET_PATH, get(events::websocket))
             .fallback(not_found)
@@ -602,6 +631,12 @@ impl LarkSim {
     /// The long connection: events raised, acks received, counters and its knobs.
     pub fn long_connection(&self) -> &LongConnection {
         &self.shared.long_connection
+    }
+
+    /// Meetings of the reservations: start them, join, leave, end, recordings (each
+    /// raising its VC event), and read them.
+    pub fn meetings(&self) -> MeetingLife {
+        MeetingLife::new(self.shared.clone())
     }
 
     /// Adds a user (or renames an existing one with this email); returns the open_id.

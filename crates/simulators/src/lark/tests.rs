@@ -613,7 +613,7 @@ const CALENDAR_SCOPES: &str =
     "vc:reserve offline_access calendar:calendar calendar:calendar:readonly";
 
 /// A user access token for `email` granted `scope`.
-async fn user_token(sim: &LarkSim, email: &str, scope: &str) -> String {
+pub(super) async fn user_token(sim: &LarkSim, email: &str, scope: &str) -> String {
     let mut url =
         url::Url::parse(&format!("{}/open-apis/authen/v1/authorize", sim.base_url())).unwrap();
     url.query_pairs_mut()
@@ -634,7 +634,7 @@ async fn user_token(sim: &LarkSim, email: &str, scope: &str) -> String {
     grant["access_token"].as_str().unwrap().to_string()
 }
 
-async fn tenant_token(sim: &LarkSim) -> String {
+pub(super) async fn tenant_token(sim: &LarkSim) -> String {
     let (_, _, body) = post_json(
         sim,
         "/open-apis/auth/v3/tenant_access_token/internal",
@@ -646,7 +646,7 @@ async fn tenant_token(sim: &LarkSim) -> String {
 }
 
 /// Sends `method` to `path` with a bearer token and an optional JSON body.
-async fn call(
+pub(super) async fn call(
     sim: &LarkSim,
     method: Method,
     path: &str,
