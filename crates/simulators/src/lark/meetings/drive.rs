@@ -11,8 +11,8 @@
 //! - `GET /sim/meetings` — every meeting
 //! - `GET /sim/events` — the long connection's counters, events and acks
 //!
-//! `{meeting}` is the 19-digit meeting id or the 9-digit number of the meeting in
-//! progress. A person `P` is `{"host": true}`, `{"email": "…"}` (a user of the tenant)
+//! `{meeting}` is the 19-digit meeting id or the 9-digit meeting number (its meeting in
+//! progress, else its last one). A person `P` is `{"host": true}`, `{"email": "…"}` (a user of the tenant)
 //! or `{"guest": "Name"}` (someone from outside); absent means the host. Answers are
 //! 200 with `{"meeting": …}`, 404 or 409 with `{"error": "…"}`.
 

@@ -177,17 +177,20 @@ impl Meetings {
         &self.all
     }
 
-    /// The meeting with this id, or the one in progress with this meeting number.
+    /// The meeting with this id; else the one in progress with this meeting number,
+    /// else the last one that had it (so a recording can follow the end by number).
     fn find_mut(&mut self, key: &str) -> Result<&mut SimMeeting, MeetingError> {
+        let by_number = |live: bool| {
+            self.all
+                .iter()
+                .rposition(|m| m.meeting_no == key && (!live || m.end_time.is_none()))
+        };
         let index = self
             .all
             .iter()
             .position(|m| m.id == key)
-            .or_else(|| {
-                self.all
-                    .iter()
-                    .position(|m| m.meeting_no == key && m.end_time.is_none())
-            })
+            .or_else(|| by_number(true))
+            .or_else(|| by_number(false))
             .ok_or_else(|| MeetingError::NoSuchMeeting(key.to_string()))?;
         Ok(&mut self.all[index])
     }
@@ -219,7 +222,8 @@ impl MeetingLife {
         self.shared.lock().meetings.all().to_vec()
     }
 
-    /// The meeting with this id, or the one in progress with this meeting number.
+    /// The meeting with this id, or the one in progress (else the last) with this
+    /// meeting number.
     pub fn get(&self, meeting: &str) -> Option<SimMeeting> {
         self.shared.lock().meetings.find_mut(meeting).ok().cloned()
     }
