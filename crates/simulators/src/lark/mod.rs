@@ -8,8 +8,11 @@
 //! per-app rate limit of 50/s and 1000/min; tenant-token reserves with `owner_id`), bot
 //! messages to users and group chats (uuid dedup), the primary calendar, events and
 //! attendees of Calendar v4 ([`calendar`]), `contact/v3/users/batch_get_id`
-//! ([`contact`]) and event delivery over the long connection ([`events`]: the
-//! `/callback/ws/endpoint` bootstrap and its `pbbp2` WebSocket on the same port). Test knobs expire or revoke a user's tokens, change lifetimes and
+//! ([`contact`]), event delivery over the long connection ([`events`]: the
+//! `/callback/ws/endpoint` bootstrap and its `pbbp2` WebSocket on the same port), and a
+//! reserved meeting's life ([`meetings`]: start, join, leave, end, recording, each raising
+//! its `vc.meeting.*` event; `meetings/:id` and `list_by_no`; simulator-only `/sim/`
+//! endpoints to drive it). Test knobs expire or revoke a user's tokens, change lifetimes and
 //! limits, withdraw app scopes and make a user's calendar read-only; every request is
 //! recorded ([`RequestLog`]) and faults can be injected ([`Faults`]).
 //!
