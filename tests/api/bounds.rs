@@ -454,9 +454,28 @@ async fn the_wrong_account_page_does_not_show_the_trainers_email() {
 // simulators, observed only over HTTP and through the simulators' request logs.
 
 /// `lark-vc-bridge run` in a child process; killed when dropped.
-struct RunningBinary {
-    child: std::process::Child,
-    url: String,
+pub struct RunningBinary {
+    pub child: std::process::Child,
+    pub url: String,
+    /// Every JSON log line it wrote so far.
+    logs: std::sync::Arc<std::sync::Mutex<Vec<Value>>>,
+}
+
+impl RunningBinary {
+    /// The log lines so far whose message contains `part`.
+    pub fn logged(&self, part: &str) -> Vec<Value> {
+        self.logs
+            .lock()
+            .unwrap()
+            .iter()
+            .filter(|v| {
+                v["fields"]["message"]
+                    .as_str()
+                    .is_some_and(|m| m.contains(part))
+            })
+            .cloned()
+            .collect()
+    }
 }
 
 impl Drop for RunningBinary {
@@ -468,7 +487,7 @@ impl Drop for RunningBinary {
 
 /// Starts `run` with a config pointing at `sims`, listening on a free port, with
 /// `server_toml` added to its `[server]` section; returns once it says where it listens.
-async fn run_binary(
+pub async fn run_binary(
     sims: &lvb_simulators::launch::Simulators,
     dir: &std::path::Path,
     server_toml: &str,
@@ -488,7 +507,9 @@ async fn run_binary(
         .spawn()
         .expect("the binary starts");
     let stderr = child.stderr.take().unwrap();
+    let logs = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
     let (tx, rx) = std::sync::mpsc::channel();
+    let kept = logs.clone();
     std::thread::spawn(move || {
         for line in std::io::BufReader::new(stderr)
             .lines()
@@ -500,13 +521,14 @@ async fn run_binary(
             if let Some(url) = v["fields"]["url"].as_str() {
                 let _ = tx.send(url.to_string());
             }
+            kept.lock().unwrap().push(v);
         }
     });
     let url = tokio::task::spawn_blocking(move || rx.recv_timeout(Duration::from_secs(60)))
         .await
         .unwrap()
         .expect("`run` logs where it listens within a minute");
-    RunningBinary { child, url }
+    RunningBinary { child, url, logs }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -12,6 +12,7 @@ mod lifecycle;
 mod metadata;
 mod oauth;
 mod ops;
+mod oversized;
 mod readme;
 mod reliability;
 mod server_waits;
