@@ -1,32 +1,37 @@
 use super::*;
 
 #[test]
-fn pending_flows_are_pruned_and_bounded() {
+fn pending_flows_are_purged_bounded_and_never_evicted() {
     let s = Store::in_memory().unwrap();
     let pending = |trainer: &str, expires_at: i64| PendingAuth {
         trainer_id: trainer.into(),
         verifier_enc: "enc".into(),
         expires_at,
     };
-    // One trainer starting over and over keeps only the newest flows.
+    // Many starts for one trainer: every flow stays open, the first one included
+    // (rule 27: a stranger's start never drops the trainer's own flow).
     for i in 0..8 {
         let saved = s
             .save_pending_auth(&format!("t{i}"), &pending("T1", 1_000 + i), 500)
             .unwrap();
         assert_eq!(saved, PendingSaved::Saved);
     }
-    assert_eq!(s.pending_auths(500).unwrap(), MAX_PENDING_AUTHS_PER_TRAINER);
-    assert_eq!(s.consume_nonce("t0", 501).unwrap(), NonceUse::Unknown);
+    assert_eq!(s.pending_auths(500).unwrap(), 8);
     assert!(matches!(
-        s.consume_nonce("t7", 501).unwrap(),
+        s.consume_nonce("t0", 501).unwrap(),
         NonceUse::Fresh(_)
     ));
+    // A browser starting over forgets its own unfinished flow, never a finished one.
+    s.forget_pending_auth("t7").unwrap();
+    assert_eq!(s.consume_nonce("t7", 502).unwrap(), NonceUse::Unknown);
+    s.forget_pending_auth("t0").unwrap();
+    assert_eq!(s.consume_nonce("t0", 502).unwrap(), NonceUse::AlreadyUsed);
     // Expired flows go at the next start.
     s.save_pending_auth("late", &pending("T2", 3_000), 2_000)
         .unwrap();
     assert_eq!(s.pending_auths(0).unwrap(), 1);
 
-    // Full: nothing more is written until flows expire.
+    // Full: nothing more is written, and nothing is dropped, until flows expire.
     s.with(|c| {
         let tx = c.unchecked_transaction()?;
         for i in 1..MAX_PENDING_AUTHS {
@@ -39,11 +44,15 @@ fn pending_flows_are_pruned_and_bounded() {
     })
     .unwrap();
     assert_eq!(
-        s.save_pending_auth("over", &pending("T3", 3_000), 2_000)
+        s.save_pending_auth("over", &pending("T2", 3_000), 2_000)
             .unwrap(),
         PendingSaved::Full
     );
     assert_eq!(s.consume_nonce("over", 2_001).unwrap(), NonceUse::Unknown);
+    assert!(
+        matches!(s.consume_nonce("late", 2_001).unwrap(), NonceUse::Fresh(_)),
+        "the open flow of the same trainer is still there"
+    );
     assert_eq!(
         s.save_pending_auth("after", &pending("T3", 9_000), 3_001)
             .unwrap(),
