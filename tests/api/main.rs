@@ -17,6 +17,7 @@ mod readme;
 mod reliability;
 mod server_waits;
 mod simulate;
+mod store_files;
 mod streaming;
 mod tokens;
 mod vault;

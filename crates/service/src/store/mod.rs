@@ -9,7 +9,8 @@
 //! is plenty for this workload, and WAL keeps a crash from losing committed rows.
 //!
 //! The store file is created `0600` (SQLite gives its `-wal` and `-shm` files the same
-//! mode), and [`lock`] keeps a second process off it (design §3 rule 16).
+//! mode), and every open tightens the three to `0600` where an older version left them
+//! wider (rule 27); [`lock`] keeps a second process off it (design §3 rule 16).
 
 pub mod lock;
 
@@ -76,7 +77,7 @@ pub enum StoreError {
         path: String,
         source: std::io::Error,
     },
-    #[error("store: cannot create {path}: {source}")]
+    #[error("store: cannot create {path} or make it private (0600): {source}")]
     File {
         path: String,
         source: std::io::Error,
@@ -164,13 +165,18 @@ impl Store {
             })?;
         }
         // Created here first so that it is private from its first byte; SQLite opens the
-        // existing file and derives its journal files' mode from it.
+        // existing file and derives its journal files' mode from it. Files an older
+        // version left `0644` are tightened before SQLite reads them, and again once it
+        // has opened (or created) its `-wal` and `-shm` (rule 27).
         lock::private_file(path).map_err(|source| StoreError::File {
             path: path.display().to_string(),
             source,
         })?;
+        make_journal_files_private(path)?;
         let conn = Connection::open(path)?;
-        Self::init(conn)
+        let store = Self::init(conn)?;
+        make_journal_files_private(path)?;
+        Ok(store)
     }
 
     /// An in-memory store (unit tests).
@@ -539,6 +545,20 @@ fn row_to_tokens(r: &rusqlite::Row<'_>) -> rusqlite::Result<JournalledTokens> {
         refreshed_at: r.get(5)?,
         confirmed: r.get::<_, i64>(6)? != 0,
     })
+}
+
+/// Makes the store's `-wal` and `-shm` files `0600` where they exist.
+fn make_journal_files_private(path: &Path) -> Result<(), StoreError> {
+    for suffix in ["-wal", "-shm"] {
+        let mut name = path.as_os_str().to_owned();
+        name.push(suffix);
+        let file = std::path::PathBuf::from(name);
+        lock::make_private(&file).map_err(|source| StoreError::File {
+            path: file.display().to_string(),
+            source,
+        })?;
+    }
+    Ok(())
 }
 
 /// Adds a column to a table of a store made by an earlier version, once: `ALTER TABLE`

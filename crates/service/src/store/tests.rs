@@ -183,3 +183,30 @@ fn a_store_from_before_topics_were_kept_gains_the_column_and_keeps_its_rows() {
         Some("Remote Training: Acme")
     );
 }
+
+#[cfg(unix)]
+#[test]
+fn store_files_an_older_version_left_open_are_private_after_the_next_open() {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("store.db");
+    let files = ["store.db", "store.db-wal", "store.db-shm"].map(|f| dir.path().join(f));
+    let mode = |p: &std::path::Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o7777;
+    {
+        let store = Store::open(&db).unwrap();
+        store.save_checkpoint("/data/X", 7, 1).unwrap();
+        // While a connection is open the journal files exist; an older version made
+        // all three world-readable.
+        for f in &files {
+            assert_eq!(mode(f), 0o600, "{}", f.display());
+            std::fs::set_permissions(f, std::fs::Permissions::from_mode(0o644)).unwrap();
+        }
+        // Leave them behind as a crash would.
+        std::mem::forget(store);
+    }
+    let store = Store::open(&db).unwrap();
+    for f in &files {
+        assert_eq!(mode(f), 0o600, "{}", f.display());
+    }
+    assert_eq!(store.checkpoint("/data/X").unwrap(), Some((7, 1)));
+}
