@@ -458,9 +458,28 @@ async fn the_wrong_account_page_does_not_show_the_trainers_email() {
 // simulators, observed only over HTTP and through the simulators' request logs.
 
 /// `lark-vc-bridge run` in a child process; killed when dropped.
-struct RunningBinary {
-    child: std::process::Child,
-    url: String,
+pub struct RunningBinary {
+    pub child: std::process::Child,
+    pub url: String,
+    /// Every JSON log line it wrote so far.
+    logs: std::sync::Arc<std::sync::Mutex<Vec<Value>>>,
+}
+
+impl RunningBinary {
+    /// The log lines so far whose message contains `part`.
+    pub fn logged(&self, part: &str) -> Vec<Value> {
+        self.logs
+            .lock()
+            .unwrap()
+            .iter()
+            .filter(|v| {
+                v["fields"]["message"]
+                    .as_str()
+                    .is_some_and(|m| m.contains(part))
+            })
+            .cloned()
+            .collect()
+    }
 }
 
 impl Drop for RunningBinary {
@@ -472,7 +491,7 @@ impl Drop for RunningBinary {
 
 /// Starts `run` with a config pointing at `sims`, listening on a free port, with
 /// `server_toml` added to its `[server]` section; returns once it says where it listens.
-async fn run_binary(
+pub async fn run_binary(
     sims: &lvb_simulators::launch::Simulators,
     dir: &std::path::Path,
     server_toml: &str,
@@ -492,7 +511,9 @@ async fn run_binary(
         .spawn()
         .expect("the binary starts");
     let stderr = child.stderr.take().unwrap();
+    let logs = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
     let (tx, rx) = std::sync::mpsc::channel();
+    let kept = logs.clone();
     std::thread::spawn(move || {
         for line in std::io::BufReader::new(stderr)
             .lines()
@@ -504,13 +525,14 @@ async fn run_binary(
             if let Some(url) = v["fields"]["url"].as_str() {
                 let _ = tx.send(url.to_string());
             }
+            kept.lock().unwrap().push(v);
         }
     });
     let url = tokio::task::spawn_blocking(move || rx.recv_timeout(Duration::from_secs(60)))
         .await
         .unwrap()
         .expect("`run` logs where it listens within a minute");
-    RunningBinary { child, url }
+    RunningBinary { child, url, logs }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -588,12 +610,171 @@ async fn the_real_binary_bounds_its_endpoints() {
     }
 }
 
+/// A connect started from client `c` and left at Lark's page: the callback URL Lark
+/// sends the browser to, and the cookie the start set.
+async fn started_flow(
+    c: &reqwest::Client,
+    base: &str,
+    trainer: &str,
+    email: &str,
+) -> (String, String) {
+    let start = c
+        .get(format!("{base}/oauth/lark/start?trainer={trainer}"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(start.status(), 302, "start");
+    let cookie = cookie_pair(start.headers()["set-cookie"].to_str().unwrap());
+    let mut authorize = url::Url::parse(start.headers()["location"].to_str().unwrap()).unwrap();
+    authorize.query_pairs_mut().append_pair("sim_user", email);
+    let approved = c.get(authorize).send().await.unwrap();
+    assert_eq!(approved.status(), 302, "authorize");
+    let callback = approved.headers()["location"].to_str().unwrap().to_string();
+    (callback, cookie)
+}
+
+/// Finishes a started flow: the callback with its cookie; returns status and page.
+async fn finish_flow(c: &reqwest::Client, callback: &str, cookie: &str) -> (u16, String) {
+    let done = c
+        .get(callback)
+        .header("cookie", cookie)
+        .send()
+        .await
+        .unwrap();
+    let status = done.status().as_u16();
+    assert_security_headers("callback", done.headers());
+    (status, done.text().await.unwrap())
+}
+
 #[tokio::test]
-async fn a_passed_around_link_costs_one_query_a_minute_and_few_stored_flows() {
+async fn cookieless_starts_for_a_trainers_id_do_not_break_their_connect_in_progress() {
+    let app = spawn_app().await;
+    let trainer = app.add_trainer("Ann", Some("ann@example.com"), true);
+    let ann = client_from(140);
+    let (callback, cookie) = started_flow(&ann, &app.url, &trainer, "ann@example.com").await;
+    // Someone who knows Ann's record id starts six flows for it, with no cookie.
+    let stranger = client_from(141);
+    for _ in 0..6 {
+        let r = stranger
+            .get(format!("{}/oauth/lark/start?trainer={trainer}", app.url))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 302);
+    }
+    let now = chrono::Utc::now();
+    assert_eq!(app.store.pending_auths(now).unwrap(), 7, "every flow kept");
+    let (status, body) = finish_flow(&ann, &callback, &cookie).await;
+    assert_eq!(status, 200, "{body}");
+    assert!(connected(&app, &trainer));
+}
+
+#[tokio::test]
+async fn past_the_global_bound_a_start_is_refused_and_no_flow_is_evicted() {
+    use lark_vc_bridge::store::{PendingAuth, PendingSaved, MAX_PENDING_AUTHS};
+    let app = spawn_app().await;
+    let trainer = app.add_trainer("Ann", Some("ann@example.com"), true);
+    let ann = client_from(150);
+    let (callback, cookie) = started_flow(&ann, &app.url, &trainer, "ann@example.com").await;
+
+    // Everyone else's flows fill the table; the last one to be recorded expires first.
+    // Whole seconds, as the flow table keeps them.
+    let whole = |secs: i64| chrono::DateTime::from_timestamp(secs, 0).unwrap();
+    let now = whole(chrono::Utc::now().timestamp());
+    let flow = |expires_at| PendingAuth {
+        trainer_id: tid("a0T000000000FIL"),
+        verifier_enc: "enc".into(),
+        expires_at,
+    };
+    let filled = Instant::now();
+    for i in 2..MAX_PENDING_AUTHS {
+        let saved = app
+            .store
+            .save_pending_auth(
+                &format!("other{i}"),
+                &flow(now + chrono::Duration::seconds(600)),
+                now,
+            )
+            .unwrap();
+        assert_eq!(saved, PendingSaved::Saved);
+    }
+    let soon = whole(chrono::Utc::now().timestamp() + 3);
+    app.store
+        .save_pending_auth("expires-first", &flow(soon), now)
+        .unwrap();
+    println!(
+        "{MAX_PENDING_AUTHS} flows recorded in {:?}",
+        filled.elapsed()
+    );
+    assert_eq!(
+        app.store.pending_auths(now).unwrap(),
+        MAX_PENDING_AUTHS,
+        "full"
+    );
+
+    let bo = client_from(151);
+    let refused = bo
+        .get(format!("{}/oauth/lark/start?trainer={trainer}", app.url))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(refused.status(), 503);
+    assert_security_headers("busy", refused.headers());
+    assert!(
+        refused.headers().get("set-cookie").is_none(),
+        "no flow, no cookie"
+    );
+    let retry_after: u64 = refused.headers()["retry-after"]
+        .to_str()
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert!((60..=600).contains(&retry_after), "{retry_after}");
+    let page = refused.text().await.unwrap();
+    assert!(page.contains("Too many sign-ins"), "{page}");
+    assert!(page.contains("try again in a few minutes"), "{page}");
+    assert_eq!(
+        app.store.pending_auths(now).unwrap(),
+        MAX_PENDING_AUTHS,
+        "nothing written, nothing evicted"
+    );
+
+    // The connect in progress finishes while the table is full.
+    let (status, body) = finish_flow(&ann, &callback, &cookie).await;
+    assert_eq!(status, 200, "{body}");
+    assert!(connected(&app, &trainer));
+
+    // Once a flow expires it is purged and a start fits again.
+    let mut started = None;
+    let deadline = Instant::now() + Duration::from_secs(15);
+    while started.is_none() {
+        assert!(Instant::now() < deadline, "no room came back after expiry");
+        let r = bo
+            .get(format!("{}/oauth/lark/start?trainer={trainer}", app.url))
+            .send()
+            .await
+            .unwrap();
+        match r.status().as_u16() {
+            302 => started = Some(r),
+            503 => tokio::time::sleep(Duration::from_millis(250)).await,
+            other => panic!("unexpected {other}"),
+        }
+    }
+    assert!(
+        chrono::Utc::now().timestamp() > soon.timestamp(),
+        "room came only from the expired flow"
+    );
+}
+
+#[tokio::test]
+async fn a_passed_around_link_costs_one_query_a_minute_and_evicts_no_flow() {
     let app = spawn_app().await;
     let trainer = app.add_trainer("Ann", Some("ann@example.com"), true);
     let c = client_from(90);
-    for _ in 0..40 {
+    // The first of 40 starts is left open at Lark's page.
+    let (first_callback, first_cookie) =
+        started_flow(&c, &app.url, &trainer, "ann@example.com").await;
+    for _ in 1..40 {
         let r = c
             .get(format!("{}/oauth/lark/start?trainer={trainer}", app.url))
             .send()
@@ -610,11 +791,25 @@ async fn a_passed_around_link_costs_one_query_a_minute_and_few_stored_flows() {
     let now = chrono::Utc::now();
     assert_eq!(
         app.store.pending_auths(now).unwrap(),
-        lark_vc_bridge::store::MAX_PENDING_AUTHS_PER_TRAINER,
-        "the trainer's oldest flows make room"
+        40,
+        "each cookie-less start is a flow of its own, none dropped"
     );
-    // The newest flow still finishes.
-    let (status, body) =
-        connect_with(&c, &app.url, &trainer, &[("sim_user", "ann@example.com")]).await;
+
+    // A browser that sends its cookie back replaces its own flow, and only that.
+    let mut cookie: Option<String> = None;
+    for _ in 0..5 {
+        let mut request = c.get(format!("{}/oauth/lark/start?trainer={trainer}", app.url));
+        if let Some(cookie) = &cookie {
+            request = request.header("cookie", cookie);
+        }
+        let r = request.send().await.unwrap();
+        assert_eq!(r.status(), 302);
+        cookie = Some(cookie_pair(r.headers()["set-cookie"].to_str().unwrap()));
+    }
+    assert_eq!(app.store.pending_auths(now).unwrap(), 41);
+
+    // The oldest flow still finishes.
+    let (status, body) = finish_flow(&c, &first_callback, &first_cookie).await;
     assert_eq!(status, 200, "{body}");
+    assert!(connected(&app, &trainer));
 }

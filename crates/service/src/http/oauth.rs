@@ -3,7 +3,7 @@
 //! in [`refusal_page`]; the flow itself stores nothing for any of them.
 
 use axum::extract::{Query, State};
-use axum::http::header::{COOKIE, LOCATION, SET_COOKIE};
+use axum::http::header::{COOKIE, LOCATION, RETRY_AFTER, SET_COOKIE};
 use axum::http::{HeaderMap, HeaderValue, StatusCode};
 use axum::response::{Html, IntoResponse, Response};
 use serde::Deserialize;
@@ -43,16 +43,34 @@ const START_AGAIN: &str =
 const TRY_LATER: &str = "Please try again in a few minutes.";
 const TELL_ADMIN: &str = "Please try again; if it keeps failing, tell your Salesforce admin.";
 
-/// Starts a connection: checks the trainer, issues state + PKCE, redirects to Lark.
+/// How long a browser refused for too many sign-ins in progress is asked to wait
+/// (`Retry-After`, seconds): flows expire ten minutes after they start, so some room
+/// comes back within minutes.
+const BUSY_RETRY_AFTER_SECS: u32 = 120;
+
+/// Starts a connection: checks the trainer, issues state + PKCE, redirects to Lark. The
+/// browser's binding cookie from an earlier start, if it sends one, names the flow this
+/// one replaces.
 pub async fn start(
     State(routes): State<OAuthRoutes>,
+    headers: HeaderMap,
     Query(q): Query<StartQuery>,
 ) -> Result<Response, AppError> {
-    let begun = routes
+    let previous = read_cookie(&headers, STATE_COOKIE);
+    let begun = match routes
         .flow
-        .begin(q.trainer.as_deref())
+        .begin(q.trainer.as_deref(), previous.as_deref())
         .await
-        .map_err(|e| refusal_page(&e))?;
+    {
+        Ok(begun) => begun,
+        Err(e @ ConnectError::Busy) => {
+            let mut page = refusal_page(&e).into_response();
+            page.headers_mut()
+                .insert(RETRY_AFTER, HeaderValue::from(BUSY_RETRY_AFTER_SECS));
+            return Ok(page);
+        }
+        Err(e) => return Err(refusal_page(&e)),
+    };
     redirect_to_lark(&begun, routes.secure_cookie).map_err(|e| refusal_page(&e))
 }
 
@@ -209,8 +227,8 @@ fn refusal_page(e: &ConnectError) -> AppError {
         E::WrongTenant => (S::FORBIDDEN, "wrong_tenant", "Wrong organisation",
             "You signed in with a Lark account of another organisation than this company's.".into(),
             Some("Sign out of Lark, open your connect link again and sign in with your work account.")),
-        E::Busy => (S::SERVICE_UNAVAILABLE, "busy", "Busy",
-            "Too many sign-ins are in progress right now; nothing was recorded.".into(),
+        E::Busy => (S::SERVICE_UNAVAILABLE, "busy", "Too many sign-ins",
+            "Too many sign-ins are in progress right now, so this one was not started; nothing was recorded.".into(),
             Some(TRY_LATER)),
         E::SaveFailed(_) => (S::BAD_GATEWAY, "salesforce_write_failed", "Not saved",
             "Salesforce refused to save your Lark connection, so nothing was changed.".into(),

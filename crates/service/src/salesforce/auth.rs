@@ -4,7 +4,8 @@
 //!
 //! This module owns the credentials while a login is built. It never logs them, never
 //! puts them in an error, and never copies a token response body anywhere: only the
-//! parsed access token leaves, inside a `SecretString`.
+//! parsed access token leaves, inside a `SecretString`. The token endpoint's answer is
+//! read under [`SALESFORCE_TOKEN_BODY_CAP`] (design §3 rule 18).
 
 use std::path::Path;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -16,6 +17,7 @@ use url::Url;
 use super::error::{truncate, SalesforceError};
 use super::soql::RecordId;
 use crate::config::{SalesforceAuth, SalesforceSettings};
+use crate::outbound::{read_capped, ReadError, SALESFORCE_TOKEN_BODY_CAP};
 use crate::retry::{with_retry, RetryPolicy};
 
 /// Grant type of the JWT bearer flow (RFC 7523).
@@ -192,10 +194,24 @@ async fn request_token(
         .await
         .map_err(SalesforceError::from_reqwest)?;
     let status = response.status().as_u16();
-    let body = response
-        .bytes()
-        .await
-        .map_err(SalesforceError::from_reqwest)?;
+    let body = match read_capped(response, SALESFORCE_TOKEN_BODY_CAP).await {
+        Ok(body) => body,
+        Err(ReadError::Transport(e)) => return Err(SalesforceError::from_reqwest(e)),
+        // Nothing of an oversized body is quoted (a 200 may hold a token); a 5xx stays a
+        // server error, retried like any other.
+        Err(ReadError::TooLarge { cap }) if status >= 500 => {
+            return Err(SalesforceError::Server {
+                status,
+                body: ReadError::too_large_text(cap),
+            })
+        }
+        Err(ReadError::TooLarge { cap }) => {
+            return Err(SalesforceError::Unexpected {
+                status,
+                body: format!("token endpoint: {}", ReadError::too_large_text(cap)),
+            })
+        }
+    };
     if status == 200 {
         return parse_token_response(&body, generation);
     }

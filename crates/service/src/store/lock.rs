@@ -108,7 +108,28 @@ impl Drop for StoreLock {
     }
 }
 
-/// Opens (creating if needed) a file only its owner may read or write (`0600` on Unix).
+/// Makes an existing file `0600` if it is not (a store file an older version created
+/// `0644`, design §3 rule 27); a missing file is left missing. No-op elsewhere than Unix.
+pub(crate) fn make_private(path: &Path) -> std::io::Result<()> {
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let mode = match std::fs::metadata(path) {
+            Ok(meta) => meta.permissions().mode(),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
+            Err(e) => return Err(e),
+        };
+        if mode & 0o7777 != 0o600 {
+            std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600))?;
+        }
+    }
+    #[cfg(not(unix))]
+    let _ = path;
+    Ok(())
+}
+
+/// Opens (creating if needed) a file only its owner may read or write (`0600` on Unix),
+/// tightening it to that if it existed with a wider mode.
 pub(crate) fn private_file(path: &Path) -> std::io::Result<File> {
     let mut options = OpenOptions::new();
     options.read(true).write(true).create(true).truncate(false);
@@ -117,7 +138,10 @@ pub(crate) fn private_file(path: &Path) -> std::io::Result<File> {
         use std::os::unix::fs::OpenOptionsExt;
         options.mode(0o600);
     }
-    options.open(path)
+    let file = options.open(path)?;
+    // The mode above applies only to a file created now.
+    make_private(path)?;
+    Ok(file)
 }
 
 #[cfg(test)]

@@ -9,7 +9,8 @@
 //! is plenty for this workload, and WAL keeps a crash from losing committed rows.
 //!
 //! The store file is created `0600` (SQLite gives its `-wal` and `-shm` files the same
-//! mode), and [`lock`] keeps a second process off it (design §3 rule 16).
+//! mode), and every open tightens the three to `0600` where an older version left them
+//! wider (rule 27); [`lock`] keeps a second process off it (design §3 rule 16).
 
 pub mod lock;
 
@@ -42,7 +43,8 @@ CREATE TABLE IF NOT EXISTS oauth_pending (
     consumed_at  INTEGER
 );
 CREATE INDEX IF NOT EXISTS oauth_pending_expiry ON oauth_pending (expires_at);
-CREATE INDEX IF NOT EXISTS oauth_pending_trainer ON oauth_pending (trainer_id, expires_at);
+-- Flows are no longer looked up by trainer (none is evicted for another, rule 27).
+DROP INDEX IF EXISTS oauth_pending_trainer;
 CREATE TABLE IF NOT EXISTS checkpoints (
     channel    TEXT PRIMARY KEY,
     replay_id  INTEGER NOT NULL,
@@ -81,7 +83,7 @@ pub enum StoreError {
         path: String,
         source: std::io::Error,
     },
-    #[error("store: cannot create {path}: {source}")]
+    #[error("store: cannot create {path} or make it private (0600): {source}")]
     File {
         path: String,
         source: std::io::Error,
@@ -109,11 +111,10 @@ pub struct PendingAuth {
 }
 
 /// Connect flows started and not yet expired, across all trainers; past it a start is
-/// refused (nothing written) until some expire.
+/// refused (nothing written, nothing evicted) until some expire (design §3 rule 27).
+/// Far more than trainers ever connect at once (it is ten minutes of the default
+/// per-address limit, 60 starts a minute, from 17 addresses).
 pub const MAX_PENDING_AUTHS: i64 = 10_000;
-
-/// Flows one trainer may have open at once; starting another drops their oldest.
-pub const MAX_PENDING_AUTHS_PER_TRAINER: i64 = 5;
 
 /// Outcome of recording a started OAuth flow.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -182,13 +183,18 @@ impl Store {
             })?;
         }
         // Created here first so that it is private from its first byte; SQLite opens the
-        // existing file and derives its journal files' mode from it.
+        // existing file and derives its journal files' mode from it. Files an older
+        // version left `0644` are tightened before SQLite reads them, and again once it
+        // has opened (or created) its `-wal` and `-shm` (rule 27).
         lock::private_file(path).map_err(|source| StoreError::File {
             path: path.display().to_string(),
             source,
         })?;
+        make_journal_files_private(path)?;
         let conn = Connection::open(path)?;
-        Self::init(conn)
+        let store = Self::init(conn)?;
+        make_journal_files_private(path)?;
+        Ok(store)
     }
 
     /// An in-memory store (unit tests).
@@ -219,10 +225,11 @@ impl Store {
 
     // --- OAuth -------------------------------------------------------------------------
 
-    /// Records a started OAuth flow. Bounded (rule 18): expired flows are pruned first
-    /// (an expired state is refused before its nonce is looked up, so nothing is lost),
-    /// the trainer keeps at most [`MAX_PENDING_AUTHS_PER_TRAINER`] open flows, and with
-    /// [`MAX_PENDING_AUTHS`] open in all nothing is written.
+    /// Records a started OAuth flow under its own nonce. Bounded (rules 18 and 27):
+    /// expired flows are purged first (an expired state is refused before its nonce is
+    /// looked up, so nothing is lost), and with [`MAX_PENDING_AUTHS`] open in all nothing
+    /// is written. No open flow is ever dropped to make room: a stranger's start must not
+    /// break a trainer's connect in progress.
     pub fn save_pending_auth(
         &self,
         nonce: &str,
@@ -240,15 +247,24 @@ impl Store {
                 return Ok(PendingSaved::Full);
             }
             c.execute(
-                "DELETE FROM oauth_pending WHERE nonce IN (SELECT nonce FROM oauth_pending \
-                 WHERE trainer_id = ?1 ORDER BY expires_at DESC LIMIT -1 OFFSET ?2)",
-                params![pending.trainer_id, MAX_PENDING_AUTHS_PER_TRAINER - 1],
-            )?;
-            c.execute(
                 "INSERT INTO oauth_pending (nonce, trainer_id, verifier_enc, expires_at) VALUES (?1, ?2, ?3, ?4)",
                 params![nonce, pending.trainer_id, pending.verifier_enc, secs(pending.expires_at)],
             )?;
             Ok(PendingSaved::Saved)
+        })
+    }
+
+    /// Forgets the open flow recorded under `nonce`, if it was never finished: the browser
+    /// that holds it (its cookie is the nonce) started over, and its new cookie replaces
+    /// the old one, so that flow can no longer finish. A finished flow stays, so that its
+    /// replay is still told apart from a forgery.
+    pub fn forget_pending_auth(&self, nonce: &str) -> Result<(), StoreError> {
+        self.with(|c| {
+            c.execute(
+                "DELETE FROM oauth_pending WHERE nonce = ?1 AND consumed_at IS NULL",
+                params![nonce],
+            )?;
+            Ok(())
         })
     }
 
@@ -569,6 +585,20 @@ fn row_to_tokens(r: &rusqlite::Row<'_>) -> rusqlite::Result<JournalledTokens> {
         refreshed_at: at_secs(r.get(5)?),
         confirmed: r.get::<_, i64>(6)? != 0,
     })
+}
+
+/// Makes the store's `-wal` and `-shm` files `0600` where they exist.
+fn make_journal_files_private(path: &Path) -> Result<(), StoreError> {
+    for suffix in ["-wal", "-shm"] {
+        let mut name = path.as_os_str().to_owned();
+        name.push(suffix);
+        let file = std::path::PathBuf::from(name);
+        lock::make_private(&file).map_err(|source| StoreError::File {
+            path: file.display().to_string(),
+            source,
+        })?;
+    }
+    Ok(())
 }
 
 /// Adds a column to a table of a store made by an earlier version, once: `ALTER TABLE`

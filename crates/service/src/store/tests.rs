@@ -2,35 +2,40 @@ use super::*;
 use crate::store::test_support::{at, b, t};
 
 #[test]
-fn pending_flows_are_pruned_and_bounded() {
+fn pending_flows_are_purged_bounded_and_never_evicted() {
     let s = Store::in_memory().unwrap();
     let pending = |trainer: u32, expires_at: i64| PendingAuth {
         trainer_id: t(trainer),
         verifier_enc: "enc".into(),
         expires_at: at(expires_at),
     };
-    // One trainer starting over and over keeps only the newest flows.
+    // Many starts for one trainer: every flow stays open, the first one included
+    // (rule 27: a stranger's start never drops the trainer's own flow).
     for i in 0..8 {
         let saved = s
             .save_pending_auth(&format!("t{i}"), &pending(1, 1_000 + i), at(500))
             .unwrap();
         assert_eq!(saved, PendingSaved::Saved);
     }
-    assert_eq!(
-        s.pending_auths(at(500)).unwrap(),
-        MAX_PENDING_AUTHS_PER_TRAINER
-    );
-    assert_eq!(s.consume_nonce("t0", at(501)).unwrap(), NonceUse::Unknown);
+    assert_eq!(s.pending_auths(at(500)).unwrap(), 8);
     assert!(matches!(
-        s.consume_nonce("t7", at(501)).unwrap(),
+        s.consume_nonce("t0", at(501)).unwrap(),
         NonceUse::Fresh(_)
     ));
+    // A browser starting over forgets its own unfinished flow, never a finished one.
+    s.forget_pending_auth("t7").unwrap();
+    assert_eq!(s.consume_nonce("t7", at(502)).unwrap(), NonceUse::Unknown);
+    s.forget_pending_auth("t0").unwrap();
+    assert_eq!(
+        s.consume_nonce("t0", at(502)).unwrap(),
+        NonceUse::AlreadyUsed
+    );
     // Expired flows go at the next start.
     s.save_pending_auth("late", &pending(2, 3_000), at(2_000))
         .unwrap();
     assert_eq!(s.pending_auths(at(0)).unwrap(), 1);
 
-    // Full: nothing more is written until flows expire.
+    // Full: nothing more is written, and nothing is dropped, until flows expire.
     s.with(|c| {
         let tx = c.unchecked_transaction()?;
         for i in 1..MAX_PENDING_AUTHS {
@@ -43,13 +48,20 @@ fn pending_flows_are_pruned_and_bounded() {
     })
     .unwrap();
     assert_eq!(
-        s.save_pending_auth("over", &pending(3, 3_000), at(2_000))
+        s.save_pending_auth("over", &pending(2, 3_000), at(2_000))
             .unwrap(),
         PendingSaved::Full
     );
     assert_eq!(
         s.consume_nonce("over", at(2_001)).unwrap(),
         NonceUse::Unknown
+    );
+    assert!(
+        matches!(
+            s.consume_nonce("late", at(2_001)).unwrap(),
+            NonceUse::Fresh(_)
+        ),
+        "the open flow of the same trainer is still there"
     );
     assert_eq!(
         s.save_pending_auth("after", &pending(3, 9_000), at(3_001))
@@ -191,5 +203,40 @@ fn a_store_from_before_topics_were_kept_gains_the_column_and_keeps_its_rows() {
     assert_eq!(
         s.reservation(&b(1)).unwrap().unwrap().topic.as_deref(),
         Some("Remote Training: Acme")
+    );
+}
+
+#[cfg(unix)]
+#[test]
+fn store_files_an_older_version_left_open_are_private_after_the_next_open() {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("store.db");
+    let files = ["store.db", "store.db-wal", "store.db-shm"].map(|f| dir.path().join(f));
+    let mode = |p: &std::path::Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o7777;
+    {
+        let store = Store::open(&db).unwrap();
+        store
+            .save_checkpoint("/data/X", ReplayId::After(7), at(1))
+            .unwrap();
+        // While a connection is open the journal files exist; an older version made
+        // all three world-readable.
+        for f in &files {
+            assert_eq!(mode(f), 0o600, "{}", f.display());
+            std::fs::set_permissions(f, std::fs::Permissions::from_mode(0o644)).unwrap();
+        }
+        // Leave them behind as a crash would.
+        std::mem::forget(store);
+    }
+    let store = Store::open(&db).unwrap();
+    for f in &files {
+        assert_eq!(mode(f), 0o600, "{}", f.display());
+    }
+    assert_eq!(
+        store.checkpoint("/data/X").unwrap(),
+        Some(Checkpoint {
+            resume: ReplayId::After(7),
+            saved_at: at(1)
+        })
     );
 }

@@ -10,6 +10,7 @@
 //! - [`store`]  — records, validated writes, and the CDC changes every write publishes
 //! - [`cometd`] — the streaming hub (owned by the streaming work); every committed write
 //!   is published to it as a [`RecordChange`]
+//! - [`oversized`] — fault knob: a token or connect answer of any size, streamed
 //!
 //! The test/demo API on [`SalesforceSim`] writes through the same store as REST, so its
 //! writes raise change events exactly like REST writes. It is never used by the
@@ -17,6 +18,7 @@
 
 pub mod cometd;
 pub mod oauth;
+pub mod oversized;
 pub mod query;
 pub mod rest;
 pub mod schema;
@@ -28,6 +30,7 @@ use serde_json::{Map, Value};
 
 use self::cometd::{CometdHub, RecordChange, SessionCheck};
 use self::oauth::Sessions;
+use self::oversized::{Oversized, OversizedAnswer};
 use self::schema::ObjectDef;
 use self::store::Org;
 use super::common::{serve, Recorder, RunningServer};
@@ -74,6 +77,7 @@ pub struct SalesforceSim {
     server: Arc<RunningServer>,
     log: RequestLog,
     faults: Faults,
+    oversized: Oversized,
 }
 
 impl std::fmt::Debug for SalesforceSim {
@@ -110,6 +114,11 @@ impl SalesforceSim {
                 axum::routing::post(oauth::token).with_state(shared.clone()),
             )
             .merge(hub.router(check));
+        let oversized = Oversized::default();
+        let router = router.layer(axum::middleware::from_fn_with_state(
+            oversized.clone(),
+            oversized::layer,
+        ));
         let log = RequestLog::default();
         let faults = Faults::default();
         let server = serve(
@@ -127,6 +136,7 @@ impl SalesforceSim {
             server: Arc::new(server),
             log,
             faults,
+            oversized,
         })
     }
 
@@ -143,6 +153,24 @@ impl SalesforceSim {
     /// Fault injection (status codes, latency) applied before the simulator's own handling.
     pub fn faults(&self) -> &Faults {
         &self.faults
+    }
+
+    /// The next `times` requests for `answer` (the token endpoint, or a CometD request
+    /// carrying `/meta/connect`) are answered with a body of `bytes` bytes, streamed
+    /// chunked from a static buffer (see [`oversized`]). They are recorded like any other.
+    pub fn stream_oversized_answers(&self, answer: OversizedAnswer, bytes: u64, times: usize) {
+        self.oversized.arm(answer, bytes, times);
+    }
+
+    /// Bytes of oversized answers sent so far: what left the simulator before each
+    /// client stopped reading (plus what the sockets buffered), not what was armed.
+    pub fn oversized_bytes_sent(&self) -> u64 {
+        self.oversized.bytes_sent()
+    }
+
+    /// Oversized answers that are over: sent to the end, or abandoned by their client.
+    pub fn oversized_answers_finished(&self) -> usize {
+        self.oversized.answers_finished()
     }
 
     /// The CometD hub every committed write is published to.

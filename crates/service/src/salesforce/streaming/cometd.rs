@@ -1,6 +1,7 @@
 //! The CometD long-polling transport: the HTTP client (with the cookie store Salesforce
 //! requires), the login session, the conversation's phases, and how long to wait after a
-//! failure. The Bayeux messages themselves are built and read in `bayeux.rs`.
+//! failure. The Bayeux messages themselves are built and read in `bayeux.rs`. Every
+//! answer is read under [`STREAMING_BODY_CAP`] (design §3 rule 18).
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -15,6 +16,7 @@ use super::{
 };
 use crate::config::StreamingSettings;
 use crate::ids::ReplayId;
+use crate::outbound::{read_capped, ReadError, STREAMING_BODY_CAP};
 use crate::salesforce::auth::Session;
 use crate::salesforce::rest::{http_client_builder, SalesforceClient};
 
@@ -201,15 +203,26 @@ impl CometdTransport {
             }
         };
         let status = response.status().as_u16();
-        let body = match response.bytes().await {
+        let body = match read_capped(response, STREAMING_BODY_CAP).await {
             Ok(b) => b,
-            Err(e) => {
+            Err(ReadError::Transport(e)) => {
                 tracing::warn!(channel = %self.channel, error = %e, "streaming response lost");
                 return Err(Failure::Retry {
                     phase: retry_phase,
                     delay: Delay::Backoff,
                 });
             }
+            Err(e @ ReadError::TooLarge { .. }) if (200..=299).contains(&status) => {
+                // Whatever events it held were sent and not read: shake hands again so
+                // the subscription resumes from the checkpoint and they are replayed.
+                tracing::warn!(channel = %self.channel, status, error = %e, "Streaming API answer too large; not read, subscribing again from the checkpoint after a pause");
+                return Err(Failure::Retry {
+                    phase: Phase::Handshake,
+                    delay: Delay::Backoff,
+                });
+            }
+            // Statuses that need no body are classified below as usual.
+            Err(e) => e.to_string().into_bytes(),
         };
         match status {
             200..=299 => {}

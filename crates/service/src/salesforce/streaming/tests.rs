@@ -7,6 +7,7 @@ use super::cometd::*;
 use super::*;
 use crate::config::Settings;
 use crate::ids::ReplayId;
+use crate::outbound::STREAMING_BODY_CAP;
 use crate::retry::RetryPolicy;
 use crate::salesforce::events::ChangeKind as EventKind;
 use crate::salesforce::rest::SalesforceClient;
@@ -771,4 +772,38 @@ fn fixture_reply(name: &str) -> Value {
     let path = format!("{}/../../fixtures/cdc/{name}", env!("CARGO_MANIFEST_DIR"));
     let all: Value = serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
     all[0].clone()
+}
+
+#[tokio::test]
+async fn an_oversized_connect_answer_is_not_read_and_the_events_in_it_are_replayed() {
+    use lvb_simulators::salesforce::oversized::OversizedAnswer;
+    let org = Org::start().await;
+    org.change(0, "Confirmed");
+    // The first connect, which would carry that change, gets 300 MB instead.
+    org.sim
+        .stream_oversized_answers(OversizedAnswer::CometdConnect, 300 * 1024 * 1024, 1);
+    let mut sub = spawn_subscriber(&org, CHANNEL, org.base, 16);
+    let subscribed = StreamItem::Subscribed {
+        replay_from: ReplayId::After(org.base),
+    };
+    assert_eq!(sub.next().await, subscribed);
+    assert_eq!(
+        sub.next().await,
+        subscribed,
+        "shook hands again and subscribed from the same place"
+    );
+    let event = sub.next_event().await;
+    assert_eq!(event.replay_id, org.base + 1, "the change is replayed");
+    assert_eq!(event.record_ids, vec![org.bookings[0].clone()]);
+    until("the oversized answer abandoned", || {
+        org.sim.oversized_answers_finished() == 1
+    })
+    .await;
+    let sent = org.sim.oversized_bytes_sent();
+    assert!(
+        sent < (STREAMING_BODY_CAP as u64) * 4,
+        "read up to the cap, not to the end: {sent} bytes sent"
+    );
+    assert_eq!(org.answered("/meta/handshake"), 2);
+    sub.stop().await.expect("clean stop");
 }

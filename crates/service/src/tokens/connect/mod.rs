@@ -2,7 +2,9 @@
 //!
 //! - [`ConnectFlow::begin`] checks the trainer, issues a signed `state` and a PKCE pair,
 //!   records the verifier under the state's nonce and returns the authorize URL plus the
-//!   value of the cookie that binds the flow to this browser.
+//!   value of the cookie that binds the flow to this browser. Flows are keyed by their
+//!   own nonce and bounded globally; a start never drops another browser's flow (design
+//!   §3 rule 27).
 //! - [`ConnectFlow::finish`] verifies the state (signature, age, cookie, single use),
 //!   exchanges the code, reads who signed in, checks the account, and has the token service
 //!   encrypt and save the tokens under the trainer's single-flight lock, which also hands
@@ -203,8 +205,16 @@ impl ConnectFlow {
     }
 
     /// Starts a connection for the trainer named by `raw_trainer` (the `trainer` query
-    /// parameter as given).
-    pub async fn begin(&self, raw_trainer: Option<&str>) -> Result<Begun, ConnectError> {
+    /// parameter as given). `previous` is the binding cookie this browser already holds,
+    /// if any: its unfinished flow is forgotten, since the new cookie replaces it in that
+    /// browser. No other flow is touched (design §3 rule 27); with
+    /// [`MAX_PENDING_AUTHS`](crate::store::MAX_PENDING_AUTHS) flows open the start is
+    /// refused as [`ConnectError::Busy`].
+    pub async fn begin(
+        &self,
+        raw_trainer: Option<&str>,
+        previous: Option<&str>,
+    ) -> Result<Begun, ConnectError> {
         let inner = &self.inner;
         let raw = raw_trainer.map(str::trim).unwrap_or("");
         if raw.is_empty() {
@@ -238,6 +248,11 @@ impl ConnectFlow {
         if saved == PendingSaved::Full {
             tracing::warn!(trainer = %trainer_id, "too many open connect flows; start refused");
             return Err(ConnectError::Busy);
+        }
+        // Only once the new flow is recorded (and its cookie about to replace the old one):
+        // a refused start leaves the browser's flow in progress as it was.
+        if let Some(previous) = previous.filter(|p| *p != issued.nonce) {
+            inner.store.forget_pending_auth(previous)?;
         }
         let authorize_url = inner.lark.authorize_url(
             &inner.settings.server.redirect_uri(),
