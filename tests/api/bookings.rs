@@ -694,3 +694,36 @@ async fn killed_during_its_very_first_batch_the_service_still_processes_that_bat
     assert_eq!(checkpoint(&app), None, "no booking event seen yet");
     kill_mid_burst_and_restart(app, &trainer, &open_id, 10, 4).await;
 }
+
+/// Issue 20: a booking's log lines carry its id (and the host's) from the spans the
+/// pipeline opens, not from fields each line adds by hand; the outbound call has its own.
+#[tokio::test]
+async fn a_bookings_log_lines_carry_its_id_and_its_hosts_from_the_spans() {
+    crate::helpers::capture_logs();
+    let app = spawn_app().await;
+    let (trainer, _) = connected_trainer(&app, "Ann", "ann@example.com").await;
+    wait_ready(&app).await;
+    let booking = create_booking(&app, &trainer, 30, 31, true);
+    wait_for_link(&app, &booking).await;
+    let logs = crate::helpers::captured_logs();
+    let reserved = logs
+        .lines()
+        .find(|l| l.contains("meeting reserved") && l.contains(&booking))
+        .unwrap_or_else(|| panic!("no 'meeting reserved' line for {booking}:\n{logs}"));
+    assert!(
+        reserved.contains(&format!("booking{{booking={booking}}}"))
+            && reserved.contains(&format!("reserve{{trainer={trainer}}}")),
+        "the ids come from the booking and reserve spans: {reserved}"
+    );
+    assert_eq!(
+        reserved.matches(booking.as_str()).count(),
+        1,
+        "the line does not repeat the id by hand: {reserved}"
+    );
+    assert!(
+        logs.lines()
+            .any(|l| l.contains(&format!("booking{{booking={booking}}}"))
+                && l.contains("lark.reserve.apply")),
+        "the apply runs in its own span inside the booking's:\n{logs}"
+    );
+}

@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use axum::http::Method;
 use lark_vc_bridge::salesforce::values::parse_datetime;
-use lark_vc_bridge::tokens::service::MAX_TOKEN_LIFETIME_SECS;
+use lark_vc_bridge::tokens::grant::MAX_TOKEN_LIFETIME_SECS;
 use lark_vc_bridge::tokens::AccessToken;
 use lvb_simulators::common::RecordedRequest;
 use lvb_simulators::launch::Simulators;

@@ -182,8 +182,9 @@ async fn callback_refuses_bad_state_and_stores_nothing() {
     assert_eq!(hop.status, 400);
 
     // Expired: a correctly signed state issued 11 minutes ago.
-    let now = chrono::Utc::now().timestamp();
-    let old = state::issue(&app.settings.security.state_secret, &trainer, now - 660);
+    let now = chrono::Utc::now();
+    let secret = &app.settings.security.state_secret;
+    let old = state::issue(secret, &tid(&trainer), now - chrono::Duration::seconds(660));
     let hop = get(
         &format!("{cb}?code=x&state={}", old.state.secret()),
         Some(&format!("lvb_oauth_state={}", old.nonce)),
@@ -193,7 +194,7 @@ async fn callback_refuses_bad_state_and_stores_nothing() {
     assert!(hop.body.contains("More than 10 minutes"), "{}", hop.body);
 
     // Signed by us but never started here.
-    let forged = state::issue(&app.settings.security.state_secret, &trainer, now);
+    let forged = state::issue(secret, &tid(&trainer), now);
     let hop = get(
         &format!("{cb}?code=x&state={}", forged.state.secret()),
         Some(&format!("lvb_oauth_state={}", forged.nonce)),

@@ -4,7 +4,7 @@
 //! - [`config`]     — layered settings (design §2.2), validated into typed values
 //! - [`telemetry`]  — tracing set-up (human or JSON logs)
 //! - [`retry`]      — the one retry helper: classification, jittered capped backoff, server hints
-//! - [`ids`]        — typed booking and trainer record ids, parsed once where they enter
+//! - [`ids`]        — typed record ids (booking, trainer) and replay ids, parsed once where they enter
 //! - [`alerts`]     — admin alerts to a Lark group chat, each subject at most once a day
 //! - [`store`]      — embedded SQLite: OAuth nonces, checkpoints, token and reservation journals
 //! - [`tokens`]     — the AES-GCM vault, the trainer's token fields, the single-flight token
@@ -24,8 +24,9 @@
 //! - [`progress`]   — items done of a long one-shot command, for its progress lines
 //!
 //! Layers, bottom to top — a module uses only modules below it (`.ci/layers` checks; test
-//! code may wire any of them): config, retry, metrics, store, telemetry, outbound →
-//! salesforce, lark → ids, alerts → tokens → bookings → http, control → app, check.
+//! code may wire any of them): ids → config, retry, metrics, store, telemetry, outbound,
+//! progress → salesforce, lark → alerts → tokens → bookings → http, control → app, check.
+//! Inside a module folder the files import each other without a cycle.
 //!
 //! The command line (`src/main.rs` of the workspace root) calls into this library; the
 //! simulators (`lvb-simulators`) and the benchmark (`lvb-bench`) are crates of their own,

@@ -342,11 +342,12 @@ impl Engine {
         now: DateTime<Utc>,
         reason: &str,
     ) -> Result<Option<WriteBack>, PipelineError> {
+        let _span = tracing::info_span!("booking", booking = %id).entered();
         match self.retries.failed(id, kind, start, now, reason)? {
             Verdict::Later => Ok(None),
             Verdict::GiveUp { attempts } => {
                 self.metrics.failure(Failure::RetriesExhausted);
-                tracing::error!(booking = %id, attempts, reason, "giving up on the booking");
+                tracing::error!(attempts, reason, "giving up on the booking");
                 let tries = if attempts == 1 { "attempt" } else { "attempts" };
                 let reason = clip(&format!("Gave up after {attempts} {tries}: {reason}"));
                 Ok(Some(WriteBack::status(
@@ -369,11 +370,12 @@ impl Engine {
         now: DateTime<Utc>,
         reason: &str,
     ) -> Result<(), PipelineError> {
+        let _span = tracing::info_span!("booking", booking = %id).entered();
         if let Verdict::GiveUp { .. } =
             self.retries
                 .failed(id, RetryKind::Calendar, start, now, reason)?
         {
-            tracing::warn!(booking = %id, reason, "session started; no more calendar retries");
+            tracing::warn!(reason, "session started; no more calendar retries");
         }
         Ok(())
     }

@@ -76,6 +76,7 @@ impl Meetings {
     /// Reserves a meeting hosted by `trainer`, with the token `via` names. A trainer whose
     /// token turns out unusable (not connected after all) gets an app-hosted meeting when
     /// the org allows it (rule 21), else waits. The in-doubt gate of rule 13 comes first.
+    #[tracing::instrument(name = "reserve", skip_all, fields(trainer = %trainer.id))]
     pub async fn reserve(
         &self,
         booking: &Booking,
@@ -125,7 +126,7 @@ impl Meetings {
                 self.metrics.inc(names::MEETINGS, &[("action", "created")]);
                 self.metrics
                     .inc(names::MEETINGS_BY_HOST, &[("host", "trainer")]);
-                tracing::info!(trainer = %trainer.id, reservation = %reserve.id, "meeting reserved");
+                tracing::info!(reservation = %reserve.id, "meeting reserved");
                 Ok(held(reserve, MeetingStatus::Created))
             }
             Err(ApplyError::AnswerLost(source)) => self.answer_lost(booking, trainer, &source),
@@ -145,7 +146,7 @@ impl Meetings {
         let owner = match self.app.owner_open_id(booking, trainer).await? {
             Ok(open_id) => open_id,
             Err(reason) => {
-                tracing::info!(trainer = %trainer.id, reason, "no app-hosted meeting");
+                tracing::info!(reason, "no app-hosted meeting");
                 return Ok(Reservation::Waiting(reason.into()));
             }
         };
@@ -169,7 +170,7 @@ impl Meetings {
                 self.metrics.inc(names::MEETINGS, &[("action", "created")]);
                 self.metrics
                     .inc(names::MEETINGS_BY_HOST, &[("host", "app")]);
-                tracing::info!(trainer = %trainer.id, reservation = %reserve.id, "meeting reserved by the app for the trainer");
+                tracing::info!(reservation = %reserve.id, "meeting reserved by the app for the trainer");
                 Ok(held(reserve, MeetingStatus::CreatedByApp))
             }
             Err(ApplyError::AnswerLost(source)) => self.answer_lost(booking, trainer, &source),
@@ -344,7 +345,7 @@ impl Meetings {
             .store
             .record_in_doubt_apply(&booking.id, &trainer.id, now)?;
         self.metrics.failure(Failure::ApplyAnswerLost);
-        tracing::warn!(trainer = %trainer.id, applies, error = %source, "the answer to a reserve apply was lost; a meeting may exist in Lark");
+        tracing::warn!(applies, error = %source, "the answer to a reserve apply was lost; a meeting may exist in Lark");
         if applies >= self.settings.processing.max_in_doubt_applies {
             return Ok(self.unconfirmed(applies));
         }

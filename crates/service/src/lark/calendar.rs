@@ -284,6 +284,7 @@ struct AttendeeAnswer {
 
 impl LarkClient {
     /// The id of the token user's primary calendar.
+    #[tracing::instrument(name = "lark.calendar.primary", skip_all)]
     pub async fn primary_calendar_id(&self, token: &AccessToken) -> Result<String, LarkError> {
         let Data { data }: Data<PrimaryData> = self
             .paced_user_call(
@@ -324,6 +325,7 @@ impl LarkClient {
 
     /// Creates the event on `calendar_id`. `idempotency_key` (see [`idempotency_key`])
     /// makes a repeat answer the event already made, never a second one.
+    #[tracing::instrument(name = "lark.calendar.event_create", skip_all, fields(calendar = %calendar_id))]
     pub async fn create_calendar_event(
         &self,
         token: &AccessToken,
@@ -401,6 +403,7 @@ impl LarkClient {
     /// As [`LarkClient::patch_calendar_event_times`], also setting the summary and the
     /// description when `text` is given (`summary`, `description` of the patch body).
     #[allow(clippy::too_many_arguments)]
+    #[tracing::instrument(name = "lark.calendar.event_patch", skip_all, fields(event = %event_id))]
     pub async fn patch_calendar_event(
         &self,
         token: &AccessToken,
@@ -463,6 +466,7 @@ impl LarkClient {
     /// Deletes the event without notifying anyone (`need_notification=false`). An event
     /// already deleted or unknown answers [`LarkError::NotFound`]; the caller decides
     /// whether that counts as done.
+    #[tracing::instrument(name = "lark.calendar.event_delete", skip_all, fields(event = %event_id))]
     pub async fn delete_calendar_event(
         &self,
         token: &AccessToken,
@@ -489,6 +493,7 @@ impl LarkClient {
 
     /// Invites external guests by email (`third_party` attendees). `notify` lets Lark send
     /// them the invitation. A guest already invited is answered as is, not added twice.
+    #[tracing::instrument(name = "lark.calendar.guests_add", skip_all, fields(event = %event_id))]
     pub async fn add_calendar_guests(
         &self,
         token: &AccessToken,

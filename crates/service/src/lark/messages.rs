@@ -71,6 +71,7 @@ impl LarkClient {
         Ok(data.is_in_chat)
     }
 
+    #[tracing::instrument(name = "lark.message.send", skip_all, fields(to = %receive_id_type))]
     async fn send_text(
         &self,
         receive_id_type: &str,

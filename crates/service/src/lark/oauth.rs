@@ -187,6 +187,7 @@ impl LarkClient {
     }
 
     /// Exchanges an authorization code (with its PKCE verifier) for tokens.
+    #[tracing::instrument(name = "lark.oauth.exchange_code", skip_all)]
     pub async fn exchange_code(
         &self,
         code: &AuthCode,
@@ -226,6 +227,7 @@ impl LarkClient {
     /// Trades a refresh token for new tokens. Lark invalidates the old refresh token, so
     /// the caller must keep the returned one. A refused grant ([`LarkError::InvalidGrant`])
     /// is returned at once; only 20050/20072, 5xx and transport failures are retried.
+    #[tracing::instrument(name = "lark.oauth.refresh", skip_all)]
     pub async fn refresh(&self, refresh_token: &RefreshToken) -> Result<TokenGrant, LarkError> {
         match self.inner.oauth_version {
             OAuthVersion::V2 => {

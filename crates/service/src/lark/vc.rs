@@ -118,6 +118,7 @@ impl LarkClient {
 
     /// Reserves a meeting hosted by the token's user, valid until `end_time` (in the
     /// future and at most 30 days ahead, or Lark answers 121003; sent in whole seconds).
+    #[tracing::instrument(name = "lark.reserve.apply", skip_all)]
     pub async fn apply_reserve(
         &self,
         token: &AccessToken,
@@ -136,6 +137,7 @@ impl LarkClient {
     }
 
     /// Changes a reservation's end time and/or topic; the id and link stay the same.
+    #[tracing::instrument(name = "lark.reserve.update", skip_all, fields(reservation = %reserve_id))]
     pub async fn update_reserve(
         &self,
         token: &AccessToken,
@@ -187,6 +189,7 @@ impl LarkClient {
 
     /// Deletes a reservation (owner only). Deleting one that is already gone answers
     /// [`LarkError::NotFound`]; the caller decides whether that counts as done.
+    #[tracing::instrument(name = "lark.reserve.delete", skip_all, fields(reservation = %reserve_id))]
     pub async fn delete_reserve(
         &self,
         token: &AccessToken,
@@ -216,6 +219,7 @@ impl LarkClient {
     /// `owner_id` is required and names the owner). Paced and never replayed once it may
     /// have reached Lark, like [`LarkClient::apply_reserve`]: an answer lost after sending
     /// is [`ApplyError::AnswerLost`], for the caller's in-doubt handling (rule 13).
+    #[tracing::instrument(name = "lark.reserve.apply_for_owner", skip_all, fields(owner = %owner_open_id))]
     pub async fn apply_reserve_for_owner(
         &self,
         owner_open_id: &str,
@@ -281,6 +285,7 @@ impl LarkClient {
     }
 
     /// Changes an app-hosted reservation's end time and/or topic, with the tenant token.
+    #[tracing::instrument(name = "lark.reserve.update_for_owner", skip_all, fields(reservation = %reserve_id))]
     pub async fn update_reserve_for_owner(
         &self,
         owner_open_id: &str,
@@ -311,6 +316,7 @@ impl LarkClient {
 
     /// Deletes an app-hosted reservation, with the tenant token. One already gone answers
     /// [`LarkError::NotFound`].
+    #[tracing::instrument(name = "lark.reserve.delete_as_app", skip_all, fields(reservation = %reserve_id))]
     pub async fn delete_reserve_as_app(&self, reserve_id: &str) -> Result<(), LarkError> {
         let path = reserve_path(reserve_id)?;
         let _: serde_json::Value = self

@@ -476,6 +476,7 @@ impl SalesforceClient {
         self.query_pages("queryAll", soql).await
     }
 
+    #[tracing::instrument(name = "salesforce.query", skip_all, fields(resource = %resource))]
     async fn query_pages(
         &self,
         resource: &str,
@@ -511,6 +512,7 @@ impl SalesforceClient {
     }
 
     /// `PATCH /sobjects/{object}/{id}` → 204.
+    #[tracing::instrument(name = "salesforce.update", skip_all, fields(object = %object, record = %id))]
     pub async fn update(
         &self,
         object: &str,
@@ -534,6 +536,7 @@ impl SalesforceClient {
     /// `allOrNone: false`), in requests of at most [`COMPOSITE_BATCH_SIZE`]. Returns one
     /// result per input, in input order. A request-level failure fails the whole call
     /// (updates are idempotent: the caller may simply retry everything).
+    #[tracing::instrument(name = "salesforce.update_many", skip_all, fields(object = %object, records = records.len()))]
     pub async fn update_many(
         &self,
         object: &str,
@@ -625,6 +628,7 @@ impl SalesforceClient {
     }
 
     /// `GET /sobjects/{object}/describe`.
+    #[tracing::instrument(name = "salesforce.describe", skip_all, fields(object = %object))]
     pub async fn describe(&self, object: &str) -> Result<ObjectDescribe, SalesforceError> {
         check_object(object)?;
         let path = format!("sobjects/{object}/describe");

@@ -8,6 +8,7 @@
 //! refreshes or clears them.
 
 pub mod connect;
+pub mod grant;
 pub mod refresh;
 pub mod reminders;
 pub mod rotate;

@@ -66,10 +66,11 @@ impl Reminders {
         self.send(trainer).await
     }
 
+    #[tracing::instrument(name = "reminder", skip_all, fields(trainer = %trainer.id))]
     async fn send(&self, trainer: &TrainerRecord) -> ReminderOutcome {
         let settings = &self.settings;
         let Some(email) = trainer.email.as_deref() else {
-            tracing::info!(trainer = %trainer.id, "no reminder: trainer has no email");
+            tracing::info!("no reminder: trainer has no email");
             return ReminderOutcome::Unreachable("the trainer record has no email".into());
         };
         let now = Utc::now();
@@ -96,17 +97,19 @@ impl Reminders {
                 if let Err(e) = self.store.record_reminder(&trainer.id, now) {
                     tracing::warn!(error = %e, "could not remember the reminder");
                 }
-                tracing::info!(trainer = %trainer.id, "reconnect reminder sent");
+                tracing::info!("reconnect reminder sent");
                 ReminderOutcome::Sent
             }
             Err(LarkError::PermissionDenied { code, .. }) if code == CODE_IM_NO_AVAILABILITY => {
-                tracing::warn!(trainer = %trainer.id, "reconnect reminder: no Lark user the bot can reach by the trainer's email");
+                tracing::warn!(
+                    "reconnect reminder: no Lark user the bot can reach by the trainer's email"
+                );
                 ReminderOutcome::Unreachable(format!(
                     "Lark has no user the bot can reach by the email on the record (code {code})"
                 ))
             }
             Err(e) => {
-                tracing::warn!(trainer = %trainer.id, error = %e, "reconnect reminder failed");
+                tracing::warn!(error = %e, "reconnect reminder failed");
                 ReminderOutcome::Failed(e.to_string())
             }
         }

@@ -21,10 +21,13 @@ use tokio::sync::mpsc;
 use crate::alerts::Alerter;
 use crate::config::Settings;
 use crate::ids::TrainerId;
-use crate::lark::{GrantFailure, LarkClient, LarkError, TokenGrant};
+use crate::lark::{LarkClient, LarkError, TokenGrant};
 use crate::metrics::{names, Metrics};
 use crate::salesforce::{SalesforceClient, SalesforceError};
 use crate::store::{JournalledTokens, Store, StoreError};
+use crate::tokens::grant::{
+    disconnect_reason, expiry, grant_outcome, journal_row, lacks_calendar_scopes,
+};
 use crate::tokens::reminders::Reminders;
 use crate::tokens::trainer::{
     connect_fields, disconnect_fields, refresh_fields, EncryptedTokens, TrainerRecord,
@@ -194,6 +197,7 @@ impl TokenService {
     /// status field, then the journal. Nothing is stored when the write fails. Holds the
     /// trainer's single-flight lock, so a refresh that started with older tokens finishes
     /// before, and a later one reads these (rule 16: a reconnect is never overwritten).
+    #[tracing::instrument(name = "connect", skip_all, fields(trainer = %trainer))]
     pub async fn connect(
         &self,
         trainer: &TrainerId,
@@ -226,7 +230,7 @@ impl TokenService {
             .lock()
             .expect("disconnected")
             .remove(trainer);
-        tracing::info!(trainer = %trainer, "trainer connected Lark");
+        tracing::info!("trainer connected Lark");
         self.emit(TrainerEvent::Connected(trainer.clone()));
         Ok(())
     }
@@ -335,6 +339,7 @@ impl TokenService {
     }
 
     /// Refreshes with the per-trainer lock held.
+    #[tracing::instrument(name = "refresh", skip_all, fields(trainer = %trainer.id))]
     async fn refresh_locked(
         &self,
         trainer: &TrainerRecord,
@@ -360,7 +365,7 @@ impl TokenService {
                 self.inner
                     .metrics
                     .inc(names::TOKEN_REFRESHES, &[("outcome", "failed")]);
-                tracing::warn!(trainer = %trainer.id, error = %e, "token refresh failed; will retry later");
+                tracing::warn!(error = %e, "token refresh failed; will retry later");
                 return Err(TokenError::Lark(e));
             }
         };
@@ -371,7 +376,7 @@ impl TokenService {
         // Journal first: the old refresh token is spent, these are the only valid ones.
         // If even the journal fails, Salesforce is still the place to save them.
         if let Err(e) = self.inner.store.journal_tokens(&row) {
-            tracing::error!(trainer = %trainer.id, error = %e, "could not journal rotated tokens; writing them to Salesforce directly");
+            tracing::error!(error = %e, "could not journal rotated tokens; writing them to Salesforce directly");
         }
         self.inner
             .metrics
@@ -383,12 +388,12 @@ impl TokenService {
                 .store
                 .record_refreshed_scope(&trainer.id, scope, lacks)
             {
-                tracing::warn!(trainer = %trainer.id, error = %e, "could not record the refreshed grant's scope");
+                tracing::warn!(error = %e, "could not record the refreshed grant's scope");
             }
         }
-        tracing::info!(trainer = %trainer.id, "trainer tokens refreshed");
+        tracing::info!("trainer tokens refreshed");
         if let Err(e) = self.write_journalled(&row).await {
-            tracing::error!(trainer = %trainer.id, error = %e, "rotated tokens not yet in Salesforce; kept in the journal and retried later");
+            tracing::error!(error = %e, "rotated tokens not yet in Salesforce; kept in the journal and retried later");
         }
         // Lark did not extend the refresh token past the window: the trainer will have
         // to reconnect soon, so tell them now.
@@ -398,7 +403,9 @@ impl TokenService {
             .refresh_expires_at
             .is_some_and(|exp| exp < now + window)
         {
-            tracing::info!(trainer = %trainer.id, "refresh token cannot be extended past the window; reminding the trainer");
+            tracing::info!(
+                "refresh token cannot be extended past the window; reminding the trainer"
+            );
             self.inner.reminders.remind(trainer).await;
         }
         Ok((RefreshOutcome::Refreshed, Some(grant.access_token)))
@@ -502,6 +509,7 @@ impl TokenService {
     }
 
     /// [`TokenService::disconnect`] with the trainer's lock already held (a refused refresh).
+    #[tracing::instrument(name = "disconnect", skip_all, fields(trainer = %trainer))]
     async fn disconnect_locked(&self, trainer: &TrainerId, reason: &str) -> Result<(), TokenError> {
         let object = &self.inner.settings.salesforce.trainer.object;
         self.inner.store.forget_tokens(trainer)?;
@@ -510,7 +518,7 @@ impl TokenService {
             .salesforce
             .update(object, trainer.record_id(), disconnect_fields(reason))
             .await?;
-        tracing::info!(trainer = %trainer, "trainer disconnected");
+        tracing::info!("trainer disconnected");
         self.emit(TrainerEvent::Disconnected(trainer.clone()));
         Ok(())
     }
@@ -520,7 +528,7 @@ impl TokenService {
         trainer: &TrainerRecord,
         reason: &str,
     ) -> Result<(), TokenError> {
-        tracing::warn!(trainer = %trainer.id, reason, "Lark refused the refresh; trainer disconnected");
+        tracing::warn!(reason, "Lark refused the refresh; trainer disconnected");
         self.disconnect_locked(&trainer.id, reason).await?;
         self.inner.reminders.remind(trainer).await;
         let link = self.inner.settings.server.connect_link(&trainer.id);
@@ -636,74 +644,3 @@ impl TokenService {
         }
     }
 }
-
-/// Longest token lifetime believed from Lark. Lark's are hours (access) and days
-/// (refresh); anything longer is a fault on the wire, and unclamped it could overflow the
-/// date arithmetic (an `expires_in` near `i64::MAX` once panicked the process).
-pub const MAX_TOKEN_LIFETIME_SECS: i64 = 366 * 24 * 3600;
-
-/// `now + seconds` for a lifetime Lark sent, clamped to `0..=MAX_TOKEN_LIFETIME_SECS`
-/// (design §3 rule 17: absurd numbers from outside are clamped, never a panic). A
-/// negative lifetime counts as already expired, so the next use refreshes.
-fn expiry(now: DateTime<Utc>, seconds: i64, field: &str) -> DateTime<Utc> {
-    let clamped = seconds.clamp(0, MAX_TOKEN_LIFETIME_SECS);
-    if clamped != seconds {
-        tracing::warn!(
-            field,
-            sent = seconds,
-            used = clamped,
-            "Lark sent an out-of-range token lifetime; clamped"
-        );
-    }
-    now + chrono::Duration::seconds(clamped)
-}
-
-fn journal_row(
-    trainer: &TrainerId,
-    t: &EncryptedTokens,
-    now: DateTime<Utc>,
-    confirmed: bool,
-) -> JournalledTokens {
-    JournalledTokens {
-        trainer_id: trainer.clone(),
-        access_enc: t.access_enc.clone(),
-        refresh_enc: t.refresh_enc.clone(),
-        access_expires_at: t.access_expires_at,
-        refresh_expires_at: t.refresh_expires_at,
-        refreshed_at: now,
-        confirmed,
-    }
-}
-
-/// The metrics label of a refused refresh.
-fn grant_outcome(kind: &GrantFailure) -> &'static str {
-    match kind {
-        GrantFailure::Expired => "expired",
-        GrantFailure::Revoked => "revoked",
-        GrantFailure::AlreadyUsed => "already_used",
-        _ => "invalid",
-    }
-}
-
-/// What the trainer and admins read in `Lark_Connection_Error__c`.
-fn disconnect_reason(kind: &GrantFailure) -> String {
-    let what = match kind {
-        GrantFailure::Expired => "Lark access expired (the refresh token lapsed)",
-        GrantFailure::Revoked => {
-            "Lark access was revoked (the app was removed or the user signed out)"
-        }
-        GrantFailure::AlreadyUsed => "Lark refused an already-used refresh token",
-        _ => "Lark rejected the stored refresh token",
-    };
-    format!("{what}. The trainer must reconnect using their connect link.")
-}
-
-/// True when a granted `scope` (space-separated) lacks one of the calendar scopes.
-pub fn lacks_calendar_scopes(scope: &str) -> bool {
-    crate::config::CALENDAR_SCOPES
-        .iter()
-        .any(|needed| !scope.split_whitespace().any(|g| g == *needed))
-}
-
-#[cfg(test)]
-mod tests;

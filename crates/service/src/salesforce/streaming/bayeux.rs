@@ -6,11 +6,10 @@ use std::time::Duration;
 
 use serde_json::{json, Value};
 
-use super::cometd::{CometdTransport, Delay, Failure, Phase};
+use super::cometd::CometdTransport;
+use super::failure::{protocol, Delay, Failure, Phase};
 use super::{StreamError, StreamItem, LONG_POLL_MARGIN, META_REQUEST_TIMEOUT};
 use crate::ids::ReplayId;
-use crate::retry::{RetryHint, Retryable};
-use crate::salesforce::error::SalesforceError;
 use crate::salesforce::events::parse_event;
 
 /// Longest connect hold taken from `advice.timeout`. Salesforce holds a connect up to
@@ -268,29 +267,6 @@ impl CometdTransport {
                 delay: Delay::Backoff,
             },
         }
-    }
-}
-
-/// A login failure: fatal when retrying cannot help (bad credentials), else retried.
-pub(super) fn login_failure(e: SalesforceError, phase: Phase) -> Failure {
-    match e.retry_hint() {
-        RetryHint::Never => Failure::Fatal(StreamError::Login(e)),
-        RetryHint::Backoff => Failure::Retry {
-            phase,
-            delay: Delay::Backoff,
-        },
-        RetryHint::After(after) => Failure::Retry {
-            phase,
-            delay: Delay::Exactly(after),
-        },
-    }
-}
-
-pub(super) fn protocol(phase: Phase) -> Failure {
-    tracing::warn!("Streaming API answer without the expected reply");
-    Failure::Retry {
-        phase,
-        delay: Delay::Backoff,
     }
 }
 

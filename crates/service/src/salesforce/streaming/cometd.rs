@@ -9,7 +9,7 @@ use std::time::Duration;
 use secrecy::ExposeSecret;
 use serde_json::{json, Value};
 
-use super::bayeux::login_failure;
+use super::failure::{login_failure, Delay, Failure, Phase};
 use super::{
     EventTransport, StatusReporter, StreamError, StreamItem, DEFAULT_CONNECT_HOLD,
     DEFAULT_MAX_BACKOFF, DEFAULT_MIN_BACKOFF, DISCONNECT_TIMEOUT, LONG_POLL_MARGIN,
@@ -19,39 +19,6 @@ use crate::ids::ReplayId;
 use crate::outbound::{read_capped, ReadError, STREAMING_BODY_CAP};
 use crate::salesforce::auth::Session;
 use crate::salesforce::rest::{http_client_builder, SalesforceClient};
-
-/// Where the conversation stands.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub(super) enum Phase {
-    /// Log in again (after `401::…`), then handshake.
-    Relogin,
-    Handshake,
-    /// Subscribe from the checkpoint, or from `-1` after an invalid replay id.
-    Subscribe {
-        fallback: Option<String>,
-    },
-    Connect,
-}
-
-/// How long to wait before the next attempt.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(super) enum Delay {
-    /// The server said what to do (re-handshake, log in again): do it at once — unless
-    /// the previous attempt failed too, then back off so it never spins.
-    Now,
-    /// Transport failure, timeout, 5xx: jittered exponential backoff, capped.
-    Backoff,
-    /// Exactly this long (a server hint).
-    Exactly(Duration),
-}
-
-/// What to do after a failed step.
-pub(super) enum Failure {
-    /// Go to `phase` after `delay`.
-    Retry { phase: Phase, delay: Delay },
-    /// Give up.
-    Fatal(StreamError),
-}
 
 /// The CometD long-polling transport.
 pub struct CometdTransport {

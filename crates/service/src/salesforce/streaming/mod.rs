@@ -17,10 +17,12 @@
 //!
 //! - `cometd.rs` — the transport: HTTP, session, cookies, backoff, the conversation's phases
 //! - `bayeux.rs` — the Bayeux messages: handshake, subscribe, connect, `advice`, refusals
+//! - `failure.rs` — the conversation's phases and what a failed step means
 //! - `subscriber.rs` — the loop that moves items onto the processor's channel
 
 mod bayeux;
 mod cometd;
+mod failure;
 mod subscriber;
 #[cfg(test)]
 mod tests;

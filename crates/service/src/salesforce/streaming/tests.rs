@@ -4,6 +4,7 @@
 
 use super::bayeux::*;
 use super::cometd::*;
+use super::failure::*;
 use super::*;
 use crate::config::Settings;
 use crate::ids::ReplayId;

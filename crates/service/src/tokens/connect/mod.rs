@@ -19,7 +19,7 @@ pub mod state;
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
-use chrono::{DateTime, Utc};
+use chrono::Utc;
 use url::Url;
 
 use crate::config::Settings;
@@ -210,6 +210,7 @@ impl ConnectFlow {
     /// browser. No other flow is touched (design §3 rule 27); with
     /// [`MAX_PENDING_AUTHS`](crate::store::MAX_PENDING_AUTHS) flows open the start is
     /// refused as [`ConnectError::Busy`].
+    #[tracing::instrument(name = "connect.start", skip_all, fields(trainer = tracing::field::Empty))]
     pub async fn begin(
         &self,
         raw_trainer: Option<&str>,
@@ -221,6 +222,7 @@ impl ConnectFlow {
             return Err(ConnectError::MissingTrainer);
         }
         let trainer_id = TrainerId::parse(raw).map_err(|_| ConnectError::MalformedTrainer)?;
+        tracing::Span::current().record("trainer", tracing::field::display(&trainer_id));
         if !inner.startable.contains(trainer_id.as_str()) {
             let trainer = self.known_trainer(&trainer_id).await?;
             if inner.settings.security.require_email_match && trainer.email.is_none() {
@@ -230,23 +232,19 @@ impl ConnectFlow {
         }
 
         let now = Utc::now();
-        let issued = state::issue(
-            &inner.settings.security.state_secret,
-            trainer_id.as_str(),
-            now.timestamp(),
-        );
+        let issued = state::issue(&inner.settings.security.state_secret, &trainer_id, now);
         let (verifier, challenge) = state::pkce_pair();
         let saved = inner.store.save_pending_auth(
             &issued.nonce,
             &PendingAuth {
                 trainer_id: trainer_id.clone(),
                 verifier_enc: inner.vault.encrypt(verifier.secret()),
-                expires_at: DateTime::from_timestamp(issued.expires_at, 0).unwrap_or(now),
+                expires_at: issued.expires_at,
             },
             now,
         )?;
         if saved == PendingSaved::Full {
-            tracing::warn!(trainer = %trainer_id, "too many open connect flows; start refused");
+            tracing::warn!("too many open connect flows; start refused");
             return Err(ConnectError::Busy);
         }
         // Only once the new flow is recorded (and its cookie about to replace the old one):
@@ -259,16 +257,17 @@ impl ConnectFlow {
             &issued.state,
             &challenge,
         );
-        tracing::info!(trainer = %trainer_id, "OAuth start: redirecting to Lark");
+        tracing::info!("OAuth start: redirecting to Lark");
         Ok(Begun {
             trainer_id,
             authorize_url,
             cookie_value: issued.nonce,
-            max_age_secs: state::STATE_TTL_SECS,
+            max_age_secs: state::STATE_TTL.num_seconds(),
         })
     }
 
     /// Finishes a connection from what Lark sent back and the binding cookie's value.
+    #[tracing::instrument(name = "connect.callback", skip_all, fields(trainer = tracing::field::Empty))]
     pub async fn finish(
         &self,
         params: CallbackParams,
@@ -290,15 +289,11 @@ impl ConnectFlow {
         };
 
         let now = Utc::now();
-        let verified = state::verify(
-            &inner.settings.security.state_secret,
-            &raw_state,
-            now.timestamp(),
-        )
-        .map_err(|e| match e {
-            StateError::Expired => ConnectError::StateExpired,
-            other => ConnectError::StateForged(other),
-        })?;
+        let verified = state::verify(&inner.settings.security.state_secret, &raw_state, now)
+            .map_err(|e| match e {
+                StateError::Expired => ConnectError::StateExpired,
+                other => ConnectError::StateForged(other),
+            })?;
         if !state::cookie_matches(cookie, &verified.nonce) {
             return Err(ConnectError::CookieMismatch);
         }
@@ -307,10 +302,11 @@ impl ConnectFlow {
             NonceUse::AlreadyUsed => return Err(ConnectError::StateReused),
             NonceUse::Unknown => return Err(ConnectError::StateUnknown),
         };
-        if pending.trainer_id.as_str() != verified.trainer_id {
+        if pending.trainer_id != verified.trainer_id {
             return Err(ConnectError::StateMismatch);
         }
         let trainer_id = pending.trainer_id;
+        tracing::Span::current().record("trainer", tracing::field::display(&trainer_id));
         let verifier = inner
             .vault
             .decrypt(&pending.verifier_enc)
@@ -333,7 +329,7 @@ impl ConnectFlow {
             grant.refresh_token.is_some(),
         );
         if !missing.is_empty() {
-            tracing::warn!(trainer = %trainer_id, missing = ?missing, "consent lacks required scopes; not connected");
+            tracing::warn!(missing = ?missing, "consent lacks required scopes; not connected");
             return Err(ConnectError::MissingScopes(missing));
         }
         let user = inner
@@ -343,7 +339,7 @@ impl ConnectFlow {
             .map_err(ConnectError::UserInfoFailed)?;
         if let Some(expected) = inner.settings.lark.tenant_key.as_deref() {
             if user.tenant_key.as_deref() != Some(expected) {
-                tracing::warn!(trainer = %trainer_id, "Lark account of another tenant; not connected");
+                tracing::warn!("Lark account of another tenant; not connected");
                 return Err(ConnectError::WrongTenant);
             }
         }

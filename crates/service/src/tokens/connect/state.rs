@@ -11,10 +11,13 @@ use secrecy::{ExposeSecret, SecretString};
 use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
 
+use chrono::{DateTime, Utc};
+
+use crate::ids::TrainerId;
 use crate::tokens::{OAuthState, PkceVerifier};
 
 /// How long a connect attempt may take from start to callback.
-pub const STATE_TTL_SECS: i64 = 600;
+pub const STATE_TTL: chrono::Duration = chrono::Duration::minutes(10);
 
 /// Name of the cookie binding the state to the browser that started the flow.
 pub const STATE_COOKIE: &str = "lvb_oauth_state";
@@ -26,15 +29,16 @@ pub struct IssuedState {
     pub state: OAuthState,
     /// The nonce inside it (the cookie value and the store key).
     pub nonce: String,
-    pub expires_at: i64,
+    /// When it expires (whole seconds: the state carries unix seconds).
+    pub expires_at: DateTime<Utc>,
 }
 
 /// The verified content of a state.
 #[derive(Debug, PartialEq, Eq)]
 pub struct VerifiedState {
-    pub trainer_id: String,
+    pub trainer_id: TrainerId,
     pub nonce: String,
-    pub expires_at: i64,
+    pub expires_at: DateTime<Utc>,
 }
 
 /// Why a state was refused; each maps to a page telling the trainer what to do.
@@ -64,16 +68,16 @@ pub fn random_token(bytes: usize) -> String {
     URL_SAFE_NO_PAD.encode(buf)
 }
 
-/// Issues a state for `trainer_id` at time `now` (unix seconds).
-pub fn issue(secret: &SecretString, trainer_id: &str, now: i64) -> IssuedState {
+/// Issues a state for `trainer` at time `now`.
+pub fn issue(secret: &SecretString, trainer: &TrainerId, now: DateTime<Utc>) -> IssuedState {
     let nonce = random_token(18);
-    let expires_at = now + STATE_TTL_SECS;
-    let payload = format!("{trainer_id}.{expires_at}.{nonce}");
+    let expires = now.timestamp() + STATE_TTL.num_seconds();
+    let payload = format!("{trainer}.{expires}.{nonce}");
     let state = OAuthState::new(format!("{payload}.{}", sign(secret, &payload)));
     IssuedState {
         state,
         nonce,
-        expires_at,
+        expires_at: at_secs(expires),
     }
 }
 
@@ -81,7 +85,7 @@ pub fn issue(secret: &SecretString, trainer_id: &str, now: i64) -> IssuedState {
 pub fn verify(
     secret: &SecretString,
     state: &OAuthState,
-    now: i64,
+    now: DateTime<Utc>,
 ) -> Result<VerifiedState, StateError> {
     let parts: Vec<&str> = state.secret().split('.').collect();
     let [trainer_id, expires, nonce, signature] = parts.as_slice() else {
@@ -95,14 +99,21 @@ pub fn verify(
     if !bool::from(expected.as_bytes().ct_eq(signature.as_bytes())) {
         return Err(StateError::BadSignature);
     }
-    if now > expires_at {
+    if now.timestamp() > expires_at {
         return Err(StateError::Expired);
     }
+    // Signed by us from a typed id; one that does not parse was not.
+    let trainer_id = TrainerId::parse(trainer_id).map_err(|_| StateError::Malformed)?;
     Ok(VerifiedState {
-        trainer_id: trainer_id.to_string(),
+        trainer_id,
         nonce: nonce.to_string(),
-        expires_at,
+        expires_at: at_secs(expires_at),
     })
+}
+
+/// Unix seconds as an instant (out of range: the far past, i.e. expired).
+fn at_secs(secs: i64) -> DateTime<Utc> {
+    DateTime::from_timestamp(secs, 0).unwrap_or(DateTime::<Utc>::MIN_UTC)
 }
 
 /// True when the cookie value equals the state's nonce (constant time).
