@@ -342,7 +342,11 @@ fn attendance_without_events_is_allowed_with_a_note_and_no_show_is_off() {
         "without join events every host would look absent"
     );
     assert_eq!(s.notes.len(), 2, "{:?}", s.notes);
-    assert!(s.notes[0].contains("sweep alone, 1h after"), "{:?}", s.notes);
+    assert!(
+        s.notes[0].contains("sweep alone, 1h after"),
+        "{:?}",
+        s.notes
+    );
     assert!(s.notes[1].contains("alerts.no_show_after"), "{:?}", s.notes);
 
     // Nothing to say when neither feature is asked for.
@@ -352,7 +356,10 @@ fn attendance_without_events_is_allowed_with_a_note_and_no_show_is_off() {
         ("LVB__ATTENDANCE__ENABLED", "false"),
         ("LVB__ALERTS__NO_SHOW_AFTER", "0s"),
     ]));
-    assert!(Settings::load_from(None, e).expect("valid").notes.is_empty());
+    assert!(Settings::load_from(None, e)
+        .expect("valid")
+        .notes
+        .is_empty());
 }
 
 #[test]
@@ -363,7 +370,10 @@ fn events_attendance_and_no_show_values_are_checked() {
         ("LVB__ATTENDANCE__ENABLED", "maybe"),
         ("LVB__ATTENDANCE__GRACE", "0s"),
         ("LVB__ALERTS__NO_SHOW_AFTER", "ten minutes"),
-        ("LVB__SALESFORCE__BOOKING__SESSION_STATUS_FIELD", "Session Status"),
+        (
+            "LVB__SALESFORCE__BOOKING__SESSION_STATUS_FIELD",
+            "Session Status",
+        ),
     ]));
     let problems = Settings::load_from(None, e).unwrap_err().problems;
     for key in [
