@@ -26,6 +26,10 @@ const CALENDAR_SCOPES: &str =
 struct Printed {
     lark_url: String,
     lark: HashMap<String, String>,
+    /// `alerts.lark_chat_id`, when printed.
+    alerts_chat: Option<String>,
+    /// The curl lines of "Drive a reserved meeting".
+    curl: Vec<String>,
     with_account: Vec<String>,
     without_account: Vec<String>,
 }
@@ -45,6 +49,8 @@ async fn start_simulate() -> (Child, Printed) {
     let mut printed = Printed {
         lark_url: String::new(),
         lark: HashMap::new(),
+        alerts_chat: None,
+        curl: Vec::new(),
         with_account: Vec::new(),
         without_account: Vec::new(),
     };
@@ -56,6 +62,13 @@ async fn start_simulate() -> (Child, Printed) {
                 printed.lark_url = url.trim().to_string();
             } else if trimmed.starts_with('[') && trimmed.ends_with(']') {
                 section = trimmed.to_string();
+            } else if let (true, Some(("lark_chat_id", value))) = (
+                section == "[alerts]",
+                trimmed.split_once('=').map(|(k, v)| (k.trim(), v)),
+            ) {
+                printed.alerts_chat = Some(value.trim().trim_matches('"').to_string());
+            } else if trimmed.starts_with("curl ") {
+                printed.curl.push(trimmed.to_string());
             } else if let (true, Some((key, value))) =
                 (section == "[lark]", trimmed.split_once('='))
             {
@@ -358,4 +371,82 @@ async fn simulate_maps_emails_reserves_for_an_owner_and_posts_to_a_chat() {
     assert_eq!(sent["data"]["chat_id"], chat_id);
     let (status, unknown) = call(&p.lark_url, post, path, &tenant, Some(message("oc_none"))).await;
     assert_eq!((status, unknown["code"].as_i64()), (400, Some(230034)));
+}
+
+#[tokio::test]
+async fn simulate_prints_an_alerts_chat_and_how_to_drive_a_meeting() {
+    let (_child, p) = start_simulate().await;
+    let tenant = tenant_token(&p).await;
+    let chat = p.alerts_chat.clone().expect("an alerts.lark_chat_id");
+    assert!(chat.starts_with("oc_"), "{chat}");
+    let (status, member) = call(
+        &p.lark_url,
+        reqwest::Method::GET,
+        &format!("/open-apis/im/v1/chats/{chat}/members/is_in_chat"),
+        &tenant,
+        None,
+    )
+    .await;
+    assert_eq!(
+        (status, member["data"]["is_in_chat"].as_bool()),
+        (200, Some(true))
+    );
+
+    // A reservation of a seeded trainer, then its meeting driven with the printed
+    // endpoints (their paths taken from the curl lines, MEETING replaced).
+    let trainer = p.with_account.first().expect("a seeded Lark user").clone();
+    let token = user_token(&p, &trainer, "vc:reserve").await;
+    let end = (chrono::Utc::now().timestamp() + 3600).to_string();
+    let (status, applied) = call(
+        &p.lark_url,
+        reqwest::Method::POST,
+        "/open-apis/vc/v1/reserves/apply",
+        &token,
+        Some(json!({ "end_time": end })),
+    )
+    .await;
+    assert_eq!(status, 200, "{applied}");
+    let meeting_no = applied["data"]["reserve"]["meeting_no"].as_str().unwrap();
+    let printed = |part: &str| -> (String, Option<String>) {
+        let line = p
+            .curl
+            .iter()
+            .find(|l| l.contains(part))
+            .unwrap_or_else(|| panic!("a curl line with {part}: {:?}", p.curl));
+        let url = line
+            .split_whitespace()
+            .find(|w| w.starts_with("http://"))
+            .unwrap()
+            .replace("MEETING", meeting_no);
+        let body = line
+            .split_once(" -d '")
+            .map(|(_, b)| b.trim_end_matches('\'').replace("MEETING", meeting_no));
+        (url, body)
+    };
+    for part in ["/start", "/join -d '{\"host\"", "/join -d '{\"guest\""] {
+        let (url, body) = printed(part);
+        let response = http()
+            .post(url)
+            .body(body.unwrap_or_default())
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status().as_u16(), 200, "{part}");
+    }
+    let (url, _) = printed("/sim/events");
+    let events: Value = http().get(url).send().await.unwrap().json().await.unwrap();
+    let types: Vec<&str> = events["events"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["event_type"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        types,
+        [
+            "vc.meeting.meeting_started_v1",
+            "vc.meeting.join_meeting_v1",
+            "vc.meeting.join_meeting_v1"
+        ]
+    );
 }

@@ -157,7 +157,7 @@ def start_simulate(binary: str) -> Simulate:
             sim.sf_url = line.split(":", 1)[1].strip()
         elif line.startswith("Lark simulator:"):
             sim.lark_url = line.split(":", 1)[1].strip()
-        elif line.strip() in ("[salesforce]", "[lark]"):
+        elif line.strip() in ("[salesforce]", "[lark]", "[alerts]"):
             section = line.strip()
         elif m := SNIPPET_LINE.match(line):
             key, value = m["key"], m["value"]
@@ -628,6 +628,25 @@ def lark_authorize(sim: Simulate, email: str, scope: str) -> tuple[str, str, str
     return params["code"][0], redirect_uri, verifier
 
 
+def lark_user_token(sim: Simulate, email: str, scope: str) -> str:
+    """A user access token for `email`: the authorize page, then the v2 token endpoint by
+    a plain POST (lark-oapi has no v2 authorization_code API)."""
+    code, redirect_uri, verifier = lark_authorize(sim, email, scope)
+    tokens = requests.post(
+        f"{sim.lark_url}/open-apis/authen/v2/oauth/token",
+        json={
+            "grant_type": "authorization_code",
+            "client_id": sim.lark_app_id,
+            "client_secret": sim.lark_app_secret,
+            "code": code,
+            "redirect_uri": redirect_uri,
+            "code_verifier": verifier,
+        },
+        timeout=10,
+    ).json()
+    return tokens["access_token"]
+
+
 def check_lark(r: Report, sim: Simulate, ctx: dict) -> None:
     import lark_oapi as lark
     from lark_oapi.api.authen.v1 import (
@@ -1027,20 +1046,11 @@ def check_lark_calendar_and_app(r: Report, sim: Simulate, ctx: dict) -> None:
 
     # Calendar v4 with the trainer's user token.
     scope = "vc:reserve offline_access calendar:calendar calendar:calendar:readonly"
-    code, redirect_uri, verifier = lark_authorize(sim, trainer.email, scope)
-    tokens = requests.post(
-        f"{sim.lark_url}/open-apis/authen/v2/oauth/token",
-        json={
-            "grant_type": "authorization_code",
-            "client_id": sim.lark_app_id,
-            "client_secret": sim.lark_app_secret,
-            "code": code,
-            "redirect_uri": redirect_uri,
-            "code_verifier": verifier,
-        },
-        timeout=10,
-    ).json()
-    user = lark.RequestOption.builder().user_access_token(tokens["access_token"]).build()
+    user = (
+        lark.RequestOption.builder()
+        .user_access_token(lark_user_token(sim, trainer.email, scope))
+        .build()
+    )
 
     primary = client.calendar.v4.calendar.primary(PrimaryCalendarRequest.builder().build(), user)
     calendars = primary.data.calendars if primary.success() else []
@@ -1208,6 +1218,205 @@ def check_lark_calendar_and_app(r: Report, sim: Simulate, ctx: dict) -> None:
 
 
 # --------------------------------------------------------------------------------------
+# Lark events over the long connection: lark-oapi's own ws client
+
+# Runs in a child process: `lark.ws.Client.start()` blocks in its own event loop for good
+# (it never returns), so the parent keeps its own and ends the child when done. The child
+# prints one JSON line per join event its handler sees.
+WS_CHILD = r"""
+import json, sys
+import lark_oapi as lark
+
+domain, app_id, app_secret = sys.argv[1:4]
+
+def on_join(data):
+    event = data.event
+    print(json.dumps({
+        "event_id": data.header.event_id,
+        "event_type": data.header.event_type,
+        "meeting_id": event.meeting.id,
+        "meeting_no": event.meeting.meeting_no,
+        "operator": event.operator.id.open_id,
+        "user_role": event.operator.user_role,
+    }), flush=True)
+
+handler = (
+    lark.EventDispatcherHandler.builder("", "")
+    .register_p2_vc_meeting_join_meeting_v1(on_join)
+    .build()
+)
+lark.ws.Client(
+    app_id, app_secret, event_handler=handler, domain=domain, log_level=lark.LogLevel.ERROR
+).start()
+"""
+
+
+def sim_events(sim: Simulate) -> dict:
+    """The simulator's view of the long connection (`GET /sim/events`)."""
+    return requests.get(f"{sim.lark_url}/sim/events", timeout=10).json()
+
+
+def wait_for(what: str, cond: Callable[[], Any], deadline_s: float = EVENT_DEADLINE_S) -> Any:
+    """Polls `cond` until it answers something truthy; raises after the deadline."""
+    deadline = time.monotonic() + deadline_s
+    while True:
+        value = cond()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise RuntimeError(f"timed out waiting for {what}")
+        time.sleep(0.05)
+
+
+def check_lark_long_connection(r: Report, sim: Simulate, ctx: dict) -> None:
+    """lark-oapi's `lark.ws.Client` against simulate: it bootstraps at
+    /callback/ws/endpoint, connects, pings, receives a join_meeting_v1 event of a meeting
+    reserved through the SDK (started and joined through simulate's /sim/ endpoints) and
+    acknowledges it with code 200, unchanged."""
+    import lark_oapi as lark
+    from lark_oapi.api.vc.v1 import ApplyReserveRequest, ApplyReserveRequestBody, ReserveMeetingSetting
+
+    child = subprocess.Popen(
+        [sys.executable, "-c", WS_CHILD, sim.lark_url, sim.lark_app_id, sim.lark_app_secret],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        stdin=subprocess.DEVNULL,
+        text=True,
+        bufsize=1,
+    )
+    seen: "queue.Queue[str | None]" = queue.Queue()
+
+    def pump() -> None:
+        assert child.stdout is not None
+        for line in child.stdout:
+            seen.put(line)
+        seen.put(None)
+
+    threading.Thread(target=pump, daemon=True).start()
+    try:
+        connected = wait_for(
+            "the SDK's connection and first ping",
+            lambda: (lambda s: s if s["connections_open"] >= 1 and s["pings"] >= 1 else None)(
+                sim_events(sim)["stats"]
+            ),
+            OPEN_DEADLINE_S,
+        )
+        r.check(
+            "lark.ws.Client: bootstrap at /callback/ws/endpoint, one connection, ping answered",
+            connected["endpoint_calls"] >= 1
+            and connected["connections_open"] == 1
+            and connected["pongs"] >= 1
+            and connected["bad_frames"] == 0,
+            connected,
+        )
+
+        # A meeting reserved through the SDK with the trainer's user token.
+        trainer = next(t for t in sim.trainers if t.has_lark_account)
+        client = (
+            lark.Client.builder()
+            .app_id(sim.lark_app_id)
+            .app_secret(sim.lark_app_secret)
+            .domain(sim.lark_url)
+            .enable_set_token(True)
+            .log_level(lark.LogLevel.CRITICAL)
+            .build()
+        )
+        user = (
+            lark.RequestOption.builder()
+            .user_access_token(lark_user_token(sim, trainer.email, "vc:reserve"))
+            .build()
+        )
+        applied = client.vc.v1.reserve.apply(
+            ApplyReserveRequest.builder()
+            .request_body(
+                ApplyReserveRequestBody.builder()
+                .end_time(str(int(time.time()) + 3600))
+                .meeting_settings(ReserveMeetingSetting.builder().topic("Long connection check").build())
+                .build()
+            )
+            .build(),
+            user,
+        )
+        if not r.check("lark-oapi vc.v1.reserve.apply for the meeting", applied.success(), (applied.code, applied.msg)):
+            return
+        meeting_no = applied.data.reserve.meeting_no
+        owner = applied.data.reserve.reserve_user_id
+
+        started = requests.post(
+            f"{sim.lark_url}/sim/meetings/start", json={"reservation": meeting_no}, timeout=10
+        )
+        joined = requests.post(
+            f"{sim.lark_url}/sim/meetings/{meeting_no}/join", json={"host": True}, timeout=10
+        )
+        r.check(
+            "simulate's /sim/meetings: the reserved meeting started and the host joined",
+            started.status_code == 200 and joined.status_code == 200,
+            (started.text[:200], joined.text[:200]),
+        )
+        meeting_id = started.json()["meeting"]["id"] if started.status_code == 200 else ""
+
+        # The SDK logs to stdout as well; the handler's line is the JSON one.
+        other_lines: list[str] = []
+        event: dict = {}
+        deadline = time.monotonic() + EVENT_DEADLINE_S
+        while not event:
+            line = seen.get(timeout=max(0.1, deadline - time.monotonic()))
+            if line is None:
+                break
+            if line.startswith("{"):
+                event = json.loads(line)
+            else:
+                other_lines.append(line.rstrip())
+        r.check(
+            "lark.ws.Client: register_p2_vc_meeting_join_meeting_v1 handler got the host's join",
+            event.get("event_type") == "vc.meeting.join_meeting_v1"
+            and event.get("meeting_no") == meeting_no
+            and event.get("meeting_id") == meeting_id
+            and event.get("operator") == owner
+            and event.get("user_role") == 2,
+            event or other_lines[-5:],
+        )
+
+        def acks_for(event_id: str) -> list:
+            return [a for a in sim_events(sim)["acks"] if a["event_id"] == event_id]
+
+        join_acks = wait_for("the SDK's acknowledgement", lambda: acks_for(event.get("event_id", "")))
+        joined_record = next(
+            e for e in sim_events(sim)["events"] if e["event_id"] == event.get("event_id")
+        )
+        r.check(
+            "simulator recorded the SDK's acknowledgement: code 200 with biz_rt, pushed once",
+            [a["code"] for a in join_acks] == [200]
+            and join_acks[0]["biz_rt"] is not None
+            and joined_record["acked"]
+            and joined_record["pushes"] == 1,
+            (join_acks, joined_record),
+        )
+        # The started event has no handler in this client: the SDK answers it 500 (its
+        # "processor not found"), and the simulator keeps it for redelivery.
+        started_record = next(
+            e for e in sim_events(sim)["events"] if e["event_type"] == "vc.meeting.meeting_started_v1"
+        )
+        started_acks = wait_for("the SDK's answer to the started event", lambda: acks_for(started_record["event_id"]))
+        r.check(
+            "an event the client has no handler for is answered 500 and stays unacknowledged",
+            started_acks[0]["code"] == 500 and not started_record["acked"],
+            (started_acks, started_record),
+        )
+    finally:
+        child.terminate()
+        try:
+            child.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            child.kill()
+            child.wait()
+        if r.failed and child.stderr is not None:
+            errors = child.stderr.read()[-2000:]
+            if errors:
+                print(f"-- lark.ws.Client stderr (last lines):\n{errors}")
+
+
+# --------------------------------------------------------------------------------------
 
 
 def main() -> int:
@@ -1247,6 +1456,10 @@ def main() -> int:
         r.section(
             "lark-oapi calendar, contact, app-hosted reserve, group chat",
             lambda: check_lark_calendar_and_app(r, sim, ctx),
+        )
+        r.section(
+            "lark-oapi ws client (events over the long connection)",
+            lambda: check_lark_long_connection(r, sim, ctx),
         )
     finally:
         code = stop_simulate(sim)

@@ -1,5 +1,6 @@
 //! What both simulators share: the request log every test counts calls with, injected
-//! faults (status codes, extra latency) and the loopback server start-up.
+//! faults (status codes, extra latency, answers lost or late after the work was done)
+//! and the loopback server start-up.
 
 use std::collections::VecDeque;
 use std::net::SocketAddr;
@@ -121,11 +122,22 @@ struct LostAnswer {
     remaining: usize,
 }
 
+/// "The next `remaining` requests matching `method` and `path_part` are carried out at
+/// once, and their answer is sent `delay` later."
+#[derive(Debug, Clone)]
+struct SlowAnswer {
+    method: Option<Method>,
+    path_part: String,
+    remaining: usize,
+    delay: Duration,
+}
+
 /// Fault knobs shared by both simulators.
 #[derive(Debug, Default, Clone)]
 pub struct Faults {
     queue: Arc<Mutex<VecDeque<Fault>>>,
     lost: Arc<Mutex<Vec<LostAnswer>>>,
+    slow: Arc<Mutex<Vec<SlowAnswer>>>,
     /// How many answers [`Faults::lose_answers`] has lost so far.
     lost_count: Arc<Mutex<usize>>,
     latency: Arc<Mutex<Duration>>,
@@ -186,6 +198,40 @@ impl Faults {
         true
     }
 
+    /// The next `times` requests (any method if `method` is None) whose path contains
+    /// `path_part` are carried out at once — the work is done and the request is in the
+    /// log — and their answer is sent `delay` later, as from a slow Lark (issue 21: a
+    /// caller that gives up or is stopped meanwhile has changed Lark all the same).
+    pub fn slow_answers(
+        &self,
+        method: Option<Method>,
+        path_part: &str,
+        times: usize,
+        delay: Duration,
+    ) {
+        self.slow.lock().expect("faults").push(SlowAnswer {
+            method,
+            path_part: path_part.to_string(),
+            remaining: times,
+            delay,
+        });
+    }
+
+    fn take_slow(&self, method: &Method, path: &str) -> Option<Duration> {
+        let mut slow = self.slow.lock().expect("faults");
+        let pos = slow.iter().position(|s| {
+            s.remaining > 0
+                && s.method.as_ref().is_none_or(|m| m == method)
+                && path.contains(&s.path_part)
+        })?;
+        slow[pos].remaining -= 1;
+        let delay = slow[pos].delay;
+        if slow[pos].remaining == 0 {
+            slow.remove(pos);
+        }
+        Some(delay)
+    }
+
     /// Answers lost so far (the requests themselves are in the log, with the status the
     /// simulator meant to send).
     pub fn answers_lost(&self) -> usize {
@@ -206,6 +252,7 @@ impl Faults {
     pub fn clear(&self) {
         self.queue.lock().expect("faults").clear();
         self.lost.lock().expect("faults").clear();
+        self.slow.lock().expect("faults").clear();
     }
 
     fn take(&self, method: &Method, path: &str) -> Option<FaultResponse> {
@@ -255,6 +302,7 @@ pub async fn record(State(rec): State<Recorder>, req: Request, next: Next) -> Re
         }
     };
     let answer_lost = rec.faults.take_lost(&method, &path);
+    let slow = rec.faults.take_slow(&method, &path);
     rec.log.push(RecordedRequest {
         method,
         path,
@@ -262,6 +310,9 @@ pub async fn record(State(rec): State<Recorder>, req: Request, next: Next) -> Re
         body: logged_body,
         status: response.status().as_u16(),
     });
+    if let Some(delay) = slow {
+        tokio::time::sleep(delay).await;
+    }
     if answer_lost {
         return lost_answer();
     }

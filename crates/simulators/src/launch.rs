@@ -1,11 +1,35 @@
 //! Starting both simulators together, seeding the sample org, and the `simulate`
-//! command that prints a config snippet for them.
+//! command that prints a config snippet for them (with an alerts chat) and how to drive
+//! a meeting.
 
 use serde_json::json;
 
 use super::lark::LarkSim;
 use super::salesforce::SalesforceSim;
 use super::{LARK_APP_ID, LARK_APP_SECRET, SF_CLIENT_ID, SF_CLIENT_SECRET, SF_HUMAN_USER_ID};
+
+/// Name of the group chat `simulate` makes for admin alerts (`alerts.lark_chat_id`).
+pub const ALERTS_CHAT_NAME: &str = "Lark VC Bridge alerts";
+
+/// How to drive a reserved meeting through the Lark simulator's own endpoints (design
+/// §5), with curl; each step raises its `vc.meeting.*` event over the long connection.
+pub fn meeting_howto(lark: &str) -> String {
+    format!(
+        "\nDrive a reserved meeting (simulator-only endpoints, off /open-apis; each step raises its
+vc.meeting.* event over the long connection at {lark}/callback/ws/endpoint).
+MEETING is the meeting number at the end of the booking's link (https://vc.larksuite.com/j/MEETING):
+  curl -s -X POST {lark}/sim/meetings/start -d '{{\"reservation\":\"MEETING\"}}'
+  curl -s -X POST {lark}/sim/meetings/MEETING/join -d '{{\"host\":true}}'
+  curl -s -X POST {lark}/sim/meetings/MEETING/join -d '{{\"guest\":\"Merchant Name\"}}'
+  curl -s -X POST {lark}/sim/meetings/MEETING/join -d '{{\"email\":\"bruno.silva@example.com\"}}'
+  curl -s -X POST {lark}/sim/meetings/MEETING/leave -d '{{\"guest\":\"Merchant Name\"}}'
+  curl -s -X POST {lark}/sim/meetings/MEETING/end
+  curl -s -X POST {lark}/sim/meetings/MEETING/recording -d '{{\"duration_ms\":1800000}}'
+  curl -s {lark}/sim/meetings    # the meetings and who is in them
+  curl -s {lark}/sim/events      # the long connection: events, pushes, acknowledgements
+"
+    )
+}
 
 /// A seeded trainer.
 #[derive(Debug, Clone, serde::Serialize)]
@@ -80,10 +104,12 @@ pub async fn run_simulate(
 ) -> anyhow::Result<()> {
     let sims = Simulators::start(sf_port, lark_port).await?;
     let trainers = sims.seed_trainers();
+    let alerts_chat = sims.lark.create_chat(ALERTS_CHAT_NAME);
     println!("Salesforce simulator: {}", sims.salesforce.base_url());
     println!("Lark simulator:       {}", sims.lark.base_url());
     println!("\n# Config for lark-vc-bridge (simulator credentials only; they are not secrets):\n");
     println!("{}", sims.config_snippet());
+    println!("# The group chat \"{ALERTS_CHAT_NAME}\", with the app's bot in it:\n[alerts]\nlark_chat_id = \"{alerts_chat}\"\n");
     println!(
         "# Also set security.encryption_key (64 hex) and security.state_secret (≥32 bytes), e.g.:"
     );
@@ -107,6 +133,7 @@ pub async fn run_simulate(
         );
     }
     println!("\nCreate bookings with POST {}/services/data/v62.0/sobjects/Training_Booking__c (after logging in at /services/oauth2/token).", sims.salesforce.base_url());
+    print!("{}", meeting_howto(&sims.lark.base_url()));
     println!("Running until ctrl-c.");
     stop.await;
     Ok(())

@@ -12,7 +12,9 @@
 //!   describe) and the CometD hub that raises change events from every write
 //! - [`lark`]       — app/tenant tokens, user OAuth (v2 and v1), user_info, VC reserves
 //!   (user- and tenant-token), bot messages to users and group chats, Calendar v4 events
-//!   and attendees, `batch_get_id`, rate limits
+//!   and attendees, `batch_get_id`, rate limits, events over the long connection
+//!   (`/callback/ws/endpoint` and its `pbbp2` WebSocket), and a reserved meeting's life
+//!   (`meetings/:id`, `list_by_no`, and simulator-only `/sim/` endpoints to drive it)
 //! - [`common`]     — serving on loopback, the request log and the fault knobs
 //! - [`launch`]     — both simulators together, the seeded sample org, `simulate`
 //! - [`browser`]    — a scripted browser for the connect flow (demo and benchmark)

@@ -7,8 +7,12 @@
 //! `user_info`, VC reserves (apply/get/update/delete, owner checks, 30-day limit, the
 //! per-app rate limit of 50/s and 1000/min; tenant-token reserves with `owner_id`), bot
 //! messages to users and group chats (uuid dedup), the primary calendar, events and
-//! attendees of Calendar v4 ([`calendar`]) and `contact/v3/users/batch_get_id`
-//! ([`contact`]). Test knobs expire or revoke a user's tokens, change lifetimes and
+//! attendees of Calendar v4 ([`calendar`]), `contact/v3/users/batch_get_id`
+//! ([`contact`]), event delivery over the long connection ([`events`]: the
+//! `/callback/ws/endpoint` bootstrap and its `pbbp2` WebSocket on the same port), and a
+//! reserved meeting's life ([`meetings`]: start, join, leave, end, recording, each raising
+//! its `vc.meeting.*` event; `meetings/:id` and `list_by_no`; simulator-only `/sim/`
+//! endpoints to drive it). Test knobs expire or revoke a user's tokens, change lifetimes and
 //! limits, withdraw app scopes and make a user's calendar read-only; every request is
 //! recorded ([`RequestLog`]) and faults can be injected ([`Faults`]).
 //!
@@ -18,12 +22,16 @@
 
 pub mod calendar;
 pub mod contact;
+pub mod events;
 mod im;
+pub mod meetings;
 mod oauth;
 pub mod rate;
 mod vc;
 
 pub use calendar::{SimAttendee, SimEvent, SimTime};
+pub use events::LongConnection;
+pub use meetings::{LeaveReason, MeetingError, MeetingLife, Person, SimMeeting, SimParticipant};
 
 use std::collections::{HashMap, HashSet, VecDeque};
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -61,6 +69,8 @@ pub const DEFAULT_APPLY_PER_MINUTE: u32 = 1000;
 pub const MESSAGE_DEDUP_WINDOW: Duration = Duration::from_secs(3600);
 /// Tenant key of the simulated tenant.
 pub const SIM_TENANT_KEY: &str = "736588c9260f175d";
+/// Verification token of the simulated app: `header.token` of every event it raises.
+pub const SIM_VERIFICATION_TOKEN: &str = "simVerificationToken0123456789ab";
 
 /// The `msg` of a call refused by [`LarkSim::fail_user_calls`].
 const USER_FAULT_MSG: &str = "internal error (simulated for this user)";
@@ -144,11 +154,16 @@ pub struct LarkSim {
     log: RequestLog,
     faults: Faults,
     server: Arc<RunningServer>,
+    /// Ends the long connection's dispatcher and sockets with the last clone.
+    _events: Arc<events::Stopper>,
 }
 
 /// State shared with the handlers.
 pub(crate) struct Shared {
     state: Mutex<State>,
+    /// Event delivery over the long connection (its own lock: never taken with `state`
+    /// held).
+    long_connection: LongConnection,
 }
 
 impl Shared {
@@ -252,6 +267,10 @@ struct State {
     denied_app_scopes: HashSet<String>,
     /// Users whose every user-token call is refused with (status, code).
     failing_users: HashMap<String, (StatusCode, i64)>,
+    /// Meetings of the reservations ([`meetings`]).
+    meetings: meetings::Meetings,
+    /// `meetings/list_by_no` has its own limit, 100 per minute.
+    list_by_no_limits: rate::MethodLimits,
 }
 
 impl Default for State {
@@ -277,6 +296,8 @@ impl Default for State {
             chats: Vec::new(),
             denied_app_scopes: HashSet::new(),
             failing_users: HashMap::new(),
+            meetings: meetings::Meetings::default(),
+            list_by_no_limits: rate::MethodLimits::new(0, meetings::rest::LIST_BY_NO_PER_MINUTE),
         }
     }
 }
@@ -494,8 +515,10 @@ impl LarkSim {
     /// Starts the simulator on `127.0.0.1:port` (0 = any free port). One base URL serves
     /// both the Open API host and the accounts (authorize) host.
     pub async fn start(port: u16) -> std::io::Result<LarkSim> {
+        let (long_connection, stopper) = LongConnection::start();
         let shared = Arc::new(Shared {
             state: Mutex::new(State::default()),
+            long_connection,
         });
         let log = RequestLog::default();
         let faults = Faults::default();
@@ -554,6 +577,29 @@ impl LarkSim {
                 "/open-apis/contact/v3/users/batch_get_id",
                 post(contact::batch_get_id),
             )
+            .route(
+                "/open-apis/vc/v1/meetings/list_by_no",
+                get(meetings::rest::list_by_no),
+            )
+            .route(
+                "/open-apis/vc/v1/meetings/{meeting_id}",
+                get(meetings::rest::get_meeting),
+            )
+            .route("/sim/meetings", get(meetings::drive::list))
+            .route("/sim/meetings/start", post(meetings::drive::start))
+            .route("/sim/meetings/{meeting}/join", post(meetings::drive::join))
+            .route(
+                "/sim/meetings/{meeting}/leave",
+                post(meetings::drive::leave),
+            )
+            .route("/sim/meetings/{meeting}/end", post(meetings::drive::end))
+            .route(
+                "/sim/meetings/{meeting}/recording",
+                post(meetings::drive::recording),
+            )
+            .route("/sim/events", get(meetings::drive::events))
+            .route(events::ENDPOINT_PATH, post(events::endpoint))
+            .route(events::SOCKET_PATH, get(events::websocket))
             .fallback(not_found)
             .with_state(shared.clone());
         let recorder = Recorder {
@@ -566,6 +612,7 @@ impl LarkSim {
             log,
             faults,
             server: Arc::new(server),
+            _events: Arc::new(stopper),
         })
     }
 
@@ -582,6 +629,17 @@ impl LarkSim {
     /// Fault injection (status codes, latency).
     pub fn faults(&self) -> &Faults {
         &self.faults
+    }
+
+    /// The long connection: events raised, acks received, counters and its knobs.
+    pub fn long_connection(&self) -> &LongConnection {
+        &self.shared.long_connection
+    }
+
+    /// Meetings of the reservations: start them, join, leave, end, recordings (each
+    /// raising its VC event), and read them.
+    pub fn meetings(&self) -> MeetingLife {
+        MeetingLife::new(self.shared.clone())
     }
 
     /// Adds a user (or renames an existing one with this email); returns the open_id.

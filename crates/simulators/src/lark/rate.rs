@@ -44,6 +44,15 @@ impl Default for MethodLimits {
 }
 
 impl MethodLimits {
+    /// Limits per second and per minute for every method (0 = none).
+    pub(crate) fn new(per_second: u32, per_minute: u32) -> Self {
+        MethodLimits {
+            per_second,
+            per_minute,
+            starts: HashMap::new(),
+        }
+    }
+
     /// New limits for every method (0 = none).
     pub(crate) fn set(&mut self, per_second: u32, per_minute: u32) {
         self.per_second = per_second;

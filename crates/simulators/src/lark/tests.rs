@@ -613,7 +613,7 @@ const CALENDAR_SCOPES: &str =
     "vc:reserve offline_access calendar:calendar calendar:calendar:readonly";
 
 /// A user access token for `email` granted `scope`.
-async fn user_token(sim: &LarkSim, email: &str, scope: &str) -> String {
+pub(super) async fn user_token(sim: &LarkSim, email: &str, scope: &str) -> String {
     let mut url =
         url::Url::parse(&format!("{}/open-apis/authen/v1/authorize", sim.base_url())).unwrap();
     url.query_pairs_mut()
@@ -634,7 +634,7 @@ async fn user_token(sim: &LarkSim, email: &str, scope: &str) -> String {
     grant["access_token"].as_str().unwrap().to_string()
 }
 
-async fn tenant_token(sim: &LarkSim) -> String {
+pub(super) async fn tenant_token(sim: &LarkSim) -> String {
     let (_, _, body) = post_json(
         sim,
         "/open-apis/auth/v3/tenant_access_token/internal",
@@ -646,7 +646,7 @@ async fn tenant_token(sim: &LarkSim) -> String {
 }
 
 /// Sends `method` to `path` with a bearer token and an optional JSON body.
-async fn call(
+pub(super) async fn call(
     sim: &LarkSim,
     method: Method,
     path: &str,
@@ -1398,4 +1398,44 @@ async fn bot_posts_to_a_group_chat_it_is_in() {
     .await;
     assert_eq!((status, body["code"].as_i64()), (400, Some(230002)));
     assert_eq!(sim.chat_messages(&chat).len(), 1);
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_slow_answer_comes_late_after_the_work_is_done() {
+    let _frozen = FrozenClock::hold();
+    let sim = LarkSim::start(0).await.unwrap();
+    sim.add_user("ana@example.com", "Ana");
+    let token = user_token(&sim, "ana@example.com", SCOPES).await;
+    sim.faults().slow_answers(
+        Some(Method::POST),
+        "/vc/v1/reserves/apply",
+        1,
+        Duration::from_secs(6),
+    );
+    let apply = |token: String, base: String| async move {
+        http()
+            .post(format!("{base}/open-apis/vc/v1/reserves/apply"))
+            .bearer_auth(token)
+            .json(&json!({ "end_time": (unix_now() + 3600).to_string() }))
+            .send()
+            .await
+            .unwrap()
+            .status()
+            .as_u16()
+    };
+    let slow = tokio::spawn(apply(token.clone(), sim.base_url()));
+    eventually("the apply is carried out", || sim.reserves().len() == 1).await;
+    assert_eq!(
+        sim.requests().count(&Method::POST, "/reserves/apply"),
+        1,
+        "in the log before its answer"
+    );
+    tokio::time::advance(Duration::from_secs(5)).await;
+    tokio::task::yield_now().await;
+    assert!(!slow.is_finished(), "no answer before 6 s");
+    tokio::time::advance(Duration::from_secs(1)).await;
+    assert_eq!(slow.await.unwrap(), 200);
+    // Only the one: the next apply is answered at once.
+    assert_eq!(apply(token, sim.base_url()).await, 200);
+    assert_eq!(sim.reserves().len(), 2);
 }

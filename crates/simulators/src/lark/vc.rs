@@ -40,7 +40,8 @@ const NO_USER_SCOPE: Refusal = Refusal::new(
     "Unauthorized. You do not have permission to perform the requested operation on the resource. Please request user re-authorization and try again.",
 );
 
-fn rate_limited(reset_secs: u64, limit: u32) -> Response {
+/// HTTP 429 with code 99991400 and the gateway's rate-limit headers.
+pub(super) fn rate_limited(reset_secs: u64, limit: u32) -> Response {
     let mut response = lark_error(
         StatusCode::TOO_MANY_REQUESTS,
         99991400,
