@@ -438,3 +438,6 @@ async fn stored_token_line(sf: &SalesforceClient, settings: &Settings, object: &
         Err(e) => fail("encryption key", format!("{e} (trainer {id}); set security.encryption_key to the key the tokens were written with, or list it in security.previous_keys")),
     }
 }
+
+#[cfg(test)]
+mod tests;

@@ -235,3 +235,108 @@ async fn meetings_by_number_reads_every_page_within_a_90_day_window() {
     }
     assert_eq!(client.call_counts().meetings_by_no, 2);
 }
+
+/// Against the real simulator: a meeting held (host and an external guest), then read back.
+#[tokio::test]
+async fn a_simulated_meeting_read_back_as_the_app_and_by_number() {
+    use lvb_simulators::lark::meetings::Person;
+    let (sim, plain_client, dir) = crate::lark::test_support::sim_and_client().await;
+    // The host's token reads meetings only with the user scope vc:meeting:readonly, which
+    // lark.scopes does not ask for by default (design §2.2).
+    let mut settings = Settings::for_simulators(
+        "http://127.0.0.1:9",
+        &sim.base_url(),
+        &dir.path().join("s.db"),
+    )
+    .unwrap();
+    settings.lark.scopes.push("vc:meeting:readonly".into());
+    let client = LarkClient::with_retry_policy(&settings.lark, fast_policy()).unwrap();
+    let host = sim.add_user("ana@example.com", "Ana");
+    sim.add_user("bo@example.com", "Bo");
+    let grant = crate::lark::test_support::connect(&sim, &client, "ana@example.com").await;
+    let before = Utc::now() - chrono::Duration::minutes(1);
+    let reserve = client
+        .apply_reserve(
+            &grant.access_token,
+            Utc::now().timestamp() + 86_400,
+            "Training",
+        )
+        .await
+        .unwrap();
+    let life = sim.meetings();
+    let meeting = life.start(&reserve.meeting_no, &Person::Host).unwrap();
+    life.join(&meeting.id, &Person::Host).unwrap();
+    life.join(&meeting.id, &Person::Guest("Merchant".into()))
+        .unwrap();
+    life.end(&meeting.id, &Person::Host).unwrap();
+
+    let detail = client.meeting(MeetingAuth::App, &meeting.id).await.unwrap();
+    assert_eq!(detail.id, meeting.id);
+    assert_eq!(
+        detail.meeting_no.as_deref(),
+        Some(reserve.meeting_no.as_str())
+    );
+    assert_eq!(detail.status, Some(MeetingState::Ended));
+    assert_eq!(detail.participant_count_accumulated, Some(2));
+    assert_eq!(detail.participants.len(), 2);
+    let trainer = detail.participants.iter().find(|p| p.is_host).unwrap();
+    assert_eq!(trainer.id, host);
+    assert!(!trainer.is_external && trainer.first_join_time.is_some());
+    let guest = detail.participants.iter().find(|p| !p.is_host).unwrap();
+    assert!(guest.is_external);
+    assert_eq!(guest.status, Some(ParticipantState::Left));
+
+    // The app refused (121005): the host's own token still reads it.
+    life.refuse_tenant_token(true);
+    let err = client
+        .meeting(MeetingAuth::App, &meeting.id)
+        .await
+        .unwrap_err();
+    assert!(err.is_vc_no_permission(), "{err:?}");
+    let as_host = client
+        .meeting(MeetingAuth::User(&grant.access_token), &meeting.id)
+        .await
+        .unwrap();
+    assert_eq!(as_host.participants.len(), 2);
+    // A trainer who connected without vc:meeting:readonly cannot be the fallback.
+    let grant_without =
+        crate::lark::test_support::connect(&sim, &plain_client, "bo@example.com").await;
+    let err = client
+        .meeting(MeetingAuth::User(&grant_without.access_token), &meeting.id)
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(err, LarkError::PermissionDenied { code: 99991679, .. }),
+        "{err:?}"
+    );
+
+    let briefs = client
+        .meetings_by_no(
+            MeetingAuth::App,
+            &reserve.meeting_no,
+            before,
+            Utc::now() + chrono::Duration::minutes(1),
+        )
+        .await
+        .unwrap();
+    assert_eq!(briefs.len(), 1, "{briefs:?}");
+    assert_eq!(briefs[0].id, meeting.id);
+    assert_eq!(
+        briefs[0].meeting_no.as_deref(),
+        Some(reserve.meeting_no.as_str())
+    );
+    // A number that had no meeting yet: none (what the sweep reads as a no-show).
+    let other = client
+        .apply_reserve(
+            &grant.access_token,
+            Utc::now().timestamp() + 86_400,
+            "Never held",
+        )
+        .await
+        .unwrap();
+    let none = client
+        .meetings_by_no(MeetingAuth::App, &other.meeting_no, before, Utc::now())
+        .await
+        .unwrap();
+    assert!(none.is_empty(), "{none:?}");
+}
