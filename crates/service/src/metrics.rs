@@ -67,9 +67,10 @@ pub mod names {
     /// Gauge: 1 while the long connection to Lark is open, else 0.
     pub const LARK_EVENTS_CONNECTED: &str = "lvb_lark_events_connected";
     /// Counter: Lark events received, by `type` (`meeting_started`, `join_meeting`,
-    /// `leave_meeting`, `meeting_ended`, `recording_ready`, `other`, or `unknown` when the
-    /// envelope does not say) and `outcome` (`recorded`: acknowledged; `sink_failed`: not
-    /// recorded, answered 500 for Lark to push again; `invalid`: not an event envelope).
+    /// `leave_meeting`, `meeting_ended`, `recording_ready`, `vc_without_meeting_no`,
+    /// `other`, or `unknown` when the envelope does not say) and `outcome` (`recorded`:
+    /// acknowledged; `sink_failed`: not recorded, answered 500 for Lark to push again;
+    /// `invalid`: not an event envelope, answered 500).
     pub const LARK_EVENTS: &str = "lvb_lark_events_total";
     /// Counter: long connections lost (each is reopened with a fresh endpoint URL).
     pub const LARK_EVENTS_RECONNECTS: &str = "lvb_lark_events_reconnects_total";

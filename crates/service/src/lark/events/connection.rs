@@ -334,10 +334,15 @@ async fn open_websocket(url: &Url) -> Result<Ws, EventsError> {
                 permanent,
             })
         }
-        // tungstenite's errors name the failure, never the URL (whose query is a secret).
-        Ok(Err(e)) => Err(EventsError::Transport(crate::lark::error::truncate(
-            &e.to_string(),
-        ))),
+        Ok(Err(e)) => {
+            // tokio-tungstenite's connect errors name the failure, not the URL; should one
+            // ever quote it, its query (a credential) is cut out all the same.
+            let mut text = e.to_string();
+            if let Some(query) = url.query().filter(|q| !q.is_empty()) {
+                text = text.replace(query, "[redacted]");
+            }
+            Err(EventsError::Transport(crate::lark::error::truncate(&text)))
+        }
     }
 }
 
