@@ -3,6 +3,7 @@
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Duration;
 
 use serde::Serialize;
 use serde_json::{json, Value};
@@ -168,6 +169,7 @@ struct HubState {
     message_ids: HashMap<String, usize>,
     acks: Vec<SimAck>,
     stats: EventStats,
+    retry_delays: Vec<Duration>,
     retry_scale: f64,
     fragment_size: usize,
     next_seq_id: u64,
@@ -219,6 +221,7 @@ impl LongConnection {
                     message_ids: HashMap::new(),
                     acks: Vec::new(),
                     stats: EventStats::default(),
+                    retry_delays: RETRY_DELAYS.to_vec(),
                     retry_scale: 1.0,
                     fragment_size: DEFAULT_FRAGMENT_SIZE,
                     next_seq_id: 1,
@@ -302,6 +305,12 @@ impl LongConnection {
     /// 3 s into 3 ms) for pushes scheduled from now on.
     pub fn scale_retry_schedule(&self, factor: f64) {
         self.lock().retry_scale = factor.max(0.0);
+    }
+
+    /// Delays between consecutive pushes of an unacknowledged event (default
+    /// [`RETRY_DELAYS`]); one push more than delays, then it is given up.
+    pub fn set_retry_delays(&self, delays: Vec<Duration>) {
+        self.lock().retry_delays = delays;
     }
 
     /// Largest payload of one frame (at least 1 byte); larger events are fragmented.
@@ -605,7 +614,7 @@ impl HubState {
                 self.push(index);
                 let pending = &mut self.events[index];
                 let attempt = pending.record.pushes as usize;
-                match RETRY_DELAYS.get(attempt - 1) {
+                match self.retry_delays.get(attempt - 1).copied() {
                     Some(delay) if !pending.record.acked => {
                         pending.next_at = Some(now + delay.mul_f64(self.retry_scale));
                     }

@@ -33,10 +33,15 @@ pub const ENDPOINT_PATH: &str = "/callback/ws/endpoint";
 pub const SOCKET_PATH: &str = "/ws/v2";
 /// Connections one app may hold at once ("每个应用最多建立 50 个连接").
 pub const MAX_CONNECTIONS: usize = 50;
-/// Delays between consecutive pushes of an event that is not acknowledged with 200:
-/// 3 s (the handling deadline), then the webhook retry schedule (15 s, 5 min, 1 h, 6 h).
-/// After the last one the event is given up. Scaled by
+/// Delays between consecutive pushes of an event that is not acknowledged with 200, as
+/// design §4 states them: again after 3 s (the handling deadline), then 15 s, 5 min,
+/// 1 h, 6 h; after the last one the event is given up. Scaled by
 /// [`LongConnection::scale_retry_schedule`] in tests.
+///
+/// The Feishu page (`事件订阅/订阅流程/步骤三：接收事件.md`, also `事件概述.md`) words it as
+/// "not answered within 3 s → pushed again at intervals of 15 s, 5 min, 1 h, 6 h, at most
+/// 4 retries", which reads as a first redelivery some 18 s after the push and one retry
+/// fewer; [`LongConnection::set_retry_delays`] runs that reading when a test needs it.
 pub const RETRY_DELAYS: [Duration; 5] = [
     Duration::from_secs(3),
     Duration::from_secs(15),

@@ -278,6 +278,12 @@ async fn the_retry_schedule_runs_out() {
     eventually("the schedule runs out", || hub.events()[0].given_up).await;
     assert_eq!(hub.events()[0].pushes, 6, "the first push and five retries");
     assert!(!hub.events()[0].acked);
+
+    // The Feishu page's reading: four retries in all.
+    hub.set_retry_delays(vec![Duration::from_millis(1); 4]);
+    hub.raise("vc.meeting.meeting_ended_v1", json!({}));
+    eventually("the shorter schedule runs out", || hub.events()[1].given_up).await;
+    assert_eq!(hub.events()[1].pushes, 5);
 }
 
 #[tokio::test]
