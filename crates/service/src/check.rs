@@ -7,8 +7,9 @@ use std::path::Path;
 
 use serde_json::Value;
 
-use crate::config::{Settings, Unconnected};
-use crate::lark::{LarkClient, LarkError};
+use crate::config::{LarkEvents, Settings, Unconnected};
+use crate::lark::events::EVENT_TYPES;
+use crate::lark::{EventsError, LarkClient, LarkError, LongConnection};
 use crate::salesforce::rest::ObjectDescribe;
 use crate::salesforce::SalesforceClient;
 use crate::tokens::trainer::{
@@ -250,7 +251,67 @@ pub async fn collect_with(settings: &Settings) -> Vec<CheckLine> {
         }
         Err(e) => lines.push(fail("Lark app token", format!("{e}; check lark.* keys"))),
     }
+    lines.push(events_line(settings).await);
     lines
+}
+
+/// What the developer console needs for the events (rule 28), named in the events line
+/// whatever the outcome. The console saves "long connection" only while a client is
+/// connected, so `run` must be up when it is chosen. The recording URL comes in the
+/// `recording_ready_v1` event itself (`vc:meeting:readonly`); `vc:record:readonly` is what
+/// `GET /open-apis/vc/v1/meetings/:id/recording` needs (the Feishu docs' 获取录制文件),
+/// for reading a recording whose event was missed.
+fn events_console_steps() -> String {
+    format!(
+        "in the Lark developer console (Events & Callbacks) choose \"receive events through a long connection\" (it saves only while `run` is connected), add the events {}, and grant the app the permission vc:meeting:readonly (the events and the participants call); vc:record:readonly as well to read a recording whose event was missed; the long connection is for self-built apps only",
+        EVENT_TYPES.join(", ")
+    )
+}
+
+/// `lark.events` (rule 28): whether the endpoint gives this app a connection URL (code 0),
+/// else Lark's code and message; and the console steps either way. Read-only: one
+/// bootstrap call, no WebSocket is opened.
+async fn events_line(settings: &Settings) -> CheckLine {
+    const WHAT: &str = "Lark events";
+    let notes = settings.notes.join("; ");
+    if settings.lark.events == LarkEvents::Off {
+        let mut detail = "off (lark.events = \"off\")".to_string();
+        if !notes.is_empty() {
+            detail = format!("{detail}: {notes}");
+        }
+        return pass(WHAT, detail);
+    }
+    let connection = match LongConnection::new(&settings.lark, crate::metrics::Metrics::default()) {
+        Ok(c) => c,
+        Err(e) => return fail(WHAT, format!("{e}; check lark.base_url")),
+    };
+    match connection.probe().await {
+        Ok(endpoint) => pass(
+            WHAT,
+            format!(
+                "the long-connection endpoint answers for app {} ({}); {}",
+                settings.lark.app_id,
+                endpoint.display_url(),
+                events_console_steps()
+            ),
+        ),
+        Err(e @ EventsError::Refused { .. }) => fail(
+            WHAT,
+            format!(
+                "{e}; check lark.app_id and lark.app_secret; {}",
+                events_console_steps()
+            ),
+        ),
+        Err(e) => fail(
+            WHAT,
+            format!(
+                "{e}; Lark's endpoint {}{} did not give a connection URL: check lark.base_url and the network, then {}",
+                settings.lark.base_url.as_str().trim_end_matches('/'),
+                crate::lark::events::ENDPOINT_PATH,
+                events_console_steps()
+            ),
+        ),
+    }
 }
 
 /// `alerts.lark_chat_id` (rule 22): the bot must be a member of the chat, or every alert
@@ -377,3 +438,6 @@ async fn stored_token_line(sf: &SalesforceClient, settings: &Settings, object: &
         Err(e) => fail("encryption key", format!("{e} (trainer {id}); set security.encryption_key to the key the tokens were written with, or list it in security.previous_keys")),
     }
 }
+
+#[cfg(test)]
+mod tests;

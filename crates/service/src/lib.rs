@@ -11,7 +11,8 @@
 //!   service, the connect flow (`begin`/`finish`)
 //! - [`bookings`]   — the booking pipeline: intake, queries, the pure `decide`, `act`, write-back, sweeps
 //! - [`salesforce`] — Salesforce auth, REST (query, update, collections) and streaming (CometD)
-//! - [`lark`]       — Lark app token, user OAuth, VC reserves, bot messages, redacted token types
+//! - [`lark`]       — Lark app token, user OAuth, VC reserves and meetings, bot messages, redacted
+//!   token types, and the long connection that brings the app's events (`lark::events`)
 //! - [`http`]       — the axum routes: OAuth start/callback, health, readiness, metrics; their
 //!   bounds (rate limit, timeouts, body size, security headers) and the server loop
 //! - [`metrics`]    — counters, gauges, histograms and process metrics for `/metrics`

@@ -119,6 +119,21 @@ pub mod names {
     /// Counter: meetings reserved, by `host`: `trainer` (with the trainer's own token) or
     /// `app` (with the app's tenant token on behalf of a trainer who has not connected).
     pub const MEETINGS_BY_HOST: &str = "lvb_meetings_reserved_total";
+    // Lark events over the long connection (rule 28).
+    /// Gauge: 1 while the long connection to Lark is open, else 0.
+    pub const LARK_EVENTS_CONNECTED: &str = "lvb_lark_events_connected";
+    /// Counter: Lark events received, by `type` (`meeting_started`, `join_meeting`,
+    /// `leave_meeting`, `meeting_ended`, `recording_ready`, `vc_without_meeting_no`,
+    /// `other`, or `unknown` when the envelope does not say) and `outcome` (`recorded`:
+    /// acknowledged; `sink_failed`: not recorded, answered 500 for Lark to push again;
+    /// `invalid`: not an event envelope, answered 500).
+    pub const LARK_EVENTS: &str = "lvb_lark_events_total";
+    /// Counter: long connections lost (each is reopened with a fresh endpoint URL).
+    pub const LARK_EVENTS_RECONNECTS: &str = "lvb_lark_events_reconnects_total";
+    /// Counter: frames from Lark dropped without an event, by `reason`
+    /// (`undecodable_frame`, `unknown_type`, `fragment_expired`, `fragment_invalid`,
+    /// `fragment_too_large`, `overloaded`, `bad_client_config`).
+    pub const LARK_EVENT_FRAMES_DROPPED: &str = "lvb_lark_event_frames_dropped_total";
 }
 
 /// Counters: name and help.
@@ -142,10 +157,27 @@ const COUNTERS: &[(&str, &str)] = &[
         names::MEETINGS_BY_HOST,
         "Meetings reserved, by host: trainer (their own token) or app (tenant token on their behalf)",
     ),
+    // Lark events (rule 28).
+    (
+        names::LARK_EVENTS,
+        "Lark events received over the long connection, by type and outcome",
+    ),
+    (
+        names::LARK_EVENTS_RECONNECTS,
+        "Long connections to Lark lost and reopened",
+    ),
+    (
+        names::LARK_EVENT_FRAMES_DROPPED,
+        "Frames from Lark's long connection dropped without an event, by reason",
+    ),
 ];
 
 /// Counters shown as 0 before their first event (they have no labels).
-const UNLABELLED_COUNTERS: &[&str] = &[names::EVENTS_RECEIVED, names::EVENTS_PROCESSED];
+const UNLABELLED_COUNTERS: &[&str] = &[
+    names::EVENTS_RECEIVED,
+    names::EVENTS_PROCESSED,
+    names::LARK_EVENTS_RECONNECTS,
+];
 
 /// Gauges: name and help.
 const GAUGES: &[(&str, &str)] = &[
@@ -160,6 +192,10 @@ const GAUGES: &[(&str, &str)] = &[
     (
         names::UPCOMING_BOOKINGS,
         "Upcoming remote bookings, by meeting status (last sweep)",
+    ),
+    (
+        names::LARK_EVENTS_CONNECTED,
+        "1 while the long connection that brings Lark's events is open, else 0",
     ),
 ];
 
@@ -313,6 +349,13 @@ impl Metrics {
         known(&self.inner.counters, name)
             .and_then(|family| family.get(&labels_of(labels)).map(|c| c.get()))
             .unwrap_or(0)
+    }
+
+    /// Current value of a gauge (tests, summaries).
+    pub fn gauge(&self, name: &'static str, labels: &[(&'static str, &str)]) -> f64 {
+        known(&self.inner.gauges, name)
+            .and_then(|family| family.get(&labels_of(labels)).map(|g| g.get()))
+            .unwrap_or(0.0)
     }
 
     /// A change to `booking` committed in Salesforce at `committed` (the event's

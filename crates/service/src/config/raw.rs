@@ -21,6 +21,7 @@ pub(super) struct Raw {
     pub(super) calendar: RawCalendar,
     pub(super) meetings: RawMeetings,
     pub(super) alerts: RawAlerts,
+    pub(super) attendance: RawAttendance,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -81,6 +82,7 @@ pub(super) struct RawBooking {
     pub(super) meeting_error_field: Option<String>,
     pub(super) attendee_email_field: Option<String>,
     pub(super) calendar_event_field: Option<String>,
+    pub(super) session_status_field: Option<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -102,6 +104,7 @@ pub(super) struct RawLark {
     pub(super) scopes: Option<StringList>,
     pub(super) notify_trainers: Option<BoolLike>,
     pub(super) tenant_key: Option<String>,
+    pub(super) events: Option<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -152,6 +155,14 @@ pub(super) struct RawMeetings {
 pub(super) struct RawAlerts {
     pub(super) lark_chat_id: Option<String>,
     pub(super) pending_horizon: Option<String>,
+    pub(super) no_show_after: Option<String>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(default)]
+pub(super) struct RawAttendance {
+    pub(super) enabled: Option<BoolLike>,
+    pub(super) grace: Option<String>,
 }
 
 /// A list given either as a TOML array or, from the environment, as a comma-separated string.

@@ -23,6 +23,10 @@ pub struct Settings {
     pub calendar: CalendarSettings,
     pub meetings: MeetingsSettings,
     pub alerts: AlertsSettings,
+    pub attendance: AttendanceSettings,
+    /// Advice about a valid but unusual combination of keys, one sentence each, for the
+    /// start-up log and `check` (validation accepts these; they are not errors).
+    pub notes: Vec<String>,
 }
 
 #[derive(Debug, Clone)]
@@ -182,22 +186,70 @@ pub struct BookingSettings {
     pub attendee_email_field: Option<String>,
     /// Written: the calendar event id (rule 20).
     pub calendar_event_field: String,
+    /// Written: the session status, one of [`SESSION_STATUSES`] (rule 29;
+    /// `salesforce.booking.session_status_field`).
+    pub session_status_field: String,
 }
 
+/// The values the service writes to the session status field (design §2.4, rule 29).
+pub const SESSION_STATUSES: [&str; 3] = ["In Progress", "Completed", "No Show"];
+
 impl BookingSettings {
+    // The attendance fields of design §2.4 other than the session status: fixed names,
+    // shipped in `salesforce-metadata/`, not configuration keys.
+
+    /// Written (DateTime): when the meeting started (`meeting_started_v1`, rule 29).
+    pub const SESSION_STARTED_AT_FIELD: &'static str = "Lark_Session_Started_At__c";
+    /// Written (DateTime): when the meeting ended (`meeting_ended_v1`).
+    pub const SESSION_ENDED_AT_FIELD: &'static str = "Lark_Session_Ended_At__c";
+    /// Written (DateTime): the host's first join.
+    pub const TRAINER_JOINED_AT_FIELD: &'static str = "Lark_Trainer_Joined_At__c";
+    /// Written (Number 4,0): distinct people who joined.
+    pub const PARTICIPANTS_FIELD: &'static str = "Lark_Participants__c";
+    /// Written (Checkbox): someone other than the host joined.
+    pub const GUEST_JOINED_FIELD: &'static str = "Lark_Guest_Joined__c";
+    /// Written (URL): the recording, from `recording_ready_v1`.
+    pub const RECORDING_URL_FIELD: &'static str = "Lark_Recording_Url__c";
+
+    /// The six fixed attendance fields, in the order of design §2.4.
+    pub const FIXED_ATTENDANCE_FIELDS: [&'static str; 6] = [
+        Self::SESSION_STARTED_AT_FIELD,
+        Self::SESSION_ENDED_AT_FIELD,
+        Self::TRAINER_JOINED_AT_FIELD,
+        Self::PARTICIPANTS_FIELD,
+        Self::GUEST_JOINED_FIELD,
+        Self::RECORDING_URL_FIELD,
+    ];
+
+    /// Every attendance field the service writes (rule 29): the session status field, then
+    /// the six fixed ones.
+    pub fn attendance_fields(&self) -> [&str; 7] {
+        let [a, b, c, d, e, f] = Self::FIXED_ATTENDANCE_FIELDS;
+        [&self.session_status_field, a, b, c, d, e, f]
+    }
+
     /// The `{Field__c}` placeholders of the topic template, in order.
     pub fn topic_fields(&self) -> Vec<String> {
         template_fields(&self.topic_template)
     }
 
-    /// Fields the service writes on the booking; a change touching only these is our own.
-    pub fn output_fields(&self) -> [&str; 5] {
+    /// Fields the service writes on the booking; a change touching only these is our own
+    /// (rule 2): the meeting's, the calendar event's and the attendance fields.
+    pub fn output_fields(&self) -> [&str; 12] {
+        let [s, a, b, c, d, e, f] = self.attendance_fields();
         [
             &self.link_field,
             &self.reservation_field,
             &self.meeting_status_field,
             &self.meeting_error_field,
             &self.calendar_event_field,
+            s,
+            a,
+            b,
+            c,
+            d,
+            e,
+            f,
         ]
     }
 }
@@ -249,6 +301,17 @@ pub struct LarkSettings {
     pub notify_trainers: bool,
     /// When set, only Lark accounts of this tenant may connect (`lark.tenant_key`).
     pub tenant_key: Option<String>,
+    /// How Lark events reach the service (`lark.events`, rule 28).
+    pub events: LarkEvents,
+}
+
+/// How Lark events (the VC meeting events of rule 29) reach the service (`lark.events`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LarkEvents {
+    /// One WebSocket per app, opened by `run` (`long_connection`): no public URL needed.
+    LongConnection,
+    /// No events (`off`): attendance, when enabled, comes from the sweep alone.
+    Off,
 }
 
 /// The user-token scopes the calendar needs: writing events on the primary calendar and
@@ -387,4 +450,19 @@ pub struct AlertsSettings {
     pub lark_chat_id: Option<String>,
     /// Alert when a booking this close to its start still has no meeting.
     pub pending_horizon: Duration,
+    /// The host not in the meeting this long after the booking's start → a message to the
+    /// trainer and an admin alert (rule 30). None = off: `alerts.no_show_after = "0s"`, or
+    /// `lark.events = "off"` (rule 30 reads the host's join event; without events every
+    /// host would look absent).
+    pub no_show_after: Option<Duration>,
+}
+
+/// `attendance.*` (rule 29).
+#[derive(Debug, Clone)]
+pub struct AttendanceSettings {
+    /// Write what happened in each meeting back to its booking.
+    pub enabled: bool,
+    /// After a booking's scheduled end, how long to wait for the meeting's end before
+    /// asking Lark (the sweep that finds missed events).
+    pub grace: Duration,
 }

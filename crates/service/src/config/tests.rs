@@ -304,3 +304,117 @@ fn calendar_meetings_and_alerts_keys_load_and_are_checked() {
         );
     }
 }
+
+#[test]
+fn events_attendance_and_no_show_keys_load_with_their_defaults() {
+    let s = Settings::load_from(None, valid_env()).expect("valid");
+    assert_eq!(s.lark.events, LarkEvents::LongConnection);
+    assert!(s.attendance.enabled);
+    assert_eq!(s.attendance.grace, Duration::from_secs(3600));
+    assert_eq!(s.alerts.no_show_after, Some(Duration::from_secs(600)));
+    assert_eq!(
+        s.salesforce.booking.session_status_field,
+        "Lark_Session_Status__c"
+    );
+    assert!(s.notes.is_empty(), "{:?}", s.notes);
+
+    let mut e = valid_env();
+    e.extend(env(&[
+        ("LVB__ATTENDANCE__GRACE", "30m"),
+        ("LVB__ALERTS__NO_SHOW_AFTER", "0s"),
+        ("LVB__ATTENDANCE__ENABLED", "false"),
+    ]));
+    let s = Settings::load_from(None, e).expect("valid");
+    assert_eq!(s.attendance.grace, Duration::from_secs(1800));
+    assert_eq!(s.alerts.no_show_after, None, "0s turns the alert off");
+    assert!(!s.attendance.enabled);
+}
+
+#[test]
+fn attendance_without_events_is_allowed_with_a_note_and_no_show_is_off() {
+    let mut e = valid_env();
+    e.push(("LVB__LARK__EVENTS".into(), "off".into()));
+    let s = Settings::load_from(None, e).expect("attendance without events is valid");
+    assert_eq!(s.lark.events, LarkEvents::Off);
+    assert!(s.attendance.enabled, "the sweep still fills attendance");
+    assert_eq!(
+        s.alerts.no_show_after, None,
+        "without join events every host would look absent"
+    );
+    assert_eq!(s.notes.len(), 2, "{:?}", s.notes);
+    assert!(
+        s.notes[0].contains("sweep alone, 1h after"),
+        "{:?}",
+        s.notes
+    );
+    assert!(s.notes[1].contains("alerts.no_show_after"), "{:?}", s.notes);
+
+    // Nothing to say when neither feature is asked for.
+    let mut e = valid_env();
+    e.extend(env(&[
+        ("LVB__LARK__EVENTS", "off"),
+        ("LVB__ATTENDANCE__ENABLED", "false"),
+        ("LVB__ALERTS__NO_SHOW_AFTER", "0s"),
+    ]));
+    assert!(Settings::load_from(None, e)
+        .expect("valid")
+        .notes
+        .is_empty());
+}
+
+#[test]
+fn events_attendance_and_no_show_values_are_checked() {
+    let mut e = valid_env();
+    e.extend(env(&[
+        ("LVB__LARK__EVENTS", "webhook"),
+        ("LVB__ATTENDANCE__ENABLED", "maybe"),
+        ("LVB__ATTENDANCE__GRACE", "0s"),
+        ("LVB__ALERTS__NO_SHOW_AFTER", "ten minutes"),
+        (
+            "LVB__SALESFORCE__BOOKING__SESSION_STATUS_FIELD",
+            "Session Status",
+        ),
+    ]));
+    let problems = Settings::load_from(None, e).unwrap_err().problems;
+    for key in [
+        "lark.events must be long_connection or off",
+        "attendance.enabled must be true or false",
+        "attendance.grace must be a positive duration",
+        "alerts.no_show_after must be a duration",
+        "salesforce.booking.session_status_field must be a Salesforce API name",
+    ] {
+        assert!(
+            problems.iter().any(|p| p.starts_with(key)),
+            "{key} not named in {problems:?}"
+        );
+    }
+}
+
+#[test]
+fn attendance_fields_are_output_fields() {
+    let mut e = valid_env();
+    e.push((
+        "LVB__SALESFORCE__BOOKING__SESSION_STATUS_FIELD".into(),
+        "Session_State__c".into(),
+    ));
+    let s = Settings::load_from(None, e).expect("valid");
+    let booking = &s.salesforce.booking;
+    assert_eq!(
+        booking.attendance_fields(),
+        [
+            "Session_State__c",
+            "Lark_Session_Started_At__c",
+            "Lark_Session_Ended_At__c",
+            "Lark_Trainer_Joined_At__c",
+            "Lark_Participants__c",
+            "Lark_Guest_Joined__c",
+            "Lark_Recording_Url__c",
+        ]
+    );
+    let outputs = booking.output_fields();
+    for field in booking.attendance_fields() {
+        assert!(outputs.contains(&field), "{field} is not an output field");
+    }
+    assert!(outputs.contains(&"Remote_Training_Meeting_Link__c"));
+    assert!(!outputs.contains(&booking.start_field.as_str()));
+}

@@ -55,6 +55,22 @@ impl Problems {
         }
     }
 
+    /// A duration that may be zero (`"0s"` turns a feature off).
+    fn duration_or_zero(&mut self, key: &str, value: Option<String>) -> Duration {
+        let text = self.required(key, value);
+        match humantime::parse_duration(&text) {
+            Ok(d) => d,
+            Err(_) => {
+                if !text.is_empty() {
+                    self.0.push(format!(
+                        "{key} must be a duration like \"10m\", or \"0s\" for off, got {text:?}"
+                    ));
+                }
+                Duration::ZERO
+            }
+        }
+    }
+
     /// A whole number from 1 to 1000 (attempts, applies).
     fn count(&mut self, key: &str, value: Option<String>) -> u32 {
         let text = self.required(key, value);
@@ -284,6 +300,10 @@ impl Raw {
                 "salesforce.booking.calendar_event_field",
                 b.calendar_event_field,
             ),
+            session_status_field: p.api_name(
+                "salesforce.booking.session_status_field",
+                b.session_status_field,
+            ),
         };
         if booking.remote_values.is_empty() {
             p.0.push("salesforce.booking.remote_values must name at least one value".into());
@@ -366,12 +386,50 @@ impl Raw {
                 ));
             }
         }
-        let alerts = AlertsSettings {
-            lark_chat_id,
-            pending_horizon: p.duration("alerts.pending_horizon", a.pending_horizon),
-        };
+        let pending_horizon = p.duration("alerts.pending_horizon", a.pending_horizon);
+        let no_show_after = p.duration_or_zero("alerts.no_show_after", a.no_show_after);
 
         let l = self.lark;
+        let events = match l.events.as_deref().map(str::trim) {
+            Some("long_connection") | None => LarkEvents::LongConnection,
+            Some("off") => LarkEvents::Off,
+            Some(other) => {
+                p.0.push(format!(
+                    "lark.events must be long_connection or off, got {other:?}"
+                ));
+                LarkEvents::LongConnection
+            }
+        };
+        let attendance = AttendanceSettings {
+            enabled: p.boolean("attendance.enabled", self.attendance.enabled, true),
+            grace: p.duration("attendance.grace", self.attendance.grace),
+        };
+        let mut notes = Vec::new();
+        if events == LarkEvents::Off && attendance.enabled {
+            // Allowed: rule 29's sweep finds what the events would have said, only later.
+            notes.push(format!(
+                "attendance.enabled is on with lark.events = \"off\": attendance is filled by the sweep alone, {} after each booking's end",
+                humantime::format_duration(attendance.grace)
+            ));
+        }
+        let no_show_after = match (no_show_after.is_zero(), events) {
+            (true, _) => None,
+            (false, LarkEvents::LongConnection) => Some(no_show_after),
+            (false, LarkEvents::Off) => {
+                // Rule 30 reads the host's join event: without events every host would look
+                // absent, and every trainer would get the message.
+                notes.push(
+                    "alerts.no_show_after is ignored with lark.events = \"off\": the no-show alert needs the host's join event".into(),
+                );
+                None
+            }
+        };
+        let alerts = AlertsSettings {
+            lark_chat_id,
+            pending_horizon,
+            no_show_after,
+        };
+
         let base_url = p.url("lark.base_url", l.base_url);
         let accounts_url = p.url("lark.accounts_url", l.accounts_url);
         let app_id = p.required("lark.app_id", l.app_id);
@@ -497,6 +555,7 @@ impl Raw {
                 scopes,
                 notify_trainers,
                 tenant_key,
+                events,
             },
             security: SecuritySettings {
                 encryption_key,
@@ -520,6 +579,8 @@ impl Raw {
                 auto_record,
             },
             alerts,
+            attendance,
+            notes,
         })
     }
 }

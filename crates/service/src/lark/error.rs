@@ -134,6 +134,16 @@ impl LarkError {
             LarkError::Unexpected { .. } | LarkError::Transport(_) | LarkError::Timeout => None,
         }
     }
+
+    /// 121005 ([`CODE_VC_NO_PERMISSION`]): Lark will not show this meeting or reservation
+    /// to this caller. For a meeting asked for with the app's token: ask again with its
+    /// owner's user token (rule 29).
+    pub fn is_vc_no_permission(&self) -> bool {
+        matches!(
+            self,
+            LarkError::PermissionDenied { code, .. } if *code == CODE_VC_NO_PERMISSION
+        )
+    }
 }
 
 // Codes, from Lark's documentation of each endpoint and its generic server error codes:

@@ -1,8 +1,9 @@
 //! The Lark client: app and tenant tokens ([`app_token`]), user OAuth ([`oauth`]), VC
-//! reservations ([`vc`]: with the host's token, or the app's for an owner), bot messages
-//! to users and group chats ([`messages`]), the host's calendar ([`calendar`]), email →
-//! open_id lookups ([`contact`]), app-wide pacing ([`pacing`]) and the redacted user
-//! token types ([`secret`]).
+//! reservations ([`vc`]: with the host's token, or the app's for an owner), what happened
+//! in a meeting ([`meetings`]), bot messages to users and group chats ([`messages`]), the
+//! host's calendar ([`calendar`]), email → open_id lookups ([`contact`]), app-wide pacing
+//! ([`pacing`]), the redacted user token types ([`secret`]), and the long connection
+//! that brings the app's events ([`events`], with its own WebSocket and bootstrap call).
 //!
 //! It owns every HTTP exchange with Lark: one `reqwest` client built once (timeouts, a
 //! user agent, no redirects), error classification into [`LarkError`], and retries
@@ -14,6 +15,8 @@ pub mod app_token;
 pub mod calendar;
 pub mod contact;
 pub mod error;
+pub mod events;
+pub mod meetings;
 pub mod messages;
 pub mod oauth;
 pub mod pacing;
@@ -36,6 +39,8 @@ use crate::retry::RetryPolicy;
 
 pub use calendar::{CalendarEvent, EventAttendee, EventTime, NewCalendarEvent};
 pub use error::{GrantFailure, LarkError};
+pub use events::{EventSink, EventsError, LarkEvent, LongConnection, SinkError};
+pub use meetings::{MeetingAuth, MeetingBrief, MeetingDetail, Participant};
 pub use oauth::{LarkUser, TokenGrant};
 pub use pacing::Pacer;
 pub use vc::{ApplyError, Reserve};
@@ -76,6 +81,8 @@ struct Inner {
     /// One pacer per calendar method: Lark limits each method separately.
     calendar_pacers: calendar::Pacers,
     contact_pacer: Pacer,
+    /// One pacer per meetings method.
+    meetings_pacers: meetings::Pacers,
     counts: Counters,
     /// Where request durations go, once the app attaches its metrics.
     metrics: OnceLock<Metrics>,
@@ -130,6 +137,10 @@ pub struct LarkCallCounts {
     pub batch_get_id: u64,
     /// `GET /open-apis/im/v1/chats/{chat_id}/members/is_in_chat` (`check`).
     pub chat_membership: u64,
+    /// `GET /open-apis/vc/v1/meetings/{meeting_id}`.
+    pub meeting_get: u64,
+    /// `GET /open-apis/vc/v1/meetings/list_by_no`.
+    pub meetings_by_no: u64,
 }
 
 /// Kinds of request, for the counters.
@@ -153,6 +164,8 @@ enum CallKind {
     EventAttendees,
     BatchGetId,
     ChatMembership,
+    MeetingGet,
+    MeetingsByNo,
 }
 
 impl CallKind {
@@ -177,12 +190,14 @@ impl CallKind {
             CallKind::EventAttendees => "event_attendees",
             CallKind::BatchGetId => "batch_get_id",
             CallKind::ChatMembership => "chat_membership",
+            CallKind::MeetingGet => "meeting_get",
+            CallKind::MeetingsByNo => "meetings_by_no",
         }
     }
 }
 
 #[derive(Default)]
-struct Counters([AtomicU64; 18]);
+struct Counters([AtomicU64; 20]);
 
 impl Counters {
     fn bump(&self, kind: CallKind) {
@@ -210,6 +225,8 @@ impl Counters {
             event_attendees: get(CallKind::EventAttendees),
             batch_get_id: get(CallKind::BatchGetId),
             chat_membership: get(CallKind::ChatMembership),
+            meeting_get: get(CallKind::MeetingGet),
+            meetings_by_no: get(CallKind::MeetingsByNo),
         }
     }
 }
@@ -270,6 +287,7 @@ impl LarkClient {
                 auto_record,
                 calendar_pacers: calendar::Pacers::default(),
                 contact_pacer: Pacer::at_standard_limits(),
+                meetings_pacers: meetings::Pacers::default(),
                 counts: Counters::default(),
                 metrics: OnceLock::new(),
             }),

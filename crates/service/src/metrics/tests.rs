@@ -77,3 +77,26 @@ fn booking_latency_runs_from_the_earliest_commit_to_the_link() {
         "{text}"
     );
 }
+
+#[test]
+fn lark_event_metrics_show_from_the_start() {
+    let m = Metrics::default();
+    let text = m.render();
+    assert!(text.contains("lvb_lark_events_connected 0.0\n"), "{text}");
+    assert!(
+        text.contains("lvb_lark_events_reconnects_total 0\n"),
+        "{text}"
+    );
+    m.set(names::LARK_EVENTS_CONNECTED, &[], 1.0);
+    m.inc(
+        names::LARK_EVENTS,
+        &[("type", "join_meeting"), ("outcome", "recorded")],
+    );
+    let text = m.render();
+    assert!(text.contains("lvb_lark_events_connected 1.0\n"), "{text}");
+    assert!(
+        text.contains("lvb_lark_events_total{outcome=\"recorded\",type=\"join_meeting\"} 1\n"),
+        "{text}"
+    );
+    assert_eq!(m.gauge(names::LARK_EVENTS_CONNECTED, &[]), 1.0);
+}
