@@ -121,7 +121,18 @@ impl Meetings {
             .await;
         match result {
             Ok(reserve) => {
-                self.journal(booking, trainer, &reserve.id, &reserve.url, end_time, topic)?;
+                let no = meeting_no(&reserve);
+                self.journal(
+                    booking,
+                    trainer,
+                    Lark {
+                        id: &reserve.id,
+                        url: &reserve.url,
+                        meeting_no: no,
+                    },
+                    end_time,
+                    topic,
+                )?;
                 self.store.clear_in_doubt(&booking.id)?;
                 self.metrics.inc(names::MEETINGS, &[("action", "created")]);
                 self.metrics
@@ -165,7 +176,18 @@ impl Meetings {
                     trainer_id: trainer.id.clone(),
                     created_at: Utc::now(),
                 })?;
-                self.journal(booking, trainer, &reserve.id, &reserve.url, end_time, topic)?;
+                let no = meeting_no(&reserve);
+                self.journal(
+                    booking,
+                    trainer,
+                    Lark {
+                        id: &reserve.id,
+                        url: &reserve.url,
+                        meeting_no: no,
+                    },
+                    end_time,
+                    topic,
+                )?;
                 self.store.clear_in_doubt(&booking.id)?;
                 self.metrics.inc(names::MEETINGS, &[("action", "created")]);
                 self.metrics
@@ -219,6 +241,8 @@ impl Meetings {
         };
         match result {
             Ok(reserve) => {
+                // Entries from before meeting numbers were kept learn theirs here.
+                let no = meeting_no(&reserve).map(str::to_string);
                 // An update keeps the link; fall back to the known one if Lark leaves it
                 // out of the answer.
                 let url = if reserve.url.is_empty() {
@@ -226,7 +250,17 @@ impl Meetings {
                 } else {
                     reserve.url
                 };
-                self.journal(booking, trainer, rid, &url, end_time, topic)?;
+                self.journal(
+                    booking,
+                    trainer,
+                    Lark {
+                        id: rid,
+                        url: &url,
+                        meeting_no: no.as_deref(),
+                    },
+                    end_time,
+                    topic,
+                )?;
                 self.metrics.inc(names::MEETINGS, &[("action", "updated")]);
                 tracing::info!(reservation = %rid, "meeting rescheduled");
                 Ok(Reservation::Held {
@@ -312,19 +346,19 @@ impl Meetings {
         &self,
         booking: &Booking,
         host: &TrainerRecord,
-        reservation_id: &str,
-        url: &str,
+        lark: Lark<'_>,
         end_time: DateTime<Utc>,
         topic: &str,
     ) -> Result<(), PipelineError> {
         Ok(self.store.record_reservation(
             &ReservationEntry {
                 booking_id: booking.id.clone(),
-                reservation_id: reservation_id.to_string(),
+                reservation_id: lark.id.to_string(),
                 trainer_id: host.id.clone(),
-                url: url.to_string(),
+                url: lark.url.to_string(),
                 end_time,
                 topic: Some(topic.to_string()),
+                meeting_no: lark.meeting_no.map(str::to_string),
             },
             Utc::now(),
         )?)
@@ -400,6 +434,18 @@ fn after_in_doubt_delay(settings: &Settings, at: DateTime<Utc>) -> DateTime<Utc>
         .ok()
         .and_then(|d| at.checked_add_signed(d))
         .unwrap_or(DateTime::<Utc>::MAX_UTC)
+}
+
+/// What Lark's answer says of a reservation, as the journal keeps it.
+struct Lark<'r> {
+    id: &'r str,
+    url: &'r str,
+    meeting_no: Option<&'r str>,
+}
+
+/// The meeting number in Lark's answer, when it carries one.
+fn meeting_no(reserve: &Reserve) -> Option<&str> {
+    Some(reserve.meeting_no.as_str()).filter(|n| !n.is_empty())
 }
 
 fn held(reserve: Reserve, status: MeetingStatus) -> Reservation {

@@ -171,6 +171,10 @@ pub struct ReservationEntry {
     /// The meeting topic as last set in Lark; None when not journalled (entries written
     /// before topics were kept).
     pub topic: Option<String>,
+    /// The reservation's nine-digit meeting number (from the apply's or an update's
+    /// answer): how Lark's meeting events name the meeting (rule 29). None for entries
+    /// written before it was kept, until their next update.
+    pub meeting_no: Option<String>,
 }
 
 impl Store {
@@ -210,6 +214,7 @@ impl Store {
         conn.execute_batch(retries::SCHEMA)?;
         retries::migrate(&conn)?;
         add_column_once(&conn, "reservations", "topic", "TEXT")?;
+        add_column_once(&conn, "reservations", "meeting_no", "TEXT")?;
         conn.execute_batch(calendar::SCHEMA)?;
         conn.execute_batch(contacts::SCHEMA)?;
         conn.execute_batch(alerts::SCHEMA)?;
@@ -477,12 +482,14 @@ impl Store {
     ) -> Result<(), StoreError> {
         self.with(|c| {
             c.execute(
-                "INSERT INTO reservations (booking_id, reservation_id, trainer_id, url, end_time, topic, updated_at)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)
+                "INSERT INTO reservations (booking_id, reservation_id, trainer_id, url, end_time, topic, meeting_no, updated_at)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)
                  ON CONFLICT(booking_id) DO UPDATE SET reservation_id = excluded.reservation_id,
                    trainer_id = excluded.trainer_id, url = excluded.url, end_time = excluded.end_time,
-                   topic = excluded.topic, updated_at = excluded.updated_at",
-                params![e.booking_id, e.reservation_id, e.trainer_id, e.url, secs(e.end_time), e.topic, secs(now)],
+                   topic = excluded.topic,
+                   meeting_no = COALESCE(excluded.meeting_no, reservations.meeting_no),
+                   updated_at = excluded.updated_at",
+                params![e.booking_id, e.reservation_id, e.trainer_id, e.url, secs(e.end_time), e.topic, e.meeting_no, secs(now)],
             )?;
             Ok(())
         })
@@ -492,7 +499,7 @@ impl Store {
     pub fn reservation(&self, booking: &BookingId) -> Result<Option<ReservationEntry>, StoreError> {
         self.with(|c| {
             c.query_row(
-                "SELECT booking_id, reservation_id, trainer_id, url, end_time, topic FROM reservations WHERE booking_id = ?1",
+                "SELECT booking_id, reservation_id, trainer_id, url, end_time, topic, meeting_no FROM reservations WHERE booking_id = ?1",
                 params![booking],
                 |r| {
                     Ok(ReservationEntry {
@@ -502,6 +509,7 @@ impl Store {
                         url: r.get(3)?,
                         end_time: at_secs(r.get(4)?),
                         topic: r.get(5)?,
+                        meeting_no: r.get(6)?,
                     })
                 },
             )

@@ -145,6 +145,7 @@ fn checkpoints_and_journals_survive_reopen() {
                 url: "https://vc/j/1".into(),
                 end_time: at(99),
                 topic: Some("t".into()),
+                meeting_no: None,
             },
             at(5),
         )
@@ -238,5 +239,29 @@ fn store_files_an_older_version_left_open_are_private_after_the_next_open() {
             resume: ReplayId::After(7),
             saved_at: at(1)
         })
+    );
+}
+
+#[test]
+fn the_reservation_journal_keeps_the_meeting_number_an_update_does_not_forget() {
+    let s = Store::in_memory().unwrap();
+    let mut e = ReservationEntry {
+        booking_id: b(1),
+        reservation_id: "r1".into(),
+        trainer_id: t(1),
+        url: "https://vc/j/123456789".into(),
+        end_time: at(99),
+        topic: None,
+        meeting_no: Some("123456789".into()),
+    };
+    s.record_reservation(&e, at(5)).unwrap();
+    // An update whose answer left the number out keeps the one known.
+    e.meeting_no = None;
+    e.end_time = at(199);
+    s.record_reservation(&e, at(6)).unwrap();
+    let read = s.reservation(&b(1)).unwrap().unwrap();
+    assert_eq!(
+        (read.meeting_no.as_deref(), read.end_time),
+        (Some("123456789"), at(199))
     );
 }

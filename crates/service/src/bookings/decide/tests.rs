@@ -69,6 +69,7 @@ fn journal(trainer: &str, end: DateTime<Utc>) -> ReservationEntry {
         url: "https://vc.larksuite.com/j/123456789".into(),
         end_time: end,
         topic: Some("Remote Training: Acme".into()),
+        meeting_no: None,
     }
 }
 

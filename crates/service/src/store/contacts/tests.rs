@@ -55,6 +55,7 @@ fn contacts_and_app_hosted_reservations_survive_reopen() {
             url: "u".into(),
             end_time: at(10),
             topic: None,
+            meeting_no: None,
         },
         at(50),
     )

@@ -152,6 +152,7 @@ fn reservation() -> ReservationEntry {
         url: "https://vc.example/j/1".into(),
         end_time: at(0),
         topic: None,
+        meeting_no: None,
     }
 }
 
