@@ -134,6 +134,11 @@ pub mod names {
     /// (`undecodable_frame`, `unknown_type`, `fragment_expired`, `fragment_invalid`,
     /// `fragment_too_large`, `overloaded`, `bad_client_config`).
     pub const LARK_EVENT_FRAMES_DROPPED: &str = "lvb_lark_event_frames_dropped_total";
+    // The store (rule 23).
+    /// Gauge: 1 while the store can be written, 0 while it cannot (the pipeline pauses).
+    pub const STORE_WRITABLE: &str = "lvb_store_writable";
+    /// Counter: times the pipeline paused because the store could not be written.
+    pub const STORE_PAUSES: &str = "lvb_store_pauses_total";
 }
 
 /// Counters: name and help.
@@ -170,6 +175,10 @@ const COUNTERS: &[(&str, &str)] = &[
         names::LARK_EVENT_FRAMES_DROPPED,
         "Frames from Lark's long connection dropped without an event, by reason",
     ),
+    (
+        names::STORE_PAUSES,
+        "Times the pipeline paused because the store could not be written",
+    ),
 ];
 
 /// Counters shown as 0 before their first event (they have no labels).
@@ -177,6 +186,7 @@ const UNLABELLED_COUNTERS: &[&str] = &[
     names::EVENTS_RECEIVED,
     names::EVENTS_PROCESSED,
     names::LARK_EVENTS_RECONNECTS,
+    names::STORE_PAUSES,
 ];
 
 /// Gauges: name and help.
@@ -196,6 +206,10 @@ const GAUGES: &[(&str, &str)] = &[
     (
         names::LARK_EVENTS_CONNECTED,
         "1 while the long connection that brings Lark's events is open, else 0",
+    ),
+    (
+        names::STORE_WRITABLE,
+        "1 while the store can be written, 0 while it cannot (the pipeline pauses)",
     ),
 ];
 
