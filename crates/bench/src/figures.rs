@@ -563,9 +563,9 @@ pub(super) fn pacing_figures(
     let offset = first_apply.map_or(0.0, |d| d.as_secs_f64());
     let prior_from_first: Vec<f64> = prior.iter().map(|p| p - offset).collect();
     let from_first: Vec<f64> = applied.iter().map(|d| d.as_secs_f64() - offset).collect();
-    let (apply_checkpoints, apply_stalls) = apply_lateness(&from_first, &prior_from_first);
-    let ideal = ideal_schedule(&prior_from_first, applied.len(), 1.0, 60.0);
     let margin = PACER_MARGIN.as_secs_f64();
+    let (apply_checkpoints, apply_blocks) = apply_lateness(&from_first, &prior_from_first, margin);
+    let ideal = ideal_schedule(&prior_from_first, applied.len(), 1.0, 60.0);
     let padded = ideal_schedule(
         &prior_from_first,
         applied.len(),
@@ -573,6 +573,17 @@ pub(super) fn pacing_figures(
         60.0 + margin,
     );
     let wall = raw.wall.as_secs_f64();
+    let n = raw.settled_by_index.len();
+    let applies_at = per_booking(lark, "apply", n);
+    let events_at = per_booking(lark, "calendar_event_create", n);
+    let write_backs = sf
+        .iter()
+        .filter(|t| sf_kind(t.request) == "composite")
+        .map(|t| WriteBackCall {
+            at_secs: round3(t.at.unwrap_or(raw.wall).as_secs_f64()),
+            records: written_ids(t.request).map_or(0, |ids| ids.len()),
+        })
+        .collect();
     Pacing {
         method: format!(
             "answer times, seen by polling the simulators' request logs every {} ms (a call \
@@ -594,10 +605,18 @@ pub(super) fn pacing_figures(
         apply_span_pacer_bound_secs: round3(padded.last().copied().unwrap_or_default()),
         head_secs: round3(first_apply.unwrap_or_default().as_secs_f64()),
         tail_secs: round3(wall - last_apply.unwrap_or_default().as_secs_f64()),
-        apply_stalls,
+        apply_blocks,
         apply_checkpoints,
         busiest_second_applies: busiest_window(applied, Duration::from_secs(1)),
         busiest_minute_applies: busiest_window(applied, Duration::from_secs(60)),
+        booking_queries_secs: sf
+            .iter()
+            .filter(|t| sf_kind(t.request) == "query")
+            .filter_map(|t| t.at.map(|at| round3(at.as_secs_f64())))
+            .collect(),
+        write_backs,
+        apply_to_event_ms: Spread::of(gaps(&applies_at, &events_at)),
+        event_to_link_ms: Spread::of(gaps(&events_at, &raw.settled_by_index)),
     }
 }
 

@@ -47,6 +47,11 @@ pub(super) async fn phases(
         .timeout(STEP_DEADLINE)
         .build()?;
     wait_ready(&http, service).await?;
+    // Progress on stderr, with the child's pid, so a profiler can be attached to the
+    // service for the burst alone.
+    if let Service::Child { child, .. } = service {
+        eprintln!("service ready: process {}", child.id().unwrap_or_default());
+    }
     let url = service.url().to_string();
     let rss_at_ready = service.memory().map(|m| m.rss_kb);
 
@@ -97,6 +102,7 @@ pub(super) async fn phases(
         .enumerate()
         .filter_map(|(i, t)| lark.current_tokens(&t.open_id)?.1.map(|r| (r, i)))
         .collect();
+    eprintln!("burst: inserting {} bookings", args.bookings);
     let cpu_burst_start = service.cpu_secs();
     let (raw, burst_bench_cpu) = {
         let (sf2, lark2) = (sf.clone(), lark.clone());
@@ -115,6 +121,7 @@ pub(super) async fn phases(
 
     // 3. Resources, while the service still runs.
     let load_after_burst = load_average();
+    eprintln!("burst done after {:.2} s", raw.wall.as_secs_f64());
     let resources = resources(
         args.bookings,
         service,
@@ -340,6 +347,8 @@ pub(super) struct BurstRaw {
     /// Inserting the bookings took this long (each raises its change event).
     pub(super) inserts: Duration,
     pub(super) settled_at: Vec<Duration>,
+    /// When each booking (by insert index) settled.
+    pub(super) settled_by_index: Vec<Option<Duration>>,
     pub(super) wall: Duration,
     pub(super) first_link: Duration,
     pub(super) statuses: BTreeMap<String, usize>,
@@ -372,12 +381,19 @@ pub(super) fn burst_phase(
     let deadline = Duration::from_secs_f64(limit_bound_secs(&[], n) * 2.0 + 120.0) + latency * 10;
     let (sf_mark, lark_mark) = (sf.requests().len(), lark.requests().len());
     let now = Utc::now();
+    let (mut sf_clock, mut lark_clock) = (LogClock::default(), LogClock::default());
     let started = Instant::now();
+    // The service starts on the first events while the rest are inserted: the logs are
+    // stamped along the way.
     let ids: Vec<String> = (0..n)
         .map(|i| {
             let (trainer, slot) = burst_slot(order, i, n, trainers.len());
             let fields = booking_fields(&trainers[trainer], now + burst_offset(slot, n), i);
-            sf.insert(BOOKING, fields, SF_HUMAN_USER_ID)
+            let id = sf.insert(BOOKING, fields, SF_HUMAN_USER_ID);
+            let at = started.elapsed();
+            sf_clock.observe(at, sf.requests().len());
+            lark_clock.observe(at, lark.requests().len());
+            id
         })
         .collect();
     let inserts = started.elapsed();
@@ -392,7 +408,7 @@ pub(super) fn burst_phase(
     let mut wall = Duration::ZERO;
     let mut last_settled = None;
     let mut settled_at = Vec::with_capacity(n);
-    let (mut sf_clock, mut lark_clock) = (LogClock::default(), LogClock::default());
+    let mut settled_by_index = vec![None; n];
     let mut read_to = sf_mark;
     let mut last_full_scan = Duration::ZERO;
     loop {
@@ -433,6 +449,7 @@ pub(super) fn burst_phase(
                 pending.remove(&i);
                 wall = at;
                 settled_at.push(at);
+                settled_by_index[i] = Some(at);
                 last_settled = Some(i);
             }
         }
@@ -459,6 +476,7 @@ pub(super) fn burst_phase(
         started,
         inserts,
         settled_at,
+        settled_by_index,
         wall,
         first_link: first_link.unwrap_or(wall),
         statuses,

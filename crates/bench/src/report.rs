@@ -178,20 +178,33 @@ fn print_pacing(p: &Pacing) {
         "    apply #k actual/ideal from the first apply: {}",
         checkpoints.join(", ")
     );
-    let stalls: Vec<String> = p
-        .apply_stalls
-        .iter()
-        .map(|st| {
-            format!(
-                "#{} at {:.2} s lost {:.3} s",
-                st.index, st.at_secs, st.lost_secs
-            )
-        })
-        .collect();
+    for b in &p.apply_blocks {
+        println!(
+            "    applies #{}–#{} from {:.2} s: took {:.2} s (ideal {:.2} s, the pacer's bound {:.2} s)",
+            b.first, b.last, b.start_secs, b.span_secs, b.ideal_span_secs, b.pacer_bound_span_secs
+        );
+    }
+    let spread = |s: &Spread| {
+        format!(
+            "p50 {:.1} p90 {:.1} p99 {:.1} max {:.1} ms",
+            s.p50, s.p90, s.p99, s.max
+        )
+    };
     println!(
-        "    largest stalls against the ideal: {}",
-        stalls.join("; ")
+        "    per booking: apply → event create {}; event create → link {}",
+        spread(&p.apply_to_event_ms),
+        spread(&p.event_to_link_ms)
     );
+    println!(
+        "    booking queries answered at {:?}",
+        p.booking_queries_secs
+    );
+    let writes: Vec<String> = p
+        .write_backs
+        .iter()
+        .map(|w| format!("{:.2}:{}", w.at_secs, w.records))
+        .collect();
+    println!("    write-backs (s:records) {}", writes.join(" "));
     println!(
         "    tail: last apply {}, last event create {}, last link {:.3} (tail {:.3} s; head {:.3} s)",
         s(p.last_apply_secs),

@@ -369,7 +369,7 @@ fn primary_lookups_are_counted_against_the_calendars_that_got_events() {
 }
 
 #[test]
-fn applies_on_the_ideal_schedule_have_no_stall_and_a_late_one_is_named() {
+fn applies_are_compared_with_the_ideal_by_checkpoint_and_by_run_of_a_thousand() {
     // The padded windows of the service's pacer: the 51st 1.1 s after the 1st.
     let padded = ideal_schedule(&[], 51, 1.1, 60.1);
     assert_eq!(padded[49], 0.0);
@@ -378,33 +378,88 @@ fn applies_on_the_ideal_schedule_have_no_stall_and_a_late_one_is_named() {
         ideal_schedule(&[], 2000, 1.0, 60.0).last().copied(),
         Some(limit_bound_secs(&[], 2000))
     );
-    let ideal = ideal_schedule(&[], 120, 1.0, 60.0);
-    let (checkpoints, stalls) = apply_lateness(&ideal, &[]);
-    assert!(stalls.is_empty(), "{stalls:?}");
-    assert_eq!(
-        checkpoints.iter().map(|c| c.index).collect::<Vec<_>>(),
-        vec![0, 49, 50, 99, 119]
-    );
-    // Apply #60 and everything after it 0.3 s late: one stall of 0.3 s at #60.
+    let ideal = ideal_schedule(&[], 1200, 1.0, 60.0);
+    // Every apply from #1000 on 0.5 s late.
     let late: Vec<f64> = ideal
         .iter()
         .enumerate()
-        .map(|(k, &t)| if k >= 60 { t + 0.3 } else { t })
+        .map(|(k, &t)| if k >= 1000 { t + 0.5 } else { t })
         .collect();
-    let (checkpoints, stalls) = apply_lateness(&late, &[]);
+    let (checkpoints, blocks) = apply_lateness(&late, &[], 0.1);
     assert_eq!(
-        stalls,
-        vec![ApplyStall {
-            index: 60,
-            at_secs: 1.3,
-            lost_secs: 0.3
-        }]
+        checkpoints.iter().map(|c| c.index).collect::<Vec<_>>(),
+        vec![0, 49, 50, 99, 499, 999, 1000, 1199]
     );
-    let last = checkpoints.last().unwrap();
+    let at = |k: usize| checkpoints.iter().find(|c| c.index == k).unwrap();
+    assert_eq!((at(999).actual_secs, at(999).ideal_secs), (19.0, 19.0));
+    assert_eq!((at(1000).actual_secs, at(1000).ideal_secs), (60.5, 60.0));
     assert_eq!(
-        (last.index, last.actual_secs, last.ideal_secs),
-        (119, 2.3, 2.0)
+        blocks,
+        vec![
+            ApplyBlock {
+                first: 0,
+                last: 999,
+                start_secs: 0.0,
+                span_secs: 19.0,
+                ideal_span_secs: 19.0,
+                pacer_bound_span_secs: 20.9,
+            },
+            ApplyBlock {
+                first: 1000,
+                last: 1199,
+                start_secs: 60.5,
+                span_secs: 3.0,
+                ideal_span_secs: 3.0,
+                pacer_bound_span_secs: 3.3,
+            },
+        ]
     );
+}
+
+#[test]
+fn a_booking_is_known_by_its_merchant_in_the_topic_or_the_summary() {
+    let with = |path: &str, body: &str| lark_call_with_body(path, body);
+    let apply = with(
+        "/open-apis/vc/v1/reserves/apply",
+        r#"{"end_time":"1","meeting_settings":{"topic":"Remote Training: Merchant 17"}}"#,
+    );
+    let event = with(
+        "/open-apis/calendar/v4/calendars/cal_a/events",
+        r#"{"summary":"Remote Training: Merchant 170","description":"x"}"#,
+    );
+    assert_eq!(booking_index(&apply), Some(17));
+    assert_eq!(booking_index(&event), Some(170));
+    assert_eq!(booking_index(&with("/x", "{}")), None);
+    let ms = |v: u64| Some(Duration::from_millis(v));
+    let calls = vec![
+        Timed {
+            at: ms(100),
+            request: &apply,
+        },
+        Timed {
+            at: ms(150),
+            request: &event,
+        },
+    ];
+    let applies = per_booking(&calls, "apply", 200);
+    assert_eq!((applies[17], applies[170]), (ms(100), None));
+    let events = per_booking(&calls, "calendar_event_create", 200);
+    assert_eq!(events[170], ms(150));
+    let mut later = vec![None; 200];
+    later[17] = ms(130);
+    assert_eq!(gaps(&applies, &later), vec![30.0]);
+    let spread = Spread::of(vec![3.0, 1.0, 2.0]);
+    assert_eq!((spread.samples, spread.p50, spread.max), (3, 2.0, 3.0));
+}
+
+fn lark_call_with_body(path: &str, body: &str) -> RecordedRequest {
+    RecordedRequest {
+        method: Method::POST,
+        path: path.into(),
+        query: String::new(),
+        body: body.into(),
+        status: 200,
+    }
 }
 
 #[test]

@@ -9,6 +9,7 @@
 use std::time::Duration;
 
 use serde::Serialize;
+use serde_json::Value;
 
 use lvb_simulators::RecordedRequest;
 
@@ -97,25 +98,105 @@ pub struct Pacing {
     pub head_secs: f64,
     /// Tail: last apply → last link written.
     pub tail_secs: f64,
-    /// Where the applies fell behind the ideal schedule: the largest steps of lateness,
-    /// largest first.
-    pub apply_stalls: Vec<ApplyStall>,
+    /// The applies in runs of 1,000 (one minute window's worth each): how long each run
+    /// took against the ideal and the pacer's bound. The first runs' slowness is hidden
+    /// by the minute window's wait; the last run's adds to the wall time.
+    pub apply_blocks: Vec<ApplyBlock>,
     /// Checkpoints along the applies: when apply `index` happened and when the ideal
     /// schedule (from the first apply) would have had it.
     pub apply_checkpoints: Vec<ApplyCheckpoint>,
     /// Most applies in any 1.0 s window and in any 60 s window.
     pub busiest_second_applies: usize,
     pub busiest_minute_applies: usize,
+    /// The service's booking queries (one per batch it reads): answer times.
+    pub booking_queries_secs: Vec<f64>,
+    /// The write-back calls: answer times and records written.
+    pub write_backs: Vec<WriteBackCall>,
+    /// Per booking: its apply answered → its event create answered.
+    pub apply_to_event_ms: Spread,
+    /// Per booking: its event create answered → its link seen written.
+    pub event_to_link_ms: Spread,
 }
 
-/// Apply `index` came `lost_secs` later after the previous one than the ideal schedule
-/// would have it.
+/// One write-back call of the burst.
 #[derive(Debug, Clone, Serialize, PartialEq)]
-pub struct ApplyStall {
-    pub index: usize,
-    /// When (from the first insert).
+pub struct WriteBackCall {
     pub at_secs: f64,
-    pub lost_secs: f64,
+    pub records: usize,
+}
+
+/// A distribution in milliseconds.
+#[derive(Debug, Clone, Serialize, Default, PartialEq)]
+pub struct Spread {
+    pub samples: usize,
+    pub p50: f64,
+    pub p90: f64,
+    pub p99: f64,
+    pub max: f64,
+}
+
+impl Spread {
+    /// The spread of `values` (milliseconds, any order).
+    pub(super) fn of(mut values: Vec<f64>) -> Spread {
+        values.sort_by(f64::total_cmp);
+        Spread {
+            samples: values.len(),
+            p50: round2(percentile(&values, 0.50)),
+            p90: round2(percentile(&values, 0.90)),
+            p99: round2(percentile(&values, 0.99)),
+            max: round2(values.last().copied().unwrap_or_default()),
+        }
+    }
+}
+
+/// The burst's booking index an apply or event create was for: the bench names each
+/// booking's merchant `Merchant {index}`, which the topic template puts in the
+/// reservation's topic and the event's summary.
+pub(super) fn booking_index(r: &RecordedRequest) -> Option<usize> {
+    let body: Value = serde_json::from_str(&r.body).ok()?;
+    let text = body
+        .pointer("/meeting_settings/topic")
+        .or_else(|| body.get("summary"))?
+        .as_str()?;
+    text.rsplit_once("Merchant ")?.1.parse().ok()
+}
+
+/// Per booking, the time from one kind of call's answer to another's (None for either
+/// missing), in milliseconds.
+pub(super) fn gaps(from: &[Option<Duration>], to: &[Option<Duration>]) -> Vec<f64> {
+    from.iter()
+        .zip(to)
+        .filter_map(|(a, b)| Some(b.as_ref()?.as_secs_f64() - a.as_ref()?.as_secs_f64()))
+        .map(|s| s * 1000.0)
+        .collect()
+}
+
+/// When each booking's call of `kind` was answered, by booking index.
+pub(super) fn per_booking(calls: &[Timed<'_>], kind: &str, n: usize) -> Vec<Option<Duration>> {
+    let mut out = vec![None; n];
+    for t in calls
+        .iter()
+        .filter(|t| lark_kind(t.request) == kind && t.request.status == 200)
+    {
+        if let Some(i) = booking_index(t.request).filter(|&i| i < n) {
+            out[i] = out[i].or(t.at);
+        }
+    }
+    out
+}
+
+/// One run of up to 1,000 consecutive applies.
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct ApplyBlock {
+    pub first: usize,
+    pub last: usize,
+    /// When its first apply was, from the burst's first apply.
+    pub start_secs: f64,
+    /// First → last apply of the run.
+    pub span_secs: f64,
+    /// The same under Lark's windows (50/s), and under the pacer's padded windows.
+    pub ideal_span_secs: f64,
+    pub pacer_bound_span_secs: f64,
 }
 
 /// Where one apply was against the ideal schedule.
@@ -126,11 +207,6 @@ pub struct ApplyCheckpoint {
     pub actual_secs: f64,
     pub ideal_secs: f64,
 }
-
-/// Stalls shorter than this are the schedule's own jitter, not a stall.
-const STALL_MIN: Duration = Duration::from_millis(50);
-/// How many stalls the report lists.
-const STALLS_LISTED: usize = 8;
 
 /// The ideal start of each of `n` applies (from 0) under windows of `per_second` and
 /// `per_minute` seconds, after `prior` applies (negative seconds, ascending).
@@ -151,11 +227,12 @@ pub(super) fn ideal_schedule(prior: &[f64], n: usize, second: f64, minute: f64) 
 }
 
 /// Compares the applies (seconds from the first apply, ascending) with the ideal
-/// schedule: checkpoints at the window boundaries, and the steps where they fell behind.
+/// schedule: checkpoints at the window boundaries, and each run of 1,000.
 pub(super) fn apply_lateness(
     applies: &[f64],
     prior: &[f64],
-) -> (Vec<ApplyCheckpoint>, Vec<ApplyStall>) {
+    margin: f64,
+) -> (Vec<ApplyCheckpoint>, Vec<ApplyBlock>) {
     let ideal = ideal_schedule(prior, applies.len(), 1.0, 60.0);
     let n = applies.len();
     let mut wanted: Vec<usize> = vec![0, 49, 50, 99, 499];
@@ -174,19 +251,28 @@ pub(super) fn apply_lateness(
             ideal_secs: round3(ideal[k]),
         })
         .collect();
-    let mut stalls: Vec<ApplyStall> = (1..n)
-        .filter_map(|k| {
-            let lost = (applies[k] - applies[k - 1]) - (ideal[k] - ideal[k - 1]);
-            (lost >= STALL_MIN.as_secs_f64()).then(|| ApplyStall {
-                index: k,
-                at_secs: round3(applies[k]),
-                lost_secs: round3(lost),
-            })
+    let span = |k: usize, second: f64, minute: f64| {
+        ideal_schedule(&[], k, second, minute)
+            .last()
+            .copied()
+            .unwrap_or_default()
+    };
+    let blocks = (0..n)
+        .step_by(LARK_APPLY_PER_MINUTE)
+        .map(|first| {
+            let last = (first + LARK_APPLY_PER_MINUTE).min(n) - 1;
+            let k = last - first + 1;
+            ApplyBlock {
+                first,
+                last,
+                start_secs: round3(applies[first]),
+                span_secs: round3(applies[last] - applies[first]),
+                ideal_span_secs: round3(span(k, 1.0, 60.0)),
+                pacer_bound_span_secs: round3(span(k, 1.0 + margin, 60.0 + margin)),
+            }
         })
         .collect();
-    stalls.sort_by(|a, b| b.lost_secs.total_cmp(&a.lost_secs));
-    stalls.truncate(STALLS_LISTED);
-    (checkpoints, stalls)
+    (checkpoints, blocks)
 }
 
 pub(super) fn round3(x: f64) -> f64 {
