@@ -135,12 +135,15 @@ pub struct BurstFigures {
 /// One Lark method in the burst.
 #[derive(Debug, Clone, Serialize, Default, PartialEq)]
 pub struct MethodFigures {
+    /// Calls of the burst.
     pub calls: usize,
+    /// calls / bookings.
     pub per_booking: f64,
     /// Answered HTTP 429.
     pub rate_limited: usize,
-    /// Most answers in any 1 s and any 60 s window (Lark allows 50 and 1000 per method).
+    /// Most answers in any 1 s window (Lark allows 50 per method).
     pub busiest_second: usize,
+    /// Most answers in any 60 s window (Lark allows 1000 per method).
     pub busiest_minute: usize,
 }
 
@@ -148,6 +151,7 @@ pub struct MethodFigures {
 /// lookup carried, so they are counted against the trainers whose calendar got events.
 #[derive(Debug, Clone, Serialize, Default)]
 pub struct PrimaryLookups {
+    /// `POST …/calendars/primary` calls of the burst.
     pub lookups: usize,
     /// Trainers with an event created on their calendar in the burst.
     pub trainers: usize,

@@ -105,8 +105,9 @@ pub struct Pacing {
     /// Checkpoints along the applies: when apply `index` happened and when the ideal
     /// schedule (from the first apply) would have had it.
     pub apply_checkpoints: Vec<ApplyCheckpoint>,
-    /// Most applies in any 1.0 s window and in any 60 s window.
+    /// Most applies in any 1.0 s window.
     pub busiest_second_applies: usize,
+    /// Most applies in any 60 s window.
     pub busiest_minute_applies: usize,
     /// The service's booking queries (one per batch it reads): answer times.
     pub booking_queries_secs: Vec<f64>,
@@ -121,17 +122,24 @@ pub struct Pacing {
 /// One write-back call of the burst.
 #[derive(Debug, Clone, Serialize, PartialEq)]
 pub struct WriteBackCall {
+    /// When it was answered, from the first insert.
     pub at_secs: f64,
+    /// Records it wrote.
     pub records: usize,
 }
 
 /// A distribution in milliseconds.
 #[derive(Debug, Clone, Serialize, Default, PartialEq)]
 pub struct Spread {
+    /// How many values.
     pub samples: usize,
+    /// Median.
     pub p50: f64,
+    /// 90th percentile (nearest rank).
     pub p90: f64,
+    /// 99th percentile (nearest rank).
     pub p99: f64,
+    /// Largest.
     pub max: f64,
 }
 
@@ -188,23 +196,28 @@ pub(super) fn per_booking(calls: &[Timed<'_>], kind: &str, n: usize) -> Vec<Opti
 /// One run of up to 1,000 consecutive applies.
 #[derive(Debug, Clone, Serialize, PartialEq)]
 pub struct ApplyBlock {
+    /// Index of its first apply in the burst.
     pub first: usize,
+    /// Index of its last apply.
     pub last: usize,
     /// When its first apply was, from the burst's first apply.
     pub start_secs: f64,
     /// First → last apply of the run.
     pub span_secs: f64,
-    /// The same under Lark's windows (50/s), and under the pacer's padded windows.
+    /// The same under Lark's windows (50/s).
     pub ideal_span_secs: f64,
+    /// The same under the pacer's padded windows (50 per 1.1 s).
     pub pacer_bound_span_secs: f64,
 }
 
 /// Where one apply was against the ideal schedule.
 #[derive(Debug, Clone, Serialize, PartialEq)]
 pub struct ApplyCheckpoint {
+    /// Which apply of the burst.
     pub index: usize,
-    /// From the first apply.
+    /// When it was, from the first apply.
     pub actual_secs: f64,
+    /// When the ideal schedule has it.
     pub ideal_secs: f64,
 }
 
