@@ -5,7 +5,6 @@
 use std::time::Duration;
 
 use axum::http::Method;
-use lark_vc_bridge::app::SHUTDOWN_GRACE;
 use lark_vc_bridge::store::Store;
 use lvb_simulators::lark::LarkSim;
 use lvb_simulators::salesforce::SalesforceSim;
@@ -353,15 +352,16 @@ async fn graceful_shutdown_finishes_the_booking_in_flight_and_saves_the_checkpoi
         field_of(&app.sf, &booking, LINK).is_none(),
         "the booking is still in flight when shutdown is asked for"
     );
+    let grace = app.settings.processing.shutdown_timeout;
     app.shutdown.trigger();
     let started = tokio::time::Instant::now();
-    let result = tokio::time::timeout(SHUTDOWN_GRACE + Duration::from_secs(5), app.task)
+    let result = tokio::time::timeout(grace + Duration::from_secs(5), app.task)
         .await
         .expect("stopped within the grace period")
         .expect("task did not panic");
     assert!(result.is_ok(), "{result:?}");
     assert!(
-        started.elapsed() < SHUTDOWN_GRACE,
+        started.elapsed() < grace,
         "{:?}",
         started.elapsed()
     );

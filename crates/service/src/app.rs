@@ -13,7 +13,7 @@ use anyhow::Context;
 use tokio::net::TcpListener;
 use tokio::sync::{mpsc, watch};
 
-use crate::bookings::{AbortOnDrop, Engine, PipelineStatus, Processor, ProcessorHandle};
+use crate::bookings::{Engine, PipelineStatus, Processor, ProcessorHandle};
 use crate::config::Settings;
 use crate::control::ControlSocket;
 use crate::http::{self, HttpState};
@@ -22,11 +22,8 @@ use crate::metrics::Metrics;
 use crate::salesforce::SalesforceClient;
 use crate::store::lock::StoreLock;
 use crate::store::Store;
+use crate::tasks::Tasks;
 use crate::tokens::{TokenService, Vault};
-
-/// How long shutdown waits for in-flight bookings before giving up on them (their
-/// events are redelivered after restart, since the checkpoint never passed them).
-pub const SHUTDOWN_GRACE: Duration = Duration::from_secs(20);
 
 /// Sends the shutdown signal to every task of an [`App`].
 #[derive(Clone)]
@@ -172,8 +169,9 @@ impl App {
     }
 
     /// Runs HTTP, the refresh timer, the subscriber and the processor until the shutdown
-    /// handle fires (or `stop` resolves), then stops intake, lets in-flight bookings
-    /// finish within [`SHUTDOWN_GRACE`], saves checkpoints and closes the server.
+    /// handle fires (or `stop` resolves), then stops intake and waits up to
+    /// `processing.shutdown_timeout` for everything in flight (bookings, refresh passes,
+    /// delegated commands, alerts: rule 24) before cancelling — and naming — what is left.
     ///
     /// Fails loudly (design §3 rule 17): if the processor (with its streaming subscriber)
     /// or the HTTP server stops on its own or panics, `/readyz` turns 503, everything
@@ -207,9 +205,15 @@ impl App {
             processor_task,
         } = core;
         let stop_tx = shutdown_tx.clone();
-        tokio::spawn(async move {
-            stop.await;
-            let _ = stop_tx.send(true);
+        // Owned by the tracker like every task: it ends when `stop` resolves or shutdown
+        // is under way anyway.
+        let tasks = Tasks::default();
+        let mut stop_wait = shutdown_tx.subscribe();
+        tasks.spawn("stop signal", async move {
+            tokio::select! {
+                _ = stop => { let _ = stop_tx.send(true); }
+                _ = stop_wait.wait_for(|s| *s) => {}
+            }
         });
         let shutdown = shutdown_tx.subscribe();
 
@@ -232,46 +236,49 @@ impl App {
             vault,
             metrics,
             readiness: readiness.clone(),
+            tasks: tasks.clone(),
         };
         let router = http::router(state);
         let mut http_shutdown = shutdown.clone();
-        let mut server = tokio::spawn(http::server::serve(
-            listener,
-            router,
-            settings.server.request_timeout,
-            async move {
-                let _ = http_shutdown.wait_for(|s| *s).await;
-            },
-        ));
+        let mut server = tasks.spawn(
+            "http server",
+            http::server::serve(
+                listener,
+                router,
+                settings.server.request_timeout,
+                async move {
+                    let _ = http_shutdown.wait_for(|s| *s).await;
+                },
+            ),
+        );
 
-        let timer = tokio::spawn(refresh_timer(
-            processor.clone(),
-            settings.refresh.interval,
-            shutdown.clone(),
-        ));
+        tasks.spawn(
+            "timer",
+            refresh_timer(
+                processor.clone(),
+                settings.refresh.interval,
+                shutdown.clone(),
+            ),
+        );
         let commands = crate::control::Commands::in_service(engine, tokens, processor);
-        let control = tokio::spawn(control.serve(commands, shutdown.clone()));
-        let mut processing = tokio::spawn(processor_task.run(shutdown.clone()));
-        // Dropping (aborting) this future stops everything it started.
-        let _guard = AbortOnDrop(vec![
-            server.abort_handle(),
-            timer.abort_handle(),
-            control.abort_handle(),
-            processing.abort_handle(),
-        ]);
+        tasks.spawn(
+            "control socket",
+            control.serve(commands, shutdown.clone(), tasks.clone()),
+        );
+        let mut processing = tasks.spawn(
+            "booking processor",
+            processor_task.run(shutdown.clone(), tasks.clone()),
+        );
 
         let mut wait = shutdown.clone();
-        let (mut processing_done, mut server_done) = (false, false);
         let failure = tokio::select! {
             // First: once shutdown was asked for, tasks ending is the plan, not a fault.
             biased;
             _ = wait.wait_for(|s| *s) => None,
             ended = &mut processing => {
-                processing_done = true;
                 Some(format!("the booking processor (with the streaming subscriber) {}", how_it_ended(ended)))
             }
             ended = &mut server => {
-                server_done = true;
                 Some(format!("the HTTP server {}", how_it_ended(ended)))
             }
         };
@@ -283,25 +290,13 @@ impl App {
             // Not ready from now on: nothing may route work here until it is restarted.
             readiness.set_streaming_subscription(false);
             tracing::error!(stopped = %what, "an essential task stopped; stopping the service so that it is restarted");
-            let _ = shutdown_tx.send(true);
         }
-        tracing::info!("shutting down: stopping intake, finishing in-flight bookings");
-        if !processing_done {
-            match tokio::time::timeout(SHUTDOWN_GRACE + Duration::from_secs(5), processing).await {
-                Ok(Ok(Err(e))) => tracing::error!(error = %e, "processor stopped with an error"),
-                Ok(Err(e)) => tracing::error!(error = %e, "processor task failed"),
-                Err(_) => tracing::warn!("processor did not stop in time"),
-                _ => {}
-            }
-        }
-        timer.abort();
-        let _ = tokio::time::timeout(Duration::from_secs(5), control).await;
-        if !server_done
-            && tokio::time::timeout(Duration::from_secs(5), server)
-                .await
-                .is_err()
-        {
-            tracing::warn!("HTTP server did not close in time");
+        let _ = shutdown_tx.send(true);
+        let timeout = settings.processing.shutdown_timeout;
+        tracing::info!(timeout = ?timeout, running = ?tasks.running(), "shutting down: no new work; waiting for what is in flight");
+        let cancelled = tasks.shutdown(timeout).await;
+        if !cancelled.is_empty() {
+            tracing::error!(cancelled = ?cancelled, "shutdown timeout reached; these were cancelled");
         }
         match failure {
             Some(what) => {

@@ -31,6 +31,7 @@ use crate::bookings::{
 use crate::ids::TrainerId;
 use crate::progress::Progress;
 use crate::store::lock::{sibling, StoreLock};
+use crate::tasks::Tasks;
 use crate::tokens::{refresh_pass, RefreshSummary, TokenService};
 
 /// Longest request line the service reads (a trainer id or email is far shorter).
@@ -226,8 +227,14 @@ impl ControlSocket {
         Ok(ControlSocket { listener, path })
     }
 
-    /// Answers requests, each on its own task, until shutdown; then removes the socket.
-    pub async fn serve(self, commands: Commands, mut shutdown: watch::Receiver<bool>) {
+    /// Answers requests, each on its own task of `tasks` (so shutdown lets a delegated
+    /// command finish, rule 24), until shutdown; then removes the socket.
+    pub async fn serve(
+        self,
+        commands: Commands,
+        mut shutdown: watch::Receiver<bool>,
+        tasks: Tasks,
+    ) {
         let commands = Arc::new(commands);
         loop {
             let accepted = tokio::select! {
@@ -237,7 +244,10 @@ impl ControlSocket {
             match accepted {
                 Ok((stream, _)) => {
                     let commands = commands.clone();
-                    tokio::spawn(async move { answer(stream, &commands).await });
+                    tasks.spawn(
+                        "control request",
+                        async move { answer(stream, &commands).await },
+                    );
                 }
                 Err(e) => {
                     // E.g. out of file descriptors: pause instead of spinning.

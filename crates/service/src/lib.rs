@@ -23,6 +23,7 @@
 //! - [`control`]    — admin commands beside a running service: done by it over the control
 //!   socket, or here under the store lock
 //! - [`progress`]   — items done of a long one-shot command, for its progress lines
+//! - [`tasks`]      — the running service's named background tasks, waited for at shutdown
 //!
 //! Layers, bottom to top — a module uses only modules below it (`.ci/layers` checks; test
 //! code may wire any of them): ids → config, retry, metrics, store, telemetry, outbound,
@@ -48,5 +49,6 @@ pub mod progress;
 pub mod retry;
 pub mod salesforce;
 pub mod store;
+pub mod tasks;
 pub mod telemetry;
 pub mod tokens;

@@ -9,13 +9,13 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use tokio::sync::{mpsc, oneshot, watch};
-use tokio_util::task::TaskTracker;
 
 use super::engine::Engine;
 use super::intake::{process_stream_batch, start_position};
 use super::outcome::{PipelineError, Summary};
 use super::sweeps::{on_trainer_event, reconcile};
 use crate::salesforce::streaming::{run_subscriber, StreamStatus};
+use crate::tasks::Tasks;
 use crate::tokens::{refresh_pass, TrainerEvent};
 
 /// Stream items buffered between the subscriber and the processor; when full, the
@@ -102,16 +102,20 @@ impl Processor {
     }
 
     /// Runs until shutdown: starts the streaming subscriber (from the checkpoint), then
-    /// consumes its items, control requests, trainer events and due retries. Refresh
-    /// passes it started are waited for before it returns.
-    pub async fn run(mut self, shutdown: watch::Receiver<bool>) -> anyhow::Result<()> {
+    /// consumes its items, control requests, trainer events and due retries. What it
+    /// starts beside itself (the subscriber, refresh passes) belongs to `tasks`, which
+    /// shutdown waits for (rule 24).
+    pub async fn run(
+        mut self,
+        shutdown: watch::Receiver<bool>,
+        tasks: Tasks,
+    ) -> anyhow::Result<()> {
         let engine = self.engine.clone();
-        let tasks = TaskTracker::new();
         let (start_from, sweep_first) = start_position(&engine);
         let (tx, mut stream) = mpsc::channel(STREAM_BUFFER);
         let (status_tx, mut status_rx) = watch::channel(StreamStatus::default());
         let status = engine.status().clone();
-        tasks.spawn(async move {
+        tasks.spawn("streaming status", async move {
             while status_rx.changed().await.is_ok() {
                 let up = status_rx.borrow().subscribed;
                 status.set_streaming_subscription(up);
@@ -123,15 +127,18 @@ impl Processor {
         let store = engine.store().clone();
         let channel = engine.settings().salesforce.streaming.channel.clone();
         let checkpoint = move || store.checkpoint(&channel).ok().flatten().map(|c| c.resume);
-        let mut subscriber = tokio::spawn(run_subscriber(
-            engine.salesforce().clone(),
-            engine.settings().salesforce.streaming.clone(),
-            start_from,
-            checkpoint,
-            tx,
-            shutdown.clone(),
-            status_tx,
-        ));
+        let mut subscriber = tasks.spawn(
+            "streaming subscriber",
+            run_subscriber(
+                engine.salesforce().clone(),
+                engine.settings().salesforce.streaming.clone(),
+                start_from,
+                checkpoint,
+                tx,
+                shutdown.clone(),
+                status_tx,
+            ),
+        );
         // If this task is dropped (aborted), the subscriber goes with it.
         let _guard = AbortOnDrop(vec![subscriber.abort_handle()]);
         let mut start_sweep = sweep_first;
@@ -154,7 +161,7 @@ impl Processor {
                     Control::RefreshPass => {
                         // Only tokens: beside the loop, but owned (shutdown waits for it).
                         let tokens = engine.tokens().clone();
-                        tasks.spawn(async move { refresh_pass(&tokens).await });
+                        tasks.spawn("refresh pass", async move { refresh_pass(&tokens).await });
                     }
                     Control::Reconcile(reply) => {
                         let result = reconcile(&engine).await;
@@ -203,8 +210,6 @@ impl Processor {
             tracing::warn!("the streaming subscriber did not stop in time; cancelled");
             subscriber.abort();
         }
-        tasks.close();
-        tasks.wait().await;
         tracing::info!("processor stopped");
         Ok(())
     }

@@ -132,6 +132,7 @@ pub(super) struct RawProcessing {
     pub(super) retry_max_delay: Option<String>,
     pub(super) max_in_doubt_applies: Option<String>,
     pub(super) in_doubt_delay: Option<String>,
+    pub(super) shutdown_timeout: Option<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]

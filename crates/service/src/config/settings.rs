@@ -400,6 +400,8 @@ pub struct ProcessingSettings {
     pub max_in_doubt_applies: u32,
     /// Wait before re-applying after an apply whose answer was lost.
     pub in_doubt_delay: Duration,
+    /// On SIGTERM, how long in-flight work may finish before it is cancelled (rule 24).
+    pub shutdown_timeout: Duration,
 }
 
 /// `calendar.*` (rule 20).

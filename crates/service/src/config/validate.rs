@@ -517,6 +517,10 @@ impl Raw {
         );
         let in_doubt_delay =
             p.duration("processing.in_doubt_delay", self.processing.in_doubt_delay);
+        let shutdown_timeout = p.duration(
+            "processing.shutdown_timeout",
+            self.processing.shutdown_timeout,
+        );
 
         let (true, Some(bind), Some(auth), Some(encryption_key)) =
             (p.0.is_empty(), bind, auth, encryption_key)
@@ -572,6 +576,7 @@ impl Raw {
                 retry_max_delay,
                 max_in_doubt_applies,
                 in_doubt_delay,
+                shutdown_timeout,
             },
             calendar,
             meetings: MeetingsSettings {

@@ -10,6 +10,7 @@ pub mod oauth;
 pub mod pages;
 pub mod server;
 
+use crate::tasks::Tasks;
 use std::sync::Arc;
 
 use axum::extract::State;
@@ -36,6 +37,8 @@ pub struct HttpState {
     pub metrics: Metrics,
     /// The pipeline's status, which `/readyz` reports.
     pub readiness: Arc<PipelineStatus>,
+    /// Where a callback's connect runs, so shutdown waits for it (rule 24).
+    pub tasks: Tasks,
 }
 
 /// The router with every route of design §2.3.
@@ -50,6 +53,7 @@ pub fn router(state: HttpState) -> Router {
         ),
         metrics: state.metrics.clone(),
         secure_cookie: state.settings.server.public_url.scheme() == "https",
+        tasks: state.tasks.clone(),
     };
     let oauth = Router::new()
         .route("/oauth/lark/start", get(oauth::start))

@@ -22,6 +22,8 @@ pub struct OAuthRoutes {
     pub metrics: Metrics,
     /// Cookies get `Secure` when the public URL is https.
     pub secure_cookie: bool,
+    /// Owner of the callback's connect task.
+    pub tasks: crate::tasks::Tasks,
 }
 
 /// Query of `/oauth/lark/start`.
@@ -89,7 +91,11 @@ pub async fn callback(
     // In a task of its own: a request cut off by the timeout (or a client that went away)
     // must not abandon a connection half saved — the code is spent by then.
     let flow = routes.flow.clone();
-    let finished = tokio::spawn(async move { flow.finish(params, cookie.as_deref()).await })
+    let finished = routes
+        .tasks
+        .spawn("oauth callback", async move {
+            flow.finish(params, cookie.as_deref()).await
+        })
         .await
         .unwrap_or_else(|e| Err(ConnectError::Internal(format!("connect task failed: {e}"))));
     let (outcome, answer) = match finished {
