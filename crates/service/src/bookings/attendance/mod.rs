@@ -10,7 +10,7 @@
 //!
 //! **How an event travels.** The connection hands it to [`AttendanceSink`], which records
 //! it in the store (deduplicated by `event_id`, kept 7 days) and only then lets it be
-//! acknowledged; the processor, woken, calls [`Attendance::on_events`] in its own turn: the
+//! acknowledged; the processor, woken, runs [`Attendance::turn`] in its own turn: the
 //! event is matched by meeting number to the booking whose reservation has it, applied to
 //! the booking's row and marked processed in one transaction, so it counts once however
 //! often Lark sends it and wherever the process dies. Events of meetings that are not a
@@ -23,7 +23,7 @@
 //! at, participants, guest joined; recording ready → the recording URL. At most three
 //! writes a meeting, each through the batched write-back.
 //!
-//! **Timers** (`plan::refresh`, run by [`Attendance::run_due`] when the processor's timer
+//! **Timers** (`plan::refresh`, run by [`Attendance::turn`] when the processor's timer
 //! fires; the timer only wakes the loop): the post-end lookup at scheduled end +
 //! `attendance.grace` for a session whose end was not heard of (`list_by_no` + the
 //! meetings' participants; no meeting at all → `No Show`); the no-show check at start +

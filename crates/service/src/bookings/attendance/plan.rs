@@ -202,14 +202,15 @@ pub fn apply_event(entry: &mut AttendanceEntry, e: &RecordedEvent, now: DateTime
         entry.no_show = false;
     }
     match e.happening {
-        Happening::Started => {}
         // Someone who left had joined (their join may have been missed).
         Happening::Left => {
             if let Some(id) = &e.operator_open_id {
                 add_participant(entry, id);
             }
         }
-        Happening::Joined => {
+        // A meeting is started from inside it: whoever started it is in it (the docs do
+        // not say that a join event follows for them).
+        Happening::Started | Happening::Joined => {
             if let Some(id) = &e.operator_open_id {
                 add_participant(entry, id);
             }
@@ -519,7 +520,8 @@ fn alert_due(entry: &AttendanceEntry, timing: &Timing) -> Option<DateTime<Utc>> 
         // A claim the process died on: finished now (sent again, or given up).
         return (!entry.alert_done).then_some(claimed);
     }
-    if entry.alert_checked || host_present(entry) {
+    // No meeting at all (the lookup ran after the end): there is nobody to alert about.
+    if entry.alert_checked || entry.no_show || host_present(entry) {
         return None;
     }
     Some(entry.scheduled_start? + chrono(timing.no_show_after?))

@@ -1,16 +1,17 @@
-//! [`Attendance`]: the processor's attendance work, in its turn (rules 29 and 30). Two
-//! verbs, both called by the processor loop and nothing else:
+//! [`Attendance`]: the processor's attendance work, in its turn (rules 29 and 30). A turn
+//! has two steps:
 //!
-//! - [`Attendance::on_events`] — the recorded events not yet processed, oldest first: each
+//! - [`Attendance::take_events`] — the recorded events not yet processed, oldest first: each
 //!   is matched to its booking by meeting number (the attendance rows, then the reservation
 //!   journal) and applied to the booking's row; the rows and the events' "processed" are
-//!   saved in one transaction (so each event is applied exactly once, across crashes), then
-//!   whatever became due is done.
+//!   saved in one transaction (so each event is applied exactly once, across crashes).
 //! - [`Attendance::run_due`] — what the rows' timers say is due: the participants call after
 //!   an end, the post-end lookup of a session whose end was not heard of, the no-show check,
 //!   and the owed write-backs (one sObject Collections call for all of them).
 //!
-//! Everything it decides comes from `plan`; here are only the calls and the bookkeeping.
+//! The processor calls [`Attendance::turn`] (both, in that order) when the sink wakes it
+//! or the rows' timer ([`Attendance::next_due`]) fires. Everything it decides comes from
+//! `plan`; here are only the calls and the bookkeeping.
 //! A Lark call or a write that fails waits on its row's own backoff; nothing here holds
 //! up the booking pipeline for long (a turn takes at most [`DUE_PER_TURN`] rows, with
 //! [`LARK_AT_ONCE`] Lark calls at a time).
@@ -45,6 +46,8 @@ use crate::salesforce::SalesforceClient;
 use crate::store::{AttendanceEntry, Owed, Store, StoredLarkEvent};
 use crate::tokens::TokenService;
 
+/// How long attendance waits after a failed turn.
+pub const HOLD_AFTER_FAILURE: Duration = Duration::from_secs(5);
 /// Recorded events taken at once.
 const EVENTS_PER_TURN: usize = 500;
 /// Rows whose work is due taken at once; the rest come in the next turn.
@@ -85,6 +88,8 @@ pub struct Attendance {
     metrics: Metrics,
     wake: Arc<Notify>,
     pruned_at: Mutex<Option<DateTime<Utc>>>,
+    /// After a failed turn: no turn before this.
+    hold: Mutex<Option<tokio::time::Instant>>,
 }
 
 impl Attendance {
@@ -114,6 +119,7 @@ impl Attendance {
             metrics,
             wake,
             pruned_at: Mutex::new(None),
+            hold: Mutex::new(None),
         }
     }
 
@@ -143,8 +149,12 @@ impl Attendance {
         Ok(self.store.save_attendance(&changed, &[], now)?)
     }
 
-    /// When the soonest attendance work is due, if any.
+    /// When the next turn is due, if any: the soonest row's work, or the end of a hold
+    /// after a failed turn.
     pub fn next_due(&self) -> Option<tokio::time::Instant> {
+        if let Some(hold) = *self.hold.lock().unwrap_or_else(|p| p.into_inner()) {
+            return Some(hold);
+        }
         let at = match self.store.next_attendance_due() {
             Ok(at) => at?,
             Err(e) => {
@@ -171,8 +181,28 @@ impl Attendance {
         );
     }
 
-    /// Processes the recorded events not yet processed, then what became due.
-    pub async fn on_events(&self) -> Result<usize, PipelineError> {
+    /// One attendance turn of the processor (woken by the sink or by its timer): the
+    /// recorded events not yet processed, then what is due. A failure (the store, or
+    /// Salesforce for a no-show check's read) is logged and holds attendance for
+    /// [`HOLD_AFTER_FAILURE`], so a failing turn never spins; nothing is lost, as what was
+    /// not done stays recorded or due.
+    pub async fn turn(&self) {
+        let result = match self.take_events() {
+            Ok(_) => self.run_due().await,
+            Err(e) => Err(e),
+        };
+        let mut hold = self.hold.lock().unwrap_or_else(|p| p.into_inner());
+        match result {
+            Ok(()) => *hold = None,
+            Err(e) => {
+                tracing::warn!(error = %e, "attendance turn failed; trying again shortly");
+                *hold = Some(tokio::time::Instant::now() + HOLD_AFTER_FAILURE);
+            }
+        }
+    }
+
+    /// Applies the recorded events not yet processed, oldest first; returns how many.
+    pub fn take_events(&self) -> Result<usize, PipelineError> {
         let mut total = 0;
         loop {
             let events = self.store.unprocessed_lark_events(EVENTS_PER_TURN)?;
@@ -196,9 +226,6 @@ impl Attendance {
             if events.len() < EVENTS_PER_TURN {
                 break;
             }
-        }
-        if total > 0 {
-            self.run_due().await?;
         }
         Ok(total)
     }
