@@ -360,11 +360,7 @@ async fn graceful_shutdown_finishes_the_booking_in_flight_and_saves_the_checkpoi
         .expect("stopped within the grace period")
         .expect("task did not panic");
     assert!(result.is_ok(), "{result:?}");
-    assert!(
-        started.elapsed() < grace,
-        "{:?}",
-        started.elapsed()
-    );
+    assert!(started.elapsed() < grace, "{:?}", started.elapsed());
     assert!(
         field_of(&app.sf, &booking, LINK).is_some(),
         "in-flight booking finished"

@@ -320,7 +320,10 @@ impl Store {
     }
 
     /// Recorded events not yet processed, oldest first.
-    pub fn unprocessed_lark_events(&self, limit: usize) -> Result<Vec<StoredLarkEvent>, StoreError> {
+    pub fn unprocessed_lark_events(
+        &self,
+        limit: usize,
+    ) -> Result<Vec<StoredLarkEvent>, StoreError> {
         self.with(|c| {
             let mut stmt = c.prepare(
                 "SELECT event_id, event_type, kind, meeting_no, body, received_at FROM lark_events

@@ -71,7 +71,9 @@ impl MeetingLookup {
     ) -> Result<MeetingDetail, LookupError> {
         match self.lark.meeting(MeetingAuth::App, meeting_id).await {
             Err(e) if e.is_vc_no_permission() => {
-                tracing::info!("Lark refused the app the meeting (121005); asking with the host's token");
+                tracing::info!(
+                    "Lark refused the app the meeting (121005); asking with the host's token"
+                );
                 self.as_host(entry, |lark, token| async move {
                     lark.meeting(MeetingAuth::User(&token), meeting_id).await
                 })
@@ -92,17 +94,20 @@ impl MeetingLookup {
         to: DateTime<Utc>,
     ) -> Result<Vec<MeetingDetail>, LookupError> {
         let from = from.max(to - MAX_LIST_WINDOW);
-        let briefs: Vec<MeetingBrief> =
-            match self.lark.meetings_by_no(MeetingAuth::App, meeting_no, from, to).await {
-                Err(e) if e.is_vc_no_permission() => {
-                    self.as_host(entry, |lark, token| async move {
-                        lark.meetings_by_no(MeetingAuth::User(&token), meeting_no, from, to)
-                            .await
-                    })
-                    .await?
-                }
-                other => other?,
-            };
+        let briefs: Vec<MeetingBrief> = match self
+            .lark
+            .meetings_by_no(MeetingAuth::App, meeting_no, from, to)
+            .await
+        {
+            Err(e) if e.is_vc_no_permission() => {
+                self.as_host(entry, |lark, token| async move {
+                    lark.meetings_by_no(MeetingAuth::User(&token), meeting_no, from, to)
+                        .await
+                })
+                .await?
+            }
+            other => other?,
+        };
         let mut meetings = Vec::new();
         for brief in briefs.iter().rev().take(MAX_SESSION_MEETINGS) {
             meetings.push(self.meeting(entry, &brief.id).await?);
@@ -117,7 +122,9 @@ impl MeetingLookup {
         Fut: std::future::Future<Output = Result<T, LarkError>>,
     {
         let Some(trainer_id) = &entry.trainer_id else {
-            return Err(LookupError::NoPermission("the meeting's host is not known".into()));
+            return Err(LookupError::NoPermission(
+                "the meeting's host is not known".into(),
+            ));
         };
         let record = match self.tokens.trainers().get(trainer_id).await {
             Ok(Some(record)) => record,

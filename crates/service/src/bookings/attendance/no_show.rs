@@ -114,7 +114,13 @@ impl NoShowNotices {
     ) -> Delivered {
         let trainer = booking.trainer.as_ref();
         let topic = render_topic(&b.topic_template, &booking.topic_values);
-        let text = trainer_message(trainer.and_then(|t| t.name.as_deref()), &topic, start, after, link);
+        let text = trainer_message(
+            trainer.and_then(|t| t.name.as_deref()),
+            &topic,
+            start,
+            after,
+            link,
+        );
         let message = match trainer.and_then(|t| t.email.as_deref()) {
             None => {
                 tracing::warn!("no-show message: the trainer has no email");

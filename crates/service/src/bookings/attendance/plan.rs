@@ -193,9 +193,9 @@ pub fn apply_event(entry: &mut AttendanceEntry, e: &RecordedEvent, now: DateTime
         entry.meeting_id = e.meeting_id.clone();
     }
     // Any event of a meeting says it started: the start event may have been missed.
-    let start = e
-        .meeting_start
-        .or((e.happening == Happening::Started).then_some(e.at).flatten());
+    let start = e.meeting_start.or((e.happening == Happening::Started)
+        .then_some(e.at)
+        .flatten());
     if start.is_some() {
         entry.started_at = earliest(entry.started_at, start);
         // Lark had a meeting after all (it started late, or the lookup ran early).
@@ -208,9 +208,11 @@ pub fn apply_event(entry: &mut AttendanceEntry, e: &RecordedEvent, now: DateTime
                 add_participant(entry, id);
             }
         }
-        // A meeting is started from inside it: whoever started it is in it (the docs do
-        // not say that a join event follows for them).
-        Happening::Started | Happening::Joined => {
+        // Who started it is not counted in it until their join event (as in the docs'
+        // events; the no-show check asks Lark before it alerts, and the participants
+        // call after the end has the last word).
+        Happening::Started => {}
+        Happening::Joined => {
             if let Some(id) = &e.operator_open_id {
                 add_participant(entry, id);
             }
@@ -341,7 +343,10 @@ pub fn apply_lookup(
     let running = session
         .iter()
         .any(|m| m.end_time.is_none() || matches!(m.status, Some(MeetingState::InProgress)));
-    let last = session.iter().max_by_key(|m| m.start_time).map(|m| m.id.clone());
+    let last = session
+        .iter()
+        .max_by_key(|m| m.start_time)
+        .map(|m| m.id.clone());
     for m in &session {
         fold_meeting(entry, m, !running);
     }
@@ -558,7 +563,12 @@ pub fn due(entry: &AttendanceEntry, timing: &Timing, now: DateTime<Utc>) -> Due 
 /// Brings the owed write and the row's `due_at` up to date after any change: a write that
 /// became owed is due [`WRITE_LINGER`] from now (or when its backoff says), one no longer
 /// owed is dropped.
-pub fn refresh(entry: &mut AttendanceEntry, b: &BookingSettings, timing: &Timing, now: DateTime<Utc>) {
+pub fn refresh(
+    entry: &mut AttendanceEntry,
+    b: &BookingSettings,
+    timing: &Timing,
+    now: DateTime<Utc>,
+) {
     match (owed_write(entry, b, timing).is_some(), entry.write.at) {
         // Given up: waits for the meeting's next news (`rearm_write`).
         (true, None) if entry.write.attempts >= WRITE_ATTEMPTS => {}

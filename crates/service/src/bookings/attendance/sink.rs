@@ -53,7 +53,9 @@ impl EventSink for AttendanceSink {
                 e.encode(),
                 None,
             ),
-            Recordable::Ignored(outcome) => (event.kind.label(), None, String::new(), Some(*outcome)),
+            Recordable::Ignored(outcome) => {
+                (event.kind.label(), None, String::new(), Some(*outcome))
+            }
         };
         let new = NewLarkEvent {
             event_id: &event.header.event_id,

@@ -416,7 +416,11 @@ impl Attendance {
             match result {
                 Ok(Some(meetings)) => {
                     let found = apply_lookup(row, &meetings, &timing, now);
-                    tracing::info!(outcome = found.label(), meetings = meetings.len(), "post-end lookup");
+                    tracing::info!(
+                        outcome = found.label(),
+                        meetings = meetings.len(),
+                        "post-end lookup"
+                    );
                     self.count_lookup("post_end", found.label());
                 }
                 Ok(None) => {
@@ -547,7 +551,9 @@ impl Attendance {
                 Ok(meetings) => {
                     self.count_lookup("presence", "done");
                     if apply_presence(row, &meetings) {
-                        tracing::info!("the host is in the meeting (Lark says so; its join event was missed)");
+                        tracing::info!(
+                            "the host is in the meeting (Lark says so; its join event was missed)"
+                        );
                         row.alert_checked = true;
                         self.metrics
                             .inc(names::NO_SHOWS, &[("outcome", "host_present")]);

@@ -106,7 +106,12 @@ fn due_rows_come_soonest_first_and_the_timer_sees_the_soonest() {
     };
     assert_eq!(s.next_attendance_due().unwrap(), None);
     s.save_attendance(
-        &[row(1, Some(300)), row(2, Some(100)), row(3, None), row(4, Some(200))],
+        &[
+            row(1, Some(300)),
+            row(2, Some(100)),
+            row(3, None),
+            row(4, Some(200)),
+        ],
         &[],
         at(0),
     )

@@ -139,7 +139,10 @@ fn a_meeting_costs_three_writes_start_end_recording() {
     assert_eq!(first[STATUS], json!("In Progress"));
     assert_eq!(first[STARTED], datetime_value(t(60)));
     assert_eq!(first[JOINED], datetime_value(t(61)));
-    assert!(!first.contains_key(COUNT), "no count while it runs: {first:?}");
+    assert!(
+        !first.contains_key(COUNT),
+        "no count while it runs: {first:?}"
+    );
 
     // The guest joins, people leave: nothing worth a write.
     apply_all(
@@ -156,7 +159,11 @@ fn a_meeting_costs_three_writes_start_end_recording() {
     // Ended: the participants call is owed first; the end is written once it answered.
     apply_all(&mut e, &[event(Happening::Ended, Some(HOST), 3002)]);
     assert_eq!(e.details.at, Some(t(3002)));
-    assert_eq!(owed_write(&e, &settings(), &timing()), None, "waits for the count");
+    assert_eq!(
+        owed_write(&e, &settings(), &timing()),
+        None,
+        "waits for the count"
+    );
     assert!(due(&e, &timing(), t(3002)).details);
     apply_details(
         &mut e,
@@ -198,7 +205,13 @@ fn a_meeting_costs_three_writes_start_end_recording() {
 #[test]
 fn a_late_host_join_rides_with_the_end_and_is_never_a_write_of_its_own() {
     let mut e = row();
-    apply_all(&mut e, &[event(Happening::Started, Some(GUEST_ID), 60)]);
+    apply_all(
+        &mut e,
+        &[
+            event(Happening::Started, None, 60),
+            event(Happening::Joined, Some(GUEST_ID), 61),
+        ],
+    );
     let first = write(&mut e).unwrap();
     assert!(!first.contains_key(JOINED), "{first:?}");
     apply_all(&mut e, &[event(Happening::Joined, Some(HOST), 900)]);
@@ -258,7 +271,11 @@ fn a_new_meeting_after_the_end_reopens_the_session() {
     again.meeting_start = Some(t(700));
     apply_event(&mut e, &again, t(700));
     assert_eq!(status(&e), Some(SessionStatus::InProgress));
-    assert_eq!(e.started_at, Some(t(60)), "the session started with the first");
+    assert_eq!(
+        e.started_at,
+        Some(t(60)),
+        "the session started with the first"
+    );
     assert_eq!(e.meeting_id.as_deref(), Some("7000000000000000002"));
     // A late event of the first meeting does not reopen or end anything.
     let mut late_end = event(Happening::Ended, None, 600);
@@ -272,7 +289,10 @@ fn the_post_end_lookup_finds_no_meeting_a_running_one_or_an_ended_one() {
     let b = settings();
     // Nothing at all: No Show, one write with the status alone.
     let mut none = row();
-    assert_eq!(apply_lookup(&mut none, &[], &timing(), t(7200)), LookedUp::NoMeeting);
+    assert_eq!(
+        apply_lookup(&mut none, &[], &timing(), t(7200)),
+        LookedUp::NoMeeting
+    );
     refresh(&mut none, &b, &timing(), t(7200));
     assert_eq!(
         write(&mut none).unwrap(),
@@ -284,7 +304,12 @@ fn the_post_end_lookup_finds_no_meeting_a_running_one_or_an_ended_one() {
     let mut running = row();
     let found = apply_lookup(
         &mut running,
-        &[detail(MEETING, 120, None, vec![participant(HOST, 130, true, false)])],
+        &[detail(
+            MEETING,
+            120,
+            None,
+            vec![participant(HOST, 130, true, false)],
+        )],
         &timing(),
         t(7200),
     );
@@ -441,7 +466,10 @@ fn guests_long_urls_and_backoff() {
     e.participant_ids = vec!["a".into()];
     assert!(!guest_joined(&e));
     e.participant_ids.push("b".into());
-    assert!(guest_joined(&e), "without the owner a second person is a guest");
+    assert!(
+        guest_joined(&e),
+        "without the owner a second person is a guest"
+    );
     e.owner_open_id = Some("a".into());
     e.participant_ids = vec!["a".into()];
     assert!(!guest_joined(&e), "the host alone");
