@@ -77,9 +77,9 @@ pub fn trainer_message(
 ) -> String {
     let name = name.filter(|n| !n.trim().is_empty()).unwrap_or("there");
     let session = if topic.is_empty() {
-        "Your remote training session".to_string()
+        "your remote training session".to_string()
     } else {
-        format!("Your remote training session \"{topic}\"")
+        format!("your remote training session \"{topic}\"")
     };
     let mut text = format!(
         "Hi {name}, {session} started at {} and you have not joined its Lark meeting {} later. The merchant may be waiting.",

@@ -121,3 +121,6 @@ impl RecordedEvent {
         serde_json::from_str(body).ok()
     }
 }
+
+#[cfg(test)]
+mod tests;

@@ -87,7 +87,8 @@ fn a_row_round_trips_every_field() {
         alert_done: true,
         due_at: Some(at(1_950)),
     };
-    s.save_attendance(&[entry.clone()], &[], at(1_000)).unwrap();
+    s.save_attendance(std::slice::from_ref(&entry), &[], at(1_000))
+        .unwrap();
     assert_eq!(s.attendance(&[b(7)]).unwrap(), vec![entry.clone()]);
     assert_eq!(
         s.attendance_by_meeting_no("987654321").unwrap(),
