@@ -208,11 +208,6 @@ impl Processor {
                         tracing::warn!(error = %e, "due retries could not be processed; they come again shortly");
                     }
                 }
-                // Rules 28-30: recorded Lark events, or attendance's timers.
-                _ = self.attendance.wake().notified() => self.attendance.turn().await,
-                _ = tokio::time::sleep_until(next_attendance.unwrap_or_else(far_future)), if next_attendance.is_some() => {
-                    self.attendance.turn().await
-                }
                 item = stream.recv() => {
                     let Some(first) = item else {
                         match subscriber.is_finished() {
@@ -229,6 +224,12 @@ impl Processor {
                         }
                     }
                     process_stream_batch(&engine, items, &shutdown).await;
+                }
+                // Rules 28-30: recorded Lark events, or attendance's timers (after the
+                // stream, so a backlog of attendance never keeps bookings waiting).
+                _ = self.attendance.wake().notified() => self.attendance.turn().await,
+                _ = tokio::time::sleep_until(next_attendance.unwrap_or_else(far_future)), if next_attendance.is_some() => {
+                    self.attendance.turn().await
                 }
             }
         }

@@ -104,8 +104,13 @@ impl Timing {
     }
 }
 
-fn chrono(d: Duration) -> chrono::Duration {
-    chrono::Duration::from_std(d).unwrap_or(chrono::Duration::MAX)
+/// `t` plus `d`, saturating: no configured duration or value from outside can overflow a
+/// time into a panic (rule 17).
+pub fn plus(t: DateTime<Utc>, d: Duration) -> DateTime<Utc> {
+    chrono::Duration::from_std(d)
+        .ok()
+        .and_then(|d| t.checked_add_signed(d))
+        .unwrap_or(DateTime::<Utc>::MAX_UTC)
 }
 
 /// The wait before try number `attempts + 1` after `attempts` failed ones.
@@ -117,7 +122,9 @@ pub fn backoff(attempts: u32) -> Duration {
 /// The earliest start of a meeting that counts as the session's, when the schedule is
 /// known.
 pub fn session_window_start(entry: &AttendanceEntry) -> Option<DateTime<Utc>> {
-    entry.scheduled_start.map(|s| s - EARLY_START)
+    entry
+        .scheduled_start
+        .map(|s| s.checked_sub_signed(EARLY_START).unwrap_or(s))
 }
 
 /// True when a meeting that started at `start` is before the session's window.
@@ -356,7 +363,7 @@ pub fn apply_lookup(
         entry.ended_at = None;
         let again = timing.grace.max(LOOKUP_REPEAT_MIN);
         entry.lookup = Owed {
-            at: Some(now + chrono(again)),
+            at: Some(plus(now, again)),
             attempts: 0,
         };
         return LookedUp::StillRunning;
@@ -512,7 +519,7 @@ fn lookup_due(entry: &AttendanceEntry, timing: &Timing) -> Option<DateTime<Utc>>
         return None;
     }
     let end = entry.scheduled_end?;
-    Some(entry.lookup.at.unwrap_or(end + chrono(timing.grace)))
+    Some(entry.lookup.at.unwrap_or_else(|| plus(end, timing.grace)))
 }
 
 /// When the no-show check is due (rule 30), if it is owed.
@@ -529,7 +536,7 @@ fn alert_due(entry: &AttendanceEntry, timing: &Timing) -> Option<DateTime<Utc>> 
     if entry.alert_checked || entry.no_show || host_present(entry) {
         return None;
     }
-    Some(entry.scheduled_start? + chrono(timing.no_show_after?))
+    Some(plus(entry.scheduled_start?, timing.no_show_after?))
 }
 
 /// True when the host's join into the session is known.
@@ -572,7 +579,7 @@ pub fn refresh(
     match (owed_write(entry, b, timing).is_some(), entry.write.at) {
         // Given up: waits for the meeting's next news (`rearm_write`).
         (true, None) if entry.write.attempts >= WRITE_ATTEMPTS => {}
-        (true, None) => entry.write.at = Some(now + chrono(WRITE_LINGER)),
+        (true, None) => entry.write.at = Some(plus(now, WRITE_LINGER)),
         (false, _) => entry.write = Owed::default(),
         (true, Some(_)) => {}
     }

@@ -13,8 +13,9 @@
 //! or the rows' timer ([`Attendance::next_due`]) fires. Everything it decides comes from
 //! `plan`; here are only the calls and the bookkeeping.
 //! A Lark call or a write that fails waits on its row's own backoff; nothing here holds
-//! up the booking pipeline for long (a turn takes at most [`DUE_PER_TURN`] rows, with
-//! [`LARK_AT_ONCE`] Lark calls at a time).
+//! up the booking pipeline for long (a turn takes at most [`DUE_PER_TURN`] rows, of which
+//! [`LARK_ROWS_PER_TURN`] need Lark, [`LARK_AT_ONCE`] at a time, each bounded by
+//! [`LOOKUP_TIMEOUT`]), and the processor gives stream batches their turn first.
 
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -27,7 +28,7 @@ use tokio::sync::Notify;
 use super::lookup::{LookupError, MeetingLookup};
 use super::no_show::NoShowNotices;
 use super::plan::{
-    self, apply_details, apply_event, apply_lookup, apply_presence, backoff, due, owed_write,
+    self, apply_details, apply_event, apply_lookup, apply_presence, backoff, due, owed_write, plus,
     refresh, session_window_start, settle_details, Applied, Timing, ALERT_RESEND_WINDOW,
     DETAILS_ATTEMPTS, LOOKUP_GIVE_UP, WRITE_ATTEMPTS,
 };
@@ -54,6 +55,13 @@ const EVENTS_PER_TURN: usize = 500;
 pub const DUE_PER_TURN: usize = 50;
 /// Lark calls in flight at once within a turn.
 pub const LARK_AT_ONCE: usize = 4;
+/// Rows whose work needs Lark (the participants call, a lookup, a no-show check) taken in
+/// one turn: with [`LOOKUP_TIMEOUT`] a turn holds the processor for at most about half a
+/// minute however slow Lark is; the rest stay due for the next turn.
+pub const LARK_ROWS_PER_TURN: usize = 8;
+/// Longest one row's Lark work may take, retries included (then it counts as failed and
+/// waits on its backoff).
+pub const LOOKUP_TIMEOUT: Duration = Duration::from_secs(15);
 /// Recorded events are kept this long (design §3 rule 28).
 const EVENTS_KEPT: chrono::Duration = chrono::Duration::days(7);
 /// Attendance rows are kept this long after their session ended, with nothing owed (a
@@ -351,12 +359,13 @@ impl Attendance {
         let timing = self.timing;
         let wanted: Vec<usize> = (0..rows.len())
             .filter(|&i| due(&rows[i], &timing, now).details)
+            .take(LARK_ROWS_PER_TURN)
             .collect();
         let calls = futures::stream::iter(wanted.into_iter().map(|i| {
             let row = rows[i].clone();
             async move {
                 let result = match row.meeting_id.as_deref() {
-                    Some(id) => Some(self.lookup.meeting(&row, id).await),
+                    Some(id) => Some(bounded(self.lookup.meeting(&row, id)).await),
                     None => None,
                 };
                 (i, result)
@@ -383,7 +392,7 @@ impl Attendance {
                     if e.is_transient() && attempts < DETAILS_ATTEMPTS {
                         tracing::warn!(error = %e, attempts, "the participants call failed; trying again later");
                         row.details = Owed {
-                            at: Some(now + to_chrono(backoff(attempts))),
+                            at: Some(plus(now, backoff(attempts))),
                             attempts,
                         };
                         self.count_lookup("details", "failed");
@@ -402,10 +411,11 @@ impl Attendance {
         let timing = self.timing;
         let wanted: Vec<usize> = (0..rows.len())
             .filter(|&i| due(&rows[i], &timing, now).lookup)
+            .take(LARK_ROWS_PER_TURN)
             .collect();
         let calls = futures::stream::iter(wanted.into_iter().map(|i| {
             let row = rows[i].clone();
-            async move { (i, self.session_meetings(&row, now).await) }
+            async move { (i, bounded(self.session_meetings(&row, now)).await) }
         }))
         .buffer_unordered(LARK_AT_ONCE)
         .collect::<Vec<_>>()
@@ -434,7 +444,7 @@ impl Attendance {
                     if e.is_transient() && now < end + LOOKUP_GIVE_UP {
                         tracing::warn!(error = %e, attempts, "post-end lookup failed; trying again later");
                         row.lookup = Owed {
-                            at: Some(now + to_chrono(backoff(attempts))),
+                            at: Some(plus(now, backoff(attempts))),
                             attempts,
                         };
                         self.count_lookup("post_end", "failed");
@@ -476,6 +486,7 @@ impl Attendance {
         let timing = self.timing;
         let wanted: Vec<usize> = (0..rows.len())
             .filter(|&i| due(&rows[i], &timing, now).no_show_check)
+            .take(LARK_ROWS_PER_TURN)
             .collect();
         if wanted.is_empty() {
             return Ok(());
@@ -547,7 +558,7 @@ impl Attendance {
         if let (Some(meeting_no), Some(window)) =
             (row.meeting_no.clone(), session_window_start(row))
         {
-            match self.lookup.session(row, &meeting_no, window, now).await {
+            match bounded(self.lookup.session(row, &meeting_no, window, now)).await {
                 Ok(meetings) => {
                     self.count_lookup("presence", "done");
                     if apply_presence(row, &meetings) {
@@ -657,12 +668,17 @@ impl Attendance {
             return;
         }
         row.write = Owed {
-            at: Some(now + to_chrono(backoff(attempts))),
+            at: Some(plus(now, backoff(attempts))),
             attempts,
         };
     }
 }
 
-fn to_chrono(d: Duration) -> chrono::Duration {
-    chrono::Duration::from_std(d).unwrap_or(chrono::Duration::MAX)
+/// One row's Lark work, bounded by [`LOOKUP_TIMEOUT`].
+async fn bounded<T>(
+    work: impl std::future::Future<Output = Result<T, LookupError>>,
+) -> Result<T, LookupError> {
+    tokio::time::timeout(LOOKUP_TIMEOUT, work)
+        .await
+        .unwrap_or(Err(LookupError::Lark(crate::lark::LarkError::Timeout)))
 }
