@@ -3,6 +3,7 @@
 //! (the booking's fields, Lark's reservations, the replay checkpoint) and counts calls.
 
 use std::collections::HashMap;
+use std::time::Duration;
 
 use axum::http::Method;
 use lark_vc_bridge::app::App;
@@ -647,6 +648,10 @@ async fn kill_mid_burst_and_restart(
     );
     lark.set_rate_limits(50, 1000);
 
+    // An apply the kill caught after it left is in doubt (rule 23): it is applied again
+    // only after the in-doubt delay, kept short here so the test need not wait a minute.
+    let mut settings = settings;
+    settings.processing.in_doubt_delay = Duration::from_secs(1);
     let app = start_app(sf, lark, settings, dir).await;
     wait_until(&format!("all {n} bookings have links"), || async {
         bookings.iter().all(|b| field(&app, b, LINK).is_some())

@@ -42,6 +42,8 @@ pub enum Subject {
     Failed(BookingId),
     /// A booking near its start without a meeting.
     Pending(BookingId),
+    /// A reservation or calendar event (its id) whose deletion is owed (rule 25).
+    Owed(String),
     /// A booking whose host has not joined its meeting (rule 30; once per booking, which
     /// the caller's own claim ensures).
     NoShow(BookingId),
@@ -54,6 +56,7 @@ impl Subject {
             Subject::Disconnected(_) => "disconnected",
             Subject::Failed(_) => "failed",
             Subject::Pending(_) => "pending",
+            Subject::Owed(_) => "owed",
             Subject::NoShow(_) => "no_show",
         }
     }
@@ -63,6 +66,7 @@ impl Subject {
         let id = match self {
             Subject::Disconnected(id) => id.as_str(),
             Subject::Failed(id) | Subject::Pending(id) | Subject::NoShow(id) => id.as_str(),
+            Subject::Owed(item) => item.as_str(),
         };
         format!("{}:{id}", self.kind())
     }
@@ -199,6 +203,31 @@ impl Alerter {
         self.send(&Subject::Failed(booking.clone()), &text).await
     }
 
+    /// A meeting (or its calendar event) that had to go could not be deleted: its host is
+    /// not connected (rule 25). It is deleted once they reconnect, or lapses at its end.
+    pub async fn deletion_owed(&self, owed: &OwedNotice<'_>) -> AlertOutcome {
+        let OwedNotice {
+            booking_id,
+            item_id,
+            what,
+            trainer,
+            connect_link,
+            record_url,
+        } = owed;
+        let mut text = format!(
+            "Booking {booking_id} no longer needs its {what}, but it could not be deleted in Lark: its host {trainer} is not connected. The session stays joinable"
+        );
+        if what.contains("calendar") {
+            text.push_str(" and the merchant keeps the invitation");
+        }
+        text.push_str(" until the trainer reconnects (it is deleted then) or the session ends.");
+        text.push_str(&format!("\nThe trainer's connect link: {connect_link}"));
+        if let Some(url) = record_url {
+            text.push_str(&format!("\nOpen the booking in Salesforce: {url}"));
+        }
+        self.send(&Subject::Owed(item_id.to_string()), &text).await
+    }
+
     /// A booking starting soon that still has no meeting.
     pub async fn booking_pending(&self, booking: &PendingBooking<'_>) -> AlertOutcome {
         let PendingBooking {
@@ -281,6 +310,20 @@ pub struct NoShowBooking<'a> {
     pub merchant: Option<String>,
     /// The meeting's join link.
     pub link: Option<&'a str>,
+    pub record_url: Option<&'a str>,
+}
+
+/// What an "owed deletion" alert says.
+#[derive(Debug, Clone)]
+pub struct OwedNotice<'a> {
+    pub booking_id: &'a BookingId,
+    /// The reservation's or event's id.
+    pub item_id: &'a str,
+    /// "Lark meeting" or "calendar event".
+    pub what: &'a str,
+    /// The host's name and id.
+    pub trainer: String,
+    pub connect_link: String,
     pub record_url: Option<&'a str>,
 }
 

@@ -134,6 +134,11 @@ pub mod names {
     /// (`undecodable_frame`, `unknown_type`, `fragment_expired`, `fragment_invalid`,
     /// `fragment_too_large`, `overloaded`, `bad_client_config`).
     pub const LARK_EVENT_FRAMES_DROPPED: &str = "lvb_lark_event_frames_dropped_total";
+    // The store (rule 23).
+    /// Gauge: 1 while the store can be written, 0 while it cannot (the pipeline pauses).
+    pub const STORE_WRITABLE: &str = "lvb_store_writable";
+    /// Counter: times the pipeline paused because the store could not be written.
+    pub const STORE_PAUSES: &str = "lvb_store_pauses_total";
     // Attendance and the no-show alert (rules 29 and 30).
     /// Counter: Lark events as attendance took them, by `outcome` (`applied`,
     /// `before_session`, `not_ours`: no booking's reservation has the meeting number,
@@ -189,6 +194,10 @@ const COUNTERS: &[(&str, &str)] = &[
         names::LARK_EVENT_FRAMES_DROPPED,
         "Frames from Lark's long connection dropped without an event, by reason",
     ),
+    (
+        names::STORE_PAUSES,
+        "Times the pipeline paused because the store could not be written",
+    ),
     // Attendance (rules 29 and 30).
     (
         names::ATTENDANCE_EVENTS,
@@ -210,6 +219,7 @@ const UNLABELLED_COUNTERS: &[&str] = &[
     names::EVENTS_RECEIVED,
     names::EVENTS_PROCESSED,
     names::LARK_EVENTS_RECONNECTS,
+    names::STORE_PAUSES,
 ];
 
 /// Gauges: name and help.
@@ -229,6 +239,10 @@ const GAUGES: &[(&str, &str)] = &[
     (
         names::LARK_EVENTS_CONNECTED,
         "1 while the long connection that brings Lark's events is open, else 0",
+    ),
+    (
+        names::STORE_WRITABLE,
+        "1 while the store can be written, 0 while it cannot (the pipeline pauses)",
     ),
 ];
 

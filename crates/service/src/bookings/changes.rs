@@ -19,7 +19,7 @@ pub fn event_work(
 ) -> EventWork {
     let booking = &settings.booking;
     if settings.streaming.is_platform_event() {
-        return EventWork::ids(&ev.record_ids);
+        return EventWork::edited(&ev.record_ids);
     }
     if !ev.entity.is_empty() && ev.entity != booking.object {
         return EventWork::Skip("other_object");
@@ -49,13 +49,17 @@ pub fn event_work(
             return EventWork::Skip("output_fields_only");
         }
     }
-    EventWork::ids(&ev.record_ids)
+    EventWork::edited(&ev.record_ids)
 }
 
 /// What an event asks of the pipeline.
 pub enum EventWork {
-    /// Read these bookings fresh and bring them in step.
+    /// Read these bookings fresh and bring them in step (a gap event: who changed them is
+    /// not known).
     Ids(Vec<BookingId>),
+    /// As `Ids`, changed by someone other than the service: a `Failed` one is re-armed
+    /// (rule 26).
+    Edited(Vec<BookingId>),
     /// Only a sweep covers it (a wildcard id, an overflow).
     Sweep,
     /// Nothing to do, and why (the `reason` label of skipped events).
@@ -63,6 +67,13 @@ pub enum EventWork {
 }
 
 impl EventWork {
+    fn edited(record_ids: &[String]) -> EventWork {
+        match EventWork::ids(record_ids) {
+            EventWork::Ids(ids) => EventWork::Edited(ids),
+            other => other,
+        }
+    }
+
     fn ids(record_ids: &[String]) -> EventWork {
         EventWork::Ids(
             record_ids

@@ -7,7 +7,7 @@
 //! bookings first); the parts it is built from are reachable read-only for the sweeps,
 //! the stream intake and the commands, which are free functions over it.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -24,7 +24,10 @@ use super::host_token::HostTokens;
 use super::meetings::Meetings;
 use super::model::{Booking, MeetingStatus};
 use super::notices::BookingAlerts;
-use super::outcome::{BookingFailure, BookingFailureKind, Outcome, PipelineError, Summary};
+use super::outcome::{
+    BookingFailure, BookingFailureKind, Outcome, PipelineError, Summary, Unrecorded,
+};
+use super::owed::OwedDeletions;
 use super::reader::{BookingReader, TemplateFields};
 use super::retries::{RetryList, Verdict};
 use super::status::PipelineStatus;
@@ -60,6 +63,7 @@ pub struct Engine {
     hosts: HostTokens,
     app: AppHost,
     meetings: Meetings,
+    owed: OwedDeletions,
     writer: WriteBatcher,
     retries: RetryList,
     alerts: BookingAlerts,
@@ -86,6 +90,17 @@ impl Engine {
             store.clone(),
             metrics.clone(),
         );
+        let alerts = BookingAlerts::new(
+            settings.clone(),
+            tokens.alerter().clone(),
+            salesforce.clone(),
+        );
+        let owed = OwedDeletions::new(
+            store.clone(),
+            hosts.clone(),
+            alerts.clone(),
+            metrics.clone(),
+        );
         let meetings = Meetings::new(
             settings.clone(),
             lark.clone(),
@@ -93,14 +108,10 @@ impl Engine {
             metrics.clone(),
             hosts.clone(),
             app.clone(),
+            owed.clone(),
         );
         let writer = WriteBatcher::new(settings.clone(), salesforce.clone(), metrics.clone());
         let retries = RetryList::new(store.clone(), &settings.processing, metrics.clone());
-        let alerts = BookingAlerts::new(
-            settings.clone(),
-            tokens.alerter().clone(),
-            salesforce.clone(),
-        );
         Engine {
             settings,
             salesforce,
@@ -113,6 +124,7 @@ impl Engine {
             hosts,
             app,
             meetings,
+            owed,
             writer,
             retries,
             alerts,
@@ -170,6 +182,16 @@ impl Engine {
         &self.app
     }
 
+    /// The deletions owed while hosts are not connected (rule 25).
+    pub fn owed(&self) -> &OwedDeletions {
+        &self.owed
+    }
+
+    /// The host tokens (a trainer's record and token).
+    pub fn hosts(&self) -> &HostTokens {
+        &self.hosts
+    }
+
     /// The retry list.
     pub fn retries(&self) -> &RetryList {
         &self.retries
@@ -182,11 +204,39 @@ impl Engine {
 
     /// Reads the given bookings fresh and brings each in step.
     pub async fn process_ids(&self, ids: &[BookingId]) -> Result<Summary, PipelineError> {
+        self.process_changes(ids, &HashSet::new()).await
+    }
+
+    /// As [`Engine::process_ids`], for bookings someone other than the service changed:
+    /// those in `edited` that are `Failed` are re-armed first (rule 26) — their attempts
+    /// and applies in doubt forgotten — so the edit gets them processed afresh.
+    pub async fn process_changes(
+        &self,
+        ids: &[BookingId],
+        edited: &HashSet<BookingId>,
+    ) -> Result<Summary, PipelineError> {
         if ids.is_empty() {
             return Ok(Summary::default());
         }
         let bookings = self.reader.by_ids(ids).await?;
+        for b in bookings
+            .iter()
+            .filter(|b| b.meeting_status == Some(MeetingStatus::Failed) && edited.contains(&b.id))
+        {
+            self.rearm(b)?;
+        }
         self.process(bookings).await
+    }
+
+    /// A user edited a `Failed` booking: its count of attempts and of applies in doubt
+    /// start over (rule 26). After lost answers the README asks the admin to look in the
+    /// trainer's Lark first: a meeting may exist there.
+    fn rearm(&self, booking: &Booking) -> Result<(), PipelineError> {
+        let _span = tracing::info_span!("booking", booking = %booking.id).entered();
+        self.retries.clear(&booking.id)?;
+        self.meetings.forget_applies_in_doubt(booking)?;
+        tracing::info!("a Failed booking was edited: re-armed, processing it afresh");
+        Ok(())
     }
 
     /// Decides and acts for each booking (bounded concurrency), batching write-backs;
@@ -314,12 +364,19 @@ impl Engine {
             hosts: &self.hosts,
             metrics: &self.metrics,
         };
-        let Acted { outcome, write } = actor.act(booking, decision).await?;
+        let Acted { outcome, write } = match actor.act(booking, decision).await {
+            Ok(acted) => acted,
+            Err(PipelineError::AnsweredNotRecorded(unrecorded)) => {
+                return Err(self.write_unrecorded(*unrecorded).await)
+            }
+            Err(e) => return Err(e),
+        };
         let calendar = CalendarStep {
             settings,
             store: &self.store,
             lark: &self.lark,
             hosts: &self.hosts,
+            owed: &self.owed,
             metrics: &self.metrics,
             field_present: fields
                 .present
@@ -331,6 +388,36 @@ impl Engine {
             let _ = writes.send(w).await;
         }
         Ok((outcome, retry))
+    }
+
+    /// A meeting Lark reserved but the store could not record (rule 23): its link and
+    /// reservation id go to the booking in Salesforce at once, on their own (the batch may
+    /// never be written), so the restart — or the next pass — finds the reservation on the
+    /// booking instead of reserving another. Returns the store's error: the pipeline pauses.
+    async fn write_unrecorded(&self, unrecorded: Unrecorded) -> PipelineError {
+        let Unrecorded {
+            booking: id,
+            reservation_id,
+            url,
+            status,
+            source,
+        } = unrecorded;
+        let (id, reservation_id, url) = (&id, reservation_id.as_str(), url.as_str());
+        let b = &self.settings.salesforce.booking;
+        let write = WriteBack::meeting(b, id, Some((reservation_id, url)), status, None);
+        match self.writer.write(vec![write]).await {
+            Ok(w) if w.refused.is_empty() => {
+                tracing::error!(reservation = %reservation_id, error = %source, "the store could not record a reserved meeting; its link went to the booking first");
+            }
+            Ok(w) => {
+                let reasons: Vec<&str> = w.refused.iter().map(|r| r.reason.as_str()).collect();
+                tracing::error!(reservation = %reservation_id, error = %source, refused = ?reasons, "the store could not record a reserved meeting, and Salesforce refused its link");
+            }
+            Err(e) => {
+                tracing::error!(reservation = %reservation_id, error = %source, salesforce = %e, "the store could not record a reserved meeting, and Salesforce could not be written either");
+            }
+        }
+        PipelineError::Store(source)
     }
 
     /// Sends the batch's write-backs; admins hear of each booking that became `Failed`

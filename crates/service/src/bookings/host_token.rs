@@ -58,6 +58,14 @@ impl HostTokens {
         }
     }
 
+    /// A trainer's record, read from Salesforce.
+    pub async fn record(
+        &self,
+        trainer: &TrainerId,
+    ) -> Result<Option<TrainerRecord>, PipelineError> {
+        Ok(self.tokens.trainers().get(trainer).await?)
+    }
+
     /// The host's record and token; None when they are gone or not connected.
     pub async fn host_token(
         &self,
@@ -133,7 +141,7 @@ impl UserTokenCallError for ApplyError {
     fn rejected_token(&self) -> Option<i64> {
         match self {
             ApplyError::Failed(e) => e.rejected_token(),
-            ApplyError::AnswerLost(_) => None,
+            ApplyError::AnswerLost(_) | ApplyError::NotRecorded => None,
         }
     }
 }

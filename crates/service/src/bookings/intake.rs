@@ -16,6 +16,7 @@ use tokio::sync::watch;
 use super::changes::{event_work, EventWork};
 use super::engine::Engine;
 use super::outcome::{PipelineError, Summary};
+use super::pause::{while_unwritable, Paused};
 use super::sweeps::reconcile;
 use crate::ids::{BookingId, ReplayId};
 use crate::metrics::{names, Failure};
@@ -32,6 +33,8 @@ pub const RETENTION: chrono::Duration = chrono::Duration::hours(72);
 #[derive(Debug, Default)]
 struct BatchWork {
     ids: Vec<BookingId>,
+    /// Those someone other than the service changed (rule 26).
+    edited: HashSet<BookingId>,
     sweep: bool,
     events: u64,
     first_replay: Option<i64>,
@@ -40,12 +43,13 @@ struct BatchWork {
 
 /// Processes a batch of stream items to the end, retrying on transient failure, then
 /// saves the checkpoint. Returns early (no checkpoint) when shutdown is asked for while it
-/// waits to retry: the events come again after the restart.
+/// waits to retry: the events come again after the restart. While the store cannot be
+/// written it waits (rule 23); the error is why it gave up on that.
 pub async fn process_stream_batch(
     engine: &Engine,
     items: Vec<StreamItem>,
     shutdown: &watch::Receiver<bool>,
-) {
+) -> Result<(), String> {
     let channel = engine.settings().salesforce.streaming.channel.clone();
     let work = read_batch(engine, items).await;
     let store = engine.store();
@@ -62,7 +66,7 @@ pub async fn process_stream_batch(
     let mut delays = crate::retry::backoff(BATCH_RETRY_MIN, BATCH_RETRY_MAX);
     loop {
         let result = async {
-            let mut s = engine.process_ids(&work.ids).await?;
+            let mut s = engine.process_changes(&work.ids, &work.edited).await?;
             if work.sweep {
                 s.add(&reconcile(engine).await?);
             }
@@ -76,6 +80,15 @@ pub async fn process_stream_batch(
                 }
                 break;
             }
+            Err(e) if engine.store().unwritable().is_some() => {
+                tracing::warn!(error = %e, "batch stopped: the store cannot be written");
+                let mut stop = shutdown.clone();
+                match while_unwritable(engine, &mut stop).await {
+                    Paused::Resumed => {}
+                    Paused::Stopped => return Ok(()),
+                    Paused::GaveUp(why) => return Err(why),
+                }
+            }
             Err(e) => {
                 let delay = delays.next().unwrap_or(BATCH_RETRY_MAX);
                 engine.metrics().failure(Failure::BatchRetry);
@@ -84,7 +97,7 @@ pub async fn process_stream_batch(
                 tokio::select! {
                     _ = tokio::time::sleep(delay) => {}
                     // Not checkpointed: the events come again after restart.
-                    _ = stop.wait_for(|s| *s) => return,
+                    _ = stop.wait_for(|s| *s) => return Ok(()),
                 }
             }
         }
@@ -98,6 +111,7 @@ pub async fn process_stream_batch(
             tracing::error!(error = %e, "could not save the checkpoint");
         }
     }
+    Ok(())
 }
 
 /// Turns stream items into the bookings they are about (coalesced), counting them.
@@ -126,20 +140,27 @@ async fn read_batch(engine: &Engine, items: Vec<StreamItem>) -> BatchWork {
                 work.last_replay = Some(ev.replay_id);
                 work.first_replay.get_or_insert(ev.replay_id);
                 work.events += 1;
-                match event_work(settings, &ev, own_user.as_deref()) {
-                    EventWork::Ids(list) => {
-                        if let Some(committed) = ev.commit_timestamp {
-                            for id in &list {
-                                metrics.change_committed(id, committed);
-                            }
-                        }
-                        work.ids.extend(list)
+                let (list, edited) = match event_work(settings, &ev, own_user.as_deref()) {
+                    EventWork::Ids(list) => (list, false),
+                    EventWork::Edited(list) => (list, true),
+                    EventWork::Sweep => {
+                        work.sweep = true;
+                        (Vec::new(), false)
                     }
-                    EventWork::Sweep => work.sweep = true,
                     EventWork::Skip(reason) => {
                         metrics.inc(names::EVENTS_SKIPPED, &[("reason", reason)]);
+                        (Vec::new(), false)
+                    }
+                };
+                if let Some(committed) = ev.commit_timestamp {
+                    for id in &list {
+                        metrics.change_committed(id, committed);
                     }
                 }
+                if edited {
+                    work.edited.extend(list.iter().cloned());
+                }
+                work.ids.extend(list);
             }
             StreamItem::Malformed { replay_id, reason } => {
                 let replay = replay_id.map_or_else(|| "unknown".to_string(), |r| r.to_string());

@@ -9,20 +9,23 @@
 //! What comes back is a [`Reservation`]: what the booking should show. Which fields that
 //! writes is `act`'s.
 
-use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
+use std::sync::{Arc, Mutex};
 
 use chrono::{DateTime, Utc};
 
 use super::app_host::{AppHost, RESERVE_PERMISSION_REASON};
-use super::decide::{KnownReservation, Reserver, PENDING_REASON};
+use super::decide::{KnownReservation, Reserver, MAX_RESERVATION_AHEAD, PENDING_REASON};
 use super::host_token::{HostToken, HostTokens};
 use super::model::{Booking, MeetingStatus};
-use super::outcome::PipelineError;
+use super::outcome::{PipelineError, Unrecorded};
+use super::owed::OwedDeletions;
 use crate::config::{Settings, Unconnected};
-use crate::lark::{ApplyError, LarkClient, LarkError, Reserve};
+use crate::ids::{BookingId, TrainerId};
+use crate::lark::{ApplyError, ApplyLedger, LarkClient, LarkError, NotRecorded, Reserve};
 use crate::metrics::{names, Failure, Metrics};
 use crate::salesforce::values::clip;
-use crate::store::{AppHostedEntry, ReservationEntry, Store};
+use crate::store::{AppHostedEntry, OwedItem, ReservationEntry, Store, StoreError};
 use crate::tokens::trainer::TrainerRecord;
 
 /// What the booking should show after a reservation call.
@@ -51,6 +54,7 @@ pub struct Meetings {
     metrics: Metrics,
     hosts: HostTokens,
     app: AppHost,
+    owed: OwedDeletions,
 }
 
 impl Meetings {
@@ -62,6 +66,7 @@ impl Meetings {
         metrics: Metrics,
         hosts: HostTokens,
         app: AppHost,
+        owed: OwedDeletions,
     ) -> Meetings {
         Meetings {
             settings,
@@ -70,6 +75,7 @@ impl Meetings {
             metrics,
             hosts,
             app,
+            owed,
         }
     }
 
@@ -113,35 +119,27 @@ impl Meetings {
                 return Ok(Reservation::Waiting(PENDING_REASON.into()));
             }
         };
+        // Rule 23: each request is recorded right before it leaves (and none leaves when it
+        // cannot be); one Lark refused outright no longer counts.
+        let intents = Intents::new(&self.store, &booking.id, &trainer.id);
+        let ledger = &intents;
         let result = self
             .hosts
             .with_token_retry(trainer, token, |lark, t| async move {
-                lark.apply_reserve(&t, end_time, topic).await
+                lark.apply_reserve(&t, end_time, topic, ledger).await
             })
             .await;
         match result {
             Ok(reserve) => {
-                let no = meeting_no(&reserve);
-                self.journal(
-                    booking,
-                    trainer,
-                    Lark {
-                        id: &reserve.id,
-                        url: &reserve.url,
-                        meeting_no: no,
-                    },
+                let answer = Answered {
+                    reserve,
+                    status: MeetingStatus::Created,
                     end_time,
                     topic,
-                )?;
-                self.store.clear_in_doubt(&booking.id)?;
-                self.metrics.inc(names::MEETINGS, &[("action", "created")]);
-                self.metrics
-                    .inc(names::MEETINGS_BY_HOST, &[("host", "trainer")]);
-                tracing::info!(reservation = %reserve.id, "meeting reserved");
-                Ok(held(reserve, MeetingStatus::Created))
+                };
+                self.answered(booking, trainer, answer, None)
             }
-            Err(ApplyError::AnswerLost(source)) => self.answer_lost(booking, trainer, &source),
-            Err(ApplyError::Failed(e)) => self.lark_failure(booking, e),
+            Err(e) => self.not_applied(booking, &intents, e),
         }
     }
 
@@ -161,12 +159,73 @@ impl Meetings {
                 return Ok(Reservation::Waiting(reason.into()));
             }
         };
+        let intents = Intents::new(&self.store, &booking.id, &trainer.id);
         match self
             .lark
-            .apply_reserve_for_owner(&owner, end_time, topic)
+            .apply_reserve_for_owner(&owner, end_time, topic, &intents)
             .await
         {
             Ok(reserve) => {
+                let answer = Answered {
+                    reserve,
+                    status: MeetingStatus::CreatedByApp,
+                    end_time,
+                    topic,
+                };
+                self.answered(booking, trainer, answer, Some(owner))
+            }
+            Err(ApplyError::Failed(e @ LarkError::PermissionDenied { .. })) => {
+                self.metrics.failure(Failure::AppPermissionMissing);
+                tracing::warn!(error = %e, "the Lark app may not reserve meetings for users");
+                Ok(Reservation::Waiting(RESERVE_PERMISSION_REASON.into()))
+            }
+            Err(e) => self.not_applied(booking, &intents, e),
+        }
+    }
+
+    /// An apply that did not come back with a meeting: its answer lost after it left (in
+    /// doubt), never sent because it could not be recorded (the store's error), or refused.
+    fn not_applied(
+        &self,
+        booking: &Booking,
+        intents: &Intents<'_>,
+        e: ApplyError,
+    ) -> Result<Reservation, PipelineError> {
+        match e {
+            ApplyError::AnswerLost(source) if intents.in_flight() => {
+                self.answer_lost(booking, intents.applies(), &source)
+            }
+            // Cut off before it left (waiting for its slot): nothing to doubt.
+            ApplyError::AnswerLost(source) => self.lark_failure(booking, source),
+            ApplyError::NotRecorded => Err(intents.store_error()),
+            ApplyError::Failed(e) => self.lark_failure(booking, e),
+        }
+    }
+
+    /// Lark answered an apply: the app's record (for one it made), the journal, and the
+    /// apply is no longer in doubt. When the store cannot take that, the answer must still
+    /// not be lost: it goes to the booking in Salesforce before anything else (the engine
+    /// writes it), so the restart finds the reservation there (rule 23).
+    fn answered(
+        &self,
+        booking: &Booking,
+        trainer: &TrainerRecord,
+        answer: Answered<'_>,
+        app_owner: Option<String>,
+    ) -> Result<Reservation, PipelineError> {
+        let Answered {
+            reserve,
+            status,
+            end_time,
+            topic,
+        } = answer;
+        let host = if app_owner.is_some() {
+            "app"
+        } else {
+            "trainer"
+        };
+        let recorded = (|| {
+            if let Some(owner) = app_owner {
                 // Recorded before the journal: whenever the journal has the reservation,
                 // the store also knows the app made it (and must change it).
                 self.store.record_app_hosted(&AppHostedEntry {
@@ -176,32 +235,31 @@ impl Meetings {
                     trainer_id: trainer.id.clone(),
                     created_at: Utc::now(),
                 })?;
-                let no = meeting_no(&reserve);
-                self.journal(
-                    booking,
-                    trainer,
-                    Lark {
-                        id: &reserve.id,
-                        url: &reserve.url,
-                        meeting_no: no,
-                    },
-                    end_time,
-                    topic,
-                )?;
-                self.store.clear_in_doubt(&booking.id)?;
-                self.metrics.inc(names::MEETINGS, &[("action", "created")]);
-                self.metrics
-                    .inc(names::MEETINGS_BY_HOST, &[("host", "app")]);
-                tracing::info!(reservation = %reserve.id, "meeting reserved by the app for the trainer");
-                Ok(held(reserve, MeetingStatus::CreatedByApp))
             }
-            Err(ApplyError::AnswerLost(source)) => self.answer_lost(booking, trainer, &source),
-            Err(ApplyError::Failed(e @ LarkError::PermissionDenied { .. })) => {
-                self.metrics.failure(Failure::AppPermissionMissing);
-                tracing::warn!(error = %e, "the Lark app may not reserve meetings for users");
-                Ok(Reservation::Waiting(RESERVE_PERMISSION_REASON.into()))
+            let lark = Lark {
+                id: &reserve.id,
+                url: &reserve.url,
+                meeting_no: meeting_no(&reserve),
+            };
+            self.journal(booking, trainer, lark, end_time, topic)?;
+            self.store.clear_in_doubt(&booking.id)?;
+            Ok::<(), PipelineError>(())
+        })();
+        self.metrics.inc(names::MEETINGS, &[("action", "created")]);
+        self.metrics.inc(names::MEETINGS_BY_HOST, &[("host", host)]);
+        tracing::info!(reservation = %reserve.id, host, "meeting reserved");
+        match recorded {
+            Ok(()) => Ok(held(reserve, status)),
+            Err(PipelineError::Store(source)) => {
+                Err(PipelineError::AnsweredNotRecorded(Box::new(Unrecorded {
+                    booking: booking.id.clone(),
+                    reservation_id: reserve.id,
+                    url: reserve.url,
+                    status,
+                    source,
+                })))
             }
-            Err(ApplyError::Failed(e)) => self.lark_failure(booking, e),
+            Err(e) => Err(e),
         }
     }
 
@@ -286,7 +344,8 @@ impl Meetings {
     }
 
     /// Deletes a reservation with its host's token (the app's when the app made it); one
-    /// already gone is fine. A host who is not connected cannot delete it: it lapses.
+    /// already gone is fine. A host who is not connected cannot delete it now: the deletion
+    /// is owed (rule 25) and the booking moves on.
     pub async fn delete(
         &self,
         booking: &Booking,
@@ -329,9 +388,22 @@ impl Meetings {
                     source,
                 })
             }
-            None => {
-                tracing::warn!(reservation = %rid, "host trainer not connected; the old reservation cannot be deleted and lapses on its own");
-            }
+            None => match &res.trainer_id {
+                // Rule 25: owed until the host reconnects (or the meeting ends).
+                Some(host) => {
+                    let ends_at = res
+                        .end_time
+                        .or(booking.end)
+                        .unwrap_or_else(|| Utc::now() + MAX_RESERVATION_AHEAD);
+                    let item = OwedItem::Reservation {
+                        reservation_id: rid.to_string(),
+                    };
+                    self.owed.owe(booking, host, item, ends_at).await?;
+                }
+                None => {
+                    tracing::warn!(reservation = %rid, "the reservation's host is unknown; it cannot be deleted and lapses on its own");
+                }
+            },
         }
         self.store.forget_app_hosted(&booking.id)?;
         Ok(self.store.forget_reservation(&booking.id)?)
@@ -364,20 +436,17 @@ impl Meetings {
         )?)
     }
 
-    /// An apply (with the trainer's token or the app's) whose answer was lost: journalled
-    /// as in doubt; the booking waits out `processing.in_doubt_delay`, or is `Failed`
+    /// An apply (with the trainer's token or the app's) whose answer was lost: it stays in
+    /// doubt as recorded; the booking waits out `processing.in_doubt_delay`, or is `Failed`
     /// after the last allowed apply.
     fn answer_lost(
         &self,
         booking: &Booking,
-        trainer: &TrainerRecord,
+        applies: u32,
         source: &LarkError,
     ) -> Result<Reservation, PipelineError> {
-        // Journalled before anything else: a restart must not forget it.
+        // Already recorded before it was sent: a restart does not forget it.
         let now = Utc::now();
-        let applies = self
-            .store
-            .record_in_doubt_apply(&booking.id, &trainer.id, now)?;
         self.metrics.failure(Failure::ApplyAnswerLost);
         tracing::warn!(applies, error = %source, "the answer to a reserve apply was lost; a meeting may exist in Lark");
         if applies >= self.settings.processing.max_in_doubt_applies {
@@ -434,6 +503,84 @@ fn after_in_doubt_delay(settings: &Settings, at: DateTime<Utc>) -> DateTime<Utc>
         .ok()
         .and_then(|d| at.checked_add_signed(d))
         .unwrap_or(DateTime::<Utc>::MAX_UTC)
+}
+
+/// The booking's apply requests as [`ApplyLedger`] (rule 23): each is recorded in doubt
+/// right before it leaves, and settled when Lark refuses it outright.
+struct Intents<'a> {
+    store: &'a Store,
+    booking: &'a BookingId,
+    host: &'a TrainerId,
+    /// Applies in doubt for the booking after the last one recorded.
+    applies: AtomicU32,
+    /// The last request left and was not refused.
+    in_flight: AtomicBool,
+    /// Why the last one could not be recorded.
+    failed: Mutex<Option<StoreError>>,
+}
+
+impl<'a> Intents<'a> {
+    fn new(store: &'a Store, booking: &'a BookingId, host: &'a TrainerId) -> Self {
+        Intents {
+            store,
+            booking,
+            host,
+            applies: AtomicU32::new(0),
+            in_flight: AtomicBool::new(false),
+            failed: Mutex::new(None),
+        }
+    }
+
+    fn applies(&self) -> u32 {
+        self.applies.load(Ordering::SeqCst)
+    }
+
+    fn in_flight(&self) -> bool {
+        self.in_flight.load(Ordering::SeqCst)
+    }
+
+    /// The store's error that kept a request from leaving.
+    fn store_error(&self) -> PipelineError {
+        match self.failed.lock().unwrap_or_else(|p| p.into_inner()).take() {
+            Some(e) => PipelineError::Store(e),
+            None => PipelineError::Store(StoreError::Unwritable),
+        }
+    }
+}
+
+impl ApplyLedger for Intents<'_> {
+    fn sending(&self) -> Result<(), NotRecorded> {
+        match self
+            .store
+            .record_in_doubt_apply(self.booking, self.host, Utc::now())
+        {
+            Ok(applies) => {
+                self.applies.store(applies, Ordering::SeqCst);
+                self.in_flight.store(true, Ordering::SeqCst);
+                Ok(())
+            }
+            Err(e) => {
+                *self.failed.lock().unwrap_or_else(|p| p.into_inner()) = Some(e);
+                Err(NotRecorded)
+            }
+        }
+    }
+
+    fn refused(&self) {
+        self.in_flight.store(false, Ordering::SeqCst);
+        if let Err(e) = self.store.settle_refused_apply(self.booking) {
+            // Counted as in doubt a little too long: safe, and the store pauses us anyway.
+            tracing::warn!(error = %e, "could not settle an apply Lark refused");
+        }
+    }
+}
+
+/// An apply Lark answered, and what it was for.
+struct Answered<'t> {
+    reserve: Reserve,
+    status: MeetingStatus,
+    end_time: DateTime<Utc>,
+    topic: &'t str,
 }
 
 /// What Lark's answer says of a reservation, as the journal keeps it.

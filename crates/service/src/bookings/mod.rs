@@ -2,8 +2,8 @@
 //! only those above it in this list (`.ci/layers` checks):
 //!
 //! - `status`     — the pipeline status `/readyz` reports
-//! - `outcome`    — what processing came to: outcome, summary, failures, the pipeline's error
 //! - `model`      — a booking as read, parsed into typed fields
+//! - `outcome`    — what processing came to: outcome, summary, failures, the pipeline's error
 //! - `decide`     — the pure decision from a booking's current state, naming whose token acts
 //! - `changes`    — which bookings a change event is about
 //! - `retries`    — the durable retry list's rules: kinds, counts, backoff, giving up
@@ -11,6 +11,7 @@
 //! - `reader`     — every booking SOQL (by id, upcoming, a trainer's) and the one describe
 //! - `notices`    — admin alerts about bookings (Failed, no meeting near start)
 //! - `host_token` — a host's user token: calls with it, the host's record, reminders
+//! - `owed`       — deletions owed while a host is not connected, made when they return (rule 25)
 //! - `app_host`   — trainers' open_ids for meetings the app reserves (rule 21)
 //! - `meetings`   — reservations in Lark with the named token, the journal, applies in doubt
 //! - `act`        — carrying a decision out into a reservation and a write-back
@@ -18,6 +19,7 @@
 //! - `attendance` — what happened in each meeting, back on its booking; the no-show alert
 //!   (rules 28–30; its own folder)
 //! - `engine`     — the one verb: read, decide, act, calendar, write back, retry list
+//! - `pause`      — the pipeline paused while the store cannot be written (rule 23)
 //! - `watch`      — the sweep's gauges and its "still no meeting" alerts
 //! - `sweeps`     — reconciliation, a trainer's bookings on (dis)connect
 //! - `intake`     — stream batches: coalescing, the replay checkpoint, where to start
@@ -37,6 +39,8 @@ pub mod meetings;
 pub mod model;
 pub mod notices;
 pub mod outcome;
+pub mod owed;
+pub mod pause;
 pub mod processor;
 pub mod reader;
 pub mod remind;

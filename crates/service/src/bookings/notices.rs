@@ -10,9 +10,11 @@ use futures::StreamExt;
 
 use super::model::{Booking, MeetingStatus};
 use super::outcome::{BookingFailure, BookingFailureKind};
-use crate::alerts::{trainer_label, AlertOutcome, Alerter, NoShowBooking, PendingBooking};
+use crate::alerts::{
+    trainer_label, AlertOutcome, Alerter, NoShowBooking, OwedNotice, PendingBooking,
+};
 use crate::config::Settings;
-use crate::ids::BookingId;
+use crate::ids::{BookingId, TrainerId};
 use crate::salesforce::SalesforceClient;
 
 /// Alerts posted at once (each bounded in time by the alerter), so a pass with many keeps
@@ -101,6 +103,31 @@ impl BookingAlerts {
             ..alert
         };
         self.alerter.booking_no_show(&alert).await
+    }
+
+    /// A reservation or event that had to go could not be deleted: its host `trainer`
+    /// (named `name`) is not connected (rule 25).
+    pub async fn deletion_owed(
+        &self,
+        booking: &BookingId,
+        item_id: &str,
+        what: &str,
+        trainer: &TrainerId,
+        name: Option<&str>,
+    ) {
+        if !self.are_on() {
+            return;
+        }
+        let record_url = self.record_url(booking).await;
+        let notice = OwedNotice {
+            booking_id: booking,
+            item_id,
+            what,
+            trainer: trainer_label(name, trainer),
+            connect_link: self.settings.server.connect_link(trainer),
+            record_url: record_url.as_deref(),
+        };
+        self.alerter.deletion_owed(&notice).await;
     }
 
     /// `{instance_url}/{record id}`: Salesforce opens the record from there.

@@ -5,6 +5,7 @@
 
 use chrono::{DateTime, Utc};
 
+use super::model::MeetingStatus;
 use crate::ids::{BookingId, TrainerId};
 use crate::lark::LarkError;
 use crate::salesforce::SalesforceError;
@@ -149,7 +150,23 @@ pub enum PipelineError {
         applies: u32,
         retry_at: DateTime<Utc>,
     },
+    /// Lark reserved a meeting, but the store could not record it (rule 23): the engine
+    /// writes it to the booking in Salesforce before anything else, then the pipeline
+    /// pauses as for any store failure.
+    #[error("booking {}: Lark reserved meeting {}, but the store could not record it: {}", .0.booking, .0.reservation_id, .0.source)]
+    AnsweredNotRecorded(Box<Unrecorded>),
     /// The local store failed.
     #[error(transparent)]
     Store(#[from] StoreError),
+}
+
+/// A meeting Lark reserved that the store could not record (rule 23).
+#[derive(Debug)]
+pub struct Unrecorded {
+    pub booking: BookingId,
+    pub reservation_id: String,
+    pub url: String,
+    /// `Created` or `Created by App`.
+    pub status: MeetingStatus,
+    pub source: StoreError,
 }

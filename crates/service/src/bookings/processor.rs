@@ -16,7 +16,9 @@ use super::attendance::{Attendance, AttendanceParts, AttendanceSink};
 use super::engine::Engine;
 use super::intake::{process_stream_batch, start_position};
 use super::outcome::{PipelineError, Summary};
+use super::pause::{while_unwritable, Paused};
 use super::sweeps::{on_trainer_event, reconcile};
+use crate::metrics::names;
 use crate::salesforce::streaming::{run_subscriber, StreamStatus};
 use crate::tasks::Tasks;
 use crate::tokens::{refresh_pass, TrainerEvent};
@@ -28,6 +30,10 @@ const STREAM_BUFFER: usize = 4_096;
 const MAX_BATCH_ITEMS: usize = 2_000;
 /// How long shutdown waits for the subscriber to say goodbye.
 const SUBSCRIBER_GOODBYE: Duration = Duration::from_secs(10);
+/// After due retries could not be processed (Salesforce down, say), the wait before the
+/// list is looked at again: their due times are in the past, so without it the timer would
+/// be ready at once, again and again.
+const DUE_RETRIES_BACKOFF: Duration = Duration::from_secs(5);
 
 enum Control {
     RefreshPass,
@@ -163,13 +169,26 @@ impl Processor {
         // If this task is dropped (aborted), the subscriber goes with it.
         let _guard = AbortOnDrop(vec![subscriber.abort_handle()]);
         let mut start_sweep = sweep_first;
+        engine.metrics().set(names::STORE_WRITABLE, &[], 1.0);
+        let mut retries_not_before = tokio::time::Instant::now();
 
         if let Err(e) = self.attendance.recompute() {
             tracing::error!(error = %e, "could not recompute attendance's timers");
         }
         let mut stop = shutdown.clone();
+        let mut gave_up = None;
         loop {
-            let next_retry = engine.next_retry();
+            // Rule 23: nothing that would change Lark or Salesforce while the store cannot
+            // record it; nothing is taken from the stream, the list or the commands.
+            match while_unwritable(&engine, &mut stop).await {
+                Paused::Resumed => {}
+                Paused::Stopped => break,
+                Paused::GaveUp(why) => {
+                    gave_up = Some(why);
+                    break;
+                }
+            }
+            let next_retry = engine.next_retry().map(|at| at.max(retries_not_before));
             let next_attendance = self.attendance.next_due();
             tokio::select! {
                 biased;
@@ -205,7 +224,8 @@ impl Processor {
                 }
                 _ = tokio::time::sleep_until(next_retry.unwrap_or_else(far_future)), if next_retry.is_some() => {
                     if let Err(e) = engine.run_due_retries().await {
-                        tracing::warn!(error = %e, "due retries could not be processed; they come again shortly");
+                        retries_not_before = tokio::time::Instant::now() + DUE_RETRIES_BACKOFF;
+                        tracing::warn!(error = %e, retry_in = ?DUE_RETRIES_BACKOFF, "due retries could not be processed; they come again shortly");
                     }
                 }
                 item = stream.recv() => {
@@ -223,7 +243,10 @@ impl Processor {
                             Err(_) => break,
                         }
                     }
-                    process_stream_batch(&engine, items, &shutdown).await;
+                    if let Err(why) = process_stream_batch(&engine, items, &shutdown).await {
+                        gave_up = Some(why);
+                        break;
+                    }
                 }
                 // Rules 28-30: recorded Lark events, or attendance's timers (after the
                 // stream, so a backlog of attendance never keeps bookings waiting).
@@ -240,6 +263,11 @@ impl Processor {
         {
             tracing::warn!("the streaming subscriber did not stop in time; cancelled");
             subscriber.abort();
+        }
+        if let Some(why) = gave_up {
+            engine.status().set_store_writable(false);
+            tracing::error!(reason = %why, "processor stopped: the store cannot be written");
+            return Err(anyhow::anyhow!(why));
         }
         tracing::info!("processor stopped");
         Ok(())

@@ -1,6 +1,7 @@
 //! The pipeline's status, published for whoever reports on it (`/readyz` reads it; the
 //! bookings side knows nothing of HTTP). The subscriber's status watch is its one writer
-//! for the streaming part; start-up and the subscriber set the Salesforce login part.
+//! for the streaming part; start-up and the subscriber set the Salesforce login part; the
+//! processor sets whether the store can be written.
 
 use std::sync::atomic::{AtomicBool, Ordering};
 
@@ -9,6 +10,8 @@ use std::sync::atomic::{AtomicBool, Ordering};
 pub struct PipelineStatus {
     salesforce: AtomicBool,
     streaming: AtomicBool,
+    /// The store cannot be written: the pipeline is paused (rule 23).
+    store_unwritable: AtomicBool,
 }
 
 impl PipelineStatus {
@@ -22,9 +25,19 @@ impl PipelineStatus {
         self.streaming.load(Ordering::Relaxed)
     }
 
-    /// True when both are up.
+    /// True while the store can be written.
+    pub fn store_writable(&self) -> bool {
+        !self.store_unwritable.load(Ordering::Relaxed)
+    }
+
+    /// True when Salesforce and the subscription are up and the store can be written.
     pub fn ready(&self) -> bool {
-        self.salesforce_login() && self.streaming_subscription()
+        self.salesforce_login() && self.streaming_subscription() && self.store_writable()
+    }
+
+    /// Records whether the store can be written.
+    pub fn set_store_writable(&self, writable: bool) {
+        self.store_unwritable.store(!writable, Ordering::Relaxed);
     }
 
     /// Records that a Salesforce login worked.

@@ -32,6 +32,8 @@ pub async fn reconcile(engine: &Engine) -> Result<Summary, PipelineError> {
     // A meeting an apply in doubt may have made lapses within Lark's 30 days.
     store.prune_in_doubt(now - IN_DOUBT_KEPT)?;
     engine.app_host().prune(now)?;
+    // Rule 25: what hosts owe — dropped once ended, made where they are connected now.
+    engine.owed().sweep(now).await?;
     let vanished: Vec<BookingId> = store
         .reservation_booking_ids()?
         .into_iter()
@@ -56,6 +58,18 @@ pub async fn on_trainer_event(
     engine: &Engine,
     event: &TrainerEvent,
 ) -> Result<Summary, PipelineError> {
+    // Rule 25: a host who reconnects first gets the deletions they owe made.
+    if let TrainerEvent::Connected(id) = event {
+        if let Some(record) = engine.hosts().record(id).await? {
+            let made = engine.owed().settle_for(&record).await?;
+            if made > 0 {
+                tracing::info!(
+                    made,
+                    "owed deletions made now that the trainer is connected"
+                );
+            }
+        }
+    }
     let which = match event {
         // With the calendar on, a (re)connect also puts meetings that already exist on
         // the trainer's calendar (a trainer who lacked the calendar scopes until now);

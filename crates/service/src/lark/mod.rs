@@ -43,7 +43,7 @@ pub use events::{EventSink, EventsError, LarkEvent, LongConnection, SinkError};
 pub use meetings::{MeetingAuth, MeetingBrief, MeetingDetail, Participant};
 pub use oauth::{LarkUser, TokenGrant};
 pub use pacing::Pacer;
-pub use vc::{ApplyError, Reserve};
+pub use vc::{ApplyError, ApplyLedger, NotRecorded, Reserve};
 
 use app_token::TokenCache;
 use error::{classify, lenient_i64, truncate, ErrorContext};
@@ -503,6 +503,9 @@ impl SendFailure {
 struct NotReplayable {
     error: LarkError,
     may_have_reached: bool,
+    /// The caller could not record the request before it would have left (rule 23):
+    /// nothing was sent, and nothing may be until it can.
+    unrecorded: bool,
 }
 
 impl NotReplayable {
@@ -510,6 +513,7 @@ impl NotReplayable {
         NotReplayable {
             error: f.error,
             may_have_reached: f.may_have_reached,
+            unrecorded: false,
         }
     }
 
@@ -517,6 +521,23 @@ impl NotReplayable {
         NotReplayable {
             error,
             may_have_reached: true,
+            unrecorded: false,
+        }
+    }
+
+    fn not_sent(error: LarkError) -> NotReplayable {
+        NotReplayable {
+            error,
+            may_have_reached: false,
+            unrecorded: false,
+        }
+    }
+
+    fn unrecorded() -> NotReplayable {
+        NotReplayable {
+            error: LarkError::Transport("not sent: the apply could not be recorded first".into()),
+            may_have_reached: false,
+            unrecorded: true,
         }
     }
 }
@@ -530,6 +551,7 @@ impl std::fmt::Display for NotReplayable {
 impl crate::retry::Retryable for NotReplayable {
     fn retry_hint(&self) -> crate::retry::RetryHint {
         match self.error {
+            _ if self.unrecorded => crate::retry::RetryHint::Never,
             LarkError::Timeout | LarkError::Transport(_) if self.may_have_reached => {
                 crate::retry::RetryHint::Never
             }

@@ -149,3 +149,14 @@ pub(crate) async fn settle() {
         tokio::task::yield_now().await;
     }
 }
+
+/// An [`super::ApplyLedger`] that records nothing (tests of the client alone).
+pub(crate) struct NoLedger;
+
+impl super::ApplyLedger for NoLedger {
+    fn sending(&self) -> Result<(), super::NotRecorded> {
+        Ok(())
+    }
+
+    fn refused(&self) {}
+}

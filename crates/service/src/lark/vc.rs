@@ -91,6 +91,9 @@ pub enum ApplyError {
     /// has no idempotency key, so the caller decides whether to apply again (rule 13).
     #[error("the answer to the reserve apply was lost ({0}); a meeting may exist in Lark")]
     AnswerLost(#[source] LarkError),
+    /// The caller's [`ApplyLedger`] could not record the request: nothing was sent.
+    #[error("the reserve apply could not be recorded before sending; nothing was sent")]
+    NotRecorded,
 }
 
 impl From<NotReplayable> for ApplyError {
@@ -98,12 +101,29 @@ impl From<NotReplayable> for ApplyError {
     /// answer lost (rule 13); anything else failed outright.
     fn from(f: NotReplayable) -> ApplyError {
         match f.error {
+            _ if f.unrecorded => ApplyError::NotRecorded,
             LarkError::Timeout | LarkError::Transport(_) if f.may_have_reached => {
                 ApplyError::AnswerLost(f.error)
             }
             error => ApplyError::Failed(error),
         }
     }
+}
+
+/// Why an [`ApplyLedger`] would not let a request leave.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct NotRecorded;
+
+/// Told of every reserve apply request as it is about to leave — after its pacing slot,
+/// right before it is written to the wire — and of every one Lark refused outright, so the
+/// caller records each apply before it is sent (design §3 rule 23) and only applies that
+/// may have reached Lark stay in doubt. A request waiting for its slot when the process
+/// dies was never recorded, and never sent.
+pub trait ApplyLedger: Send + Sync {
+    /// The request is about to leave: record it. An error stops it; nothing is sent.
+    fn sending(&self) -> Result<(), NotRecorded>;
+    /// The request made nothing: Lark refused it outright, or it never left.
+    fn refused(&self);
 }
 
 impl LarkClient {
@@ -124,13 +144,14 @@ impl LarkClient {
         token: &AccessToken,
         end_time: DateTime<Utc>,
         topic: &str,
+        ledger: &dyn ApplyLedger,
     ) -> Result<Reserve, ApplyError> {
         let body = serde_json::json!({
             "end_time": unix_seconds(end_time),
             "meeting_settings": self.meeting_settings(topic),
         });
         let result = with_retry(&self.paced_policy(), "lark reserve apply", || {
-            self.apply_once(token.secret(), &body)
+            self.apply_once(token.secret(), &body, ledger)
         })
         .await;
         result.map_err(ApplyError::from)
@@ -225,6 +246,7 @@ impl LarkClient {
         owner_open_id: &str,
         end_time: DateTime<Utc>,
         topic: &str,
+        ledger: &dyn ApplyLedger,
     ) -> Result<Reserve, ApplyError> {
         if owner_open_id.trim().is_empty() {
             return Err(ApplyError::Failed(LarkError::InvalidParams {
@@ -238,12 +260,9 @@ impl LarkClient {
             "meeting_settings": self.meeting_settings(topic),
         });
         let result = with_retry(&self.paced_policy(), "lark reserve apply (app)", || async {
-            let token = self.tenant_token().await.map_err(|error| NotReplayable {
-                error,
-                // Nothing was applied yet: the tenant token is fetched first.
-                may_have_reached: false,
-            })?;
-            let applied = self.apply_once(token.expose_secret(), &body).await;
+            // Nothing was applied yet: the tenant token is fetched first.
+            let token = self.tenant_token().await.map_err(NotReplayable::not_sent)?;
+            let applied = self.apply_once(token.expose_secret(), &body, ledger).await;
             if let Err(NotReplayable {
                 error: LarkError::Retryable { code, .. },
                 ..
@@ -266,6 +285,7 @@ impl LarkClient {
         &self,
         bearer: &str,
         body: &serde_json::Value,
+        ledger: &dyn ApplyLedger,
     ) -> Result<Reserve, NotReplayable> {
         self.inner.apply_pacer.acquire().await;
         let request = self
@@ -274,14 +294,24 @@ impl LarkClient {
             .post(self.url(APPLY_PATH))
             .bearer_auth(bearer)
             .json(body);
-        let answer = self
-            .send(CallKind::Apply, request)
-            .await
-            .map_err(NotReplayable::unanswered)?;
-        answer
+        ledger.sending().map_err(|_| NotReplayable::unrecorded())?;
+        let answer = match self.send(CallKind::Apply, request).await {
+            Ok(answer) => answer,
+            Err(f) => {
+                if !f.may_have_reached {
+                    ledger.refused();
+                }
+                return Err(NotReplayable::unanswered(f));
+            }
+        };
+        let decoded = answer
             .decode::<Data<ReserveData>>(ErrorContext::Api, Sensitivity::Secret)
-            .map(|d| d.data.reserve.into_reserve())
-            .map_err(NotReplayable::answered)
+            .map(|d| d.data.reserve.into_reserve());
+        if decoded.is_err() {
+            // Lark answered with an error: it made nothing.
+            ledger.refused();
+        }
+        decoded.map_err(NotReplayable::answered)
     }
 
     /// Changes an app-hosted reservation's end time and/or topic, with the tenant token.

@@ -28,11 +28,15 @@ mod alerts;
 mod attendance;
 mod calendar;
 mod contacts;
+mod health;
+mod owed;
 mod retries;
 mod values;
 pub use attendance::{AttendanceEntry, EventRecorded, NewLarkEvent, Owed, StoredLarkEvent};
 pub use calendar::{CalendarEventEntry, TrainerCalendar};
 pub use contacts::{AppHostedEntry, CachedContact};
+pub use health::Unwritable;
+pub use owed::{OwedDeletion, OwedItem};
 pub use retries::{InDoubtApply, RetryEntry, RetryKind};
 
 /// Schema, applied idempotently at open. Times are unix seconds unless a column says
@@ -91,12 +95,17 @@ pub enum StoreError {
         path: String,
         source: std::io::Error,
     },
+    /// A write the store refused earlier (the disk is full, say); the first error is in
+    /// the log and in `Store::unwritable`.
+    #[error("store: it cannot be written")]
+    Unwritable,
 }
 
 /// Handle to the store; cheap to clone.
 #[derive(Clone)]
 pub struct Store {
     conn: Arc<Mutex<Connection>>,
+    health: Arc<health::Health>,
 }
 
 impl std::fmt::Debug for Store {
@@ -221,16 +230,26 @@ impl Store {
         conn.execute_batch(calendar::SCHEMA)?;
         conn.execute_batch(contacts::SCHEMA)?;
         conn.execute_batch(alerts::SCHEMA)?;
+        conn.execute_batch(health::SCHEMA)?;
+        conn.execute_batch(owed::SCHEMA)?;
         // After the reservations' meeting_no column: it indexes it.
         conn.execute_batch(attendance::SCHEMA)?;
         Ok(Store {
             conn: Arc::new(Mutex::new(conn)),
+            health: Arc::default(),
         })
     }
 
     fn with<T>(&self, f: impl FnOnce(&Connection) -> rusqlite::Result<T>) -> Result<T, StoreError> {
         let conn = self.conn.lock().unwrap_or_else(|p| p.into_inner());
-        Ok(f(&conn)?)
+        f(&conn).map_err(|e| {
+            // A write the disk refused (full, I/O error, read-only): the store cannot
+            // record, so nothing that would change Lark or Salesforce may go on (rule 23).
+            if health::cannot_write(&e) {
+                self.health.failed(&e);
+            }
+            StoreError::Sqlite(e)
+        })
     }
 
     // --- OAuth -------------------------------------------------------------------------

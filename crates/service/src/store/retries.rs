@@ -238,8 +238,9 @@ impl Store {
         })
     }
 
-    /// Journals an apply whose answer was lost, before anything else is tried; returns
-    /// the applies in doubt for this booking so far.
+    /// Records an apply about to be sent (rule 23: before it leaves), counted as in doubt
+    /// until its answer is recorded; returns the applies in doubt for this booking so far,
+    /// this one included. After a crash the count stands: the apply may have reached Lark.
     pub fn record_in_doubt_apply(
         &self,
         booking: &BookingId,
@@ -255,6 +256,22 @@ impl Store {
                 params![booking, trainer, millis(now)],
                 |r| r.get(0),
             )
+        })
+    }
+
+    /// The apply last recorded for `booking` was answered with a definite refusal (it made
+    /// nothing): it no longer counts as in doubt.
+    pub fn settle_refused_apply(&self, booking: &BookingId) -> Result<(), StoreError> {
+        self.with(|c| {
+            c.execute(
+                "UPDATE in_doubt_applies SET applies = applies - 1 WHERE booking_id = ?1",
+                params![booking],
+            )?;
+            c.execute(
+                "DELETE FROM in_doubt_applies WHERE booking_id = ?1 AND applies <= 0",
+                params![booking],
+            )?;
+            Ok(())
         })
     }
 

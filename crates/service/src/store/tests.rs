@@ -265,3 +265,38 @@ fn the_reservation_journal_keeps_the_meeting_number_an_update_does_not_forget() 
         (Some("123456789"), at(199))
     );
 }
+
+#[cfg(unix)]
+#[test]
+fn a_store_on_a_full_disk_says_so_until_a_probe_write_succeeds() {
+    // A store whose every write fails as on a full disk: the page limit reached.
+    let s = Store::in_memory().unwrap();
+    assert!(s.unwritable().is_none());
+    s.with(|c| {
+        let pages: i64 = c.query_row("PRAGMA page_count", [], |r| r.get(0))?;
+        c.pragma_update(None, "max_page_count", pages)
+    })
+    .unwrap();
+    let big = "x".repeat(64 * 1024);
+    let refused = s.record_reservation(
+        &ReservationEntry {
+            booking_id: b(1),
+            reservation_id: big.clone(),
+            trainer_id: t(1),
+            url: big,
+            end_time: at(99),
+            topic: None,
+            meeting_no: None,
+        },
+        at(5),
+    );
+    assert!(refused.is_err());
+    let unwritable = s.unwritable().expect("marked unwritable");
+    assert!(unwritable.reason.contains("full"), "{}", unwritable.reason);
+    assert!(s.reservation(&b(1)).unwrap().is_none(), "reads still work");
+    s.with(|c| c.pragma_update(None, "max_page_count", 1_000_000))
+        .unwrap();
+    assert!(s.unwritable().is_some(), "a read proves nothing");
+    s.probe().unwrap();
+    assert!(s.unwritable().is_none(), "a probe write does");
+}

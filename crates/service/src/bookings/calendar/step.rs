@@ -12,6 +12,7 @@ use super::plan::{plan_event, wanted_event, EventPlan, WantedEvent};
 use crate::bookings::host_token::HostTokens;
 use crate::bookings::model::{Booking, MeetingStatus, CALENDAR_REASON};
 use crate::bookings::outcome::PipelineError;
+use crate::bookings::owed::OwedDeletions;
 use crate::bookings::writeback::WriteBack;
 use crate::config::Settings;
 use crate::ids::{BookingId, TrainerId};
@@ -19,7 +20,7 @@ use crate::lark::calendar::{idempotency_key, EventTime, NewCalendarEvent};
 use crate::lark::{LarkClient, LarkError};
 use crate::metrics::{names, Failure, Metrics};
 use crate::salesforce::values::clip;
-use crate::store::{CalendarEventEntry, Store};
+use crate::store::{CalendarEventEntry, OwedItem, Store};
 use crate::tokens::trainer::TrainerRecord;
 use crate::tokens::AccessToken;
 
@@ -78,6 +79,7 @@ pub struct CalendarStep<'a> {
     pub store: &'a Store,
     pub lark: &'a LarkClient,
     pub hosts: &'a HostTokens,
+    pub owed: &'a OwedDeletions,
     pub metrics: &'a Metrics,
     /// Whether the booking object has the event field (describe); without it the id is
     /// kept in the journal only.
@@ -398,7 +400,15 @@ impl CalendarStep<'_> {
     async fn delete(&self, booking: &Booking, old: &CalendarEventEntry) -> Result<(), StepError> {
         let store = self.store;
         let Some((host, token)) = self.host_token(booking, &old.trainer_id).await? else {
-            tracing::warn!(event = %old.event_id, "the event's host is not connected; the event cannot be deleted");
+            // Rule 25: owed until the host reconnects (or the session ends).
+            let item = OwedItem::Event {
+                calendar_id: old.calendar_id.clone(),
+                event_id: old.event_id.clone(),
+            };
+            self.owed
+                .owe(booking, &old.trainer_id, item, old.end)
+                .await?;
+            store.record_deleted_event(&booking.id, &old.reservation_id, &old.event_id)?;
             store.forget_calendar_event(&booking.id)?;
             return Ok(());
         };

@@ -12,6 +12,7 @@ use tokio_util::sync::CancellationToken;
 
 use super::test_support::{within, TestSink};
 use super::*;
+use crate::lark::test_support::NoLedger;
 use crate::lark::test_support::{connect, eventually, fast_policy, sim_and_client};
 use crate::lark::LarkClient;
 use crate::metrics::{names, Metrics};
@@ -119,7 +120,7 @@ impl Connected {
         let end = chrono::Utc::now() + chrono::Duration::days(1);
         let reserve = self
             .client
-            .apply_reserve(&grant.access_token, end, "Remote Training: Acme")
+            .apply_reserve(&grant.access_token, end, "Remote Training: Acme", &NoLedger)
             .await
             .unwrap();
         (host, reserve.meeting_no)

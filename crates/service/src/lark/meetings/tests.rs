@@ -14,6 +14,7 @@ use serde_json::{json, Value};
 use super::*;
 use crate::config::Settings;
 use crate::lark::test_support::fast_policy;
+use crate::lark::test_support::NoLedger;
 
 /// Requests the stub saw: (path, query, Authorization).
 type Seen = Arc<Mutex<Vec<(String, String, String)>>>;
@@ -260,6 +261,7 @@ async fn a_simulated_meeting_read_back_as_the_app_and_by_number() {
             &grant.access_token,
             Utc::now() + chrono::Duration::days(1),
             "Training",
+            &NoLedger,
         )
         .await
         .unwrap();
@@ -331,6 +333,7 @@ async fn a_simulated_meeting_read_back_as_the_app_and_by_number() {
             &grant.access_token,
             Utc::now() + chrono::Duration::days(1),
             "Never held",
+            &NoLedger,
         )
         .await
         .unwrap();

@@ -4,6 +4,7 @@ use std::time::Duration;
 
 use super::*;
 use crate::lark::pacing::APPLY_PER_SECOND;
+use crate::lark::test_support::NoLedger;
 use crate::lark::test_support::{
     connect, eventually, max_in_window, settle, sim_and_client, FrozenClock,
 };
@@ -25,7 +26,7 @@ async fn apply_update_get_delete_with_owner_checks() {
 
     let end = in_days(3);
     let reserve = client
-        .apply_reserve(&ana.access_token, end, "Remote Training: Acme")
+        .apply_reserve(&ana.access_token, end, "Remote Training: Acme", &NoLedger)
         .await
         .unwrap();
     assert_eq!(reserve.end_time, Some(end));
@@ -109,7 +110,7 @@ async fn end_times_outside_lark_limits_are_invalid_params_and_not_retried() {
     sim.add_user("ana@example.com", "Ana");
     let ana = connect(&sim, &client, "ana@example.com").await;
     let far = client
-        .apply_reserve(&ana.access_token, in_days(31), "too far")
+        .apply_reserve(&ana.access_token, in_days(31), "too far", &NoLedger)
         .await
         .unwrap_err();
     assert!(
@@ -120,7 +121,7 @@ async fn end_times_outside_lark_limits_are_invalid_params_and_not_retried() {
         "{far:?}"
     );
     let past = client
-        .apply_reserve(&ana.access_token, in_days(-1), "past")
+        .apply_reserve(&ana.access_token, in_days(-1), "past", &NoLedger)
         .await
         .unwrap_err();
     assert!(matches!(
@@ -142,7 +143,7 @@ async fn expired_user_token_is_reported_for_the_caller_to_refresh() {
     let ana = connect(&sim, &client, "ana@example.com").await;
     sim.expire_access_tokens(&ana_id);
     let err = client
-        .apply_reserve(&ana.access_token, in_days(1), "t")
+        .apply_reserve(&ana.access_token, in_days(1), "t", &NoLedger)
         .await
         .unwrap_err();
     assert!(
@@ -175,7 +176,11 @@ async fn rate_limit_answer_is_waited_out_then_succeeds() {
     let applying = tokio::spawn({
         let client = client.clone();
         let token = ana.access_token.clone();
-        async move { client.apply_reserve(&token, in_days(1), "t").await }
+        async move {
+            client
+                .apply_reserve(&token, in_days(1), "t", &NoLedger)
+                .await
+        }
     });
     let applies = || sim.requests().count(&Method::POST, APPLY_PATH);
     eventually("the first, rate-limited apply", || applies() == 1).await;
@@ -203,7 +208,7 @@ async fn a_burst_of_applies_is_paced_at_fifty_a_second_and_none_is_refused() {
             let token = ana.access_token.clone();
             tokio::spawn(async move {
                 client
-                    .apply_reserve(&token, in_days(2), &format!("Booking {i}"))
+                    .apply_reserve(&token, in_days(2), &format!("Booking {i}"), &NoLedger)
                     .await
             })
         })
@@ -246,7 +251,11 @@ async fn an_apply_that_timed_out_is_not_sent_again() {
     let applying = tokio::spawn({
         let client = client.clone();
         let token = ana.access_token.clone();
-        async move { client.apply_reserve(&token, in_days(1), "t").await }
+        async move {
+            client
+                .apply_reserve(&token, in_days(1), "t", &NoLedger)
+                .await
+        }
     });
     eventually("the apply to be sent", || client.call_counts().apply == 1).await;
     settle().await;
@@ -271,7 +280,7 @@ async fn the_app_reserves_for_an_owner_with_its_tenant_token() {
     let ana_id = sim.add_user("ana@example.com", "Ana");
     let end = in_days(2);
     let reserve = client
-        .apply_reserve_for_owner(&ana_id, end, "Remote Training: Acme")
+        .apply_reserve_for_owner(&ana_id, end, "Remote Training: Acme", &NoLedger)
         .await
         .unwrap();
     let held = sim.reserves();
@@ -322,7 +331,7 @@ async fn without_the_app_permission_an_app_hosted_apply_is_refused_once() {
     let ana_id = sim.add_user("ana@example.com", "Ana");
     sim.set_app_scope("vc:reserve", false);
     let err = client
-        .apply_reserve_for_owner(&ana_id, in_days(1), "t")
+        .apply_reserve_for_owner(&ana_id, in_days(1), "t", &NoLedger)
         .await
         .unwrap_err();
     assert!(
@@ -335,7 +344,7 @@ async fn without_the_app_permission_an_app_hosted_apply_is_refused_once() {
     let unknown_owner = {
         sim.set_app_scope("vc:reserve", true);
         client
-            .apply_reserve_for_owner("ou_nobody", in_days(1), "t")
+            .apply_reserve_for_owner("ou_nobody", in_days(1), "t", &NoLedger)
             .await
             .unwrap_err()
     };
@@ -346,7 +355,7 @@ async fn without_the_app_permission_an_app_hosted_apply_is_refused_once() {
     assert_eq!(client.call_counts().apply, 2, "refusals are not retried");
     assert!(sim.reserves().is_empty());
     assert!(client
-        .apply_reserve_for_owner(" ", in_days(1), "t")
+        .apply_reserve_for_owner(" ", in_days(1), "t", &NoLedger)
         .await
         .is_err());
     assert_eq!(client.call_counts().apply, 2, "refused before sending");
@@ -359,7 +368,7 @@ async fn a_lost_answer_is_told_apart_from_a_request_that_never_left() {
     let ana = connect(&sim, &client, "ana@example.com").await;
     sim.faults().lose_answers(Some(Method::POST), APPLY_PATH, 1);
     let err = client
-        .apply_reserve(&ana.access_token, in_days(1), "t")
+        .apply_reserve(&ana.access_token, in_days(1), "t", &NoLedger)
         .await
         .unwrap_err();
     assert!(matches!(err, ApplyError::AnswerLost(_)), "{err:?}");
@@ -377,7 +386,7 @@ async fn a_lost_answer_is_told_apart_from_a_request_that_never_left() {
         LarkClient::with_retry_policy(&settings.lark, crate::lark::test_support::fast_policy())
             .unwrap();
     let err = unreachable
-        .apply_reserve(&ana.access_token, in_days(1), "t")
+        .apply_reserve(&ana.access_token, in_days(1), "t", &NoLedger)
         .await
         .unwrap_err();
     assert!(
@@ -392,7 +401,7 @@ async fn a_lost_answer_to_an_app_apply_is_in_doubt_and_not_sent_again() {
     let ana_id = sim.add_user("ana@example.com", "Ana");
     sim.faults().lose_answers(Some(Method::POST), APPLY_PATH, 1);
     let err = client
-        .apply_reserve_for_owner(&ana_id, in_days(1), "t")
+        .apply_reserve_for_owner(&ana_id, in_days(1), "t", &NoLedger)
         .await
         .unwrap_err();
     assert!(matches!(err, ApplyError::AnswerLost(_)), "{err:?}");
@@ -427,8 +436,77 @@ async fn auto_record_is_sent_when_configured() {
     let client = LarkClient::for_service(&settings).expect("client");
     let ana = connect(&sim, &client, "ana@example.com").await;
     client
-        .apply_reserve(&ana.access_token, in_days(1), "Recorded")
+        .apply_reserve(&ana.access_token, in_days(1), "Recorded", &NoLedger)
         .await
         .unwrap();
     assert_eq!(sim.reserves()[0].auto_record, Some(true));
+}
+
+/// Records what an apply tells its ledger (rule 23).
+#[derive(Default)]
+struct CountingLedger {
+    sent: std::sync::atomic::AtomicUsize,
+    refused: std::sync::atomic::AtomicUsize,
+    refuse_to_record: bool,
+}
+
+impl ApplyLedger for CountingLedger {
+    fn sending(&self) -> Result<(), NotRecorded> {
+        if self.refuse_to_record {
+            return Err(NotRecorded);
+        }
+        self.sent.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        Ok(())
+    }
+
+    fn refused(&self) {
+        self.refused
+            .fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+    }
+}
+
+impl CountingLedger {
+    fn seen(&self) -> (usize, usize) {
+        use std::sync::atomic::Ordering::SeqCst;
+        (self.sent.load(SeqCst), self.refused.load(SeqCst))
+    }
+}
+
+#[tokio::test]
+async fn every_apply_is_told_to_the_ledger_before_it_leaves_and_nothing_leaves_unrecorded() {
+    let (sim, client, _dir) = sim_and_client().await;
+    sim.add_user("ana@example.com", "Ana");
+    let ana = connect(&sim, &client, "ana@example.com").await;
+    let applies = || sim.requests().count(&Method::POST, APPLY_PATH);
+
+    let answered = CountingLedger::default();
+    client
+        .apply_reserve(&ana.access_token, in_days(2), "ok", &answered)
+        .await
+        .unwrap();
+    assert_eq!(answered.seen(), (1, 0), "recorded once, not refused");
+
+    let refused = CountingLedger::default();
+    client
+        .apply_reserve(&ana.access_token, in_days(-1), "past", &refused)
+        .await
+        .unwrap_err();
+    assert_eq!(
+        refused.seen(),
+        (1, 1),
+        "recorded, then settled: it made nothing"
+    );
+
+    let unrecorded = CountingLedger {
+        refuse_to_record: true,
+        ..CountingLedger::default()
+    };
+    let before = applies();
+    let e = client
+        .apply_reserve(&ana.access_token, in_days(2), "never sent", &unrecorded)
+        .await
+        .unwrap_err();
+    assert!(matches!(e, ApplyError::NotRecorded), "{e:?}");
+    assert_eq!(applies(), before, "nothing reached Lark");
+    assert_eq!(sim.reserves().len(), 1);
 }

@@ -85,3 +85,19 @@ fn a_store_of_an_earlier_version_learns_the_kind_of_each_retry() {
     );
     assert_eq!(s.next_retry_at().unwrap(), Some(at_ms(5)));
 }
+
+#[test]
+fn an_apply_refused_outright_no_longer_counts_as_in_doubt() {
+    let s = Store::in_memory().unwrap();
+    assert_eq!(s.record_in_doubt_apply(&b(1), &t(1), at_ms(1)).unwrap(), 1);
+    assert_eq!(s.record_in_doubt_apply(&b(1), &t(1), at_ms(2)).unwrap(), 2);
+    s.settle_refused_apply(&b(1)).unwrap();
+    assert_eq!(s.in_doubt_apply(&b(1)).unwrap().unwrap().applies, 1);
+    s.settle_refused_apply(&b(1)).unwrap();
+    assert!(s.in_doubt_apply(&b(1)).unwrap().is_none());
+    s.settle_refused_apply(&b(1)).unwrap();
+    assert!(
+        s.in_doubt_apply(&b(1)).unwrap().is_none(),
+        "nothing below zero"
+    );
+}
