@@ -118,11 +118,11 @@ pub async fn run(json: bool) -> anyhow::Result<()> {
     )?;
     // The merchant's email on the booking: invited to the session's calendar event.
     settings.salesforce.booking.attendee_email_field = Some("Merchant_Email__c".into());
-    // Admin alerts go to a group chat; a trainer not in the meeting 3 s after the start
+    // Admin alerts go to a group chat; a trainer not in the meeting 2 s after the start
     // gets the no-show message (10 minutes by default: short, so the demo stays quick).
     let admins_chat = lark.create_chat("Training admins");
     settings.alerts.lark_chat_id = Some(admins_chat.clone());
-    settings.alerts.no_show_after = Some(Duration::from_secs(3));
+    settings.alerts.no_show_after = Some(Duration::from_secs(2));
     let app = App::build(settings).await?;
     let url = app.local_url();
     let shutdown = app.shutdown_handle();
@@ -605,9 +605,9 @@ async fn no_show(
     admins_chat: &str,
 ) -> anyhow::Result<String> {
     use lvb_simulators::lark::Person;
-    let (booking, reserve) = booking_starting(n, sf, lark, trainer, "Harbor Books", 2).await?;
+    let (booking, reserve) = booking_starting(n, sf, lark, trainer, "Harbor Books", 1).await?;
     n.say(format!(
-        "a remote session for Harbor Books ({booking}) with {} starts in 2 seconds",
+        "a remote session for Harbor Books ({booking}) with {} starts in a second",
         trainer.name
     ));
     let merchant = Person::Guest("Harbor Books (owner)".into());

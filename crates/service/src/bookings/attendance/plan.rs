@@ -30,8 +30,8 @@ use crate::lark::MeetingDetail;
 use crate::salesforce::values::datetime_value;
 use crate::store::{AttendanceEntry, Owed};
 
-/// Owed writes wait this long, so that events arriving together (a meeting's start and the
-/// host's join; its end and the participants call) make one write.
+/// The start's write waits this long, so that the host's join, which usually follows the
+/// start within a moment, rides with it.
 pub const WRITE_LINGER: Duration = Duration::from_secs(2);
 /// A meeting that started this long before the booking's start is not its session (a
 /// trainer trying the link earlier); nor does a host's join before it count as present.
@@ -568,8 +568,8 @@ pub fn due(entry: &AttendanceEntry, timing: &Timing, now: DateTime<Utc>) -> Due 
 }
 
 /// Brings the owed write and the row's `due_at` up to date after any change: a write that
-/// became owed is due [`WRITE_LINGER`] from now (or when its backoff says), one no longer
-/// owed is dropped.
+/// became owed is due now — the start's [`WRITE_LINGER`] from now — (or when its backoff
+/// says), one no longer owed is dropped.
 pub fn refresh(
     entry: &mut AttendanceEntry,
     b: &BookingSettings,
@@ -579,7 +579,15 @@ pub fn refresh(
     match (owed_write(entry, b, timing).is_some(), entry.write.at) {
         // Given up: waits for the meeting's next news (`rearm_write`).
         (true, None) if entry.write.attempts >= WRITE_ATTEMPTS => {}
-        (true, None) => entry.write.at = Some(plus(now, WRITE_LINGER)),
+        // The start's write waits for what usually comes with it (the host's join); the
+        // others have nothing to wait for (the end's waited for the participants call).
+        (true, None) => {
+            let linger = match status(entry) {
+                Some(SessionStatus::InProgress) => WRITE_LINGER,
+                _ => Duration::ZERO,
+            };
+            entry.write.at = Some(plus(now, linger));
+        }
         (false, _) => entry.write = Owed::default(),
         (true, Some(_)) => {}
     }
