@@ -165,3 +165,6 @@ impl NoShowNotices {
         Delivered { message, alert }
     }
 }
+
+#[cfg(test)]
+mod tests;
