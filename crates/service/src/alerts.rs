@@ -300,7 +300,9 @@ impl Alerter {
 /// What a no-show alert says about a booking (rule 30).
 #[derive(Debug, Clone)]
 pub struct NoShowBooking<'a> {
+    /// The booking.
     pub booking_id: &'a BookingId,
+    /// Its start.
     pub start: DateTime<Utc>,
     /// `alerts.no_show_after`.
     pub after: std::time::Duration,
@@ -310,6 +312,7 @@ pub struct NoShowBooking<'a> {
     pub merchant: Option<String>,
     /// The meeting's join link.
     pub link: Option<&'a str>,
+    /// The booking's Salesforce record URL (filled in by `BookingAlerts`).
     pub record_url: Option<&'a str>,
 }
 

@@ -74,11 +74,13 @@ CREATE INDEX IF NOT EXISTS reservations_meeting_no ON reservations (meeting_no);
 /// An event as the sink records it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct NewLarkEvent<'a> {
+    /// `header.event_id`: the same on every delivery of one event.
     pub event_id: &'a str,
     /// `header.event_type`, as Lark sent it (for the log).
     pub event_type: &'a str,
     /// The pipeline's short label for it.
     pub kind: &'a str,
+    /// The meeting number it names, if any.
     pub meeting_no: Option<&'a str>,
     /// What the pipeline needs of it, in its own encoding.
     pub body: &'a str,
@@ -90,6 +92,7 @@ pub struct NewLarkEvent<'a> {
 /// Whether an event was new.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum EventRecorded {
+    /// Recorded now.
     New,
     /// Its `event_id` was recorded before: nothing was written.
     Duplicate,
@@ -98,24 +101,33 @@ pub enum EventRecorded {
 /// A recorded event waiting to be processed.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct StoredLarkEvent {
+    /// `header.event_id`.
     pub event_id: String,
+    /// `header.event_type`, as Lark sent it.
     pub event_type: String,
+    /// The pipeline's short label for it.
     pub kind: String,
+    /// The meeting number it names, if any.
     pub meeting_no: Option<String>,
+    /// What the pipeline keeps of it, in its own encoding.
     pub body: String,
+    /// When it was recorded.
     pub received_at: DateTime<Utc>,
 }
 
 /// Work that is owed for a booking: due then, tried so many times.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Owed {
+    /// When it is due; None when nothing is owed (or it waits for news).
     pub at: Option<DateTime<Utc>>,
+    /// Tries that failed so far.
     pub attempts: u32,
 }
 
 /// The attendance row of one booking. Every field is the pipeline's to set.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct AttendanceEntry {
+    /// The booking whose session this is.
     pub booking_id: BookingId,
     /// The reservation's nine-digit meeting number: how events name the meeting.
     pub meeting_no: Option<String>,
@@ -131,11 +143,15 @@ pub struct AttendanceEntry {
     pub meeting_id: Option<String>,
     /// The meeting owner's open_id: the host whose join counts as the trainer's.
     pub owner_open_id: Option<String>,
+    /// When the session's first meeting started.
     pub started_at: Option<DateTime<Utc>>,
+    /// When its last meeting ended (None while one runs).
     pub ended_at: Option<DateTime<Utc>>,
+    /// The host's first join into the session.
     pub host_joined_at: Option<DateTime<Utc>>,
     /// Everyone seen taking part (open_ids), the host included.
     pub participant_ids: Vec<String>,
+    /// The recording's link, once Lark said it is ready.
     pub recording_url: Option<String>,
     /// Lark had no meeting for the session (status `No Show`).
     pub no_show: bool,

@@ -26,6 +26,7 @@ pub enum LookupError {
     /// Lark refused the app (121005), and the host's token was not there or refused too.
     #[error("Lark does not let the app see the meeting (121005), and the host's token could not be used: {0}")]
     NoPermission(String),
+    /// Lark answered an error, or could not be reached.
     #[error(transparent)]
     Lark(#[from] LarkError),
 }

@@ -61,8 +61,11 @@ pub const MAX_URL: usize = 255;
 /// The session statuses written (`config::SESSION_STATUSES`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum SessionStatus {
+    /// A meeting of the session started and has not ended (or its end is being settled).
     InProgress,
+    /// The session's meetings ended; its participants are known.
     Completed,
+    /// Lark had no meeting for the session at all.
     NoShow,
 }
 
@@ -550,9 +553,13 @@ pub fn host_present(entry: &AttendanceEntry) -> bool {
 /// What is due for a row at `now`.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct Due {
+    /// The participants call after an end.
     pub details: bool,
+    /// The post-end lookup (rule 29).
     pub lookup: bool,
+    /// The no-show check (rule 30), or finishing one a restart interrupted.
     pub no_show_check: bool,
+    /// The attendance write-back.
     pub write: bool,
 }
 
@@ -608,8 +615,11 @@ pub fn refresh(
 /// The booking's session as the engine read it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SessionTimes {
+    /// The booking.
     pub booking_id: crate::ids::BookingId,
+    /// Its scheduled start, as read.
     pub start: Option<DateTime<Utc>>,
+    /// Its scheduled end, as read.
     pub end: Option<DateTime<Utc>>,
     /// Remote, not cancelled, not deleted: it has (or will have) a meeting.
     pub live: bool,

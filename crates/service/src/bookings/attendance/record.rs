@@ -15,19 +15,26 @@ const ROLE_HOST: i64 = 2;
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Happening {
+    /// `meeting_started_v1`.
     Started,
+    /// `join_meeting_v1`.
     Joined,
+    /// `leave_meeting_v1`.
     Left,
+    /// `meeting_ended_v1`.
     Ended,
+    /// `recording_ready_v1`.
     RecordingReady,
 }
 
 /// A meeting event, as kept until it is processed.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct RecordedEvent {
+    /// What happened.
     pub happening: Happening,
     /// The reservation's meeting number: how the booking is found.
     pub meeting_no: String,
+    /// The meeting's id (19 digits), once it started.
     pub meeting_id: Option<String>,
     /// `meeting.start_time`.
     pub meeting_start: Option<DateTime<Utc>>,

@@ -74,13 +74,21 @@ const RECOMPUTE_LIMIT: usize = 20_000;
 
 /// What attendance is built from: the engine's parts.
 pub struct AttendanceParts {
+    /// The settings (attendance, alerts, the booking's fields).
     pub settings: Arc<Settings>,
+    /// Events and attendance rows.
     pub store: Store,
+    /// Meetings calls and the trainers' messages.
     pub lark: LarkClient,
+    /// The write-back of the attendance fields.
     pub salesforce: SalesforceClient,
+    /// Hosts' user tokens where Lark refuses the app.
     pub tokens: TokenService,
+    /// Bookings read fresh for the no-show check.
     pub reader: BookingReader,
+    /// The admins' no-show alert.
     pub alerts: BookingAlerts,
+    /// Counters.
     pub metrics: Metrics,
 }
 
