@@ -29,7 +29,7 @@ const MESSAGES_PATH: &str = "/open-apis/im/v1/messages";
 const REFRESH_SOON_SECS: i64 = 3600;
 
 /// Both simulators, a group chat with the bot in it, and the app posting alerts there.
-async fn spawn_with_chat(adjust: impl FnOnce(&mut Settings)) -> (TestApp, String) {
+pub async fn spawn_with_chat(adjust: impl FnOnce(&mut Settings)) -> (TestApp, String) {
     capture_logs();
     let sf = SalesforceSim::start(0).await.expect("salesforce sim");
     let lark = LarkSim::start(0).await.expect("lark sim");

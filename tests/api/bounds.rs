@@ -496,14 +496,20 @@ pub async fn run_binary(
     dir: &std::path::Path,
     server_toml: &str,
 ) -> RunningBinary {
-    use std::io::BufRead;
     let server = format!(
         "\n[server]\nbind = \"127.0.0.1:0\"\npublic_url = \"http://127.0.0.1:0\"\n{server_toml}\n"
     );
     let config = crate::helpers::binary_config(sims, dir, "run.toml", "", &server);
+    run_with_config(&config).await
+}
+
+/// `run` of the real binary with the config file `config` (which must bind port 0 and
+/// log where it listens); its JSON log lines are kept.
+pub async fn run_with_config(config: &std::path::Path) -> RunningBinary {
+    use std::io::BufRead;
     let mut child = std::process::Command::new(crate::helpers::BIN)
         .args(["run", "--config"])
-        .arg(&config)
+        .arg(config)
         .env("RUST_LOG", "info")
         .env("LVB_LOG_FORMAT", "json")
         .stdout(std::process::Stdio::null())

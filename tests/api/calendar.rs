@@ -574,3 +574,39 @@ async fn a_guest_email_lark_cannot_take_is_shown_once_not_retried_and_fixed_by_a
     );
     assert_eq!(app.lark.calendar_events().len(), 1, "the same event");
 }
+
+/// Issue 22: twenty bookings of one trainer processed at once look the trainer's primary
+/// calendar up once (the others wait for that answer), and a restart does not look it up
+/// again (the id is kept in the store).
+#[tokio::test]
+async fn one_primary_calendar_lookup_per_trainer_for_concurrent_bookings_and_none_after_a_restart()
+{
+    const PRIMARY: &str = "/open-apis/calendar/v4/calendars/primary";
+    let app = crate::helpers::spawn_app().await;
+    let (trainer, _) = crate::helpers::connected_trainer(&app, "Ann", "ann@example.com").await;
+    crate::helpers::wait_ready(&app).await;
+    let lookups = |app: &crate::helpers::TestApp| app.lark.requests().count(&Method::POST, PRIMARY);
+    let bookings: Vec<String> = (0..20)
+        .map(|k| crate::helpers::insert_booking(&app.sf, &trainer, 30 + k, 31 + k, true))
+        .collect();
+    crate::helpers::wait_until("every booking's event is on the calendar", || async {
+        bookings
+            .iter()
+            .all(|b| crate::helpers::field(&app, b, "Lark_Calendar_Event_Id__c").is_some())
+    })
+    .await;
+    assert_eq!(
+        lookups(&app),
+        1,
+        "one lookup for the trainer's twenty bookings"
+    );
+
+    let (sf, lark, settings, dir) = app.stop().await;
+    let app = crate::helpers::start_app(sf, lark, settings, dir).await;
+    let next = crate::helpers::create_booking(&app, &trainer, 60, 61, true);
+    crate::helpers::wait_until("the next booking's event", || async {
+        crate::helpers::field(&app, &next, "Lark_Calendar_Event_Id__c").is_some()
+    })
+    .await;
+    assert_eq!(lookups(&app), 1, "none after the restart");
+}

@@ -8,6 +8,7 @@ mod bookings;
 mod bounds;
 mod calendar;
 mod cli;
+mod exactly_once;
 mod helpers;
 mod lifecycle;
 mod metadata;

@@ -1,7 +1,7 @@
 //! The phases: seeding and connecting trainers, lone bookings one at a time, then the
 //! burst — each observed only through the simulators.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
@@ -31,6 +31,7 @@ pub(super) struct BenchTrainer {
 pub(super) async fn phases(
     args: &BenchArgs,
     started_at: String,
+    load_at_start: String,
     effective_latency: Duration,
     service: &mut Service,
     sf: &SalesforceSim,
@@ -46,6 +47,11 @@ pub(super) async fn phases(
         .timeout(STEP_DEADLINE)
         .build()?;
     wait_ready(&http, service).await?;
+    // Progress on stderr, with the child's pid, so a profiler can be attached to the
+    // service for the burst alone.
+    if let Service::Child { child, .. } = service {
+        eprintln!("service ready: process {}", child.id().unwrap_or_default());
+    }
     let url = service.url().to_string();
     let rss_at_ready = service.memory().map(|m| m.rss_kb);
 
@@ -96,12 +102,13 @@ pub(super) async fn phases(
         .enumerate()
         .filter_map(|(i, t)| lark.current_tokens(&t.open_id)?.1.map(|r| (r, i)))
         .collect();
+    eprintln!("burst: inserting {} bookings", args.bookings);
     let cpu_burst_start = service.cpu_secs();
     let (raw, burst_bench_cpu) = {
         let (sf2, lark2) = (sf.clone(), lark.clone());
         let ids: Vec<String> = trainers.iter().map(|t| t.id.clone()).collect();
-        let n = args.bookings;
-        on_bench_thread(move || burst_phase(&sf2, &lark2, &ids, n, latency)).await?
+        let (n, order) = (args.bookings, args.order);
+        on_bench_thread(move || burst_phase(&sf2, &lark2, &ids, order, n, latency)).await?
     };
     // In-process, the burst thread's own time is in the process total: not the service's.
     let cpu_burst_end = service.cpu_secs()
@@ -113,7 +120,10 @@ pub(super) async fn phases(
     burst.service_metrics = service_metrics(&http, &url).await;
 
     // 3. Resources, while the service still runs.
+    let load_after_burst = load_average();
+    eprintln!("burst done after {:.2} s", raw.wall.as_secs_f64());
     let resources = resources(
+        args.bookings,
         service,
         rss_before_service,
         rss_at_ready,
@@ -126,6 +136,7 @@ pub(super) async fn phases(
     let setup = Setup {
         bookings: args.bookings,
         trainers: trainers.len(),
+        order: args.order,
         expired_trainers: expired_count,
         latency_ms: args.latency_ms,
         lone_bookings: lone.samples,
@@ -135,7 +146,10 @@ pub(super) async fn phases(
             "in-process"
         }
         .into(),
+        calendar_enabled: calendar_enabled(),
         started_at,
+        load_at_start,
+        load_after_burst,
     };
     let targets = targets(&lone, &burst, &resources, args.service_process);
     Ok(Report {
@@ -205,7 +219,11 @@ pub(super) fn settled_status(sf: &SalesforceSim, id: &str) -> Option<String> {
     Some(status)
 }
 
-/// Measures `n` lone bookings, one after the other, for the given trainers in turn.
+/// Trainers the lone bookings take turns over (each warmed up by one untimed booking).
+pub(super) const LONE_TRAINERS: usize = 5;
+
+/// Measures `n` lone bookings, one after the other, for the first [`LONE_TRAINERS`] of
+/// the given trainers in turn.
 pub(super) fn lone_phase(
     sf: &SalesforceSim,
     lark: &LarkSim,
@@ -224,8 +242,11 @@ pub(super) fn lone_phase(
             "per booking: insert → write-back visible in the Salesforce simulator (polled every \
              0.1 ms on each new change event), minus (Salesforce calls other than streaming + \
              Lark calls logged in that window) × {latency_ms} ms; the calls on a lone booking's \
-             path run one after another. One untimed warm-up booking first; {} ms idle between \
+             path run one after another. The samples take turns over {} trainers, each of \
+             whom first had one untimed warm-up booking (a trainer's first booking also looks \
+             up their primary calendar: a lone booking in steady state does not); {} ms idle between \
              samples so the streaming long-poll is parked when the booking is inserted.",
+            trainers.len().min(LONE_TRAINERS),
             gap.as_millis()
         ),
         ..LoneFigures::default()
@@ -235,10 +256,15 @@ pub(super) fn lone_phase(
     let mut overheads_effective = Vec::new();
     let effective_ms = effective_latency.as_secs_f64() * 1000.0;
     let (mut sf_total, mut lark_total) = (0usize, 0usize);
-    for i in 0..=n {
+    let trainers = &trainers[..trainers.len().min(LONE_TRAINERS)];
+    let warm_ups = trainers.len();
+    for i in 0..warm_ups + n {
         std::thread::sleep(gap);
         let trainer = &trainers[i % trainers.len()];
-        let start_at = Utc::now() + chrono::Duration::days(1 + (i % 20) as i64);
+        // No two of one trainer's lone bookings at the same time.
+        let start_at = Utc::now()
+            + chrono::Duration::days(1 + (i % 20) as i64)
+            + chrono::Duration::hours(2 * (i / 20) as i64);
         let (sf_mark, lark_mark) = (sf.requests().len(), lark.requests().len());
         let mut seen = sf.hub().last_replay_id();
         let t0 = Instant::now();
@@ -264,8 +290,8 @@ pub(super) fn lone_phase(
             bail!("lone booking {id} ended {status:?}, not Created");
         }
         wait_for_write_logged(sf.requests(), sf_mark, &id)?;
-        if i == 0 {
-            continue; // warm-up
+        if i < warm_ups {
+            continue;
         }
         let sf_path: Vec<RecordedRequest> = since(sf.requests(), sf_mark)
             .into_iter()
@@ -305,6 +331,11 @@ pub(super) fn lone_phase(
     figures.max_ms = round2(measured.last().copied().unwrap_or_default());
     figures.overhead_p50_ms = round2(percentile(&overheads, 0.50));
     figures.overhead_p99_ms = round2(percentile(&overheads, 0.99));
+    // Query, apply, write-back, and the event create when the calendar is on; the
+    // primary-calendar lookup of a trainer's first booking is not on every path.
+    figures.path_calls = if calendar_enabled() { 4 } else { 3 };
+    figures.link_p50_beyond_path_ms =
+        round2(figures.p50_ms - figures.path_calls as f64 * latency_ms);
     figures.salesforce_calls_mean = round2(sf_total as f64 / n as f64);
     figures.lark_calls_mean = round2(lark_total as f64 / n as f64);
     Ok(figures)
@@ -313,83 +344,197 @@ pub(super) fn lone_phase(
 /// What the burst thread saw.
 pub(super) struct BurstRaw {
     pub(super) started: Instant,
+    /// Inserting the bookings took this long (each raises its change event).
+    pub(super) inserts: Duration,
     pub(super) settled_at: Vec<Duration>,
+    /// When each booking (by insert index) settled.
+    pub(super) settled_by_index: Vec<Option<Duration>>,
     pub(super) wall: Duration,
     pub(super) first_link: Duration,
     pub(super) statuses: BTreeMap<String, usize>,
     pub(super) sf_mark: usize,
     pub(super) lark_mark: usize,
+    /// When the simulators' request logs grew.
+    pub(super) sf_clock: LogClock,
+    pub(super) lark_clock: LogClock,
 }
 
+/// How often the burst thread looks at the simulators' logs: the resolution of every
+/// time the pacing figures give.
+pub(super) const BURST_POLL: Duration = Duration::from_millis(1);
+/// Even without a write-back seen in the log, every pending booking is looked at this
+/// often (a safety net; a write the log did not show in full is looked for at once).
+const FULL_SCAN_EVERY: Duration = Duration::from_secs(2);
+
 /// Inserts `n` bookings at once (round-robin over the trainers, starting within the next
-/// 20 days) and waits until every one has settled.
+/// [`BURST_HORIZON_SECS`]) and waits until every one has settled. Only the bookings a new
+/// write-back in the Salesforce log names are looked at, so watching 10,000 costs the
+/// bench next to nothing while the service works.
 pub(super) fn burst_phase(
     sf: &SalesforceSim,
     lark: &LarkSim,
     trainers: &[String],
+    order: BurstOrder,
     n: usize,
     latency: Duration,
 ) -> anyhow::Result<BurstRaw> {
     let deadline = Duration::from_secs_f64(limit_bound_secs(&[], n) * 2.0 + 120.0) + latency * 10;
     let (sf_mark, lark_mark) = (sf.requests().len(), lark.requests().len());
     let now = Utc::now();
-    let horizon = 20 * 86_400 - 7_200;
+    let (mut sf_clock, mut lark_clock) = (LogClock::default(), LogClock::default());
     let started = Instant::now();
+    // The service starts on the first events while the rest are inserted: the logs are
+    // stamped along the way.
     let ids: Vec<String> = (0..n)
         .map(|i| {
-            let offset = 3_600 + (i as i64 * horizon) / n as i64;
-            let trainer = &trainers[i % trainers.len()];
-            let fields = booking_fields(trainer, now + chrono::Duration::seconds(offset), i);
-            sf.insert(BOOKING, fields, SF_HUMAN_USER_ID)
+            let (trainer, slot) = burst_slot(order, i, n, trainers.len());
+            let fields = booking_fields(&trainers[trainer], now + burst_offset(slot, n), i);
+            let id = sf.insert(BOOKING, fields, SF_HUMAN_USER_ID);
+            let at = started.elapsed();
+            sf_clock.observe(at, sf.requests().len());
+            lark_clock.observe(at, lark.requests().len());
+            id
         })
         .collect();
-    let mut pending: Vec<usize> = (0..n).collect();
+    let inserts = started.elapsed();
+    let index: HashMap<&str, usize> = ids
+        .iter()
+        .enumerate()
+        .map(|(i, id)| (id.as_str(), i))
+        .collect();
+    let mut pending: HashSet<usize> = (0..n).collect();
     let mut statuses: BTreeMap<String, usize> = BTreeMap::new();
-    let mut seen = i64::MIN;
     let mut first_link = None;
     let mut wall = Duration::ZERO;
     let mut last_settled = None;
     let mut settled_at = Vec::with_capacity(n);
-    while !pending.is_empty() {
-        let replay = sf.hub().last_replay_id();
-        if replay != seen {
-            seen = replay;
-            let at = started.elapsed();
-            pending.retain(|&i| match settled_status(sf, &ids[i]) {
-                Some(status) => {
-                    if status == "Created" {
-                        first_link.get_or_insert(at);
-                    }
-                    *statuses.entry(status).or_default() += 1;
-                    wall = at;
-                    settled_at.push(at);
-                    last_settled = Some(i);
-                    false
+    let mut settled_by_index = vec![None; n];
+    let mut read_to = sf_mark;
+    let mut last_full_scan = Duration::ZERO;
+    loop {
+        let at = started.elapsed();
+        let sf_len = sf.requests().len();
+        sf_clock.observe(at, sf_len);
+        lark_clock.observe(at, lark.requests().len());
+        let mut candidates: Vec<usize> = Vec::new();
+        let mut full_scan = at >= last_full_scan + FULL_SCAN_EVERY;
+        if sf_len > read_to {
+            for r in since(sf.requests(), read_to) {
+                match written_ids(&r) {
+                    Some(written) => candidates.extend(
+                        written
+                            .iter()
+                            .filter_map(|id| index.get(id.as_str()).copied()),
+                    ),
+                    None => full_scan = true,
                 }
-                None => true,
-            });
+            }
+            read_to = sf_len;
         }
-        if started.elapsed() > deadline {
+        if full_scan {
+            last_full_scan = at;
+            candidates = pending.iter().copied().collect();
+        }
+        candidates.sort_unstable();
+        candidates.dedup();
+        for i in candidates {
+            if !pending.contains(&i) {
+                continue;
+            }
+            if let Some(status) = settled_status(sf, &ids[i]) {
+                if status == "Created" {
+                    first_link.get_or_insert(at);
+                }
+                *statuses.entry(status).or_default() += 1;
+                pending.remove(&i);
+                wall = at;
+                settled_at.push(at);
+                settled_by_index[i] = Some(at);
+                last_settled = Some(i);
+            }
+        }
+        if pending.is_empty() {
+            break;
+        }
+        if at > deadline {
             *statuses
                 .entry("(none after the deadline)".into())
                 .or_default() += pending.len();
-            wall = started.elapsed();
+            wall = at;
             break;
         }
-        std::thread::sleep(Duration::from_millis(2));
+        std::thread::sleep(BURST_POLL);
     }
     if let Some(i) = last_settled {
         wait_for_write_logged(sf.requests(), sf_mark, &ids[i])?;
     }
+    // Requests answered while the last write-back was found still get a time.
+    let at = started.elapsed();
+    sf_clock.observe(at, sf.requests().len());
+    lark_clock.observe(at, lark.requests().len());
     Ok(BurstRaw {
         started,
+        inserts,
         settled_at,
+        settled_by_index,
         wall,
         first_link: first_link.unwrap_or(wall),
         statuses,
         sf_mark,
         lark_mark,
+        sf_clock,
+        lark_clock,
     })
+}
+
+/// Bookings of the burst start within this many seconds from an hour ahead, spread evenly.
+pub(super) const BURST_HORIZON_SECS: i64 = 20 * 86_400 - 7_200;
+
+/// The trainer of the burst's `i`-th insert and its time slot (for [`burst_offset`]).
+/// In both orders trainer `t` has the slots `t`, `t + trainers`, `t + 2 × trainers`, …:
+/// only the order of the inserts differs.
+pub(super) fn burst_slot(order: BurstOrder, i: usize, n: usize, trainers: usize) -> (usize, usize) {
+    match order {
+        BurstOrder::RoundRobin => (i % trainers, i),
+        BurstOrder::ByTrainer => {
+            // Trainer t holds the slots ≡ t (mod trainers) below n: the first `n mod
+            // trainers` trainers one more than the others.
+            let (base, extra) = (n / trainers, n % trainers);
+            let big = extra * (base + 1);
+            let (t, j) = if i < big {
+                (i / (base + 1), i % (base + 1))
+            } else {
+                (extra + (i - big) / base.max(1), (i - big) % base.max(1))
+            };
+            (t, t + j * trainers)
+        }
+    }
+}
+
+/// When the burst's booking `i` of `n` starts, from now.
+pub(super) fn burst_offset(i: usize, n: usize) -> chrono::Duration {
+    chrono::Duration::seconds(3_600 + (i as i64 * BURST_HORIZON_SECS) / n as i64)
+}
+
+/// The booking ids a logged Salesforce write names (a collection update's records, or
+/// one record's path); an empty list for any other request, None when the body could
+/// not be read in full (the log truncates long bodies).
+pub(super) fn written_ids(r: &RecordedRequest) -> Option<Vec<String>> {
+    if r.method != Method::PATCH {
+        return Some(Vec::new());
+    }
+    if sf_kind(r) == "update" {
+        let id = r.path.rsplit('/').next().unwrap_or_default();
+        return Some(vec![id.to_string()]);
+    }
+    let body: Value = serde_json::from_str(&r.body).ok()?;
+    Some(
+        body.get("records")?
+            .as_array()?
+            .iter()
+            .filter_map(|rec| rec.get("id").and_then(Value::as_str).map(str::to_string))
+            .collect(),
+    )
 }
 
 /// Waits until a write-back naming `id` is in the log: a request is logged only after

@@ -174,6 +174,17 @@ impl Service {
     }
 }
 
+/// Whether the service under test puts meetings on calendars: on unless the bench's
+/// environment turns it off (its `LVB__CALENDAR__…` variables reach the service).
+pub(super) fn calendar_enabled() -> bool {
+    std::env::var("LVB__CALENDAR__ENABLED").map_or(true, |v| {
+        !matches!(
+            v.trim().to_ascii_lowercase().as_str(),
+            "false" | "0" | "no" | "off"
+        )
+    })
+}
+
 pub(super) fn log_tail(path: &Path) -> String {
     let text = std::fs::read_to_string(path).unwrap_or_default();
     let lines: Vec<&str> = text.lines().collect();

@@ -42,8 +42,8 @@ pub enum Subject {
     Failed(BookingId),
     /// A booking near its start without a meeting.
     Pending(BookingId),
-    /// A reservation or calendar event (its id) whose deletion is owed (rule 25).
-    Owed(String),
+    /// A booking whose meeting (or its calendar event) could not be deleted (rule 25).
+    Owed(BookingId),
     /// A booking whose host has not joined its meeting (rule 30; once per booking, which
     /// the caller's own claim ensures).
     NoShow(BookingId),
@@ -65,8 +65,10 @@ impl Subject {
     pub fn key(&self) -> String {
         let id = match self {
             Subject::Disconnected(id) => id.as_str(),
-            Subject::Failed(id) | Subject::Pending(id) | Subject::NoShow(id) => id.as_str(),
-            Subject::Owed(item) => item.as_str(),
+            Subject::Failed(id)
+            | Subject::Pending(id)
+            | Subject::Owed(id)
+            | Subject::NoShow(id) => id.as_str(),
         };
         format!("{}:{id}", self.kind())
     }
@@ -208,24 +210,20 @@ impl Alerter {
     pub async fn deletion_owed(&self, owed: &OwedNotice<'_>) -> AlertOutcome {
         let OwedNotice {
             booking_id,
-            item_id,
-            what,
             trainer,
             connect_link,
             record_url,
         } = owed;
-        let mut text = format!(
-            "Booking {booking_id} no longer needs its {what}, but it could not be deleted in Lark: its host {trainer} is not connected. The session stays joinable"
+        let text = format!(
+            "Booking {booking_id} no longer needs its Lark meeting, but the meeting (and its calendar event, if it has one) could not be deleted: its host {trainer} is not connected. The session stays joinable, and an invited merchant keeps the invitation, until the trainer reconnects (then it is deleted) or the session ends."
         );
-        if what.contains("calendar") {
-            text.push_str(" and the merchant keeps the invitation");
-        }
-        text.push_str(" until the trainer reconnects (it is deleted then) or the session ends.");
+        let mut text = text;
         text.push_str(&format!("\nThe trainer's connect link: {connect_link}"));
         if let Some(url) = record_url {
             text.push_str(&format!("\nOpen the booking in Salesforce: {url}"));
         }
-        self.send(&Subject::Owed(item_id.to_string()), &text).await
+        self.send(&Subject::Owed((*booking_id).clone()), &text)
+            .await
     }
 
     /// A booking starting soon that still has no meeting.
@@ -320,10 +318,6 @@ pub struct NoShowBooking<'a> {
 #[derive(Debug, Clone)]
 pub struct OwedNotice<'a> {
     pub booking_id: &'a BookingId,
-    /// The reservation's or event's id.
-    pub item_id: &'a str,
-    /// "Lark meeting" or "calendar event".
-    pub what: &'a str,
     /// The host's name and id.
     pub trainer: String,
     pub connect_link: String,

@@ -18,7 +18,7 @@ use tokio::sync::mpsc;
 use super::act::{Acted, Actor};
 use super::app_host::AppHost;
 use super::attendance;
-use super::calendar::{CalendarDone, CalendarStep};
+use super::calendar::{CalendarDone, CalendarStep, PrimaryCalendars};
 use super::decide::{decide, Context};
 use super::host_token::HostTokens;
 use super::meetings::Meetings;
@@ -64,6 +64,7 @@ pub struct Engine {
     app: AppHost,
     meetings: Meetings,
     owed: OwedDeletions,
+    calendars: PrimaryCalendars,
     writer: WriteBatcher,
     retries: RetryList,
     alerts: BookingAlerts,
@@ -110,6 +111,7 @@ impl Engine {
             app.clone(),
             owed.clone(),
         );
+        let calendars = PrimaryCalendars::new(store.clone());
         let writer = WriteBatcher::new(settings.clone(), salesforce.clone(), metrics.clone());
         let retries = RetryList::new(store.clone(), &settings.processing, metrics.clone());
         Engine {
@@ -125,6 +127,7 @@ impl Engine {
             app,
             meetings,
             owed,
+            calendars,
             writer,
             retries,
             alerts,
@@ -376,6 +379,7 @@ impl Engine {
             store: &self.store,
             lark: &self.lark,
             hosts: &self.hosts,
+            calendars: &self.calendars,
             owed: &self.owed,
             metrics: &self.metrics,
             field_present: fields

@@ -81,7 +81,7 @@ pub async fn process_stream_batch(
                 break;
             }
             Err(e) if engine.store().unwritable().is_some() => {
-                tracing::warn!(error = %e, "batch stopped: the store cannot be written");
+                tracing::debug!(error = %e, "batch waits: the store is paused");
                 let mut stop = shutdown.clone();
                 match while_unwritable(engine, &mut stop).await {
                     Paused::Resumed => {}

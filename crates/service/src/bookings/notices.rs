@@ -105,13 +105,11 @@ impl BookingAlerts {
         self.alerter.booking_no_show(&alert).await
     }
 
-    /// A reservation or event that had to go could not be deleted: its host `trainer`
-    /// (named `name`) is not connected (rule 25).
+    /// A booking's meeting (or event) that had to go could not be deleted: its host
+    /// `trainer` (named `name`) is not connected (rule 25). Once a day per booking.
     pub async fn deletion_owed(
         &self,
         booking: &BookingId,
-        item_id: &str,
-        what: &str,
         trainer: &TrainerId,
         name: Option<&str>,
     ) {
@@ -121,8 +119,6 @@ impl BookingAlerts {
         let record_url = self.record_url(booking).await;
         let notice = OwedNotice {
             booking_id: booking,
-            item_id,
-            what,
             trainer: trainer_label(name, trainer),
             connect_link: self.settings.server.connect_link(trainer),
             record_url: record_url.as_deref(),

@@ -65,9 +65,7 @@ impl OwedDeletions {
             .as_ref()
             .filter(|t| &t.id == host)
             .and_then(|t| t.name.as_deref());
-        self.alerts
-            .deletion_owed(&booking.id, owed.item.id(), what, host, name)
-            .await;
+        self.alerts.deletion_owed(&booking.id, host, name).await;
         Ok(())
     }
 

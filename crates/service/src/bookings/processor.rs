@@ -266,7 +266,7 @@ impl Processor {
         }
         if let Some(why) = gave_up {
             engine.status().set_store_writable(false);
-            tracing::error!(reason = %why, "processor stopped: the store cannot be written");
+            tracing::error!(reason = %why, "processor stopped: giving up on the store");
             return Err(anyhow::anyhow!(why));
         }
         tracing::info!("processor stopped");

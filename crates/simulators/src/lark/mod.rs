@@ -722,6 +722,23 @@ impl LarkSim {
         self.shared.lock().reserves.clone()
     }
 
+    /// Deletes a reservation as its owner would in the Lark app (an admin cleaning up
+    /// meetings whose answers were lost); false when there is no live one by that id.
+    pub fn delete_reserve_by_hand(&self, id: &str) -> bool {
+        let mut shared = self.shared.lock();
+        match shared
+            .reserves
+            .iter_mut()
+            .find(|r| r.id == id && !r.deleted)
+        {
+            Some(r) => {
+                r.deleted = true;
+                true
+            }
+            None => false,
+        }
+    }
+
     /// Every bot message accepted (deduplicated ones once), in order.
     pub fn bot_messages(&self) -> Vec<SimMessage> {
         self.shared.lock().messages.clone()

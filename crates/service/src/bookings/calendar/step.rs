@@ -9,6 +9,7 @@ use chrono::{DateTime, Utc};
 use serde_json::{json, Map, Value};
 
 use super::plan::{plan_event, wanted_event, EventPlan, WantedEvent};
+use super::primary::{LookupError, PrimaryCalendars};
 use crate::bookings::host_token::HostTokens;
 use crate::bookings::model::{Booking, MeetingStatus, CALENDAR_REASON};
 use crate::bookings::outcome::PipelineError;
@@ -79,6 +80,7 @@ pub struct CalendarStep<'a> {
     pub store: &'a Store,
     pub lark: &'a LarkClient,
     pub hosts: &'a HostTokens,
+    pub calendars: &'a PrimaryCalendars,
     pub owed: &'a OwedDeletions,
     pub metrics: &'a Metrics,
     /// Whether the booking object has the event field (describe); without it the id is
@@ -298,19 +300,10 @@ impl CalendarStep<'_> {
             return Ok(());
         };
         let store = self.store;
-        let calendar_id = match store.trainer_calendar(&host.id)?.calendar_id {
-            Some(c) => c,
-            None => {
-                let c = self
-                    .hosts
-                    .with_token_retry(&host, token.clone(), |lark: LarkClient, t| async move {
-                        lark.primary_calendar_id(&t).await
-                    })
-                    .await
-                    .map_err(lark_step)?;
-                store.save_primary_calendar(&host.id, &c)?;
-                c
-            }
+        let calendar_id = match self.calendars.id(self.hosts, &host, &token).await {
+            Ok(id) => id,
+            Err(LookupError::Lark(e)) => return Err(lark_step(e)),
+            Err(LookupError::Store(e)) => return Err(e.into()),
         };
         // Stable across retries and restarts: a create whose answer was lost, sent again,
         // gets the same event back. After an event of this reservation was deleted (or
@@ -338,12 +331,11 @@ impl CalendarStep<'_> {
             .await;
         let created = match created {
             Ok(c) => c,
-            Err(e @ LarkError::NotFound { .. }) => {
-                // The cached calendar is gone: look it up again next time.
-                store.forget_primary_calendar(&host.id)?;
+            Err(e) => {
+                // A kept calendar that is gone or out of reach is looked up again next time.
+                self.calendars.forget_if_gone(&host.id, &e)?;
                 return Err(lark_step(e));
             }
-            Err(e) => return Err(lark_step(e)),
         };
         let entry = CalendarEventEntry {
             booking_id: booking.id.clone(),
