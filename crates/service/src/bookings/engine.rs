@@ -17,6 +17,7 @@ use tokio::sync::mpsc;
 
 use super::act::{Acted, Actor};
 use super::app_host::AppHost;
+use super::attendance;
 use super::calendar::{CalendarDone, CalendarStep, PrimaryCalendars};
 use super::decide::{decide, Context};
 use super::host_token::HostTokens;
@@ -144,6 +145,11 @@ impl Engine {
         &self.reader
     }
 
+    /// The Lark client (attendance's meetings calls and messages).
+    pub fn lark(&self) -> &LarkClient {
+        &self.lark
+    }
+
     /// The Salesforce client (the stream's session, the integration user).
     pub fn salesforce(&self) -> &SalesforceClient {
         &self.salesforce
@@ -248,6 +254,8 @@ impl Engine {
         let starts: HashMap<BookingId, Option<DateTime<Utc>>> =
             bookings.iter().map(|b| (b.id.clone(), b.start)).collect();
         let now = Utc::now();
+        // Rules 29 and 30: attendance's timers follow each booking's times.
+        let sessions = attendance::sessions(&bookings, &self.settings);
         let (tx, rx) = mpsc::channel::<WriteBack>(WRITES_PER_CALL * 2);
         let work = async move {
             let results: Vec<(BookingId, Result<Handled, PipelineError>)> =
@@ -268,6 +276,10 @@ impl Engine {
             results
         };
         let (results, written) = tokio::join!(work, self.flush(rx));
+        if let Err(e) = attendance::note_sessions(&self.store, &self.settings, &sessions, now) {
+            // The next time the bookings are processed notes them again.
+            tracing::error!(error = %e, "could not note the bookings' session times for attendance");
+        }
         // The collection call itself failed (Salesforce down): the whole batch retries,
         // and the journal makes that retry reuse what Lark already created.
         let Written { refused, failed } = written?;
