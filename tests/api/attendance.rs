@@ -17,36 +17,11 @@ use lvb_simulators::launch::Simulators;
 use lvb_simulators::SF_HUMAN_USER_ID;
 use serde_json::{json, Map, Value};
 
-use lark_vc_bridge::config::Settings;
-use lvb_simulators::lark::LarkSim;
-use lvb_simulators::salesforce::SalesforceSim;
-
 use crate::helpers::{
-    binary_config, booking_time, capture_logs, connected_trainer, cookie_pair, edit_booking, field,
-    get, metric, sim_settings, spawn_app_with, start_app, wait_for_status, wait_ready, wait_until,
+    binary_config, booking_time, connected_trainer, cookie_pair, edit_booking, field, get, metric,
+    spawn_app_after, spawn_app_with, start_app, wait_for_status, wait_ready, wait_until,
     KillOnDrop, TestApp, BIN, BOOKING,
 };
-
-/// Starts both simulators, lets `prepare` set the Lark one up before the app first talks
-/// to it, then starts the app with `adjust`ed settings.
-async fn app_after(
-    prepare: impl FnOnce(&LarkSim) -> Option<String>,
-    adjust: impl FnOnce(&mut Settings, Option<String>),
-) -> TestApp {
-    capture_logs();
-    let sf = SalesforceSim::start(0).await.expect("salesforce sim");
-    let lark = LarkSim::start(0).await.expect("lark sim");
-    let prepared = prepare(&lark);
-    let dir = tempfile::tempdir().expect("tempdir");
-    let mut settings = sim_settings(
-        &sf.base_url(),
-        &lark.base_url(),
-        &dir.path().join("store.db"),
-    )
-    .unwrap();
-    adjust(&mut settings, prepared);
-    start_app(sf, lark, settings, dir).await
-}
 
 const STATUS: &str = "Lark_Session_Status__c";
 const STARTED: &str = "Lark_Session_Started_At__c";
@@ -327,16 +302,15 @@ async fn with_the_events_lost_for_the_whole_meeting_the_sweep_fills_the_same_fie
 async fn a_meeting_never_started_is_a_no_show_and_a_reschedule_starts_over() {
     // Lark refuses the app the long connection for good: the service runs on without
     // events, and the sweep still fills attendance.
-    let app = app_after(
+    let app = spawn_app_after(
         |lark| {
             lark.long_connection().fail_endpoint(
                 1_000_040_351,
                 "the app may not use the long connection",
                 1_000,
-            );
-            None
+            )
         },
-        |s, _| {
+        |s, ()| {
             s.attendance.grace = Duration::from_secs(1);
             s.alerts.no_show_after = None;
         },
@@ -450,7 +424,7 @@ async fn redelivered_duplicated_and_fragmented_events_count_once() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_host_who_does_not_show_gets_one_message_and_admins_one_alert_never_again() {
-    let app = app_after(
+    let app = spawn_app_after(
         |lark| Some(lark.create_chat("Training admins")),
         |s, chat| {
             s.alerts.no_show_after = Some(Duration::from_secs(2));

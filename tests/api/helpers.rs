@@ -106,6 +106,28 @@ pub async fn spawn_app_with(adjust: impl FnOnce(&mut Settings)) -> TestApp {
     start_app(sf, lark, settings, dir).await
 }
 
+/// Starts both simulators, lets `prepare` set the Lark one up before the app first talks
+/// to it (its long connection's client config, a failing endpoint, a chat), then starts
+/// the app with `adjust`ed settings, which get what `prepare` returned.
+pub async fn spawn_app_after<P>(
+    prepare: impl FnOnce(&LarkSim) -> P,
+    adjust: impl FnOnce(&mut Settings, P),
+) -> TestApp {
+    capture_logs();
+    let sf = SalesforceSim::start(0).await.expect("salesforce sim");
+    let lark = LarkSim::start(0).await.expect("lark sim");
+    let prepared = prepare(&lark);
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut settings = sim_settings(
+        &sf.base_url(),
+        &lark.base_url(),
+        &dir.path().join("store.db"),
+    )
+    .expect("settings");
+    adjust(&mut settings, prepared);
+    start_app(sf, lark, settings, dir).await
+}
+
 /// Starts the app on existing simulators and store (restarts).
 pub async fn start_app(
     sf: SalesforceSim,
@@ -408,19 +430,22 @@ pub async fn wait_caught_up(app: &TestApp) {
 
 /// The value of one `/metrics` sample (the whole `name{labels}` as rendered), 0 if absent.
 pub async fn metric(app: &TestApp, sample: &str) -> f64 {
+    metric_sample(app, sample).await.unwrap_or(0.0)
+}
+
+/// The value of one `/metrics` sample (the whole `name{labels}` as rendered), `None` when
+/// `/metrics` does not show it at all.
+pub async fn metric_sample(app: &TestApp, sample: &str) -> Option<f64> {
     let text = reqwest::get(format!("{}/metrics", app.url))
         .await
         .expect("metrics")
         .text()
         .await
         .unwrap_or_default();
-    text.lines()
-        .filter(|l| !l.starts_with('#'))
-        .find_map(|l| {
-            let (name, value) = l.rsplit_once(' ')?;
-            (name == sample).then(|| value.parse().ok())?
-        })
-        .unwrap_or(0.0)
+    text.lines().filter(|l| !l.starts_with('#')).find_map(|l| {
+        let (name, value) = l.rsplit_once(' ')?;
+        (name == sample).then(|| value.parse().ok())?
+    })
 }
 
 /// Replay id of the newest retained event on `channel` (0 when none).

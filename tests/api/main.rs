@@ -11,6 +11,7 @@ mod cli;
 mod exactly_once;
 mod helpers;
 mod lifecycle;
+mod long_connection;
 mod metadata;
 mod oauth;
 mod ops;
