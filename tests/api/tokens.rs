@@ -1,7 +1,8 @@
 //! Trainer tokens stay valid (issue 3, design §3 rules 5–6): single-flight refresh,
 //! crash-safe rotation, failure classification, the refresh timer, reconnect reminders,
 //! disconnect, key rotation and refresh metrics — all against the simulators, counting
-//! calls. Time is controlled through token lifetimes and expiry knobs, never waited for.
+//! calls. Time is controlled through token lifetimes and expiry knobs, never waited for
+//! (but for one test of the timer itself, ticking every second).
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -760,6 +761,49 @@ async fn the_timer_refreshes_exactly_the_trainers_inside_the_window() {
     let again = refresh_pass(engine.tokens()).await;
     assert_eq!(again.refreshed, 0, "{again:?}");
     assert_eq!(refresh_calls(&app).len(), 2);
+}
+
+/// Rule 6 through `run`'s own timer (the test above calls the pass the timer asks for):
+/// with `refresh.interval` at 1 s, trainers whose refresh tokens are inside the window are
+/// refreshed tick after tick with no call from outside, and one whose access token alone
+/// is short-lived is left alone by every pass.
+#[tokio::test(flavor = "multi_thread")]
+async fn run_s_timer_refreshes_trainers_inside_the_window_every_refresh_interval() {
+    let app = spawn_app_with(|s| {
+        s.refresh.interval = Duration::from_secs(1);
+        s.refresh.refresh_token_window = Duration::from_secs(48 * 3600);
+    })
+    .await;
+    let hour = 3600;
+    let (access_only, _) = connected_with_lifetimes(
+        &app,
+        "Access",
+        "access@example.com",
+        SHORT_ACCESS_SECS,
+        100 * hour,
+    )
+    .await;
+    let before = app.trainer(&access_only);
+    let refresh_expires_in = |id: &str| {
+        let at = text(&app.trainer(id), "Lark_Refresh_Expires_At__c").expect("set");
+        parse_datetime(&at).unwrap() - chrono::Utc::now()
+    };
+    // Each connects after the previous one was refreshed: the second is refreshed by a
+    // later tick than the first.
+    for (name, email) in [("One", "one@example.com"), ("Two", "two@example.com")] {
+        let (id, _) = connected_with_lifetimes(&app, name, email, DEFAULT_ACCESS_SECS, hour).await;
+        wait_until(&format!("the timer refreshes {name}"), || async {
+            refresh_expires_in(&id) > chrono::Duration::days(6)
+        })
+        .await;
+    }
+    assert!(refresh_calls(&app).len() >= 2);
+    assert_eq!(
+        app.trainer(&access_only),
+        before,
+        "the access token alone expiring is not the timer's business"
+    );
+    app.stop().await;
 }
 
 /// Issue 3 §5: a refresh token that cannot be extended and expires within the window
