@@ -1,5 +1,7 @@
 //! The README's configuration reference must list exactly the keys of
-//! `config/default.toml`, with the same defaults, and start with the two set-up commands.
+//! `config/default.toml`, with the same defaults, and start with the two set-up commands;
+//! its rule table must name, for every rule 1–30 of the design, integration tests that
+//! exist in `tests/api/`.
 
 use std::collections::BTreeMap;
 
@@ -51,16 +53,8 @@ fn default_toml_keys() -> BTreeMap<String, Option<String>> {
 /// `| \`key\` | \`default\` | meaning |` rows of the README's configuration table.
 fn readme_keys() -> BTreeMap<String, Option<String>> {
     let readme = read("README.md");
-    let start = readme
-        .find("## Configuration reference")
-        .expect("section exists");
-    let section = &readme[start..];
-    let end = section[3..]
-        .find("\n## ")
-        .map(|i| i + 3)
-        .unwrap_or(section.len());
     let mut keys = BTreeMap::new();
-    for line in section[..end].lines() {
+    for line in section(&readme, "## Configuration reference").lines() {
         let cells: Vec<&str> = line.split('|').map(str::trim).collect();
         if cells.len() < 4 || !cells[1].starts_with('`') {
             continue;
@@ -106,4 +100,104 @@ fn readme_starts_with_the_two_set_up_commands() {
         ci.lines().any(|l| l.trim() == "cargo test"),
         ".ci/run runs the README's test command"
     );
+}
+
+/// The section of the README under `heading`, up to the next `## ` heading.
+fn section<'a>(readme: &'a str, heading: &str) -> &'a str {
+    let start = readme
+        .find(heading)
+        .unwrap_or_else(|| panic!("README has {heading:?}"));
+    let section = &readme[start..];
+    let end = section[3..]
+        .find("\n## ")
+        .map(|i| i + 3)
+        .unwrap_or(section.len());
+    &section[..end]
+}
+
+/// Names of the test functions of `tests/api/{file}.rs`: each `fn` that follows a
+/// `#[test]` or `#[tokio::test…]` attribute (other attributes and doc lines may come
+/// between).
+fn test_functions(file: &str) -> Vec<String> {
+    let path = format!("tests/api/{file}.rs");
+    let text = std::fs::read_to_string(format!("{}/{path}", env!("CARGO_MANIFEST_DIR")))
+        .unwrap_or_else(|e| panic!("{path}: {e}"));
+    let mut names = Vec::new();
+    let mut in_test = false;
+    for line in text.lines().map(str::trim) {
+        if line == "#[test]" || line.starts_with("#[tokio::test") {
+            in_test = true;
+        } else if in_test {
+            let signature = line
+                .strip_prefix("async fn ")
+                .or_else(|| line.strip_prefix("fn "));
+            if let Some(rest) = signature {
+                let name: String = rest
+                    .chars()
+                    .take_while(|c| c.is_ascii_alphanumeric() || *c == '_')
+                    .collect();
+                names.push(name);
+                in_test = false;
+            }
+        }
+    }
+    names
+}
+
+/// Rows of the table "Every rule, checked from outside": rule number → the
+/// `file::test_name`s its row names.
+fn rule_rows() -> BTreeMap<u32, Vec<(String, String)>> {
+    let readme = read("README.md");
+    let mut rows: BTreeMap<u32, Vec<(String, String)>> = BTreeMap::new();
+    for line in section(&readme, "## Every rule, checked from outside").lines() {
+        let cells: Vec<&str> = line.split('|').map(str::trim).collect();
+        let Some(rule) = cells.get(1).and_then(|c| c.parse::<u32>().ok()) else {
+            continue;
+        };
+        assert_eq!(
+            cells.len(),
+            5,
+            "three cells in the row of rule {rule}: {line}"
+        );
+        let tests = rows.entry(rule).or_default();
+        for named in cells[3].split('`').skip(1).step_by(2) {
+            let (file, test) = named
+                .split_once("::")
+                .unwrap_or_else(|| panic!("rule {rule}: {named:?} is not file::test_name"));
+            tests.push((file.to_string(), test.to_string()));
+        }
+    }
+    rows
+}
+
+#[test]
+fn every_rule_is_checked_from_outside_by_tests_that_exist() {
+    let rows = rule_rows();
+    for rule in 1..=30 {
+        let tests = rows
+            .get(&rule)
+            .unwrap_or_else(|| panic!("README's rule table has no row for rule {rule}"));
+        assert!(!tests.is_empty(), "rule {rule} names no test");
+    }
+    let unknown: Vec<u32> = rows
+        .keys()
+        .copied()
+        .filter(|r| !(1..=30).contains(r))
+        .collect();
+    assert!(
+        unknown.is_empty(),
+        "rows for rules the design lacks: {unknown:?}"
+    );
+    let mut files = BTreeMap::new();
+    for (rule, tests) in &rows {
+        for (file, test) in tests {
+            let defined = files
+                .entry(file.clone())
+                .or_insert_with(|| test_functions(file));
+            assert!(
+                defined.contains(test),
+                "rule {rule}: tests/api/{file}.rs has no test fn {test}"
+            );
+        }
+    }
 }
