@@ -1,8 +1,11 @@
 //! `demo`: the main job on the embedded default. Starts both simulators in-process and
 //! the real service against them (the same `App` that `run` starts), then walks through
-//! a trainer connecting and bookings being created, rescheduled and cancelled, narrating
-//! each step with timestamps. Ends with the bookings, trainers and call counts as the
-//! simulators saw them. Exits non-zero if any step does not happen in time.
+//! a trainer connecting and bookings being created, rescheduled and cancelled, then a
+//! session taking place (started, the trainer joins, the merchant joins, ended, the
+//! recording ready: its attendance lands on the booking) and a trainer who never shows
+//! (the no-show message and the admins' alert), narrating each step with timestamps.
+//! Ends with the bookings, trainers and call counts as the simulators saw them. Exits
+//! non-zero if any step does not happen in time.
 
 use std::future::Future;
 use std::io::{IsTerminal, Write};
@@ -17,7 +20,7 @@ use serde_json::{json, Map, Value};
 use lark_vc_bridge::app::App;
 use lark_vc_bridge::config::Settings;
 use lvb_simulators::browser::{connect_trainer, ConnectHop};
-use lvb_simulators::launch::Simulators;
+use lvb_simulators::launch::{SeededTrainer, Simulators};
 use lvb_simulators::SF_HUMAN_USER_ID;
 
 /// How long one step may take before the demo gives up.
@@ -115,6 +118,11 @@ pub async fn run(json: bool) -> anyhow::Result<()> {
     )?;
     // The merchant's email on the booking: invited to the session's calendar event.
     settings.salesforce.booking.attendee_email_field = Some("Merchant_Email__c".into());
+    // Admin alerts go to a group chat; a trainer not in the meeting 2 s after the start
+    // gets the no-show message (10 minutes by default: short, so the demo stays quick).
+    let admins_chat = lark.create_chat("Training admins");
+    settings.alerts.lark_chat_id = Some(admins_chat.clone());
+    settings.alerts.no_show_after = Some(Duration::from_secs(2));
     let app = App::build(settings).await?;
     let url = app.local_url();
     let shutdown = app.shutdown_handle();
@@ -334,6 +342,12 @@ pub async fn run(json: bool) -> anyhow::Result<()> {
         b.name
     ));
 
+    // 7. A session takes place: its attendance lands on the booking.
+    let session = session(&mut n, sf, lark, a).await?;
+
+    // 8. A trainer who never shows.
+    let no_show = no_show(&mut n, sf, lark, b, &admins_chat).await?;
+
     shutdown.trigger();
     service
         .await
@@ -342,18 +356,22 @@ pub async fn run(json: bool) -> anyhow::Result<()> {
     n.say("service stopped gracefully (checkpoint saved)");
     let _ = std::fs::remove_dir_all(&store_dir);
 
-    let bookings: Vec<Value> = [&booking_a, &booking_b]
+    let bookings: Vec<Value> = [&booking_a, &booking_b, &session, &no_show]
         .iter()
         .map(|id| {
             let r = sf.get(BOOKING, id).unwrap_or_default();
-            json!({
+            let mut row = json!({
                 "id": id,
                 "trainer": r.get("Trainer__c"),
                 "status": r.get("Lark_Meeting_Status__c"),
                 "link": r.get("Remote_Training_Meeting_Link__c"),
                 "reservation_id": r.get("Lark_Reservation_Id__c"),
                 "calendar_event_id": r.get(EVENT_FIELD),
-            })
+            });
+            for (key, f) in ATTENDANCE {
+                row[key] = r.get(f).cloned().unwrap_or(Value::Null);
+            }
+            row
         })
         .collect();
     let trainer_rows: Vec<Value> = [a, b]
@@ -388,6 +406,8 @@ pub async fn run(json: bool) -> anyhow::Result<()> {
         "delete": lark_log.count(&Method::DELETE, "/vc/v1/reserves/"),
         "messages": lark_log.count_path("/im/v1/messages"),
         "calendar": lark_log.count_path("/calendar/v4/"),
+        "meetings": lark_log.count_path("/vc/v1/meetings"),
+        "events_endpoint": lark_log.count_path("/callback/ws/endpoint"),
     });
 
     if json {
@@ -415,6 +435,24 @@ pub async fn run(json: bool) -> anyhow::Result<()> {
                 text(&b["link"])
             );
         }
+        println!("\nSession attendance (the Lark_Session_* fields)");
+        println!(
+            "  {:<18}  {:<11}  {:<24}  {:<24}  {:<24}  {:<6}  {:<5}  recording",
+            "id", "session", "started", "ended", "trainer joined", "people", "guest"
+        );
+        for b in &bookings {
+            println!(
+                "  {:<18}  {:<11}  {:<24}  {:<24}  {:<24}  {:<6}  {:<5}  {}",
+                text(&b["id"]),
+                text(&b["session_status"]),
+                text(&b["started_at"]),
+                text(&b["ended_at"]),
+                text(&b["trainer_joined_at"]),
+                text(&b["participants"]),
+                text(&b["guest_joined"]),
+                text(&b["recording_url"])
+            );
+        }
         println!("\nTrainers (Onboarding_Trainer__c)");
         println!(
             "  {:<18}  {:<12}  {:<9}  Lark_Last_Token_Refresh__c",
@@ -438,6 +476,178 @@ pub async fn run(json: bool) -> anyhow::Result<()> {
         );
     }
     Ok(())
+}
+
+/// The attendance fields of a booking: the demo's JSON key and the field.
+const ATTENDANCE: [(&str, &str); 7] = [
+    ("session_status", "Lark_Session_Status__c"),
+    ("started_at", "Lark_Session_Started_At__c"),
+    ("ended_at", "Lark_Session_Ended_At__c"),
+    ("trainer_joined_at", "Lark_Trainer_Joined_At__c"),
+    ("participants", "Lark_Participants__c"),
+    ("guest_joined", "Lark_Guest_Joined__c"),
+    ("recording_url", "Lark_Recording_Url__c"),
+];
+
+/// A remote booking for `trainer` starting `in_secs` from now, an hour long; waits for its
+/// meeting and returns the booking and its Lark reservation.
+async fn booking_starting(
+    n: &mut Narrator,
+    sf: &lvb_simulators::salesforce::SalesforceSim,
+    lark: &lvb_simulators::lark::LarkSim,
+    trainer: &SeededTrainer,
+    merchant: &str,
+    in_secs: i64,
+) -> anyhow::Result<(String, lvb_simulators::lark::SimReserve)> {
+    let start = Utc::now() + chrono::Duration::seconds(in_secs);
+    let booking = sf.insert(
+        BOOKING,
+        json!({
+            "Name": format!("Onboarding — {merchant}"),
+            "Trainer__c": trainer.id,
+            "Training_Start__c": start.to_rfc3339(),
+            "Training_End__c": (start + chrono::Duration::hours(1)).to_rfc3339(),
+            "Service_Type__c": "Remote",
+            "Status__c": "Scheduled",
+            "Merchant_Name__c": merchant,
+        }),
+        SF_HUMAN_USER_ID,
+    );
+    n.wait("the booking has its meeting link", || async {
+        field(sf.get(BOOKING, &booking), "Lark_Meeting_Status__c") == json!("Created")
+    })
+    .await?;
+    let reserve_id = text(&field(sf.get(BOOKING, &booking), "Lark_Reservation_Id__c"));
+    let reserve = lark
+        .reserves()
+        .into_iter()
+        .find(|r| r.id == reserve_id)
+        .with_context(|| format!("Lark has no reservation {reserve_id}"))?;
+    Ok((booking, reserve))
+}
+
+/// A session that takes place, narrated: started, the trainer joins, the merchant joins,
+/// ended, the recording — and its attendance on the booking. Returns the booking.
+async fn session(
+    n: &mut Narrator,
+    sf: &lvb_simulators::salesforce::SalesforceSim,
+    lark: &lvb_simulators::lark::LarkSim,
+    trainer: &SeededTrainer,
+) -> anyhow::Result<String> {
+    use lvb_simulators::lark::Person;
+    let (booking, reserve) = booking_starting(n, sf, lark, trainer, "Corner Bakery", 120).await?;
+    n.say(format!(
+        "a remote session for Corner Bakery ({booking}) starts in 2 minutes; its meeting number is {}",
+        reserve.meeting_no
+    ));
+    let shows = |status: &'static str| {
+        let booking = booking.clone();
+        move || {
+            let booking = booking.clone();
+            async move { field(sf.get(BOOKING, &booking), "Lark_Session_Status__c") == json!(status) }
+        }
+    };
+    let meetings = lark.meetings();
+    let meeting = meetings.start(&reserve.id, &Person::Host)?;
+    meetings.join(&meeting.id, &Person::Host)?;
+    n.say(format!(
+        "{} starts the meeting and is in it (Lark sends meeting_started and join_meeting over the long connection)",
+        trainer.name
+    ));
+    n.wait(
+        "the booking shows the session in progress",
+        shows("In Progress"),
+    )
+    .await?;
+    let r = sf.get(BOOKING, &booking);
+    n.say(format!(
+        "booking {booking}: Lark_Session_Status__c = In Progress, started at {}, trainer joined at {}",
+        text(&field(r.clone(), "Lark_Session_Started_At__c")),
+        text(&field(r, "Lark_Trainer_Joined_At__c"))
+    ));
+    let merchant = Person::Guest("Corner Bakery (owner)".into());
+    meetings.join(&meeting.id, &merchant)?;
+    n.say("the merchant joins from outside the company");
+    meetings.end(&meeting.id, &Person::Host)?;
+    n.say(format!(
+        "{} ends the meeting; the service asks Lark once for its participants",
+        trainer.name
+    ));
+    n.wait(
+        "the booking shows the session completed",
+        shows("Completed"),
+    )
+    .await?;
+    let r = sf.get(BOOKING, &booking);
+    n.say(format!(
+        "booking {booking}: Completed, ended at {}, {} participants, guest joined: {}",
+        text(&field(r.clone(), "Lark_Session_Ended_At__c")),
+        text(&field(r.clone(), "Lark_Participants__c")),
+        text(&field(r, "Lark_Guest_Joined__c"))
+    ));
+    let url = meetings.recording_ready(&meeting.id, 45 * 60 * 1000)?;
+    n.say("Lark finishes the recording (recording_ready)");
+    n.wait("the recording is on the booking", || async {
+        field(sf.get(BOOKING, &booking), "Lark_Recording_Url__c") == json!(url)
+    })
+    .await?;
+    n.say(format!("booking {booking}: Lark_Recording_Url__c = {url}"));
+    Ok(booking)
+}
+
+/// A session whose trainer never shows, narrated: the merchant waits in the meeting; the
+/// trainer gets a message with the link and the admins an alert. Returns the booking.
+async fn no_show(
+    n: &mut Narrator,
+    sf: &lvb_simulators::salesforce::SalesforceSim,
+    lark: &lvb_simulators::lark::LarkSim,
+    trainer: &SeededTrainer,
+    admins_chat: &str,
+) -> anyhow::Result<String> {
+    use lvb_simulators::lark::Person;
+    let (booking, reserve) = booking_starting(n, sf, lark, trainer, "Harbor Books", 1).await?;
+    n.say(format!(
+        "a remote session for Harbor Books ({booking}) with {} starts in a second",
+        trainer.name
+    ));
+    let merchant = Person::Guest("Harbor Books (owner)".into());
+    let meeting = lark.meetings().start(&reserve.id, &merchant)?;
+    lark.meetings().join(&meeting.id, &merchant)?;
+    n.say(format!(
+        "the merchant opens the link and waits; {} does not join",
+        trainer.name
+    ));
+    let to_trainer = || {
+        lark.bot_messages()
+            .into_iter()
+            .find(|m| m.receive_id == trainer.email && m.text.contains("have not joined"))
+    };
+    n.wait("the trainer gets the no-show message", || async {
+        to_trainer().is_some()
+    })
+    .await?;
+    let message = to_trainer().map(|m| m.text).unwrap_or_default();
+    n.say(format!(
+        "{} receives a Lark message: \"{message}\"",
+        trainer.name
+    ));
+    n.wait("the admins get an alert", || async {
+        lark.chat_messages(admins_chat)
+            .iter()
+            .any(|m| m.text.contains(&booking))
+    })
+    .await?;
+    let alert = lark
+        .chat_messages(admins_chat)
+        .into_iter()
+        .find(|m| m.text.contains(&booking))
+        .map(|m| m.text)
+        .unwrap_or_default();
+    n.say(format!(
+        "the \"Training admins\" chat gets one alert: \"{}\"",
+        alert.replace('\n', " / ")
+    ));
+    Ok(booking)
 }
 
 /// A trainer connecting: a scripted browser follows the real redirects, narrated.
@@ -499,6 +709,10 @@ fn text(v: &Value) -> String {
     match v {
         Value::Null => "—".into(),
         Value::String(s) => s.clone(),
+        // Salesforce returns Number fields as floats: a count reads as one.
+        Value::Number(n) if n.as_f64().is_some_and(|f| f.fract() == 0.0) => {
+            format!("{}", n.as_f64().unwrap_or_default() as i64)
+        }
         other => other.to_string(),
     }
 }

@@ -24,7 +24,7 @@ fn demo_json_reports_the_final_state() {
     let report: Value = serde_json::from_str(&stdout).expect("JSON on stdout");
     assert_eq!(report["ok"], Value::Bool(true));
     let bookings = report["bookings"].as_array().unwrap();
-    assert_eq!(bookings.len(), 2);
+    assert_eq!(bookings.len(), 4);
     assert_eq!(bookings[0]["status"], "Created");
     assert!(bookings[0]["link"]
         .as_str()
@@ -44,21 +44,46 @@ fn demo_json_reports_the_final_state() {
         "{}",
         bookings[1]
     );
+    // Rules 29 and 30 through the real binary: the session that took place shows its
+    // attendance; the one whose trainer never showed is in progress (the merchant waits).
+    let session = &bookings[2];
+    assert_eq!(session["session_status"], "Completed", "{session}");
+    assert_eq!(session["participants"].as_f64(), Some(2.0), "{session}");
+    assert_eq!(session["guest_joined"], Value::Bool(true), "{session}");
+    assert!(session["recording_url"].is_string(), "{session}");
+    assert!(session["trainer_joined_at"].is_string(), "{session}");
+    assert_eq!(
+        bookings[3]["session_status"], "In Progress",
+        "{}",
+        bookings[3]
+    );
+    assert!(
+        bookings[3]["trainer_joined_at"].is_null(),
+        "{}",
+        bookings[3]
+    );
     for t in report["trainers"].as_array().unwrap() {
         assert_eq!(t["connected"], Value::Bool(true), "{t}");
     }
     let lark = &report["lark_calls"];
-    assert_eq!(lark["apply"], 2, "one reservation per booking: {lark}");
+    assert_eq!(lark["apply"], 4, "one reservation per booking: {lark}");
     assert_eq!(lark["update"], 1, "one PUT for the reschedule: {lark}");
     assert_eq!(lark["delete"], 1, "one DELETE for the cancellation: {lark}");
     assert_eq!(
-        lark["messages"], 1,
-        "one reminder to the trainer who had not connected: {lark}"
+        lark["messages"], 3,
+        "one reminder to the trainer who had not connected, then the no-show message to \
+         the trainer and the admins' alert: {lark}"
     );
     assert_eq!(
-        lark["calendar"], 8,
+        lark["calendar"], 10,
         "per trainer one primary-calendar lookup, one create and one invitation, then one \
-         patch for the reschedule and one delete for the cancellation: {lark}"
+         patch for the reschedule and one delete for the cancellation; one create for each \
+         session of the attendance part (no guest email on those): {lark}"
+    );
+    assert_eq!(
+        lark["meetings"], 3,
+        "the participants call after the session's end, and the no-show check's \
+         list_by_no and one meeting's participants: {lark}"
     );
     assert!(report["steps"].as_array().unwrap().len() >= 10);
 }

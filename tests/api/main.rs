@@ -3,6 +3,7 @@
 
 mod alerts;
 mod app_hosted;
+mod attendance;
 mod bookings;
 mod bounds;
 mod calendar;

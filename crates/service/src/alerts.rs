@@ -1,6 +1,7 @@
 //! Admin alerts (design §3 rule 22): with `alerts.lark_chat_id` set, the bot posts a
 //! plain-text message to that Lark group chat when a trainer is disconnected by Lark, when
-//! a booking becomes `Failed`, and when a booking near its start still has no meeting.
+//! a booking becomes `Failed`, when a booking near its start still has no meeting, and
+//! when a booking's trainer has not joined its meeting (rule 30, once per booking).
 //!
 //! Each [`Subject`] is alerted at most once a UTC day, remembered in the store (so across
 //! restarts). The message's `uuid` is derived from the subject and the day, so Lark drops
@@ -43,6 +44,9 @@ pub enum Subject {
     Pending(BookingId),
     /// A booking whose meeting (or its calendar event) could not be deleted (rule 25).
     Owed(BookingId),
+    /// A booking whose host has not joined its meeting (rule 30; once per booking, which
+    /// the caller's own claim ensures).
+    NoShow(BookingId),
 }
 
 impl Subject {
@@ -53,6 +57,7 @@ impl Subject {
             Subject::Failed(_) => "failed",
             Subject::Pending(_) => "pending",
             Subject::Owed(_) => "owed",
+            Subject::NoShow(_) => "no_show",
         }
     }
 
@@ -60,7 +65,10 @@ impl Subject {
     pub fn key(&self) -> String {
         let id = match self {
             Subject::Disconnected(id) => id.as_str(),
-            Subject::Failed(id) | Subject::Pending(id) | Subject::Owed(id) => id.as_str(),
+            Subject::Failed(id)
+            | Subject::Pending(id)
+            | Subject::Owed(id)
+            | Subject::NoShow(id) => id.as_str(),
         };
         format!("{}:{id}", self.kind())
     }
@@ -250,6 +258,60 @@ impl Alerter {
         self.send(&Subject::Pending((*booking_id).clone()), &text)
             .await
     }
+
+    /// A booking whose trainer has not joined its meeting `after` its start (rule 30).
+    pub async fn booking_no_show(&self, alert: &NoShowBooking<'_>) -> AlertOutcome {
+        let NoShowBooking {
+            booking_id,
+            start,
+            after,
+            trainer,
+            merchant,
+            link,
+            record_url,
+        } = alert;
+        let minutes = after.as_secs() / 60;
+        let after = if minutes >= 1 {
+            format!("{minutes} min")
+        } else {
+            format!("{} s", after.as_secs())
+        };
+        let mut text = format!(
+            "Booking {booking_id}: the trainer {trainer} has not joined the Lark meeting {after} after the session's start ({}).",
+            start.format("%Y-%m-%d %H:%M UTC")
+        );
+        if let Some(merchant) = merchant {
+            text.push_str(&format!("\nMerchant: {merchant}"));
+        }
+        if let Some(link) = link {
+            text.push_str(&format!("\nMeeting: {link}"));
+        }
+        text.push_str("\nThe trainer was sent a message with the link.");
+        if let Some(url) = record_url {
+            text.push_str(&format!("\nOpen it in Salesforce: {url}"));
+        }
+        self.send(&Subject::NoShow((*booking_id).clone()), &text)
+            .await
+    }
+}
+
+/// What a no-show alert says about a booking (rule 30).
+#[derive(Debug, Clone)]
+pub struct NoShowBooking<'a> {
+    /// The booking.
+    pub booking_id: &'a BookingId,
+    /// Its start.
+    pub start: DateTime<Utc>,
+    /// `alerts.no_show_after`.
+    pub after: std::time::Duration,
+    /// The trainer's name and id.
+    pub trainer: String,
+    /// The merchant, as the booking names them (topic fields, guest email).
+    pub merchant: Option<String>,
+    /// The meeting's join link.
+    pub link: Option<&'a str>,
+    /// The booking's Salesforce record URL (filled in by `BookingAlerts`).
+    pub record_url: Option<&'a str>,
 }
 
 /// What an "owed deletion" alert says.

@@ -12,12 +12,13 @@ use std::time::Duration;
 use anyhow::Context;
 use tokio::net::TcpListener;
 use tokio::sync::{mpsc, watch};
+use tokio_util::sync::CancellationToken;
 
 use crate::bookings::{Engine, PipelineStatus, Processor, ProcessorHandle};
-use crate::config::Settings;
+use crate::config::{LarkEvents, Settings};
 use crate::control::ControlSocket;
 use crate::http::{self, HttpState};
-use crate::lark::LarkClient;
+use crate::lark::{LarkClient, LongConnection};
 use crate::metrics::Metrics;
 use crate::salesforce::SalesforceClient;
 use crate::store::lock::StoreLock;
@@ -228,6 +229,7 @@ impl App {
             readiness.set_salesforce_login(true);
         }
 
+        let events_metrics = metrics.clone();
         let state = HttpState {
             settings: settings.clone(),
             tokens: tokens.clone(),
@@ -265,6 +267,16 @@ impl App {
             "control socket",
             control.serve(commands, shutdown.clone(), tasks.clone()),
         );
+        // Rule 28: the one process holding the store lock keeps the app's long connection.
+        if settings.lark.events == LarkEvents::LongConnection {
+            spawn_lark_events(
+                &tasks,
+                &settings,
+                events_metrics,
+                processor_task.event_sink(),
+                shutdown.clone(),
+            );
+        }
         let mut processing = tasks.spawn(
             "booking processor",
             processor_task.run(shutdown.clone(), tasks.clone()),
@@ -311,6 +323,41 @@ impl App {
             }
         }
     }
+}
+
+/// Runs Lark's long connection (rule 28) as a tracked task: every event goes to `sink`
+/// (recorded, then acknowledged); shutdown cancels it and waits for an in-flight record to
+/// be acknowledged. When Lark refuses the app for good the service runs on without events
+/// (rule 29's sweep still fills attendance); the connection is not essential.
+fn spawn_lark_events(
+    tasks: &Tasks,
+    settings: &Settings,
+    metrics: Metrics,
+    sink: crate::bookings::attendance::AttendanceSink,
+    mut shutdown: watch::Receiver<bool>,
+) {
+    let connection = match LongConnection::new(&settings.lark, metrics) {
+        Ok(c) => c,
+        Err(e) => {
+            tracing::error!(error = %e, "cannot open Lark's event connection; running without events");
+            return;
+        }
+    };
+    let cancel = CancellationToken::new();
+    tasks.spawn("lark events", async move {
+        let run = connection.run(sink, cancel.clone());
+        tokio::pin!(run);
+        let ended = tokio::select! {
+            ended = &mut run => ended,
+            _ = async { let _ = shutdown.wait_for(|s| *s).await; } => {
+                cancel.cancel();
+                run.await
+            }
+        };
+        if let Err(e) = ended {
+            tracing::error!(error = %e, "no Lark events from now on: attendance comes from the post-end sweep alone; run `check`");
+        }
+    });
 }
 
 /// "stopped", "failed: …" or "panicked: …", for an essential task that ended on its own.

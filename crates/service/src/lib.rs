@@ -9,7 +9,8 @@
 //! - [`store`]      — embedded SQLite: OAuth nonces, checkpoints, token and reservation journals
 //! - [`tokens`]     — the AES-GCM vault, the trainer's token fields, the single-flight token
 //!   service, the connect flow (`begin`/`finish`)
-//! - [`bookings`]   — the booking pipeline: intake, queries, the pure `decide`, `act`, write-back, sweeps
+//! - [`bookings`]   — the booking pipeline: intake, queries, the pure `decide`, `act`, write-back, sweeps,
+//!   and each meeting's attendance back on its booking (`bookings::attendance`)
 //! - [`salesforce`] — Salesforce auth, REST (query, update, collections) and streaming (CometD)
 //! - [`lark`]       — Lark app token, user OAuth, VC reserves and meetings, bot messages, redacted
 //!   token types, and the long connection that brings the app's events (`lark::events`)

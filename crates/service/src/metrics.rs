@@ -106,7 +106,7 @@ pub mod names {
     /// Histogram: one HTTP request to Salesforce REST, by `operation`.
     pub const SALESFORCE_REQUEST_DURATION: &str = "lvb_salesforce_request_duration_seconds";
     // Issue 14: admin alerts and the success measures (gauges set on each sweep).
-    /// Counter: admin alerts (rule 22), by `subject` (disconnected, failed, pending) and
+    /// Counter: admin alerts (rule 22), by `subject` (disconnected, failed, pending, no_show) and
     /// `outcome` (sent, failed).
     pub const ALERTS: &str = "lvb_alerts_total";
     /// Gauge: trainers with upcoming remote bookings, by `connected` (true, false).
@@ -139,6 +139,25 @@ pub mod names {
     pub const STORE_WRITABLE: &str = "lvb_store_writable";
     /// Counter: times the pipeline paused because the store could not be written.
     pub const STORE_PAUSES: &str = "lvb_store_pauses_total";
+    // Attendance and the no-show alert (rules 29 and 30).
+    /// Counter: Lark events as attendance took them, by `outcome` (`applied`,
+    /// `before_session`, `not_ours`: no booking's reservation has the meeting number,
+    /// `cancelled`: the booking has no meeting any more, `duplicate`: redelivered,
+    /// `other_type`, `no_meeting_no`, `unused`: attendance and the no-show alert are off,
+    /// `undecodable`).
+    pub const ATTENDANCE_EVENTS: &str = "lvb_attendance_events_total";
+    /// Counter: attendance write-backs, by `outcome` (`written`, `refused`: Salesforce
+    /// refused the record, `failed`: the call failed; both are tried again).
+    pub const ATTENDANCE_WRITES: &str = "lvb_attendance_writes_total";
+    /// Counter: Lark look-ups for attendance, by `kind` (`details`: the participants call
+    /// after an end, `post_end`: the lookup of a session whose end was not heard of,
+    /// `presence`: the no-show check's) and `outcome` (`completed`, `in_progress`,
+    /// `no_show`, `not_found`, `done`, `failed`, `given_up`).
+    pub const ATTENDANCE_LOOKUPS: &str = "lvb_attendance_lookups_total";
+    /// Counter: no-show checks (rule 30), by `outcome` (`alerted`, `host_present`,
+    /// `not_relevant`: no meeting or cancelled or over, `message_failed`,
+    /// `alert_failed`).
+    pub const NO_SHOWS: &str = "lvb_no_shows_total";
 }
 
 /// Counters: name and help.
@@ -179,6 +198,20 @@ const COUNTERS: &[(&str, &str)] = &[
         names::STORE_PAUSES,
         "Times the pipeline paused because the store could not be written",
     ),
+    // Attendance (rules 29 and 30).
+    (
+        names::ATTENDANCE_EVENTS,
+        "Lark meeting events as attendance took them, by outcome",
+    ),
+    (
+        names::ATTENDANCE_WRITES,
+        "Attendance write-backs to bookings, by outcome",
+    ),
+    (
+        names::ATTENDANCE_LOOKUPS,
+        "Lark look-ups for attendance, by kind and outcome",
+    ),
+    (names::NO_SHOWS, "No-show checks of hosts, by outcome"),
 ];
 
 /// Counters shown as 0 before their first event (they have no labels).

@@ -17,6 +17,7 @@ use tokio::sync::mpsc;
 
 use super::act::{Acted, Actor};
 use super::app_host::AppHost;
+use super::attendance;
 use super::calendar::{CalendarDone, CalendarStep, PrimaryCalendars};
 use super::decide::{decide, Context};
 use super::host_token::HostTokens;
@@ -48,10 +49,12 @@ const RETRY_READ_FAILURE_DELAY: chrono::Duration = chrono::Duration::seconds(5);
 
 /// Where one booking ended up and, when only its calendar step failed, why.
 type Handled = (Outcome, Option<String>);
-/// A booking worked on: its id, its start (for the retry list's rules) and how it went.
+/// A booking worked on: its id, its start (for the retry list's rules), its session's times
+/// (for attendance) and how it went.
 type Done = (
     BookingId,
     Option<DateTime<Utc>>,
+    Vec<attendance::SessionTimes>,
     Result<Handled, PipelineError>,
 );
 /// Queries of a batch read ahead of the bookings being worked on: the next one is on its
@@ -151,6 +154,11 @@ impl Engine {
     /// Reads bookings fresh.
     pub fn reader(&self) -> &BookingReader {
         &self.reader
+    }
+
+    /// The Lark client (attendance's meetings calls and messages).
+    pub fn lark(&self) -> &LarkClient {
+        &self.lark
     }
 
     /// The Salesforce client (the stream's session, the integration user).
@@ -303,9 +311,11 @@ impl Engine {
                 .map(|booking| {
                     let tx = tx.clone();
                     async move {
+                        let session =
+                            attendance::sessions(std::slice::from_ref(&booking), &self.settings);
                         let result = self.handle(&booking, fields, now, &tx).await;
                         self.progress.tick(1);
-                        (booking.id, booking.start, result)
+                        (booking.id, booking.start, session, result)
                     }
                 })
                 .buffer_unordered(self.settings.processing.concurrency)
@@ -317,6 +327,15 @@ impl Engine {
         };
         let (results, written) = tokio::join!(work, self.flush(rx));
         summary.bookings = results.len();
+        // Rules 29 and 30: attendance's timers follow each booking's times, as read.
+        let sessions: Vec<attendance::SessionTimes> = results
+            .iter()
+            .flat_map(|(_, _, session, _)| session.iter().cloned())
+            .collect();
+        if let Err(e) = attendance::note_sessions(&self.store, &self.settings, &sessions, now) {
+            // The next time the bookings are processed notes them again.
+            tracing::error!(error = %e, "could not note the bookings' session times for attendance");
+        }
         // The collection call itself failed (Salesforce down): the whole batch retries,
         // and the journal makes that retry reuse what Lark already created.
         let Written { refused, failed } = written?;
@@ -325,7 +344,7 @@ impl Engine {
         }
         let starts: HashMap<BookingId, Option<DateTime<Utc>>> = results
             .iter()
-            .map(|(id, start, _)| (id.clone(), *start))
+            .map(|(id, start, ..)| (id.clone(), *start))
             .collect();
         summary.write_failures = refused.len();
         summary.failures = failed;
@@ -339,7 +358,7 @@ impl Engine {
             .collect();
         // Done with: off the retry list, in one transaction.
         let mut done = Vec::new();
-        for (id, start, result) in results {
+        for (id, start, _, result) in results {
             match result {
                 Ok((outcome, calendar_retry)) => {
                     summary.count(outcome);

@@ -16,6 +16,8 @@
 //! - `meetings`   — reservations in Lark with the named token, the journal, applies in doubt
 //! - `act`        — carrying a decision out into a reservation and a write-back
 //! - `calendar`   — the meeting's event on the host's Lark calendar (rule 20)
+//! - `attendance` — what happened in each meeting, back on its booking; the no-show alert
+//!   (rules 28–30; its own folder)
 //! - `engine`     — the one verb: read, decide, act, calendar, write back, retry list
 //! - `pause`      — the pipeline paused while the store cannot be written (rule 23)
 //! - `watch`      — the sweep's gauges and its "still no meeting" alerts
@@ -26,6 +28,7 @@
 
 pub mod act;
 pub mod app_host;
+pub mod attendance;
 pub mod calendar;
 pub mod changes;
 pub mod decide;

@@ -1,5 +1,6 @@
 //! What the pipeline tells admins about bookings in their Lark chat (rule 22): a booking
-//! written `Failed`, and a booking near its start still without a meeting. Each alert names
+//! written `Failed`, a booking near its start still without a meeting, and a booking whose
+//! trainer has not joined its meeting (rule 30). Each alert names
 //! the booking's Salesforce record URL. Posting is the [`Alerter`]'s (at most once a day a
 //! subject, bounded in time); this type only says what each alert is about.
 
@@ -9,7 +10,9 @@ use futures::StreamExt;
 
 use super::model::{Booking, MeetingStatus};
 use super::outcome::{BookingFailure, BookingFailureKind};
-use crate::alerts::{trainer_label, Alerter, OwedNotice, PendingBooking};
+use crate::alerts::{
+    trainer_label, AlertOutcome, Alerter, NoShowBooking, OwedNotice, PendingBooking,
+};
 use crate::config::Settings;
 use crate::ids::{BookingId, TrainerId};
 use crate::salesforce::SalesforceClient;
@@ -89,6 +92,17 @@ impl BookingAlerts {
             record_url: record_url.as_deref(),
         };
         self.alerter.booking_pending(&alert).await;
+    }
+
+    /// The no-show alert of a booking whose trainer has not joined its meeting (rule 30),
+    /// with the booking's record URL.
+    pub async fn no_show(&self, alert: NoShowBooking<'_>) -> AlertOutcome {
+        let url = self.record_url(alert.booking_id).await;
+        let alert = NoShowBooking {
+            record_url: url.as_deref(),
+            ..alert
+        };
+        self.alerter.booking_no_show(&alert).await
     }
 
     /// A booking's meeting (or event) that had to go could not be deleted: its host

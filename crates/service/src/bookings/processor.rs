@@ -1,7 +1,9 @@
 //! The processor task: the one loop that owns the pipeline's turn. It starts the streaming
 //! subscriber (from the checkpoint), then takes, one at a time, a batch of stream items,
 //! a sweep or refresh pass the timer or a command asked for, a trainer's (dis)connect, or
-//! the retries that are due — so no booking is ever worked on by two paths at once.
+//! the retries that are due, or an attendance turn (Lark's meeting events recorded by the
+//! sink, or attendance's timers, rules 29–30) — so no booking is ever worked on by two
+//! paths at once.
 //! Refresh passes touch only tokens: they run beside the loop as tracked tasks, which
 //! shutdown waits for.
 
@@ -10,6 +12,7 @@ use std::time::Duration;
 
 use tokio::sync::{mpsc, oneshot, watch};
 
+use super::attendance::{Attendance, AttendanceParts, AttendanceSink};
 use super::engine::Engine;
 use super::intake::{process_stream_batch, start_position};
 use super::outcome::{PipelineError, Summary};
@@ -82,6 +85,7 @@ pub struct Processor {
     engine: Arc<Engine>,
     control: mpsc::UnboundedReceiver<Control>,
     trainer_events: mpsc::UnboundedReceiver<TrainerEvent>,
+    attendance: Attendance,
 }
 
 impl Processor {
@@ -92,14 +96,31 @@ impl Processor {
         trainer_events: mpsc::UnboundedReceiver<TrainerEvent>,
     ) -> (Processor, ProcessorHandle) {
         let (tx, rx) = mpsc::unbounded_channel();
+        let attendance = Attendance::new(AttendanceParts {
+            settings: Arc::new(engine.settings().clone()),
+            store: engine.store().clone(),
+            lark: engine.lark().clone(),
+            salesforce: engine.salesforce().clone(),
+            tokens: engine.tokens().clone(),
+            reader: engine.reader().clone(),
+            alerts: engine.alerts().clone(),
+            metrics: engine.metrics().clone(),
+        });
         (
             Processor {
                 engine,
                 control: rx,
                 trainer_events,
+                attendance,
             },
             ProcessorHandle { control: tx },
         )
+    }
+
+    /// Where Lark's long connection records its events (only `run` opens one): the sink
+    /// wakes this processor's attendance turn.
+    pub fn event_sink(&self) -> AttendanceSink {
+        self.attendance.sink()
     }
 
     /// The engine, for one-shot commands (`reconcile`, `remind`).
@@ -151,6 +172,9 @@ impl Processor {
         engine.metrics().set(names::STORE_WRITABLE, &[], 1.0);
         let mut retries_not_before = tokio::time::Instant::now();
 
+        if let Err(e) = self.attendance.recompute() {
+            tracing::error!(error = %e, "could not recompute attendance's timers");
+        }
         let mut stop = shutdown.clone();
         let mut gave_up = None;
         loop {
@@ -165,6 +189,7 @@ impl Processor {
                 }
             }
             let next_retry = engine.next_retry().map(|at| at.max(retries_not_before));
+            let next_attendance = self.attendance.next_due();
             tokio::select! {
                 biased;
                 _ = stopped(&mut stop) => break,
@@ -222,6 +247,12 @@ impl Processor {
                         gave_up = Some(why);
                         break;
                     }
+                }
+                // Rules 28-30: recorded Lark events, or attendance's timers (after the
+                // stream, so a backlog of attendance never keeps bookings waiting).
+                _ = self.attendance.wake().notified() => self.attendance.turn().await,
+                _ = tokio::time::sleep_until(next_attendance.unwrap_or_else(far_future)), if next_attendance.is_some() => {
+                    self.attendance.turn().await
                 }
             }
         }

@@ -6,7 +6,7 @@
 use rusqlite::{Connection, Params, Row};
 
 /// Compiled statements a connection keeps: more than the store's distinct statements
-/// (about 75), so none is ever compiled twice.
+/// (about 95), so none is ever compiled twice.
 pub(super) const STATEMENT_CACHE: usize = 128;
 
 /// `execute` and `query_row` through the connection's statement cache.

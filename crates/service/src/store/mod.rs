@@ -1,8 +1,9 @@
 //! The embedded SQLite store: everything the service must remember across restarts that
 //! does not belong in Salesforce — replay checkpoints, OAuth nonces (single use) and PKCE
 //! verifiers, the token journal (rotated tokens land here before anywhere else), the
-//! reservation journal (idempotency for Lark applies), reminder timestamps, and the
-//! pipeline's per-booking retry list and in-doubt applies (`retries`).
+//! reservation journal (idempotency for Lark applies), reminder timestamps, the
+//! pipeline's per-booking retry list and in-doubt applies (`retries`), and the Lark events
+//! and each booking's attendance (`attendance`).
 //!
 //! It stores secrets only encrypted (the callers pass vault ciphertext) and never talks to
 //! the network. Operations are short and synchronous; a single connection behind a mutex
@@ -25,6 +26,7 @@ use cached::Cached;
 use values::{at_secs, secs};
 
 mod alerts;
+mod attendance;
 mod cached;
 mod calendar;
 mod contacts;
@@ -32,6 +34,7 @@ mod health;
 mod owed;
 mod retries;
 mod values;
+pub use attendance::{AttendanceEntry, EventRecorded, NewLarkEvent, Owed, StoredLarkEvent};
 pub use calendar::{CalendarEventEntry, TrainerCalendar};
 pub use contacts::{AppHostedEntry, CachedContact};
 pub use health::Unwritable;
@@ -232,6 +235,8 @@ impl Store {
         conn.execute_batch(alerts::SCHEMA)?;
         conn.execute_batch(health::SCHEMA)?;
         conn.execute_batch(owed::SCHEMA)?;
+        // After the reservations' meeting_no column: it indexes it.
+        conn.execute_batch(attendance::SCHEMA)?;
         Ok(Store {
             conn: Arc::new(Mutex::new(conn)),
             health: Arc::default(),
