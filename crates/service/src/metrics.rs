@@ -246,7 +246,7 @@ const GAUGES: &[(&str, &str)] = &[
     ),
 ];
 
-/// A booking waits for a batch, Lark and the write linger (3 s): seconds to minutes.
+/// A booking waits for a batch, Lark and the write linger (4.5 s): seconds to minutes.
 const BOOKING_LATENCY_BUCKETS: &[f64] = &[
     0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0, 300.0, 900.0,
 ];

@@ -12,7 +12,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
-use futures::StreamExt;
+use futures::{StreamExt, TryStreamExt};
 use tokio::sync::mpsc;
 
 use super::act::{Acted, Actor};
@@ -28,7 +28,7 @@ use super::outcome::{
     BookingFailure, BookingFailureKind, Outcome, PipelineError, Summary, Unrecorded,
 };
 use super::owed::OwedDeletions;
-use super::reader::{BookingReader, TemplateFields};
+use super::reader::{BookingReader, TemplateFields, IDS_PER_QUERY};
 use super::retries::{RetryList, Verdict};
 use super::status::PipelineStatus;
 use super::writeback::{WriteBack, WriteBatcher, Written, WRITES_PER_CALL};
@@ -49,6 +49,17 @@ const RETRY_READ_FAILURE_DELAY: chrono::Duration = chrono::Duration::seconds(5);
 
 /// Where one booking ended up and, when only its calendar step failed, why.
 type Handled = (Outcome, Option<String>);
+/// A booking worked on: its id, its start (for the retry list's rules), its session's times
+/// (for attendance) and how it went.
+type Done = (
+    BookingId,
+    Option<DateTime<Utc>>,
+    Vec<attendance::SessionTimes>,
+    Result<Handled, PipelineError>,
+);
+/// Queries of a batch read ahead of the bookings being worked on: the next one is on its
+/// way while the current one's bookings are handled.
+const QUERIES_AHEAD: usize = 2;
 
 /// Everything a batch needs; shared by the processor loop and one-shot commands.
 pub struct Engine {
@@ -221,6 +232,27 @@ impl Engine {
         if ids.is_empty() {
             return Ok(Summary::default());
         }
+        // Read a query's worth at a time, the next while this one's bookings are worked
+        // on: the first apply leaves after the first query, not the last, and no more than
+        // two queries' rows are held at once, however many bookings the batch names.
+        let reads: Vec<_> = ids
+            .chunks(IDS_PER_QUERY)
+            .map(|chunk| self.read_chunk(chunk, edited))
+            .collect();
+        let bookings = futures::stream::iter(reads)
+            .buffered(QUERIES_AHEAD)
+            .map_ok(|chunk| futures::stream::iter(chunk).map(Ok))
+            .try_flatten();
+        self.process_stream(bookings).await
+    }
+
+    /// One query's worth of a batch, read, with its edited `Failed` bookings re-armed and
+    /// its app-hosted lookups made.
+    async fn read_chunk(
+        &self,
+        ids: &[BookingId],
+        edited: &HashSet<BookingId>,
+    ) -> Result<Vec<Booking>, PipelineError> {
         let bookings = self.reader.by_ids(ids).await?;
         for b in bookings
             .iter()
@@ -228,7 +260,8 @@ impl Engine {
         {
             self.rearm(b)?;
         }
-        self.process(bookings).await
+        self.app.prefetch(&bookings).await;
+        Ok(bookings)
     }
 
     /// A user edited a `Failed` booking: its count of attempts and of applies in doubt
@@ -245,37 +278,60 @@ impl Engine {
     /// Decides and acts for each booking (bounded concurrency), batching write-backs;
     /// puts what failed on the retry list, and writes `Failed` for what it gave up on.
     pub async fn process(&self, bookings: Vec<Booking>) -> Result<Summary, PipelineError> {
-        let fields = self.reader.template_fields().await?;
         self.app.prefetch(&bookings).await;
-        let mut summary = Summary {
-            bookings: bookings.len(),
-            ..Summary::default()
-        };
-        let starts: HashMap<BookingId, Option<DateTime<Utc>>> =
-            bookings.iter().map(|b| (b.id.clone(), b.start)).collect();
+        self.process_stream(futures::stream::iter(bookings).map(Ok))
+            .await
+    }
+
+    /// [`Engine::process`] for bookings as they are read. A read that fails ends the
+    /// stream: the bookings already started are finished and written, then the error is
+    /// returned, and the batch is tried again (the journal makes that reuse what Lark
+    /// already made). Nothing is kept of a booking but its id, start and outcome once its
+    /// write-back is handed over.
+    async fn process_stream(
+        &self,
+        bookings: impl futures::Stream<Item = Result<Booking, PipelineError>>,
+    ) -> Result<Summary, PipelineError> {
+        let fields = self.reader.template_fields().await?;
+        let mut summary = Summary::default();
         let now = Utc::now();
-        // Rules 29 and 30: attendance's timers follow each booking's times.
-        let sessions = attendance::sessions(&bookings, &self.settings);
+        let failed_read = std::sync::Mutex::new(None);
+        let bookings = bookings.scan((), |_, read| {
+            futures::future::ready(match read {
+                Ok(booking) => Some(booking),
+                Err(e) => {
+                    *failed_read.lock().unwrap_or_else(|p| p.into_inner()) = Some(e);
+                    None
+                }
+            })
+        });
         let (tx, rx) = mpsc::channel::<WriteBack>(WRITES_PER_CALL * 2);
         let work = async move {
-            let results: Vec<(BookingId, Result<Handled, PipelineError>)> =
-                futures::stream::iter(bookings)
-                    .map(|booking| {
-                        let tx = tx.clone();
-                        async move {
-                            let result = self.handle(&booking, fields, now, &tx).await;
-                            self.progress.tick(1);
-                            (booking.id, result)
-                        }
-                    })
-                    .buffer_unordered(self.settings.processing.concurrency)
-                    .collect()
-                    .await;
+            let results: Vec<Done> = bookings
+                .map(|booking| {
+                    let tx = tx.clone();
+                    async move {
+                        let session =
+                            attendance::sessions(std::slice::from_ref(&booking), &self.settings);
+                        let result = self.handle(&booking, fields, now, &tx).await;
+                        self.progress.tick(1);
+                        (booking.id, booking.start, session, result)
+                    }
+                })
+                .buffer_unordered(self.settings.processing.concurrency)
+                .collect()
+                .await;
             // Every sender is gone now: the batcher sees the end of the batch.
             drop(tx);
             results
         };
         let (results, written) = tokio::join!(work, self.flush(rx));
+        summary.bookings = results.len();
+        // Rules 29 and 30: attendance's timers follow each booking's times, as read.
+        let sessions: Vec<attendance::SessionTimes> = results
+            .iter()
+            .flat_map(|(_, _, session, _)| session.iter().cloned())
+            .collect();
         if let Err(e) = attendance::note_sessions(&self.store, &self.settings, &sessions, now) {
             // The next time the bookings are processed notes them again.
             tracing::error!(error = %e, "could not note the bookings' session times for attendance");
@@ -283,6 +339,13 @@ impl Engine {
         // The collection call itself failed (Salesforce down): the whole batch retries,
         // and the journal makes that retry reuse what Lark already created.
         let Written { refused, failed } = written?;
+        if let Some(e) = failed_read.into_inner().unwrap_or_else(|p| p.into_inner()) {
+            return Err(e);
+        }
+        let starts: HashMap<BookingId, Option<DateTime<Utc>>> = results
+            .iter()
+            .map(|(id, start, ..)| (id.clone(), *start))
+            .collect();
         summary.write_failures = refused.len();
         summary.failures = failed;
         summary.failures.extend(refused.iter().map(|r| r.failure()));
@@ -293,8 +356,9 @@ impl Engine {
                 (r.booking_id, RetryKind::WriteBack, reason)
             })
             .collect();
-        for (id, result) in results {
-            let start = starts.get(&id).copied().flatten();
+        // Done with: off the retry list, in one transaction.
+        let mut done = Vec::new();
+        for (id, start, _, result) in results {
             match result {
                 Ok((outcome, calendar_retry)) => {
                     summary.count(outcome);
@@ -303,7 +367,7 @@ impl Engine {
                     }
                     match calendar_retry {
                         Some(reason) => self.retry_calendar(&id, start, now, &reason)?,
-                        None => self.retries.clear(&id)?,
+                        None => done.push(id),
                     }
                 }
                 Err(PipelineError::ApplyInDoubt { retry_at, .. }) => {
@@ -318,6 +382,7 @@ impl Engine {
                 Err(e) => failing.push((id, RetryKind::Meeting, e.to_string())),
             }
         }
+        self.retries.clear_all(&done)?;
         summary.retrying += failing.len();
         let mut gave_up = Vec::new();
         for (id, kind, reason) in failing {

@@ -224,27 +224,25 @@ impl Meetings {
         } else {
             "trainer"
         };
-        let recorded = (|| {
-            if let Some(owner) = app_owner {
-                // Recorded before the journal: whenever the journal has the reservation,
-                // the store also knows the app made it (and must change it).
-                self.store.record_app_hosted(&AppHostedEntry {
-                    booking_id: booking.id.clone(),
-                    reservation_id: reserve.id.clone(),
-                    owner_open_id: owner,
-                    trainer_id: trainer.id.clone(),
-                    created_at: Utc::now(),
-                })?;
-            }
-            let lark = Lark {
-                id: &reserve.id,
-                url: &reserve.url,
-                meeting_no: meeting_no(&reserve),
-            };
-            self.journal(booking, trainer, lark, end_time, topic)?;
-            self.store.clear_in_doubt(&booking.id)?;
-            Ok::<(), PipelineError>(())
-        })();
+        // One transaction: whenever the journal has the reservation, the store also knows
+        // whether the app made it (and must change it), and the apply is out of doubt.
+        let app_hosted = app_owner.map(|owner| AppHostedEntry {
+            booking_id: booking.id.clone(),
+            reservation_id: reserve.id.clone(),
+            owner_open_id: owner,
+            trainer_id: trainer.id.clone(),
+            created_at: Utc::now(),
+        });
+        let lark = Lark {
+            id: &reserve.id,
+            url: &reserve.url,
+            meeting_no: meeting_no(&reserve),
+        };
+        let entry = journal_entry(booking, trainer, lark, end_time, topic);
+        let recorded = self
+            .store
+            .record_answered_apply(&entry, app_hosted.as_ref(), Utc::now())
+            .map_err(PipelineError::from);
         self.metrics.inc(names::MEETINGS, &[("action", "created")]);
         self.metrics.inc(names::MEETINGS_BY_HOST, &[("host", host)]);
         tracing::info!(reservation = %reserve.id, host, "meeting reserved");
@@ -422,18 +420,8 @@ impl Meetings {
         end_time: DateTime<Utc>,
         topic: &str,
     ) -> Result<(), PipelineError> {
-        Ok(self.store.record_reservation(
-            &ReservationEntry {
-                booking_id: booking.id.clone(),
-                reservation_id: lark.id.to_string(),
-                trainer_id: host.id.clone(),
-                url: lark.url.to_string(),
-                end_time,
-                topic: Some(topic.to_string()),
-                meeting_no: lark.meeting_no.map(str::to_string),
-            },
-            Utc::now(),
-        )?)
+        let entry = journal_entry(booking, host, lark, end_time, topic);
+        Ok(self.store.record_reservation(&entry, Utc::now())?)
     }
 
     /// An apply (with the trainer's token or the app's) whose answer was lost: it stays in
@@ -588,6 +576,25 @@ struct Lark<'r> {
     id: &'r str,
     url: &'r str,
     meeting_no: Option<&'r str>,
+}
+
+/// The reservation journal's entry for what Lark answered.
+fn journal_entry(
+    booking: &Booking,
+    host: &TrainerRecord,
+    lark: Lark<'_>,
+    end_time: DateTime<Utc>,
+    topic: &str,
+) -> ReservationEntry {
+    ReservationEntry {
+        booking_id: booking.id.clone(),
+        reservation_id: lark.id.to_string(),
+        trainer_id: host.id.clone(),
+        url: lark.url.to_string(),
+        end_time,
+        topic: Some(topic.to_string()),
+        meeting_no: lark.meeting_no.map(str::to_string),
+    }
 }
 
 /// The meeting number in Lark's answer, when it carries one.

@@ -18,7 +18,7 @@ use crate::salesforce::soql::{self, quote, RecordId};
 use crate::salesforce::SalesforceClient;
 
 /// Ids per SOQL `IN (...)` list: 200 ids keep the GET URL near 5 KB, well inside limits.
-const IDS_PER_QUERY: usize = 200;
+pub const IDS_PER_QUERY: usize = 200;
 /// Most bookings one sweep (or one trainer's re-decision) looks at.
 pub const SWEEP_LIMIT: usize = 10_000;
 /// Sweeps look this far ahead (bookings further out are renewed as they come closer).
@@ -130,16 +130,17 @@ impl BookingReader {
     pub async fn by_ids(&self, ids: &[BookingId]) -> Result<Vec<Booking>, PipelineError> {
         let fields = self.select_list().await?;
         let object = &self.settings.salesforce.booking.object;
-        let mut rows = Vec::new();
+        let mut bookings = Vec::with_capacity(ids.len());
         for chunk in ids.chunks(IDS_PER_QUERY) {
             let chunk: Vec<RecordId> = chunk.iter().map(|id| id.record_id().clone()).collect();
             let soql = format!(
                 "SELECT {fields} FROM {object} WHERE Id IN {}",
                 soql::id_list(&chunk)
             );
-            rows.extend(self.salesforce.query_all(&soql).await?);
+            // Parsed query by query: one query's rows are held at a time.
+            let rows = self.salesforce.query_all(&soql).await?;
+            bookings.extend(self.parse_rows(&rows).await?);
         }
-        let mut bookings = self.parse_rows(&rows).await?;
         for id in ids {
             if !bookings.iter().any(|b| &b.id == id) {
                 bookings.push(Booking::purged(id.clone()));

@@ -99,6 +99,11 @@ impl RetryList {
         self.store.clear_retry(booking)
     }
 
+    /// Takes every one of `bookings` off the list, in one transaction.
+    pub fn clear_all(&self, bookings: &[BookingId]) -> Result<(), StoreError> {
+        self.store.clear_retries(bookings)
+    }
+
     /// Entries due at `now`, soonest first, at most `limit`.
     pub fn due(&self, now: DateTime<Utc>, limit: usize) -> Result<Vec<RetryEntry>, StoreError> {
         self.store.due_retries(now, limit)

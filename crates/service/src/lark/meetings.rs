@@ -22,7 +22,7 @@ use serde::Deserialize;
 
 use super::error::{lenient_i64, LarkError};
 use super::events::UserType;
-use super::pacing::{Limit, Pacer, WINDOW_MARGIN};
+use super::pacing::{Limit, Pacer};
 use super::secret::AccessToken;
 use super::{CallKind, Data, LarkClient, Sensitivity};
 
@@ -53,7 +53,7 @@ impl Default for Pacers {
             get: Pacer::at_standard_limits(),
             list_by_no: Pacer::new(&[Limit {
                 max: LIST_BY_NO_PER_MINUTE,
-                window: Duration::from_secs(60) + WINDOW_MARGIN,
+                window: Duration::from_secs(60),
             }]),
         }
     }

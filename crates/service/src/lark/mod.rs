@@ -412,7 +412,7 @@ impl LarkClient {
         request: impl Fn() -> reqwest::RequestBuilder,
     ) -> Result<T, LarkError> {
         crate::retry::with_retry(&self.paced_policy(), what, || async {
-            pacer.acquire().await;
+            let _slot = pacer.acquire().await;
             self.exchange(kind, ErrorContext::Api, Sensitivity::Plain, request())
                 .await
         })
@@ -433,9 +433,10 @@ impl LarkClient {
         use secrecy::ExposeSecret;
         crate::retry::with_retry(&self.paced_policy(), what, || async {
             let token: SecretString = self.tenant_token().await?;
-            if let Some(pacer) = pacer {
-                pacer.acquire().await;
-            }
+            let _slot = match pacer {
+                Some(pacer) => Some(pacer.acquire().await),
+                None => None,
+            };
             let result = self
                 .exchange(
                     kind,

@@ -287,7 +287,8 @@ impl LarkClient {
         body: &serde_json::Value,
         ledger: &dyn ApplyLedger,
     ) -> Result<Reserve, NotReplayable> {
-        self.inner.apply_pacer.acquire().await;
+        // Counted until its answer is read: dropped when this returns.
+        let _slot = self.inner.apply_pacer.acquire().await;
         let request = self
             .inner
             .http

@@ -6,6 +6,7 @@
 use chrono::{DateTime, NaiveDate, Utc};
 use rusqlite::params;
 
+use super::cached::Cached;
 use super::values::secs;
 use super::{Store, StoreError};
 
@@ -40,11 +41,11 @@ impl Store {
         let day = day_number(now.date_naive());
         let stale_before = secs(now) - stale.as_secs().min(i64::MAX as u64) as i64;
         self.with(|c| {
-            c.execute(
+            c.execute_cached(
                 "DELETE FROM admin_alerts WHERE day < ?1",
                 params![day - KEPT_DAYS],
             )?;
-            let changed = c.execute(
+            let changed = c.execute_cached(
                 "INSERT INTO admin_alerts (subject, day, sent, claimed_at) VALUES (?1, ?2, 0, ?3)
                  ON CONFLICT(subject) DO UPDATE SET day = excluded.day, sent = 0,
                    claimed_at = excluded.claimed_at
@@ -60,7 +61,7 @@ impl Store {
     pub fn mark_alert_sent(&self, subject: &str, day: NaiveDate) -> Result<(), StoreError> {
         let day = day_number(day);
         self.with(|c| {
-            c.execute(
+            c.execute_cached(
                 "UPDATE admin_alerts SET sent = 1 WHERE subject = ?1 AND day = ?2",
                 params![subject, day],
             )?;
@@ -72,7 +73,7 @@ impl Store {
     pub fn release_alert(&self, subject: &str, day: NaiveDate) -> Result<(), StoreError> {
         let day = day_number(day);
         self.with(|c| {
-            c.execute(
+            c.execute_cached(
                 "DELETE FROM admin_alerts WHERE subject = ?1 AND day = ?2 AND sent = 0",
                 params![subject, day],
             )?;

@@ -17,6 +17,7 @@
 use chrono::{DateTime, Utc};
 use rusqlite::{params, Connection, OptionalExtension, Row};
 
+use super::cached::Cached;
 use super::values::{at_millis, millis};
 use super::{ReservationEntry, Store, StoreError};
 use crate::ids::{BookingId, TrainerId};
@@ -259,7 +260,7 @@ fn row_to_entry(r: &Row<'_>) -> rusqlite::Result<AttendanceEntry> {
 
 fn save_entry(c: &Connection, e: &AttendanceEntry, now: DateTime<Utc>) -> rusqlite::Result<()> {
     let ids = serde_json::to_string(&e.participant_ids).unwrap_or_else(|_| "[]".into());
-    c.execute(
+    c.execute_cached(
         &format!(
             "INSERT OR REPLACE INTO attendance ({COLUMNS}, updated_at) VALUES \
              (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, \
@@ -312,7 +313,7 @@ impl Store {
     ) -> Result<EventRecorded, StoreError> {
         self.with(|c| {
             c.pragma_update(None, "synchronous", "FULL")?;
-            let inserted = c.execute(
+            let inserted = c.execute_cached(
                 "INSERT OR IGNORE INTO lark_events
                    (event_id, event_type, kind, meeting_no, body, received_at, processed_at, outcome)
                  VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
@@ -341,7 +342,7 @@ impl Store {
         limit: usize,
     ) -> Result<Vec<StoredLarkEvent>, StoreError> {
         self.with(|c| {
-            let mut stmt = c.prepare(
+            let mut stmt = c.prepare_cached(
                 "SELECT event_id, event_type, kind, meeting_no, body, received_at FROM lark_events
                  WHERE processed_at IS NULL ORDER BY rowid LIMIT ?1",
             )?;
@@ -362,7 +363,7 @@ impl Store {
     /// How many recorded events ended with `outcome` (tests and `/metrics` reasoning).
     pub fn lark_events_with_outcome(&self, outcome: &str) -> Result<usize, StoreError> {
         self.with(|c| {
-            c.query_row(
+            c.query_row_cached(
                 "SELECT COUNT(*) FROM lark_events WHERE outcome = ?1",
                 params![outcome],
                 |r| r.get::<_, i64>(0),
@@ -375,7 +376,7 @@ impl Store {
     /// schedule ends long before (its last retry comes about 7 hours after the event).
     pub fn prune_lark_events(&self, before: DateTime<Utc>) -> Result<usize, StoreError> {
         self.with(|c| {
-            c.execute(
+            c.execute_cached(
                 "DELETE FROM lark_events WHERE received_at < ?1",
                 params![millis(before)],
             )
@@ -387,7 +388,7 @@ impl Store {
     /// The attendance rows of these bookings (those that have one).
     pub fn attendance(&self, bookings: &[BookingId]) -> Result<Vec<AttendanceEntry>, StoreError> {
         self.with(|c| {
-            let mut stmt = c.prepare(&format!(
+            let mut stmt = c.prepare_cached(&format!(
                 "SELECT {COLUMNS} FROM attendance WHERE booking_id = ?1"
             ))?;
             let mut out = Vec::new();
@@ -406,7 +407,7 @@ impl Store {
         meeting_no: &str,
     ) -> Result<Option<AttendanceEntry>, StoreError> {
         self.with(|c| {
-            c.query_row(
+            c.query_row_cached(
                 &format!(
                     "SELECT {COLUMNS} FROM attendance WHERE meeting_no = ?1
                      ORDER BY closed, updated_at DESC LIMIT 1"
@@ -425,7 +426,7 @@ impl Store {
         meeting_no: &str,
     ) -> Result<Option<ReservationEntry>, StoreError> {
         let booking: Option<BookingId> = self.with(|c| {
-            c.query_row(
+            c.query_row_cached(
                 "SELECT booking_id FROM reservations WHERE meeting_no = ?1
                  ORDER BY updated_at DESC LIMIT 1",
                 params![meeting_no],
@@ -453,7 +454,7 @@ impl Store {
                 save_entry(&tx, e, now)?;
             }
             for (event_id, outcome) in processed {
-                tx.execute(
+                tx.execute_cached(
                     "UPDATE lark_events SET processed_at = ?2, outcome = ?3 WHERE event_id = ?1",
                     params![event_id, millis(now), outcome],
                 )?;
@@ -469,7 +470,7 @@ impl Store {
         limit: usize,
     ) -> Result<Vec<AttendanceEntry>, StoreError> {
         self.with(|c| {
-            let mut stmt = c.prepare(&format!(
+            let mut stmt = c.prepare_cached(&format!(
                 "SELECT {COLUMNS} FROM attendance WHERE due_at IS NOT NULL AND due_at <= ?1
                  ORDER BY due_at LIMIT ?2"
             ))?;
@@ -481,7 +482,7 @@ impl Store {
     /// When the soonest attendance work is due, if any.
     pub fn next_attendance_due(&self) -> Result<Option<DateTime<Utc>>, StoreError> {
         self.with(|c| {
-            c.query_row(
+            c.query_row_cached(
                 "SELECT MIN(due_at) FROM attendance WHERE due_at IS NOT NULL",
                 [],
                 |r| r.get::<_, Option<i64>>(0),
@@ -494,7 +495,7 @@ impl Store {
     /// timings changed), at most `limit`.
     pub fn open_attendance(&self, limit: usize) -> Result<Vec<AttendanceEntry>, StoreError> {
         self.with(|c| {
-            let mut stmt = c.prepare(&format!(
+            let mut stmt = c.prepare_cached(&format!(
                 "SELECT {COLUMNS} FROM attendance WHERE closed = 0 OR due_at IS NOT NULL
                  ORDER BY booking_id LIMIT ?1"
             ))?;
@@ -511,7 +512,7 @@ impl Store {
         now: DateTime<Utc>,
     ) -> Result<bool, StoreError> {
         self.with(|c| {
-            let changed = c.execute(
+            let changed = c.execute_cached(
                 "UPDATE attendance SET alert_claimed_at = ?2
                  WHERE booking_id = ?1 AND alert_claimed_at IS NULL",
                 params![booking, millis(now)],
@@ -524,7 +525,7 @@ impl Store {
     /// many.
     pub fn prune_attendance(&self, before: DateTime<Utc>) -> Result<usize, StoreError> {
         self.with(|c| {
-            c.execute(
+            c.execute_cached(
                 "DELETE FROM attendance WHERE due_at IS NULL
                    AND COALESCE(scheduled_end, updated_at) < ?1 AND updated_at < ?1",
                 params![millis(before)],

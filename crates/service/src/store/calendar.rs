@@ -7,6 +7,7 @@
 use chrono::{DateTime, Utc};
 use rusqlite::{params, OptionalExtension};
 
+use super::cached::Cached;
 use super::values::{at_secs, secs};
 use super::{Store, StoreError};
 use crate::ids::{BookingId, TrainerId};
@@ -82,7 +83,7 @@ impl Store {
         now: DateTime<Utc>,
     ) -> Result<(), StoreError> {
         self.with(|c| {
-            c.execute(
+            c.execute_cached(
                 "INSERT INTO calendar_events (booking_id, trainer_id, calendar_id, event_id, reservation_id, start_time, end_time, guest, content, updated_at)
                  VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)
                  ON CONFLICT(booking_id) DO UPDATE SET trainer_id = excluded.trainer_id, calendar_id = excluded.calendar_id,
@@ -100,7 +101,7 @@ impl Store {
         booking: &BookingId,
     ) -> Result<Option<CalendarEventEntry>, StoreError> {
         self.with(|c| {
-            c.query_row(
+            c.query_row_cached(
                 "SELECT booking_id, trainer_id, calendar_id, event_id, reservation_id, start_time, end_time, guest, content
                  FROM calendar_events WHERE booking_id = ?1",
                 params![booking],
@@ -125,7 +126,7 @@ impl Store {
     /// Forgets a booking's event (it was deleted in Lark, or is gone).
     pub fn forget_calendar_event(&self, booking: &BookingId) -> Result<(), StoreError> {
         self.with(|c| {
-            c.execute(
+            c.execute_cached(
                 "DELETE FROM calendar_events WHERE booking_id = ?1",
                 params![booking],
             )?;
@@ -142,7 +143,7 @@ impl Store {
         event_id: &str,
     ) -> Result<(), StoreError> {
         self.with(|c| {
-            c.execute(
+            c.execute_cached(
                 "INSERT INTO calendar_deleted (booking_id, reservation_id, event_id) VALUES (?1, ?2, ?3)
                  ON CONFLICT(booking_id) DO UPDATE SET reservation_id = excluded.reservation_id,
                    event_id = excluded.event_id",
@@ -159,7 +160,7 @@ impl Store {
         reservation_id: &str,
     ) -> Result<Option<String>, StoreError> {
         self.with(|c| {
-            c.query_row(
+            c.query_row_cached(
                 "SELECT event_id FROM calendar_deleted WHERE booking_id = ?1 AND reservation_id = ?2",
                 params![booking, reservation_id],
                 |r| r.get(0),
@@ -171,7 +172,7 @@ impl Store {
     /// What is known of a trainer's calendar (all unknown when nothing is).
     pub fn trainer_calendar(&self, trainer: &TrainerId) -> Result<TrainerCalendar, StoreError> {
         self.with(|c| {
-            c.query_row(
+            c.query_row_cached(
                 "SELECT calendar_id, granted_scope, lacks_scope, scope_reminded_at FROM trainer_calendars WHERE trainer_id = ?1",
                 params![trainer],
                 |r| {
@@ -195,7 +196,7 @@ impl Store {
         calendar_id: &str,
     ) -> Result<(), StoreError> {
         self.with(|c| {
-            c.execute(
+            c.execute_cached(
                 "INSERT INTO trainer_calendars (trainer_id, calendar_id) VALUES (?1, ?2)
                  ON CONFLICT(trainer_id) DO UPDATE SET calendar_id = excluded.calendar_id",
                 params![trainer, calendar_id],
@@ -207,7 +208,7 @@ impl Store {
     /// Drops a cached primary calendar id Lark no longer knows.
     pub fn forget_primary_calendar(&self, trainer: &TrainerId) -> Result<(), StoreError> {
         self.with(|c| {
-            c.execute(
+            c.execute_cached(
                 "UPDATE trainer_calendars SET calendar_id = NULL WHERE trainer_id = ?1",
                 params![trainer],
             )?;
@@ -224,7 +225,7 @@ impl Store {
         lacks_scope: bool,
     ) -> Result<(), StoreError> {
         self.with(|c| {
-            c.execute(
+            c.execute_cached(
                 "INSERT INTO trainer_calendars (trainer_id, calendar_id, granted_scope, lacks_scope, scope_reminded_at)
                  VALUES (?1, NULL, ?2, ?3, NULL)
                  ON CONFLICT(trainer_id) DO UPDATE SET calendar_id = NULL, granted_scope = excluded.granted_scope,
@@ -243,7 +244,7 @@ impl Store {
         lacks_scope: bool,
     ) -> Result<(), StoreError> {
         self.with(|c| {
-            c.execute(
+            c.execute_cached(
                 "INSERT INTO trainer_calendars (trainer_id, granted_scope, lacks_scope) VALUES (?1, ?2, ?3)
                  ON CONFLICT(trainer_id) DO UPDATE SET granted_scope = excluded.granted_scope,
                    lacks_scope = excluded.lacks_scope",
@@ -256,7 +257,7 @@ impl Store {
     /// Lark refused a calendar call of this trainer for a missing scope.
     pub fn mark_lacks_calendar_scope(&self, trainer: &TrainerId) -> Result<(), StoreError> {
         self.with(|c| {
-            c.execute(
+            c.execute_cached(
                 "INSERT INTO trainer_calendars (trainer_id, lacks_scope) VALUES (?1, 1)
                  ON CONFLICT(trainer_id) DO UPDATE SET lacks_scope = 1",
                 params![trainer],
@@ -273,7 +274,7 @@ impl Store {
         now: DateTime<Utc>,
     ) -> Result<bool, StoreError> {
         self.with(|c| {
-            let claimed = c.execute(
+            let claimed = c.execute_cached(
                 "INSERT INTO trainer_calendars (trainer_id, scope_reminded_at) VALUES (?1, ?2)
                  ON CONFLICT(trainer_id) DO UPDATE SET scope_reminded_at = excluded.scope_reminded_at
                  WHERE scope_reminded_at IS NULL",
@@ -286,7 +287,7 @@ impl Store {
     /// Gives the claim back (the reminder could not be sent; the next booking tries).
     pub fn release_scope_reminder(&self, trainer: &TrainerId) -> Result<(), StoreError> {
         self.with(|c| {
-            c.execute(
+            c.execute_cached(
                 "UPDATE trainer_calendars SET scope_reminded_at = NULL WHERE trainer_id = ?1",
                 params![trainer],
             )?;
@@ -297,7 +298,7 @@ impl Store {
     /// Forgets what is known of a trainer's calendar (their tokens were forgotten).
     pub fn forget_trainer_calendar(&self, trainer: &TrainerId) -> Result<(), StoreError> {
         self.with(|c| {
-            c.execute(
+            c.execute_cached(
                 "DELETE FROM trainer_calendars WHERE trainer_id = ?1",
                 params![trainer],
             )?;

@@ -6,8 +6,9 @@
 //! trainer as host for every reservation, app-hosted or not.
 
 use chrono::{DateTime, Utc};
-use rusqlite::{params, OptionalExtension};
+use rusqlite::{params, Connection, OptionalExtension};
 
+use super::cached::Cached;
 use super::values::{at_secs, secs};
 use super::{Store, StoreError};
 use crate::ids::{BookingId, TrainerId};
@@ -60,7 +61,7 @@ impl Store {
     /// fresh enough).
     pub fn cached_contact(&self, email: &str) -> Result<Option<CachedContact>, StoreError> {
         self.with(|c| {
-            c.query_row(
+            c.query_row_cached(
                 "SELECT open_id, checked_at FROM lark_contacts WHERE email = ?1",
                 params![email_key(email)],
                 |r| {
@@ -82,7 +83,7 @@ impl Store {
         now: DateTime<Utc>,
     ) -> Result<(), StoreError> {
         self.with(|c| {
-            c.execute(
+            c.execute_cached(
                 "INSERT INTO lark_contacts (email, open_id, checked_at) VALUES (?1, ?2, ?3)
                  ON CONFLICT(email) DO UPDATE SET open_id = excluded.open_id, checked_at = excluded.checked_at",
                 params![email_key(email), open_id, secs(now)],
@@ -94,7 +95,7 @@ impl Store {
     /// Forgets lookups made before `before`; returns how many.
     pub fn prune_contacts(&self, before: DateTime<Utc>) -> Result<usize, StoreError> {
         self.with(|c| {
-            c.execute(
+            c.execute_cached(
                 "DELETE FROM lark_contacts WHERE checked_at < ?1",
                 params![secs(before)],
             )
@@ -103,23 +104,7 @@ impl Store {
 
     /// Records that the app made this booking's reservation with its tenant token.
     pub fn record_app_hosted(&self, e: &AppHostedEntry) -> Result<(), StoreError> {
-        self.with(|c| {
-            c.execute(
-                "INSERT INTO app_hosted (booking_id, reservation_id, owner_open_id, trainer_id, created_at)
-                 VALUES (?1, ?2, ?3, ?4, ?5)
-                 ON CONFLICT(booking_id) DO UPDATE SET reservation_id = excluded.reservation_id,
-                   owner_open_id = excluded.owner_open_id, trainer_id = excluded.trainer_id,
-                   created_at = excluded.created_at",
-                params![
-                    e.booking_id,
-                    e.reservation_id,
-                    e.owner_open_id,
-                    e.trainer_id,
-                    secs(e.created_at)
-                ],
-            )?;
-            Ok(())
-        })
+        self.with(|c| write_app_hosted(c, e))
     }
 
     /// The booking's app-hosted reservation record, if the app made one for it. The
@@ -127,7 +112,7 @@ impl Store {
     /// of an older one does not count.
     pub fn app_hosted(&self, booking: &BookingId) -> Result<Option<AppHostedEntry>, StoreError> {
         self.with(|c| {
-            c.query_row(
+            c.query_row_cached(
                 "SELECT booking_id, reservation_id, owner_open_id, trainer_id, created_at FROM app_hosted
                  WHERE booking_id = ?1",
                 params![booking],
@@ -150,7 +135,7 @@ impl Store {
     /// many. A record is written just before its journal entry, so a fresh one is kept.
     pub fn prune_app_hosted(&self, before: DateTime<Utc>) -> Result<usize, StoreError> {
         self.with(|c| {
-            c.execute(
+            c.execute_cached(
                 "DELETE FROM app_hosted WHERE created_at < ?1
                    AND booking_id NOT IN (SELECT booking_id FROM reservations)",
                 params![secs(before)],
@@ -161,13 +146,31 @@ impl Store {
     /// Forgets that the booking's reservation was app-hosted (it was deleted, or replaced).
     pub fn forget_app_hosted(&self, booking: &BookingId) -> Result<(), StoreError> {
         self.with(|c| {
-            c.execute(
+            c.execute_cached(
                 "DELETE FROM app_hosted WHERE booking_id = ?1",
                 params![booking],
             )?;
             Ok(())
         })
     }
+}
+
+pub(super) fn write_app_hosted(c: &Connection, e: &AppHostedEntry) -> rusqlite::Result<()> {
+    c.execute_cached(
+        "INSERT INTO app_hosted (booking_id, reservation_id, owner_open_id, trainer_id, created_at)
+         VALUES (?1, ?2, ?3, ?4, ?5)
+         ON CONFLICT(booking_id) DO UPDATE SET reservation_id = excluded.reservation_id,
+           owner_open_id = excluded.owner_open_id, trainer_id = excluded.trainer_id,
+           created_at = excluded.created_at",
+        params![
+            e.booking_id,
+            e.reservation_id,
+            e.owner_open_id,
+            e.trainer_id,
+            secs(e.created_at)
+        ],
+    )?;
+    Ok(())
 }
 
 #[cfg(test)]

@@ -9,6 +9,7 @@ use std::sync::Mutex;
 use chrono::{DateTime, Utc};
 use rusqlite::ErrorCode;
 
+use super::cached::Cached;
 use super::values::secs;
 use super::{Store, StoreError};
 
@@ -78,7 +79,7 @@ impl Store {
     /// Tries one small write; on success the store counts as writable again.
     pub fn probe(&self) -> Result<(), StoreError> {
         self.with(|c| {
-            c.execute(
+            c.execute_cached(
                 "INSERT INTO store_probe (id, probed_at) VALUES (1, ?1)
                  ON CONFLICT(id) DO UPDATE SET probed_at = excluded.probed_at",
                 rusqlite::params![secs(Utc::now())],

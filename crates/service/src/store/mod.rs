@@ -22,10 +22,12 @@ use chrono::{DateTime, Utc};
 use rusqlite::{params, Connection, OptionalExtension};
 
 use crate::ids::{BookingId, ReplayId, TrainerId};
+use cached::Cached;
 use values::{at_secs, secs};
 
 mod alerts;
 mod attendance;
+mod cached;
 mod calendar;
 mod contacts;
 mod health;
@@ -222,6 +224,7 @@ impl Store {
         conn.pragma_update(None, "journal_mode", "WAL")?;
         conn.pragma_update(None, "synchronous", "NORMAL")?;
         conn.busy_timeout(std::time::Duration::from_secs(5))?;
+        conn.set_prepared_statement_cache_capacity(cached::STATEMENT_CACHE);
         conn.execute_batch(SCHEMA)?;
         conn.execute_batch(retries::SCHEMA)?;
         retries::migrate(&conn)?;
@@ -266,16 +269,16 @@ impl Store {
         now: DateTime<Utc>,
     ) -> Result<PendingSaved, StoreError> {
         self.with(|c| {
-            c.execute(
+            c.execute_cached(
                 "DELETE FROM oauth_pending WHERE expires_at < ?1",
                 params![secs(now)],
             )?;
             let open: i64 =
-                c.query_row("SELECT COUNT(*) FROM oauth_pending", [], |r| r.get(0))?;
+                c.query_row_cached("SELECT COUNT(*) FROM oauth_pending", [], |r| r.get(0))?;
             if open >= MAX_PENDING_AUTHS {
                 return Ok(PendingSaved::Full);
             }
-            c.execute(
+            c.execute_cached(
                 "INSERT INTO oauth_pending (nonce, trainer_id, verifier_enc, expires_at) VALUES (?1, ?2, ?3, ?4)",
                 params![nonce, pending.trainer_id, pending.verifier_enc, secs(pending.expires_at)],
             )?;
@@ -289,7 +292,7 @@ impl Store {
     /// replay is still told apart from a forgery.
     pub fn forget_pending_auth(&self, nonce: &str) -> Result<(), StoreError> {
         self.with(|c| {
-            c.execute(
+            c.execute_cached(
                 "DELETE FROM oauth_pending WHERE nonce = ?1 AND consumed_at IS NULL",
                 params![nonce],
             )?;
@@ -300,7 +303,7 @@ impl Store {
     /// Open connect flows (started, not yet finished, not expired).
     pub fn pending_auths(&self, now: DateTime<Utc>) -> Result<i64, StoreError> {
         self.with(|c| {
-            c.query_row(
+            c.query_row_cached(
                 "SELECT COUNT(*) FROM oauth_pending WHERE expires_at >= ?1 AND consumed_at IS NULL",
                 params![secs(now)],
                 |r| r.get(0),
@@ -311,12 +314,12 @@ impl Store {
     /// Marks a nonce used, atomically; a second call for the same nonce says `AlreadyUsed`.
     pub fn consume_nonce(&self, nonce: &str, now: DateTime<Utc>) -> Result<NonceUse, StoreError> {
         self.with(|c| {
-            let updated = c.execute(
+            let updated = c.execute_cached(
                 "UPDATE oauth_pending SET consumed_at = ?2 WHERE nonce = ?1 AND consumed_at IS NULL",
                 params![nonce, secs(now)],
             )?;
             let row = c
-                .query_row(
+                .query_row_cached(
                     "SELECT trainer_id, verifier_enc, expires_at FROM oauth_pending WHERE nonce = ?1",
                     params![nonce],
                     |r| {
@@ -341,7 +344,7 @@ impl Store {
     /// Where a channel's work is done up to, and when that was saved.
     pub fn checkpoint(&self, channel: &str) -> Result<Option<Checkpoint>, StoreError> {
         self.with(|c| {
-            c.query_row(
+            c.query_row_cached(
                 "SELECT replay_id, updated_at FROM checkpoints WHERE channel = ?1",
                 params![channel],
                 |r| {
@@ -363,7 +366,7 @@ impl Store {
         now: DateTime<Utc>,
     ) -> Result<(), StoreError> {
         self.with(|c| {
-            c.execute(
+            c.execute_cached(
                 "INSERT INTO checkpoints (channel, replay_id, updated_at) VALUES (?1, ?2, ?3)
                  ON CONFLICT(channel) DO UPDATE SET replay_id = excluded.replay_id, updated_at = excluded.updated_at",
                 params![channel, resume.wire(), secs(now)],
@@ -381,7 +384,7 @@ impl Store {
     pub fn journal_tokens(&self, t: &JournalledTokens) -> Result<(), StoreError> {
         self.with(|c| {
             c.pragma_update(None, "synchronous", "FULL")?;
-            let written = c.execute(
+            let written = c.execute_cached(
                 "INSERT INTO token_journal (trainer_id, access_enc, refresh_enc, access_expires_at, refresh_expires_at, refreshed_at, confirmed)
                  VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)
                  ON CONFLICT(trainer_id) DO UPDATE SET access_enc = excluded.access_enc, refresh_enc = excluded.refresh_enc,
@@ -410,7 +413,7 @@ impl Store {
         refreshed_at: DateTime<Utc>,
     ) -> Result<(), StoreError> {
         self.with(|c| {
-            c.execute(
+            c.execute_cached(
                 "UPDATE token_journal SET confirmed = 1 WHERE trainer_id = ?1 AND refreshed_at = ?2",
                 params![trainer, secs(refreshed_at)],
             )?;
@@ -424,7 +427,7 @@ impl Store {
         trainer: &TrainerId,
     ) -> Result<Option<JournalledTokens>, StoreError> {
         self.with(|c| {
-            c.query_row(
+            c.query_row_cached(
                 "SELECT trainer_id, access_enc, refresh_enc, access_expires_at, refresh_expires_at, refreshed_at, confirmed
                  FROM token_journal WHERE trainer_id = ?1",
                 params![trainer],
@@ -437,7 +440,7 @@ impl Store {
     /// Journalled tokens not yet confirmed in Salesforce (written first at start-up).
     pub fn unconfirmed_tokens(&self) -> Result<Vec<JournalledTokens>, StoreError> {
         self.with(|c| {
-            let mut stmt = c.prepare(
+            let mut stmt = c.prepare_cached(
                 "SELECT trainer_id, access_enc, refresh_enc, access_expires_at, refresh_expires_at, refreshed_at, confirmed
                  FROM token_journal WHERE confirmed = 0 ORDER BY refreshed_at",
             )?;
@@ -449,12 +452,12 @@ impl Store {
     /// Forgets a trainer's journalled tokens (disconnect).
     pub fn forget_tokens(&self, trainer: &TrainerId) -> Result<(), StoreError> {
         self.with(|c| {
-            c.execute(
+            c.execute_cached(
                 "DELETE FROM token_journal WHERE trainer_id = ?1",
                 params![trainer],
             )?;
             // What their grant allowed goes with the tokens (the calendar's cache, too).
-            c.execute(
+            c.execute_cached(
                 "DELETE FROM trainer_calendars WHERE trainer_id = ?1",
                 params![trainer],
             )?;
@@ -471,7 +474,7 @@ impl Store {
         self.with(|c| {
             let rows: Vec<(String, String, Option<String>)> = {
                 let mut stmt =
-                    c.prepare("SELECT trainer_id, access_enc, refresh_enc FROM token_journal")?;
+                    c.prepare_cached("SELECT trainer_id, access_enc, refresh_enc FROM token_journal")?;
                 let mapped = stmt.query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))?;
                 mapped.collect::<rusqlite::Result<_>>()?
             };
@@ -482,7 +485,7 @@ impl Store {
                 if new_access.is_none() && new_refresh.is_none() {
                     continue;
                 }
-                c.execute(
+                c.execute_cached(
                     "UPDATE token_journal SET access_enc = ?2, refresh_enc = ?3 WHERE trainer_id = ?1",
                     params![
                         trainer,
@@ -504,25 +507,33 @@ impl Store {
         e: &ReservationEntry,
         now: DateTime<Utc>,
     ) -> Result<(), StoreError> {
+        self.with(|c| write_reservation(c, e, now))
+    }
+
+    /// What an answered apply leaves in the store, in one transaction: the app's record of
+    /// a meeting it made (so the journal never names one the store does not know the app
+    /// made), the journal entry, and the apply no longer in doubt.
+    pub fn record_answered_apply(
+        &self,
+        e: &ReservationEntry,
+        app_hosted: Option<&AppHostedEntry>,
+        now: DateTime<Utc>,
+    ) -> Result<(), StoreError> {
         self.with(|c| {
-            c.execute(
-                "INSERT INTO reservations (booking_id, reservation_id, trainer_id, url, end_time, topic, meeting_no, updated_at)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)
-                 ON CONFLICT(booking_id) DO UPDATE SET reservation_id = excluded.reservation_id,
-                   trainer_id = excluded.trainer_id, url = excluded.url, end_time = excluded.end_time,
-                   topic = excluded.topic,
-                   meeting_no = COALESCE(excluded.meeting_no, reservations.meeting_no),
-                   updated_at = excluded.updated_at",
-                params![e.booking_id, e.reservation_id, e.trainer_id, e.url, secs(e.end_time), e.topic, e.meeting_no, secs(now)],
-            )?;
-            Ok(())
+            let tx = c.unchecked_transaction()?;
+            if let Some(app) = app_hosted {
+                contacts::write_app_hosted(&tx, app)?;
+            }
+            write_reservation(&tx, e, now)?;
+            retries::delete_in_doubt(&tx, &e.booking_id)?;
+            tx.commit()
         })
     }
 
     /// The journalled reservation of a booking.
     pub fn reservation(&self, booking: &BookingId) -> Result<Option<ReservationEntry>, StoreError> {
         self.with(|c| {
-            c.query_row(
+            c.query_row_cached(
                 "SELECT booking_id, reservation_id, trainer_id, url, end_time, topic, meeting_no FROM reservations WHERE booking_id = ?1",
                 params![booking],
                 |r| {
@@ -546,7 +557,8 @@ impl Store {
     /// chase and is left out.
     pub fn reservation_booking_ids(&self) -> Result<Vec<BookingId>, StoreError> {
         self.with(|c| {
-            let mut stmt = c.prepare("SELECT booking_id FROM reservations ORDER BY booking_id")?;
+            let mut stmt =
+                c.prepare_cached("SELECT booking_id FROM reservations ORDER BY booking_id")?;
             let rows = stmt.query_map([], |r| r.get::<_, String>(0))?;
             rows.map(|r| r.map(|id| BookingId::parse(&id).ok()))
                 .filter_map(Result::transpose)
@@ -558,7 +570,7 @@ impl Store {
     /// sweeps need not look at them again. Returns how many.
     pub fn prune_reservations(&self, before: DateTime<Utc>) -> Result<usize, StoreError> {
         self.with(|c| {
-            c.execute(
+            c.execute_cached(
                 "DELETE FROM reservations WHERE end_time < ?1",
                 params![secs(before)],
             )
@@ -568,7 +580,7 @@ impl Store {
     /// Forgets a booking's reservation (it was deleted in Lark).
     pub fn forget_reservation(&self, booking: &BookingId) -> Result<(), StoreError> {
         self.with(|c| {
-            c.execute(
+            c.execute_cached(
                 "DELETE FROM reservations WHERE booking_id = ?1",
                 params![booking],
             )?;
@@ -581,7 +593,7 @@ impl Store {
     /// When the last reconnect reminder went to this trainer.
     pub fn last_reminder(&self, trainer: &TrainerId) -> Result<Option<DateTime<Utc>>, StoreError> {
         self.with(|c| {
-            c.query_row(
+            c.query_row_cached(
                 "SELECT sent_at FROM reminders WHERE trainer_id = ?1",
                 params![trainer],
                 |r| r.get(0).map(at_secs),
@@ -597,7 +609,7 @@ impl Store {
         now: DateTime<Utc>,
     ) -> Result<(), StoreError> {
         self.with(|c| {
-            c.execute(
+            c.execute_cached(
                 "INSERT INTO reminders (trainer_id, sent_at) VALUES (?1, ?2)
                  ON CONFLICT(trainer_id) DO UPDATE SET sent_at = excluded.sent_at",
                 params![trainer, secs(now)],
@@ -605,6 +617,24 @@ impl Store {
             Ok(())
         })
     }
+}
+
+fn write_reservation(
+    c: &Connection,
+    e: &ReservationEntry,
+    now: DateTime<Utc>,
+) -> rusqlite::Result<()> {
+    c.execute_cached(
+        "INSERT INTO reservations (booking_id, reservation_id, trainer_id, url, end_time, topic, meeting_no, updated_at)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)
+         ON CONFLICT(booking_id) DO UPDATE SET reservation_id = excluded.reservation_id,
+           trainer_id = excluded.trainer_id, url = excluded.url, end_time = excluded.end_time,
+           topic = excluded.topic,
+           meeting_no = COALESCE(excluded.meeting_no, reservations.meeting_no),
+           updated_at = excluded.updated_at",
+        params![e.booking_id, e.reservation_id, e.trainer_id, e.url, secs(e.end_time), e.topic, e.meeting_no, secs(now)],
+    )?;
+    Ok(())
 }
 
 fn row_to_tokens(r: &rusqlite::Row<'_>) -> rusqlite::Result<JournalledTokens> {

@@ -7,6 +7,7 @@
 use chrono::{DateTime, Utc};
 use rusqlite::{params, OptionalExtension};
 
+use super::cached::Cached;
 use super::values::{at_secs, secs};
 use super::{Store, StoreError};
 use crate::ids::{BookingId, TrainerId};
@@ -74,7 +75,7 @@ impl Store {
             OwedItem::Reservation { .. } => None,
         };
         self.with(|c| {
-            let added = c.execute(
+            let added = c.execute_cached(
                 "INSERT INTO owed_deletions (item_id, kind, booking_id, calendar_id, trainer_id, ends_at, owed_since)
                  VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7) ON CONFLICT(item_id) DO NOTHING",
                 params![
@@ -103,7 +104,7 @@ impl Store {
 
     fn owed(&self, trainer: Option<&TrainerId>) -> Result<Vec<OwedDeletion>, StoreError> {
         self.with(|c| {
-            let mut stmt = c.prepare(
+            let mut stmt = c.prepare_cached(
                 "SELECT item_id, kind, booking_id, calendar_id, trainer_id, ends_at FROM owed_deletions
                  WHERE ?1 IS NULL OR trainer_id = ?1 ORDER BY owed_since, item_id",
             )?;
@@ -130,7 +131,7 @@ impl Store {
     /// The deletion was made (or Lark had it gone already).
     pub fn settle_owed(&self, item: &OwedItem) -> Result<(), StoreError> {
         self.with(|c| {
-            c.execute(
+            c.execute_cached(
                 "DELETE FROM owed_deletions WHERE item_id = ?1",
                 params![item.id()],
             )?;
@@ -141,7 +142,7 @@ impl Store {
     /// Forgets deletions whose meeting ended before `now`; returns how many.
     pub fn prune_owed(&self, now: DateTime<Utc>) -> Result<usize, StoreError> {
         self.with(|c| {
-            c.execute(
+            c.execute_cached(
                 "DELETE FROM owed_deletions WHERE ends_at < ?1",
                 params![secs(now)],
             )
@@ -151,7 +152,7 @@ impl Store {
     /// Whether a deletion of `item` is owed.
     pub fn is_owed(&self, item: &OwedItem) -> Result<bool, StoreError> {
         self.with(|c| {
-            c.query_row(
+            c.query_row_cached(
                 "SELECT 1 FROM owed_deletions WHERE item_id = ?1",
                 params![item.id()],
                 |_| Ok(()),

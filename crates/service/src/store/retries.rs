@@ -8,6 +8,7 @@ use chrono::{DateTime, Utc};
 use rusqlite::types::{FromSql, FromSqlError, FromSqlResult, ToSql, ToSqlOutput, ValueRef};
 use rusqlite::{params, Connection, OptionalExtension};
 
+use super::cached::Cached;
 use super::values::{at_millis, millis};
 use super::{Store, StoreError};
 use crate::ids::{BookingId, TrainerId};
@@ -142,7 +143,7 @@ impl Store {
         reason: &str,
     ) -> Result<u32, StoreError> {
         self.with(|c| {
-            c.query_row(
+            c.query_row_cached(
                 "INSERT INTO booking_retries (booking_id, kind, attempts, next_at, last_reason) VALUES (?1, ?2, 1, ?3, ?4)
                  ON CONFLICT(booking_id) DO UPDATE SET kind = excluded.kind, attempts = attempts + 1,
                    next_at = excluded.next_at, last_reason = excluded.last_reason
@@ -163,7 +164,7 @@ impl Store {
         reason: &str,
     ) -> Result<(), StoreError> {
         self.with(|c| {
-            c.execute(
+            c.execute_cached(
                 "INSERT INTO booking_retries (booking_id, kind, attempts, next_at, last_reason) VALUES (?1, ?2, 0, ?3, ?4)
                  ON CONFLICT(booking_id) DO UPDATE SET kind = excluded.kind, next_at = excluded.next_at,
                    last_reason = excluded.last_reason",
@@ -176,7 +177,7 @@ impl Store {
     /// A booking's retry entry.
     pub fn retry_entry(&self, booking: &BookingId) -> Result<Option<RetryEntry>, StoreError> {
         self.with(|c| {
-            c.query_row(
+            c.query_row_cached(
                 "SELECT booking_id, kind, attempts, next_at, last_reason FROM booking_retries WHERE booking_id = ?1",
                 params![booking],
                 row_to_retry,
@@ -193,7 +194,7 @@ impl Store {
         limit: usize,
     ) -> Result<Vec<RetryEntry>, StoreError> {
         self.with(|c| {
-            let mut stmt = c.prepare(
+            let mut stmt = c.prepare_cached(
                 "SELECT booking_id, kind, attempts, next_at, last_reason FROM booking_retries
                  WHERE next_at <= ?1 ORDER BY next_at LIMIT ?2",
             )?;
@@ -207,7 +208,7 @@ impl Store {
                 match row {
                     Ok(entry) => due.push(entry),
                     Err(_) => {
-                        c.execute(
+                        c.execute_cached(
                             "DELETE FROM booking_retries WHERE booking_id = ?1",
                             params![key],
                         )?;
@@ -221,7 +222,7 @@ impl Store {
     /// When the soonest retry is due, if any.
     pub fn next_retry_at(&self) -> Result<Option<DateTime<Utc>>, StoreError> {
         self.with(|c| {
-            c.query_row("SELECT MIN(next_at) FROM booking_retries", [], |r| {
+            c.query_row_cached("SELECT MIN(next_at) FROM booking_retries", [], |r| {
                 Ok(r.get::<_, Option<i64>>(0)?.map(at_millis))
             })
         })
@@ -230,11 +231,29 @@ impl Store {
     /// Takes a booking off the retry list (its work is done, or it is `Failed`).
     pub fn clear_retry(&self, booking: &BookingId) -> Result<(), StoreError> {
         self.with(|c| {
-            c.execute(
+            c.execute_cached(
                 "DELETE FROM booking_retries WHERE booking_id = ?1",
                 params![booking],
             )?;
             Ok(())
+        })
+    }
+
+    /// Takes every one of `bookings` off the retry list, in one transaction (one commit for
+    /// a whole batch instead of one per booking).
+    pub fn clear_retries(&self, bookings: &[BookingId]) -> Result<(), StoreError> {
+        if bookings.is_empty() {
+            return Ok(());
+        }
+        self.with(|c| {
+            let tx = c.unchecked_transaction()?;
+            for booking in bookings {
+                tx.execute_cached(
+                    "DELETE FROM booking_retries WHERE booking_id = ?1",
+                    params![booking],
+                )?;
+            }
+            tx.commit()
         })
     }
 
@@ -248,7 +267,7 @@ impl Store {
         now: DateTime<Utc>,
     ) -> Result<u32, StoreError> {
         self.with(|c| {
-            c.query_row(
+            c.query_row_cached(
                 "INSERT INTO in_doubt_applies (booking_id, trainer_id, applies, last_at) VALUES (?1, ?2, 1, ?3)
                  ON CONFLICT(booking_id) DO UPDATE SET applies = applies + 1, trainer_id = excluded.trainer_id,
                    last_at = excluded.last_at
@@ -263,11 +282,11 @@ impl Store {
     /// nothing): it no longer counts as in doubt.
     pub fn settle_refused_apply(&self, booking: &BookingId) -> Result<(), StoreError> {
         self.with(|c| {
-            c.execute(
+            c.execute_cached(
                 "UPDATE in_doubt_applies SET applies = applies - 1 WHERE booking_id = ?1",
                 params![booking],
             )?;
-            c.execute(
+            c.execute_cached(
                 "DELETE FROM in_doubt_applies WHERE booking_id = ?1 AND applies <= 0",
                 params![booking],
             )?;
@@ -278,7 +297,7 @@ impl Store {
     /// A booking's applies in doubt.
     pub fn in_doubt_apply(&self, booking: &BookingId) -> Result<Option<InDoubtApply>, StoreError> {
         self.with(|c| {
-            c.query_row(
+            c.query_row_cached(
                 "SELECT booking_id, trainer_id, applies, last_at FROM in_doubt_applies WHERE booking_id = ?1",
                 params![booking],
                 |r| {
@@ -298,7 +317,7 @@ impl Store {
     /// lapsed in Lark by now. Returns how many bookings were forgotten.
     pub fn prune_in_doubt(&self, before: DateTime<Utc>) -> Result<usize, StoreError> {
         self.with(|c| {
-            c.execute(
+            c.execute_cached(
                 "DELETE FROM in_doubt_applies WHERE last_at < ?1",
                 params![millis(before)],
             )
@@ -308,14 +327,16 @@ impl Store {
     /// Forgets a booking's applies in doubt (an apply was confirmed, or the booking no
     /// longer needs a meeting).
     pub fn clear_in_doubt(&self, booking: &BookingId) -> Result<(), StoreError> {
-        self.with(|c| {
-            c.execute(
-                "DELETE FROM in_doubt_applies WHERE booking_id = ?1",
-                params![booking],
-            )?;
-            Ok(())
-        })
+        self.with(|c| delete_in_doubt(c, booking))
     }
+}
+
+pub(super) fn delete_in_doubt(c: &Connection, booking: &BookingId) -> rusqlite::Result<()> {
+    c.execute_cached(
+        "DELETE FROM in_doubt_applies WHERE booking_id = ?1",
+        params![booking],
+    )?;
+    Ok(())
 }
 
 fn row_to_retry(r: &rusqlite::Row<'_>) -> rusqlite::Result<RetryEntry> {

@@ -1,4 +1,5 @@
 //! Trainer tokens: the at-rest [`vault`], the trainer record's token fields ([`trainer`]),
+//! each trainer's access token decrypted once ([`decrypted`]),
 //! the single-flight token [`service`] (use, refresh, save, clear) and the [`connect`]
 //! flow (begin: authorize URL and state; finish: tokens stored). The refresh timer that
 //! calls the service is wired in `app`; the redacted secret types are Lark's
@@ -8,6 +9,7 @@
 //! refreshes or clears them.
 
 pub mod connect;
+pub mod decrypted;
 pub mod grant;
 pub mod refresh;
 pub mod reminders;

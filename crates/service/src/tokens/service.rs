@@ -25,6 +25,7 @@ use crate::lark::{LarkClient, LarkError, TokenGrant};
 use crate::metrics::{names, Metrics};
 use crate::salesforce::{SalesforceClient, SalesforceError};
 use crate::store::{JournalledTokens, Store, StoreError};
+use crate::tokens::decrypted::DecryptedTokens;
 use crate::tokens::grant::{
     disconnect_reason, expiry, grant_outcome, journal_row, lacks_calendar_scopes,
 };
@@ -118,6 +119,9 @@ pub(super) struct Inner {
     /// Connect reminders.
     reminders: Reminders,
     flights: Mutex<HashMap<TrainerId, Arc<tokio::sync::Mutex<()>>>>,
+    /// Access tokens decrypted once per ciphertext; forgotten on every refresh,
+    /// disconnect and connect.
+    decrypted: DecryptedTokens,
     /// Trainers this process disconnected (refused refresh, `disconnect`, admin uncheck);
     /// cleared when they connect again.
     disconnected: Mutex<std::collections::HashSet<TrainerId>>,
@@ -162,6 +166,7 @@ impl TokenService {
                 vault,
                 metrics,
                 flights: Mutex::new(HashMap::new()),
+                decrypted: DecryptedTokens::default(),
                 disconnected: Mutex::new(std::collections::HashSet::new()),
                 events,
             }),
@@ -207,6 +212,7 @@ impl TokenService {
         let flight = self.flight(trainer);
         let _guard = flight.lock().await;
         let now = Utc::now();
+        self.inner.decrypted.forget(trainer);
         let tokens = self.encrypt_grant(&grant, None, now);
         let fields = connect_fields(open_id, &tokens, now);
         let object = &self.inner.settings.salesforce.trainer.object;
@@ -282,10 +288,15 @@ impl TokenService {
         };
         let skew = chrono::Duration::from_std(self.inner.settings.refresh.access_token_skew)
             .unwrap_or_default();
-        let access = self.decrypt(&trainer.id, &state.access_enc)?;
-        let rejected_now = rejected.is_some_and(|r| r.secret() == access);
+        let access =
+            self.inner
+                .decrypted
+                .get_or_decrypt(&trainer.id, &state.access_enc, |enc| {
+                    self.decrypt(&trainer.id, enc)
+                })?;
+        let rejected_now = rejected.is_some_and(|r| r.secret() == access.secret());
         if !rejected_now && state.access_expires_at - skew > Utc::now() {
-            return Ok(AccessToken::new(access));
+            return Ok(access);
         }
         match self.refresh_locked(trainer, state).await? {
             (RefreshOutcome::Refreshed, Some(token)) => Ok(token),
@@ -345,6 +356,8 @@ impl TokenService {
         trainer: &TrainerRecord,
         state: TokenState,
     ) -> Result<(RefreshOutcome, Option<AccessToken>), TokenError> {
+        // Whatever comes of it, the token kept for the old ciphertext is done with.
+        self.inner.decrypted.forget(&trainer.id);
         let Some(refresh_enc) = state.refresh_enc.as_deref() else {
             let reason = "Lark issued no refresh token (offline_access missing); reconnect needed";
             self.disconnect_with_reason(trainer, reason).await?;
@@ -417,6 +430,7 @@ impl TokenService {
         if trainer.connected {
             return Ok(());
         }
+        self.inner.decrypted.forget(&trainer.id);
         self.inner.store.forget_tokens(&trainer.id)?;
         let has_tokens = trainer.access_enc.is_some()
             || trainer.refresh_enc.is_some()
@@ -512,6 +526,7 @@ impl TokenService {
     #[tracing::instrument(name = "disconnect", skip_all, fields(trainer = %trainer))]
     async fn disconnect_locked(&self, trainer: &TrainerId, reason: &str) -> Result<(), TokenError> {
         let object = &self.inner.settings.salesforce.trainer.object;
+        self.inner.decrypted.forget(trainer);
         self.inner.store.forget_tokens(trainer)?;
         self.mark_disconnected(trainer);
         self.inner

@@ -6,11 +6,23 @@ use std::time::Duration;
 
 use serde_json::{json, Value};
 
+use super::answer::{ArraySplitter, SplitError};
 use super::cometd::CometdTransport;
 use super::failure::{protocol, Delay, Failure, Phase};
 use super::{StreamError, StreamItem, LONG_POLL_MARGIN, META_REQUEST_TIMEOUT};
 use crate::ids::ReplayId;
+use crate::outbound::STREAMING_BODY_CAP;
 use crate::salesforce::events::parse_event;
+
+/// New events taken from one connect answer; the rest is left on the server and replayed
+/// by a new subscription (from the checkpoint) once these are handed over. With the
+/// processor's channel, this bounds what the subscriber holds however far behind it is.
+pub const MAX_EVENTS_PER_ANSWER: usize = 1_000;
+
+/// Bytes read of one connect answer at most (each message is also capped at
+/// [`STREAMING_BODY_CAP`]): an answer replayed after a dropped client starts with the
+/// events already handed over, read and skipped, which stay far below this.
+const ANSWER_READ_CAP: usize = 4 * STREAMING_BODY_CAP;
 
 /// Longest connect hold taken from `advice.timeout`. Salesforce holds a connect up to
 /// 110 s and asks clients to reconnect "before two minutes" ("Clients and Timeouts",
@@ -122,10 +134,20 @@ impl CometdTransport {
             "id": id,
         }]);
         let timeout = self.connect_hold + LONG_POLL_MARGIN;
-        let messages = self.post(request, timeout, Phase::Connect).await?;
+        let response = self.send(request, timeout, Phase::Connect).await?;
         // Events may come before, after or around the connect reply, several at once.
-        let items = self.take_events(&messages);
-        let Some(reply) = find_reply(&messages, "/meta/connect") else {
+        let (replies, items) = match self.read_connect_answer(response).await? {
+            Answer::Whole { replies, items } => (replies, items),
+            Answer::Cut { items, why } => {
+                // The rest stays on the server: a new subscription replays it from the
+                // checkpoint once these are handed over (events already handed over are
+                // skipped then).
+                tracing::info!(channel = %self.channel, taken = items.len(), why, "connect answer read in part; subscribing again from the checkpoint for the rest");
+                self.phase = Phase::Handshake;
+                return Ok(items);
+            }
+        };
+        let Some(reply) = find_reply(&replies, "/meta/connect") else {
             if items.is_empty() {
                 return Err(protocol(Phase::Connect));
             }
@@ -153,39 +175,105 @@ impl CometdTransport {
         Ok(items)
     }
 
-    /// The events in a connect response, parsed, in order, without those already handed
-    /// over in this run.
-    pub(super) fn take_events(&mut self, messages: &[Value]) -> Vec<StreamItem> {
-        let mut items = Vec::new();
-        for message in messages {
-            let channel = message.get("channel").and_then(Value::as_str).unwrap_or("");
-            if channel.starts_with("/meta/") {
-                continue;
-            }
-            if channel != self.channel {
-                tracing::warn!(channel = %self.channel, other = channel, "event on a channel not subscribed; ignored");
-                continue;
-            }
-            let item = match parse_event(message, &self.booking_id_field) {
-                Ok(event) => StreamItem::Event(event),
-                Err(bad) => {
-                    tracing::debug!(channel = %self.channel, replay_id = ?bad.replay_id, reason = %bad.reason, "malformed event");
-                    StreamItem::Malformed {
-                        replay_id: bad.replay_id,
-                        reason: bad.reason,
-                    }
+    /// A connect answer's meta replies and its events (parsed, in order, without those
+    /// already handed over in this run), read as it arrives, one message at a time. At most
+    /// [`MAX_EVENTS_PER_ANSWER`] new events are taken: past that the answer is left unread
+    /// ([`Answer::Cut`]), and so is the rest after a message past the cap or a broken-off
+    /// answer that already gave events. An answer that is not a JSON array counts for
+    /// nothing (its events come again with the next subscription).
+    pub(super) async fn read_connect_answer(
+        &mut self,
+        mut response: reqwest::Response,
+    ) -> Result<Answer, Failure> {
+        let delivered_before = self.last_delivered;
+        let mut splitter = ArraySplitter::new(STREAMING_BODY_CAP);
+        let (mut replies, mut items) = (Vec::new(), Vec::new());
+        let mut read = 0usize;
+        let mut unparsable = false;
+        loop {
+            let chunk = match response.chunk().await {
+                Ok(Some(chunk)) => chunk,
+                Ok(None) => break,
+                Err(_) if !items.is_empty() => {
+                    return Ok(Answer::Cut {
+                        items,
+                        why: "the answer broke off",
+                    })
                 }
+                Err(e) => return Err(self.answer_lost(&e, Phase::Connect)),
             };
-            if let Some(replay_id) = item.replay_id() {
-                if self.last_delivered.is_some_and(|last| replay_id <= last) {
-                    tracing::debug!(channel = %self.channel, replay_id, "replayed event already handed over; skipped");
-                    continue;
+            read += chunk.len();
+            let fed = splitter.feed(&chunk, |element| {
+                let Ok(message) = serde_json::from_slice::<Value>(element) else {
+                    unparsable = true;
+                    return false;
+                };
+                let channel = message.get("channel").and_then(Value::as_str).unwrap_or("");
+                if channel.starts_with("/meta/") {
+                    replies.push(message);
+                } else if let Some(item) = self.take_event(&message) {
+                    items.push(item);
                 }
-                self.last_delivered = Some(replay_id);
+                items.len() < MAX_EVENTS_PER_ANSWER
+            });
+            match fed {
+                Ok(_) if unparsable => break,
+                Ok(true) if read <= ANSWER_READ_CAP => {}
+                Ok(_) => {
+                    return Ok(Answer::Cut {
+                        items,
+                        why: "the processor has enough to do",
+                    })
+                }
+                Err(SplitError::MessageTooLarge) if !items.is_empty() => {
+                    return Ok(Answer::Cut {
+                        items,
+                        why: "a message past the cap",
+                    })
+                }
+                Err(SplitError::MessageTooLarge) => {
+                    return Err(self.too_large(&"one message is past the cap"))
+                }
+                Err(SplitError::NotAnArray) => {
+                    unparsable = true;
+                    break;
+                }
             }
-            items.push(item);
         }
-        items
+        if unparsable || !splitter.done() {
+            // Nothing of it counts as handed over: it comes again.
+            self.last_delivered = delivered_before;
+            return Err(self.not_an_array(Phase::Connect));
+        }
+        Ok(Answer::Whole { replies, items })
+    }
+
+    /// One event message as a stream item; None for one on another channel or one
+    /// already handed over in this run.
+    fn take_event(&mut self, message: &Value) -> Option<StreamItem> {
+        let channel = message.get("channel").and_then(Value::as_str).unwrap_or("");
+        if channel != self.channel {
+            tracing::warn!(channel = %self.channel, other = channel, "event on a channel not subscribed; ignored");
+            return None;
+        }
+        let item = match parse_event(message, &self.booking_id_field) {
+            Ok(event) => StreamItem::Event(event),
+            Err(bad) => {
+                tracing::debug!(channel = %self.channel, replay_id = ?bad.replay_id, reason = %bad.reason, "malformed event");
+                StreamItem::Malformed {
+                    replay_id: bad.replay_id,
+                    reason: bad.reason,
+                }
+            }
+        };
+        if let Some(replay_id) = item.replay_id() {
+            if self.last_delivered.is_some_and(|last| replay_id <= last) {
+                tracing::debug!(channel = %self.channel, replay_id, "replayed event already handed over; skipped");
+                return None;
+            }
+            self.last_delivered = Some(replay_id);
+        }
+        Some(item)
     }
 
     /// Reads `advice.timeout` and `advice.interval`, each capped (design §3 rule 18): a
@@ -268,6 +356,20 @@ impl CometdTransport {
             },
         }
     }
+}
+
+/// What a connect answer gave.
+pub(super) enum Answer {
+    /// All of it: its meta replies and its new events.
+    Whole {
+        replies: Vec<Value>,
+        items: Vec<StreamItem>,
+    },
+    /// Its first new events; the rest is left for a replay.
+    Cut {
+        items: Vec<StreamItem>,
+        why: &'static str,
+    },
 }
 
 pub(super) fn find_reply<'a>(messages: &'a [Value], channel: &str) -> Option<&'a Value> {

@@ -150,6 +150,55 @@ impl CometdTransport {
         timeout: Duration,
         retry_phase: Phase,
     ) -> Result<Vec<Value>, Failure> {
+        let response = self.send(messages, timeout, retry_phase.clone()).await?;
+        let body = match read_capped(response, STREAMING_BODY_CAP).await {
+            Ok(b) => b,
+            Err(ReadError::Transport(e)) => return Err(self.answer_lost(&e, retry_phase)),
+            Err(e @ ReadError::TooLarge { .. }) => return Err(self.too_large(&e)),
+        };
+        match serde_json::from_slice::<Value>(&body) {
+            Ok(Value::Array(messages)) => Ok(messages),
+            _ => Err(self.not_an_array(retry_phase)),
+        }
+    }
+
+    /// The answer is not a JSON array of messages: tried again after a pause.
+    pub(super) fn not_an_array(&self, retry_phase: Phase) -> Failure {
+        tracing::warn!(channel = %self.channel, "Streaming API answer is not a JSON array");
+        Failure::Retry {
+            phase: retry_phase,
+            delay: Delay::Backoff,
+        }
+    }
+
+    /// The answer broke off: tried again after a pause.
+    pub(super) fn answer_lost(&self, e: &reqwest::Error, retry_phase: Phase) -> Failure {
+        tracing::warn!(channel = %self.channel, error = %e, "streaming response lost");
+        Failure::Retry {
+            phase: retry_phase,
+            delay: Delay::Backoff,
+        }
+    }
+
+    /// An answer (or one message of it) past the cap: whatever events it held were sent
+    /// and not read, so shake hands again: the subscription resumes from the checkpoint
+    /// and they are replayed.
+    pub(super) fn too_large(&self, e: &dyn std::fmt::Display) -> Failure {
+        tracing::warn!(channel = %self.channel, error = %e, "Streaming API answer too large; not read, subscribing again from the checkpoint after a pause");
+        Failure::Retry {
+            phase: Phase::Handshake,
+            delay: Delay::Backoff,
+        }
+    }
+
+    /// Sends `messages`; a 2xx answer comes back unread, anything else is classified (its
+    /// body read under [`STREAMING_BODY_CAP`] for the error text).
+    pub(super) async fn send(
+        &mut self,
+        messages: Value,
+        timeout: Duration,
+        retry_phase: Phase,
+    ) -> Result<reqwest::Response, Failure> {
         let session = self.session().await?;
         let response = self
             .http
@@ -170,59 +219,34 @@ impl CometdTransport {
             }
         };
         let status = response.status().as_u16();
+        if (200..=299).contains(&status) {
+            return Ok(response);
+        }
         let body = match read_capped(response, STREAMING_BODY_CAP).await {
             Ok(b) => b,
-            Err(ReadError::Transport(e)) => {
-                tracing::warn!(channel = %self.channel, error = %e, "streaming response lost");
-                return Err(Failure::Retry {
-                    phase: retry_phase,
-                    delay: Delay::Backoff,
-                });
-            }
-            Err(e @ ReadError::TooLarge { .. }) if (200..=299).contains(&status) => {
-                // Whatever events it held were sent and not read: shake hands again so
-                // the subscription resumes from the checkpoint and they are replayed.
-                tracing::warn!(channel = %self.channel, status, error = %e, "Streaming API answer too large; not read, subscribing again from the checkpoint after a pause");
-                return Err(Failure::Retry {
-                    phase: Phase::Handshake,
-                    delay: Delay::Backoff,
-                });
-            }
+            Err(ReadError::Transport(e)) => return Err(self.answer_lost(&e, retry_phase)),
             // Statuses that need no body are classified below as usual.
             Err(e) => e.to_string().into_bytes(),
         };
         match status {
-            200..=299 => {}
             401 => {
                 tracing::info!(channel = %self.channel, "streaming request unauthorized; logging in again");
-                return Err(Failure::Retry {
+                Err(Failure::Retry {
                     phase: Phase::Relogin,
                     delay: Delay::Now,
-                });
+                })
             }
             408 | 429 | 500..=599 => {
                 tracing::warn!(channel = %self.channel, status, "Streaming API server error");
-                return Err(Failure::Retry {
-                    phase: retry_phase,
-                    delay: Delay::Backoff,
-                });
-            }
-            _ => {
-                return Err(Failure::Fatal(StreamError::Http {
-                    status,
-                    body: crate::salesforce::error::truncate(&String::from_utf8_lossy(&body)),
-                }))
-            }
-        }
-        match serde_json::from_slice::<Value>(&body) {
-            Ok(Value::Array(messages)) => Ok(messages),
-            _ => {
-                tracing::warn!(channel = %self.channel, "Streaming API answer is not a JSON array");
                 Err(Failure::Retry {
                     phase: retry_phase,
                     delay: Delay::Backoff,
                 })
             }
+            _ => Err(Failure::Fatal(StreamError::Http {
+                status,
+                body: crate::salesforce::error::truncate(&String::from_utf8_lossy(&body)),
+            })),
         }
     }
 

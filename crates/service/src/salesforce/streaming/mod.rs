@@ -15,11 +15,13 @@
 //! Log lines carry the channel, replay ids and the Bayeux client id; never the access
 //! token or cookies.
 //!
+//! - `answer.rs` — a connect answer split into its messages as it arrives
 //! - `cometd.rs` — the transport: HTTP, session, cookies, backoff, the conversation's phases
 //! - `bayeux.rs` — the Bayeux messages: handshake, subscribe, connect, `advice`, refusals
 //! - `failure.rs` — the conversation's phases and what a failed step means
 //! - `subscriber.rs` — the loop that moves items onto the processor's channel
 
+mod answer;
 mod bayeux;
 mod cometd;
 mod failure;
@@ -37,7 +39,7 @@ use super::error::SalesforceError;
 use super::events::ChangeEvent;
 use crate::ids::ReplayId;
 
-pub use bayeux::{MAX_ADVICE_INTERVAL, MAX_CONNECT_HOLD};
+pub use bayeux::{MAX_ADVICE_INTERVAL, MAX_CONNECT_HOLD, MAX_EVENTS_PER_ANSWER};
 pub use cometd::CometdTransport;
 pub use subscriber::{check_subscription, pump, run_subscriber};
 

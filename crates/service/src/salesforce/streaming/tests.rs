@@ -808,3 +808,45 @@ async fn an_oversized_connect_answer_is_not_read_and_the_events_in_it_are_replay
     assert_eq!(org.answered("/meta/handshake"), 2);
     sub.stop().await.expect("clean stop");
 }
+
+#[tokio::test]
+async fn an_answer_with_more_events_than_it_takes_is_read_in_part_and_the_rest_replayed_once() {
+    let org = Org::start().await;
+    let extra = 50;
+    let total = MAX_EVENTS_PER_ANSWER + extra;
+    for i in 0..total {
+        org.change(i % 3, STATUSES[i % STATUSES.len()]);
+    }
+    let mut sub = spawn_subscriber(&org, CHANNEL, org.base, total + 16);
+    // Where the processor's work is done when the subscriber comes back for the rest.
+    let done_up_to = org.base + 10;
+    *sub.checkpoint.lock().unwrap() = Some(done_up_to);
+    assert_eq!(
+        sub.next().await,
+        StreamItem::Subscribed {
+            replay_from: ReplayId::After(org.base)
+        }
+    );
+    for n in 1..=MAX_EVENTS_PER_ANSWER as i64 {
+        assert_eq!(sub.next_event().await.replay_id, org.base + n);
+    }
+    // The rest was left on the server: a new subscription from the checkpoint replays it,
+    // and what was already handed over is not handed over again.
+    assert_eq!(
+        sub.next().await,
+        StreamItem::Subscribed {
+            replay_from: ReplayId::After(done_up_to)
+        }
+    );
+    for n in MAX_EVENTS_PER_ANSWER as i64 + 1..=total as i64 {
+        assert_eq!(sub.next_event().await.replay_id, org.base + n);
+    }
+    assert_eq!(org.answered("/meta/handshake"), 2);
+    org.change(0, "Cancelled");
+    assert_eq!(
+        sub.next_event().await.replay_id,
+        org.base + total as i64 + 1
+    );
+    assert!(sub.rx.try_recv().is_err(), "nothing handed over twice");
+    sub.stop().await.expect("clean stop");
+}
