@@ -304,15 +304,14 @@ impl Store {
     // --- Lark events -------------------------------------------------------------------
 
     /// Records an event unless its `event_id` was recorded before. Durable when this
-    /// returns (`synchronous = FULL` for this commit, as for rotated tokens): the caller
+    /// returns ([`Store::durably`]): the caller
     /// acknowledges the event to Lark next, and Lark will not send it again.
     pub fn record_lark_event(
         &self,
         e: &NewLarkEvent<'_>,
         now: DateTime<Utc>,
     ) -> Result<EventRecorded, StoreError> {
-        self.with(|c| {
-            c.pragma_update(None, "synchronous", "FULL")?;
+        self.durably(|c| {
             let inserted = c.execute_cached(
                 "INSERT OR IGNORE INTO lark_events
                    (event_id, event_type, kind, meeting_no, body, received_at, processed_at, outcome)
@@ -327,9 +326,8 @@ impl Store {
                     e.settled.map(|_| millis(now)),
                     e.settled,
                 ],
-            );
-            c.pragma_update(None, "synchronous", "NORMAL")?;
-            Ok(match inserted? {
+            )?;
+            Ok(match inserted {
                 0 => EventRecorded::Duplicate,
                 _ => EventRecorded::New,
             })

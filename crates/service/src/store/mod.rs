@@ -255,6 +255,21 @@ impl Store {
         })
     }
 
+    /// [`Store::with`] for a commit on disk when this returns (`synchronous = FULL` for it
+    /// alone; WAL's `NORMAL` survives a kill, not a power cut): rotated tokens, an apply's
+    /// intent, a Lark event about to be acknowledged.
+    fn durably<T>(
+        &self,
+        f: impl FnOnce(&Connection) -> rusqlite::Result<T>,
+    ) -> Result<T, StoreError> {
+        self.with(|c| {
+            c.pragma_update(None, "synchronous", "FULL")?;
+            let done = f(c);
+            c.pragma_update(None, "synchronous", "NORMAL")?;
+            done
+        })
+    }
+
     // --- OAuth -------------------------------------------------------------------------
 
     /// Records a started OAuth flow under its own nonce. Bounded (rules 18 and 27):
@@ -380,11 +395,10 @@ impl Store {
     /// Journals rotated tokens (unconfirmed) before anything else happens with them.
     /// The write is durable when this returns: rotated refresh tokens are the only copy
     /// until Salesforce has them (design §3 rule 16), so this one commit is fsynced
-    /// (`synchronous = FULL`) where the store's other writes settle for WAL's `NORMAL`.
+    /// ([`Store::durably`]).
     pub fn journal_tokens(&self, t: &JournalledTokens) -> Result<(), StoreError> {
-        self.with(|c| {
-            c.pragma_update(None, "synchronous", "FULL")?;
-            let written = c.execute_cached(
+        self.durably(|c| {
+            c.execute_cached(
                 "INSERT INTO token_journal (trainer_id, access_enc, refresh_enc, access_expires_at, refresh_expires_at, refreshed_at, confirmed)
                  VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)
                  ON CONFLICT(trainer_id) DO UPDATE SET access_enc = excluded.access_enc, refresh_enc = excluded.refresh_enc,
@@ -399,9 +413,8 @@ impl Store {
                     secs(t.refreshed_at),
                     t.confirmed as i64
                 ],
-            );
-            c.pragma_update(None, "synchronous", "NORMAL")?;
-            written.map(|_| ())
+            )
+            .map(|_| ())
         })
     }
 

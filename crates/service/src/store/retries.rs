@@ -261,28 +261,24 @@ impl Store {
     /// until its answer is recorded; returns the applies in doubt for this booking so far,
     /// this one included. After a crash the count stands: the apply may have reached Lark.
     ///
-    /// This one commit is fsynced (`synchronous = FULL`, as for rotated tokens): under WAL's
-    /// `NORMAL` it would survive the process being killed but not the host losing power,
-    /// and an intent lost that way lets the restart apply again with nothing in doubt,
-    /// a second meeting. One fsync per apply, at most Lark's 50 a second.
+    /// Durable when this returns ([`Store::durably`]): an intent lost to a power cut would
+    /// let the restart apply again with nothing in doubt, a second meeting. One fsync per
+    /// apply, at most Lark's 50 a second.
     pub fn record_in_doubt_apply(
         &self,
         booking: &BookingId,
         trainer: &TrainerId,
         now: DateTime<Utc>,
     ) -> Result<u32, StoreError> {
-        self.with(|c| {
-            c.pragma_update(None, "synchronous", "FULL")?;
-            let applies = c.query_row_cached(
+        self.durably(|c| {
+            c.query_row_cached(
                 "INSERT INTO in_doubt_applies (booking_id, trainer_id, applies, last_at) VALUES (?1, ?2, 1, ?3)
                  ON CONFLICT(booking_id) DO UPDATE SET applies = applies + 1, trainer_id = excluded.trainer_id,
                    last_at = excluded.last_at
                  RETURNING applies",
                 params![booking, trainer, millis(now)],
                 |r| r.get(0),
-            );
-            c.pragma_update(None, "synchronous", "NORMAL")?;
-            applies
+            )
         })
     }
 

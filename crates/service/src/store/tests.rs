@@ -300,3 +300,19 @@ fn a_store_on_a_full_disk_says_so_until_a_probe_write_succeeds() {
     s.probe().unwrap();
     assert!(s.unwritable().is_none(), "a probe write does");
 }
+
+#[test]
+fn a_durable_commit_is_fsynced_alone_and_the_store_goes_back_to_normal() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = Store::open(&dir.path().join("store.db")).unwrap();
+    let synchronous =
+        |c: &Connection| c.query_row("PRAGMA synchronous", [], |r| r.get::<_, i64>(0));
+    // SQLite's codes: 1 = NORMAL, 2 = FULL.
+    assert_eq!(s.with(synchronous).unwrap(), 1);
+    assert_eq!(s.durably(synchronous).unwrap(), 2);
+    assert_eq!(s.with(synchronous).unwrap(), 1);
+    // A write that fails inside leaves the store at NORMAL too.
+    let failed = s.durably(|c| c.execute("INSERT INTO no_such_table VALUES (1)", []));
+    assert!(failed.is_err());
+    assert_eq!(s.with(synchronous).unwrap(), 1);
+}
