@@ -5,7 +5,7 @@
 //! is not remembered, so the next sweep posts it. `remind` runs as the real binary, once
 //! on its own and once delegated to a running `run`.
 
-use std::process::{Command, Output, Stdio};
+use std::process::Output;
 
 use axum::http::Method;
 use lark_vc_bridge::config::Settings;
@@ -18,8 +18,8 @@ use serde_json::{json, Value};
 use crate::helpers::tid;
 use crate::helpers::{
     binary_config, capture_logs, connected_trainer, create_booking, edit_booking, field,
-    insert_booking, metric, run_command, sf_time_in, sim_settings, start_app, wait_caught_up,
-    wait_for_status, wait_ready, wait_until, KillOnDrop, TestApp, BIN, BOOKING,
+    insert_booking, metric, run_command, sf_time_in, sim_settings, start_app, start_run,
+    wait_caught_up, wait_for_status, wait_ready, wait_until, TestApp, BOOKING,
 };
 use lark_vc_bridge::bookings::reconcile;
 use lark_vc_bridge::tokens::refresh_pass;
@@ -361,22 +361,7 @@ async fn remind_twice_reaches_each_unconnected_trainer_once_alone_and_through_ru
 
     // While `run` holds the store, `remind` is done by it: a new trainer is reached
     // once, Ann is still within her day.
-    let _run = KillOnDrop(
-        Command::new(BIN)
-            .args(["run", "--config"])
-            .arg(&config)
-            .env("RUST_LOG", "error")
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("run starts"),
-    );
-    wait_until("the binary is ready (/readyz 200)", || async {
-        reqwest::get(format!("{url}/readyz"))
-            .await
-            .is_ok_and(|r| r.status() == 200)
-    })
-    .await;
+    let _run = start_run(&config, &url).await;
     let eve = trainer(&sims, "Eve", "eve@example.com", true);
     insert_booking(&sims.salesforce, &eve, 30, 31, true);
     let delegated = run_command(&["remind"], &config).await;

@@ -6,7 +6,6 @@
 //! again; the real binary killed around an event processes it once; and bad input of
 //! every kind is acknowledged or dropped, counted, and never stalls the pipeline.
 
-use std::process::{Command, Stdio};
 use std::time::Duration;
 
 use axum::http::Method;
@@ -19,8 +18,8 @@ use serde_json::{json, Map, Value};
 
 use crate::helpers::{
     binary_config, booking_time, connected_trainer, cookie_pair, edit_booking, field, get, metric,
-    spawn_app_after, spawn_app_with, start_app, wait_for_status, wait_ready, wait_until,
-    KillOnDrop, TestApp, BIN, BOOKING,
+    server_section, spawn_app_after, spawn_app_with, start_app, start_run, wait_for_status,
+    wait_ready, wait_until, TestApp, BOOKING,
 };
 
 const STATUS: &str = "Lark_Session_Status__c";
@@ -619,40 +618,6 @@ async fn bad_input_is_acknowledged_or_dropped_counted_and_never_stalls_the_pipel
         1.0
     );
     app.stop().await;
-}
-
-/// A `[server]` section on a free loopback port, and the URL it serves.
-fn server_section() -> (String, String) {
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
-    let url = format!("http://127.0.0.1:{port}");
-    (
-        format!("\n[server]\nbind = \"127.0.0.1:{port}\"\npublic_url = \"{url}\"\n"),
-        url,
-    )
-}
-
-async fn start_run(config: &std::path::Path, url: &str) -> KillOnDrop {
-    let run = KillOnDrop(
-        Command::new(BIN)
-            .args(["run", "--config"])
-            .arg(config)
-            .env("RUST_LOG", "error")
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("run starts"),
-    );
-    wait_until("the binary is ready (/readyz 200)", || async {
-        reqwest::get(format!("{url}/readyz"))
-            .await
-            .is_ok_and(|r| r.status() == 200)
-    })
-    .await;
-    run
 }
 
 #[tokio::test(flavor = "multi_thread")]

@@ -110,18 +110,6 @@ fn kill9(mut run: RunningBinary) {
     run.child.wait().expect("reaped");
 }
 
-/// Waits until `within` for `check`, polling.
-async fn wait_for(what: &str, within: Duration, mut check: impl FnMut() -> bool) {
-    let deadline = tokio::time::Instant::now() + within;
-    while !check() {
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "timed out after {within:?} waiting until {what}"
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-}
-
 /// Rule 24: SIGTERM while an apply's answer takes 6 s — the service waits for it, writes
 /// the link, exits 0; after the restart there is exactly the one reservation.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -192,11 +180,9 @@ async fn kill_9_while_each_apply_is_in_flight_never_multiplies_meetings() {
         let before = applies(&sims);
         // Each restart either applies again (the first was in doubt, re-applied after the
         // delay) or, with the allowed applies spent, writes Failed.
-        wait_for(
-            "another apply, or the booking Failed",
-            Duration::from_secs(30),
-            || applies(&sims) > before || text(&sims, &b, STATUS).as_deref() == Some("Failed"),
-        )
+        wait_until("another apply, or the booking Failed", || async {
+            applies(&sims) > before || text(&sims, &b, STATUS).as_deref() == Some("Failed")
+        })
         .await;
         kill9(run);
         kills += 1;
@@ -276,7 +262,7 @@ async fn sigterm_during_a_delegated_refresh_keeps_the_rotated_tokens() {
         .unwrap();
     assert_eq!(t["Lark_Connected__c"], json!(true), "still connected");
     let b = insert_booking(&sims.salesforce, &trainer, 30, 31, true);
-    wait_for("the next booking's link", Duration::from_secs(30), || {
+    wait_until("the next booking's link", || async {
         text(&sims, &b, LINK).is_some()
     })
     .await;
@@ -355,7 +341,7 @@ async fn a_full_disk_pauses_the_pipeline_then_the_booking_gets_exactly_one_meeti
     let trainer = connected_trainer(&sims, &run, "ann@example.com").await;
     wait_ready(&run).await;
     let warm_up = insert_booking(&sims.salesforce, &trainer, 20, 21, true);
-    wait_for("the warm-up's link", Duration::from_secs(30), || {
+    wait_until("the warm-up's link", || async {
         text(&sims, &warm_up, LINK).is_some()
     })
     .await;
@@ -385,7 +371,7 @@ async fn a_full_disk_pauses_the_pipeline_then_the_booking_gets_exactly_one_meeti
 
     disk.free();
     let run = run_with_config(&cfg).await;
-    wait_for("the booking's link", Duration::from_secs(30), || {
+    wait_until("the booking's link", || async {
         text(&sims, &b, LINK).is_some()
     })
     .await;

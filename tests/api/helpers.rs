@@ -442,9 +442,15 @@ pub async fn metric_sample(app: &TestApp, sample: &str) -> Option<f64> {
         .text()
         .await
         .unwrap_or_default();
+    self::sample(&text, sample)
+}
+
+/// The value of one sample (`name{labels}` exactly as rendered) in a `/metrics` text, if
+/// present.
+pub fn sample(text: &str, name: &str) -> Option<f64> {
     text.lines().filter(|l| !l.starts_with('#')).find_map(|l| {
-        let (name, value) = l.rsplit_once(' ')?;
-        (name == sample).then(|| value.parse().ok())?
+        let (n, v) = l.rsplit_once(' ')?;
+        (n == name).then(|| v.parse().ok())?
     })
 }
 
@@ -526,4 +532,44 @@ pub fn bid(id: &str) -> BookingId {
 /// A trainer id the tests hold as text, typed for the library's API.
 pub fn tid(id: &str) -> TrainerId {
     TrainerId::parse(id).expect("a trainer id")
+}
+
+/// A loopback port free right now (a child binary binds it a moment later).
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// A `[server]` section on a free loopback port, and the URL it serves.
+pub fn server_section() -> (String, String) {
+    let port = free_port();
+    let url = format!("http://127.0.0.1:{port}");
+    (
+        format!("\n[server]\nbind = \"127.0.0.1:{port}\"\npublic_url = \"{url}\"\n"),
+        url,
+    )
+}
+
+/// Starts `lark-vc-bridge run` with `config` and waits until `/readyz` at `url` answers 200.
+pub async fn start_run(config: &std::path::Path, url: &str) -> KillOnDrop {
+    let run = KillOnDrop(
+        std::process::Command::new(BIN)
+            .args(["run", "--config"])
+            .arg(config)
+            .env("RUST_LOG", "error")
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .expect("run starts"),
+    );
+    wait_until("the binary is ready (/readyz 200)", || async {
+        reqwest::get(format!("{url}/readyz"))
+            .await
+            .is_ok_and(|r| r.status() == 200)
+    })
+    .await;
+    run
 }

@@ -19,7 +19,7 @@ use serde_json::{json, Value};
 use crate::helpers::tid;
 use crate::helpers::{captured_logs, connected_trainer, spawn_app, wait_ready, wait_until};
 
-use crate::helpers::BIN;
+use crate::helpers::{free_port, BIN};
 const TRAINER: &str = "Onboarding_Trainer__c";
 const TOKEN_PATH: &str = "/open-apis/authen/v2/oauth/token";
 
@@ -46,15 +46,6 @@ fn command(env: &[(String, String)], args: &[&str]) -> tokio::process::Command {
         .env("RUST_LOG", "info")
         .stdin(Stdio::null());
     cmd
-}
-
-/// A free loopback port (the redirect URI must name it before `run` starts).
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
 }
 
 /// `lark-vc-bridge run` as a child process, its output in a file; killed when dropped.

@@ -3,64 +3,14 @@
 //! metrics, build info), `check --json`, and `reconcile` failing loudly when Salesforce
 //! refuses a write-back.
 
-use std::process::{Command, Stdio};
-
 use lvb_simulators::launch::Simulators;
 use lvb_simulators::SF_HUMAN_USER_ID;
 use serde_json::{json, Value};
 
 use crate::helpers::{
-    binary_config, cookie_pair, get, insert_booking, run_command, wait_until, KillOnDrop, BIN,
-    BOOKING,
+    binary_config, cookie_pair, get, insert_booking, run_command, sample, server_section,
+    start_run, wait_until, BOOKING,
 };
-
-/// A loopback port free right now (the child binds it a moment later).
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
-/// The value of one sample (`name{labels}` exactly as rendered), if present.
-fn sample(text: &str, name: &str) -> Option<f64> {
-    text.lines().filter(|l| !l.starts_with('#')).find_map(|l| {
-        let (n, v) = l.rsplit_once(' ')?;
-        (n == name).then(|| v.parse().ok())?
-    })
-}
-
-/// A `[server]` section on a free loopback port, and the URL it serves.
-fn server_section() -> (String, String) {
-    let port = free_port();
-    let url = format!("http://127.0.0.1:{port}");
-    (
-        format!("\n[server]\nbind = \"127.0.0.1:{port}\"\npublic_url = \"{url}\"\n"),
-        url,
-    )
-}
-
-/// Starts `lark-vc-bridge run` and waits until `/readyz` answers 200.
-async fn start_run(config: &std::path::Path, url: &str) -> KillOnDrop {
-    let run = KillOnDrop(
-        Command::new(BIN)
-            .args(["run", "--config"])
-            .arg(config)
-            .env("RUST_LOG", "error")
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("run starts"),
-    );
-    wait_until("the binary is ready (/readyz 200)", || async {
-        reqwest::get(format!("{url}/readyz"))
-            .await
-            .is_ok_and(|r| r.status() == 200)
-    })
-    .await;
-    run
-}
 
 /// Adds a trainer with a Lark account, who connects through the running binary's OAuth
 /// routes as a browser would. Returns the trainer id.
