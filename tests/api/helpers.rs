@@ -573,3 +573,18 @@ pub async fn start_run(config: &std::path::Path, url: &str) -> KillOnDrop {
     .await;
     run
 }
+
+/// The names of the fields whose values differ between two versions of a record: what a
+/// failed "untouched" assertion prints instead of the records, whose encrypted tokens
+/// must not reach a test's output.
+pub fn changed_fields(before: &Map<String, Value>, after: &Map<String, Value>) -> Vec<String> {
+    let mut names: Vec<String> = before
+        .keys()
+        .chain(after.keys())
+        .filter(|k| before.get(*k) != after.get(*k))
+        .cloned()
+        .collect();
+    names.sort();
+    names.dedup();
+    names
+}
