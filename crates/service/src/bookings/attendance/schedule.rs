@@ -42,8 +42,12 @@ pub fn note_sessions(
     let mut rows = store.attendance(&ids)?;
     let mut changed = Vec::new();
     for s in sessions {
-        let journal = store.reservation(&s.booking_id)?;
         let existing = rows.iter().position(|r| r.booking_id == s.booking_id);
+        // A booking no longer live without a row has nothing to follow: no journal read.
+        if existing.is_none() && !s.live {
+            continue;
+        }
+        let journal = store.reservation(&s.booking_id)?;
         let mut entry = match existing {
             Some(i) => rows.swap_remove(i),
             // Only a booking with a reservation has a meeting to follow.
