@@ -97,6 +97,10 @@ impl BookingAlerts {
     /// The no-show alert of a booking whose trainer has not joined its meeting (rule 30),
     /// with the booking's record URL.
     pub async fn no_show(&self, alert: NoShowBooking<'_>) -> AlertOutcome {
+        // Off: no Salesforce session fetched for a record URL nobody would see.
+        if !self.are_on() {
+            return AlertOutcome::Off;
+        }
         let url = self.record_url(alert.booking_id).await;
         let alert = NoShowBooking {
             record_url: url.as_deref(),
