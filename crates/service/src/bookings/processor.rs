@@ -265,7 +265,6 @@ impl Processor {
             subscriber.abort();
         }
         if let Some(why) = gave_up {
-            engine.status().set_store_writable(false);
             tracing::error!(reason = %why, "processor stopped: giving up on the store");
             return Err(anyhow::anyhow!(why));
         }
