@@ -71,6 +71,16 @@ pub fn backoff(min: Duration, max: Duration) -> backon::ExponentialBackoff {
         .build()
 }
 
+/// The timer instant of a wall-clock time kept in the store (a due retry, an attendance
+/// row's work): now for one already past.
+pub fn timer_at(at: chrono::DateTime<chrono::Utc>) -> tokio::time::Instant {
+    let wait = at
+        .signed_duration_since(chrono::Utc::now())
+        .to_std()
+        .unwrap_or(Duration::ZERO);
+    tokio::time::Instant::now() + wait
+}
+
 /// The wait before attempt `attempt + 1` of something retried across restarts (so no
 /// iterator can carry the count): doubling from `base`, capped at `max`, with "equal
 /// jitter" (between half and all of it) so that many failing at once spread out.

@@ -9,7 +9,6 @@
 
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
-use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 use futures::{StreamExt, TryStreamExt};
@@ -617,10 +616,6 @@ impl Engine {
                 return None;
             }
         };
-        let wait = at
-            .signed_duration_since(Utc::now())
-            .to_std()
-            .unwrap_or(Duration::ZERO);
-        Some(tokio::time::Instant::now() + wait)
+        Some(crate::retry::timer_at(at))
     }
 }

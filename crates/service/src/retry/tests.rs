@@ -103,3 +103,19 @@ fn delays_for_counted_attempts_double_with_jitter_up_to_the_cap() {
     // Absurd counts neither overflow nor panic.
     assert!(delay_for_attempt(u32::MAX, base, cap) <= cap);
 }
+
+#[tokio::test(start_paused = true)]
+async fn a_stored_time_becomes_its_timer_instant_and_a_past_one_now() {
+    let now = tokio::time::Instant::now();
+    assert_eq!(
+        timer_at(chrono::Utc::now() - chrono::Duration::hours(1)),
+        now
+    );
+    let later = timer_at(chrono::Utc::now() + chrono::Duration::seconds(90));
+    // The wall clock moves on between the two reads: within a second of 90 s ahead.
+    let ahead = later - now;
+    assert!(
+        ahead > Duration::from_secs(89) && ahead <= Duration::from_secs(90),
+        "{ahead:?}"
+    );
+}

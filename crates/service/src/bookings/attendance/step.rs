@@ -178,11 +178,7 @@ impl Attendance {
                 return None;
             }
         };
-        let wait = at
-            .signed_duration_since(Utc::now())
-            .to_std()
-            .unwrap_or(Duration::ZERO);
-        Some(tokio::time::Instant::now() + wait)
+        Some(crate::retry::timer_at(at))
     }
 
     fn count_event(&self, outcome: &str) {
