@@ -16,6 +16,8 @@ use axum::Router;
 use tokio::net::TcpListener;
 use tokio::task::JoinHandle;
 
+mod latency;
+
 /// Largest request body the simulators keep in the log.
 const MAX_LOGGED_BODY: usize = 64 * 1024;
 
@@ -291,7 +293,7 @@ pub async fn record(State(rec): State<Recorder>, req: Request, next: Next) -> Re
 
     let latency = rec.faults.latency();
     if !latency.is_zero() {
-        tokio::time::sleep(latency).await;
+        latency::wait(latency).await;
     }
 
     let response = match rec.faults.take(&method, &path) {
