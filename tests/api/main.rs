@@ -22,5 +22,6 @@ mod server_waits;
 mod simulate;
 mod store_files;
 mod streaming;
+mod token_writes;
 mod tokens;
 mod vault;

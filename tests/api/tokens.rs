@@ -31,6 +31,8 @@ use lark_vc_bridge::tokens::refresh_pass;
 const TRAINER: &str = "Onboarding_Trainer__c";
 const BOOKING: &str = "Training_Booking__c";
 const TOKEN_PATH: &str = "/open-apis/authen/v2/oauth/token";
+/// sObject Collections (`PATCH`): where rotated tokens are written.
+const COLLECTIONS: &str = "/composite/sobjects";
 const APPLY_PATH: &str = "/open-apis/vc/v1/reserves/apply";
 const PENDING: &str = "Pending Trainer Connection";
 /// An access lifetime well inside the default 5 min skew: the token counts as expired
@@ -116,24 +118,47 @@ fn sf_tokens(app: &TestApp, id: &str) -> (Option<String>, Option<String>) {
     (open("Lark_Access_Token__c"), open("Lark_Refresh_Token__c"))
 }
 
-/// Salesforce holds exactly the tokens Lark issued last to this user.
-fn assert_sf_holds_current(app: &TestApp, id: &str, open_id: &str) {
+/// True when Salesforce holds exactly the tokens Lark issued last to this user.
+fn sf_holds_current(app: &TestApp, id: &str, open_id: &str) -> bool {
     let (access, refresh) = app.lark.current_tokens(open_id).expect("issued");
-    let (sf_access, sf_refresh) = sf_tokens(app, id);
     // Compared as booleans: a failing test must not print tokens either.
-    let (access_ok, refresh_ok) = (sf_access == Some(access), sf_refresh == refresh);
-    assert!(
-        access_ok && refresh_ok,
-        "Salesforce must hold the pair Lark issued last (access matches: {access_ok}, refresh matches: {refresh_ok})"
-    );
+    sf_tokens(app, id) == (Some(access), refresh)
 }
 
-/// PATCHes of one trainer record (the service writes rotated tokens one record at a time).
+/// Waits (bounded) until Salesforce holds exactly the tokens Lark issued last to this
+/// user: the running service writes rotated tokens shortly after the refresh, batched
+/// with other trainers' (`tokens::writeback`), not on the refresh's own path.
+async fn assert_sf_holds_current(app: &TestApp, id: &str, open_id: &str) {
+    wait_until(
+        "Salesforce holds the pair Lark issued last, and the journal says so",
+        || async {
+            let confirmed = app
+                .store
+                .journalled_tokens(&tid(id))
+                .unwrap()
+                .is_some_and(|j| j.confirmed);
+            confirmed && sf_holds_current(app, id, open_id)
+        },
+    )
+    .await;
+}
+
+/// Single-record PATCHes of one trainer record (connect and disconnect writes).
 fn trainer_patches(app: &TestApp, id: &str) -> Vec<RecordedRequest> {
     let path = format!("/sobjects/{TRAINER}/{id}");
     app.sf
         .requests()
         .matching(|r| r.method == Method::PATCH && r.path.ends_with(&path))
+}
+
+/// sObject Collections calls that carried this trainer's record (rotated tokens are
+/// written this way, several trainers to a call).
+fn token_writes(app: &TestApp, id: &str) -> Vec<RecordedRequest> {
+    app.sf.requests().matching(|r| {
+        r.method == Method::PATCH
+            && r.path.ends_with(COLLECTIONS)
+            && r.body.contains(&format!("\"{id}\""))
+    })
 }
 
 /// A remote booking three days out for `trainer`, created by a Salesforce user.
@@ -209,7 +234,7 @@ async fn twenty_concurrent_callers_share_one_refresh() {
         got.iter().all(|t| *t == new_access),
         "all 20 callers got the new token"
     );
-    assert_sf_holds_current(&app, &id, &open_id);
+    assert_sf_holds_current(&app, &id, &open_id).await;
     let journal = app
         .store
         .journalled_tokens(&tid(&id))
@@ -249,7 +274,7 @@ async fn a_token_write_that_fails_three_times_still_lands() {
     app.sf.requests().clear();
     app.sf.faults().inject(
         Some(Method::PATCH),
-        &format!("/sobjects/{TRAINER}/{id}"),
+        COLLECTIONS,
         3,
         503,
         r#"[{"message":"Service temporarily unavailable","errorCode":"SERVER_UNAVAILABLE"}]"#,
@@ -260,17 +285,21 @@ async fn a_token_write_that_fails_three_times_still_lands() {
 
     let (new_access, _) = app.lark.current_tokens(&open_id).unwrap();
     assert!(token.secret() == new_access, "the rotated token");
+    assert_sf_holds_current(&app, &id, &open_id).await;
     assert_eq!(refresh_calls(&app).len(), 1);
-    let statuses: Vec<u16> = trainer_patches(&app, &id)
+    let statuses: Vec<u16> = app
+        .sf
+        .requests()
+        .matching(|r| r.method == Method::PATCH && r.path.ends_with(COLLECTIONS))
         .iter()
         .map(|r| r.status)
         .collect();
     assert_eq!(
         statuses,
-        [503, 503, 503, 204],
+        [503, 503, 503, 200],
         "three failures, then the write lands"
     );
-    assert_sf_holds_current(&app, &id, &open_id);
+    assert_eq!(token_writes(&app, &id).len(), 4);
     let journal = app
         .store
         .journalled_tokens(&tid(&id))
@@ -299,7 +328,7 @@ async fn tokens_journalled_before_a_crash_are_written_at_start_up() {
     // Salesforce refuses every trainer write: the refresh journals, then cannot write.
     app.sf.faults().inject(
         Some(Method::PATCH),
-        &format!("/sobjects/{TRAINER}/"),
+        COLLECTIONS,
         100_000,
         503,
         r#"[{"message":"Service temporarily unavailable","errorCode":"SERVER_UNAVAILABLE"}]"#,
@@ -316,7 +345,7 @@ async fn tokens_journalled_before_a_crash_are_written_at_start_up() {
                 .unwrap()
                 .iter()
                 .any(|r| r.trainer_id.as_str() == id);
-            journalled && trainer_patches(&app, &id).iter().any(|r| r.status == 503)
+            journalled && token_writes(&app, &id).iter().any(|r| r.status == 503)
         },
     )
     .await;
@@ -371,6 +400,10 @@ async fn tokens_salesforce_refused_are_written_by_the_next_refresh_pass() {
     let token = app.tokens.access_token_for(&trainer).await.expect("token");
     let (rotated_access, _) = app.lark.current_tokens(&open_id).unwrap();
     assert!(token.secret() == rotated_access, "the rotated token");
+    wait_until("the batched write was answered", || async {
+        token_writes(&app, &id).len() == 1
+    })
+    .await;
     assert!(
         sf_tokens(&app, &id).0 != Some(rotated_access.clone()),
         "write refused"
@@ -379,7 +412,7 @@ async fn tokens_salesforce_refused_are_written_by_the_next_refresh_pass() {
 
     refresh_pass(&app.tokens).await;
 
-    assert_sf_holds_current(&app, &id, &open_id);
+    assert_sf_holds_current(&app, &id, &open_id).await;
     assert!(app.store.unconfirmed_tokens().unwrap().is_empty());
     assert_eq!(refresh_calls(&app).len(), 1, "writing needs no new refresh");
 }
@@ -545,7 +578,7 @@ async fn the_v1_endpoints_refresh_and_refuse_like_v2() {
     assert!(token.expect("refreshed").secret() == access);
     assert_eq!(v1_refreshes(), 1);
     assert!(refresh_calls(&app).is_empty(), "no v2 call in v1 mode");
-    assert_sf_holds_current(&app, &id, &open_id);
+    assert_sf_holds_current(&app, &id, &open_id).await;
 
     // Connect again with a short-lived access token, then lose access: the refusal
     // arrives in the v1 shape.
@@ -660,7 +693,7 @@ async fn a_retryable_refresh_failure_keeps_the_trainer_connected() {
         .collect::<Vec<_>>();
     assert_eq!(ok.len(), 1);
     assert!(Some(sent_refresh_token(&ok[0])) == connect_refresh);
-    assert_sf_holds_current(&app, &id, &open_id);
+    assert_sf_holds_current(&app, &id, &open_id).await;
 }
 
 // ---------------------------------------------------------------------------------------
@@ -733,8 +766,8 @@ async fn the_timer_refreshes_exactly_the_trainers_inside_the_window() {
     let mut expected = spent.clone();
     expected.sort();
     assert!(sent == expected, "refreshed the 1 h and 10 h trainers only");
-    assert_sf_holds_current(&app, &in_1h, &in_1h_open);
-    assert_sf_holds_current(&app, &in_10h, &in_10h_open);
+    assert_sf_holds_current(&app, &in_1h, &in_1h_open).await;
+    assert_sf_holds_current(&app, &in_10h, &in_10h_open).await;
     for (id, old) in [(&in_1h, &b1), (&in_10h, &b10)] {
         let now = app.trainer(id);
         let refresh_exp =
@@ -876,7 +909,7 @@ async fn a_rejected_user_token_gets_one_refresh_and_one_retry() {
         text(&app.booking(&booking), "Remote_Training_Meeting_Link__c"),
         Some(reserve.url)
     );
-    assert_sf_holds_current(&app, &id, &open_id);
+    assert_sf_holds_current(&app, &id, &open_id).await;
 }
 
 #[tokio::test]

@@ -254,6 +254,9 @@ impl App {
             ),
         );
 
+        // Rotated tokens reach Salesforce in batches from here on; on shutdown the task
+        // writes what is waiting before it ends (rule 24).
+        tokens.spawn_writeback(&tasks, shutdown.clone());
         tasks.spawn(
             "timer",
             refresh_timer(

@@ -45,17 +45,13 @@ impl TokenService {
             t.object
         );
         let rows = self.inner.salesforce.query(&soql).await?;
-        let mut ids: Vec<TrainerId> = rows
+        let ids: Vec<TrainerId> = rows
             .iter()
             .filter_map(|row| row.get("Id").and_then(Value::as_str))
             .filter_map(|id| TrainerId::parse(id).ok())
             .collect();
-        ids.sort_unstable_by(|a, b| a.as_str().cmp(b.as_str()));
-        // In id order: nothing else takes more than one of these locks.
-        let mut guards = Vec::with_capacity(ids.len());
-        for id in ids {
-            guards.push(self.flight(&id).lock_owned().await);
-        }
+        // In id order, as the batched token write takes them.
+        let guards = self.inner.flights.lock_in_order(ids).await;
         let mut summary = RotationSummary::default();
         let mut updates = Vec::new();
         for row in &rows {

@@ -6,17 +6,18 @@
 //!   single-flight: one per-trainer async lock; whoever gets it re-reads the state, so
 //!   callers that waited reuse the refresh that just happened.
 //! - Lark refresh tokens are single use, so rotated tokens are journalled (encrypted) in
-//!   the store before anything else, then written to Salesforce with retries; start-up
-//!   writes any journalled tokens Salesforce never confirmed.
+//!   the store before anything else; the caller gets its token then, and
+//!   [`TokenWriteback`] writes the rotated pair to Salesforce (batched with other
+//!   trainers' in the running service); start-up and every refresh pass write any
+//!   journalled tokens Salesforce never confirmed.
 //! - A refresh Lark rejects as invalid/expired/revoked/used disconnects the trainer:
 //!   tokens cleared, reason recorded, a reminder sent (at most one per 24 h), and a
 //!   [`TrainerEvent::Disconnected`] for the booking side.
 
-use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
 use chrono::{DateTime, Utc};
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, watch};
 
 use crate::alerts::Alerter;
 use crate::config::Settings;
@@ -24,16 +25,17 @@ use crate::ids::TrainerId;
 use crate::lark::{LarkClient, LarkError, TokenGrant};
 use crate::metrics::{names, Metrics};
 use crate::salesforce::{SalesforceClient, SalesforceError};
-use crate::store::{JournalledTokens, Store, StoreError};
+use crate::store::{Store, StoreError};
+use crate::tasks::Tasks;
 use crate::tokens::decrypted::DecryptedTokens;
+use crate::tokens::flights::Flights;
 use crate::tokens::grant::{
     disconnect_reason, expiry, grant_outcome, journal_row, lacks_calendar_scopes,
 };
 use crate::tokens::reminders::Reminders;
-use crate::tokens::trainer::{
-    connect_fields, disconnect_fields, refresh_fields, EncryptedTokens, TrainerRecord,
-};
+use crate::tokens::trainer::{connect_fields, disconnect_fields, EncryptedTokens, TrainerRecord};
 use crate::tokens::trainers::Trainers;
+use crate::tokens::writeback::{TokenWriteback, WriteError};
 use crate::tokens::{AccessToken, RefreshToken, Vault};
 
 /// Something the booking side must react to.
@@ -67,6 +69,9 @@ pub enum TokenError {
     Salesforce(#[from] SalesforceError),
     #[error("{0}")]
     Store(#[from] StoreError),
+    /// Rotated tokens not (all) written to Salesforce yet; they stay journalled.
+    #[error("{0}")]
+    Writeback(#[from] WriteError),
     /// A stored token could not be decrypted (wrong key, or altered).
     #[error("stored token for trainer {trainer} cannot be decrypted: {reason}")]
     Undecryptable { trainer: TrainerId, reason: String },
@@ -118,7 +123,9 @@ pub(super) struct Inner {
     trainers: Trainers,
     /// Connect reminders.
     reminders: Reminders,
-    flights: Mutex<HashMap<TrainerId, Arc<tokio::sync::Mutex<()>>>>,
+    pub(super) flights: Arc<Flights>,
+    /// Rotated tokens to Salesforce.
+    writeback: TokenWriteback,
     /// Access tokens decrypted once per ciphertext; forgotten on every refresh,
     /// disconnect and connect.
     decrypted: DecryptedTokens,
@@ -154,6 +161,13 @@ impl TokenService {
         let alerts = Alerter::new(&settings, lark.clone(), store.clone(), metrics.clone());
         let trainers = Trainers::new(settings.clone(), salesforce.clone());
         let reminders = Reminders::new(settings.clone(), lark.clone(), store.clone());
+        let flights = Arc::new(Flights::default());
+        let writeback = TokenWriteback::new(
+            settings.clone(),
+            salesforce.clone(),
+            store.clone(),
+            flights.clone(),
+        );
         TokenService {
             inner: Arc::new(Inner {
                 alerts,
@@ -165,7 +179,8 @@ impl TokenService {
                 store,
                 vault,
                 metrics,
-                flights: Mutex::new(HashMap::new()),
+                flights,
+                writeback,
                 decrypted: DecryptedTokens::default(),
                 disconnected: Mutex::new(std::collections::HashSet::new()),
                 events,
@@ -388,9 +403,13 @@ impl TokenService {
         let row = journal_row(&trainer.id, &tokens, now, false);
         // Journal first: the old refresh token is spent, these are the only valid ones.
         // If even the journal fails, Salesforce is still the place to save them.
-        if let Err(e) = self.inner.store.journal_tokens(&row) {
-            tracing::error!(error = %e, "could not journal rotated tokens; writing them to Salesforce directly");
-        }
+        let journalled = match self.inner.store.journal_tokens(&row) {
+            Ok(()) => true,
+            Err(e) => {
+                tracing::error!(error = %e, "could not journal rotated tokens; writing them to Salesforce directly");
+                false
+            }
+        };
         self.inner
             .metrics
             .inc(names::TOKEN_REFRESHES, &[("outcome", "ok")]);
@@ -405,8 +424,13 @@ impl TokenService {
             }
         }
         tracing::info!("trainer tokens refreshed");
-        if let Err(e) = self.write_journalled(&row).await {
-            tracing::error!(error = %e, "rotated tokens not yet in Salesforce; kept in the journal and retried later");
+        // Journalled, they are safe: the writing task takes them to Salesforce with other
+        // trainers' (the caller need not wait for that). Without one, or without the
+        // journal, they are written here and now.
+        if !(journalled && self.inner.writeback.hand_over()) {
+            if let Err(e) = self.inner.writeback.write_one(&row).await {
+                tracing::error!(error = %e, "rotated tokens not yet in Salesforce; kept in the journal and retried later");
+            }
         }
         // Lark did not extend the refresh token past the window: the trainer will have
         // to reconnect soon, so tell them now.
@@ -459,58 +483,22 @@ impl TokenService {
         Ok(())
     }
 
-    /// Writes journalled tokens to Salesforce (retrying) and marks them confirmed.
-    async fn write_journalled(&self, row: &JournalledTokens) -> Result<(), TokenError> {
-        let tokens = EncryptedTokens {
-            access_enc: row.access_enc.clone(),
-            refresh_enc: row.refresh_enc.clone(),
-            access_expires_at: row.access_expires_at,
-            refresh_expires_at: row.refresh_expires_at,
-        };
-        let fields = refresh_fields(&tokens, row.refreshed_at);
-        let object = &self.inner.settings.salesforce.trainer.object;
-        // The client already retries 5xx and timeouts with backoff; what still fails
-        // stays in the journal for the next refresh pass or start-up.
-        let id = row.trainer_id.record_id();
-        self.inner.salesforce.update(object, id, fields).await?;
-        self.inner
-            .store
-            .confirm_tokens(&row.trainer_id, row.refreshed_at)?;
-        Ok(())
+    /// Writes journalled tokens Salesforce never confirmed (start-up and every refresh
+    /// pass) in collection calls, carrying on past rows that still fail. Returns how
+    /// many landed; an error only when some did not.
+    pub async fn replay_unconfirmed(&self) -> Result<usize, TokenError> {
+        Ok(self.inner.writeback.write_unconfirmed().await?)
     }
 
-    /// Writes journalled tokens Salesforce never confirmed (start-up and every refresh
-    /// pass), carrying on past rows that still fail. Returns how many landed; an error
-    /// only when some did not.
-    pub async fn replay_unconfirmed(&self) -> Result<usize, TokenError> {
-        let rows = self.inner.store.unconfirmed_tokens()?;
-        let mut written = 0;
-        let mut last_error = None;
-        for row in rows {
-            let flight = self.flight(&row.trainer_id);
-            let _guard = flight.lock().await;
-            // Re-read under the lock: a refresh may have superseded this row.
-            let Some(current) = self.inner.store.journalled_tokens(&row.trainer_id)? else {
-                continue;
-            };
-            if current.confirmed {
-                continue;
-            }
-            match self.write_journalled(&current).await {
-                Ok(()) => written += 1,
-                Err(e) => {
-                    tracing::warn!(trainer = %row.trainer_id, error = %e, "journalled tokens still not in Salesforce");
-                    last_error = Some(e);
-                }
-            }
-        }
-        if written > 0 {
-            tracing::info!(count = written, "wrote journalled tokens to Salesforce");
-        }
-        match last_error {
-            Some(e) => Err(e),
-            None => Ok(written),
-        }
+    /// Starts the task that writes rotated tokens to Salesforce in batches (see
+    /// [`TokenWriteback`]) on `tasks`; from now on a refresh hands its journalled row
+    /// over instead of writing it. On `shutdown` it writes what is waiting and stops.
+    pub fn spawn_writeback(&self, tasks: &Tasks, shutdown: watch::Receiver<bool>) {
+        self.inner.writeback.start_batching();
+        let tokens = self.clone();
+        tasks.spawn("token writes", async move {
+            tokens.inner.writeback.run(shutdown).await;
+        });
     }
 
     /// Clears a trainer's tokens and marks them not connected (the `disconnect` command).
@@ -575,13 +563,7 @@ impl TokenService {
 
     /// The trainer's single-flight lock: every path that touches their tokens holds it.
     pub(crate) fn flight(&self, trainer: &TrainerId) -> Arc<tokio::sync::Mutex<()>> {
-        self.inner
-            .flights
-            .lock()
-            .expect("flights")
-            .entry(trainer.clone())
-            .or_default()
-            .clone()
+        self.inner.flights.of(trainer)
     }
 
     /// The newest known tokens: the journal (written first on every rotation) or the
