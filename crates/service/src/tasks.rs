@@ -23,7 +23,8 @@ pub struct Tasks {
 #[derive(Default)]
 struct Inner {
     tracker: TaskTracker,
-    running: Mutex<BTreeMap<u64, (String, AbortHandle)>>,
+    /// Each running task's name, and its abort handle once `spawn` has it.
+    running: Mutex<BTreeMap<u64, (String, Option<AbortHandle>)>>,
     next: AtomicU64,
 }
 
@@ -55,25 +56,29 @@ impl Tasks {
             inner: self.inner.clone(),
             id,
         };
-        // Registered before it can run (and finish), under the lock its removal takes.
-        let mut running = self.inner.running.lock().unwrap_or_else(|p| p.into_inner());
+        // Listed before it can run (and finish), so its removal always comes after. The
+        // lock is not held across the spawn: on a runtime that is shutting down the task
+        // is dropped inside `spawn`, and its removal takes the lock (holding it there
+        // deadlocked the test suite once).
+        self.list().insert(id, (name.into(), None));
         let handle = self.inner.tracker.spawn(async move {
             let _done = done;
             task.await
         });
-        running.insert(id, (name.into(), handle.abort_handle()));
+        // Still listed unless it has already finished.
+        if let Some((_, abort)) = self.list().get_mut(&id) {
+            *abort = Some(handle.abort_handle());
+        }
         handle
+    }
+
+    fn list(&self) -> std::sync::MutexGuard<'_, BTreeMap<u64, (String, Option<AbortHandle>)>> {
+        self.inner.running.lock().unwrap_or_else(|p| p.into_inner())
     }
 
     /// The names of the tasks still running, oldest first.
     pub fn running(&self) -> Vec<String> {
-        self.inner
-            .running
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .values()
-            .map(|(name, _)| name.clone())
-            .collect()
+        self.list().values().map(|(name, _)| name.clone()).collect()
     }
 
     /// Takes no more tasks, waits up to `timeout` for those running, then cancels the
@@ -86,17 +91,12 @@ impl Tasks {
         {
             return Vec::new();
         }
-        let left: Vec<(String, AbortHandle)> = self
-            .inner
-            .running
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .values()
-            .cloned()
-            .collect();
+        let left: Vec<(String, Option<AbortHandle>)> = self.list().values().cloned().collect();
         for (name, handle) in &left {
             tracing::warn!(task = %name, after = ?timeout, "still running at the end of the shutdown timeout; cancelled");
-            handle.abort();
+            if let Some(handle) = handle {
+                handle.abort();
+            }
         }
         // Cancelled tasks end at their next await; the registry empties as they do.
         let _ = tokio::time::timeout(Duration::from_secs(1), self.inner.tracker.wait()).await;
