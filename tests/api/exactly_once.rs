@@ -497,3 +497,82 @@ async fn a_booking_failed_after_lost_answers_gets_its_meeting_when_a_user_edits_
         "one apply after the edit"
     );
 }
+
+/// Rules 14 and 25: the hourly sweep makes each host's owed deletions on its own. A host
+/// whose token cannot be refreshed now keeps theirs owed; the next host's are made in
+/// the same sweep, and the sweep still goes on to the bookings. (It used to stop at the
+/// first host's error: nobody else's deletions, and no booking, until that host's
+/// trouble passed.)
+#[tokio::test]
+async fn one_host_whose_token_cannot_be_refreshed_holds_up_no_other_owed_deletion() {
+    use crate::helpers::{connect, create_booking, field, spawn_app, tid, TestApp};
+    use crate::helpers::{wait_for_status, wait_ready as app_ready};
+    use lark_vc_bridge::bookings::reconcile;
+    use lark_vc_bridge::ids::BookingId;
+    use lark_vc_bridge::store::{OwedDeletion, OwedItem};
+    use lvb_simulators::lark::DEFAULT_REFRESH_SECS;
+
+    /// Connects the trainer and gives them a booking with its meeting.
+    async fn booked(app: &TestApp, trainer: &str, email: &str) -> String {
+        let hop = connect(app, trainer, email).await;
+        assert_eq!(hop.status, 200, "{}", hop.body);
+        let b = create_booking(app, trainer, 30, 31, true);
+        wait_for_status(app, &b, "Created").await;
+        b
+    }
+
+    let app = spawn_app().await;
+    app_ready(&app).await;
+    // The sweep takes hosts in id order: Ann's trouble comes first.
+    let ann = app.add_trainer("Ann", Some("ann@example.com"), true);
+    let bob = app.add_trainer("Bob", Some("bob@example.com"), true);
+    assert!(ann < bob, "{ann} before {bob}");
+    let bob_booking = booked(&app, &bob, "bob@example.com").await;
+    // Ann's access tokens live 60 s, inside the service's 5-minute skew: every use of
+    // them needs a refresh first (and a refresh brings another 60 s token).
+    app.lark.set_token_lifetimes(60, DEFAULT_REFRESH_SECS);
+    let ann_booking = booked(&app, &ann, "ann@example.com").await;
+
+    // Both owe the deletion of their meeting (as after a cancel while disconnected).
+    let owe = |booking: &str, host: &str| {
+        let reservation_id = field(&app, booking, "Lark_Reservation_Id__c").unwrap();
+        let d = OwedDeletion {
+            item: OwedItem::Reservation {
+                reservation_id: reservation_id.clone(),
+            },
+            booking_id: BookingId::parse(booking).unwrap(),
+            trainer_id: tid(host),
+            ends_at: chrono::Utc::now() + chrono::Duration::days(30),
+        };
+        assert!(app.store.owe_deletion(&d, chrono::Utc::now()).unwrap());
+        reservation_id
+    };
+    let ann_meeting = owe(&ann_booking, &ann);
+    let bob_meeting = owe(&bob_booking, &bob);
+    // Lark's token endpoint is down: Ann's token cannot be refreshed.
+    app.lark.faults().inject(
+        Some(Method::POST),
+        "/open-apis/authen/v2/oauth/token",
+        1_000,
+        503,
+        r#"{"code":20050,"msg":"server error"}"#,
+        &[],
+    );
+
+    let swept = reconcile(&app.engine).await;
+    assert!(
+        swept.is_ok(),
+        "the sweep went on to the bookings: {swept:?}"
+    );
+    let deleted = |id: &str| app.lark.reserves().iter().any(|r| r.id == id && r.deleted);
+    assert!(deleted(&bob_meeting), "Bob's owed meeting is deleted");
+    assert!(!deleted(&ann_meeting), "Ann's cannot be, yet");
+    let owed: Vec<String> = app
+        .store
+        .owed_deletions()
+        .unwrap()
+        .into_iter()
+        .map(|d| d.trainer_id.to_string())
+        .collect();
+    assert_eq!(owed, vec![ann.clone()], "only Ann's deletion is still owed");
+}
