@@ -52,6 +52,7 @@ mod timer {
     use std::time::Duration;
 
     use tokio::io::unix::AsyncFd;
+    use tokio::io::Interest;
 
     /// A one-shot `CLOCK_MONOTONIC` timerfd, registered with Tokio's reactor.
     pub(super) struct TimerFd(AsyncFd<OwnedFd>);
@@ -89,7 +90,10 @@ mod timer {
             if set < 0 {
                 return Err(std::io::Error::last_os_error());
             }
-            Ok(TimerFd(AsyncFd::new(fd)?))
+            // SAFETY: the AsyncFd owns `fd` (an OwnedFd), which stays open and names the
+            // same timer until the AsyncFd is dropped.
+            let registered = unsafe { AsyncFd::register_with_interest(fd, Interest::READABLE) };
+            Ok(TimerFd(registered?))
         }
 
         /// Resolves once the timer has fired (the descriptor turns readable).
