@@ -22,6 +22,9 @@ pub mod trainers;
 pub mod vault;
 pub mod writeback;
 
+#[cfg(test)]
+pub(crate) mod test_support;
+
 // The secret types are Lark's (the client layer below issues and sends them).
 pub use crate::lark::secret::{AccessToken, AuthCode, OAuthState, PkceVerifier, RefreshToken};
 pub use connect::{ConnectError, ConnectFlow};

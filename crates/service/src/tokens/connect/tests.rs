@@ -27,47 +27,15 @@ fn missing_scopes_are_named_in_config_order() {
 /// (which holds the trainer's lock), so the refresh can never land after it.
 #[tokio::test]
 async fn saving_a_connection_waits_for_the_trainers_lock() {
-    use crate::lark::TokenGrant;
-    use crate::tokens::{AccessToken, RefreshToken};
-    use lvb_simulators::salesforce::SalesforceSim;
+    use crate::tokens::test_support::{grant, harness, TRAINER};
 
-    let sf = SalesforceSim::start(0).await.unwrap();
-    let dir = tempfile::tempdir().unwrap();
-    let settings = Arc::new(
-        Settings::for_simulators(
-            &sf.base_url(),
-            "http://127.0.0.1:9",
-            &dir.path().join("s.db"),
-        )
-        .unwrap(),
-    );
-    let trainer = sf.insert(
-        "Onboarding_Trainer__c",
-        serde_json::json!({ "Name": "Ann", "Email__c": "ann@example.com" }),
-        lvb_simulators::SF_HUMAN_USER_ID,
-    );
-    let tokens = TokenService::new(
-        settings.clone(),
-        crate::salesforce::SalesforceClient::new(&settings.salesforce).unwrap(),
-        LarkClient::new(&settings.lark).unwrap(),
-        Store::in_memory().unwrap(),
-        Arc::new(Vault::from_settings(&settings.security)),
-        crate::metrics::Metrics::default(),
-        tokio::sync::mpsc::unbounded_channel().0,
-    );
-    let id = crate::ids::TrainerId::parse(&trainer).unwrap();
-    let grant = TokenGrant {
-        access_token: AccessToken::new("u-new"),
-        expires_in: 7200,
-        refresh_token: Some(RefreshToken::new("ur-new")),
-        refresh_expires_in: Some(604_800),
-        scope: Some("vc:reserve offline_access".into()),
-    };
+    let h = harness().await;
+    let id = h.insert_trainer("Ann");
+    let (sf, tokens) = (&h.sf, &h.tokens);
+    let grant = grant("u-new");
     let writes = || {
-        sf.requests().count(
-            &axum::http::Method::PATCH,
-            "/sobjects/Onboarding_Trainer__c/",
-        )
+        sf.requests()
+            .count(&axum::http::Method::PATCH, &format!("/sobjects/{TRAINER}/"))
     };
 
     let flight = tokens.flight(&id);
@@ -86,7 +54,7 @@ async fn saving_a_connection_waits_for_the_trainers_lock() {
     saving.await.unwrap().unwrap();
     assert_eq!(writes(), 1);
     assert_eq!(
-        sf.get("Onboarding_Trainer__c", &trainer).unwrap()["Lark_Connected__c"],
+        sf.get(TRAINER, id.as_str()).unwrap()["Lark_Connected__c"],
         true
     );
 }

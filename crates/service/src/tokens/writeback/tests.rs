@@ -4,77 +4,25 @@
 //! (Batching itself and the shutdown flush are tested against the running app:
 //! `tests/api/token_writes.rs`.)
 
-use std::sync::Arc;
 use std::time::Duration;
 
 use axum::http::Method;
 use chrono::{DateTime, Utc};
-use lvb_simulators::salesforce::SalesforceSim;
 
-use crate::config::Settings;
 use crate::ids::TrainerId;
-use crate::lark::{LarkClient, TokenGrant};
-use crate::store::{JournalledTokens, Store};
-use crate::tokens::{AccessToken, RefreshToken, TokenService, Vault};
+use crate::lark::test_support::eventually;
+use crate::store::JournalledTokens;
+use crate::tokens::test_support::{grant, harness, Harness, TRAINER};
 
-const TRAINER: &str = "Onboarding_Trainer__c";
 const COLLECTIONS: &str = "/composite/sobjects";
-
-struct Harness {
-    sf: SalesforceSim,
-    tokens: TokenService,
-    store: Store,
-    vault: Arc<Vault>,
-    _dir: tempfile::TempDir,
-}
-
-async fn harness() -> Harness {
-    let sf = SalesforceSim::start(0).await.unwrap();
-    let dir = tempfile::tempdir().unwrap();
-    let settings = Arc::new(
-        Settings::for_simulators(
-            &sf.base_url(),
-            "http://127.0.0.1:9",
-            &dir.path().join("s.db"),
-        )
-        .unwrap(),
-    );
-    let store = Store::in_memory().unwrap();
-    let vault = Arc::new(Vault::from_settings(&settings.security));
-    let tokens = TokenService::new(
-        settings.clone(),
-        crate::salesforce::SalesforceClient::new(&settings.salesforce).unwrap(),
-        LarkClient::new(&settings.lark).unwrap(),
-        store.clone(),
-        vault.clone(),
-        crate::metrics::Metrics::default(),
-        tokio::sync::mpsc::unbounded_channel().0,
-    );
-    Harness {
-        sf,
-        tokens,
-        store,
-        vault,
-        _dir: dir,
-    }
-}
 
 impl Harness {
     /// Two trainers in Salesforce, in id order (the order the batch locks them in).
     fn two_trainers(&self) -> (TrainerId, TrainerId) {
-        let mut ids: Vec<TrainerId> = ["Ann", "Bob"]
-            .iter()
-            .map(|name| {
-                let id = self.sf.insert(
-                    TRAINER,
-                    serde_json::json!({ "Name": name, "Email__c": format!("{name}@example.com") }),
-                    lvb_simulators::SF_HUMAN_USER_ID,
-                );
-                TrainerId::parse(&id).unwrap()
-            })
-            .collect();
+        let mut ids = [self.insert_trainer("Ann"), self.insert_trainer("Bob")];
         ids.sort_unstable_by(|a, b| a.as_str().cmp(b.as_str()));
-        (ids[0].clone(), ids[1].clone())
+        let [first, second] = ids;
+        (first, second)
     }
 
     /// A rotated pair journalled (not yet in Salesforce), as a refresh leaves it.
@@ -122,16 +70,6 @@ impl Harness {
                     .collect()
             })
             .collect()
-    }
-}
-
-fn grant(access: &str) -> TokenGrant {
-    TokenGrant {
-        access_token: AccessToken::new(access),
-        expires_in: 7200,
-        refresh_token: Some(RefreshToken::new(format!("{access}-refresh"))),
-        refresh_expires_in: Some(604_800),
-        scope: Some("vc:reserve offline_access".into()),
     }
 }
 
@@ -194,13 +132,10 @@ async fn a_connect_waits_until_the_batch_holding_its_trainer_is_confirmed() {
         let tokens = h.tokens.clone();
         async move { tokens.replay_unconfirmed().await }
     });
-    tokio::time::timeout(Duration::from_secs(10), async {
-        while h.collection_ids().is_empty() {
-            tokio::time::sleep(Duration::from_millis(10)).await;
-        }
+    eventually("the batch's call to reach Salesforce", || {
+        !h.collection_ids().is_empty()
     })
-    .await
-    .expect("the batch's call reaches Salesforce");
+    .await;
     let mut connecting = tokio::spawn({
         let tokens = h.tokens.clone();
         let trainer = trainer.clone();
