@@ -33,10 +33,9 @@ pub async fn reconcile(engine: &Engine) -> Result<Summary, PipelineError> {
     store.prune_in_doubt(now - IN_DOUBT_KEPT)?;
     engine.app_host().prune(now)?;
     // Rule 25: what hosts owe — dropped once ended, made where they are connected now.
-    // A host whose deletions cannot be made now holds up no booking (rule 14).
-    if let Err(e) = engine.owed().sweep(now).await {
-        tracing::warn!(error = %e, "some owed deletions could not be made; the next sweep tries again");
-    }
+    // A host whose deletions cannot be made now holds up no booking (rule 14): the sweep
+    // logs it and goes on.
+    engine.owed().sweep(now).await?;
     let vanished: Vec<BookingId> = store
         .reservation_booking_ids()?
         .into_iter()
