@@ -116,6 +116,9 @@ pub struct BurstFigures {
     pub salesforce_calls_per_booking: f64,
     /// Without streaming long-polls and auth (REST data calls only).
     pub salesforce_rest_calls_per_booking: f64,
+    /// Every Salesforce call of the burst in order: when its answer was seen and what it
+    /// was, so the batching behind `salesforce_calls` can be read.
+    pub salesforce_timeline: Vec<SalesforceCall>,
     pub lark_calls: BTreeMap<String, usize>,
     pub lark_calls_per_booking: BTreeMap<String, f64>,
     /// Every Lark call of the burst but the app token, per booking.
@@ -222,6 +225,47 @@ pub(super) fn since(log: &RequestLog, mark: usize) -> Vec<RecordedRequest> {
 }
 
 /// Kind of a Salesforce call, by path.
+/// One Salesforce call of the burst's timeline.
+#[derive(Debug, Clone, Serialize)]
+pub struct SalesforceCall {
+    /// When its answer was seen, seconds from the first insert (None: after the last look).
+    pub secs: Option<f64>,
+    pub kind: &'static str,
+    /// Records a collection call carried (`"id"` keys in its body; the log keeps up to
+    /// its truncation limit), or ids a query named (quoted values in it); None for others.
+    pub records: Option<usize>,
+    /// For a query, the object it reads (`FROM …`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub object: Option<String>,
+}
+
+impl SalesforceCall {
+    fn of(t: &Timed<'_>) -> SalesforceCall {
+        let kind = sf_kind(t.request);
+        let soql = (kind == "query").then(|| {
+            url::form_urlencoded::parse(t.request.query.as_bytes())
+                .find(|(k, _)| k == "q")
+                .map(|(_, v)| v.into_owned())
+                .unwrap_or_default()
+        });
+        let records = match kind {
+            "composite" => Some(t.request.body.matches("\"id\"").count()),
+            "query" => soql.as_ref().map(|q| q.matches('\'').count() / 2),
+            _ => None,
+        };
+        let object = soql.and_then(|q| {
+            let from = q.find(" FROM ")? + 6;
+            q[from..].split_whitespace().next().map(str::to_string)
+        });
+        SalesforceCall {
+            secs: t.at.map(|d| round3(d.as_secs_f64())),
+            kind,
+            records,
+            object,
+        }
+    }
+}
+
 pub(super) fn sf_kind(r: &RecordedRequest) -> &'static str {
     let p = r.path.as_str();
     if p.contains("/services/oauth2/token") {
@@ -449,6 +493,7 @@ pub(super) fn burst_figures(
         salesforce_calls_total: sf_log.len(),
         salesforce_calls_per_booking: round4(sf_log.len() as f64 / n as f64),
         salesforce_rest_calls_per_booking: round4(rest as f64 / n as f64),
+        salesforce_timeline: sf_timed.iter().map(SalesforceCall::of).collect(),
         salesforce_calls,
         lark_calls_per_booking: lark_calls
             .iter()
