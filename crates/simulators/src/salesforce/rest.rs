@@ -159,7 +159,36 @@ pub fn router(shared: Arc<Shared>) -> Router {
         .route("/services/data", get(versions))
         .route("/services/data/", get(versions))
         .merge(authed)
+        .layer(axum::middleware::from_fn(request_size_limits))
         .with_state(shared)
+}
+
+/// Most bytes of URI and headers together in one REST call. Salesforce Help, "Maximum
+/// number of rows returned by SOQL queries over the REST API" (article 000386264): "In
+/// each REST call, the maximum length for the combined URI and headers is 16,384 bytes. A
+/// request exceeding this limit returns a 431 Request Header Fields Too Large error. If
+/// the URI itself exceeds this limit, the request returns a 414 URI Too Long error."
+pub const MAX_URI_AND_HEADERS: usize = 16_384;
+
+/// Refuses a request whose URI, or URI and headers, are longer than Salesforce takes.
+async fn request_size_limits(req: Request, next: Next) -> Response {
+    let uri = req.uri().to_string().len();
+    let headers: usize = req
+        .headers()
+        .iter()
+        .map(|(name, value)| name.as_str().len() + 2 + value.len() + 2)
+        .sum();
+    if uri > MAX_URI_AND_HEADERS {
+        return (StatusCode::URI_TOO_LONG, "URI Too Long").into_response();
+    }
+    if uri + headers > MAX_URI_AND_HEADERS {
+        return (
+            StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
+            "Request Header Fields Too Large",
+        )
+            .into_response();
+    }
+    next.run(req).await
 }
 
 /// `GET /services/data` (no authentication needed, as on Salesforce).

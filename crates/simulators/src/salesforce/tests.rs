@@ -212,6 +212,36 @@ async fn query_pages_have_salesforce_shape() {
 }
 
 #[tokio::test]
+async fn a_uri_or_uri_and_headers_longer_than_16_384_bytes_is_refused() {
+    let sim = SalesforceSim::start(0).await.unwrap();
+    let (http, token) = login(&sim).await;
+    let id = sim.insert(BOOKING, json!({"Merchant_Name__c": "M"}), SF_HUMAN_USER_ID);
+    let query = |ids: usize, padding: usize| {
+        let list = vec![format!("'{id}'"); ids].join(",");
+        let soql = format!("SELECT Id FROM {BOOKING} WHERE Id IN ({list})");
+        let url = format!(
+            "{}/services/data/{V}/query?q={}",
+            sim.base_url(),
+            url::form_urlencoded::byte_serialize(soql.as_bytes()).collect::<String>()
+        );
+        http.get(url)
+            .header("Authorization", bearer(&token))
+            .header("X-Padding", "p".repeat(padding))
+            .send()
+    };
+    // 27 bytes an id once encoded: 500 ids are about 13.5 KB, 700 about 19 KB.
+    assert_eq!(query(500, 0).await.unwrap().status(), StatusCode::OK);
+    assert_eq!(
+        query(700, 0).await.unwrap().status(),
+        StatusCode::URI_TOO_LONG
+    );
+    assert_eq!(
+        query(500, 4_000).await.unwrap().status(),
+        StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE
+    );
+}
+
+#[tokio::test]
 async fn query_options_batch_size_is_clamped_and_kept_by_the_cursor() {
     let sim = SalesforceSim::start(0).await.unwrap();
     let (http, token) = login(&sim).await;
