@@ -8,6 +8,7 @@
 //! the stream intake and the commands, which are free functions over it.
 
 use std::collections::{HashMap, HashSet};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 
 use chrono::{DateTime, Utc};
@@ -27,7 +28,7 @@ use super::outcome::{
     BookingFailure, BookingFailureKind, Outcome, PipelineError, Summary, Unrecorded,
 };
 use super::owed::OwedDeletions;
-use super::reader::{BookingReader, TemplateFields, IDS_PER_QUERY};
+use super::reader::{BookingReader, TemplateFields};
 use super::retries::{RetryList, Verdict};
 use super::status::PipelineStatus;
 use super::writeback::{WriteBack, WriteBatcher, Written, WRITES_PER_CALL};
@@ -56,9 +57,26 @@ type Done = (
     Vec<attendance::SessionTimes>,
     Result<Handled, PipelineError>,
 );
-/// Queries of a batch read ahead of the bookings being worked on: the next one is on its
-/// way while the current one's bookings are handled.
-const QUERIES_AHEAD: usize = 2;
+
+/// Up to a query's worth of a batch's ids, and which of them someone other than the
+/// service changed (rule 26).
+#[derive(Debug, Default)]
+pub struct IdChunk {
+    pub ids: Vec<BookingId>,
+    pub edited: HashSet<BookingId>,
+}
+
+impl IdChunk {
+    /// `ids`, with those of them in `edited`.
+    pub fn of(ids: Vec<BookingId>, edited: &HashSet<BookingId>) -> IdChunk {
+        let edited = ids
+            .iter()
+            .filter(|id| edited.contains(*id))
+            .cloned()
+            .collect();
+        IdChunk { ids, edited }
+    }
+}
 
 /// Everything a batch needs; shared by the processor loop and one-shot commands.
 pub struct Engine {
@@ -231,32 +249,57 @@ impl Engine {
         if ids.is_empty() {
             return Ok(Summary::default());
         }
-        // Read a query's worth at a time, the next while this one's bookings are worked
-        // on: the first apply leaves after the first query, not the last, and no more than
-        // two queries' rows are held at once, however many bookings the batch names.
-        let reads: Vec<_> = ids
-            .chunks(IDS_PER_QUERY)
-            .map(|chunk| self.read_chunk(chunk, edited))
+        let chunks: Vec<IdChunk> = ids
+            .chunks(self.reader.ids_per_query().await?)
+            .map(|chunk| IdChunk::of(chunk.to_vec(), edited))
             .collect();
-        let bookings = futures::stream::iter(reads)
-            .buffered(QUERIES_AHEAD)
+        self.process_chunks(futures::stream::iter(chunks)).await
+    }
+
+    /// As [`Engine::process_changes`], for ids handed over a query's worth at a time as
+    /// the batch goes (the stream intake takes in what arrives while a batch runs). The
+    /// reads run beside the bookings, one query ahead: the first apply leaves after the
+    /// first query, not the last, and no more than two queries' rows are held at once (the
+    /// one being worked on and the next), however many bookings the batch names. Each
+    /// answer is read as it comes, even while every booking waits (for Lark's minute
+    /// window, say): an answer left half-read that long timed out and was asked again.
+    pub async fn process_chunks(
+        &self,
+        chunks: impl futures::Stream<Item = IdChunk>,
+    ) -> Result<Summary, PipelineError> {
+        let (tx, rx) = mpsc::channel(1);
+        let reads = async move {
+            let mut chunks = std::pin::pin!(chunks);
+            // Room for the next query's rows first: the one before is being worked on.
+            while let Ok(room) = tx.reserve().await {
+                let Some(chunk) = chunks.next().await else {
+                    break;
+                };
+                let read = self.read_chunk(chunk).await;
+                let failed = read.is_err();
+                room.send(read);
+                if failed {
+                    break;
+                }
+            }
+        };
+        let rows = futures::stream::unfold(rx, |mut rx| async move {
+            rx.recv().await.map(|read| (read, rx))
+        });
+        let bookings = rows
             .map_ok(|chunk| futures::stream::iter(chunk).map(Ok))
             .try_flatten();
-        self.process_stream(bookings).await
+        let ((), summary) = tokio::join!(reads, self.process_stream(bookings));
+        summary
     }
 
     /// One query's worth of a batch, read, with its edited `Failed` bookings re-armed and
     /// its app-hosted lookups made.
-    async fn read_chunk(
-        &self,
-        ids: &[BookingId],
-        edited: &HashSet<BookingId>,
-    ) -> Result<Vec<Booking>, PipelineError> {
-        let bookings = self.reader.by_ids(ids).await?;
-        for b in bookings
-            .iter()
-            .filter(|b| b.meeting_status == Some(MeetingStatus::Failed) && edited.contains(&b.id))
-        {
+    async fn read_chunk(&self, chunk: IdChunk) -> Result<Vec<Booking>, PipelineError> {
+        let bookings = self.reader.by_ids(&chunk.ids).await?;
+        for b in bookings.iter().filter(|b| {
+            b.meeting_status == Some(MeetingStatus::Failed) && chunk.edited.contains(&b.id)
+        }) {
             self.rearm(b)?;
         }
         self.app.prefetch(&bookings).await;
@@ -305,15 +348,20 @@ impl Engine {
             })
         });
         let (tx, rx) = mpsc::channel::<WriteBack>(WRITES_PER_CALL * 2);
+        // Bookings being worked on: the batcher waits longer to share a call while many are.
+        let busy = AtomicUsize::new(0);
+        let busy = &busy;
         let work = async move {
             let results: Vec<Done> = bookings
                 .map(|booking| {
                     let tx = tx.clone();
                     async move {
+                        busy.fetch_add(1, Ordering::Relaxed);
                         let session =
                             attendance::sessions(std::slice::from_ref(&booking), &self.settings);
                         let result = self.handle(&booking, fields, now, &tx).await;
                         self.progress.tick(1);
+                        busy.fetch_sub(1, Ordering::Relaxed);
                         (booking.id, booking.start, session, result)
                     }
                 })
@@ -324,7 +372,7 @@ impl Engine {
             drop(tx);
             results
         };
-        let (results, written) = tokio::join!(work, self.flush(rx));
+        let (results, written) = tokio::join!(work, self.flush(rx, busy));
         summary.bookings = results.len();
         // Rules 29 and 30: attendance's timers follow each booking's times, as read.
         let sessions: Vec<attendance::SessionTimes> = results
@@ -491,9 +539,13 @@ impl Engine {
     /// Sends the batch's write-backs; admins hear of each booking that became `Failed`
     /// (rule 22) once they are out — also those that landed before a later call failed —
     /// never between them: an alert is a Lark call, and no link waits for one (rule 14).
-    async fn flush(&self, rx: mpsc::Receiver<WriteBack>) -> Result<Written, PipelineError> {
+    async fn flush(
+        &self,
+        rx: mpsc::Receiver<WriteBack>,
+        busy: &AtomicUsize,
+    ) -> Result<Written, PipelineError> {
         let mut written = Written::default();
-        let result = self.writer.flush(rx, &mut written).await;
+        let result = self.writer.flush(rx, busy, &mut written).await;
         self.alerts.failed(&written.failed).await;
         result.map(|()| written)
     }

@@ -14,7 +14,7 @@ use tokio::sync::{mpsc, oneshot, watch};
 
 use super::attendance::{Attendance, AttendanceParts, AttendanceSink};
 use super::engine::Engine;
-use super::intake::{process_stream_batch, start_position};
+use super::intake::{process_stream_batch, start_position, Intake};
 use super::outcome::{PipelineError, Summary};
 use super::pause::{while_unwritable, Paused};
 use super::sweeps::{on_trainer_event, reconcile};
@@ -26,8 +26,6 @@ use crate::tokens::{refresh_pass, TrainerEvent};
 /// Stream items buffered between the subscriber and the processor; when full, the
 /// subscriber's next long-poll waits (backpressure instead of memory growth).
 const STREAM_BUFFER: usize = 4_096;
-/// Most stream items taken into one batch.
-const MAX_BATCH_ITEMS: usize = 2_000;
 /// How long shutdown waits for the subscriber to say goodbye.
 const SUBSCRIBER_GOODBYE: Duration = Duration::from_secs(10);
 /// After due retries could not be processed (Salesforce down, say), the wait before the
@@ -139,7 +137,8 @@ impl Processor {
     ) -> anyhow::Result<()> {
         let engine = self.engine.clone();
         let (start_from, sweep_first) = start_position(&engine);
-        let (tx, mut stream) = mpsc::channel(STREAM_BUFFER);
+        let (tx, stream) = mpsc::channel(STREAM_BUFFER);
+        let mut intake = Intake::new(stream);
         let (status_tx, mut status_rx) = watch::channel(StreamStatus::default());
         let status = engine.status().clone();
         tasks.spawn("streaming status", async move {
@@ -228,7 +227,7 @@ impl Processor {
                         tracing::warn!(error = %e, retry_in = ?DUE_RETRIES_BACKOFF, "due retries could not be processed; they come again shortly");
                     }
                 }
-                item = stream.recv() => {
+                item = intake.recv() => {
                     let Some(first) = item else {
                         match subscriber.is_finished() {
                             true => tracing::error!("the streaming subscriber stopped; restart the service"),
@@ -236,14 +235,7 @@ impl Processor {
                         }
                         break;
                     };
-                    let mut items = vec![first];
-                    while items.len() < MAX_BATCH_ITEMS {
-                        match stream.try_recv() {
-                            Ok(i) => items.push(i),
-                            Err(_) => break,
-                        }
-                    }
-                    if let Err(why) = process_stream_batch(&engine, items, &shutdown).await {
+                    if let Err(why) = process_stream_batch(&engine, first, &mut intake, &shutdown).await {
                         gave_up = Some(why);
                         break;
                     }

@@ -17,12 +17,41 @@ use crate::ids::{BookingId, TrainerId};
 use crate::salesforce::soql::{self, quote, RecordId};
 use crate::salesforce::SalesforceClient;
 
-/// Ids per SOQL `IN (...)` list: 200 ids keep the GET URL near 5 KB, well inside limits.
-pub const IDS_PER_QUERY: usize = 200;
+/// Most ids in one query's `IN (...)` list ([`BookingReader::ids_per_query`] says how many
+/// fit the URI).
+pub const MAX_IDS_PER_QUERY: usize = 250;
+/// Bytes the encoded `q=` of a by-id query may take. Salesforce refuses a REST call whose
+/// URI and headers together pass 16,384 bytes (414 or 431; Salesforce Help article
+/// 000386264, "Maximum number of rows returned by SOQL queries over the REST API"). This
+/// leaves over 4 KB for the instance URL, the path and our headers (under 1 KB).
+const QUERY_PARAM_BUDGET: usize = 12_000;
+/// One id in the list, as sent: quoted, comma after.
+const LISTED_ID: &str = "'a0B000000000001EAA',";
 /// Most bookings one sweep (or one trainer's re-decision) looks at.
 pub const SWEEP_LIMIT: usize = 10_000;
 /// Sweeps look this far ahead (bookings further out are renewed as they come closer).
 const SWEEP_HORIZON_DAYS: i64 = 366;
+
+/// The by-id query: the bookings (with their trainers) named in `ids`.
+fn by_ids_soql(fields: &str, object: &str, ids: &[RecordId]) -> String {
+    format!(
+        "SELECT {fields} FROM {object} WHERE Id IN {}",
+        soql::id_list(ids)
+    )
+}
+
+/// How many ids a by-id query whose text without ids is `base` takes within the budget.
+fn ids_fitting(base: &str) -> usize {
+    let room = QUERY_PARAM_BUDGET.saturating_sub(encoded_len(base));
+    (room / encoded_len(LISTED_ID)).clamp(1, MAX_IDS_PER_QUERY)
+}
+
+/// Bytes `text` takes as a query-string value (form-encoded, as the client sends it).
+fn encoded_len(text: &str) -> usize {
+    url::form_urlencoded::byte_serialize(text.as_bytes())
+        .map(str::len)
+        .sum()
+}
 
 /// Which of a trainer's upcoming bookings to read.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -125,26 +154,36 @@ impl BookingReader {
         ))
     }
 
+    /// How many ids one by-id query takes: as many as keep its URI inside Salesforce's
+    /// limit with the fields this configuration reads, up to [`MAX_IDS_PER_QUERY`]. Fewer
+    /// queries in a burst; each is a Salesforce API call.
+    pub async fn ids_per_query(&self) -> Result<usize, PipelineError> {
+        let fields = self.select_list().await?;
+        Ok(ids_fitting(&by_ids_soql(
+            &fields,
+            &self.settings.salesforce.booking.object,
+            &[],
+        )))
+    }
+
     /// The given bookings as they are now; an id Salesforce no longer returns at all
     /// (purged) comes back as a deleted booking.
     pub async fn by_ids(&self, ids: &[BookingId]) -> Result<Vec<Booking>, PipelineError> {
         let fields = self.select_list().await?;
         let object = &self.settings.salesforce.booking.object;
+        let per_query = self.ids_per_query().await?;
         let mut bookings = Vec::with_capacity(ids.len());
-        for chunk in ids.chunks(IDS_PER_QUERY) {
+        for chunk in ids.chunks(per_query) {
             let chunk: Vec<RecordId> = chunk.iter().map(|id| id.record_id().clone()).collect();
-            let soql = format!(
-                "SELECT {fields} FROM {object} WHERE Id IN {}",
-                soql::id_list(&chunk)
-            );
+            let soql = by_ids_soql(&fields, object, &chunk);
             // Parsed query by query: one query's rows are held at a time.
             let rows = self.salesforce.query_all(&soql).await?;
             bookings.extend(self.parse_rows(&rows).await?);
         }
-        for id in ids {
-            if !bookings.iter().any(|b| &b.id == id) {
-                bookings.push(Booking::purged(id.clone()));
-            }
+        let found: std::collections::HashSet<BookingId> =
+            bookings.iter().map(|b| b.id.clone()).collect();
+        for id in ids.iter().filter(|id| !found.contains(*id)) {
+            bookings.push(Booking::purged(id.clone()));
         }
         Ok(bookings)
     }
@@ -214,3 +253,6 @@ impl BookingReader {
             .collect())
     }
 }
+
+#[cfg(test)]
+mod tests;

@@ -3,6 +3,7 @@
 //! refuses (a validation rule, a locked record) is reported back per record; the others
 //! land. It writes and reports; what to do about a refusal is the engine's.
 
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -28,7 +29,10 @@ const WRITE_LINGER: Duration = Duration::from_millis(4500);
 /// the rest of the batch is slow (one booking retrying a failing call for seconds), the
 /// others' links go out now (rule 14).
 const WRITE_IDLE: Duration = Duration::from_millis(100);
-/// Write-backs waiting at which [`WRITE_IDLE_BURST`] applies instead: a burst.
+/// Write-backs waiting, or bookings of the batch still being worked on, at which
+/// [`WRITE_IDLE_BURST`] applies instead: a burst. (Counting those still being worked on
+/// too: when Lark's minute window reopens, the first link would otherwise go out alone,
+/// 100 ms before the next apply's.)
 const BURST_PENDING: usize = 10;
 /// The idle wait during a burst: longer than the gaps Lark's apply pacing makes (50
 /// applies a second, released about once a second), so a burst still shares calls. With
@@ -164,12 +168,14 @@ impl WriteBatcher {
     /// Collects write-backs and sends them in collection calls of up to 200: at once when
     /// the batch is done (the channel closed) or 200 are waiting, else [`WRITE_IDLE`] (in
     /// a burst [`WRITE_IDLE_BURST`]) after the last one came in or [`WRITE_LINGER`] after
-    /// the first, whichever is sooner. Adds the records Salesforce refused and the bookings
-    /// written as `Failed` to `written` — also those of calls that landed before one failed
-    /// (then the error is returned).
+    /// the first, whichever is sooner. `busy` counts the batch's bookings still being
+    /// worked on. Adds the records Salesforce refused and the bookings written as `Failed`
+    /// to `written` — also those of calls that landed before one failed (then the error is
+    /// returned).
     pub async fn flush(
         &self,
         mut rx: mpsc::Receiver<WriteBack>,
+        busy: &AtomicUsize,
         written: &mut Written,
     ) -> Result<(), PipelineError> {
         let mut pending: Vec<WriteBack> = Vec::new();
@@ -191,7 +197,8 @@ impl WriteBatcher {
                     }
                     let now = Instant::now();
                     let first = *first_at.get_or_insert(now);
-                    let idle = if pending.len() >= BURST_PENDING {
+                    let burst = pending.len().max(busy.load(Ordering::Relaxed));
+                    let idle = if burst >= BURST_PENDING {
                         WRITE_IDLE_BURST
                     } else {
                         WRITE_IDLE

@@ -488,6 +488,8 @@ impl SalesforceClient {
             })
             .await?;
         let mut page = parse_query_page(status, &body)?;
+        // The text goes as soon as it is parsed: a page of bookings is a few hundred KB.
+        drop(body);
         let mut records = std::mem::take(&mut page.records);
         while let (false, Some(next)) = (page.done, page.next_records_url.take()) {
             if !next.starts_with("/services/data/") {
@@ -506,6 +508,7 @@ impl SalesforceClient {
                 })
                 .await?;
             page = parse_query_page(status, &body)?;
+            drop(body);
             records.append(&mut page.records);
         }
         Ok(records)

@@ -1,0 +1,82 @@
+//! By-id reads against the Salesforce simulator, which refuses a URI (with headers) longer
+//! than Salesforce takes.
+
+use std::sync::Arc;
+
+use lvb_simulators::salesforce::schema::BOOKING_OBJECT;
+use lvb_simulators::salesforce::SalesforceSim;
+use lvb_simulators::SF_HUMAN_USER_ID;
+
+use super::*;
+use crate::ids::BookingId;
+
+#[tokio::test]
+async fn a_thousand_ids_are_read_in_the_fewest_queries_salesforce_takes() {
+    let sf = SalesforceSim::start(0).await.unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let settings = Arc::new(
+        Settings::for_simulators(
+            &sf.base_url(),
+            "http://127.0.0.1:9",
+            &dir.path().join("s.db"),
+        )
+        .unwrap(),
+    );
+    let salesforce = SalesforceClient::new(&settings.salesforce).unwrap();
+    let reader = BookingReader::new(settings, salesforce);
+    let ids: Vec<BookingId> = (0..1000)
+        .map(|i| {
+            let id = sf.insert(
+                BOOKING_OBJECT,
+                serde_json::json!({ "Merchant_Name__c": format!("M{i}") }),
+                SF_HUMAN_USER_ID,
+            );
+            BookingId::parse(&id).unwrap()
+        })
+        .collect();
+    assert_eq!(reader.ids_per_query().await.unwrap(), MAX_IDS_PER_QUERY);
+
+    let bookings = reader.by_ids(&ids).await.unwrap();
+
+    assert_eq!(bookings.len(), 1000);
+    assert!(
+        bookings.iter().all(|b| !b.is_deleted),
+        "every one was found"
+    );
+    let reads = sf
+        .requests()
+        .matching(|r| r.path.contains("/queryAll") && r.query.contains("Id+IN"));
+    assert_eq!(reads.len(), 1000_usize.div_ceil(MAX_IDS_PER_QUERY));
+    assert!(
+        reads.iter().all(|r| r.status == 200),
+        "Salesforce took each one"
+    );
+}
+
+#[test]
+fn a_longer_select_list_leaves_room_for_fewer_ids_and_the_query_stays_in_budget() {
+    let id = RecordId::parse("a0B000000000001EAA").unwrap();
+    for fields in [30, 150, 400] {
+        let list: Vec<String> = (0..fields).map(|i| format!("Field_{i}__c")).collect();
+        let base = by_ids_soql(&list.join(","), "Training_Booking__c", &[]);
+        let n = ids_fitting(&base);
+        let full = by_ids_soql(&list.join(","), "Training_Booking__c", &vec![id.clone(); n]);
+        assert!(
+            encoded_len(&full) <= QUERY_PARAM_BUDGET,
+            "{fields} fields: {n} ids"
+        );
+        if n < MAX_IDS_PER_QUERY && n > 1 {
+            let over = by_ids_soql(
+                &list.join(","),
+                "Training_Booking__c",
+                &vec![id.clone(); n + 1],
+            );
+            assert!(
+                encoded_len(&over) > QUERY_PARAM_BUDGET,
+                "{fields} fields: {n} is the most"
+            );
+        }
+    }
+    let huge: Vec<String> = (0..2000).map(|i| format!("Field_{i}__c")).collect();
+    assert_eq!(ids_fitting(&huge.join(",")), 1, "always at least one");
+}
