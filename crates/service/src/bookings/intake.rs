@@ -295,6 +295,10 @@ pub async fn process_stream_batch(
                 // Takes in what arrives as the engine asks for more.
                 let chunks = futures::stream::poll_fn(|_| {
                     let mut b = batch.lock().unwrap_or_else(|p| p.into_inner());
+                    // Shutdown takes in no new work; what is not taken in comes again.
+                    if *shutdown.borrow() {
+                        b.open = false;
+                    }
                     std::task::Poll::Ready(b.next_chunk())
                 });
                 engine.process_chunks(chunks).await?
