@@ -395,6 +395,45 @@ async fn bookings_made_while_the_service_was_down_are_processed_once_at_start() 
     assert!(app.lark.reserves().iter().all(|r| !r.deleted));
 }
 
+/// Rule 1's order within a batch that takes in what arrives while it runs: an edit to a
+/// booking whose read is already on its way is not folded into that read (it would be
+/// lost, the checkpoint moving past it); it starts the next batch. A new booking arriving
+/// meanwhile joins the running batch.
+#[tokio::test]
+async fn an_edit_made_while_its_booking_is_being_read_is_processed_after_that_read() {
+    let app = spawn_app().await;
+    let (trainer, _) = connected_trainer(&app, "Ann", "ann@example.com").await;
+    wait_ready(&app).await;
+    wait_caught_up(&app).await;
+    let reads_before = booking_reads(&app);
+    // The batch's read of A is answered 3 s late; it reads A as created.
+    app.sf
+        .faults()
+        .slow_answers(Some(Method::GET), "/queryAll", 1, Duration::from_secs(3));
+    let a = create_booking(&app, &trainer, 24, 25, true);
+    wait_until("A is being read", || async {
+        booking_reads(&app) > reads_before
+    })
+    .await;
+    // While it is, a user moves A's end and makes B.
+    edit_booking(&app, &a, json!({ "Training_End__c": sf_time_in(27) }));
+    let b = create_booking(&app, &trainer, 30, 31, true);
+    let want = booking_time(&app, &a, "Training_End__c");
+
+    wait_until("A's meeting ends at A's new end", || async {
+        field(&app, &a, RESERVATION).is_some_and(|r| reserve(&app, &r).end_time == want)
+    })
+    .await;
+    wait_for_link(&app, &b).await;
+    wait_caught_up(&app).await;
+    assert_eq!(applies(&app), 2, "one meeting each");
+    assert_eq!(assert_created(&app, &a).end_time, want);
+    assert_created(&app, &b);
+    let received = metric(&app, "lvb_events_received_total").await;
+    let processed = metric(&app, "lvb_events_processed_total").await;
+    assert_eq!(processed, received, "every received event was processed");
+}
+
 #[tokio::test]
 async fn several_changes_to_one_booking_in_a_burst_are_coalesced_into_one_read_and_one_apply() {
     let app = spawn_app().await;
