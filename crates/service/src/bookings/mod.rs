@@ -22,7 +22,8 @@
 //! - `pause`      — the pipeline paused while the store cannot be written (rule 23)
 //! - `watch`      — the sweep's gauges and its "still no meeting" alerts
 //! - `sweeps`     — reconciliation, a trainer's bookings on (dis)connect
-//! - `intake`     — stream batches: coalescing, the replay checkpoint, where to start
+//! - `intake`     — stream batches: coalescing, taking in what arrives while one runs, the
+//!   replay checkpoint, where to start
 //! - `remind`     — the `remind` command: reminders to trainers not connected
 //! - `processor`  — the loop that owns the pipeline's turn
 
