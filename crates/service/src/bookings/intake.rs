@@ -13,7 +13,7 @@
 //! taking in at the first item it cannot take without reordering — a change to a booking
 //! it has already handed over, a sweep — which starts the next batch instead.
 
-use std::collections::{HashSet, VecDeque};
+use std::collections::{HashMap, HashSet};
 use std::sync::Mutex;
 use std::time::Duration;
 
@@ -71,10 +71,10 @@ impl Intake {
 /// What a batch of stream items asks for.
 #[derive(Debug, Default)]
 struct BatchWork {
-    /// Every booking taken in, in order.
+    /// Every booking taken in, in order; handed to the engine from the front.
     ids: Vec<BookingId>,
-    /// The same, to look up.
-    taken: HashSet<BookingId>,
+    /// Where each is in `ids`.
+    position: HashMap<BookingId, usize>,
     /// Those someone other than the service changed (rule 26).
     edited: HashSet<BookingId>,
     sweep: bool,
@@ -93,18 +93,17 @@ impl Declined {
     }
 }
 
-/// A batch taking in stream items: what it has taken, and the ids not yet handed to the
-/// engine.
+/// A batch taking in stream items: what it has taken, and how much of it is handed to
+/// the engine.
 struct Batch<'a> {
     intake: &'a mut Intake,
     metrics: &'a Metrics,
     settings: &'a crate::config::SalesforceSettings,
     own_user: Option<String>,
     work: BatchWork,
-    /// Taken in, not yet handed over (a repeat of one of these is the same read).
-    queued: VecDeque<BookingId>,
-    /// Handed to the engine: a change to one of these waits for the next batch.
-    handed: HashSet<BookingId>,
+    /// `work.ids[..handed]` are handed to the engine: a change to one of these waits for
+    /// the next batch. A repeat of one after them is the same read.
+    handed: usize,
     /// Still taking in items.
     open: bool,
     /// Ids handed over at a time (what one query takes).
@@ -113,13 +112,15 @@ struct Batch<'a> {
 
 impl<'a> Batch<'a> {
     /// A batch of `first` and every item waiting behind it (nothing is handed over yet, so
-    /// each is taken in, up to the caps). `own_user` is the integration user's id.
+    /// each is taken in, up to the caps), handed over `ids_per_query` ids at a time.
+    /// `own_user` is the integration user's id.
     fn start(
         first: StreamItem,
         intake: &'a mut Intake,
         metrics: &'a Metrics,
         settings: &'a crate::config::SalesforceSettings,
         own_user: Option<String>,
+        ids_per_query: usize,
     ) -> Batch<'a> {
         intake.carried = Some(first);
         let mut batch = Batch {
@@ -128,10 +129,9 @@ impl<'a> Batch<'a> {
             settings,
             own_user,
             work: BatchWork::default(),
-            queued: VecDeque::new(),
-            handed: HashSet::new(),
+            handed: 0,
             open: true,
-            ids_per_query: MAX_IDS_PER_QUERY,
+            ids_per_query,
         };
         batch.take_waiting();
         batch
@@ -157,7 +157,7 @@ impl<'a> Batch<'a> {
     /// Takes one item in, or hands it back when taking it would reorder work: a change to
     /// a booking already handed over, or a sweep once bookings have been.
     fn take(&mut self, item: StreamItem) -> Result<(), Declined> {
-        let started = !self.handed.is_empty();
+        let started = self.handed > 0;
         match item {
             StreamItem::Event(ev) => {
                 let (list, edited) = match event_work(self.settings, &ev, self.own_user.as_deref())
@@ -175,7 +175,7 @@ impl<'a> Batch<'a> {
                         (Vec::new(), false)
                     }
                 };
-                if list.iter().any(|id| self.handed.contains(id)) {
+                if list.iter().any(|id| self.is_handed(id)) {
                     return Err(Declined::event(ev));
                 }
                 self.metrics.inc(names::EVENTS_RECEIVED, &[]);
@@ -196,9 +196,9 @@ impl<'a> Batch<'a> {
                     if edited {
                         self.work.edited.insert(id.clone());
                     }
-                    if self.work.taken.insert(id.clone()) {
-                        self.work.ids.push(id.clone());
-                        self.queued.push_back(id);
+                    if !self.work.position.contains_key(&id) {
+                        self.work.position.insert(id.clone(), self.work.ids.len());
+                        self.work.ids.push(id);
                     }
                 }
             }
@@ -225,6 +225,13 @@ impl<'a> Batch<'a> {
         Ok(())
     }
 
+    fn is_handed(&self, id: &BookingId) -> bool {
+        self.work
+            .position
+            .get(id)
+            .is_some_and(|&at| at < self.handed)
+    }
+
     fn replayed(&mut self, replay: i64) {
         self.work.last_replay = Some(replay);
         self.work.first_replay.get_or_insert(replay);
@@ -234,13 +241,13 @@ impl<'a> Batch<'a> {
     /// None when nothing is waiting (the batch ends once the engine is done).
     fn next_chunk(&mut self) -> Option<IdChunk> {
         self.take_waiting();
-        if self.queued.is_empty() {
+        let waiting = &self.work.ids[self.handed..];
+        if waiting.is_empty() {
             self.open = false;
             return None;
         }
-        let n = self.queued.len().min(self.ids_per_query);
-        let ids: Vec<BookingId> = self.queued.drain(..n).collect();
-        self.handed.extend(ids.iter().cloned());
+        let ids = waiting[..waiting.len().min(self.ids_per_query)].to_vec();
+        self.handed += ids.len();
         Some(IdChunk::of(ids, &self.work.edited))
     }
 }
@@ -263,17 +270,20 @@ pub async fn process_stream_batch(
         .await
         .ok()
         .map(|s| s.user_id.to_string());
-    let mut batch = Batch::start(
+    // Unknown only when the describe failed, which fails the batch's first read too.
+    let ids_per_query = engine
+        .reader()
+        .ids_per_query()
+        .await
+        .unwrap_or(MAX_IDS_PER_QUERY);
+    let batch = Batch::start(
         first,
         intake,
         engine.metrics(),
         &engine.settings().salesforce,
         own_user,
+        ids_per_query,
     );
-    // Unknown only when the describe failed, which fails the batch's first read too.
-    if let Ok(n) = engine.reader().ids_per_query().await {
-        batch.ids_per_query = n;
-    }
     let store = engine.store();
     // The very first batch on a channel without a checkpoint: pin the position just
     // before it, so a crash mid-batch replays it instead of resuming at "latest".

@@ -10,16 +10,21 @@ const B: &str = "a0B000000000002EAA";
 const C: &str = "a0B000000000003EAA";
 
 fn settings() -> SalesforceSettings {
-    let env = [
-        ("LVB__SALESFORCE__CLIENT_ID", "c"),
-        ("LVB__SALESFORCE__CLIENT_SECRET", "s"),
-        ("LVB__LARK__APP_ID", "a"),
-        ("LVB__LARK__APP_SECRET", "s"),
-        ("LVB__SECURITY__ENCRYPTION_KEY", &"ab".repeat(32)),
-        ("LVB__SECURITY__STATE_SECRET", &"s".repeat(32)),
-    ]
-    .map(|(k, v)| (k.to_string(), v.to_string()));
-    Settings::load_from(None, env).unwrap().salesforce
+    let unused = std::path::Path::new("unused.db");
+    Settings::for_simulators("http://127.0.0.1:9", "http://127.0.0.1:9", unused)
+        .unwrap()
+        .salesforce
+}
+
+/// A batch of `first` and what waits behind it, handed over a query's worth at a time.
+fn start<'a>(
+    first: StreamItem,
+    intake: &'a mut Intake,
+    metrics: &'a Metrics,
+    settings: &'a SalesforceSettings,
+) -> Batch<'a> {
+    let own = Some(OWN_USER.to_string());
+    Batch::start(first, intake, metrics, settings, own, MAX_IDS_PER_QUERY)
 }
 
 /// A change to `id` by a user (not the service), at `replay`.
@@ -60,7 +65,7 @@ fn a_batch_takes_in_bookings_that_arrive_while_it_runs_and_its_own_writes_events
     let mut intake = Intake::new(rx);
     let (metrics, s) = (Metrics::default(), settings());
     tx.try_send(edit(2, B)).unwrap();
-    let mut batch = Batch::start(edit(1, A), &mut intake, &metrics, &s, Some(OWN_USER.into()));
+    let mut batch = start(edit(1, A), &mut intake, &metrics, &s);
     assert_eq!(ids(&batch.next_chunk().unwrap()), [A, B]);
     // While A and B are worked on: the service's own write to A, and a new booking C.
     tx.try_send(change(3, ChangeKind::Update, A, OWN_USER))
@@ -83,7 +88,7 @@ fn a_change_to_a_booking_already_handed_over_waits_for_the_next_batch_with_all_b
     let (tx, rx) = mpsc::channel(16);
     let mut intake = Intake::new(rx);
     let (metrics, s) = (Metrics::default(), settings());
-    let mut batch = Batch::start(edit(1, A), &mut intake, &metrics, &s, Some(OWN_USER.into()));
+    let mut batch = start(edit(1, A), &mut intake, &metrics, &s);
     assert_eq!(ids(&batch.next_chunk().unwrap()), [A]);
     // A user edits A while it is being worked on (read before the edit), then makes C.
     tx.try_send(edit(2, A)).unwrap();
@@ -116,7 +121,7 @@ fn repeats_of_a_booking_not_yet_handed_over_are_one_read_and_keep_the_edit() {
     tx.try_send(change(2, ChangeKind::GapUpdate, B, OWN_USER))
         .unwrap();
     tx.try_send(edit(3, B)).unwrap();
-    let mut batch = Batch::start(edit(1, A), &mut intake, &metrics, &s, Some(OWN_USER.into()));
+    let mut batch = start(edit(1, A), &mut intake, &metrics, &s);
     let chunk = batch.next_chunk().unwrap();
     assert_eq!(ids(&chunk), [A, B]);
     assert!(chunk.edited.contains(&BookingId::parse(B).unwrap()));
@@ -137,7 +142,7 @@ fn a_sweep_or_replay_gap_after_bookings_were_handed_over_starts_the_next_batch()
         let (tx, rx) = mpsc::channel(16);
         let mut intake = Intake::new(rx);
         let (metrics, s) = (Metrics::default(), settings());
-        let mut batch = Batch::start(edit(1, A), &mut intake, &metrics, &s, Some(OWN_USER.into()));
+        let mut batch = start(edit(1, A), &mut intake, &metrics, &s);
         assert!(batch.next_chunk().is_some());
         tx.try_send(item).unwrap();
         assert!(batch.next_chunk().is_none());
@@ -146,7 +151,7 @@ fn a_sweep_or_replay_gap_after_bookings_were_handed_over_starts_the_next_batch()
         let carried = intake.try_recv().unwrap();
         assert_eq!(matches!(carried, StreamItem::ReplayGap { .. }), is_gap);
         // The next batch, starting with it, sweeps.
-        let batch = Batch::start(carried, &mut intake, &metrics, &s, Some(OWN_USER.into()));
+        let batch = start(carried, &mut intake, &metrics, &s);
         assert!(batch.work.sweep);
     }
 }
@@ -160,7 +165,7 @@ fn a_batch_takes_in_no_more_than_its_cap_of_bookings() {
         let id = format!("a0B{:012}EAA", 1_000 + i);
         tx.try_send(edit(i as i64 + 1, &id)).unwrap();
     }
-    let mut batch = Batch::start(edit(1, A), &mut intake, &metrics, &s, Some(OWN_USER.into()));
+    let mut batch = start(edit(1, A), &mut intake, &metrics, &s);
     let mut handed = 0;
     while let Some(chunk) = batch.next_chunk() {
         assert!(chunk.ids.len() <= MAX_IDS_PER_QUERY);
