@@ -171,7 +171,7 @@ impl BookingReader {
     pub async fn by_ids(&self, ids: &[BookingId]) -> Result<Vec<Booking>, PipelineError> {
         let fields = self.select_list().await?;
         let object = &self.settings.salesforce.booking.object;
-        let per_query = self.ids_per_query().await?;
+        let per_query = ids_fitting(&by_ids_soql(&fields, object, &[]));
         let mut bookings = Vec::with_capacity(ids.len());
         for chunk in ids.chunks(per_query) {
             let chunk: Vec<RecordId> = chunk.iter().map(|id| id.record_id().clone()).collect();

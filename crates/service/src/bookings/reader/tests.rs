@@ -56,27 +56,32 @@ async fn a_thousand_ids_are_read_in_the_fewest_queries_salesforce_takes() {
 #[test]
 fn a_longer_select_list_leaves_room_for_fewer_ids_and_the_query_stays_in_budget() {
     let id = RecordId::parse("a0B000000000001EAA").unwrap();
-    for fields in [30, 150, 400] {
+    let mut fitting = Vec::new();
+    for fields in [30, 400, 600] {
         let list: Vec<String> = (0..fields).map(|i| format!("Field_{i}__c")).collect();
-        let base = by_ids_soql(&list.join(","), "Training_Booking__c", &[]);
-        let n = ids_fitting(&base);
-        let full = by_ids_soql(&list.join(","), "Training_Booking__c", &vec![id.clone(); n]);
+        let soql =
+            |n: usize| by_ids_soql(&list.join(","), "Training_Booking__c", &vec![id.clone(); n]);
+        let n = ids_fitting(&soql(0));
         assert!(
-            encoded_len(&full) <= QUERY_PARAM_BUDGET,
+            encoded_len(&soql(n)) <= QUERY_PARAM_BUDGET,
             "{fields} fields: {n} ids"
         );
-        if n < MAX_IDS_PER_QUERY && n > 1 {
-            let over = by_ids_soql(
-                &list.join(","),
-                "Training_Booking__c",
-                &vec![id.clone(); n + 1],
-            );
+        if n < MAX_IDS_PER_QUERY {
             assert!(
-                encoded_len(&over) > QUERY_PARAM_BUDGET,
+                encoded_len(&soql(n + 1)) > QUERY_PARAM_BUDGET,
                 "{fields} fields: {n} is the most"
             );
         }
+        fitting.push(n);
     }
+    assert_eq!(
+        fitting[0], MAX_IDS_PER_QUERY,
+        "30 fields leave room for the most"
+    );
+    assert!(
+        fitting[0] > fitting[1] && fitting[1] > fitting[2],
+        "more fields, fewer ids: {fitting:?}"
+    );
     let huge: Vec<String> = (0..2000).map(|i| format!("Field_{i}__c")).collect();
     assert_eq!(ids_fitting(&huge.join(",")), 1, "always at least one");
 }
