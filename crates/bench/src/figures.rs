@@ -9,6 +9,7 @@ use axum::http::Method;
 use serde::Serialize;
 use serde_json::Value;
 
+use lvb_simulators::common::MAX_LOGGED_BODY;
 use lvb_simulators::lark::LarkSim;
 use lvb_simulators::salesforce::SalesforceSim;
 use lvb_simulators::{RecordedRequest, RequestLog};
@@ -231,8 +232,9 @@ pub struct SalesforceCall {
     /// When its answer was seen, seconds from the first insert (None: after the last look).
     pub secs: Option<f64>,
     pub kind: &'static str,
-    /// Records a collection call carried (`"id"` keys in its body; the log keeps up to
-    /// its truncation limit), or ids a query named (quoted values in it); None for others.
+    /// Records a collection call carried (`"id"` keys in its body), or ids a query named
+    /// (quoted values in it); None for other calls, and for a body the log cut short
+    /// (past 64 KB: the burst's write of 20 rotated token pairs counted 14).
     pub records: Option<usize>,
     /// For a query, the object it reads (`FROM …`).
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -249,7 +251,9 @@ impl SalesforceCall {
                 .unwrap_or_default()
         });
         let records = match kind {
-            "composite" => Some(t.request.body.matches("\"id\"").count()),
+            "composite" if t.request.body.len() < MAX_LOGGED_BODY => {
+                Some(t.request.body.matches("\"id\"").count())
+            }
             "query" => soql.as_ref().map(|q| q.matches('\'').count() / 2),
             _ => None,
         };

@@ -19,7 +19,7 @@ use tokio::task::JoinHandle;
 mod latency;
 
 /// Largest request body the simulators keep in the log.
-const MAX_LOGGED_BODY: usize = 64 * 1024;
+pub const MAX_LOGGED_BODY: usize = 64 * 1024;
 
 /// One request as the simulator saw it.
 #[derive(Debug, Clone)]
