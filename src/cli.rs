@@ -68,6 +68,12 @@ pub enum Command {
     },
     /// Re-encrypt every stored token with the current primary key.
     RotateKey,
+    /// Write a consistent copy of the store to a new file (also while `run` is up: the
+    /// running service makes it).
+    Backup {
+        /// Where the copy goes; must not exist yet.
+        to: PathBuf,
+    },
     /// Send the connect reminder to every not-connected trainer with upcoming remote
     /// bookings (at most one a day each).
     Remind {
@@ -113,6 +119,16 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Remind { json: as_json } => {
             json = as_json;
             Request::Remind
+        }
+        Command::Backup { to } => {
+            // The running service has its own working directory: send it a whole path.
+            let to = std::path::absolute(&to)
+                .with_context(|| format!("the backup path {}", to.display()))?;
+            let to = to
+                .to_str()
+                .with_context(|| format!("the backup path {} is not UTF-8", to.display()))?
+                .to_string();
+            Request::Backup { to }
         }
         Command::ConnectLink { trainer } => {
             // Reads Salesforce only: no lock needed.

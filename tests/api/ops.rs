@@ -391,3 +391,66 @@ async fn rotate_key_over_many_trainers_shows_progress_on_stderr() {
     );
     assert!(!stderr.contains("u-access-") && !stdout.contains("u-access-"));
 }
+
+/// `backup` while `run` holds the store (SQLite's locks included: nothing else can read the
+/// file then) is made by the running service; with no service up, by the command itself.
+/// Either way the copy is a store with the committed rows, private, and never written over.
+#[tokio::test(flavor = "multi_thread")]
+async fn backup_copies_the_store_through_the_running_service_and_alone() {
+    use std::os::unix::fs::PermissionsExt;
+    let sims = Simulators::start(0, 0).await.unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let (server, url) = server_section();
+    let config = binary_config(&sims, dir.path(), "backup.toml", "", &server);
+    let run = start_run(&config, &url).await;
+    let trainer = connect_through(&url, &sims, "Bea", "bea@example.com").await;
+    let booking = insert_booking(&sims.salesforce, &trainer, 24, 25, true);
+    let link = || {
+        sims.salesforce.get(BOOKING, &booking).unwrap()["Remote_Training_Meeting_Link__c"]
+            .as_str()
+            .map(str::to_string)
+    };
+    wait_until("the booking has its link", || async { link().is_some() }).await;
+
+    let copy = dir.path().join("copy.db");
+    let out = run_command(&["backup", copy.to_str().unwrap()], &config).await;
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{stdout} {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(stdout.contains("backed up the store to"), "{stdout}");
+    let mode = std::fs::metadata(&copy).unwrap().permissions().mode() & 0o7777;
+    assert_eq!(mode, 0o600, "the copy holds encrypted tokens");
+    let journalled = |path: &std::path::Path| {
+        lark_vc_bridge::store::Store::open(path)
+            .unwrap()
+            .reservation(&crate::helpers::bid(&booking))
+            .unwrap()
+            .map(|r| r.url)
+    };
+    assert_eq!(journalled(&copy), link(), "the copy has the reservation");
+
+    let again = run_command(&["backup", copy.to_str().unwrap()], &config).await;
+    assert!(
+        !again.status.success(),
+        "an existing file is not written over"
+    );
+    let stderr = String::from_utf8_lossy(&again.stderr);
+    assert!(stderr.contains("already exists"), "{stderr}");
+
+    drop(run);
+    let alone = dir.path().join("alone.db");
+    let out = run_command(&["backup", alone.to_str().unwrap()], &config).await;
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(
+        journalled(&alone),
+        link(),
+        "the command alone copies it too"
+    );
+}

@@ -110,13 +110,43 @@ fn the_store_and_its_journal_files_are_private() {
     let s = Store::open(&path).unwrap();
     s.save_checkpoint("/data/X__ChangeEvent", ReplayId::After(1), at(1))
         .unwrap();
-    for file in ["store.db", "store.db-wal", "store.db-shm"] {
+    for file in ["store.db", "store.db-wal"] {
         let mode = std::fs::metadata(dir.path().join(file))
             .unwrap()
             .permissions()
             .mode();
         assert_eq!(mode & 0o777, 0o600, "{file}");
     }
+    // The connection holds its locks: SQLite keeps the WAL index in memory, not in a file.
+    assert!(!dir.path().join("store.db-shm").exists());
+}
+
+#[test]
+fn a_second_connection_cannot_use_the_store_while_one_holds_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("store.db");
+    let s = Store::open(&path).unwrap();
+    s.save_checkpoint("/data/X", ReplayId::After(1), at(1))
+        .unwrap();
+    // Whatever else opens the file (the lock file keeps our own processes off it) cannot
+    // read it under the connection that holds it.
+    let other = rusqlite::Connection::open(&path).unwrap();
+    other.busy_timeout(std::time::Duration::ZERO).unwrap();
+    let read = other.query_row("SELECT COUNT(*) FROM checkpoints", [], |r| {
+        r.get::<_, i64>(0)
+    });
+    assert!(read.is_err(), "read under the holder: {read:?}");
+    drop(other);
+    drop(s);
+    assert_eq!(
+        Store::open(&path)
+            .unwrap()
+            .checkpoint("/data/X")
+            .unwrap()
+            .map(|c| c.resume),
+        Some(ReplayId::After(1)),
+        "released when the holder closes"
+    );
 }
 
 #[test]
@@ -220,14 +250,14 @@ fn store_files_an_older_version_left_open_are_private_after_the_next_open() {
         store
             .save_checkpoint("/data/X", ReplayId::After(7), at(1))
             .unwrap();
-        // While a connection is open the journal files exist; an older version made
-        // all three world-readable.
-        for f in &files {
-            assert_eq!(mode(f), 0o600, "{}", f.display());
-            std::fs::set_permissions(f, std::fs::Permissions::from_mode(0o644)).unwrap();
+    }
+    // An older version that crashed left its WAL (empty here: nothing to replay) and its
+    // WAL index file behind, and made all three world-readable.
+    for f in &files {
+        if !f.exists() {
+            std::fs::write(f, b"").unwrap();
         }
-        // Leave them behind as a crash would.
-        std::mem::forget(store);
+        std::fs::set_permissions(f, std::fs::Permissions::from_mode(0o644)).unwrap();
     }
     let store = Store::open(&db).unwrap();
     for f in &files {
@@ -315,4 +345,45 @@ fn a_durable_commit_is_fsynced_alone_and_the_store_goes_back_to_normal() {
     let failed = s.durably(|c| c.execute("INSERT INTO no_such_table VALUES (1)", []));
     assert!(failed.is_err());
     assert_eq!(s.with(synchronous).unwrap(), 1);
+}
+
+#[cfg(unix)]
+#[test]
+fn a_backup_is_a_private_copy_of_the_committed_rows_and_never_overwrites_one() {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = tempfile::tempdir().unwrap();
+    let s = Store::open(&dir.path().join("store.db")).unwrap();
+    s.save_checkpoint("/data/X", ReplayId::After(42), at(1))
+        .unwrap();
+    let to = dir.path().join("copy.db");
+    s.backup_to(&to).unwrap();
+    let mode = std::fs::metadata(&to).unwrap().permissions().mode() & 0o7777;
+    assert_eq!(mode, 0o600);
+    // The store goes on; the copy opens as a store of its own with the rows.
+    s.save_checkpoint("/data/X", ReplayId::After(43), at(2))
+        .unwrap();
+    let copy = Store::open(&to).unwrap();
+    assert_eq!(
+        copy.checkpoint("/data/X").unwrap().map(|c| c.resume),
+        Some(ReplayId::After(42))
+    );
+    drop(copy);
+    let again = s.backup_to(&to).unwrap_err().to_string();
+    assert!(again.contains("already exists"), "{again}");
+    assert_eq!(
+        Store::open(&to)
+            .unwrap()
+            .checkpoint("/data/X")
+            .unwrap()
+            .map(|c| c.resume),
+        Some(ReplayId::After(42)),
+        "the earlier copy is untouched"
+    );
+    let nowhere = dir.path().join("missing-dir/copy.db");
+    let err = s.backup_to(&nowhere).unwrap_err().to_string();
+    assert!(err.contains("cannot back up"), "{err}");
+    assert!(
+        s.unwritable().is_none(),
+        "a failed copy does not pause the store"
+    );
 }
