@@ -25,7 +25,7 @@ CREATE TABLE IF NOT EXISTS calendar_events (
     guest          TEXT,
     content        TEXT NOT NULL DEFAULT '',
     updated_at     INTEGER NOT NULL
-);
+) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS calendar_deleted (
     booking_id     TEXT PRIMARY KEY,
     reservation_id TEXT NOT NULL,

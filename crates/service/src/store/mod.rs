@@ -35,6 +35,7 @@ mod contacts;
 mod health;
 mod owed;
 mod retries;
+mod schema;
 mod values;
 pub use attendance::{AttendanceEntry, EventRecorded, NewLarkEvent, Owed, StoredLarkEvent};
 pub use calendar::{CalendarEventEntry, TrainerCalendar};
@@ -42,47 +43,6 @@ pub use contacts::{AppHostedEntry, CachedContact};
 pub use health::Unwritable;
 pub use owed::{OwedDeletion, OwedItem};
 pub use retries::{InDoubtApply, RetryEntry, RetryKind};
-
-/// Schema, applied idempotently at open. Times are unix seconds unless a column says
-/// otherwise.
-const SCHEMA: &str = r#"
-CREATE TABLE IF NOT EXISTS oauth_pending (
-    nonce        TEXT PRIMARY KEY,
-    trainer_id   TEXT NOT NULL,
-    verifier_enc TEXT NOT NULL,
-    expires_at   INTEGER NOT NULL,
-    consumed_at  INTEGER
-);
-CREATE INDEX IF NOT EXISTS oauth_pending_expiry ON oauth_pending (expires_at);
--- Flows are no longer looked up by trainer (none is evicted for another, rule 27).
-DROP INDEX IF EXISTS oauth_pending_trainer;
-CREATE TABLE IF NOT EXISTS checkpoints (
-    channel    TEXT PRIMARY KEY,
-    replay_id  INTEGER NOT NULL,
-    updated_at INTEGER NOT NULL
-);
-CREATE TABLE IF NOT EXISTS token_journal (
-    trainer_id         TEXT PRIMARY KEY,
-    access_enc         TEXT NOT NULL,
-    refresh_enc        TEXT,
-    access_expires_at  INTEGER NOT NULL,
-    refresh_expires_at INTEGER,
-    refreshed_at       INTEGER NOT NULL,
-    confirmed          INTEGER NOT NULL DEFAULT 0
-);
-CREATE TABLE IF NOT EXISTS reservations (
-    booking_id     TEXT PRIMARY KEY,
-    reservation_id TEXT NOT NULL,
-    trainer_id     TEXT NOT NULL,
-    url            TEXT NOT NULL,
-    end_time       INTEGER NOT NULL,
-    updated_at     INTEGER NOT NULL
-);
-CREATE TABLE IF NOT EXISTS reminders (
-    trainer_id TEXT PRIMARY KEY,
-    sent_at    INTEGER NOT NULL
-);
-"#;
 
 /// A store failure. SQLite errors never contain our secrets (we only bind ciphertext).
 #[derive(Debug, thiserror::Error)]
@@ -237,18 +197,7 @@ impl Store {
         conn.pragma_update(None, "synchronous", "NORMAL")?;
         conn.busy_timeout(std::time::Duration::from_secs(5))?;
         conn.set_prepared_statement_cache_capacity(cached::STATEMENT_CACHE);
-        conn.execute_batch(SCHEMA)?;
-        conn.execute_batch(retries::SCHEMA)?;
-        retries::migrate(&conn)?;
-        add_column_once(&conn, "reservations", "topic", "TEXT")?;
-        add_column_once(&conn, "reservations", "meeting_no", "TEXT")?;
-        conn.execute_batch(calendar::SCHEMA)?;
-        conn.execute_batch(contacts::SCHEMA)?;
-        conn.execute_batch(alerts::SCHEMA)?;
-        conn.execute_batch(health::SCHEMA)?;
-        conn.execute_batch(owed::SCHEMA)?;
-        // After the reservations' meeting_no column: it indexes it.
-        conn.execute_batch(attendance::SCHEMA)?;
+        schema::apply(&conn)?;
         Ok(Store {
             conn: Arc::new(Mutex::new(conn)),
             health: Arc::default(),
@@ -684,27 +633,6 @@ fn make_journal_files_private(path: &Path) -> Result<(), StoreError> {
             path: file.display().to_string(),
             source,
         })?;
-    }
-    Ok(())
-}
-
-/// Adds a column to a table of a store made by an earlier version, once: `ALTER TABLE`
-/// has no `IF NOT EXISTS`, so the table's columns are looked at first.
-fn add_column_once(
-    conn: &Connection,
-    table: &str,
-    column: &str,
-    definition: &str,
-) -> Result<(), StoreError> {
-    let present: i64 = conn.query_row(
-        "SELECT COUNT(*) FROM pragma_table_info(?1) WHERE name = ?2",
-        params![table, column],
-        |r| r.get(0),
-    )?;
-    if present == 0 {
-        conn.execute_batch(&format!(
-            "ALTER TABLE {table} ADD COLUMN {column} {definition};"
-        ))?;
     }
     Ok(())
 }

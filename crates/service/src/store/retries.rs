@@ -28,7 +28,7 @@ CREATE TABLE IF NOT EXISTS in_doubt_applies (
     trainer_id TEXT NOT NULL,
     applies    INTEGER NOT NULL,
     last_at    INTEGER NOT NULL
-);
+) WITHOUT ROWID;
 "#;
 
 /// What a booking on the retry list waits to do again.

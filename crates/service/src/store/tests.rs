@@ -387,3 +387,89 @@ fn a_backup_is_a_private_copy_of_the_committed_rows_and_never_overwrites_one() {
         "a failed copy does not pause the store"
     );
 }
+
+/// A store an earlier version made keeps its rows when the booking-keyed tables are
+/// rebuilt without rowid at the next open, and the rebuilt tables keep their indexes.
+#[test]
+fn booking_keyed_tables_an_earlier_version_made_are_rebuilt_without_rowid_keeping_their_rows() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("store.db");
+    {
+        // Those tables as the versions before this one made them.
+        let old = rusqlite::Connection::open(&path).unwrap();
+        old.execute_batch(&format!(
+            "PRAGMA journal_mode = WAL;
+             CREATE TABLE reservations (
+                 booking_id TEXT PRIMARY KEY, reservation_id TEXT NOT NULL, trainer_id TEXT NOT NULL,
+                 url TEXT NOT NULL, end_time INTEGER NOT NULL, updated_at INTEGER NOT NULL);
+             ALTER TABLE reservations ADD COLUMN topic TEXT;
+             ALTER TABLE reservations ADD COLUMN meeting_no TEXT;
+             CREATE INDEX reservations_meeting_no ON reservations (meeting_no);
+             CREATE TABLE in_doubt_applies (
+                 booking_id TEXT PRIMARY KEY, trainer_id TEXT NOT NULL, applies INTEGER NOT NULL,
+                 last_at INTEGER NOT NULL);
+             CREATE TABLE calendar_events (
+                 booking_id TEXT PRIMARY KEY, trainer_id TEXT NOT NULL, calendar_id TEXT NOT NULL,
+                 event_id TEXT NOT NULL, reservation_id TEXT NOT NULL, start_time INTEGER NOT NULL,
+                 end_time INTEGER NOT NULL, guest TEXT, content TEXT NOT NULL DEFAULT '',
+                 updated_at INTEGER NOT NULL);
+             INSERT INTO reservations VALUES ('{b1}', 'r1', '{t1}', 'https://vc/j/1', 99, 5, 'Topic', '123456789');
+             INSERT INTO in_doubt_applies VALUES ('{b2}', '{t1}', 2, 7000);
+             INSERT INTO calendar_events (booking_id, trainer_id, calendar_id, event_id, reservation_id, start_time, end_time, updated_at)
+               VALUES ('{b1}', '{t1}', 'cal1', 'ev1', 'r1', 10, 20, 5);",
+            b1 = b(1),
+            b2 = b(2),
+            t1 = t(1),
+        ))
+        .unwrap();
+    }
+    let s = Store::open(&path).unwrap();
+    let r = s.reservation(&b(1)).unwrap().expect("kept");
+    assert_eq!(
+        (
+            r.reservation_id.as_str(),
+            r.url.as_str(),
+            r.end_time,
+            r.topic.as_deref()
+        ),
+        ("r1", "https://vc/j/1", at(99), Some("Topic"))
+    );
+    assert_eq!(
+        s.reservation_by_meeting_no("123456789")
+            .unwrap()
+            .map(|r| r.booking_id),
+        Some(b(1))
+    );
+    let doubt = s.in_doubt_apply(&b(2)).unwrap().expect("kept");
+    assert_eq!((doubt.applies, doubt.trainer_id), (2, t(1)));
+    let ev = s.calendar_event(&b(1)).unwrap().expect("kept");
+    assert_eq!((ev.event_id.as_str(), ev.content.as_str()), ("ev1", ""));
+    // Writes go on as before.
+    assert_eq!(s.record_in_doubt_apply(&b(2), &t(1), at(8)).unwrap(), 3);
+    drop(s);
+
+    let raw = rusqlite::Connection::open(&path).unwrap();
+    for table in ["reservations", "in_doubt_applies", "calendar_events"] {
+        let sql: String = raw
+            .query_row(
+                "SELECT sql FROM sqlite_master WHERE type = 'table' AND name = ?1",
+                [table],
+                |r| r.get(0),
+            )
+            .unwrap();
+        assert!(sql.ends_with("WITHOUT ROWID"), "{table}: {sql}");
+    }
+    let index: i64 = raw
+        .query_row(
+            "SELECT COUNT(*) FROM sqlite_master WHERE type = 'index' AND name = 'reservations_meeting_no'",
+            [],
+            |r| r.get(0),
+        )
+        .unwrap();
+    assert_eq!(index, 1, "the meeting number's index is back");
+    drop(raw);
+    // The next open finds nothing to rebuild, and the rows are still there.
+    let again = Store::open(&path).unwrap();
+    assert!(again.reservation(&b(1)).unwrap().is_some());
+    assert_eq!(again.in_doubt_apply(&b(2)).unwrap().unwrap().applies, 3);
+}
