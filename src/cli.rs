@@ -12,7 +12,9 @@ use lark_vc_bridge::app::{shutdown_signal, App, Core};
 use lark_vc_bridge::config::Settings;
 use lark_vc_bridge::control::Request;
 use lark_vc_bridge::progress::Progress;
+use lark_vc_bridge::salesforce::SalesforceClient;
 use lark_vc_bridge::store::lock::{LockError, StoreLock};
+use lark_vc_bridge::tokens::trainers::Trainers;
 
 /// lark-vc-bridge: a Lark video meeting, hosted by its trainer, for every remote
 /// training booking in Salesforce.
@@ -131,15 +133,16 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             Request::Backup { to }
         }
         Command::ConnectLink { trainer } => {
-            // Reads Salesforce only: no lock needed.
-            let core = Core::build(Arc::new(settings))?;
-            let t = core
-                .tokens
-                .trainers()
+            // Reads Salesforce only: neither the lock nor the store, which a running `run`
+            // holds (no other connection can read it then).
+            let settings = Arc::new(settings);
+            let salesforce = SalesforceClient::new(&settings.salesforce)
+                .context("building the Salesforce client")?;
+            let t = Trainers::new(settings.clone(), salesforce)
                 .find(&trainer)
                 .await?
                 .with_context(|| format!("no trainer found for {trainer:?}"))?;
-            println!("{}", core.settings.server.connect_link(&t.id));
+            println!("{}", settings.server.connect_link(&t.id));
             return Ok(());
         }
         Command::RotateKey => return rotate_key(settings).await,

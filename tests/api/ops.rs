@@ -395,8 +395,10 @@ async fn rotate_key_over_many_trainers_shows_progress_on_stderr() {
 /// `backup` while `run` holds the store (SQLite's locks included: nothing else can read the
 /// file then) is made by the running service; with no service up, by the command itself.
 /// Either way the copy is a store with the committed rows, private, and never written over.
+/// `connect-link`, which needs no store, runs beside `run`.
 #[tokio::test(flavor = "multi_thread")]
-async fn backup_copies_the_store_through_the_running_service_and_alone() {
+async fn backup_copies_the_store_through_the_running_service_and_alone_and_connect_link_runs_beside(
+) {
     use std::os::unix::fs::PermissionsExt;
     let sims = Simulators::start(0, 0).await.unwrap();
     let dir = tempfile::tempdir().unwrap();
@@ -431,6 +433,18 @@ async fn backup_copies_the_store_through_the_running_service_and_alone() {
             .map(|r| r.url)
     };
     assert_eq!(journalled(&copy), link(), "the copy has the reservation");
+
+    // `connect-link` reads Salesforce only: it runs beside `run` without touching the store.
+    let link_out = run_command(&["connect-link", "bea@example.com"], &config).await;
+    assert!(
+        link_out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&link_out.stderr)
+    );
+    assert!(
+        String::from_utf8_lossy(&link_out.stdout).contains(&trainer),
+        "the trainer's connect link"
+    );
 
     let again = run_command(&["backup", copy.to_str().unwrap()], &config).await;
     assert!(
