@@ -21,15 +21,8 @@ impl Store {
             });
         };
         // Created here, private from its first byte; `VACUUM INTO` writes into an empty
-        // file. `create_new`: an earlier backup is never overwritten.
-        let mut options = std::fs::OpenOptions::new();
-        options.write(true).create_new(true);
-        #[cfg(unix)]
-        {
-            use std::os::unix::fs::OpenOptionsExt;
-            options.mode(0o600);
-        }
-        if let Err(e) = options.open(to) {
+        // file. An earlier backup is never written over.
+        if let Err(e) = super::lock::new_private_file(to) {
             let reason = match e.kind() {
                 std::io::ErrorKind::AlreadyExists => "it already exists".to_string(),
                 _ => e.to_string(),

@@ -131,17 +131,32 @@ pub(crate) fn make_private(path: &Path) -> std::io::Result<()> {
 /// Opens (creating if needed) a file only its owner may read or write (`0600` on Unix),
 /// tightening it to that if it existed with a wider mode.
 pub(crate) fn private_file(path: &Path) -> std::io::Result<File> {
+    let file = private_options()
+        .read(true)
+        .write(true)
+        .create(true)
+        .truncate(false)
+        .open(path)?;
+    // The mode applies only to a file created now.
+    make_private(path)?;
+    Ok(file)
+}
+
+/// Creates a file only its owner may read or write (`0600` on Unix), private from its
+/// first byte; one that exists already is an `AlreadyExists` error, left as it is.
+pub(crate) fn new_private_file(path: &Path) -> std::io::Result<File> {
+    private_options().write(true).create_new(true).open(path)
+}
+
+/// Open options whose created file gets mode `0600` (on Unix).
+fn private_options() -> OpenOptions {
     let mut options = OpenOptions::new();
-    options.read(true).write(true).create(true).truncate(false);
     #[cfg(unix)]
     {
         use std::os::unix::fs::OpenOptionsExt;
         options.mode(0o600);
     }
-    let file = options.open(path)?;
-    // The mode above applies only to a file created now.
-    make_private(path)?;
-    Ok(file)
+    options
 }
 
 #[cfg(test)]
