@@ -280,13 +280,13 @@ async fn sigterm_during_a_delegated_refresh_keeps_the_rotated_tokens() {
 
 /// A small filesystem of its own for the store (tmpfs), unmounted when dropped; `None`
 /// where this process may not mount one.
-struct SmallDisk {
+pub struct SmallDisk {
     dir: tempfile::TempDir,
     ballast: PathBuf,
 }
 
 impl SmallDisk {
-    fn mount(bytes: u64) -> Option<SmallDisk> {
+    pub fn mount(bytes: u64) -> Option<SmallDisk> {
         let dir = tempfile::tempdir().ok()?;
         let ok = Command::new("mount")
             .args(["-t", "tmpfs", "-o", &format!("size={bytes}"), "tmpfs"])
@@ -298,12 +298,12 @@ impl SmallDisk {
         ok.then_some(SmallDisk { dir, ballast })
     }
 
-    fn path(&self) -> &Path {
+    pub fn path(&self) -> &Path {
         self.dir.path()
     }
 
     /// Fills every byte left, as another program filling the disk would.
-    fn fill(&self) {
+    pub fn fill(&self) {
         use std::io::Write;
         let mut f = std::fs::File::create(&self.ballast).expect("ballast");
         let chunk = vec![0u8; 64 * 1024];

@@ -394,7 +394,8 @@ async fn rotate_key_over_many_trainers_shows_progress_on_stderr() {
 
 /// `backup` while `run` holds the store (SQLite's locks included: nothing else can read the
 /// file then) is made by the running service; with no service up, by the command itself.
-/// Either way the copy is a store with the committed rows, private, and never written over.
+/// Either way the copy is a store with the committed rows, private, and never written over;
+/// a copy the target's disk refuses leaves nothing and does not pause the service.
 /// `connect-link`, which needs no store, runs beside `run`.
 #[tokio::test(flavor = "multi_thread")]
 async fn backup_copies_the_store_through_the_running_service_and_alone_and_connect_link_runs_beside(
@@ -433,6 +434,39 @@ async fn backup_copies_the_store_through_the_running_service_and_alone_and_conne
             .map(|r| r.url)
     };
     assert_eq!(journalled(&copy), link(), "the copy has the reservation");
+
+    // A copy the target's disk refuses fails alone: no partial file, and the service's
+    // own store is not taken for unwritable (the pipeline does not pause).
+    match crate::exactly_once::SmallDisk::mount(1024 * 1024) {
+        Some(disk) => {
+            disk.fill();
+            let refused = disk.path().join("copy.db");
+            let out = run_command(&["backup", refused.to_str().unwrap()], &config).await;
+            let stderr = String::from_utf8_lossy(&out.stderr);
+            assert!(!out.status.success(), "a full disk takes no copy");
+            assert!(stderr.contains("cannot back up"), "{stderr}");
+            assert!(!refused.exists(), "no partial copy is left");
+            // The processor checks the store before it takes each command in its turn:
+            // after the second `reconcile`, a pause the refusal caused would have been
+            // counted.
+            for _ in 0..2 {
+                let out = run_command(&["reconcile"], &config).await;
+                assert!(
+                    out.status.success(),
+                    "{}",
+                    String::from_utf8_lossy(&out.stderr)
+                );
+            }
+            let metrics = reqwest::get(format!("{url}/metrics")).await.unwrap();
+            let text = metrics.text().await.unwrap();
+            assert_eq!(
+                sample(&text, "lvb_store_pauses_total"),
+                Some(0.0),
+                "the pipeline never paused"
+            );
+        }
+        None => eprintln!("SKIPPED the full-disk backup: this process may not mount a tmpfs"),
+    }
 
     // `connect-link` reads Salesforce only: it runs beside `run` without touching the store.
     let link_out = run_command(&["connect-link", "bea@example.com"], &config).await;
