@@ -107,6 +107,12 @@ async fn metrics_of_the_running_binary_show_histograms_after_a_booking_gets_its_
         sample(&text, "lvb_meetings_total{action=\"created\"}"),
         Some(1.0)
     );
+    // Rule 23: the one apply was recorded durably before it left, in one commit.
+    assert_eq!(
+        sample(&text, "lvb_store_intent_commits_total"),
+        Some(1.0),
+        "{text}"
+    );
     assert_eq!(
         sample(
             &text,

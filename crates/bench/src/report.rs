@@ -71,6 +71,15 @@ pub(super) fn print_report(r: &Report) {
         .map(|(k, &v)| (k.as_str(), v))
         .collect();
     println!("  service failure counters {failures:?}");
+    if let Some(commits) = b
+        .service_metrics
+        .get(lark_vc_bridge::metrics::names::STORE_INTENT_COMMITS)
+    {
+        let applies = b.lark_methods.get("apply").map_or(0, |m| m.calls);
+        println!(
+            "  durable commits of apply intents (rule 23; whole run, lone bookings too): {commits} for {applies} applies in the burst"
+        );
+    }
     println!(
         "  Salesforce calls {} = {:.4}/booking (REST data {:.4}/booking): {:?}",
         b.salesforce_calls_total,

@@ -139,6 +139,9 @@ pub mod names {
     pub const STORE_WRITABLE: &str = "lvb_store_writable";
     /// Counter: times the pipeline paused because the store could not be written.
     pub const STORE_PAUSES: &str = "lvb_store_pauses_total";
+    /// Counter: durable commits that recorded reserve applies about to leave; applies that
+    /// leave together share one (`bookings::intents`).
+    pub const STORE_INTENT_COMMITS: &str = "lvb_store_intent_commits_total";
     // Attendance and the no-show alert (rules 29 and 30).
     /// Counter: Lark events as attendance took them, by `outcome` (`applied`,
     /// `before_session`, `not_ours`: no booking's reservation has the meeting number,
@@ -198,6 +201,10 @@ const COUNTERS: &[(&str, &str)] = &[
         names::STORE_PAUSES,
         "Times the pipeline paused because the store could not be written",
     ),
+    (
+        names::STORE_INTENT_COMMITS,
+        "Durable commits that recorded reserve applies about to leave (one fsync each; applies leaving together share one)",
+    ),
     // Attendance (rules 29 and 30).
     (
         names::ATTENDANCE_EVENTS,
@@ -220,6 +227,7 @@ const UNLABELLED_COUNTERS: &[&str] = &[
     names::EVENTS_PROCESSED,
     names::LARK_EVENTS_RECONNECTS,
     names::STORE_PAUSES,
+    names::STORE_INTENT_COMMITS,
 ];
 
 /// Gauges: name and help.

@@ -9,23 +9,22 @@
 //! What comes back is a [`Reservation`]: what the booking should show. Which fields that
 //! writes is `act`'s.
 
-use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 
 use chrono::{DateTime, Utc};
 
 use super::app_host::{AppHost, RESERVE_PERMISSION_REASON};
 use super::decide::{KnownReservation, Reserver, MAX_RESERVATION_AHEAD, PENDING_REASON};
 use super::host_token::{HostToken, HostTokens};
+use super::intents::{IntentLog, Intents};
 use super::model::{Booking, MeetingStatus};
 use super::outcome::{PipelineError, Unrecorded};
 use super::owed::OwedDeletions;
 use crate::config::{Settings, Unconnected};
-use crate::ids::{BookingId, TrainerId};
-use crate::lark::{ApplyError, ApplyLedger, LarkClient, LarkError, NotRecorded, Reserve};
+use crate::lark::{ApplyError, LarkClient, LarkError, Reserve};
 use crate::metrics::{names, Failure, Metrics};
 use crate::salesforce::values::clip;
-use crate::store::{AppHostedEntry, OwedItem, ReservationEntry, Store, StoreError};
+use crate::store::{AppHostedEntry, OwedItem, ReservationEntry, Store};
 use crate::tokens::trainer::TrainerRecord;
 
 /// What the booking should show after a reservation call.
@@ -55,6 +54,8 @@ pub struct Meetings {
     hosts: HostTokens,
     app: AppHost,
     owed: OwedDeletions,
+    /// Every booking's apply intents, recorded a group at a time (rule 23).
+    intents: IntentLog,
 }
 
 impl Meetings {
@@ -72,6 +73,7 @@ impl Meetings {
             settings,
             lark,
             store,
+            intents: IntentLog::new(metrics.clone()),
             metrics,
             hosts,
             app,
@@ -121,7 +123,7 @@ impl Meetings {
         };
         // Rule 23: each request is recorded right before it leaves (and none leaves when it
         // cannot be); one Lark refused outright no longer counts.
-        let intents = Intents::new(&self.store, &booking.id, &trainer.id);
+        let intents = Intents::new(&self.store, &self.intents, &booking.id, &trainer.id);
         let ledger = &intents;
         let result = self
             .hosts
@@ -159,7 +161,7 @@ impl Meetings {
                 return Ok(Reservation::Waiting(reason.into()));
             }
         };
-        let intents = Intents::new(&self.store, &booking.id, &trainer.id);
+        let intents = Intents::new(&self.store, &self.intents, &booking.id, &trainer.id);
         match self
             .lark
             .apply_reserve_for_owner(&owner, end_time, topic, &intents)
@@ -491,76 +493,6 @@ fn after_in_doubt_delay(settings: &Settings, at: DateTime<Utc>) -> DateTime<Utc>
         .ok()
         .and_then(|d| at.checked_add_signed(d))
         .unwrap_or(DateTime::<Utc>::MAX_UTC)
-}
-
-/// The booking's apply requests as [`ApplyLedger`] (rule 23): each is recorded in doubt
-/// right before it leaves, and settled when Lark refuses it outright.
-struct Intents<'a> {
-    store: &'a Store,
-    booking: &'a BookingId,
-    host: &'a TrainerId,
-    /// Applies in doubt for the booking after the last one recorded.
-    applies: AtomicU32,
-    /// The last request left and was not refused.
-    in_flight: AtomicBool,
-    /// Why the last one could not be recorded.
-    failed: Mutex<Option<StoreError>>,
-}
-
-impl<'a> Intents<'a> {
-    fn new(store: &'a Store, booking: &'a BookingId, host: &'a TrainerId) -> Self {
-        Intents {
-            store,
-            booking,
-            host,
-            applies: AtomicU32::new(0),
-            in_flight: AtomicBool::new(false),
-            failed: Mutex::new(None),
-        }
-    }
-
-    fn applies(&self) -> u32 {
-        self.applies.load(Ordering::SeqCst)
-    }
-
-    fn in_flight(&self) -> bool {
-        self.in_flight.load(Ordering::SeqCst)
-    }
-
-    /// The store's error that kept a request from leaving.
-    fn store_error(&self) -> PipelineError {
-        match self.failed.lock().unwrap_or_else(|p| p.into_inner()).take() {
-            Some(e) => PipelineError::Store(e),
-            None => PipelineError::Store(StoreError::Unwritable),
-        }
-    }
-}
-
-impl ApplyLedger for Intents<'_> {
-    fn sending(&self) -> Result<(), NotRecorded> {
-        match self
-            .store
-            .record_in_doubt_apply(self.booking, self.host, Utc::now())
-        {
-            Ok(applies) => {
-                self.applies.store(applies, Ordering::SeqCst);
-                self.in_flight.store(true, Ordering::SeqCst);
-                Ok(())
-            }
-            Err(e) => {
-                *self.failed.lock().unwrap_or_else(|p| p.into_inner()) = Some(e);
-                Err(NotRecorded)
-            }
-        }
-    }
-
-    fn refused(&self) {
-        self.in_flight.store(false, Ordering::SeqCst);
-        if let Err(e) = self.store.settle_refused_apply(self.booking) {
-            // Counted as in doubt a little too long: safe, and the store pauses us anyway.
-            tracing::warn!(error = %e, "could not settle an apply Lark refused");
-        }
-    }
 }
 
 /// An apply Lark answered, and what it was for.

@@ -13,6 +13,7 @@
 //! - `host_token` — a host's user token: calls with it, the host's record, reminders
 //! - `owed`       — deletions owed while a host is not connected, made when they return (rule 25)
 //! - `app_host`   — trainers' open_ids for meetings the app reserves (rule 21)
+//! - `intents`    — each apply recorded before it leaves, one fsync for those leaving together
 //! - `meetings`   — reservations in Lark with the named token, the journal, applies in doubt
 //! - `act`        — carrying a decision out into a reservation and a write-back
 //! - `calendar`   — the meeting's event on the host's Lark calendar (rule 20)
@@ -36,6 +37,7 @@ pub mod decide;
 pub mod engine;
 pub mod host_token;
 pub mod intake;
+pub mod intents;
 pub mod meetings;
 pub mod model;
 pub mod notices;

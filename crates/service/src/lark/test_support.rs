@@ -154,8 +154,8 @@ pub(crate) async fn settle() {
 pub(crate) struct NoLedger;
 
 impl super::ApplyLedger for NoLedger {
-    fn sending(&self) -> Result<(), super::NotRecorded> {
-        Ok(())
+    fn sending(&self) -> futures::future::BoxFuture<'_, Result<(), super::NotRecorded>> {
+        Box::pin(std::future::ready(Ok(())))
     }
 
     fn refused(&self) {}

@@ -11,6 +11,7 @@
 //! the caller (whose journal reconciles it) instead of being sent again.
 
 use chrono::{DateTime, Utc};
+use futures::future::BoxFuture;
 use serde::Deserialize;
 
 use secrecy::ExposeSecret;
@@ -120,8 +121,9 @@ pub struct NotRecorded;
 /// may have reached Lark stay in doubt. A request waiting for its slot when the process
 /// dies was never recorded, and never sent.
 pub trait ApplyLedger: Send + Sync {
-    /// The request is about to leave: record it. An error stops it; nothing is sent.
-    fn sending(&self) -> Result<(), NotRecorded>;
+    /// The request is about to leave: record it, and answer once it is recorded. An error
+    /// stops it; nothing is sent.
+    fn sending(&self) -> BoxFuture<'_, Result<(), NotRecorded>>;
     /// The request made nothing: Lark refused it outright, or it never left.
     fn refused(&self);
 }
@@ -295,7 +297,10 @@ impl LarkClient {
             .post(self.url(APPLY_PATH))
             .bearer_auth(bearer)
             .json(body);
-        ledger.sending().map_err(|_| NotReplayable::unrecorded())?;
+        ledger
+            .sending()
+            .await
+            .map_err(|_| NotReplayable::unrecorded())?;
         let answer = match self.send(CallKind::Apply, request).await {
             Ok(answer) => answer,
             Err(f) => {

@@ -65,6 +65,10 @@ pub enum StoreError {
     /// the log and in `Store::unwritable`.
     #[error("store: it cannot be written")]
     Unwritable,
+    /// The error of one commit that several callers shared (applies recorded together,
+    /// `bookings::intents`): each of them is told the same error.
+    #[error(transparent)]
+    Shared(Arc<StoreError>),
 }
 
 /// Handle to the store; cheap to clone.
@@ -638,6 +642,6 @@ fn make_journal_files_private(path: &Path) -> Result<(), StoreError> {
 }
 
 #[cfg(test)]
-mod test_support;
+pub(crate) mod test_support;
 #[cfg(test)]
 mod tests;

@@ -260,25 +260,44 @@ impl Store {
     /// Records an apply about to be sent (rule 23: before it leaves), counted as in doubt
     /// until its answer is recorded; returns the applies in doubt for this booking so far,
     /// this one included. After a crash the count stands: the apply may have reached Lark.
-    ///
-    /// Durable when this returns ([`Store::durably`]): an intent lost to a power cut would
-    /// let the restart apply again with nothing in doubt, a second meeting. One fsync per
-    /// apply, at most Lark's 50 a second.
+    /// One durable commit; [`Store::record_in_doubt_applies`] records several in one.
     pub fn record_in_doubt_apply(
         &self,
         booking: &BookingId,
         trainer: &TrainerId,
         now: DateTime<Utc>,
     ) -> Result<u32, StoreError> {
+        let counts = self.record_in_doubt_applies(&[(booking, trainer)], now)?;
+        Ok(counts.first().copied().unwrap_or_default())
+    }
+
+    /// Records applies about to be sent, one per `(booking, trainer)`, in one transaction:
+    /// each is counted as in [`Store::record_in_doubt_apply`], and the counts come back in
+    /// the same order.
+    ///
+    /// Durable when this returns ([`Store::durably`]): an intent lost to a power cut would
+    /// let the restart apply again with nothing in doubt, a second meeting. One fsync for
+    /// the whole group, so applies that leave together share it.
+    pub fn record_in_doubt_applies(
+        &self,
+        applies: &[(&BookingId, &TrainerId)],
+        now: DateTime<Utc>,
+    ) -> Result<Vec<u32>, StoreError> {
         self.durably(|c| {
-            c.query_row_cached(
-                "INSERT INTO in_doubt_applies (booking_id, trainer_id, applies, last_at) VALUES (?1, ?2, 1, ?3)
-                 ON CONFLICT(booking_id) DO UPDATE SET applies = applies + 1, trainer_id = excluded.trainer_id,
-                   last_at = excluded.last_at
-                 RETURNING applies",
-                params![booking, trainer, millis(now)],
-                |r| r.get(0),
-            )
+            let tx = c.unchecked_transaction()?;
+            let mut counts = Vec::with_capacity(applies.len());
+            for (booking, trainer) in applies {
+                counts.push(tx.query_row_cached(
+                    "INSERT INTO in_doubt_applies (booking_id, trainer_id, applies, last_at) VALUES (?1, ?2, 1, ?3)
+                     ON CONFLICT(booking_id) DO UPDATE SET applies = applies + 1, trainer_id = excluded.trainer_id,
+                       last_at = excluded.last_at
+                     RETURNING applies",
+                    params![booking, trainer, millis(now)],
+                    |r| r.get(0),
+                )?);
+            }
+            tx.commit()?;
+            Ok(counts)
         })
     }
 

@@ -451,12 +451,14 @@ struct CountingLedger {
 }
 
 impl ApplyLedger for CountingLedger {
-    fn sending(&self) -> Result<(), NotRecorded> {
-        if self.refuse_to_record {
-            return Err(NotRecorded);
-        }
-        self.sent.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
-        Ok(())
+    fn sending(&self) -> futures::future::BoxFuture<'_, Result<(), NotRecorded>> {
+        let recorded = if self.refuse_to_record {
+            Err(NotRecorded)
+        } else {
+            self.sent.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            Ok(())
+        };
+        Box::pin(std::future::ready(recorded))
     }
 
     fn refused(&self) {

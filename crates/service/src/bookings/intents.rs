@@ -1,0 +1,217 @@
+//! Rule 23's record-before-send for reserve applies, with one durable commit for every
+//! apply that leaves at the same moment.
+//!
+//! Each apply's intent must be on disk before its request leaves, and on disk means an
+//! fsync: on this kind of machine that is a tenth of a millisecond of CPU and several of
+//! waiting, on the one runtime thread. A burst gets its pacing slots in clumps (Lark's
+//! per-second window frees up all at once a second after a clump), so the applies of one
+//! clump are recorded together: each joins the open group, lets the runtime run every other
+//! booking that is ready in this turn, and the first to come back commits the whole group
+//! in one transaction with one fsync. A lone apply is its own group; nothing waits for a
+//! group to fill. Nothing is sent before the commit that holds its intent returns, so the
+//! rule is kept as it was: a crash loses no intent of a request that may have left.
+
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+
+use chrono::Utc;
+use futures::future::BoxFuture;
+use tokio::sync::oneshot;
+
+use super::outcome::PipelineError;
+use crate::ids::{BookingId, TrainerId};
+use crate::lark::{ApplyLedger, NotRecorded};
+use crate::metrics::{names, Metrics};
+use crate::store::{Store, StoreError};
+
+/// What one apply's record came to: its booking's applies in doubt, this one included.
+type Recorded = Result<u32, Arc<StoreError>>;
+
+/// Applies waiting for the commit that records them; shared by every booking (cheap to
+/// clone).
+#[derive(Clone)]
+pub struct IntentLog {
+    inner: Arc<Shared>,
+    metrics: Metrics,
+}
+
+#[derive(Default)]
+struct Shared {
+    open: Mutex<Vec<Waiting>>,
+    /// Tells a waiter's entry apart, to take it back when its booking is dropped.
+    next: AtomicU64,
+}
+
+/// One apply in the open group.
+struct Waiting {
+    seq: u64,
+    booking: BookingId,
+    trainer: TrainerId,
+    done: oneshot::Sender<Recorded>,
+}
+
+impl IntentLog {
+    /// An empty log, counting its commits in `metrics`.
+    pub fn new(metrics: Metrics) -> IntentLog {
+        IntentLog {
+            inner: Arc::default(),
+            metrics,
+        }
+    }
+
+    fn open(&self) -> std::sync::MutexGuard<'_, Vec<Waiting>> {
+        self.inner.open.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Records an apply of `booking` by `trainer` about to leave, durably, together with
+    /// every other apply that joins before the group is committed; returns the booking's
+    /// applies in doubt, this one included.
+    pub async fn record(
+        &self,
+        store: &Store,
+        booking: &BookingId,
+        trainer: &TrainerId,
+    ) -> Result<u32, StoreError> {
+        let seq = self.inner.next.fetch_add(1, Ordering::Relaxed);
+        let (done, recorded) = oneshot::channel();
+        self.open().push(Waiting {
+            seq,
+            booking: booking.clone(),
+            trainer: trainer.clone(),
+            done,
+        });
+        // Dropped before the group is committed (the booking's work was cancelled): its
+        // entry leaves the group, so no intent is recorded for a request that never left.
+        let joined = Joined { log: self, seq };
+        // Every other booking ready in this turn of the runtime runs first, and those that
+        // get their slot join the group.
+        tokio::task::yield_now().await;
+        let group = std::mem::take(&mut *self.open());
+        // Its entry is in `group` now, or in the group another waiter took.
+        drop(joined);
+        if !group.is_empty() {
+            self.metrics.inc(names::STORE_INTENT_COMMITS, &[]);
+            commit(store, group);
+        }
+        match recorded.await {
+            Ok(Ok(applies)) => Ok(applies),
+            Ok(Err(e)) => Err(StoreError::Shared(e)),
+            // Every group taken is answered before anyone awaits; a lost sender is a bug,
+            // and nothing is sent.
+            Err(_) => Err(StoreError::Unwritable),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests;
+
+/// Takes a waiter's entry back out of the open group when its future is dropped first.
+struct Joined<'a> {
+    log: &'a IntentLog,
+    seq: u64,
+}
+
+impl Drop for Joined<'_> {
+    fn drop(&mut self) {
+        self.log.open().retain(|w| w.seq != self.seq);
+    }
+}
+
+/// Records the group in one durable commit and tells each waiter.
+fn commit(store: &Store, group: Vec<Waiting>) {
+    let applies: Vec<(&BookingId, &TrainerId)> =
+        group.iter().map(|w| (&w.booking, &w.trainer)).collect();
+    let result = store.record_in_doubt_applies(&applies, Utc::now());
+    drop(applies);
+    match result {
+        Ok(counts) => {
+            for (waiting, applies) in group.into_iter().zip(counts) {
+                let _ = waiting.done.send(Ok(applies));
+            }
+        }
+        Err(e) => {
+            let e = Arc::new(e);
+            for waiting in group {
+                let _ = waiting.done.send(Err(Arc::clone(&e)));
+            }
+        }
+    }
+}
+
+/// The booking's apply requests as [`ApplyLedger`] (rule 23): each is recorded in doubt
+/// right before it leaves (in the [`IntentLog`]'s group), and settled when Lark refuses it
+/// outright.
+pub(super) struct Intents<'a> {
+    store: &'a Store,
+    log: &'a IntentLog,
+    booking: &'a BookingId,
+    host: &'a TrainerId,
+    /// Applies in doubt for the booking after the last one recorded.
+    applies: AtomicU32,
+    /// The last request left and was not refused.
+    in_flight: AtomicBool,
+    /// Why the last one could not be recorded.
+    failed: Mutex<Option<StoreError>>,
+}
+
+impl<'a> Intents<'a> {
+    pub(super) fn new(
+        store: &'a Store,
+        log: &'a IntentLog,
+        booking: &'a BookingId,
+        host: &'a TrainerId,
+    ) -> Self {
+        Intents {
+            store,
+            log,
+            booking,
+            host,
+            applies: AtomicU32::new(0),
+            in_flight: AtomicBool::new(false),
+            failed: Mutex::new(None),
+        }
+    }
+
+    pub(super) fn applies(&self) -> u32 {
+        self.applies.load(Ordering::SeqCst)
+    }
+
+    pub(super) fn in_flight(&self) -> bool {
+        self.in_flight.load(Ordering::SeqCst)
+    }
+
+    /// The store's error that kept a request from leaving.
+    pub(super) fn store_error(&self) -> PipelineError {
+        match self.failed.lock().unwrap_or_else(|p| p.into_inner()).take() {
+            Some(e) => PipelineError::Store(e),
+            None => PipelineError::Store(StoreError::Unwritable),
+        }
+    }
+}
+
+impl ApplyLedger for Intents<'_> {
+    fn sending(&self) -> BoxFuture<'_, Result<(), NotRecorded>> {
+        Box::pin(async move {
+            match self.log.record(self.store, self.booking, self.host).await {
+                Ok(applies) => {
+                    self.applies.store(applies, Ordering::SeqCst);
+                    self.in_flight.store(true, Ordering::SeqCst);
+                    Ok(())
+                }
+                Err(e) => {
+                    *self.failed.lock().unwrap_or_else(|p| p.into_inner()) = Some(e);
+                    Err(NotRecorded)
+                }
+            }
+        })
+    }
+
+    fn refused(&self) {
+        self.in_flight.store(false, Ordering::SeqCst);
+        if let Err(e) = self.store.settle_refused_apply(self.booking) {
+            // Counted as in doubt a little too long: safe, and the store pauses us anyway.
+            tracing::warn!(error = %e, "could not settle an apply Lark refused");
+        }
+    }
+}
