@@ -53,7 +53,7 @@ impl HostTokens {
         host: &TrainerId,
     ) -> Result<Option<TrainerRecord>, PipelineError> {
         match booking.trainer.as_ref().filter(|t| &t.id == host) {
-            Some(t) => Ok(Some(t.clone())),
+            Some(t) => Ok(Some(TrainerRecord::clone(t))),
             None => Ok(self.tokens.trainers().get(host).await?),
         }
     }

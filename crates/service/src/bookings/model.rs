@@ -2,6 +2,8 @@
 //! one query), parsed into typed fields using the configured field names — including what
 //! its error field says, so nothing downstream reads that text again. Pure.
 
+use std::sync::Arc;
+
 use chrono::{DateTime, Utc};
 use serde_json::{Map, Value};
 
@@ -55,8 +57,9 @@ pub struct Booking {
     pub is_deleted: bool,
     pub trainer_id: Option<TrainerId>,
     /// The trainer, read through the lookup's relationship; None when the lookup is
-    /// empty or points at a record that no longer exists.
-    pub trainer: Option<TrainerRecord>,
+    /// empty or points at a record that no longer exists. Shared by the bookings of one
+    /// query that name the same trainer (the record carries its encrypted tokens).
+    pub trainer: Option<Arc<TrainerRecord>>,
     pub start: Option<DateTime<Utc>>,
     pub end: Option<DateTime<Utc>>,
     /// True when a start or end value is present but not a valid DateTime.
@@ -139,7 +142,8 @@ impl Booking {
         let trainer = row
             .get(&rel)
             .and_then(Value::as_object)
-            .and_then(|r| TrainerRecord::from_row(t, r));
+            .and_then(|r| TrainerRecord::from_row(t, r))
+            .map(Arc::new);
         let start_raw = text(row, &b.start_field);
         let end_raw = text(row, &b.end_field);
         let start = start_raw.as_deref().and_then(parse_datetime);

@@ -4,6 +4,7 @@
 //! The [`BookingReader`] also owns the one describe of the booking object that says which
 //! template fields exist.
 
+use std::collections::HashMap;
 use std::sync::Arc;
 
 use chrono::{DateTime, Utc};
@@ -16,6 +17,7 @@ use crate::config::Settings;
 use crate::ids::{BookingId, TrainerId};
 use crate::salesforce::soql::{self, quote, RecordId};
 use crate::salesforce::SalesforceClient;
+use crate::tokens::trainer::TrainerRecord;
 
 /// Most ids in one query's `IN (...)` list ([`BookingReader::ids_per_query`] says how many
 /// fit the URI).
@@ -247,10 +249,29 @@ impl BookingReader {
         let fields = self.template_fields().await?;
         let b = &self.settings.salesforce.booking;
         let t = &self.settings.salesforce.trainer;
-        Ok(rows
+        let mut bookings: Vec<Booking> = rows
             .iter()
             .filter_map(|r| Booking::from_row(b, t, &fields.present, r))
-            .collect())
+            .collect();
+        share_trainers(&mut bookings);
+        Ok(bookings)
+    }
+}
+
+/// Makes the bookings that name the same trainer, read alike, share one record. Each
+/// record carries the trainer's encrypted tokens, and a burst holds two queries' worth of
+/// bookings of far fewer trainers: one copy per booking was the largest single item at
+/// the heap's peak (issue 22, heaptrack: 2.1 of 12.6 MiB).
+fn share_trainers(bookings: &mut [Booking]) {
+    let mut seen: HashMap<TrainerId, Arc<TrainerRecord>> = HashMap::new();
+    for trainer in bookings.iter_mut().filter_map(|b| b.trainer.as_mut()) {
+        match seen.get(&trainer.id) {
+            Some(first) if first == trainer => *trainer = Arc::clone(first),
+            Some(_) => {}
+            None => {
+                seen.insert(trainer.id.clone(), Arc::clone(trainer));
+            }
+        }
     }
 }
 

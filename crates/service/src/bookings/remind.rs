@@ -6,6 +6,7 @@
 //! by it) is reported, not counted as a failure.
 
 use std::collections::BTreeMap;
+use std::sync::Arc;
 
 use chrono::Utc;
 use futures::StreamExt;
@@ -105,7 +106,7 @@ pub async fn remind_unconnected(engine: &Engine) -> Result<RemindSummary, Pipeli
         .filter(|b| b.is_live_remote(s))
         .filter_map(|b| b.trainer)
         .filter(|t| !t.connected)
-        .map(|t| (t.id.to_string(), t))
+        .map(|t| (t.id.to_string(), Arc::unwrap_or_clone(t)))
         .collect();
     let reminders = engine.tokens().reminders();
     let outcomes: Vec<(TrainerRecord, ReminderOutcome)> =

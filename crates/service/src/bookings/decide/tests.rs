@@ -1,5 +1,7 @@
 //! The decision table of `decide`, by case.
 
+use std::sync::Arc;
+
 use super::*;
 use crate::config::Settings;
 use crate::ids::BookingId;
@@ -46,7 +48,7 @@ fn booking() -> Booking {
         id: BookingId::parse("a0B000000000001EAA").unwrap(),
         is_deleted: false,
         trainer_id: Some(TrainerId::parse(T1).unwrap()),
-        trainer: Some(trainer(T1, true)),
+        trainer: Some(Arc::new(trainer(T1, true))),
         start: Some(now() + Duration::days(2)),
         end: Some(now() + Duration::days(2) + Duration::hours(1)),
         bad_times: false,
@@ -125,7 +127,7 @@ fn decisions_table() {
     ));
     // Trainer changed to one not connected → release the old meeting and wait.
     let mut unconnected = created(b.clone());
-    unconnected.trainer = Some(trainer(T1, false));
+    unconnected.trainer = Some(Arc::new(trainer(T1, false)));
     assert!(matches!(
         run(&unconnected, Some(&j_other)),
         Decision::Release { ref reservation } if reservation.trainer_id.as_ref().unwrap().as_str() == T2
@@ -160,7 +162,7 @@ fn decisions_table() {
     assert_eq!(run(&onsite, None), Decision::Nothing);
     // Trainer not connected → pending; again → nothing.
     let mut p = b.clone();
-    p.trainer = Some(trainer(T1, false));
+    p.trainer = Some(Arc::new(trainer(T1, false)));
     assert!(matches!(run(&p, None), Decision::Pending { .. }));
     p.meeting_status = Some(MeetingStatus::PendingTrainerConnection);
     p.meeting_error = Some(PENDING_REASON.into());
@@ -185,7 +187,10 @@ fn bad_data_fails_with_a_clear_reason() {
             "no trainer",
         ),
         (|b| b.trainer = None, "does not exist"),
-        (|b| b.trainer.as_mut().unwrap().email = None, "no email"),
+        (
+            |b| Arc::make_mut(b.trainer.as_mut().unwrap()).email = None,
+            "no email",
+        ),
         (
             |b| {
                 b.start = Some(now() - Duration::days(2));
@@ -272,7 +277,7 @@ fn app_hosting_gives_unconnected_trainers_meetings_and_keeps_app_made_ones() {
     let b = booking();
     let end = b.end.unwrap();
     let mut p = b.clone();
-    p.trainer = Some(trainer(T1, false));
+    p.trainer = Some(Arc::new(trainer(T1, false)));
     // Not connected → create anyway (the actor reserves with the tenant token), even when
     // the booking already waits with the old reason.
     assert!(
@@ -361,6 +366,6 @@ fn a_topic_field_renamed_updates_the_reservation_and_an_unknown_topic_does_not()
     // The host has not connected (and the app did not make it): the meeting stays as it
     // is, not sent back to waiting over a new name.
     let mut unconnected = renamed.clone();
-    unconnected.trainer = Some(trainer(T1, false));
+    unconnected.trainer = Some(Arc::new(trainer(T1, false)));
     assert_eq!(run(&unconnected, Some(&j)), Decision::Nothing);
 }

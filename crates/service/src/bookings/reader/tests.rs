@@ -9,6 +9,7 @@ use lvb_simulators::SF_HUMAN_USER_ID;
 
 use super::*;
 use crate::ids::BookingId;
+use crate::store::test_support::{b, t};
 
 #[tokio::test]
 async fn a_thousand_ids_are_read_in_the_fewest_queries_salesforce_takes() {
@@ -84,4 +85,48 @@ fn a_longer_select_list_leaves_room_for_fewer_ids_and_the_query_stays_in_budget(
     );
     let huge: Vec<String> = (0..2000).map(|i| format!("Field_{i}__c")).collect();
     assert_eq!(ids_fitting(&huge.join(",")), 1, "always at least one");
+}
+
+/// A connected trainer's record as a query row gives it, with `access` as its encrypted
+/// access token.
+fn trainer_record(n: u32, access: &str) -> TrainerRecord {
+    TrainerRecord {
+        id: t(n),
+        name: Some(format!("Trainer {n}")),
+        email: Some(format!("t{n}@example.com")),
+        lark_user_id: Some(format!("ou_{n}")),
+        access_enc: Some(access.to_string()),
+        refresh_enc: Some(format!("refresh-{n}")),
+        access_expires_at: None,
+        refresh_expires_at: None,
+        connected: true,
+    }
+}
+
+fn booking_of(n: u32, trainer: TrainerRecord) -> Booking {
+    let mut booking = Booking::purged(b(n));
+    booking.trainer = Some(Arc::new(trainer));
+    booking
+}
+
+#[test]
+fn bookings_of_one_trainer_read_alike_share_one_record() {
+    let mut bookings = vec![
+        booking_of(1, trainer_record(1, "enc-a")),
+        booking_of(2, trainer_record(2, "enc-b")),
+        booking_of(3, trainer_record(1, "enc-a")),
+        // The same trainer, read with other tokens (rotated between two pages, say):
+        // kept as read.
+        booking_of(4, trainer_record(1, "enc-c")),
+    ];
+    share_trainers(&mut bookings);
+    let record = |i: usize| bookings[i].trainer.as_ref().unwrap();
+    assert!(
+        Arc::ptr_eq(record(0), record(2)),
+        "one record for trainer 1"
+    );
+    assert!(!Arc::ptr_eq(record(0), record(1)));
+    assert!(!Arc::ptr_eq(record(0), record(3)));
+    assert_eq!(record(3).access_enc.as_deref(), Some("enc-c"));
+    assert_eq!(record(2).access_enc.as_deref(), Some("enc-a"));
 }

@@ -1,3 +1,5 @@
+use std::sync::Arc;
+
 use super::*;
 use crate::ids::BookingId;
 use crate::tokens::trainer::TrainerRecord;
@@ -129,7 +131,7 @@ fn booking() -> Booking {
         id: BookingId::parse("a0B000000000001EAA").unwrap(),
         is_deleted: false,
         trainer_id: Some(TrainerId::parse(T1).unwrap()),
-        trainer: Some(trainer(true)),
+        trainer: Some(Arc::new(trainer(true))),
         start: Some(start),
         end: Some(start + chrono::Duration::hours(1)),
         bad_times: false,
@@ -217,7 +219,7 @@ fn no_event_without_a_live_meeting_its_host_or_the_calendar() {
     assert_eq!(wanted_event(&s, &deleted, created, Some(&r)), None);
     // A disconnected host keeps the event (no delete they could not make anyway).
     let mut unconnected = booking();
-    unconnected.trainer = Some(trainer(false));
+    unconnected.trainer = Some(Arc::new(trainer(false)));
     assert!(wanted_event(&s, &unconnected, created, Some(&r)).is_some());
     let mut no_trainer = booking();
     no_trainer.trainer = None;
