@@ -2,14 +2,16 @@
 //! apply that leaves at the same moment.
 //!
 //! Each apply's intent must be on disk before its request leaves, and on disk means an
-//! fsync: on this kind of machine that is a tenth of a millisecond of CPU and several of
-//! waiting, on the one runtime thread. A burst gets its pacing slots in clumps (Lark's
-//! per-second window frees up all at once a second after a clump), so the applies of one
-//! clump are recorded together: each joins the open group, lets the runtime run every other
-//! booking that is ready in this turn, and the first to come back commits the whole group
-//! in one transaction with one fsync. A lone apply is its own group; nothing waits for a
-//! group to fill. Nothing is sent before the commit that holds its intent returns, so the
-//! rule is kept as it was: a crash loses no intent of a request that may have left.
+//! fsync, taken on the one runtime thread: every other booking waits while the disk
+//! flushes (measured on the 2-core VM: 130–170 µs of waiting and 50–75 µs of the process's
+//! CPU per fsync; on a network disk, milliseconds). Applies get their pacing slots a few at
+//! a time, as room in Lark's windows comes back, so each apply joins the open group, lets
+//! the runtime run every other booking that is ready in this turn (those that get their
+//! slot join too), and the first to come back commits the whole group in one transaction
+//! with one fsync: 2.3–3.4 applies a commit in the 2,000-booking burst. A lone apply is
+//! its own group; nothing waits for a group to fill. Nothing is sent before the commit
+//! that holds its intent returns, so the rule is kept as it was: a crash loses no intent
+//! of a request that may have left.
 
 use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
@@ -102,9 +104,6 @@ impl IntentLog {
         }
     }
 }
-
-#[cfg(test)]
-mod tests;
 
 /// Takes a waiter's entry back out of the open group when its future is dropped first.
 struct Joined<'a> {
@@ -215,3 +214,6 @@ impl ApplyLedger for Intents<'_> {
         }
     }
 }
+
+#[cfg(test)]
+mod tests;
