@@ -257,10 +257,8 @@ impl Store {
         })
     }
 
-    /// Records an apply about to be sent (rule 23: before it leaves), counted as in doubt
-    /// until its answer is recorded; returns the applies in doubt for this booking so far,
-    /// this one included. After a crash the count stands: the apply may have reached Lark.
-    /// One durable commit; [`Store::record_in_doubt_applies`] records several in one.
+    /// [`Store::record_in_doubt_applies`] for one apply alone (the store's tests).
+    #[cfg(test)]
     pub fn record_in_doubt_apply(
         &self,
         booking: &BookingId,
@@ -271,13 +269,15 @@ impl Store {
         Ok(counts.first().copied().unwrap_or_default())
     }
 
-    /// Records applies about to be sent, one per `(booking, trainer)`, in one transaction:
-    /// each is counted as in [`Store::record_in_doubt_apply`], and the counts come back in
-    /// the same order.
+    /// Records applies about to be sent, one per `(booking, trainer)` (rule 23: before they
+    /// leave), each counted as in doubt until its answer is recorded; returns each
+    /// booking's applies in doubt so far, this one included, in the same order. After a
+    /// crash the counts stand: the applies may have reached Lark.
     ///
     /// Durable when this returns ([`Store::durably`]): an intent lost to a power cut would
-    /// let the restart apply again with nothing in doubt, a second meeting. One fsync for
-    /// the whole group, so applies that leave together share it.
+    /// let the restart apply again with nothing in doubt, a second meeting. One transaction
+    /// and one fsync for the whole group, so applies that leave together share it
+    /// (`bookings::intents`).
     pub fn record_in_doubt_applies(
         &self,
         applies: &[(&BookingId, &TrainerId)],
