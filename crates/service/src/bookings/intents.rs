@@ -13,7 +13,7 @@
 //! that holds its intent returns, so the rule is kept as it was: a crash loses no intent
 //! of a request that may have left.
 
-use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 use std::sync::{Arc, Mutex};
 
 use chrono::Utc;
@@ -33,20 +33,12 @@ type Recorded = Result<u32, Arc<StoreError>>;
 /// clone).
 #[derive(Clone)]
 pub struct IntentLog {
-    inner: Arc<Shared>,
+    open: Arc<Mutex<Vec<Waiting>>>,
     metrics: Metrics,
-}
-
-#[derive(Default)]
-struct Shared {
-    open: Mutex<Vec<Waiting>>,
-    /// Tells a waiter's entry apart, to take it back when its booking is dropped.
-    next: AtomicU64,
 }
 
 /// One apply in the open group.
 struct Waiting {
-    seq: u64,
     booking: BookingId,
     trainer: TrainerId,
     done: oneshot::Sender<Recorded>,
@@ -56,13 +48,13 @@ impl IntentLog {
     /// An empty log, counting its commits in `metrics`.
     pub fn new(metrics: Metrics) -> IntentLog {
         IntentLog {
-            inner: Arc::default(),
+            open: Arc::default(),
             metrics,
         }
     }
 
     fn open(&self) -> std::sync::MutexGuard<'_, Vec<Waiting>> {
-        self.inner.open.lock().unwrap_or_else(|p| p.into_inner())
+        self.open.lock().unwrap_or_else(|p| p.into_inner())
     }
 
     /// Records an apply of `booking` by `trainer` about to leave, durably, together with
@@ -74,23 +66,19 @@ impl IntentLog {
         booking: &BookingId,
         trainer: &TrainerId,
     ) -> Result<u32, StoreError> {
-        let seq = self.inner.next.fetch_add(1, Ordering::Relaxed);
         let (done, recorded) = oneshot::channel();
         self.open().push(Waiting {
-            seq,
             booking: booking.clone(),
             trainer: trainer.clone(),
             done,
         });
-        // Dropped before the group is committed (the booking's work was cancelled): its
-        // entry leaves the group, so no intent is recorded for a request that never left.
-        let joined = Joined { log: self, seq };
         // Every other booking ready in this turn of the runtime runs first, and those that
         // get their slot join the group.
         tokio::task::yield_now().await;
-        let group = std::mem::take(&mut *self.open());
-        // Its entry is in `group` now, or in the group another waiter took.
-        drop(joined);
+        let mut group = std::mem::take(&mut *self.open());
+        // A waiter dropped before its group is committed (its booking's work was
+        // cancelled) has closed its channel: no intent for a request that never left.
+        group.retain(|w| !w.done.is_closed());
         if !group.is_empty() {
             self.metrics.inc(names::STORE_INTENT_COMMITS, &[]);
             commit(store, group);
@@ -102,18 +90,6 @@ impl IntentLog {
             // and nothing is sent.
             Err(_) => Err(StoreError::Unwritable),
         }
-    }
-}
-
-/// Takes a waiter's entry back out of the open group when its future is dropped first.
-struct Joined<'a> {
-    log: &'a IntentLog,
-    seq: u64,
-}
-
-impl Drop for Joined<'_> {
-    fn drop(&mut self) {
-        self.log.open().retain(|w| w.seq != self.seq);
     }
 }
 
