@@ -4,6 +4,8 @@
 //! the connect reminder for a booking whose trainer must connect. Every decision about the
 //! tokens themselves is the token service's; this only asks it.
 
+use std::sync::Arc;
+
 use super::model::Booking;
 use super::outcome::PipelineError;
 use crate::ids::TrainerId;
@@ -46,15 +48,16 @@ impl HostTokens {
     }
 
     /// The trainer record of `host`: the booking's own trainer when it is them (read with
-    /// the booking), else read from Salesforce (a meeting or event of a previous trainer).
+    /// the booking, shared, not copied), else read from Salesforce (a meeting or event of a
+    /// previous trainer).
     pub async fn host(
         &self,
         booking: &Booking,
         host: &TrainerId,
-    ) -> Result<Option<TrainerRecord>, PipelineError> {
+    ) -> Result<Option<Arc<TrainerRecord>>, PipelineError> {
         match booking.trainer.as_ref().filter(|t| &t.id == host) {
-            Some(t) => Ok(Some(TrainerRecord::clone(t))),
-            None => Ok(self.tokens.trainers().get(host).await?),
+            Some(t) => Ok(Some(Arc::clone(t))),
+            None => Ok(self.tokens.trainers().get(host).await?.map(Arc::new)),
         }
     }
 
@@ -71,7 +74,7 @@ impl HostTokens {
         &self,
         booking: &Booking,
         host: &TrainerId,
-    ) -> Result<Option<(TrainerRecord, AccessToken)>, PipelineError> {
+    ) -> Result<Option<(Arc<TrainerRecord>, AccessToken)>, PipelineError> {
         let Some(record) = self.host(booking, host).await? else {
             return Ok(None);
         };

@@ -5,6 +5,8 @@
 //! release — journalled the moment Lark answers. The event id rides in the write-back the
 //! meeting already makes; a calendar failure never costs the meeting.
 
+use std::sync::Arc;
+
 use chrono::{DateTime, Utc};
 use serde_json::{json, Map, Value};
 
@@ -291,7 +293,7 @@ impl CalendarStep<'_> {
         &self,
         booking: &Booking,
         host: &TrainerId,
-    ) -> Result<Option<(TrainerRecord, AccessToken)>, StepError> {
+    ) -> Result<Option<(Arc<TrainerRecord>, AccessToken)>, StepError> {
         Ok(self.hosts.host_token(booking, host).await?)
     }
 
