@@ -11,8 +11,25 @@
 //! per window. Waiters are served in arrival order (the queue is a FIFO
 //! `tokio::sync::Mutex`). It only paces; what to do when Lark still answers 429 is the
 //! retry helper's business.
+//!
+//! A full pacer lets its queue go together. When room comes back and more is coming within
+//! a moment (each next room within `BATCH_GAP`, 10 ms, of the last; never past
+//! `BATCH_WAIT`, 30 ms, after the first), the caller at the head waits for it, and then
+//! the callers queued behind it start in the same turn of the runtime, up to half the
+//! smallest limit (25 of apply's 50 a second). Each start is a wake-up of the process from
+//! idle, which on a small virtual machine costs more than the call's own work: a scratch
+//! client on the 2-core machine spent 0.72 ms of CPU on one apply plus one event create
+//! when bookings went one every 40 ms, and 0.24 ms when five went together every 200 ms.
+//! Calls that start together are answered together, so their room comes back together a
+//! window later, and the next batch takes it in one go. Room that comes back spread out is
+//! not waited for past the gap, so the limits are used as fully as before: in the
+//! benchmark's burst, waiting up to 30 ms for every batch to fill cost 0.6 % of the wall
+//! time, and waiting across gaps of 10 ms at most costs none that shows. A caller that
+//! finds room for itself and every caller queued behind it, which is every lone call,
+//! starts at once.
 
 use std::collections::VecDeque;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Mutex;
 use std::time::Duration;
 
@@ -43,6 +60,10 @@ pub struct Pacer {
     calls: Mutex<Calls>,
     /// Woken when a call ends: a window full of calls on their way may have room later.
     ended: Notify,
+    /// Callers inside [`Pacer::acquire`]: queued, or about to start.
+    waiting: AtomicUsize,
+    /// The largest batch a full pacer lets go at once.
+    batch: usize,
 }
 
 /// The calls that may still count against a window.
@@ -52,6 +73,25 @@ struct Calls {
     in_flight: usize,
     /// When the answered ones were answered, within the longest window, oldest first.
     ended: VecDeque<Instant>,
+    /// Callers still to start in the batch the last one opened; each starts as soon as
+    /// it has the turn.
+    batch_left: usize,
+}
+
+/// Counts a caller in [`Pacer::acquire`] until it returns or is dropped.
+struct Waiting<'a>(&'a AtomicUsize);
+
+impl<'a> Waiting<'a> {
+    fn enter(count: &'a AtomicUsize) -> Waiting<'a> {
+        count.fetch_add(1, Ordering::Relaxed);
+        Waiting(count)
+    }
+}
+
+impl Drop for Waiting<'_> {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::Relaxed);
+    }
 }
 
 /// A started call: it counts against the pacer's windows until one window after it is
@@ -87,11 +127,15 @@ enum Room {
 impl Pacer {
     /// A pacer enforcing every limit at once. Limits with `max == 0` are ignored.
     pub fn new(limits: &[Limit]) -> Pacer {
+        let limits: Vec<Limit> = limits.iter().copied().filter(|l| l.max > 0).collect();
+        let smallest = limits.iter().map(|l| l.max).min().unwrap_or(1);
         Pacer {
-            limits: limits.iter().copied().filter(|l| l.max > 0).collect(),
+            limits,
             turn: tokio::sync::Mutex::new(()),
             calls: Mutex::new(Calls::default()),
             ended: Notify::new(),
+            waiting: AtomicUsize::new(0),
+            batch: batch_of(smallest),
         }
     }
 
@@ -123,7 +167,10 @@ impl Pacer {
     /// Waits until a call may start without exceeding any limit, and counts it from now
     /// until one window after the returned [`Slot`] is dropped.
     pub async fn acquire(&self) -> Slot<'_> {
+        let _waiting = Waiting::enter(&self.waiting);
         let _turn = self.turn.lock().await;
+        // Set once there is room for this caller: until then it may wait for its batch.
+        let mut deadline = None;
         loop {
             // Made before looking, so an answer that lands in between still wakes us.
             let answered = self.ended.notified();
@@ -135,12 +182,40 @@ impl Pacer {
                 while calls.ended.front().is_some_and(|&t| t + longest <= now) {
                     calls.ended.pop_front();
                 }
-                let room = self.room(&calls, now);
-                if room == Room::Now {
-                    calls.in_flight += 1;
-                    return Slot { pacer: self };
+                // A caller in an open batch needs room for itself; one that opens a batch,
+                // room for every caller queued (itself included), up to a batch, and no
+                // more than the calls on their way leave room for (they hold theirs for a
+                // window after their answer, longer than a batch is waited for).
+                let in_batch = calls.batch_left > 0;
+                let want = if in_batch {
+                    1
+                } else {
+                    let queued = self.waiting.load(Ordering::Relaxed).min(self.batch);
+                    let limits = self.limits.iter();
+                    let cap = limits.map(|l| l.max.saturating_sub(calls.in_flight)).min();
+                    queued.min(cap.unwrap_or(queued)).max(1)
+                };
+                let fits = self.fits(&calls, now, want);
+                if fits == 0 {
+                    self.room(&calls, now, 1)
+                } else {
+                    // Room for some: while the room for one more comes within a moment,
+                    // wait for it, up to the batch's bound; then go with what there is.
+                    let deadline = *deadline.get_or_insert(now + BATCH_WAIT);
+                    let soon = (now + BATCH_GAP).min(deadline);
+                    match (fits < want).then(|| self.room(&calls, now, fits + 1)) {
+                        Some(Room::At(more)) if more <= soon => Room::At(more),
+                        _ => {
+                            calls.batch_left = if in_batch {
+                                calls.batch_left - 1
+                            } else {
+                                fits - 1
+                            };
+                            calls.in_flight += 1;
+                            return Slot { pacer: self };
+                        }
+                    }
                 }
-                room
             };
             match room {
                 Room::At(at) => tokio::time::sleep_until(at).await,
@@ -149,22 +224,35 @@ impl Pacer {
         }
     }
 
-    /// When every window has room, as far as the calls known now say.
-    fn room(&self, calls: &Calls, now: Instant) -> Room {
+    /// How many of `want` more calls every window has room for now.
+    fn fits(&self, calls: &Calls, now: Instant, want: usize) -> usize {
+        self.limits.iter().fold(want, |fits, limit| {
+            let counted = calls.in_flight + self.answered_within(calls, limit.window, now);
+            fits.min(limit.max.saturating_sub(counted))
+        })
+    }
+
+    /// The calls answered within `window` before `now`: the newest ones; a call answered
+    /// exactly one window ago has left it. `ended` is in order, so a binary search finds
+    /// them (the minute window holds up to 1,000, and this runs for every call).
+    fn answered_within(&self, calls: &Calls, window: Duration, now: Instant) -> usize {
+        calls.ended.len() - calls.ended.partition_point(|&t| t + window <= now)
+    }
+
+    /// When every window has room for `want` more calls, as far as the calls known now
+    /// say.
+    fn room(&self, calls: &Calls, now: Instant, want: usize) -> Room {
         let mut room = Room::Now;
         for limit in &self.limits {
-            // Answered within the window: the newest ones; a call answered exactly one
-            // window ago has left it. `ended` is in order, so a binary search finds them
-            // (the minute window holds up to 1,000, and this runs for every call).
-            let answered =
-                calls.ended.len() - calls.ended.partition_point(|&t| t + limit.window <= now);
+            let want = want.clamp(1, limit.max);
+            let answered = self.answered_within(calls, limit.window, now);
             let counted = calls.in_flight + answered;
-            if counted < limit.max {
+            if counted + want <= limit.max {
                 continue;
             }
-            // One slot frees when `counted - max + 1` answered calls have left the
-            // window, oldest first: the last of those to leave names the time.
-            let must_leave = counted - limit.max + 1;
+            // Room for `want` frees when `counted + want - max` answered calls have left
+            // the window, oldest first: the last of those to leave names the time.
+            let must_leave = counted + want - limit.max;
             let this = if must_leave <= answered {
                 let oldest_counted = calls.ended.len() - answered;
                 Room::At(calls.ended[oldest_counted + must_leave - 1] + limit.window)
@@ -179,6 +267,19 @@ impl Pacer {
         }
         room
     }
+}
+
+/// The longest a caller with room waits for room for the rest of its batch.
+const BATCH_WAIT: Duration = Duration::from_millis(30);
+
+/// Room that comes back within this of the room before it is waited for, to go in the
+/// same batch; room further off is not.
+const BATCH_GAP: Duration = Duration::from_millis(10);
+
+/// The most callers a full pacer lets go together: half its smallest limit (25 of
+/// apply's 50 a second), at least one.
+fn batch_of(smallest_limit: usize) -> usize {
+    (smallest_limit / 2).max(1)
 }
 
 #[cfg(test)]

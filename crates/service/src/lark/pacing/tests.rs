@@ -140,16 +140,133 @@ fn a_window_is_half_open() {
     let calls = Calls {
         in_flight: 0,
         ended: VecDeque::from([t]),
+        batch_left: 0,
     };
     // Answered exactly one window ago: gone from it.
-    assert_eq!(pacer.room(&calls, t + Duration::from_secs(1)), Room::Now);
+    assert_eq!(pacer.room(&calls, t + Duration::from_secs(1), 1), Room::Now);
     assert_eq!(
-        pacer.room(&calls, t + Duration::from_millis(999)),
+        pacer.room(&calls, t + Duration::from_millis(999), 1),
         Room::At(t + Duration::from_secs(1))
     );
     let on_its_way = Calls {
         in_flight: 1,
         ended: VecDeque::new(),
+        batch_left: 0,
     };
-    assert_eq!(pacer.room(&on_its_way, t), Room::AfterAnAnswer);
+    assert_eq!(pacer.room(&on_its_way, t, 1), Room::AfterAnAnswer);
+}
+
+/// Callers that start `gap` apart, one at a time, each answered [`ANSWER_AFTER`] later.
+async fn trickle(pacer: &Arc<Pacer>, n: usize, gap: Duration) -> Vec<tokio::task::JoinHandle<()>> {
+    let mut handles = Vec::new();
+    for _ in 0..n {
+        let slot_pacer = pacer.clone();
+        handles.push(tokio::spawn(async move {
+            let slot = slot_pacer.acquire().await;
+            tokio::time::sleep(ANSWER_AFTER).await;
+            drop(slot);
+        }));
+        tokio::time::sleep(gap).await;
+    }
+    handles
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_full_pacer_lets_its_queue_go_in_batches() {
+    let pacer = Arc::new(Pacer::new(&[Limit {
+        max: 10,
+        window: Duration::from_secs(1),
+    }]));
+    let t0 = Instant::now();
+    // Ten calls fill the window one at a time, 5 ms apart: each frees its room 5 ms after
+    // the one before it.
+    let gap = Duration::from_millis(5);
+    let first = trickle(&pacer, 10, gap).await;
+    // Ten more queue up: they go five at once (half the limit), not one per freed room.
+    let calls = run_burst(pacer.clone(), 10).await;
+    for h in first {
+        h.await.unwrap();
+    }
+    let starts: Vec<Instant> = calls.iter().map(|c| c.1).collect();
+    let first_free = t0 + ANSWER_AFTER + Duration::from_secs(1);
+    assert!(starts[..5].iter().all(|&s| s == first_free + gap * 4));
+    assert!(starts[5..].iter().all(|&s| s == first_free + gap * 9));
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_batch_waits_no_longer_than_its_bound() {
+    let pacer = Arc::new(Pacer::new(&[Limit {
+        max: 20,
+        window: Duration::from_secs(1),
+    }]));
+    let t0 = Instant::now();
+    // Twenty calls 5 ms apart: their room comes back over 95 ms, a batch's bound is less.
+    let gap = Duration::from_millis(5);
+    let first = trickle(&pacer, 20, gap).await;
+    let calls = run_burst(pacer.clone(), 10).await;
+    for h in first {
+        h.await.unwrap();
+    }
+    let starts: Vec<Instant> = calls.iter().map(|c| c.1).collect();
+    let first_free = t0 + ANSWER_AFTER + Duration::from_secs(1);
+    let freed_by_bound = (BATCH_WAIT.as_millis() / gap.as_millis()) as usize + 1;
+    assert!(freed_by_bound < 10);
+    let (batch, rest) = starts.split_at(freed_by_bound);
+    assert!(batch.iter().all(|&s| s == first_free + BATCH_WAIT));
+    assert!(rest.iter().all(|&s| s > first_free + BATCH_WAIT));
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_batch_does_not_wait_for_room_that_is_not_coming_soon() {
+    // Room in the minute for three more after the first ten: a batch of five would wait
+    // a minute for its last two; the three go at once.
+    let pacer = Arc::new(Pacer::new(&[
+        Limit {
+            max: 10,
+            window: Duration::from_secs(1),
+        },
+        Limit {
+            max: 13,
+            window: Duration::from_secs(60),
+        },
+    ]));
+    let t0 = Instant::now();
+    let calls = run_burst(pacer, 15).await;
+    let starts: Vec<Instant> = calls.iter().map(|c| c.1).collect();
+    assert!(starts[..10].iter().all(|&s| s == t0));
+    let room_back = t0 + ANSWER_AFTER + Duration::from_secs(1);
+    assert!(starts[10..13].iter().all(|&s| s == room_back));
+    let minute = t0 + ANSWER_AFTER + Duration::from_secs(60);
+    assert!(starts[13..].iter().all(|&s| s == minute));
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_lone_call_at_a_pacer_with_room_starts_at_once() {
+    let pacer = Arc::new(Pacer::for_reserve_apply());
+    let t0 = Instant::now();
+    let _calls = trickle(&pacer, 49, Duration::from_millis(1)).await;
+    let last = t0 + Duration::from_millis(49);
+    assert_eq!(Instant::now(), last);
+    let _slot = pacer.acquire().await;
+    assert_eq!(Instant::now(), last);
+}
+
+#[tokio::test(start_paused = true)]
+async fn room_further_off_than_the_gap_is_not_waited_for() {
+    let pacer = Arc::new(Pacer::new(&[Limit {
+        max: 4,
+        window: Duration::from_secs(1),
+    }]));
+    let t0 = Instant::now();
+    // Four calls 20 ms apart: their room comes back 20 ms apart, more than the gap.
+    let gap = BATCH_GAP * 2;
+    assert!(gap < BATCH_WAIT);
+    let first = trickle(&pacer, 4, gap).await;
+    let calls = run_burst(pacer.clone(), 2).await;
+    for h in first {
+        h.await.unwrap();
+    }
+    let first_free = t0 + ANSWER_AFTER + Duration::from_secs(1);
+    assert_eq!(calls[0].1, first_free);
+    assert_eq!(calls[1].1, first_free + gap);
 }
