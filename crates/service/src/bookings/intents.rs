@@ -4,14 +4,15 @@
 //! Each apply's intent must be on disk before its request leaves, and on disk means an
 //! fsync, taken on the one runtime thread: every other booking waits while the disk
 //! flushes (measured on the 2-core VM: 130–170 µs of waiting and 50–75 µs of the process's
-//! CPU per fsync; on a network disk, milliseconds). Applies get their pacing slots a few at
-//! a time, as room in Lark's windows comes back, so each apply joins the open group, lets
-//! the runtime run every other booking that is ready in this turn (those that get their
-//! slot join too), and the first to come back commits the whole group in one transaction
-//! with one fsync: 2.3–3.4 applies a commit in the 2,000-booking burst. A lone apply is
-//! its own group; nothing waits for a group to fill. Nothing is sent before the commit
-//! that holds its intent returns, so the rule is kept as it was: a crash loses no intent
-//! of a request that may have left.
+//! CPU per fsync; on a network disk, milliseconds). Applies get their pacing slots several
+//! at a time (a full pacer lets its queue go together when room in Lark's windows comes
+//! back together), so each apply joins the open group, lets the runtime run every other
+//! booking that is ready in this turn (those that get their slot join too), and the first
+//! to come back commits the whole group in one transaction with one fsync: 5.2–6.2
+//! applies a commit in the 2,000-booking burst (2.3–3.4 while the pacer let calls go one at
+//! a time). A lone apply is its own group; nothing waits for a group to fill. Nothing is
+//! sent before the commit that holds its intent returns, so the rule is kept as it was: a
+//! crash loses no intent of a request that may have left.
 
 use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 use std::sync::{Arc, Mutex};
