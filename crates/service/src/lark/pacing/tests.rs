@@ -171,49 +171,57 @@ async fn trickle(pacer: &Arc<Pacer>, n: usize, gap: Duration) -> Vec<tokio::task
     handles
 }
 
-#[tokio::test(start_paused = true)]
-async fn a_full_pacer_lets_its_queue_go_in_batches() {
+/// A pacer of `max` calls a second, filled by `max` calls `gap` apart (so their room comes
+/// back `gap` apart), with `queued` more callers queued behind them; returns when each
+/// queued caller started, and when the first room came back.
+async fn queued_behind_a_full_second(
+    max: usize,
+    gap: Duration,
+    queued: usize,
+) -> (Vec<Instant>, Instant) {
     let pacer = Arc::new(Pacer::new(&[Limit {
-        max: 10,
+        max,
         window: Duration::from_secs(1),
     }]));
     let t0 = Instant::now();
-    // Ten calls fill the window one at a time, 5 ms apart: each frees its room 5 ms after
-    // the one before it.
-    let gap = Duration::from_millis(5);
-    let first = trickle(&pacer, 10, gap).await;
-    // Ten more queue up: they go five at once (half the limit), not one per freed room.
-    let calls = run_burst(pacer.clone(), 10).await;
+    let first = trickle(&pacer, max, gap).await;
+    let calls = run_burst(pacer, queued).await;
     for h in first {
         h.await.unwrap();
     }
-    let starts: Vec<Instant> = calls.iter().map(|c| c.1).collect();
-    let first_free = t0 + ANSWER_AFTER + Duration::from_secs(1);
+    let starts = calls.iter().map(|c| c.1).collect();
+    (starts, t0 + ANSWER_AFTER + Duration::from_secs(1))
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_full_pacer_lets_its_queue_go_in_batches() {
+    // Room comes back 5 ms apart; ten queued callers go five at once (half the limit),
+    // not one per freed room.
+    let gap = Duration::from_millis(5);
+    let (starts, first_free) = queued_behind_a_full_second(10, gap, 10).await;
     assert!(starts[..5].iter().all(|&s| s == first_free + gap * 4));
     assert!(starts[5..].iter().all(|&s| s == first_free + gap * 9));
 }
 
 #[tokio::test(start_paused = true)]
 async fn a_batch_waits_no_longer_than_its_bound() {
-    let pacer = Arc::new(Pacer::new(&[Limit {
-        max: 20,
-        window: Duration::from_secs(1),
-    }]));
-    let t0 = Instant::now();
-    // Twenty calls 5 ms apart: their room comes back over 95 ms, a batch's bound is less.
+    // Room comes back 5 ms apart over 95 ms; a batch's bound is less.
     let gap = Duration::from_millis(5);
-    let first = trickle(&pacer, 20, gap).await;
-    let calls = run_burst(pacer.clone(), 10).await;
-    for h in first {
-        h.await.unwrap();
-    }
-    let starts: Vec<Instant> = calls.iter().map(|c| c.1).collect();
-    let first_free = t0 + ANSWER_AFTER + Duration::from_secs(1);
+    let (starts, first_free) = queued_behind_a_full_second(20, gap, 10).await;
     let freed_by_bound = (BATCH_WAIT.as_millis() / gap.as_millis()) as usize + 1;
     assert!(freed_by_bound < 10);
     let (batch, rest) = starts.split_at(freed_by_bound);
     assert!(batch.iter().all(|&s| s == first_free + BATCH_WAIT));
     assert!(rest.iter().all(|&s| s > first_free + BATCH_WAIT));
+}
+
+#[tokio::test(start_paused = true)]
+async fn room_further_off_than_the_gap_is_not_waited_for() {
+    // Room comes back 20 ms apart, more than the gap and less than the bound.
+    let gap = BATCH_GAP * 2;
+    assert!(gap < BATCH_WAIT);
+    let (starts, first_free) = queued_behind_a_full_second(4, gap, 2).await;
+    assert_eq!(starts, [first_free, first_free + gap]);
 }
 
 #[tokio::test(start_paused = true)]
@@ -241,32 +249,15 @@ async fn a_batch_does_not_wait_for_room_that_is_not_coming_soon() {
 }
 
 #[tokio::test(start_paused = true)]
-async fn a_lone_call_at_a_pacer_with_room_starts_at_once() {
+async fn a_lone_call_with_room_starts_at_once_while_more_room_is_coming() {
     let pacer = Arc::new(Pacer::for_reserve_apply());
     let t0 = Instant::now();
-    let _calls = trickle(&pacer, 49, Duration::from_millis(1)).await;
-    let last = t0 + Duration::from_millis(49);
-    assert_eq!(Instant::now(), last);
+    // Fifty calls 1 ms apart fill the second; their room comes back 1 ms apart.
+    let _calls = trickle(&pacer, 50, Duration::from_millis(1)).await;
+    // Six places are free again and more come each millisecond: a batch would wait for
+    // them, a lone caller has no one to wait for.
+    let arrives = t0 + ANSWER_AFTER + Duration::from_millis(1005);
+    tokio::time::sleep_until(arrives).await;
     let _slot = pacer.acquire().await;
-    assert_eq!(Instant::now(), last);
-}
-
-#[tokio::test(start_paused = true)]
-async fn room_further_off_than_the_gap_is_not_waited_for() {
-    let pacer = Arc::new(Pacer::new(&[Limit {
-        max: 4,
-        window: Duration::from_secs(1),
-    }]));
-    let t0 = Instant::now();
-    // Four calls 20 ms apart: their room comes back 20 ms apart, more than the gap.
-    let gap = BATCH_GAP * 2;
-    assert!(gap < BATCH_WAIT);
-    let first = trickle(&pacer, 4, gap).await;
-    let calls = run_burst(pacer.clone(), 2).await;
-    for h in first {
-        h.await.unwrap();
-    }
-    let first_free = t0 + ANSWER_AFTER + Duration::from_secs(1);
-    assert_eq!(calls[0].1, first_free);
-    assert_eq!(calls[1].1, first_free + gap);
+    assert_eq!(Instant::now(), arrives);
 }
