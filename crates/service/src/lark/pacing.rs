@@ -182,38 +182,25 @@ impl Pacer {
                 while calls.ended.front().is_some_and(|&t| t + longest <= now) {
                     calls.ended.pop_front();
                 }
-                // A caller in an open batch needs room for itself; one that opens a batch,
-                // room for every caller queued (itself included), up to a batch, and no
-                // more than the calls on their way leave room for (they hold theirs for a
-                // window after their answer, longer than a batch is waited for).
                 let in_batch = calls.batch_left > 0;
-                let want = if in_batch {
-                    1
-                } else {
-                    let queued = self.waiting.load(Ordering::Relaxed).min(self.batch);
-                    let limits = self.limits.iter();
-                    let cap = limits.map(|l| l.max.saturating_sub(calls.in_flight)).min();
-                    queued.min(cap.unwrap_or(queued)).max(1)
-                };
+                let want = self.want(&calls, in_batch);
                 let fits = self.fits(&calls, now, want);
-                if fits == 0 {
-                    self.room(&calls, now, 1)
+                let wait = if fits == 0 {
+                    Some(self.room(&calls, now, 1))
                 } else {
-                    // Room for some: while the room for one more comes within a moment,
-                    // wait for it, up to the batch's bound; then go with what there is.
                     let deadline = *deadline.get_or_insert(now + BATCH_WAIT);
-                    let soon = (now + BATCH_GAP).min(deadline);
-                    match (fits < want).then(|| self.room(&calls, now, fits + 1)) {
-                        Some(Room::At(more)) if more <= soon => Room::At(more),
-                        _ => {
-                            calls.batch_left = if in_batch {
-                                calls.batch_left - 1
-                            } else {
-                                fits - 1
-                            };
-                            calls.in_flight += 1;
-                            return Slot { pacer: self };
-                        }
+                    self.more_soon(&calls, now, want, fits, deadline)
+                };
+                match wait {
+                    Some(room) => room,
+                    None => {
+                        calls.batch_left = if in_batch {
+                            calls.batch_left - 1
+                        } else {
+                            fits - 1
+                        };
+                        calls.in_flight += 1;
+                        return Slot { pacer: self };
                     }
                 }
             };
@@ -221,6 +208,41 @@ impl Pacer {
                 Room::At(at) => tokio::time::sleep_until(at).await,
                 Room::AfterAnAnswer | Room::Now => answered.await,
             }
+        }
+    }
+
+    /// The room a caller waits for: a caller in an open batch, room for itself; one that
+    /// opens a batch, room for every caller queued (itself included), up to a batch, and
+    /// no more than the calls on their way leave room for (they hold theirs for a window
+    /// after their answer, longer than a batch is waited for).
+    fn want(&self, calls: &Calls, in_batch: bool) -> usize {
+        if in_batch {
+            return 1;
+        }
+        let queued = self.waiting.load(Ordering::Relaxed).min(self.batch);
+        let on_their_way = self.limits.iter();
+        let cap = on_their_way
+            .map(|l| l.max.saturating_sub(calls.in_flight))
+            .min();
+        queued.min(cap.unwrap_or(queued)).max(1)
+    }
+
+    /// With room for `fits` of `want` calls: the room for one more, when it comes within
+    /// a moment of `now` and by `deadline`, the batch's bound. `None`: go with what fits.
+    fn more_soon(
+        &self,
+        calls: &Calls,
+        now: Instant,
+        want: usize,
+        fits: usize,
+        deadline: Instant,
+    ) -> Option<Room> {
+        if fits >= want {
+            return None;
+        }
+        match self.room(calls, now, fits + 1) {
+            Room::At(more) if more <= (now + BATCH_GAP).min(deadline) => Some(Room::At(more)),
+            _ => None,
         }
     }
 
