@@ -8,7 +8,7 @@
 use std::fmt;
 use std::time::Duration;
 
-use serde::{Deserialize, Deserializer};
+use serde::Deserializer;
 
 use crate::retry::{RetryHint, Retryable};
 
@@ -366,31 +366,63 @@ pub(crate) fn truncate(text: &str) -> String {
 }
 
 /// Deserializes an integer Lark may send as a number or as a string (`"0"`, `"20037"`,
-/// `"7200"`); `null` and absence become `None`.
+/// `"7200"`); `null` and absence become `None`. A visitor rather than an untagged enum:
+/// that buffered every value and built (and dropped) an error for each form it tried,
+/// two of them for every apply's `end_time` string.
 pub(crate) fn lenient_i64<'de, D>(deserializer: D) -> Result<Option<i64>, D::Error>
 where
     D: Deserializer<'de>,
 {
-    #[derive(Deserialize)]
-    #[serde(untagged)]
-    enum NumOrText {
-        Int(i64),
-        Float(f64),
-        Text(String),
+    deserializer.deserialize_any(LenientI64)
+}
+
+struct LenientI64;
+
+impl<'de> serde::de::Visitor<'de> for LenientI64 {
+    type Value = Option<i64>;
+
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("an integer or a numeric string")
     }
-    match Option::<NumOrText>::deserialize(deserializer)? {
-        None => Ok(None),
-        Some(NumOrText::Int(n)) => Ok(Some(n)),
-        Some(NumOrText::Float(f)) if f.fract() == 0.0 => Ok(Some(f as i64)),
-        Some(NumOrText::Float(f)) => Err(serde::de::Error::custom(format!(
-            "expected an integer, got {f}"
-        ))),
-        Some(NumOrText::Text(s)) if s.trim().is_empty() => Ok(None),
-        Some(NumOrText::Text(s)) => s
-            .trim()
-            .parse::<i64>()
+
+    fn visit_i64<E: serde::de::Error>(self, n: i64) -> Result<Self::Value, E> {
+        Ok(Some(n))
+    }
+
+    fn visit_u64<E: serde::de::Error>(self, n: u64) -> Result<Self::Value, E> {
+        i64::try_from(n)
             .map(Some)
-            .map_err(|_| serde::de::Error::custom("expected an integer or a numeric string")),
+            .map_err(|_| E::custom(format!("{n} is too large")))
+    }
+
+    fn visit_f64<E: serde::de::Error>(self, f: f64) -> Result<Self::Value, E> {
+        if f.fract() == 0.0 && f.abs() < i64::MAX as f64 {
+            Ok(Some(f as i64))
+        } else {
+            Err(E::custom(format!("expected an integer, got {f}")))
+        }
+    }
+
+    fn visit_str<E: serde::de::Error>(self, s: &str) -> Result<Self::Value, E> {
+        let s = s.trim();
+        if s.is_empty() {
+            return Ok(None);
+        }
+        s.parse::<i64>()
+            .map(Some)
+            .map_err(|_| E::custom("expected an integer or a numeric string"))
+    }
+
+    fn visit_none<E: serde::de::Error>(self) -> Result<Self::Value, E> {
+        Ok(None)
+    }
+
+    fn visit_unit<E: serde::de::Error>(self) -> Result<Self::Value, E> {
+        Ok(None)
+    }
+
+    fn visit_some<D: Deserializer<'de>>(self, d: D) -> Result<Self::Value, D::Error> {
+        d.deserialize_any(LenientI64)
     }
 }
 

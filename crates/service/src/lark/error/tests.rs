@@ -1,4 +1,5 @@
 use super::*;
+use serde::Deserialize;
 
 #[derive(Deserialize)]
 struct Coded {
@@ -19,6 +20,19 @@ fn code_parses_from_number_string_or_absence() {
     assert_eq!(none.code, None);
     assert_eq!(null.code, None);
     assert!(serde_json::from_str::<Coded>(r#"{"code": "abc"}"#).is_err());
+}
+
+#[test]
+fn code_parses_from_whole_floats_and_padded_or_empty_strings_only() {
+    let code = |json: &str| serde_json::from_str::<Coded>(json).map(|c| c.code);
+    assert_eq!(code(r#"{"code": 7200.0}"#).unwrap(), Some(7200));
+    assert_eq!(code(r#"{"code": " 7200 "}"#).unwrap(), Some(7200));
+    assert_eq!(code(r#"{"code": ""}"#).unwrap(), None);
+    assert_eq!(code(r#"{"code": -1}"#).unwrap(), Some(-1));
+    assert!(code(r#"{"code": 1.5}"#).is_err());
+    assert!(code(r#"{"code": 18446744073709551615}"#).is_err());
+    assert!(code(r#"{"code": true}"#).is_err());
+    assert!(code(r#"{"code": [1]}"#).is_err());
 }
 
 #[test]
