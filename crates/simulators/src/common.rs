@@ -33,6 +33,9 @@ pub struct RecordedRequest {
     pub body: String,
     /// Status the simulator answered with.
     pub status: u16,
+    /// When the simulator took the request in, after its simulated latency: the moment
+    /// its rate limits count the call (the simulator's clock, Tokio's `Instant`).
+    pub at: tokio::time::Instant,
 }
 
 /// Every request a simulator received, in order.
@@ -296,6 +299,7 @@ pub async fn record(State(rec): State<Recorder>, req: Request, next: Next) -> Re
         latency::wait(latency).await;
     }
 
+    let at = tokio::time::Instant::now();
     let response = match rec.faults.take(&method, &path) {
         Some(fault) => fault_response(fault),
         None => {
@@ -311,6 +315,7 @@ pub async fn record(State(rec): State<Recorder>, req: Request, next: Next) -> Re
         query,
         body: logged_body,
         status: response.status().as_u16(),
+        at,
     });
     if let Some(delay) = slow {
         tokio::time::sleep(delay).await;
