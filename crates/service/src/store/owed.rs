@@ -5,7 +5,7 @@
 //! deletes it and whether admins were told.
 
 use chrono::{DateTime, Utc};
-use rusqlite::{params, OptionalExtension};
+use rusqlite::params;
 
 use super::cached::Cached;
 use super::values::{at_secs, secs};
@@ -146,19 +146,6 @@ impl Store {
                 "DELETE FROM owed_deletions WHERE ends_at < ?1",
                 params![secs(now)],
             )
-        })
-    }
-
-    /// Whether a deletion of `item` is owed.
-    pub fn is_owed(&self, item: &OwedItem) -> Result<bool, StoreError> {
-        self.with(|c| {
-            c.query_row_cached(
-                "SELECT 1 FROM owed_deletions WHERE item_id = ?1",
-                params![item.id()],
-                |_| Ok(()),
-            )
-            .optional()
-            .map(|o| o.is_some())
         })
     }
 }
