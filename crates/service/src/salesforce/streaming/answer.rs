@@ -15,6 +15,10 @@ pub(super) enum SplitError {
     MessageTooLarge,
 }
 
+/// The element buffer is kept for the next element up to this size (a change event is a
+/// kilobyte or two); a larger one is let go, so a rare large message does not stay.
+const KEPT_CAPACITY: usize = 64 * 1024;
+
 /// Splits a JSON array arriving in pieces into its elements (each an object or array),
 /// holding only the element being read.
 #[derive(Debug)]
@@ -67,7 +71,9 @@ impl ArraySplitter {
         bytes: &[u8],
         mut on_element: impl FnMut(&[u8]) -> bool,
     ) -> Result<bool, SplitError> {
-        for &b in bytes {
+        let mut i = 0;
+        while i < bytes.len() {
+            let b = bytes[i];
             match self.state {
                 State::Start => match b {
                     b'[' => self.state = State::Between,
@@ -87,35 +93,28 @@ impl ArraySplitter {
                     _ => return Err(SplitError::NotAnArray),
                 },
                 State::Element => {
-                    if self.element.len() >= self.cap {
+                    // The element's bytes in this piece are scanned first and copied in
+                    // one go, into the buffer the last element left (not a byte at a
+                    // time into a new one, which grew nine or ten times for an event of a
+                    // kilobyte or two).
+                    let start = i;
+                    let ended = self.scan(bytes, &mut i);
+                    let run = &bytes[start..i];
+                    if self.element.len() + run.len() > self.cap {
                         return Err(SplitError::MessageTooLarge);
                     }
-                    self.element.push(b);
-                    if self.in_string {
-                        match (self.escaped, b) {
-                            (true, _) => self.escaped = false,
-                            (false, b'\\') => self.escaped = true,
-                            (false, b'"') => self.in_string = false,
-                            _ => {}
+                    self.element.extend_from_slice(run);
+                    if ended {
+                        self.state = State::Between;
+                        let more = on_element(&self.element);
+                        if self.element.capacity() > KEPT_CAPACITY {
+                            self.element = Vec::new();
                         }
-                        continue;
-                    }
-                    match b {
-                        b'"' => self.in_string = true,
-                        b'{' | b'[' => self.depth += 1,
-                        b'}' | b']' => {
-                            self.depth -= 1;
-                            if self.depth == 0 {
-                                self.state = State::Between;
-                                let more = on_element(&self.element);
-                                self.element = Vec::new();
-                                if !more {
-                                    return Ok(false);
-                                }
-                            }
+                        if !more {
+                            return Ok(false);
                         }
-                        _ => {}
                     }
+                    continue;
                 }
                 State::Done => {
                     if !b.is_ascii_whitespace() {
@@ -123,8 +122,38 @@ impl ArraySplitter {
                     }
                 }
             }
+            i += 1;
         }
         Ok(true)
+    }
+
+    /// Moves `i` past the element's bytes in `bytes`: to just after its closing bracket
+    /// (true), or to the end of the piece when the element goes on in the next one.
+    fn scan(&mut self, bytes: &[u8], i: &mut usize) -> bool {
+        while let Some(&b) = bytes.get(*i) {
+            *i += 1;
+            if self.in_string {
+                match (self.escaped, b) {
+                    (true, _) => self.escaped = false,
+                    (false, b'\\') => self.escaped = true,
+                    (false, b'"') => self.in_string = false,
+                    _ => {}
+                }
+                continue;
+            }
+            match b {
+                b'"' => self.in_string = true,
+                b'{' | b'[' => self.depth += 1,
+                b'}' | b']' => {
+                    self.depth -= 1;
+                    if self.depth == 0 {
+                        return true;
+                    }
+                }
+                _ => {}
+            }
+        }
+        false
     }
 }
 

@@ -78,3 +78,30 @@ fn a_message_larger_than_the_cap_is_refused_without_holding_more() {
     );
     assert!(splitter.element.len() <= 16);
 }
+
+#[test]
+fn a_large_message_is_not_kept_after_it_is_read() {
+    let mut splitter = ArraySplitter::new(1 << 20);
+    let big = format!(r#"[{{"padding":"{}"}},"#, "x".repeat(2 * KEPT_CAPACITY));
+    let mut lengths = Vec::new();
+    let more = splitter
+        .feed(big.as_bytes(), |e| {
+            lengths.push(e.len());
+            true
+        })
+        .unwrap();
+    assert!(more);
+    assert_eq!(lengths, vec![2 * KEPT_CAPACITY + 14]);
+    assert!(splitter.element.capacity() <= KEPT_CAPACITY, "let go");
+    // The next element, in two pieces, is read whole.
+    splitter.feed(br#"{"a":"#, |_| unreachable!()).unwrap();
+    let mut next = Vec::new();
+    splitter
+        .feed(br#"1}]"#, |e| {
+            next.push(e.to_vec());
+            true
+        })
+        .unwrap();
+    assert_eq!(next, vec![br#"{"a":1}"#.to_vec()]);
+    assert!(splitter.done());
+}
