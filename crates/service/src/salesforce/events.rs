@@ -177,6 +177,135 @@ pub fn parse_event(message: &Value, booking_id_field: &str) -> Result<ChangeEven
     }
 }
 
+/// Reads one Bayeux message from the wire keeping only what [`parse_event`] looks at — the
+/// channel, `data.event`, and of `data.payload` the `ChangeEventHeader` and the platform
+/// event fields (`booking_id_field`, `CreatedById`, `CreatedDate`) — and skipping the
+/// rest unread. A change event's payload carries every changed field of the record, and
+/// the service's own write-backs come back as change events too: read whole into a
+/// [`Value`], each field's name and value was an allocation thrown away at once. What is
+/// kept reads exactly as [`serde_json::from_slice`] would read it, so [`parse_event`]
+/// gives the same answer for either; a message that is not JSON is the same error.
+pub fn read_event_message(bytes: &[u8], booking_id_field: &str) -> serde_json::Result<Value> {
+    let payload = [
+        ("ChangeEventHeader", Keep::Whole),
+        ("CreatedById", Keep::Whole),
+        ("CreatedDate", Keep::Whole),
+        (booking_id_field, Keep::Whole),
+    ];
+    let data = [("event", Keep::Whole), ("payload", Keep::Fields(&payload))];
+    let message = [("channel", Keep::Whole), ("data", Keep::Fields(&data))];
+    let mut de = serde_json::Deserializer::from_slice(bytes);
+    let value = serde::de::DeserializeSeed::deserialize(&Keep::Fields(&message), &mut de)?;
+    de.end()?;
+    Ok(value)
+}
+
+/// What to keep of a JSON value: all of it, or of an object only the named fields (each
+/// with what to keep of it). Anything but an object is kept whole.
+enum Keep<'k> {
+    Whole,
+    Fields(&'k [(&'k str, Keep<'k>)]),
+}
+
+impl<'de> serde::de::DeserializeSeed<'de> for &Keep<'_> {
+    type Value = Value;
+
+    fn deserialize<D: serde::Deserializer<'de>>(self, d: D) -> Result<Value, D::Error> {
+        match self {
+            Keep::Whole => serde::Deserialize::deserialize(d),
+            Keep::Fields(fields) => d.deserialize_any(Pick(fields)),
+        }
+    }
+}
+
+/// Reads a value, keeping only the named fields when it is an object.
+struct Pick<'k>(&'k [(&'k str, Keep<'k>)]);
+
+impl<'de> serde::de::Visitor<'de> for Pick<'_> {
+    type Value = Value;
+
+    fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("any JSON value")
+    }
+
+    fn visit_map<A: serde::de::MapAccess<'de>>(self, mut map: A) -> Result<Value, A::Error> {
+        let mut kept = Map::new();
+        while let Some(Key(key)) = map.next_key()? {
+            match self.0.iter().find(|(name, _)| *name == key) {
+                // The last of repeated keys wins, as in `Value`.
+                Some((name, keep)) => {
+                    kept.insert((*name).to_string(), map.next_value_seed(keep)?);
+                }
+                None => {
+                    map.next_value::<serde::de::IgnoredAny>()?;
+                }
+            }
+        }
+        Ok(Value::Object(kept))
+    }
+
+    fn visit_seq<A: serde::de::SeqAccess<'de>>(self, mut seq: A) -> Result<Value, A::Error> {
+        let mut items = Vec::new();
+        while let Some(item) = seq.next_element::<Value>()? {
+            items.push(item);
+        }
+        Ok(Value::Array(items))
+    }
+
+    fn visit_bool<E>(self, v: bool) -> Result<Value, E> {
+        Ok(Value::Bool(v))
+    }
+
+    fn visit_i64<E>(self, v: i64) -> Result<Value, E> {
+        Ok(Value::from(v))
+    }
+
+    fn visit_u64<E>(self, v: u64) -> Result<Value, E> {
+        Ok(Value::from(v))
+    }
+
+    fn visit_f64<E>(self, v: f64) -> Result<Value, E> {
+        Ok(Value::from(v))
+    }
+
+    fn visit_str<E>(self, v: &str) -> Result<Value, E> {
+        Ok(Value::String(v.to_string()))
+    }
+
+    fn visit_string<E>(self, v: String) -> Result<Value, E> {
+        Ok(Value::String(v))
+    }
+
+    fn visit_unit<E>(self) -> Result<Value, E> {
+        Ok(Value::Null)
+    }
+}
+
+/// An object key, borrowed from the message unless it had escapes to undo.
+struct Key<'de>(std::borrow::Cow<'de, str>);
+
+impl<'de> serde::Deserialize<'de> for Key<'de> {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Key<'de>, D::Error> {
+        struct KeyVisitor;
+        impl<'de> serde::de::Visitor<'de> for KeyVisitor {
+            type Value = Key<'de>;
+
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str("an object key")
+            }
+
+            fn visit_borrowed_str<E>(self, v: &'de str) -> Result<Key<'de>, E> {
+                Ok(Key(std::borrow::Cow::Borrowed(v)))
+            }
+
+            fn visit_str<E>(self, v: &str) -> Result<Key<'de>, E> {
+                Ok(Key(std::borrow::Cow::Owned(v.to_string())))
+            }
+        }
+        d.deserialize_str(KeyVisitor)
+    }
+}
+
 fn parse_change_event(
     channel: &str,
     replay_id: i64,

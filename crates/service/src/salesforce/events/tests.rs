@@ -310,3 +310,63 @@ async fn the_simulators_change_events_parse() {
     assert_eq!(parsed[1].commit_user.as_deref(), Some(SF_HUMAN_USER_ID));
     assert!(parsed[1].changed_fields.iter().any(|f| f == "Status__c"));
 }
+
+/// Every fixture, and every odd shape: the message read slim parses as the whole one.
+#[test]
+fn a_message_read_slim_parses_as_the_whole_message() {
+    let dir = format!("{}/../../fixtures/cdc", env!("CARGO_MANIFEST_DIR"));
+    let mut texts: Vec<String> = std::fs::read_dir(&dir)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|x| x == "json"))
+        .map(|p| std::fs::read_to_string(p).unwrap())
+        .collect();
+    assert!(texts.len() >= 10, "the fixtures were found");
+    texts.extend(
+        [
+            "null",
+            "[]",
+            "[1, {\"a\": 2}]",
+            r#"{"channel": 5}"#,
+            r#"{"channel": "/data/X__ChangeEvent", "data": 7}"#,
+            r#"{"channel": "/data/X__ChangeEvent", "data": {"event": {"replayId": 3}, "payload": [1]}}"#,
+            r#"{"channel": "/data/X__ChangeEvent", "data": {"event": {"replayId": "3"}, "payload": {}}}"#,
+            r#"{"channel": "/data/X__ChangeEvent", "channel": "/event/B__e", "data": {"event": {"replayId": 4, "EventUuid": "u"}, "payload": {"Booking_Id__c": "a0B1", "Booking_Id__c": "a0B2", "CreatedById": "005x", "CreatedDate": "2026-01-02T03:04:05.000+0000", "Other__c": {"deep": [1, 2.5, -3, true, null]}}}}"#,
+            r#"{"chan\u006eel": "/data/X__ChangeEvent", "data": {"event": {"replayId": 5}, "payload": {"Change\u0045ventHeader": {"changeType": "CREATE", "entityName": "X__c", "recordIds": ["a0B5g00000Kx1AbEAJ"], "commitUser": "005\u0041"}, "Name": "\"quoted\""}}}"#,
+            r#"{"channel": "/data/X__ChangeEvent", "data": {"event": {"replayId": 18446744073709551615}, "payload": {}}}"#,
+        ]
+        .map(String::from),
+    );
+    for text in &texts {
+        let whole: Value = serde_json::from_str(text).unwrap();
+        let slim = read_event_message(text.as_bytes(), BOOKING_FIELD).unwrap();
+        assert_eq!(
+            parse_event(&slim, BOOKING_FIELD),
+            parse_event(&whole, BOOKING_FIELD),
+            "{text}"
+        );
+        assert_eq!(slim.get("channel"), whole.get("channel"), "{text}");
+    }
+    // The payload's record fields are not kept.
+    let create = std::fs::read_to_string(format!("{dir}/booking_create.json")).unwrap();
+    let slim = read_event_message(create.as_bytes(), BOOKING_FIELD).unwrap();
+    let whole: Value = serde_json::from_str(&create).unwrap();
+    let kept: Vec<&String> = slim["data"]["payload"]
+        .as_object()
+        .unwrap()
+        .keys()
+        .collect();
+    assert_eq!(
+        kept,
+        vec!["ChangeEventHeader", "CreatedById", "CreatedDate"]
+    );
+    assert!(whole["data"]["payload"].as_object().unwrap().len() > 6);
+    // Not JSON, or JSON with something after it: an error, as from `serde_json`.
+    for bad in ["", "{", r#"{"channel": "/a"} x"#, r#"{"a": 1,}"#] {
+        assert!(
+            read_event_message(bad.as_bytes(), BOOKING_FIELD).is_err(),
+            "{bad}"
+        );
+        assert!(serde_json::from_str::<Value>(bad).is_err(), "{bad}");
+    }
+}

@@ -12,7 +12,7 @@ use super::failure::{protocol, Delay, Failure, Phase};
 use super::{StreamError, StreamItem, LONG_POLL_MARGIN, META_REQUEST_TIMEOUT};
 use crate::ids::ReplayId;
 use crate::outbound::STREAMING_BODY_CAP;
-use crate::salesforce::events::parse_event;
+use crate::salesforce::events::{parse_event, read_event_message};
 
 /// New events taken from one connect answer; the rest is left on the server and replayed
 /// by a new subscription (from the checkpoint) once these are handed over. With the
@@ -190,6 +190,7 @@ impl CometdTransport {
         let (mut replies, mut items) = (Vec::new(), Vec::new());
         let mut read = 0usize;
         let mut unparsable = false;
+        let booking_id_field = self.booking_id_field.clone();
         loop {
             let chunk = match response.chunk().await {
                 Ok(Some(chunk)) => chunk,
@@ -204,13 +205,21 @@ impl CometdTransport {
             };
             read += chunk.len();
             let fed = splitter.feed(&chunk, |element| {
-                let Ok(message) = serde_json::from_slice::<Value>(element) else {
+                // Events are read for what `parse_event` looks at only; the rare meta
+                // reply is read whole.
+                let Ok(message) = read_event_message(element, &booking_id_field) else {
                     unparsable = true;
                     return false;
                 };
                 let channel = message.get("channel").and_then(Value::as_str).unwrap_or("");
                 if channel.starts_with("/meta/") {
-                    replies.push(message);
+                    match serde_json::from_slice::<Value>(element) {
+                        Ok(whole) => replies.push(whole),
+                        Err(_) => {
+                            unparsable = true;
+                            return false;
+                        }
+                    }
                 } else if let Some(item) = self.take_event(&message) {
                     items.push(item);
                 }
