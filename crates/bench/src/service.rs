@@ -83,9 +83,13 @@ impl Service {
                 format!("http://127.0.0.1:{port}"),
             ),
         ]);
+        // Its own process group: a wrapper given as the service binary (heaptrack, perf,
+        // a shell script) is stopped together with the service it started, instead of
+        // leaving that service running behind it into the next run.
         cmd.stdin(std::process::Stdio::null())
             .stdout(out.try_clone()?)
             .stderr(out)
+            .process_group(0)
             .kill_on_drop(true);
         let child = cmd.spawn().context("starting `lark-vc-bridge run`")?;
         Ok(Service::Child {
@@ -154,9 +158,9 @@ impl Service {
             }
             Service::Child { mut child, .. } => {
                 if let Some(pid) = child.id() {
-                    // Our own child, by its id.
+                    // Our own child's process group (see `start`), by its id.
                     let _ = std::process::Command::new("kill")
-                        .args(["-TERM", &pid.to_string()])
+                        .args(["-TERM", "--", &format!("-{pid}")])
                         .status();
                 }
                 match tokio::time::timeout(Duration::from_secs(40), child.wait()).await {
@@ -165,6 +169,11 @@ impl Service {
                         Ok(())
                     }
                     Err(_) => {
+                        if let Some(pid) = child.id() {
+                            let _ = std::process::Command::new("kill")
+                                .args(["-KILL", "--", &format!("-{pid}")])
+                                .status();
+                        }
                         child.kill().await?;
                         bail!("the service did not stop within 40 s of SIGTERM")
                     }
