@@ -253,11 +253,15 @@ async fn a_lone_call_with_room_starts_at_once_while_more_room_is_coming() {
     let pacer = Arc::new(Pacer::for_reserve_apply());
     let t0 = Instant::now();
     // Fifty calls 1 ms apart fill the second; their room comes back 1 ms apart.
-    let _calls = trickle(&pacer, 50, Duration::from_millis(1)).await;
+    let calls = trickle(&pacer, 50, Duration::from_millis(1)).await;
     // Six places are free again and more come each millisecond: a batch would wait for
     // them, a lone caller has no one to wait for.
     let arrives = t0 + ANSWER_AFTER + Duration::from_millis(1005);
     tokio::time::sleep_until(arrives).await;
-    let _slot = pacer.acquire().await;
+    let slot = pacer.acquire().await;
     assert_eq!(Instant::now(), arrives);
+    drop(slot);
+    for call in calls {
+        call.await.unwrap();
+    }
 }
