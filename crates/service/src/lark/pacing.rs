@@ -220,11 +220,13 @@ impl Pacer {
             return 1;
         }
         let queued = self.waiting.load(Ordering::Relaxed).min(self.batch);
-        let on_their_way = self.limits.iter();
-        let cap = on_their_way
+        let left_by_those_on_their_way = self
+            .limits
+            .iter()
             .map(|l| l.max.saturating_sub(calls.in_flight))
-            .min();
-        queued.min(cap.unwrap_or(queued)).max(1)
+            .min()
+            .unwrap_or(queued);
+        queued.min(left_by_those_on_their_way).max(1)
     }
 
     /// With room for `fits` of `want` calls: the room for one more, when it comes within
